@@ -1,0 +1,645 @@
+"""The cell: what the runtime keeps for one actor, and the task that runs it.
+
+Rules of this file:
+
+- A cell lives from spawn to stop; its actor *instance* may be replaced by restarts.
+  The mailbox, the reference and the name stay the same across restarts.
+- One task per cell runs everything the actor does: hooks, handlers, teardown. Other
+  tasks never run actor code; they set a *directive* and interrupt the cell:
+  ``FAIL`` (a handler raised), ``EXIT`` (the actor stopped itself), ``SUSPEND`` (its
+  supervisor is restarting a sibling group), ``STOP`` (stop for good; wins over all).
+- A failed or exiting cell tears its instance down (timers, children, ``stopping``),
+  *parks*, and asks its supervisor what next in a supervision job; the job either
+  resumes it (a fresh instance, ``restarted`` hook) or stops it.
+- Supervision jobs of one supervisor are serialised by its lock, so the restarts of a
+  group (stop in reverse start order, start in start order) never interleave.
+- Messages are taken in batches: a batch ends when the mailbox is empty, or after
+  ``BATCH`` messages, when the cell yields to trio's scheduler so that one busy actor
+  does not starve the rest.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+
+from ._actor import Actor, Overflow
+from ._codec import decode_message, decode_value, encode_value
+from ._errors import (
+    ActorError,
+    CodecError,
+    DecodeError,
+    HandlerFailed,
+    MailboxFull,
+    RestartIntensityExceeded,
+    Undeliverable,
+)
+from ._messages import Terminated
+from ._ref import ActorRef, Address
+from ._supervision import RestartHistory, Strategy
+from ._timers import Timer, Timers
+
+if TYPE_CHECKING:
+    from ._supervision import Restart
+    from ._system import ActorSystem
+
+log = logging.getLogger("actorkube.actor")
+
+BATCH = 256
+
+# Directives.
+FAIL, EXIT, SUSPEND, STOP = "fail", "exit", "suspend", "stop"
+# States.
+STARTING, RUNNING, PARKED, STOPPED = "starting", "running", "parked", "stopped"
+
+
+def failure_of(ref: ActorRef, exc: BaseException) -> HandlerFailed:
+    """The error an asker sees when the handler raised ``exc``."""
+    if isinstance(exc, HandlerFailed):
+        return exc
+    tb = "".join(traceback.format_exception(exc))
+    return HandlerFailed(ref.address, type(exc).__qualname__, str(exc), tb)
+
+
+# --- replies ---------------------------------------------------------------------------
+
+
+class Reply:
+    """Where the reply to one ask goes. ``send`` or ``fail`` completes it, once."""
+
+    __slots__ = ("_done", "_owner")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._owner: Cell | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def send(self, value: Any) -> None:
+        """Reply with ``value`` (a message, an ActorRef or msgpack-native data)."""
+        self.send_bytes(encode_value(value))
+
+    def fail(self, exc: BaseException) -> None:
+        """Make the ask raise: ``exc`` itself if it is an ActorError, else HandlerFailed."""
+        if self._done:
+            return
+        if not isinstance(exc, ActorError):
+            owner = self._owner
+            exc = (
+                failure_of(owner.ref, exc)
+                if owner is not None
+                else HandlerFailed("?", type(exc).__qualname__, str(exc))
+            )
+        self._finish()
+        self._error(exc)
+
+    def send_bytes(self, data: bytes) -> None:
+        if self._done:
+            return
+        self._finish()
+        self._ok(data)
+
+    def _finish(self) -> None:
+        self._done = True
+        owner = self._owner
+        if owner is not None:
+            owner.deferred.pop(id(self), None)
+
+    def _ok(self, data: bytes) -> None:
+        """Deliver encoded reply bytes (subclasses)."""
+
+    def _error(self, exc: ActorError) -> None:
+        """Deliver an error (subclasses)."""
+
+
+class NoReply(Reply):
+    """The reply of a ``tell``: nobody is waiting, so nothing happens."""
+
+    __slots__ = ()
+
+
+class LocalReply(Reply):
+    """A reply awaited by a task of this process."""
+
+    __slots__ = ("_data", "_exc", "_task")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._task = None
+        self._data: bytes | None = None
+        self._exc: ActorError | None = None
+
+    def _ok(self, data: bytes) -> None:
+        self._data = data
+        self._wake()
+
+    def _error(self, exc: ActorError) -> None:
+        self._exc = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        task = self._task
+        if task is not None:
+            self._task = None
+            reschedule(task)
+
+    def _abort(self, _: Any) -> Abort:
+        self._task = None
+        return Abort.SUCCEEDED
+
+    async def wait(self) -> None:
+        """Wait until completed (a checkpoint even if it already is)."""
+        if self._done:
+            await trio.lowlevel.checkpoint()
+            return
+        self._task = current_task()
+        await wait_task_rescheduled(self._abort)
+
+    def result(self, resolve: Callable[[str, str], ActorRef]) -> Any:
+        if self._exc is not None:
+            raise self._exc
+        return decode_value(self._data, resolve)
+
+
+# --- the cell --------------------------------------------------------------------------
+
+
+class Supervisor(abc.ABC):
+    """What a supervisor needs to supervise its children: the root, or any cell."""
+
+    __slots__ = ()
+
+    name: str
+    system: ActorSystem
+    children: dict[str, Cell]
+    _history: RestartHistory | None
+    _sup_lock: trio.Lock | None
+
+    @property
+    @abc.abstractmethod
+    def strategy(self) -> Strategy:
+        """The strategy applied to this supervisor's children."""
+
+    async def supervise_child(self, child: Cell, failure: BaseException | None) -> None:
+        """Decide and carry out what happens after ``child`` failed (or exited normally,
+        when ``failure`` is None). Runs as its own task, one at a time per supervisor."""
+        if self._sup_lock is None:
+            self._sup_lock = trio.Lock()
+            self._history = RestartHistory()
+        async with self._sup_lock:
+            if child.state is STOPPED or self.children.get(child.name) is not child:
+                return
+            if not self._accepting_restarts():
+                return  # our own teardown stops the child
+            if not child.restart.restarts_after(failed=failure is not None):
+                reason = "normal" if failure is None else f"failed: {failure!r}"
+                await child.stop_and_wait(reason)
+                return
+            strategy = self.strategy
+            if not self._history.allow(strategy, trio.current_time()):
+                err = RestartIntensityExceeded(
+                    f"{self.name}: more than {strategy.intensity} restart(s) in "
+                    f"{strategy.period} s; last: {child.name}: {failure!r}"
+                )
+                log.error("%s", err)
+                for c in reversed(list(self.children.values())):
+                    await c.stop_and_wait("shutdown")
+                await self._give_up(err)
+                return
+            affected = strategy.affected(list(self.children.values()), child)
+            for c in reversed(affected):
+                await c.park_and_wait()
+            if strategy.backoff is not None:
+                await trio.sleep(strategy.backoff.delay(self._history.recent()))
+            for c in affected:
+                await c.resume_and_wait(failure if c is child else None)
+
+    def _accepting_restarts(self) -> bool:
+        return True
+
+    @abc.abstractmethod
+    async def _give_up(self, err: RestartIntensityExceeded) -> None:
+        """Fail after the intensity was exceeded (the children are stopped already)."""
+
+
+class Cell(Supervisor):
+    """The runtime state of one actor (see the module docstring)."""
+
+    __slots__ = (
+        "_history",
+        "_parked",
+        "_room",
+        "_started",
+        "_stopped",
+        "_sup_lock",
+        "_timers",
+        "_wake",
+        "capacity",
+        "children",
+        "deferred",
+        "directive",
+        "dropped",
+        "exit_reason",
+        "explicit",
+        "factory",
+        "failed",
+        "high_water",
+        "inflight",
+        "instance",
+        "mailbox",
+        "name",
+        "overflow",
+        "parent",
+        "processed",
+        "received",
+        "ref",
+        "restart",
+        "restarts",
+        "resume",
+        "scope",
+        "state",
+        "system",
+        "waiter",
+        "watchers",
+        "watching",
+    )
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        name: str,
+        factory: Callable[[], Actor],
+        parent: Supervisor,
+        restart: Restart,
+        mailbox_size: int | None,
+        overflow: str | None,
+    ) -> None:
+        self.system = system
+        self.name = name
+        self.factory = factory
+        self.parent = parent
+        self.restart = restart
+        # Until the first instance exists, the factory's class attributes (or the
+        # defaults) bound the mailbox; then the instance's class decides (see _start).
+        self.capacity = mailbox_size or getattr(factory, "mailbox_size", Actor.mailbox_size)
+        self.overflow = overflow or getattr(factory, "overflow", Actor.overflow)
+        self.explicit = (mailbox_size is not None, overflow is not None)
+        self.ref = ActorRef(Address(system.name, name), system, self)
+        self.mailbox: deque[tuple[Any, bytes]] = deque()
+        self.waiter = None
+        self.state = STARTING
+        self.instance: Actor | None = None
+        self.children: dict[str, Cell] = {}
+        self.directive: tuple[str, Any] | None = None
+        self.scope: trio.CancelScope | None = None
+        self.inflight: Reply | None = None
+        self.deferred: dict[int, Reply] = {}
+        self.watchers: dict[Address, ActorRef] | None = None
+        self.watching: dict[Address, ActorRef] | None = None
+        self.resume: tuple[BaseException | None] | None = None
+        self.exit_reason: str | None = None
+        self.received = self.processed = self.failed = self.dropped = 0
+        self.restarts = self.high_water = 0
+        self._room: trio.lowlevel.ParkingLot | None = None
+        self._timers: Timers | None = None
+        self._history = None
+        self._sup_lock = None
+        self._parked: trio.Event | None = None
+        self._started: trio.Event | None = None
+        self._stopped = trio.Event()
+        self._wake: trio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<Cell {self.ref.address} {self.state}>"
+
+    @property
+    def strategy(self) -> Strategy:
+        inst = self.instance
+        return inst.supervision if inst is not None else Actor.supervision
+
+    @property
+    def timers(self) -> Timers:
+        if self._timers is None:
+            self._timers = Timers(self, self.system._timer_service)
+        return self._timers
+
+    # --- delivery (called from any task) -------------------------------------------------
+
+    def enqueue(self, reply: Reply | None, data: bytes) -> None:
+        """Put one message in the mailbox, applying the overflow policy when full."""
+        if self.state is STOPPED:
+            self.system._dead_letter(self.ref.address, data, "actor stopped", reply)
+            return
+        mailbox = self.mailbox
+        if len(mailbox) >= self.capacity:
+            overflow = self.overflow
+            if overflow == Overflow.DROP_NEW:
+                self.dropped += 1
+                self.system._dead_letter(self.ref.address, data, "mailbox full", reply)
+                return
+            if overflow == Overflow.FAIL:
+                raise MailboxFull(self.ref.address)
+            old_reply, old_data = mailbox.popleft()
+            self.dropped += 1
+            if type(old_reply) is Timer:
+                old_reply.queued = False
+                old_reply = None
+            self.system._dead_letter(self.ref.address, old_data, "mailbox full", old_reply)
+        mailbox.append((reply, data))
+        self.received += 1
+        if len(mailbox) > self.high_water:
+            self.high_water = len(mailbox)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            reschedule(waiter)
+
+    def enqueue_timer(self, timer: Timer) -> None:
+        if self.state is STOPPED:
+            return
+        self.mailbox.append((timer, timer.data))
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            reschedule(waiter)
+
+    async def wait_for_room(self) -> None:
+        """Wait while the mailbox is full (backpressure for ``send`` and ``ask``)."""
+        while len(self.mailbox) >= self.capacity and self.state is not STOPPED:
+            if self._room is None:
+                self._room = trio.lowlevel.ParkingLot()
+            await self._room.park()
+
+    def _abort_wait(self, _: Any) -> Abort:
+        self.waiter = None
+        return Abort.SUCCEEDED
+
+    # --- the task ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._start(None, first=True)
+            while True:
+                if self.directive is None:
+                    await self._serve()
+                kind, arg = self.directive
+                self.directive = None
+                if kind is STOP:
+                    await self._teardown("actor stopped")
+                    self._finish(arg)
+                    return
+                await self._teardown("actor restarted")
+                if kind is not SUSPEND:
+                    self.system._nursery.start_soon(
+                        self.parent.supervise_child, self, arg, name=f"supervise {self.name}"
+                    )
+                if await self._park():
+                    await self._start(self.resume[0], first=False)
+                    self.resume = None
+                    self._started.set()
+        except BaseException:
+            # Cancelled from outside (the system is torn down): no hooks, like a crash.
+            self.state = STOPPED
+            self._stopped.set()
+            raise
+
+    async def _start(self, failure: BaseException | None, first: bool) -> None:
+        self.state = RUNNING
+        self._parked = None
+        with trio.CancelScope() as self.scope:
+            try:
+                inst = self.factory()
+                inst.ref = self.ref
+                inst.system = self.system
+                inst.parent = getattr(self.parent, "ref", None)
+                inst._cell = self
+                self.instance = inst
+                if first:
+                    if not self.explicit[0]:
+                        self.capacity = inst.mailbox_size
+                    if not self.explicit[1]:
+                        self.overflow = inst.overflow
+                    await inst.started()
+                else:
+                    self.restarts += 1
+                    await inst.restarted(failure)
+            except Exception as exc:
+                self.failed += 1
+                log.warning("actor %s failed to start", self.ref.address, exc_info=exc)
+                self._set_directive(FAIL, exc)
+        self.scope = None
+
+    async def _serve(self) -> None:
+        """Handle messages until a directive is set. The hot path of the runtime."""
+        mailbox = self.mailbox
+        inst = self.instance
+        cls = type(inst)
+        dispatch = cls._dispatch
+        resolve = self.system._resolve
+        dead_letter = self.system._dead_letter
+        with trio.CancelScope() as self.scope:
+            while self.directive is None:
+                if not mailbox:
+                    self.waiter = current_task()
+                    await wait_task_rescheduled(self._abort_wait)
+                    continue
+                budget = BATCH
+                while mailbox and budget and self.directive is None:
+                    budget -= 1
+                    reply, data = mailbox.popleft()
+                    if reply is not None and type(reply) is Timer:
+                        if not self._timers.fired(reply):
+                            continue
+                        reply = None
+                    try:
+                        msg = decode_message(data, resolve)
+                    except DecodeError as exc:
+                        self.dropped += 1
+                        dead_letter(self.ref.address, data, f"undecodable: {exc}", reply)
+                        continue
+                    mtype = type(msg)
+                    if mtype is Terminated and not self._still_watching(msg):
+                        continue
+                    entry = dispatch.get(mtype) or cls._handler_for(mtype)
+                    self.inflight = reply
+                    if entry is None:
+                        inst.unhandled(msg)
+                        self.inflight = None
+                        continue
+                    func, is_async = entry
+                    try:
+                        result = (await func(inst, msg)) if is_async else func(inst, msg)
+                        reply = self.inflight
+                        if reply is not None:
+                            data = encode_value(result)
+                            self.inflight = None
+                            reply.send_bytes(data)
+                    except Exception as exc:
+                        self._handler_failed(exc)
+                        break
+                    self.processed += 1
+                if self._room is not None and len(self._room):
+                    self._room.unpark_all()
+                if mailbox and not budget:
+                    await trio.lowlevel.checkpoint()
+        self.scope = None
+        reply = self.inflight
+        if reply is not None:
+            # Interrupted inside an async handler by a supervisor's or a stop's directive.
+            self.inflight = None
+            why = (
+                "actor stopped"
+                if self.directive and self.directive[0] is STOP
+                else ("actor restarted")
+            )
+            reply.fail(Undeliverable(self.ref.address, why))
+
+    def _handler_failed(self, exc: Exception) -> None:
+        self.failed += 1
+        if isinstance(exc, CodecError):
+            exc = CodecError(f"reply could not be encoded: {exc}")
+        reply = self.inflight
+        if reply is not None:
+            self.inflight = None
+            reply.fail(failure_of(self.ref, exc))
+        log.warning("actor %s failed", self.ref.address, exc_info=exc)
+        self._set_directive(FAIL, exc)
+
+    def _still_watching(self, msg: Terminated) -> bool:
+        watching = self.watching
+        return watching is not None and watching.pop(msg.actor.address, None) is not None
+
+    async def _teardown(self, why: str) -> None:
+        """Take the instance down: timers, children (reverse start order), ``stopping``."""
+        if self._timers is not None:
+            self._timers.cancel_all()
+        for child in reversed(list(self.children.values())):
+            await child.stop_and_wait("shutdown")
+        for reply in list(self.deferred.values()):
+            reply.fail(Undeliverable(self.ref.address, why))
+        inst, self.instance = self.instance, None
+        if inst is not None:
+            try:
+                await inst.stopping()
+            except Exception as exc:
+                log.warning("actor %s: stopping() raised", self.ref.address, exc_info=exc)
+
+    async def _park(self) -> bool:
+        """Wait for the supervisor: True to start a fresh instance, False to stop."""
+        self.state = PARKED
+        if self._parked is None:
+            self._parked = trio.Event()
+        self._parked.set()
+        self._started = trio.Event()
+        while True:
+            if self.directive is not None and self.directive[0] is STOP:
+                return False
+            if self.resume is not None:
+                return True
+            self._wake = trio.Event()
+            await self._wake.wait()
+
+    def _finish(self, reason: str) -> None:
+        """The cell is gone: dead-letter the mailbox, tell watchers, leave the registry."""
+        self.state = STOPPED
+        self.exit_reason = reason
+        system = self.system
+        while self.mailbox:
+            reply, data = self.mailbox.popleft()
+            if type(reply) is Timer:
+                continue
+            self.dropped += 1
+            system._dead_letter(self.ref.address, data, "actor stopped", reply)
+        if self._room is not None:
+            self._room.unpark_all()
+        if self.parent.children.get(self.name) is self:
+            del self.parent.children[self.name]
+        system._unregister(self)
+        if self.watching:
+            for ref in list(self.watching.values()):
+                system._unwatch(self, ref)
+        if self.watchers:
+            for watcher in self.watchers.values():
+                system._notify_terminated(watcher, self.ref, reason)
+            self.watchers = None
+        if self._started is not None:
+            self._started.set()
+        if self._parked is not None:
+            self._parked.set()
+        self._stopped.set()
+
+    # --- directives (called from other tasks, or from the actor's own handlers) ----------
+
+    def _set_directive(self, kind: str, arg: Any) -> None:
+        if self.directive is None or kind is STOP:
+            self.directive = (kind, arg)
+
+    def interrupt(self, kind: str, arg: Any) -> None:
+        """Set a directive and get the cell's task to act on it."""
+        self._set_directive(kind, arg)
+        if self.scope is not None:
+            self.scope.cancel()
+        if self._wake is not None:
+            self._wake.set()
+
+    def request_self_stop(self) -> None:
+        self._set_directive(EXIT, None)
+
+    async def stop_and_wait(self, reason: str) -> None:
+        if self.state is not STOPPED:
+            self.interrupt(STOP, reason)
+            await self._stopped.wait()
+
+    async def park_and_wait(self) -> None:
+        """Have the cell tear its instance down and park (no-op if parked already)."""
+        if self.state in (PARKED, STOPPED):
+            return
+        self._parked = self._parked or trio.Event()
+        self.interrupt(SUSPEND, None)
+        await self._parked.wait()
+
+    async def resume_and_wait(self, failure: BaseException | None) -> None:
+        """Start a fresh instance in a parked cell and wait until its hook returned."""
+        await self.park_and_wait()
+        if self.state is STOPPED:
+            return
+        self.resume = (failure,)
+        started = self._started
+        self._wake.set()
+        await started.wait()
+
+    # --- things handlers call --------------------------------------------------------------
+
+    def spawn_child(self, factory, name, restart, mailbox_size, overflow) -> ActorRef:
+        if self.state is not RUNNING:
+            raise ActorError(f"{self.ref.address} is {self.state}: it cannot spawn children")
+        return self.system._spawn(factory, name, self, restart, mailbox_size, overflow)
+
+    def defer_reply(self) -> Reply:
+        reply = self.inflight
+        if reply is None:
+            return NoReply()
+        self.inflight = None
+        reply._owner = self
+        self.deferred[id(reply)] = reply
+        return reply
+
+    def unhandled(self, msg: object) -> None:
+        self.dropped += 1
+        self.system._dead_letter_message(self.ref.address, msg, "unhandled message", self.inflight)
+        self.inflight = None
+
+    async def _give_up(self, err: RestartIntensityExceeded) -> None:
+        self.interrupt(FAIL, err)
+
+    def _accepting_restarts(self) -> bool:
+        return self.state is RUNNING

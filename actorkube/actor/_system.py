@@ -1,0 +1,537 @@
+"""``ActorSystem``: the nursery that owns every actor, the registry, and remote routing.
+
+Rules of this file:
+
+- The system is an async context manager; its nursery holds every actor task, the
+  timer task and the supervision jobs. When the ``async with`` body ends normally, the
+  actors are stopped gracefully (top-level actors in reverse spawn order, each after
+  its children, each running ``stopping``); when it ends by an exception or a
+  cancellation, every task is cancelled where it stands (as in a crash) and the
+  exception propagates unchanged. Nothing keeps running after the block.
+- Names are unique inside a system; an unnamed actor is called ``$<n>``.
+- To reach another system the system hands frames (``_protocol``) to its transport
+  (TCP or the simulated network); what arrives from a transport comes back through
+  ``_on_frame``. Remote asks are matched to replies by correlation id; when a peer
+  system goes away (``_peer_down``) its pending asks fail and watchers of its actors
+  receive ``Terminated(reason="peer unreachable")``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any, Protocol
+
+import attrs
+import msgpack
+import trio
+
+from . import _protocol as P
+from ._actor import Actor
+from ._cell import STOPPED, Cell, LocalReply, Reply, Supervisor
+from ._codec import decode_message
+from ._errors import (
+    ActorError,
+    AskTimeout,
+    DecodeError,
+    MailboxFull,
+    ProtocolError,
+    RestartIntensityExceeded,
+    Undeliverable,
+)
+from ._messages import DeadLetter, Terminated
+from ._ref import ActorRef, Address
+from ._supervision import OneForOne, Restart, Strategy
+from ._timers import TimerService
+
+log = logging.getLogger("actorkube.actor")
+
+
+class WallClock:
+    """Wall-clock time for timestamps (never for timeouts: those use trio's clock).
+
+    The default reads the real time; ``WallClock(epoch=...)`` starts at a fixed epoch
+    and advances with trio's clock, which makes timestamps deterministic under
+    ``MockClock`` (the simulation uses it).
+    """
+
+    def __init__(self, epoch: float | None = None) -> None:
+        self._epoch = epoch
+        self._start: float | None = None
+
+    def now(self) -> float:
+        if self._epoch is None:
+            return time.time()
+        if self._start is None:
+            self._start = trio.current_time()
+        return self._epoch + (trio.current_time() - self._start)
+
+
+@attrs.frozen
+class ActorStats:
+    """Counters of one actor (a snapshot)."""
+
+    name: str
+    received: int
+    processed: int
+    failed: int
+    dropped: int
+    restarts: int
+    mailbox: int
+    high_water: int
+
+
+@attrs.frozen
+class SystemStats:
+    """A snapshot of a whole system: every actor's counters and the dead letters."""
+
+    name: str
+    actors: dict[str, ActorStats]
+    dead_letters: int
+    dead_letters_by_reason: dict[str, int]
+
+
+class DeadLetters:
+    """Messages that could not be delivered: counted by reason, the last ones kept,
+    and sent as ``DeadLetter`` messages to subscribers."""
+
+    def __init__(self, keep: int = 100) -> None:
+        self.count = 0
+        self.by_reason: dict[str, int] = {}
+        self.recent: deque[DeadLetter] = deque(maxlen=keep)
+        self._subscribers: dict[Address, ActorRef] = {}
+
+    def subscribe(self, ref: ActorRef) -> None:
+        """Send every future dead letter to ``ref`` as a ``DeadLetter`` message.
+        Dead letters of ``DeadLetter`` messages themselves are counted, not sent."""
+        self._subscribers[ref.address] = ref
+
+    def unsubscribe(self, ref: ActorRef) -> None:
+        self._subscribers.pop(ref.address, None)
+
+    def _record(self, letter: DeadLetter) -> None:
+        self.count += 1
+        reason = letter.reason.split(":", 1)[0]
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        self.recent.append(letter)
+        if letter.message_type == "actorkube.DeadLetter":
+            return
+        for ref in list(self._subscribers.values()):
+            ref.tell(letter)
+
+
+class Transport(Protocol):
+    """What a system needs from a transport: move frames to other systems."""
+
+    def send_frame(self, system: str, payload: bytes) -> bool:
+        """Queue one frame for ``system``; False if it cannot be routed now."""
+
+    async def send_frame_wait(self, system: str, payload: bytes) -> None:
+        """Queue one frame, waiting for buffer room (backpressure)."""
+
+    async def aclose(self) -> None:
+        """Close connections and listeners."""
+
+
+class _Root(Supervisor):
+    """The guardian of the top-level actors; when it gives up, the system fails."""
+
+    def __init__(self, system: ActorSystem, strategy: Strategy) -> None:
+        self.system = system
+        self.name = "/"
+        self.children: dict[str, Cell] = {}
+        self._strategy = strategy
+        self._history = None
+        self._sup_lock = None
+        self.closing = False
+
+    @property
+    def strategy(self) -> Strategy:
+        return self._strategy
+
+    def _accepting_restarts(self) -> bool:
+        return not self.closing
+
+    async def _give_up(self, err: RestartIntensityExceeded) -> None:
+        raise err
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+class ActorSystem:
+    """A group of actors sharing one nursery, one registry and one transport.
+
+    Parameters:
+      name: the system's name, part of every address (``ak://name/actor``); with TCP
+        it is set to the ``host:port`` the system listens on.
+      supervision: the strategy of the root supervisor of top-level actors. If the
+        root gives up, ``RestartIntensityExceeded`` is raised out of ``async with``.
+      ask_timeout: the default timeout of ``ask``, in seconds (trio's clock).
+      clock: the wall clock for timestamps (``WallClock``).
+    """
+
+    def __init__(
+        self,
+        name: str = "local",
+        *,
+        supervision: Strategy | None = None,
+        ask_timeout: float = 5.0,
+        clock: WallClock | None = None,
+        incarnation: bytes | None = None,
+    ) -> None:
+        self.name = name
+        self.ask_timeout = ask_timeout
+        self.clock = clock or WallClock()
+        self.incarnation = incarnation or os.urandom(8)
+        self.dead_letters = DeadLetters()
+        self.transport: Transport | None = None
+        self._root = _Root(self, supervision or OneForOne())
+        self._names: dict[str, Cell] = {}
+        self._ids = itertools.count(1)
+        self._timer_service = TimerService()
+        self._nursery: trio.Nursery | None = None
+        self._stack: AsyncExitStack | None = None
+        self._corr = itertools.count(1)
+        self._asks: dict[int, tuple[LocalReply, str]] = {}
+        # remote actors watched by local ones: system -> {(watcher, target name)}
+        self._remote_watches: dict[str, dict[tuple[str, str], None]] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> ActorSystem:
+        if self._stack is not None:
+            raise ActorError("an ActorSystem can be entered once")
+        self._stack = AsyncExitStack()
+        self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        self._nursery.start_soon(self._timer_service.run, name="actor timers")
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                await self._shutdown()
+            self._nursery.cancel_scope.cancel()
+            return await self._stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The nursery wraps errors in a group; hand back the single real error (the
+            # body's own exception, or the root supervisor's) as the user raised it.
+            leaves = _leaves(group)
+            if len(leaves) == 1:
+                raise leaves[0] from None
+            raise
+
+    async def _shutdown(self) -> None:
+        self._root.closing = True
+        for cell in reversed(list(self._root.children.values())):
+            await cell.stop_and_wait("shutdown")
+        if self.transport is not None:
+            await self.transport.aclose()
+
+    # --- actors ------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        factory: Callable[[], Actor],
+        *,
+        name: str | None = None,
+        restart: Restart = Restart.TRANSIENT,
+        mailbox_size: int | None = None,
+        overflow: str | None = None,
+    ) -> ActorRef:
+        """Start a top-level actor and return its reference at once.
+
+        ``factory`` builds the actor instance (the class itself, or a lambda or
+        ``functools.partial`` for arguments); it is called again for every restart.
+        ``restart`` is the child restart type (``Restart``); ``mailbox_size`` and
+        ``overflow`` override the class attributes. ``started`` runs in the actor's
+        own task; messages sent before it finishes wait in the mailbox.
+        """
+        return self._spawn(factory, name, self._root, restart, mailbox_size, overflow)
+
+    def _spawn(self, factory, name, parent, restart, mailbox_size, overflow) -> ActorRef:
+        if self._nursery is None:
+            raise ActorError("the ActorSystem is not running (use `async with`)")
+        if name is None:
+            name = f"${next(self._ids)}"
+        elif name in self._names:
+            raise ActorError(f"an actor named {name!r} already exists in {self.name}")
+        cell = Cell(self, name, factory, parent, restart, mailbox_size, overflow)
+        self._names[name] = cell
+        parent.children[name] = cell
+        self._nursery.start_soon(cell.run, name=name)
+        return cell.ref
+
+    async def stop(self, ref: ActorRef) -> None:
+        """Stop a local actor (after its current message) and its children; wait for it.
+
+        Its remaining messages go to dead letters; watchers get ``Terminated`` with
+        reason ``"stopped"``. A stopped actor is not restarted by its supervisor.
+        """
+        cell = ref._cell
+        if cell is None:
+            raise ActorError(f"{ref} is not a local actor")
+        await cell.stop_and_wait("stopped")
+
+    def lookup(self, name: str) -> ActorRef | None:
+        """The reference of the local actor called ``name``, or None."""
+        cell = self._names.get(name)
+        return cell.ref if cell is not None else None
+
+    def ref(self, address: Address | str) -> ActorRef:
+        """A reference to the actor at ``address`` (``Address`` or ``ak://system/name``),
+        local or remote. No check is made that it exists."""
+        if isinstance(address, str):
+            address = Address.parse(address)
+        return self._resolve(address.system, address.name)
+
+    def _resolve(self, system: str, name: str) -> ActorRef:
+        if system == self.name:
+            cell = self._names.get(name)
+            if cell is not None:
+                return cell.ref
+        return ActorRef(Address(system, name), self)
+
+    def _unregister(self, cell: Cell) -> None:
+        if self._names.get(cell.name) is cell:
+            del self._names[cell.name]
+
+    def stats(self) -> SystemStats:
+        """Counters of every live actor and of dead letters."""
+        actors = {
+            name: ActorStats(
+                name,
+                c.received,
+                c.processed,
+                c.failed,
+                c.dropped,
+                c.restarts,
+                len(c.mailbox),
+                c.high_water,
+            )
+            for name, c in self._names.items()
+        }
+        d = self.dead_letters
+        return SystemStats(self.name, actors, d.count, dict(d.by_reason))
+
+    # --- dead letters ------------------------------------------------------------------
+
+    def _dead_letter(self, target: Address, data: bytes, reason: str, reply: Any) -> None:
+        try:
+            head = msgpack.unpackb(data, raw=False)
+            tag = head[0] if isinstance(head, list) and head and isinstance(head[0], str) else "?"
+        except Exception:
+            tag = "?"
+        self._record_dead_letter(target, tag, reason, reply)
+
+    def _dead_letter_message(self, target: Address, msg: object, reason: str, reply) -> None:
+        tag = type(msg).__qualname__
+        self._record_dead_letter(target, tag, reason, reply)
+
+    def _record_dead_letter(self, target: Address, tag: str, reason: str, reply) -> None:
+        if reply is not None and isinstance(reply, Reply):
+            reply.fail(Undeliverable(target, reason))
+        self.dead_letters._record(DeadLetter(str(target), tag, reason))
+
+    # --- ask ---------------------------------------------------------------------------
+
+    async def _ask(self, ref: ActorRef, data: bytes, timeout: float | None) -> Any:
+        slot = LocalReply()
+        cell = ref._cell
+        corr = 0
+        with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+            if cell is not None:
+                await cell.wait_for_room()
+                cell.enqueue(slot, data)
+            else:
+                corr = self._remote_ask(ref.address, data, slot)
+            await slot.wait()
+        if corr:
+            self._asks.pop(corr, None)
+        if scope.cancelled_caught and not slot.done:
+            raise AskTimeout(f"no reply from {ref.address} within {timeout} s")
+        return slot.result(self._resolve)
+
+    # --- watches -----------------------------------------------------------------------
+
+    def _watch(self, watcher: Cell, target: ActorRef) -> None:
+        if watcher.watching is None:
+            watcher.watching = {}
+        if target.address in watcher.watching:
+            return
+        watcher.watching[target.address] = target
+        cell = target._cell
+        if cell is not None:
+            if cell.state is STOPPED:
+                self._notify_terminated(watcher.ref, target, cell.exit_reason or "stopped")
+                return
+            if cell.watchers is None:
+                cell.watchers = {}
+            cell.watchers[watcher.ref.address] = watcher.ref
+        elif target.address.system == self.name:
+            self._notify_terminated(watcher.ref, target, "no such actor")
+        else:
+            peer = target.address.system
+            self._remote_watches.setdefault(peer, {})[(watcher.name, target.name)] = None
+            if not self._send(peer, P.pack_frame(P.WATCH, watcher.name, target.name)):
+                self._remote_watches[peer].pop((watcher.name, target.name), None)
+                self._peer_lost_watch(peer, watcher.name, target.name)
+
+    def _unwatch(self, watcher: Cell, target: ActorRef) -> None:
+        if not watcher.watching or watcher.watching.pop(target.address, None) is None:
+            return
+        cell = target._cell
+        if cell is not None:
+            if cell.watchers:
+                cell.watchers.pop(watcher.ref.address, None)
+        elif target.address.system != self.name:
+            peer = target.address.system
+            self._remote_watches.get(peer, {}).pop((watcher.name, target.name), None)
+            self._send(peer, P.pack_frame(P.UNWATCH, watcher.name, target.name))
+
+    def _notify_terminated(self, watcher: ActorRef, target: ActorRef, reason: str) -> None:
+        if watcher.address.system == self.name:
+            watcher.tell(Terminated(target, reason))
+        else:
+            self._send(
+                watcher.address.system,
+                P.pack_frame(P.TERMINATED, watcher.name, target.name, reason),
+            )
+
+    def _peer_lost_watch(self, peer: str, watcher: str, target: str) -> None:
+        ref = self._resolve(self.name, watcher)
+        if ref._cell is not None:
+            ref.tell(Terminated(ActorRef(Address(peer, target), self), "peer unreachable"))
+
+    # --- remote routing ----------------------------------------------------------------
+
+    def _send(self, peer: str, payload: bytes) -> bool:
+        transport = self.transport
+        return transport is not None and transport.send_frame(peer, payload)
+
+    def _remote_tell(self, address: Address, data: bytes) -> None:
+        if address.system == self.name:
+            self._dead_letter(address, data, "no such actor", None)
+        elif not self._send(address.system, P.pack_frame(P.TELL, address.name, data)):
+            self._dead_letter(address, data, "peer unreachable", None)
+
+    async def _remote_send(self, address: Address, data: bytes) -> None:
+        if address.system == self.name or self.transport is None:
+            self._remote_tell(address, data)
+            return
+        await self.transport.send_frame_wait(
+            address.system, P.pack_frame(P.TELL, address.name, data)
+        )
+
+    def _remote_ask(self, address: Address, data: bytes, slot: LocalReply) -> int:
+        if address.system == self.name:
+            self._dead_letter(address, data, "no such actor", slot)
+            return 0
+        corr = next(self._corr)
+        self._asks[corr] = (slot, address.system)
+        if not self._send(address.system, P.pack_frame(P.ASK, address.name, data, corr)):
+            del self._asks[corr]
+            self._dead_letter(address, data, "peer unreachable", slot)
+            return 0
+        return corr
+
+    def _on_frame(self, peer: str, payload: bytes) -> None:
+        """Handle one frame from system ``peer``. Raises ``ProtocolError`` on a bad frame
+        (the transport then closes that connection); a well-formed frame for an actor
+        that does not exist is a dead letter, not an error."""
+        frame = P.parse_frame(payload)
+        kind = frame[0]
+        if kind == P.TELL or kind == P.ASK:
+            target, data = frame[1], frame[2]
+            try:
+                decode_message(data, self._resolve)
+            except DecodeError as exc:
+                raise ProtocolError(f"bad message for {target}: {exc}") from None
+            reply = _RemoteReply(self, peer, frame[3]) if kind == P.ASK else None
+            cell = self._names.get(target)
+            if cell is None:
+                self._dead_letter(Address(self.name, target), data, "no such actor", reply)
+                return
+            try:
+                cell.enqueue(reply, data)
+            except MailboxFull:
+                self._dead_letter(cell.ref.address, data, "mailbox full", reply)
+        elif kind == P.REPLY:
+            self._on_reply(frame[1], frame[2], frame[3])
+        elif kind == P.WATCH:
+            watcher = ActorRef(Address(peer, frame[1]), self)
+            cell = self._names.get(frame[2])
+            target = ActorRef(Address(self.name, frame[2]), self)
+            if cell is None or cell.state is STOPPED:
+                self._notify_terminated(watcher, target, "no such actor")
+            else:
+                if cell.watchers is None:
+                    cell.watchers = {}
+                cell.watchers[watcher.address] = watcher
+        elif kind == P.UNWATCH:
+            cell = self._names.get(frame[2])
+            if cell is not None and cell.watchers:
+                cell.watchers.pop(Address(peer, frame[1]), None)
+        elif kind == P.TERMINATED:
+            watcher, target, reason = frame[1], frame[2], frame[3]
+            self._remote_watches.get(peer, {}).pop((watcher, target), None)
+            ref = self._resolve(self.name, watcher)
+            if ref._cell is not None:
+                ref.tell(Terminated(ActorRef(Address(peer, target), self), reason))
+        else:
+            raise ProtocolError(f"frame kind {kind} is not valid after the handshake")
+
+    def _on_reply(self, corr: int, ok: bool, value: Any) -> None:
+        if ok and type(value) is not bytes:
+            raise ProtocolError("a reply value must be bytes")
+        err = None if ok else P.error_from_wire(value)
+        entry = self._asks.pop(corr, None)
+        if entry is None:
+            return  # the ask timed out already
+        slot, _ = entry
+        if ok:
+            slot.send_bytes(value)
+        else:
+            slot.fail(err)
+
+    def _peer_down(self, peer: str) -> None:
+        """Called by the transport when ``peer`` is gone for good (or restarted)."""
+        for corr, (slot, system) in list(self._asks.items()):
+            if system == peer:
+                del self._asks[corr]
+                slot.fail(Undeliverable(peer, "peer unreachable"))
+        for watcher, target in self._remote_watches.pop(peer, {}):
+            self._peer_lost_watch(peer, watcher, target)
+        for cell in list(self._names.values()):
+            if cell.watchers:
+                for address in [a for a in cell.watchers if a.system == peer]:
+                    del cell.watchers[address]
+
+
+class _RemoteReply(Reply):
+    """A reply that goes back over the transport to the asking system."""
+
+    __slots__ = ("_corr", "_peer", "_system")
+
+    def __init__(self, system: ActorSystem, peer: str, corr: int) -> None:
+        super().__init__()
+        self._system = system
+        self._peer = peer
+        self._corr = corr
+
+    def _ok(self, data: bytes) -> None:
+        self._system._send(self._peer, P.pack_frame(P.REPLY, self._corr, True, data))
+
+    def _error(self, exc: ActorError) -> None:
+        self._system._send(
+            self._peer, P.pack_frame(P.REPLY, self._corr, False, P.error_to_wire(exc))
+        )

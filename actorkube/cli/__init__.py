@@ -1,0 +1,1 @@
+"""The ``actorkube`` command line."""

@@ -1,0 +1,50 @@
+"""``actorkube``: the command line entry point.
+
+Subcommands:
+  demo   a runnable example of the actor runtime: a supervised pipeline of actors that
+         survives a crash, with the system's statistics at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import trio
+
+from actorkube.cli import demo
+
+
+class _OneLine(logging.Formatter):
+    """Log records without tracebacks: the error's type and text on the same line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f": {type(exc).__name__}: {exc}"
+        return f"{record.levelname} {record.name}: {text}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="actorkube", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="run a small supervised actor example")
+    p_demo.add_argument("--messages", type=int, default=100_000, help="messages to send")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log tracebacks")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_OneLine("%(levelname)s %(name)s: %(message)s"))
+    if args.command == "demo":
+        trio.run(demo.run, args.messages)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

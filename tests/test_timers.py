@@ -1,0 +1,163 @@
+"""Timers: one-shot and periodic messages to self on trio's clock."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import trio
+import trio.testing
+
+from actorkube.actor import Actor, ActorSystem, HandlerFailed, OneForOne, handler, message
+
+
+@message(tag="test.timers.Tick")
+class Tick:
+    label: str
+
+
+@message(tag="test.timers.Start")
+class Start:
+    key: str
+    delay: float
+    periodic: bool = False
+
+
+@message(tag="test.timers.Cancel")
+class Cancel:
+    key: str
+
+
+@message(tag="test.timers.Nap")
+class Nap:
+    seconds: float
+
+
+@message(tag="test.timers.Crash")
+class Crash:
+    pass
+
+
+class Clocked(Actor):
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    @handler
+    def start(self, msg: Start) -> None:
+        if msg.periodic:
+            self.timers.start_periodic(msg.key, Tick(msg.key), msg.delay)
+        else:
+            self.timers.start_single(msg.key, Tick(msg.key), msg.delay)
+
+    @handler
+    def cancel(self, msg: Cancel) -> bool:
+        self.timers.cancel(msg.key)
+        return self.timers.is_active(msg.key)
+
+    @handler
+    def tick(self, msg: Tick) -> None:
+        self.log.append((msg.label, trio.current_time()))
+
+    @handler
+    async def nap(self, msg: Nap) -> None:
+        await trio.sleep(msg.seconds)
+
+    @handler
+    def crash(self, msg: Crash) -> None:
+        raise RuntimeError("crash")
+
+
+async def test_single_and_periodic(autojump_clock) -> None:
+    log: list = []
+    async with ActorSystem() as system:
+        ref = system.spawn(lambda: Clocked(log))
+        t0 = trio.current_time()
+        ref.tell(Start("once", 2.5))
+        ref.tell(Start("every", 1.0, periodic=True))
+        await trio.sleep(4.2)
+        got = [(label, round(t - t0, 6)) for label, t in log]
+        assert got == [
+            ("every", 1.0),
+            ("every", 2.0),
+            ("once", 2.5),
+            ("every", 3.0),
+            ("every", 4.0),
+        ]
+
+
+async def test_restarting_a_key_replaces_the_timer(autojump_clock) -> None:
+    log: list = []
+    async with ActorSystem() as system:
+        ref = system.spawn(lambda: Clocked(log))
+        t0 = trio.current_time()
+        ref.tell(Start("k", 5.0))
+        ref.tell(Start("k", 1.0))
+        await trio.sleep(10.0)
+        assert [(label, round(t - t0, 6)) for label, t in log] == [("k", 1.0)]
+
+
+async def test_cancel_discards_a_message_already_queued(autojump_clock) -> None:
+    log: list = []
+    async with ActorSystem() as system:
+        ref = system.spawn(lambda: Clocked(log))
+        ref.tell(Start("k", 1.0))
+        ref.tell(Nap(2.0))  # the tick fires at 1.0 and waits in the mailbox
+        ref.tell(Cancel("k"))
+        await trio.sleep(5.0)
+        assert log == []
+        assert await ref.ask(Cancel("k")) is False
+
+
+async def test_periodic_ticks_do_not_pile_up_behind_a_slow_handler(autojump_clock) -> None:
+    log: list = []
+    async with ActorSystem() as system:
+        ref = system.spawn(lambda: Clocked(log))
+        t0 = trio.current_time()
+        ref.tell(Start("p", 1.0, periodic=True))
+        ref.tell(Nap(10.5))
+        await trio.sleep(12.2)
+        # One tick was queued during the nap; after it the rate resumes.
+        assert [round(t - t0, 6) for _, t in log] == [10.5, 11.0, 12.0]
+
+
+async def test_restart_cancels_timers(autojump_clock) -> None:
+    log: list = []
+    async with ActorSystem(supervision=OneForOne(intensity=5)) as system:
+        ref = system.spawn(lambda: Clocked(log))
+        ref.tell(Start("p", 1.0, periodic=True))
+        await trio.sleep(2.5)
+        ref.tell(Crash())
+        await trio.sleep(5.0)
+        assert len(log) == 2
+
+
+async def test_an_hour_of_timers_runs_in_well_under_a_second(autojump_clock) -> None:
+    log: list = []
+    async with ActorSystem() as system:
+        refs = [system.spawn(lambda: Clocked(log)) for _ in range(10)]
+        for i, ref in enumerate(refs):
+            ref.tell(Start(f"t{i}", 1.0, periodic=True))
+        started = time.perf_counter()
+        await trio.sleep(3600.5)
+        elapsed = time.perf_counter() - started
+    assert len(log) == 10 * 3600
+    print(f"36,000 timer messages over one virtual hour in {elapsed:.2f} s")
+    assert elapsed < 5.0  # typically ~0.3 s; a generous bound so it cannot flake
+
+
+async def test_periodic_needs_a_positive_interval() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(lambda: Clocked([]))
+        with pytest.raises(HandlerFailed, match="positive interval"):
+            await ref.ask(Start("x", 0.0, periodic=True))
+
+
+@pytest.mark.parametrize("delay", [-1.0, 0.0])
+async def test_non_positive_single_delay_fires_at_once(autojump_clock, delay) -> None:
+    log: list = []
+    async with ActorSystem() as system:
+        ref = system.spawn(lambda: Clocked(log))
+        t0 = trio.current_time()
+        ref.tell(Start("k", delay))
+        await trio.sleep(1.0)
+        assert [round(t - t0, 6) for _, t in log] == [0.0]
