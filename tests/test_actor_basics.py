@@ -175,6 +175,28 @@ async def test_ask_timeout(autojump_clock) -> None:
         assert await ref.ask(Ping(1), timeout=20.0) == 2
 
 
+async def test_ask_timeout_covers_waiting_for_room_in_a_full_mailbox(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(Slow)
+        ref.tell(Sleep(100.0))
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(3):
+            ref.tell(Ping(i))
+        start = trio.current_time()
+        with pytest.raises(AskTimeout):
+            await ref.ask(Ping(9), timeout=2.0)
+        assert trio.current_time() - start == pytest.approx(2.0)
+        assert len(ref._cell.mailbox) == 3
+
+
+async def test_answered_asks_do_not_pile_up_in_the_timer_heap() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(Echo)
+        for i in range(5000):
+            await ref.ask(Ping(i), timeout=60.0)
+        assert len(system._timer_service._heap) <= 2100
+
+
 async def test_default_ask_timeout_comes_from_the_system(autojump_clock) -> None:
     async with ActorSystem(ask_timeout=3.0) as system:
         ref = system.spawn(Echo)

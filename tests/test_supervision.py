@@ -349,3 +349,23 @@ def test_strategies_choose_the_right_children() -> None:
     assert Backoff(min=0.5, max=3.0).delay(1) == 0.5
     assert Backoff(min=0.5, max=3.0).delay(3) == 2.0
     assert Backoff(min=0.5, max=3.0).delay(9) == 3.0
+
+
+async def test_siblings_start_in_spawn_order(autojump_clock) -> None:
+    log: list = []
+
+    class SlowStart(Worker):
+        async def started(self) -> None:
+            # Later children would finish first if starts ran concurrently.
+            await trio.sleep({"a": 3.0, "b": 2.0, "c": 1.0}[self.name])
+            await super().started()
+
+    class Sup(Actor):
+        async def started(self) -> None:
+            for name in "abc":
+                self.spawn(functools.partial(SlowStart, name, log), name=name)
+
+    async with ActorSystem() as system:
+        system.spawn(Sup)
+        await trio.sleep(10.0)
+        assert log == [("start", "a"), ("start", "b"), ("start", "c")]

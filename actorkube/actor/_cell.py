@@ -128,15 +128,31 @@ class NoReply(Reply):
 
 
 class LocalReply(Reply):
-    """A reply awaited by a task of this process."""
+    """A reply awaited by a task of this process.
 
-    __slots__ = ("_data", "_exc", "_task")
+    Its timeout is an entry in the system's timer heap (``deadline``, ``fire``), which
+    costs far less per ask than a trio cancel scope with a deadline.
+    """
+
+    __slots__ = ("_data", "_exc", "_task", "deadline", "timed_out")
 
     def __init__(self) -> None:
         super().__init__()
         self._task = None
         self._data: bytes | None = None
         self._exc: ActorError | None = None
+        self.deadline = 0.0
+        self.timed_out = False
+
+    @property
+    def live(self) -> bool:
+        return not self._done
+
+    def fire(self, service: Any, now: float) -> None:
+        """The deadline passed with no reply: give up waiting."""
+        self.timed_out = True
+        self._done = True
+        self._wake()
 
     def _ok(self, data: bytes) -> None:
         self._data = data
@@ -181,6 +197,7 @@ class Supervisor(abc.ABC):
     name: str
     system: ActorSystem
     children: dict[str, Cell]
+    _last_spawned: Cell | None
     _history: RestartHistory | None
     _sup_lock: trio.Lock | None
 
@@ -235,7 +252,10 @@ class Cell(Supervisor):
     """The runtime state of one actor (see the module docstring)."""
 
     __slots__ = (
+        "_after",
+        "_first_start",
         "_history",
+        "_last_spawned",
         "_parked",
         "_room",
         "_started",
@@ -317,6 +337,17 @@ class Cell(Supervisor):
         self._started: trio.Event | None = None
         self._stopped = trio.Event()
         self._wake: trio.Event | None = None
+        # Siblings run their first start hooks in spawn order (as Erlang supervisors
+        # start children): a cell waits for the one spawned before it, if still starting.
+        self._after: trio.Event | None = None
+        self._first_start: trio.Event | None = None
+        self._last_spawned: Cell | None = None
+        prev = parent._last_spawned
+        if prev is not None and prev.state is STARTING:
+            if prev._first_start is None:
+                prev._first_start = trio.Event()
+            self._after = prev._first_start
+        parent._last_spawned = self
 
     def __repr__(self) -> str:
         return f"<Cell {self.ref.address} {self.state}>"
@@ -387,7 +418,12 @@ class Cell(Supervisor):
 
     async def run(self) -> None:
         try:
+            if self._after is not None:
+                await self._after.wait()
+                self._after = None
             await self._start(None, first=True)
+            if self._first_start is not None:
+                self._first_start.set()
             while True:
                 if self.directive is None:
                     await self._serve()
@@ -410,10 +446,14 @@ class Cell(Supervisor):
             # Cancelled from outside (the system is torn down): no hooks, like a crash.
             self.state = STOPPED
             self._stopped.set()
+            if self._first_start is not None:
+                self._first_start.set()
             raise
 
     async def _start(self, failure: BaseException | None, first: bool) -> None:
-        self.state = RUNNING
+        # A first start stays STARTING until its hook returns (see _after above).
+        if not first:
+            self.state = RUNNING
         self._parked = None
         with trio.CancelScope() as self.scope:
             try:
@@ -437,6 +477,8 @@ class Cell(Supervisor):
                 log.warning("actor %s failed to start", self.ref.address, exc_info=exc)
                 self._set_directive(FAIL, exc)
         self.scope = None
+        if self.state is STARTING:
+            self.state = RUNNING
 
     async def _serve(self) -> None:
         """Handle messages until a directive is set. The hot path of the runtime."""
@@ -620,7 +662,7 @@ class Cell(Supervisor):
     # --- things handlers call --------------------------------------------------------------
 
     def spawn_child(self, factory, name, restart, mailbox_size, overflow) -> ActorRef:
-        if self.state is not RUNNING:
+        if self.state is not RUNNING and self.state is not STARTING:
             raise ActorError(f"{self.ref.address} is {self.state}: it cannot spawn children")
         return self.system._spawn(factory, name, self, restart, mailbox_size, overflow)
 
@@ -642,4 +684,4 @@ class Cell(Supervisor):
         self.interrupt(FAIL, err)
 
     def _accepting_restarts(self) -> bool:
-        return self.state is RUNNING
+        return self.state is RUNNING or self.state is STARTING

@@ -53,6 +53,7 @@ _BY_TAG: dict[str, _Spec] = {}
 _BY_CLASS: dict[type, _Spec] = {}
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_unpackb = msgpack.unpackb
 
 # Reply values are tagged so a plain list cannot be mistaken for a message.
 _PLAIN, _MESSAGE, _REF = 0, 1, 2
@@ -118,8 +119,12 @@ def encode_message(msg: object) -> bytes:
 def decode_message(data: bytes, resolve: Resolver) -> Any:
     """Decode bytes made by ``encode_message``. Raises ``DecodeError`` only."""
     try:
-        wire = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        return _message_from_wire(wire, resolve, object)
+        wire = _unpackb(data, strict_map_key=False)
+        # The common case inline; _message_from_wire explains what is wrong otherwise.
+        spec = _BY_TAG.get(wire[0]) if type(wire) is list and wire else None
+        if spec is None:
+            return _message_from_wire(wire, resolve, object)
+        return spec.from_wire(wire, resolve)
     except DecodeError:
         raise
     except Exception as exc:

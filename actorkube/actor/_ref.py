@@ -95,7 +95,8 @@ class ActorRef:
         data = encode_message(msg)
         cell = self._cell
         if cell is not None:
-            await cell.wait_for_room()
+            if len(cell.mailbox) >= cell.capacity:
+                await cell.wait_for_room()
             cell.enqueue(None, data)
         else:
             await self._system._remote_send(self.address, data)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -148,6 +149,7 @@ class _Root(Supervisor):
         self._strategy = strategy
         self._history = None
         self._sup_lock = None
+        self._last_spawned = None
         self.closing = False
 
     @property
@@ -346,19 +348,36 @@ class ActorSystem:
 
     async def _ask(self, ref: ActorRef, data: bytes, timeout: float | None) -> Any:
         slot = LocalReply()
+        timers = self._timer_service
+        if timeout is not None:
+            slot.deadline = trio.current_time() + timeout
+            timers.schedule(slot)
         cell = ref._cell
         corr = 0
-        with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
-            if cell is not None:
-                await cell.wait_for_room()
+        try:
+            if cell is None:
+                corr = self._remote_ask(ref.address, data, slot)
+            elif len(cell.mailbox) < cell.capacity:
                 cell.enqueue(slot, data)
             else:
-                corr = self._remote_ask(ref.address, data, slot)
+                with trio.CancelScope(
+                    deadline=slot.deadline if timeout is not None else math.inf
+                ) as room:
+                    await cell.wait_for_room()
+                if room.cancelled_caught:
+                    slot.fire(timers, slot.deadline)
+                elif not slot.done:
+                    cell.enqueue(slot, data)
             await slot.wait()
-        if corr:
-            self._asks.pop(corr, None)
-        if scope.cancelled_caught and not slot.done:
+        finally:
+            if corr:
+                self._asks.pop(corr, None)
+            if not slot.done:  # cancelled from outside while waiting
+                slot._done = True
+        if slot.timed_out:
             raise AskTimeout(f"no reply from {ref.address} within {timeout} s")
+        if timeout is not None:
+            timers.discard()
         return slot.result(self._resolve)
 
     # --- watches -----------------------------------------------------------------------

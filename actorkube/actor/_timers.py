@@ -44,36 +44,53 @@ class Timer:
         self.live = True
         self.queued = False
 
+    def fire(self, service: TimerService, now: float) -> None:
+        if not self.queued:
+            self.queued = True
+            self.cell.enqueue_timer(self)
+        if self.interval is not None:
+            self.deadline += self.interval
+            if self.deadline <= now:
+                self.deadline = now + self.interval
+            service.schedule(self)
+
 
 class TimerService:
-    """The system's single timer task (see the module docstring)."""
+    """The system's single timer task (see the module docstring).
+
+    It also carries the deadlines of asks: anything with ``deadline``, ``live`` and
+    ``fire(service, now)`` can be scheduled. An ask that is answered in time leaves a
+    dead entry behind (removing it from the heap would cost more than it saves); dead
+    entries are dropped when they come due, or all at once when they outnumber the live.
+    """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Timer]] = []
+        self._heap: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
         self._sleep: trio.CancelScope | None = None
+        self._discarded = 0
 
-    def schedule(self, timer: Timer) -> None:
-        heapq.heappush(self._heap, (timer.deadline, next(self._seq), timer))
-        if self._sleep is not None and timer.deadline < self._sleep.deadline:
-            self._sleep.deadline = timer.deadline
+    def schedule(self, item: Any) -> None:
+        heapq.heappush(self._heap, (item.deadline, next(self._seq), item))
+        if self._sleep is not None and item.deadline < self._sleep.deadline:
+            self._sleep.deadline = item.deadline
+
+    def discard(self) -> None:
+        """Note that one scheduled item died before its deadline."""
+        self._discarded += 1
+        if self._discarded > 1024 and self._discarded * 2 > len(self._heap):
+            self._heap = [entry for entry in self._heap if entry[2].live]
+            heapq.heapify(self._heap)
+            self._discarded = 0
 
     async def run(self) -> None:
-        heap = self._heap
         while True:
+            heap = self._heap
             now = trio.current_time()
             while heap and heap[0][0] <= now:
-                _, _, timer = heapq.heappop(heap)
-                if not timer.live:
-                    continue
-                if not timer.queued:
-                    timer.queued = True
-                    timer.cell.enqueue_timer(timer)
-                if timer.interval is not None:
-                    timer.deadline += timer.interval
-                    if timer.deadline <= now:
-                        timer.deadline = now + timer.interval
-                    heapq.heappush(heap, (timer.deadline, next(self._seq), timer))
+                item = heapq.heappop(heap)[2]
+                if item.live:
+                    item.fire(self, now)
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
