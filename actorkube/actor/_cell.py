@@ -197,7 +197,7 @@ class Supervisor(abc.ABC):
     name: str
     system: ActorSystem
     children: dict[str, Cell]
-    _last_spawned: Cell | None
+    _last_hooked: Cell | None
     _history: RestartHistory | None
     _sup_lock: trio.Lock | None
 
@@ -255,7 +255,7 @@ class Cell(Supervisor):
         "_after",
         "_first_start",
         "_history",
-        "_last_spawned",
+        "_last_hooked",
         "_parked",
         "_room",
         "_started",
@@ -335,19 +335,22 @@ class Cell(Supervisor):
         self._sup_lock = None
         self._parked: trio.Event | None = None
         self._started: trio.Event | None = None
-        self._stopped = trio.Event()
+        self._stopped: trio.Event | None = None
         self._wake: trio.Event | None = None
         # Siblings run their first start hooks in spawn order (as Erlang supervisors
-        # start children): a cell waits for the one spawned before it, if still starting.
+        # start children): a cell waits for the sibling spawned before it, if that one's
+        # hook has not returned yet. Classes that keep Actor's no-op ``started`` (known
+        # only when the factory is the class itself) take no part: nothing to order.
         self._after: trio.Event | None = None
         self._first_start: trio.Event | None = None
-        self._last_spawned: Cell | None = None
-        prev = parent._last_spawned
-        if prev is not None and prev.state is STARTING:
-            if prev._first_start is None:
-                prev._first_start = trio.Event()
-            self._after = prev._first_start
-        parent._last_spawned = self
+        self._last_hooked: Cell | None = None
+        if getattr(factory, "started", None) is not Actor.started:
+            prev = parent._last_hooked
+            if prev is not None and prev.state is STARTING:
+                if prev._first_start is None:
+                    prev._first_start = trio.Event()
+                self._after = prev._first_start
+            parent._last_hooked = self
 
     def __repr__(self) -> str:
         return f"<Cell {self.ref.address} {self.state}>"
@@ -421,12 +424,11 @@ class Cell(Supervisor):
             if self._after is not None:
                 await self._after.wait()
                 self._after = None
-            await self._start(None, first=True)
-            if self._first_start is not None:
-                self._first_start.set()
+            start: tuple[BaseException | None, bool] | None = (None, True)
             while True:
-                if self.directive is None:
-                    await self._serve()
+                if self.directive is None or start is not None:
+                    await self._serve(start)
+                    start = None
                 kind, arg = self.directive
                 self.directive = None
                 if kind is STOP:
@@ -439,100 +441,58 @@ class Cell(Supervisor):
                         self.parent.supervise_child, self, arg, name=f"supervise {self.name}"
                     )
                 if await self._park():
-                    await self._start(self.resume[0], first=False)
+                    start = (self.resume[0], False)
                     self.resume = None
-                    self._started.set()
         except BaseException:
             # Cancelled from outside (the system is torn down): no hooks, like a crash.
             self.state = STOPPED
-            self._stopped.set()
+            if self._stopped is not None:
+                self._stopped.set()
             if self._first_start is not None:
                 self._first_start.set()
             raise
 
     async def _start(self, failure: BaseException | None, first: bool) -> None:
+        """Make a fresh instance and run its start hook (inside _serve's cancel scope)."""
         # A first start stays STARTING until its hook returns (see _after above).
         if not first:
             self.state = RUNNING
         self._parked = None
-        with trio.CancelScope() as self.scope:
-            try:
-                inst = self.factory()
-                inst.ref = self.ref
-                inst.system = self.system
-                inst.parent = getattr(self.parent, "ref", None)
-                inst._cell = self
-                self.instance = inst
-                if first:
-                    if not self.explicit[0]:
-                        self.capacity = inst.mailbox_size
-                    if not self.explicit[1]:
-                        self.overflow = inst.overflow
-                    await inst.started()
-                else:
-                    self.restarts += 1
-                    await inst.restarted(failure)
-            except Exception as exc:
-                self.failed += 1
-                log.warning("actor %s failed to start", self.ref.address, exc_info=exc)
-                self._set_directive(FAIL, exc)
-        self.scope = None
-        if self.state is STARTING:
-            self.state = RUNNING
+        try:
+            inst = self.factory()
+            inst.ref = self.ref
+            inst.system = self.system
+            inst.parent = getattr(self.parent, "ref", None)
+            inst._cell = self
+            self.instance = inst
+            if first:
+                if not self.explicit[0]:
+                    self.capacity = inst.mailbox_size
+                if not self.explicit[1]:
+                    self.overflow = inst.overflow
+                await inst.started()
+            else:
+                self.restarts += 1
+                await inst.restarted(failure)
+        except Exception as exc:
+            self.failed += 1
+            log.warning("actor %s failed to start", self.ref.address, exc_info=exc)
+            self._set_directive(FAIL, exc)
+        finally:
+            if first:
+                self.state = RUNNING
+                if self._first_start is not None:
+                    self._first_start.set()
+            else:
+                self._started.set()
 
-    async def _serve(self) -> None:
-        """Handle messages until a directive is set. The hot path of the runtime."""
-        mailbox = self.mailbox
-        inst = self.instance
-        cls = type(inst)
-        dispatch = cls._dispatch
-        resolve = self.system._resolve
-        dead_letter = self.system._dead_letter
+    async def _serve(self, start: tuple[BaseException | None, bool] | None) -> None:
+        """Start an instance if asked, then handle messages until a directive is set.
+        The hot path of the runtime."""
         with trio.CancelScope() as self.scope:
-            while self.directive is None:
-                if not mailbox:
-                    self.waiter = current_task()
-                    await wait_task_rescheduled(self._abort_wait)
-                    continue
-                budget = BATCH
-                while mailbox and budget and self.directive is None:
-                    budget -= 1
-                    reply, data = mailbox.popleft()
-                    if reply is not None and type(reply) is Timer:
-                        if not self._timers.fired(reply):
-                            continue
-                        reply = None
-                    try:
-                        msg = decode_message(data, resolve)
-                    except DecodeError as exc:
-                        self.dropped += 1
-                        dead_letter(self.ref.address, data, f"undecodable: {exc}", reply)
-                        continue
-                    mtype = type(msg)
-                    if mtype is Terminated and not self._still_watching(msg):
-                        continue
-                    entry = dispatch.get(mtype) or cls._handler_for(mtype)
-                    self.inflight = reply
-                    if entry is None:
-                        inst.unhandled(msg)
-                        self.inflight = None
-                        continue
-                    func, is_async = entry
-                    try:
-                        result = (await func(inst, msg)) if is_async else func(inst, msg)
-                        reply = self.inflight
-                        if reply is not None:
-                            data = encode_value(result)
-                            self.inflight = None
-                            reply.send_bytes(data)
-                    except Exception as exc:
-                        self._handler_failed(exc)
-                        break
-                    self.processed += 1
-                if self._room is not None and len(self._room):
-                    self._room.unpark_all()
-                if mailbox and not budget:
-                    await trio.lowlevel.checkpoint()
+            if start is not None:
+                await self._start(*start)
+            await self._loop()
         self.scope = None
         reply = self.inflight
         if reply is not None:
@@ -544,6 +504,60 @@ class Cell(Supervisor):
                 else ("actor restarted")
             )
             reply.fail(Undeliverable(self.ref.address, why))
+
+    async def _loop(self) -> None:
+        if self.directive is not None:
+            return  # the start failed, or a directive came during it
+        mailbox = self.mailbox
+        inst = self.instance
+        cls = type(inst)
+        dispatch = cls._dispatch
+        resolve = self.system._resolve
+        dead_letter = self.system._dead_letter
+        while self.directive is None:
+            if not mailbox:
+                self.waiter = current_task()
+                await wait_task_rescheduled(self._abort_wait)
+                continue
+            budget = BATCH
+            while mailbox and budget and self.directive is None:
+                budget -= 1
+                reply, data = mailbox.popleft()
+                if reply is not None and type(reply) is Timer:
+                    if not self._timers.fired(reply):
+                        continue
+                    reply = None
+                try:
+                    msg = decode_message(data, resolve)
+                except DecodeError as exc:
+                    self.dropped += 1
+                    dead_letter(self.ref.address, data, f"undecodable: {exc}", reply)
+                    continue
+                mtype = type(msg)
+                if mtype is Terminated and not self._still_watching(msg):
+                    continue
+                entry = dispatch.get(mtype) or cls._handler_for(mtype)
+                self.inflight = reply
+                if entry is None:
+                    inst.unhandled(msg)
+                    self.inflight = None
+                    continue
+                func, is_async = entry
+                try:
+                    result = (await func(inst, msg)) if is_async else func(inst, msg)
+                    reply = self.inflight
+                    if reply is not None:
+                        data = encode_value(result)
+                        self.inflight = None
+                        reply.send_bytes(data)
+                except Exception as exc:
+                    self._handler_failed(exc)
+                    break
+                self.processed += 1
+            if self._room is not None and len(self._room):
+                self._room.unpark_all()
+            if mailbox and not budget:
+                await trio.lowlevel.checkpoint()
 
     def _handler_failed(self, exc: Exception) -> None:
         self.failed += 1
@@ -617,7 +631,8 @@ class Cell(Supervisor):
             self._started.set()
         if self._parked is not None:
             self._parked.set()
-        self._stopped.set()
+        if self._stopped is not None:
+            self._stopped.set()
 
     # --- directives (called from other tasks, or from the actor's own handlers) ----------
 
@@ -638,6 +653,8 @@ class Cell(Supervisor):
 
     async def stop_and_wait(self, reason: str) -> None:
         if self.state is not STOPPED:
+            if self._stopped is None:
+                self._stopped = trio.Event()
             self.interrupt(STOP, reason)
             await self._stopped.wait()
 

@@ -149,7 +149,7 @@ class _Root(Supervisor):
         self._strategy = strategy
         self._history = None
         self._sup_lock = None
-        self._last_spawned = None
+        self._last_hooked = None
         self.closing = False
 
     @property

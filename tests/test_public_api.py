@@ -1,0 +1,29 @@
+"""The public surface of actorkube.actor: small, explicit, documented."""
+
+import actorkube.actor as actor
+
+EXPECTED = {
+    "Actor", "ActorError", "ActorRef", "ActorStats", "ActorSystem", "Address",
+    "AskTimeout", "AuthenticationError", "Backoff", "CodecError", "DeadLetter",
+    "DeadLetters", "DecodeError", "GuestSystem", "HandlerFailed", "MailboxFull",
+    "OneForAll", "OneForOne", "Overflow", "ProtocolError", "Reply", "Restart",
+    "RestForOne", "RestartIntensityExceeded", "Strategy", "SystemStats", "Terminated",
+    "Timers", "Undeliverable", "WallClock", "asyncio_actor_system", "decode_message",
+    "encode_message", "handler", "is_message", "message", "message_tag", "registered_tags",
+}
+
+
+def public_names(module) -> set[str]:
+    return {name for name in vars(module) if not name.startswith("_")}
+
+
+def test_public_surface_is_what_we_document() -> None:
+    # TCP names are added by the transport module; everything else is listed above.
+    names = public_names(actor) - {"TcpTransport", "serve_tcp"}
+    assert names == EXPECTED
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for name in public_names(actor):
+        obj = getattr(actor, name)
+        assert getattr(obj, "__doc__", None), f"actorkube.actor.{name} has no docstring"
