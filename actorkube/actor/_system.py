@@ -215,6 +215,7 @@ class ActorSystem:
             raise ActorError("an ActorSystem can be entered once")
         self._stack = AsyncExitStack()
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        self.clock.now()  # a fixed-epoch clock counts from the system's start
         self._nursery.start_soon(self._timer_service.run, name="actor timers")
         return self
 
@@ -231,6 +232,8 @@ class ActorSystem:
             if len(leaves) == 1:
                 raise leaves[0] from None
             raise
+        finally:
+            self._nursery = None  # spawn after exit: ActorError, not trio's closed nursery
 
     async def _shutdown(self) -> None:
         self._root.closing = True
