@@ -434,3 +434,26 @@ async def test_spawn_outside_a_running_system_is_an_error() -> None:
     system = ActorSystem()
     with pytest.raises(ActorError, match="not running"):
         system.spawn(Echo)
+
+
+async def test_one_handler_for_several_types_and_subclass_dispatch() -> None:
+    class Multi(Actor):
+        @handler(Ping, Later)
+        def either(self, msg: object) -> str:
+            return type(msg).__name__
+
+    async with ActorSystem() as system:
+        ref = system.spawn(Multi)
+        assert await ref.ask(Ping(1)) == "Ping"
+        assert await ref.ask(Later(1)) == "Later"
+    with pytest.raises(TypeError, match="message classes"):
+        handler("not a type")
+
+
+def test_a_handler_may_not_hide_an_actor_method() -> None:
+    with pytest.raises(TypeError, match="hides Actor.watch"):
+
+        class Bad(Actor):
+            @handler
+            def watch(self, msg: Ping) -> None:
+                pass

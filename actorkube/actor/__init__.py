@@ -40,4 +40,6 @@ from ._system import ActorSystem as ActorSystem
 from ._system import DeadLetters as DeadLetters
 from ._system import SystemStats as SystemStats
 from ._system import WallClock as WallClock
+from ._tcp import TcpTransport as TcpTransport
+from ._tcp import serve_tcp as serve_tcp
 from ._timers import Timers as Timers

@@ -40,7 +40,7 @@ class Overflow:
     FAIL = "fail"
 
 
-def handler(arg: Any = None) -> Any:
+def handler(arg: Any = None, *more: type) -> Any:
     """Mark a method as the handler of a message type.
 
     ``@handler`` takes the type from the annotation of the message parameter;
@@ -49,7 +49,9 @@ def handler(arg: Any = None) -> Any:
     if callable(arg) and not isinstance(arg, type):
         arg._actor_handles = None  # resolved from the annotation on first use
         return arg
-    types = (arg,) if isinstance(arg, type) else tuple(arg or ())
+    types = (arg, *more)
+    if not all(isinstance(tp, type) for tp in types):
+        raise TypeError("@handler takes message classes")
 
     def mark(func: Callable) -> Callable:
         func._actor_handles = types

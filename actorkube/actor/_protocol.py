@@ -12,7 +12,7 @@ Rules of this file:
   ``ProtocolError`` for anything else; it never raises another exception.
 - The handshake proves that both ends know the shared secret without sending it: each
   side sends a HELLO with a random nonce and answers the other's nonce with
-  HMAC-SHA256(token, nonce + its own system name).
+  HMAC-SHA256(token, nonce + its own system name + NUL + the other's system name).
 """
 
 from __future__ import annotations
@@ -128,10 +128,15 @@ class FrameReader:
         return out
 
 
-def auth_proof(token: bytes, nonce: bytes, name: str) -> bytes:
-    """What a system named ``name`` answers to ``nonce`` when it knows ``token``."""
-    return hmac.new(token, nonce + name.encode(), hashlib.sha256).digest()
+def auth_proof(token: bytes, nonce: bytes, sender: str, recipient: str) -> bytes:
+    """What system ``sender`` answers to ``recipient``'s ``nonce`` when it knows ``token``.
+
+    Both names are inside the MAC, so a proof meant for one system cannot be relayed to
+    another."""
+    return hmac.new(
+        token, nonce + sender.encode() + b"\0" + recipient.encode(), hashlib.sha256
+    ).digest()
 
 
-def check_proof(token: bytes, nonce: bytes, name: str, proof: bytes) -> bool:
-    return hmac.compare_digest(auth_proof(token, nonce, name), proof)
+def check_proof(token: bytes, nonce: bytes, sender: str, recipient: str, proof: bytes) -> bool:
+    return hmac.compare_digest(auth_proof(token, nonce, sender, recipient), proof)

@@ -174,8 +174,8 @@ class ActorSystem:
     """A group of actors sharing one nursery, one registry and one transport.
 
     Parameters:
-      name: the system's name, part of every address (``ak://name/actor``); with TCP
-        it is set to the ``host:port`` the system listens on.
+      name: the system's name, part of every address (``ak://name/actor``); with TCP,
+        name it after the ``host:port`` it listens on, so that peers can dial it by name.
       supervision: the strategy of the root supervisor of top-level actors. If the
         root gives up, ``RestartIntensityExceeded`` is raised out of ``async with``.
       ask_timeout: the default timeout of ``ask``, in seconds (trio's clock).
