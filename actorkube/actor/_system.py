@@ -132,8 +132,9 @@ class Transport(Protocol):
     def send_frame(self, system: str, payload: bytes) -> bool:
         """Queue one frame for ``system``; False if it cannot be routed now."""
 
-    async def send_frame_wait(self, system: str, payload: bytes) -> None:
-        """Queue one frame, waiting for buffer room (backpressure)."""
+    async def send_frame_wait(self, system: str, payload: bytes) -> bool:
+        """Queue one frame, waiting for buffer room (backpressure); False if it cannot
+        be routed."""
 
     async def aclose(self) -> None:
         """Close connections and listeners."""
@@ -450,9 +451,18 @@ class ActorSystem:
         if address.system == self.name or self.transport is None:
             self._remote_tell(address, data)
             return
-        await self.transport.send_frame_wait(
+        if not await self.transport.send_frame_wait(
             address.system, P.pack_frame(P.TELL, address.name, data)
-        )
+        ):
+            self._dead_letter(address, data, "peer unreachable", None)
+
+    def _frame_lost(self, peer: str, payload: bytes) -> None:
+        """A transport lost a frame it had accepted for ``peer`` (the peer went down with
+        it still queued): a TELL becomes a dead letter. Asks and watches need nothing
+        here: ``_peer_down`` fails them."""
+        frame = P.parse_frame(payload)
+        if frame[0] == P.TELL:
+            self._dead_letter(Address(peer, frame[1]), frame[2], "peer unreachable", None)
 
     def _remote_ask(self, address: Address, data: bytes, slot: LocalReply) -> int:
         if address.system == self.name:

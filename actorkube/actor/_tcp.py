@@ -45,7 +45,6 @@ from trio.lowlevel import ParkingLot
 
 from . import _protocol as P
 from ._errors import ActorError, AuthenticationError, ProtocolError
-from ._ref import Address
 
 log = logging.getLogger("actorkube.actor.tcp")
 
@@ -394,31 +393,25 @@ class TcpTransport:
             peer.wake.unpark_all()
         return True
 
-    async def send_frame_wait(self, system: str, payload: bytes) -> None:
-        """Queue one frame, waiting while the peer's queue is full. A TELL that cannot
-        be routed becomes a dead letter ("peer unreachable")."""
+    async def send_frame_wait(self, system: str, payload: bytes) -> bool:
+        """Queue one frame, waiting while the peer's queue is full. False if it cannot
+        be routed."""
         while True:
             peer = None if self._closed else self._peer_for(system)
             if peer is None:
-                self._undeliverable(system, payload)
-                return
+                return False
             if len(peer.queue) < self.send_buffer:
                 peer.queue.append(payload)
                 if peer.wake:
                     peer.wake.unpark_all()
-                return
+                return True
             await peer.room.park()
-
-    def _undeliverable(self, system: str, payload: bytes) -> None:
-        frame = P.parse_frame(payload)
-        if frame[0] == P.TELL:
-            self.system._dead_letter(Address(system, frame[1]), frame[2], "peer unreachable", None)
 
     def _drop_queue(self, peer: _Peer) -> None:
         frames = list(peer.queue)
         peer.queue.clear()
         for payload in frames:
-            self._undeliverable(peer.name, payload)
+            self.system._frame_lost(peer.name, payload)
         peer.room.unpark_all()
 
     # --- connection life -------------------------------------------------------------------
