@@ -45,6 +45,7 @@ from ._errors import (
     RestartIntensityExceeded,
     Undeliverable,
 )
+from ._groups import single_error
 from ._messages import DeadLetter, Terminated
 from ._ref import ActorRef, Address
 from ._supervision import OneForOne, Restart, Strategy
@@ -164,13 +165,6 @@ class _Root(Supervisor):
         raise err
 
 
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
-
-
 class ActorSystem:
     """A group of actors sharing one nursery, one registry and one transport.
 
@@ -222,17 +216,11 @@ class ActorSystem:
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         try:
-            if exc_type is None:
-                await self._shutdown()
-            self._nursery.cancel_scope.cancel()
-            return await self._stack.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            # The nursery wraps errors in a group; hand back the single real error (the
-            # body's own exception, or the root supervisor's) as the user raised it.
-            leaves = _leaves(group)
-            if len(leaves) == 1:
-                raise leaves[0] from None
-            raise
+            with single_error():  # the body's own exception, or the root supervisor's
+                if exc_type is None:
+                    await self._shutdown()
+                self._nursery.cancel_scope.cancel()
+                return await self._stack.__aexit__(exc_type, exc, tb)
         finally:
             self._nursery = None  # spawn after exit: ActorError, not trio's closed nursery
 

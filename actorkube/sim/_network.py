@@ -43,6 +43,7 @@ import attrs
 import trio
 
 from actorkube.actor import ActorSystem, WallClock
+from actorkube.actor._groups import single_error
 
 from . import _trace as T
 from ._errors import ScenarioError
@@ -152,15 +153,8 @@ class SimNetwork:
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         self._nursery.cancel_scope.cancel()
         try:
-            try:
+            with single_error():  # the scenario's own error, or a host's, as raised
                 return await self._stack.__aexit__(exc_type, exc, tb)
-            except BaseExceptionGroup as group:
-                # The nursery wraps errors in a group; hand back a single real error
-                # (the scenario's own, or a host's) as it was raised.
-                leaves = _leaves(group)
-                if len(leaves) == 1:
-                    raise leaves[0] from None
-                raise
         except Exception as failure:
             failure.add_note(
                 f"simulated network seed: {self.seed} (replay this run with {self._replay})"
@@ -373,10 +367,3 @@ class SimNetwork:
         else:
             self._record(T.DELIVER, f.src, f.dst, f.frame_id, f.payload)
             target.system._on_frame(f.src, f.payload)
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out

@@ -1,0 +1,30 @@
+"""Exception groups from trio nurseries, handed back as the one error they carry."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+@contextlib.contextmanager
+def single_error() -> Iterator[None]:
+    """Re-raise a group holding exactly one exception as that exception.
+
+    A nursery wraps even a lone error in a group; a context manager that owns a nursery
+    (ActorSystem, SimNetwork) should hand back the body's own exception, or the one
+    failure of its tasks, as it was raised. Groups of several stay groups.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
