@@ -457,3 +457,17 @@ def test_a_handler_may_not_hide_an_actor_method() -> None:
             @handler
             def watch(self, msg: Ping) -> None:
                 pass
+
+
+async def test_nothing_keeps_running_after_exit() -> None:
+    task = trio.lowlevel.current_task()
+    async with ActorSystem() as system:
+        refs = [system.spawn(Echo) for _ in range(10)]
+        await refs[0].ask(Sleep(0.0))
+        nursery = system._nursery
+        assert nursery in task.child_nurseries
+        assert len(nursery.child_tasks) == 11  # ten actors and the timer task
+    assert nursery not in task.child_nurseries
+    assert not nursery.child_tasks
+    with pytest.raises(ActorError, match="not running"):
+        system.spawn(Echo)
