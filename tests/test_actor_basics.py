@@ -19,6 +19,7 @@ from actorkube.actor import (
     DeadLetter,
     HandlerFailed,
     MailboxFull,
+    OneForOne,
     Overflow,
     Undeliverable,
     handler,
@@ -451,7 +452,7 @@ async def test_one_handler_for_several_types_and_subclass_dispatch() -> None:
 
 
 def test_a_handler_may_not_hide_an_actor_method() -> None:
-    with pytest.raises(TypeError, match="hides Actor.watch"):
+    with pytest.raises(TypeError, match=r"hides Actor\.watch"):
 
         class Bad(Actor):
             @handler
@@ -471,3 +472,82 @@ async def test_nothing_keeps_running_after_exit() -> None:
     assert not nursery.child_tasks
     with pytest.raises(ActorError, match="not running"):
         system.spawn(Echo)
+
+
+class SyncOnly(Actor):
+    """All handlers are plain functions: asks to it when idle are handled inline."""
+
+    def __init__(self) -> None:
+        self.pending = []
+        self.seen = 0
+
+    @handler
+    def ping(self, msg: Ping) -> int:
+        self.seen += 1
+        return self.seen
+
+    @handler
+    def fail(self, msg: Fail) -> None:
+        raise ValueError(msg.text)
+
+    @handler
+    def later(self, msg: Later) -> None:
+        self.pending.append(self.defer_reply())
+
+    @handler
+    def answer(self, msg: Answer) -> None:
+        for reply in self.pending:
+            reply.send(msg.n)
+
+    @handler
+    def quit(self, msg: Get) -> str:
+        self.stop()
+        return "bye"
+
+
+async def test_asks_to_an_idle_synchronous_actor_keep_every_guarantee() -> None:
+    async with ActorSystem(supervision=OneForOne(intensity=5)) as system:
+        ref = system.spawn(SyncOnly)
+        assert [await ref.ask(Ping(0)) for _ in range(3)] == [1, 2, 3]
+        # A failure restarts the actor (fresh state) and the asker gets the error.
+        with pytest.raises(HandlerFailed, match="ValueError: no"):
+            await ref.ask(Fail("no"))
+        assert await ref.ask(Ping(0)) == 1
+        # A deferred reply waits for another message.
+        async with trio.open_nursery() as nursery:
+            got = []
+
+            async def ask_later() -> None:
+                got.append(await ref.ask(Later(0)))
+
+            nursery.start_soon(ask_later)
+            await trio.testing.wait_all_tasks_blocked()
+            ref.tell(Answer(7))
+        assert got == [7]
+        stats = system.stats().actors[ref.name]
+        assert (stats.received, stats.processed, stats.failed, stats.restarts) == (7, 6, 1, 1)
+        # Stopping itself from an inline handler stops the actor.
+        assert await ref.ask(Get()) == "bye"
+        await trio.testing.wait_all_tasks_blocked()
+        assert system.lookup(ref.name) is None
+
+
+async def test_idle_synchronous_actors_answer_asks_inline(monkeypatch) -> None:
+    from actorkube.actor._cell import Cell
+
+    inline = []
+    original = Cell.ask_inline
+
+    def counting(self, reply, data):
+        done = original(self, reply, data)
+        inline.append(done)
+        return done
+
+    monkeypatch.setattr(Cell, "ask_inline", counting)
+    async with ActorSystem() as system:
+        sync_ref, async_ref = system.spawn(SyncOnly), system.spawn(Echo)
+        for _ in range(3):
+            await sync_ref.ask(Ping(0))
+            await async_ref.ask(Ping(0))
+    # The first ask of each finds the actor still starting; Echo has async handlers.
+    assert inline == [False, False, True, False, True, False]

@@ -103,6 +103,8 @@ class Actor:
     # Handlers by the exact type they were declared for, and a cache by message type.
     _handlers: ClassVar[dict[type, tuple[Callable, bool]] | None] = None
     _dispatch: ClassVar[dict[type, tuple[Callable, bool]]] = {}
+    # True when every handler is a plain function (asks may then run inline: see Cell).
+    _all_sync: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -111,6 +113,7 @@ class Actor:
                 raise TypeError(f"handler {cls.__qualname__}.{name} hides Actor.{name}; rename it")
         cls._handlers = None
         cls._dispatch = {}
+        cls._all_sync = False
 
     # --- lifecycle hooks ----------------------------------------------------------------
 
@@ -189,6 +192,7 @@ class Actor:
                         is_async = inspect.iscoroutinefunction(attr)
                         for tp in _handled_types(attr):
                             handlers[tp] = (attr, is_async)
+            cls._all_sync = not any(is_async for _, is_async in handlers.values())
         for tp in msg_type.__mro__:
             entry = handlers.get(tp)
             if entry is not None:

@@ -559,6 +559,43 @@ class Cell(Supervisor):
             if mailbox and not budget:
                 await trio.lowlevel.checkpoint()
 
+    def ask_inline(self, reply: LocalReply, data: bytes) -> bool:
+        """Handle an ask at once, in the asking task, if that is indistinguishable from
+        queueing it: the actor is idle (its task waits on an empty mailbox), nothing is
+        pending, and all its handlers are plain functions (so the handler cannot await,
+        and cannot see which task runs it). Saves the actor's task a wake-up: one trio
+        scheduling pass instead of two per ask. False: nothing was done, queue it."""
+        if self.waiter is None or self.mailbox or self.directive:
+            return False
+        inst = self.instance
+        cls = type(inst)
+        if not cls._all_sync:
+            return False
+        try:
+            msg = decode_message(data, self.system._resolve)
+        except DecodeError:
+            return False
+        mtype = type(msg)
+        entry = (
+            None if mtype is Terminated else (cls._dispatch.get(mtype) or cls._handler_for(mtype))
+        )
+        if entry is None:
+            return False
+        self.received += 1
+        self.inflight = reply
+        try:
+            result = entry[0](inst, msg)
+            if self.inflight is not None:
+                data = encode_value(result)
+                self.inflight = None
+                reply.send_bytes(data)
+            self.processed += 1
+        except Exception as exc:
+            self._handler_failed(exc)
+        if self.directive is not None:
+            self.scope.cancel()  # the actor's own task acts on a failure or a stop
+        return True
+
     def _handler_failed(self, exc: Exception) -> None:
         self.failed += 1
         if isinstance(exc, CodecError):

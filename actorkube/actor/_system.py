@@ -340,15 +340,21 @@ class ActorSystem:
 
     async def _ask(self, ref: ActorRef, data: bytes, timeout: float | None) -> Any:
         slot = LocalReply()
+        cell = ref._cell
+        inline = cell is not None and cell.ask_inline(slot, data)
+        if inline and slot.done:
+            await trio.lowlevel.checkpoint()
+            return slot.result(self._resolve)
         timers = self._timer_service
         if timeout is not None:
             slot.deadline = trio.current_time() + timeout
             timers.schedule(slot)
-        cell = ref._cell
         corr = 0
         try:
             if cell is None:
                 corr = self._remote_ask(ref.address, data, slot)
+            elif inline:
+                pass  # handled inline, with the reply deferred: wait for it
             elif len(cell.mailbox) < cell.capacity:
                 cell.enqueue(slot, data)
             else:
