@@ -181,18 +181,31 @@ class Actor:
     # --- dispatch -----------------------------------------------------------------------
 
     @classmethod
-    def _handler_for(cls, msg_type: type) -> tuple[Callable, bool] | None:
-        """The handler of ``msg_type`` (most specific base wins), cached per class."""
+    def _ensure_handlers(cls) -> dict[type, tuple[Callable, bool]]:
+        """Build the table of handlers by declared type, once per class.
+
+        A method marked ``@handler`` in a base class and overridden (with or without the
+        decorator) in a subclass dispatches to the override, as Python methods do.
+        Raises ``ActorError`` for a handler whose message type cannot be resolved.
+        """
         handlers = cls._handlers
         if handlers is None:
-            handlers = cls._handlers = {}
+            handlers = {}
             for klass in reversed(cls.__mro__):
-                for attr in vars(klass).values():
+                for name, attr in vars(klass).items():
                     if callable(attr) and hasattr(attr, "_actor_handles"):
-                        is_async = inspect.iscoroutinefunction(attr)
+                        func = getattr(cls, name)
+                        is_async = inspect.iscoroutinefunction(func)
                         for tp in _handled_types(attr):
-                            handlers[tp] = (attr, is_async)
+                            handlers[tp] = (func, is_async)
             cls._all_sync = not any(is_async for _, is_async in handlers.values())
+            cls._handlers = handlers
+        return handlers
+
+    @classmethod
+    def _handler_for(cls, msg_type: type) -> tuple[Callable, bool] | None:
+        """The handler of ``msg_type`` (most specific base wins), cached per class."""
+        handlers = cls._ensure_handlers()
         for tp in msg_type.__mro__:
             entry = handlers.get(tp)
             if entry is not None:

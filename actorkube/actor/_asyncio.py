@@ -47,12 +47,20 @@ class GuestSystem:
         scope = trio.CancelScope()
 
         async def run() -> None:
-            with scope:
-                result = await outcome.acapture(async_fn, *args)
-                if not future.done():
+            try:
+                with scope:
+                    result = await outcome.acapture(async_fn, *args)
+                    if isinstance(result, outcome.Error) and isinstance(
+                        result.error, trio.Cancelled
+                    ):
+                        # trio's cancellation stays in trio (the system is closing);
+                        # asyncio sees its call cancelled.
+                        loop.call_soon(future.cancel)
+                        result.unwrap()
                     loop.call_soon(_settle, future, result)
-            if scope.cancelled_caught and not future.done():
-                loop.call_soon(future.cancel)
+            finally:
+                if scope.cancelled_caught:
+                    loop.call_soon(future.cancel)
 
         self._token.run_sync_soon(self._nursery.start_soon, run)
         try:

@@ -43,11 +43,10 @@ from ._errors import (
 )
 from ._messages import Terminated
 from ._ref import ActorRef, Address
-from ._supervision import RestartHistory, Strategy
+from ._supervision import Restart, RestartHistory, Strategy
 from ._timers import Timer, Timers
 
 if TYPE_CHECKING:
-    from ._supervision import Restart
     from ._system import ActorSystem
 
 log = logging.getLogger("actorkube.actor")
@@ -57,7 +56,13 @@ BATCH = 256
 # Directives.
 FAIL, EXIT, SUSPEND, STOP = "fail", "exit", "suspend", "stop"
 # States.
-STARTING, RUNNING, PARKED, STOPPED = "starting", "running", "parked", "stopped"
+STARTING, RUNNING, STOPPING, PARKED, STOPPED = (
+    "starting",
+    "running",
+    "stopping",
+    "parked",
+    "stopped",
+)
 
 
 def failure_of(ref: ActorRef, exc: BaseException) -> HandlerFailed:
@@ -90,8 +95,6 @@ class Reply:
 
     def fail(self, exc: BaseException) -> None:
         """Make the ask raise: ``exc`` itself if it is an ActorError, else HandlerFailed."""
-        if self._done:
-            return
         if not isinstance(exc, ActorError):
             owner = self._owner
             exc = (
@@ -99,20 +102,24 @@ class Reply:
                 if owner is not None
                 else HandlerFailed("?", type(exc).__qualname__, str(exc))
             )
-        self._finish()
-        self._error(exc)
+        if self._settle():
+            self._error(exc)
 
     def send_bytes(self, data: bytes) -> None:
-        if self._done:
-            return
-        self._finish()
-        self._ok(data)
+        if self._settle():
+            self._ok(data)
 
-    def _finish(self) -> None:
-        self._done = True
+    def _settle(self) -> bool:
+        """Forget the reply in its actor's deferred table; True if it was still open
+        (an ask that timed out or was cancelled is settled already)."""
         owner = self._owner
         if owner is not None:
             owner.deferred.pop(id(self), None)
+            self._owner = None
+        if self._done:
+            return False
+        self._done = True
+        return True
 
     def _ok(self, data: bytes) -> None:
         """Deliver encoded reply bytes (subclasses)."""
@@ -151,7 +158,7 @@ class LocalReply(Reply):
     def fire(self, service: Any, now: float) -> None:
         """The deadline passed with no reply: give up waiting."""
         self.timed_out = True
-        self._done = True
+        self._settle()
         self._wake()
 
     def _ok(self, data: bytes) -> None:
@@ -206,15 +213,19 @@ class Supervisor(abc.ABC):
     def strategy(self) -> Strategy:
         """The strategy applied to this supervisor's children."""
 
-    async def supervise_child(self, child: Cell, failure: BaseException | None) -> None:
+    async def supervise_child(
+        self, child: Cell, failure: BaseException | None, generation: int
+    ) -> None:
         """Decide and carry out what happens after ``child`` failed (or exited normally,
-        when ``failure`` is None). Runs as its own task, one at a time per supervisor."""
+        when ``failure`` is None) in its instance number ``generation``. Runs as its own
+        task, one at a time per supervisor."""
         if self._sup_lock is None:
             self._sup_lock = trio.Lock()
-            self._history = RestartHistory()
         async with self._sup_lock:
             if child.state is STOPPED or self.children.get(child.name) is not child:
                 return
+            if child.restarts != generation:
+                return  # a group restart since the failure replaced that instance already
             if not self._accepting_restarts():
                 return  # our own teardown stops the child
             if not child.restart.restarts_after(failed=failure is not None):
@@ -222,6 +233,8 @@ class Supervisor(abc.ABC):
                 await child.stop_and_wait(reason)
                 return
             strategy = self.strategy
+            if self._history is None:
+                self._history = RestartHistory()
             if not self._history.allow(strategy, trio.current_time()):
                 err = RestartIntensityExceeded(
                     f"{self.name}: more than {strategy.intensity} restart(s) in "
@@ -235,10 +248,16 @@ class Supervisor(abc.ABC):
             affected = strategy.affected(list(self.children.values()), child)
             for c in reversed(affected):
                 await c.park_and_wait()
+            # A temporary child is never restarted, not even when a sibling's exit took it
+            # down (OTP).
+            for c in affected:
+                if c is not child and c.restart is Restart.TEMPORARY:
+                    await c.stop_and_wait("shutdown")
             if strategy.backoff is not None:
                 await trio.sleep(strategy.backoff.delay(self._history.recent()))
             for c in affected:
-                await c.resume_and_wait(failure if c is child else None)
+                if c.state is not STOPPED:
+                    await c.resume_and_wait(failure if c is child else None)
 
     def _accepting_restarts(self) -> bool:
         return True
@@ -288,6 +307,7 @@ class Cell(Supervisor):
         "scope",
         "state",
         "system",
+        "timer_entries",
         "waiter",
         "watchers",
         "watching",
@@ -329,6 +349,7 @@ class Cell(Supervisor):
         self.exit_reason: str | None = None
         self.received = self.processed = self.failed = self.dropped = 0
         self.restarts = self.high_water = 0
+        self.timer_entries = 0  # timer messages in the mailbox: outside the bound
         self._room: trio.lowlevel.ParkingLot | None = None
         self._timers: Timers | None = None
         self._history = None
@@ -368,13 +389,17 @@ class Cell(Supervisor):
 
     # --- delivery (called from any task) -------------------------------------------------
 
+    def full(self) -> bool:
+        """Whether the bound is reached (timer messages do not count)."""
+        return len(self.mailbox) - self.timer_entries >= self.capacity
+
     def enqueue(self, reply: Reply | None, data: bytes) -> None:
         """Put one message in the mailbox, applying the overflow policy when full."""
         if self.state is STOPPED:
             self.system._dead_letter(self.ref.address, data, "actor stopped", reply)
             return
         mailbox = self.mailbox
-        if len(mailbox) >= self.capacity:
+        if len(mailbox) >= self.capacity and self.full():
             overflow = self.overflow
             if overflow == Overflow.DROP_NEW:
                 self.dropped += 1
@@ -382,11 +407,13 @@ class Cell(Supervisor):
                 return
             if overflow == Overflow.FAIL:
                 raise MailboxFull(self.ref.address)
-            old_reply, old_data = mailbox.popleft()
+            # DROP_OLDEST: the oldest message that is not a timer's.
+            index = 0
+            while type(mailbox[index][0]) is Timer:
+                index += 1
+            old_reply, old_data = mailbox[index]
+            del mailbox[index]
             self.dropped += 1
-            if type(old_reply) is Timer:
-                old_reply.queued = False
-                old_reply = None
             self.system._dead_letter(self.ref.address, old_data, "mailbox full", old_reply)
         mailbox.append((reply, data))
         self.received += 1
@@ -397,10 +424,23 @@ class Cell(Supervisor):
             self.waiter = None
             reschedule(waiter)
 
+    def enqueue_outside_bound(self, data: bytes) -> None:
+        """Deliver a message of the runtime's own (``Terminated``): never dropped for a
+        full mailbox, never raising. There is at most one per watch."""
+        if self.state is STOPPED:
+            return
+        self.mailbox.append((None, data))
+        self.received += 1
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            reschedule(waiter)
+
     def enqueue_timer(self, timer: Timer) -> None:
         if self.state is STOPPED:
             return
         self.mailbox.append((timer, timer.data))
+        self.timer_entries += 1
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -408,7 +448,7 @@ class Cell(Supervisor):
 
     async def wait_for_room(self) -> None:
         """Wait while the mailbox is full (backpressure for ``send`` and ``ask``)."""
-        while len(self.mailbox) >= self.capacity and self.state is not STOPPED:
+        while self.full() and self.state is not STOPPED:
             if self._room is None:
                 self._room = trio.lowlevel.ParkingLot()
             await self._room.park()
@@ -422,10 +462,14 @@ class Cell(Supervisor):
     async def run(self) -> None:
         try:
             if self._after is not None:
-                await self._after.wait()
+                with trio.CancelScope() as self.scope:  # a stop must not wait for it
+                    await self._after.wait()
+                self.scope = None
                 self._after = None
             start: tuple[BaseException | None, bool] | None = (None, True)
             while True:
+                if self.directive is not None and self.directive[0] is STOP:
+                    start = None  # stopped before it started: no hooks at all
                 if self.directive is None or start is not None:
                     await self._serve(start)
                     start = None
@@ -438,7 +482,11 @@ class Cell(Supervisor):
                 await self._teardown("actor restarted")
                 if kind is not SUSPEND:
                     self.system._nursery.start_soon(
-                        self.parent.supervise_child, self, arg, name=f"supervise {self.name}"
+                        self.parent.supervise_child,
+                        self,
+                        arg,
+                        self.restarts,
+                        name=f"supervise {self.name}",
                     )
                 if await self._park():
                     start = (self.resume[0], False)
@@ -458,6 +506,7 @@ class Cell(Supervisor):
         if not first:
             self.state = RUNNING
         self._parked = None
+        self._history = None  # a new instance is a new supervisor (Erlang: a new process)
         try:
             inst = self.factory()
             inst.ref = self.ref
@@ -465,6 +514,7 @@ class Cell(Supervisor):
             inst.parent = getattr(self.parent, "ref", None)
             inst._cell = self
             self.instance = inst
+            type(inst)._ensure_handlers()
             if first:
                 if not self.explicit[0]:
                     self.capacity = inst.mailbox_size
@@ -524,6 +574,7 @@ class Cell(Supervisor):
                 budget -= 1
                 reply, data = mailbox.popleft()
                 if reply is not None and type(reply) is Timer:
+                    self.timer_entries -= 1
                     if not self._timers.fired(reply):
                         continue
                     reply = None
@@ -536,22 +587,19 @@ class Cell(Supervisor):
                 mtype = type(msg)
                 if mtype is Terminated and not self._still_watching(msg):
                     continue
-                entry = dispatch.get(mtype) or cls._handler_for(mtype)
                 self.inflight = reply
-                if entry is None:
-                    inst.unhandled(msg)
-                    self.inflight = None
-                    continue
-                func, is_async = entry
                 try:
+                    entry = dispatch.get(mtype) or cls._handler_for(mtype)
+                    if entry is None:
+                        inst.unhandled(msg)
+                        self._unanswered("unhandled message")
+                        continue
+                    func, is_async = entry
                     result = (await func(inst, msg)) if is_async else func(inst, msg)
-                    reply = self.inflight
-                    if reply is not None:
-                        data = encode_value(result)
-                        self.inflight = None
-                        reply.send_bytes(data)
                 except Exception as exc:
                     self._handler_failed(exc)
+                    break
+                if self.inflight is not None and not self._reply(result):
                     break
                 self.processed += 1
             if self._room is not None and len(self._room):
@@ -576,30 +624,45 @@ class Cell(Supervisor):
         except DecodeError:
             return False
         mtype = type(msg)
-        entry = (
-            None if mtype is Terminated else (cls._dispatch.get(mtype) or cls._handler_for(mtype))
-        )
+        if mtype is Terminated:
+            return False
+        entry = cls._dispatch.get(mtype)
         if entry is None:
             return False
         self.received += 1
         self.inflight = reply
         try:
             result = entry[0](inst, msg)
-            if self.inflight is not None:
-                data = encode_value(result)
-                self.inflight = None
-                reply.send_bytes(data)
-            self.processed += 1
         except Exception as exc:
             self._handler_failed(exc)
+        else:
+            if self.inflight is None or self._reply(result):
+                self.processed += 1
         if self.directive is not None:
             self.scope.cancel()  # the actor's own task acts on a failure or a stop
         return True
 
+    def _reply(self, result: Any) -> bool:
+        """Answer the message being handled with the handler's return value. False if
+        the value cannot cross the wire: a failure of the handler, as if it had raised."""
+        try:
+            data = encode_value(result)
+        except CodecError as exc:
+            self._handler_failed(CodecError(f"reply could not be encoded: {exc}"))
+            return False
+        reply, self.inflight = self.inflight, None
+        reply.send_bytes(data)
+        return True
+
+    def _unanswered(self, reason: str) -> None:
+        """An ask that nothing answered (an ``unhandled`` override returned) fails."""
+        reply = self.inflight
+        if reply is not None:
+            self.inflight = None
+            reply.fail(Undeliverable(self.ref.address, reason))
+
     def _handler_failed(self, exc: Exception) -> None:
         self.failed += 1
-        if isinstance(exc, CodecError):
-            exc = CodecError(f"reply could not be encoded: {exc}")
         reply = self.inflight
         if reply is not None:
             self.inflight = None
@@ -612,11 +675,13 @@ class Cell(Supervisor):
         return watching is not None and watching.pop(msg.actor.address, None) is not None
 
     async def _teardown(self, why: str) -> None:
-        """Take the instance down: timers, children (reverse start order), ``stopping``."""
+        """Take the instance down: timers, children (reverse start order), ``stopping``.
+        Nothing can be spawned meanwhile, and timers started by ``stopping`` die too."""
+        self.state = STOPPING
         if self._timers is not None:
             self._timers.cancel_all()
-        for child in reversed(list(self.children.values())):
-            await child.stop_and_wait("shutdown")
+        while self.children:
+            await next(reversed(self.children.values())).stop_and_wait("shutdown")
         for reply in list(self.deferred.values()):
             reply.fail(Undeliverable(self.ref.address, why))
         inst, self.instance = self.instance, None
@@ -625,10 +690,14 @@ class Cell(Supervisor):
                 await inst.stopping()
             except Exception as exc:
                 log.warning("actor %s: stopping() raised", self.ref.address, exc_info=exc)
+            if self._timers is not None:
+                self._timers.cancel_all()
 
     async def _park(self) -> bool:
         """Wait for the supervisor: True to start a fresh instance, False to stop."""
         self.state = PARKED
+        if self.directive is not None and self.directive[0] is SUSPEND:
+            self.directive = None  # parking is what it asked for
         if self._parked is None:
             self._parked = trio.Event()
         self._parked.set()
@@ -646,6 +715,7 @@ class Cell(Supervisor):
         self.state = STOPPED
         self.exit_reason = reason
         system = self.system
+        self.timer_entries = 0
         while self.mailbox:
             reply, data = self.mailbox.popleft()
             if type(reply) is Timer:
@@ -664,12 +734,9 @@ class Cell(Supervisor):
             for watcher in self.watchers.values():
                 system._notify_terminated(watcher, self.ref, reason)
             self.watchers = None
-        if self._started is not None:
-            self._started.set()
-        if self._parked is not None:
-            self._parked.set()
-        if self._stopped is not None:
-            self._stopped.set()
+        for event in (self._started, self._parked, self._stopped, self._first_start):
+            if event is not None:
+                event.set()
 
     # --- directives (called from other tasks, or from the actor's own handlers) ----------
 
@@ -697,10 +764,11 @@ class Cell(Supervisor):
 
     async def park_and_wait(self) -> None:
         """Have the cell tear its instance down and park (no-op if parked already)."""
-        if self.state in (PARKED, STOPPED):
+        if self.state is PARKED or self.state is STOPPED:
             return
         self._parked = self._parked or trio.Event()
-        self.interrupt(SUSPEND, None)
+        if self.state is not STOPPING:  # else it is tearing down already: it will park
+            self.interrupt(SUSPEND, None)
         await self._parked.wait()
 
     async def resume_and_wait(self, failure: BaseException | None) -> None:

@@ -54,6 +54,7 @@ _BY_CLASS: dict[type, _Spec] = {}
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _unpackb = msgpack.unpackb
+_ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 
 # Reply values are tagged so a plain list cannot be mistaken for a message.
 _PLAIN, _MESSAGE, _REF = 0, 1, 2
@@ -113,7 +114,14 @@ def encode_message(msg: object) -> bytes:
     spec = _BY_CLASS.get(type(msg))
     if spec is None:
         raise CodecError(f"{type(msg).__qualname__} is not a registered message class")
-    return _pack(spec.to_wire(msg))
+    try:
+        return _pack(spec.to_wire(msg))
+    except _ENCODE_ERRORS as exc:
+        # Values the annotations let through but msgpack cannot carry: a set in an Any
+        # field, an int beyond 64 bits, a lone surrogate in a str, a cycle.
+        raise CodecError(
+            f"{type(msg).__qualname__} cannot be encoded: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def decode_message(data: bytes, resolve: Resolver) -> Any:
@@ -135,12 +143,15 @@ def encode_value(value: object) -> bytes:
     """Encode a reply: a message, an ``ActorRef`` or msgpack-native data."""
     spec = _BY_CLASS.get(type(value))
     if spec is not None:
-        return _pack((_MESSAGE, spec.to_wire(value)))
+        try:
+            return _pack((_MESSAGE, spec.to_wire(value)))
+        except _ENCODE_ERRORS as exc:
+            raise CodecError(f"reply cannot be encoded: {type(exc).__name__}: {exc}") from None
     if hasattr(value, "_wire_address"):
         return _pack((_REF, value._wire_address()))
     try:
         return _pack((_PLAIN, value))
-    except (TypeError, ValueError, OverflowError) as exc:
+    except _ENCODE_ERRORS as exc:
         raise CodecError(
             f"reply of type {type(value).__qualname__} is not msgpack-native data "
             f"({exc}); return a registered message instead"

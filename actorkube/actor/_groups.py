@@ -25,6 +25,13 @@ def single_error() -> Iterator[None]:
         yield
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
+        if len(leaves) != 1:
+            raise
+        leaf = leaves[0]
+        # Raising it here would chain it to the group; keep the chain it had.
+        cause, context, suppress = leaf.__cause__, leaf.__context__, leaf.__suppress_context__
+        try:
+            raise leaf
+        finally:
+            leaf.__cause__, leaf.__context__ = cause, context
+            leaf.__suppress_context__ = suppress

@@ -95,7 +95,7 @@ class ActorRef:
         data = encode_message(msg)
         cell = self._cell
         if cell is not None:
-            if len(cell.mailbox) >= cell.capacity:
+            if len(cell.mailbox) >= cell.capacity:  # the cheap test first
                 await cell.wait_for_room()
             cell.enqueue(None, data)
         else:

@@ -18,6 +18,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -35,7 +36,7 @@ import trio
 from . import _protocol as P
 from ._actor import Actor
 from ._cell import STOPPED, Cell, LocalReply, Reply, Supervisor
-from ._codec import decode_message
+from ._codec import decode_message, encode_message, message_tag
 from ._errors import (
     ActorError,
     AskTimeout,
@@ -123,8 +124,15 @@ class DeadLetters:
         self.recent.append(letter)
         if letter.message_type == "actorkube.DeadLetter":
             return
-        for ref in list(self._subscribers.values()):
-            ref.tell(letter)
+        for address, ref in list(self._subscribers.items()):
+            cell = ref._cell
+            if cell is not None and cell.state is STOPPED:
+                del self._subscribers[address]  # a stopped subscriber unsubscribes
+                continue
+            # A full subscriber (policy FAIL) loses this one: it is counted above, and a
+            # dead letter must never raise into whoever sent the undeliverable message.
+            with contextlib.suppress(MailboxFull):
+                ref.tell(letter)
 
 
 class Transport(Protocol):
@@ -198,7 +206,9 @@ class ActorSystem:
         self._timer_service = TimerService()
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
-        self._corr = itertools.count(1)
+        # Correlation ids start where the incarnation says, so a late reply meant for an
+        # earlier incarnation of this system never matches an ask of this one.
+        self._corr = itertools.count(int.from_bytes(self.incarnation[:8], "big") >> 1 | 1)
         self._asks: dict[int, tuple[LocalReply, str]] = {}
         # remote actors watched by local ones: system -> {(watcher, target name)}
         self._remote_watches: dict[str, dict[tuple[str, str], None]] = {}
@@ -217,10 +227,18 @@ class ActorSystem:
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         try:
             with single_error():  # the body's own exception, or the root supervisor's
+                shutdown_error = None
                 if exc_type is None:
-                    await self._shutdown()
+                    try:
+                        await self._shutdown()
+                    except BaseException as error:  # cancelled, or an actor crashed it
+                        shutdown_error = error
+                        exc_type, exc, tb = type(error), error, error.__traceback__
                 self._nursery.cancel_scope.cancel()
-                return await self._stack.__aexit__(exc_type, exc, tb)
+                suppressed = await self._stack.__aexit__(exc_type, exc, tb)
+                if shutdown_error is not None and not suppressed:
+                    raise shutdown_error
+                return suppressed
         finally:
             self._nursery = None  # spawn after exit: ActorError, not trio's closed nursery
 
@@ -255,6 +273,10 @@ class ActorSystem:
     def _spawn(self, factory, name, parent, restart, mailbox_size, overflow) -> ActorRef:
         if self._nursery is None:
             raise ActorError("the ActorSystem is not running (use `async with`)")
+        if parent is self._root and self._root.closing:
+            raise ActorError(f"{self.name} is shutting down: no new actors")
+        if isinstance(factory, type) and issubclass(factory, Actor):
+            factory._ensure_handlers()  # a handler that cannot be resolved: caller's fault
         if name is None:
             name = f"${next(self._ids)}"
         elif name in self._names:
@@ -328,8 +350,7 @@ class ActorSystem:
         self._record_dead_letter(target, tag, reason, reply)
 
     def _dead_letter_message(self, target: Address, msg: object, reason: str, reply) -> None:
-        tag = type(msg).__qualname__
-        self._record_dead_letter(target, tag, reason, reply)
+        self._record_dead_letter(target, message_tag(type(msg)), reason, reply)
 
     def _record_dead_letter(self, target: Address, tag: str, reason: str, reply) -> None:
         if reply is not None and isinstance(reply, Reply):
@@ -355,7 +376,7 @@ class ActorSystem:
                 corr = self._remote_ask(ref.address, data, slot)
             elif inline:
                 pass  # handled inline, with the reply deferred: wait for it
-            elif len(cell.mailbox) < cell.capacity:
+            elif not cell.full():
                 cell.enqueue(slot, data)
             else:
                 with trio.CancelScope(
@@ -371,7 +392,7 @@ class ActorSystem:
             if corr:
                 self._asks.pop(corr, None)
             if not slot.done:  # cancelled from outside while waiting
-                slot._done = True
+                slot._settle()
         if slot.timed_out:
             raise AskTimeout(f"no reply from {ref.address} within {timeout} s")
         if timeout is not None:
@@ -417,7 +438,7 @@ class ActorSystem:
 
     def _notify_terminated(self, watcher: ActorRef, target: ActorRef, reason: str) -> None:
         if watcher.address.system == self.name:
-            watcher.tell(Terminated(target, reason))
+            self._deliver_terminated(watcher.name, target, reason)
         else:
             self._send(
                 watcher.address.system,
@@ -425,9 +446,13 @@ class ActorSystem:
             )
 
     def _peer_lost_watch(self, peer: str, watcher: str, target: str) -> None:
-        ref = self._resolve(self.name, watcher)
-        if ref._cell is not None:
-            ref.tell(Terminated(ActorRef(Address(peer, target), self), "peer unreachable"))
+        self._deliver_terminated(watcher, ActorRef(Address(peer, target), self), "peer unreachable")
+
+    def _deliver_terminated(self, watcher: str, target: ActorRef, reason: str) -> None:
+        """Terminated goes past the watcher's mailbox bound: it must not be lost."""
+        cell = self._names.get(watcher)
+        if cell is not None:
+            cell.enqueue_outside_bound(encode_message(Terminated(target, reason)))
 
     # --- remote routing ----------------------------------------------------------------
 
@@ -510,9 +535,7 @@ class ActorSystem:
         elif kind == P.TERMINATED:
             watcher, target, reason = frame[1], frame[2], frame[3]
             self._remote_watches.get(peer, {}).pop((watcher, target), None)
-            ref = self._resolve(self.name, watcher)
-            if ref._cell is not None:
-                ref.tell(Terminated(ActorRef(Address(peer, target), self), reason))
+            self._deliver_terminated(watcher, ActorRef(Address(peer, target), self), reason)
         else:
             raise ProtocolError(f"frame kind {kind} is not valid after the handshake")
 
