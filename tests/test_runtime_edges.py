@@ -550,3 +550,30 @@ async def test_a_late_reply_never_answers_a_new_incarnations_ask(autojump_clock)
         await net.restart("a")
         # The reply to the crashed incarnation's ask arrives first and must be ignored.
         assert await net.system("a").ref("ak://b/slow").ask(Work(2), timeout=60) == 2
+
+
+class Middle(Actor):
+    @handler
+    async def on_q(self, msg: Q) -> None:
+        await self.system.lookup("strict").ask(Other())  # raises HandlerFailed
+
+
+async def test_a_failure_passed_up_from_a_nested_ask_names_the_actor_that_failed() -> None:
+    async with ActorSystem() as system:
+        system.spawn(Strict, name="strict")
+        middle = system.spawn(Middle, name="middle")
+        with pytest.raises(HandlerFailed) as err:
+            await middle.ask(Q())
+        assert err.value.actor == middle.address
+        assert err.value.error_type == "HandlerFailed"
+        assert "strict failed: ValueError: unexpected Other" in err.value.error
+
+
+def test_reply_kinds_must_be_integers() -> None:
+    import msgpack
+
+    from actorkube.actor import DecodeError
+    from actorkube.actor._codec import decode_value
+
+    with pytest.raises(DecodeError, match="unknown value kind"):
+        decode_value(msgpack.packb([True, ["test.edges.Q"]]), lambda s, n: None)

@@ -66,9 +66,8 @@ STARTING, RUNNING, STOPPING, PARKED, STOPPED = (
 
 
 def failure_of(ref: ActorRef, exc: BaseException) -> HandlerFailed:
-    """The error an asker sees when the handler raised ``exc``."""
-    if isinstance(exc, HandlerFailed):
-        return exc
+    """The error an asker sees when the handler raised ``exc`` (also when ``exc`` is the
+    HandlerFailed of an ask the handler made: this actor failed, not the other one)."""
     tb = "".join(traceback.format_exception(exc))
     return HandlerFailed(ref.address, type(exc).__qualname__, str(exc), tb)
 

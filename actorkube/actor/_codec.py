@@ -162,6 +162,8 @@ def decode_value(data: bytes, resolve: Resolver) -> Any:
     """Decode bytes made by ``encode_value``. Raises ``DecodeError`` only."""
     try:
         kind, wire = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        if type(kind) is not int:
+            raise DecodeError(f"unknown value kind {kind!r}")
         if kind == _PLAIN:
             return wire
         if kind == _MESSAGE:
