@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from typing import Any
 
 import pytest
@@ -577,3 +578,169 @@ def test_reply_kinds_must_be_integers() -> None:
 
     with pytest.raises(DecodeError, match="unknown value kind"):
         decode_value(msgpack.packb([True, ["test.edges.Q"]]), lambda s, n: None)
+
+
+# --- second review ---------------------------------------------------------------------------
+
+
+@message(tag="test.edges.Note")
+class Note:
+    n: int
+
+
+class BusyOldestFirst(Actor):
+    mailbox_size = 2
+    overflow = Overflow.DROP_OLDEST
+
+    def __init__(self, gate: trio.Event, seen: list) -> None:
+        self.gate = gate
+        self.seen = seen
+
+    @handler
+    def on_watch(self, msg: Work) -> None:
+        self.watch(self.system.lookup("target"))
+
+    @handler
+    async def on_q(self, msg: Q) -> None:
+        await self.gate.wait()
+
+    @handler
+    def on_note(self, msg: Note) -> None:
+        self.seen.append(msg.n)
+
+    @handler
+    def on_terminated(self, msg: Terminated) -> None:
+        self.seen.append("terminated")
+
+
+async def test_drop_oldest_never_drops_terminated() -> None:
+    gate, seen = trio.Event(), []
+    async with ActorSystem() as system:
+        system.spawn(QuietSubscriber, name="target")
+        busy = system.spawn(lambda: BusyOldestFirst(gate, seen))
+        busy.tell(Work(0))  # watch the target
+        busy.tell(Q())  # then block
+        await settle()
+        await system.stop(system.lookup("target"))  # Terminated queued
+        busy.tell(Note(1))
+        busy.tell(Note(2))  # the bound is 2: Terminated does not count, nothing drops
+        gate.set()
+        await settle()
+    assert seen == ["terminated", 1, 2]
+
+
+class Recorder(Actor):
+    def __init__(self, name: str, log: list, hold: trio.Event | None = None) -> None:
+        self.name = name
+        self.log = log
+        self.hold = hold
+
+    async def started(self) -> None:
+        self.log.append(f"{self.name} started begins")
+        if self.hold is not None:
+            await self.hold.wait()
+        self.log.append(f"{self.name} started returns")
+
+    @handler
+    def on_boom(self, msg: Boom) -> None:
+        raise RuntimeError("boom")
+
+
+class HeldGroup(Actor):
+    supervision = OneForAll(intensity=10)
+
+    def __init__(self, log: list, hold: trio.Event) -> None:
+        self.log = log
+        self.hold = hold
+
+    async def started(self) -> None:
+        self.spawn(lambda: Recorder("x", self.log), name="x")
+        await trio.sleep(1)
+        self.spawn(lambda: Recorder("a", self.log, self.hold), name="a")
+        self.spawn(lambda: Recorder("b", self.log), name="b")
+
+
+async def test_a_group_restart_keeps_first_starts_in_order(autojump_clock) -> None:
+    log, hold = [], trio.Event()
+    async with ActorSystem() as system:
+        system.spawn(lambda: HeldGroup(log, hold))
+        await trio.sleep(2)  # a is inside its start hook; b waits for it
+        assert log[-1] == "a started begins"
+        system.lookup("x").tell(Boom())  # one_for_all: x, a and b restart
+        await trio.sleep(1)
+        assert not [e for e in log if e.startswith("b")]
+        hold.set()
+        await settle()
+    assert [e for e in log if e.startswith("b")] == ["b started begins", "b started returns"]
+
+
+CRASH_WHILE_STOPPING = """
+import trio, trio.testing
+from actorkube.actor import Actor, ActorSystem
+
+class C(Actor):
+    def __init__(self, n, flag):
+        self.n, self.flag = n, flag
+    async def stopping(self):
+        if self.n == 2:
+            self.flag.append(1)
+
+class P(Actor):
+    def __init__(self, flag):
+        self.flag = flag
+    async def started(self):
+        self.spawn(lambda: C(1, self.flag), name="c1")
+        self.spawn(lambda: C(2, self.flag), name="c2")
+
+async def once():
+    flag = []
+    with trio.CancelScope() as scope:
+        async with ActorSystem() as system:
+            parent = system.spawn(lambda: P(flag))
+            await trio.testing.wait_all_tasks_blocked()
+            system._nursery.start_soon(system.stop, parent)
+            while not flag:
+                await trio.lowlevel.checkpoint()
+            scope.cancel()  # as a crash of its host in the simulation does
+            await trio.lowlevel.checkpoint()
+
+for _ in range(200):
+    trio.run(once)
+print("ok")
+"""
+
+
+def test_a_crash_while_a_parent_stops_its_children_ends() -> None:
+    # A regression here spins without a checkpoint, which no trio timeout can stop:
+    # run it in a process of its own, with a deadline.
+    import subprocess
+    import sys
+
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", CRASH_WHILE_STOPPING],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a parent spun forever stopping children that had crashed") from None
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+class Pair(enum.Enum):
+    A = (1, 2)
+
+
+@message(tag="test.edges.PairField")
+class PairField:
+    value: Pair
+
+
+def test_map_keys_and_enum_values_must_be_able_to_come_back() -> None:
+    with pytest.raises(CodecError, match="map keys must be scalars"):
+        encode_message(AnyField({(1, 2): "x"}))
+    with pytest.raises(CodecError, match="map keys must be scalars"):
+        encode_message(AnyField([{"ok": {(1,): 2}}]))
+    with pytest.raises(CodecError, match="member values must be scalars"):
+        encode_message(PairField(Pair.A))

@@ -159,7 +159,12 @@ async def chaos(net: SimNetwork) -> dict:
     await net.crash("charlie")
     await trio.sleep(3)
     await net.restart("charlie")
-    await trio.sleep(10)
+    await trio.sleep(5)
+    # Groups given as sets: their order must not depend on PYTHONHASHSEED.
+    net.partition({"charlie", "bravo"}, {"alpha"})
+    await trio.sleep(2)
+    net.heal()
+    await trio.sleep(5)
     return {h: await net.system(h).lookup("pinger").ask(GetStats()) for h in HOSTS}
 
 
@@ -542,3 +547,21 @@ def test_public_surface() -> None:
         "seeded_scheduling",
         "simulate",
     ]
+
+
+async def test_a_crash_during_an_async_boot_cancels_the_boot(autojump_clock) -> None:
+    booted = []
+
+    async def slow_boot(system: ActorSystem) -> None:
+        await trio.sleep(1)
+        booted.append(system.spawn(lambda: Recorder([]), name="rec"))
+
+    async with SimNetwork(1) as net:
+        await net.add_host("a", lambda system: None)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(net.add_host, "b", slow_boot)
+            await trio.sleep(0.5)
+            await net.crash("b")
+        await trio.sleep(2)
+        assert not net.is_up("b")
+        assert booted == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tcp_peer import Boom, Echo, EchoActor, Forward, Hang, Hanging
@@ -38,7 +39,7 @@ from actorkube.actor import (
     message,
 )
 from actorkube.actor import _protocol as P
-from actorkube.actor._codec import decode_message, decode_value
+from actorkube.actor._codec import decode_message, decode_value, encode_value
 from actorkube.actor._tcp import (
     Handshake,
     TcpTransport,
@@ -764,3 +765,77 @@ async def test_a_peer_stalling_inside_a_frame_is_cut_off():
         assert trio.current_time() - start >= 0.25
         # ``good`` sat idle (between frames) for longer than frame_timeout: still open.
         assert await good.ask("echo", Echo("idle is fine")) == "idle is fine"
+
+
+# --- found in review -------------------------------------------------------------------------
+
+
+class NullTransport:
+    """Accepts every frame and keeps it: a connected peer that never answers."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send_frame(self, system: str, payload: bytes) -> bool:
+        self.sent.append((system, payload))
+        return True
+
+    async def send_frame_wait(self, system: str, payload: bytes) -> bool:
+        return self.send_frame(system, payload)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_unsolicited_terminated_frames_are_ignored() -> None:
+    async with ActorSystem(name="me") as system:
+        system.transport = NullTransport()
+        inbox, _ = spawn_inbox(system)
+        for n in range(1000):
+            system._on_frame("peer", P.pack_frame(P.TERMINATED, "inbox", f"t{n}", "x"))
+        assert len(inbox._cell.mailbox) == 0
+        system._nursery.cancel_scope.cancel()
+
+
+async def test_a_reply_is_accepted_only_from_the_system_that_was_asked() -> None:
+    async with ActorSystem(name="me") as system:
+        system.transport = transport = NullTransport()
+        with trio.move_on_after(0.5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(system.ref("ak://x/echo").ask, Echo("hi"))
+                await trio.testing.wait_all_tasks_blocked()
+                ((_, frame),) = transport.sent
+                corr = P.parse_frame(frame)[3]
+                forged = P.pack_frame(P.REPLY, corr, True, encode_value("forged"))
+                system._on_frame("y", forged)  # y was never asked
+                await trio.testing.wait_all_tasks_blocked()
+                assert system._asks  # still waiting for x
+                system._on_frame("x", forged)  # x answers: now it is accepted
+        assert not system._asks
+        system._nursery.cancel_scope.cancel()
+
+
+async def test_a_watch_survives_a_reconnect_of_a_peer_that_cannot_be_dialled() -> None:
+    async with ActorSystem(name="b") as b, ActorSystem(name="client") as client:
+        tb = await serve_tcp(b, token=TOKEN, host=HOST)
+        echo = b.spawn(EchoActor, name="echo")
+        tc = TcpTransport(client, token=TOKEN, reconnect_min=0.05)
+        await tc.start()
+        inbox, received = spawn_inbox(client)
+        remote = client.ref("ak://b/echo")
+        with trio.fail_after(WAIT):
+            await tc.connect(HOST, tb.port)
+            inbox.tell(Watch(remote))
+            assert await remote.ask(Echo("before")) == "before"
+            # A fault cuts the connection: b cannot dial client, so it declares client
+            # down (and forgets client's watches); client dials b again.
+            tc._peers["b"].conn.close()
+            await trio.testing.wait_all_tasks_blocked()
+            while "b" not in tc.connected_peers():
+                await tc._adoptions.park()
+            # The WATCH sent again on adoption travels ahead of this ask.
+            assert await remote.ask(Echo("after")) == "after"
+            assert echo._cell.watchers
+        await b.stop(echo)
+        with trio.fail_after(WAIT):
+            assert await received.receive() == Terminated(remote, "stopped")

@@ -53,6 +53,9 @@ log = logging.getLogger("actorkube.actor")
 
 BATCH = 256
 
+# The "reply" slot of a mailbox entry that the runtime delivered outside the bound.
+OUTSIDE = object()
+
 # Directives.
 FAIL, EXIT, SUSPEND, STOP = "fail", "exit", "suspend", "stop"
 # States.
@@ -304,9 +307,10 @@ class Cell(Supervisor):
         "restarts",
         "resume",
         "scope",
+        "started_once",
         "state",
         "system",
-        "timer_entries",
+        "unbounded",
         "waiter",
         "watchers",
         "watching",
@@ -348,7 +352,9 @@ class Cell(Supervisor):
         self.exit_reason: str | None = None
         self.received = self.processed = self.failed = self.dropped = 0
         self.restarts = self.high_water = 0
-        self.timer_entries = 0  # timer messages in the mailbox: outside the bound
+        # Messages in the mailbox outside the bound: timer ticks and Terminated.
+        self.unbounded = 0
+        self.started_once = False
         self._room: trio.lowlevel.ParkingLot | None = None
         self._timers: Timers | None = None
         self._history = None
@@ -390,7 +396,7 @@ class Cell(Supervisor):
 
     def full(self) -> bool:
         """Whether the bound is reached (timer messages do not count)."""
-        return len(self.mailbox) - self.timer_entries >= self.capacity
+        return len(self.mailbox) - self.unbounded >= self.capacity
 
     def enqueue(self, reply: Reply | None, data: bytes) -> None:
         """Put one message in the mailbox, applying the overflow policy when full."""
@@ -406,9 +412,9 @@ class Cell(Supervisor):
                 return
             if overflow == Overflow.FAIL:
                 raise MailboxFull(self.ref.address)
-            # DROP_OLDEST: the oldest message that is not a timer's.
+            # DROP_OLDEST: the oldest message inside the bound.
             index = 0
-            while type(mailbox[index][0]) is Timer:
+            while mailbox[index][0] is OUTSIDE or type(mailbox[index][0]) is Timer:
                 index += 1
             old_reply, old_data = mailbox[index]
             del mailbox[index]
@@ -425,10 +431,11 @@ class Cell(Supervisor):
 
     def enqueue_outside_bound(self, data: bytes) -> None:
         """Deliver a message of the runtime's own (``Terminated``): never dropped for a
-        full mailbox, never raising. There is at most one per watch."""
+        full mailbox, never raising. There is at most one per watch (the system checks)."""
         if self.state is STOPPED:
             return
-        self.mailbox.append((None, data))
+        self.mailbox.append((OUTSIDE, data))
+        self.unbounded += 1
         self.received += 1
         waiter = self.waiter
         if waiter is not None:
@@ -439,7 +446,7 @@ class Cell(Supervisor):
         if self.state is STOPPED:
             return
         self.mailbox.append((timer, timer.data))
-        self.timer_entries += 1
+        self.unbounded += 1
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -467,8 +474,10 @@ class Cell(Supervisor):
                 self._after = None
             start: tuple[BaseException | None, bool] | None = (None, True)
             while True:
-                if self.directive is not None and self.directive[0] is STOP:
-                    start = None  # stopped before it started: no hooks at all
+                if start is not None and self.directive is not None and start[1]:
+                    # Stopped or suspended before it ever started: no hooks now; a
+                    # resume will run the first start (started, not restarted).
+                    start = None
                 if self.directive is None or start is not None:
                     await self._serve(start)
                     start = None
@@ -488,22 +497,23 @@ class Cell(Supervisor):
                         name=f"supervise {self.name}",
                     )
                 if await self._park():
-                    start = (self.resume[0], False)
+                    start = (self.resume[0], not self.started_once)
                     self.resume = None
         except BaseException:
             # Cancelled from outside (the system is torn down): no hooks, like a crash.
             self.state = STOPPED
-            if self._stopped is not None:
-                self._stopped.set()
-            if self._first_start is not None:
-                self._first_start.set()
+            if self.parent.children.get(self.name) is self:
+                del self.parent.children[self.name]
+            self.system._unregister(self)
+            for event in (self._stopped, self._first_start, self._started, self._parked):
+                if event is not None:
+                    event.set()
             raise
 
     async def _start(self, failure: BaseException | None, first: bool) -> None:
         """Make a fresh instance and run its start hook (inside _serve's cancel scope)."""
         # A first start stays STARTING until its hook returns (see _after above).
-        if not first:
-            self.state = RUNNING
+        self.state = STARTING if first else RUNNING
         self._parked = None
         self._history = None  # a new instance is a new supervisor (Erlang: a new process)
         try:
@@ -529,10 +539,11 @@ class Cell(Supervisor):
             self._set_directive(FAIL, exc)
         finally:
             if first:
+                self.started_once = True
                 self.state = RUNNING
                 if self._first_start is not None:
                     self._first_start.set()
-            else:
+            if self._started is not None:
                 self._started.set()
 
     async def _serve(self, start: tuple[BaseException | None, bool] | None) -> None:
@@ -572,11 +583,15 @@ class Cell(Supervisor):
             while mailbox and budget and self.directive is None:
                 budget -= 1
                 reply, data = mailbox.popleft()
-                if reply is not None and type(reply) is Timer:
-                    self.timer_entries -= 1
-                    if not self._timers.fired(reply):
-                        continue
-                    reply = None
+                if reply is not None:
+                    if type(reply) is Timer:
+                        self.unbounded -= 1
+                        if not self._timers.fired(reply):
+                            continue
+                        reply = None
+                    elif reply is OUTSIDE:
+                        self.unbounded -= 1
+                        reply = None
                 try:
                     msg = decode_message(data, resolve)
                 except DecodeError as exc:
@@ -680,7 +695,11 @@ class Cell(Supervisor):
         if self._timers is not None:
             self._timers.cancel_all()
         while self.children:
-            await next(reversed(self.children.values())).stop_and_wait("shutdown")
+            child = next(reversed(self.children.values()))
+            if child.state is STOPPED:  # cancelled where it stood: nothing to wait for
+                del self.children[child.name]
+                continue
+            await child.stop_and_wait("shutdown")
         for reply in list(self.deferred.values()):
             reply.fail(Undeliverable(self.ref.address, why))
         inst, self.instance = self.instance, None
@@ -714,10 +733,10 @@ class Cell(Supervisor):
         self.state = STOPPED
         self.exit_reason = reason
         system = self.system
-        self.timer_entries = 0
+        self.unbounded = 0
         while self.mailbox:
             reply, data = self.mailbox.popleft()
-            if type(reply) is Timer:
+            if type(reply) is Timer or reply is OUTSIDE:
                 continue
             self.dropped += 1
             system._dead_letter(self.ref.address, data, "actor stopped", reply)

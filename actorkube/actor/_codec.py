@@ -150,6 +150,7 @@ def encode_value(value: object) -> bytes:
     if hasattr(value, "_wire_address"):
         return _pack((_REF, value._wire_address()))
     try:
+        _native_enc(value, "reply")
         return _pack((_PLAIN, value))
     except _ENCODE_ERRORS as exc:
         raise CodecError(
@@ -270,7 +271,7 @@ def _converter(tp: Any) -> _Conv:
     if tp in _SCALAR_CHECKS:
         return _Conv(_type_name(tp), check=_SCALAR_CHECKS[tp])
     if tp is Any or tp is object:
-        return _Conv("msgpack-native data", check="True")
+        return _Conv("msgpack-native data", enc=_native_enc, dec=_native_dec)
     if tp is float:
         return _float_conv()
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -284,13 +285,17 @@ def _converter(tp: Any) -> _Conv:
     if origin in (typing.Union, types.UnionType):
         return _union_conv(args)
     if origin is list:
-        return _list_conv(_converter(args[0]) if args else _converter(Any), list)
+        return _list_conv(_converter(args[0]), list)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return _list_conv(_converter(args[0]), tuple)
         return _fixed_tuple_conv([_converter(a) for a in args])
+    if tp is dict or tp is list:
+        return _native_container_conv(tp)
     if origin is dict:
-        k, v = args or (Any, Any)
+        k, v = args
+        if k not in _SCALAR_KEYS and not (isinstance(k, type) and issubclass(k, enum.Enum)):
+            raise CodecError(f"dict keys must be str, int, bytes, float, bool or an enum: {tp!r}")
         return _dict_conv(_converter(k), _converter(v))
     raise CodecError(f"message fields of type {tp!r} are not supported by the codec")
 
@@ -314,6 +319,52 @@ def _as_functions(c: _Conv) -> tuple[Callable, Callable]:
     return enc, dec
 
 
+_SCALAR_KEYS = (str, int, bytes, float, bool, type(None))
+
+
+def _check_keys(value: Any, path: str) -> None:
+    """msgpack would encode a tuple key as an array, which cannot come back as a dict
+    key: refuse, at the sender, any map key that is not a scalar."""
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) not in _SCALAR_KEYS:
+                raise CodecError(f"{path}: map keys must be scalars, got {type(key).__qualname__}")
+            if type(item) in (dict, list, tuple):
+                _check_keys(item, f"{path}[{key!r}]")
+    else:
+        for i, item in enumerate(value):
+            if type(item) in (dict, list, tuple):
+                _check_keys(item, f"{path}[{i}]")
+
+
+def _native_enc(v: Any, path: str) -> Any:
+    if type(v) in (dict, list, tuple):
+        _check_keys(v, path)
+    return v
+
+
+def _native_dec(w: Any, resolve: Resolver, path: str) -> Any:
+    return w
+
+
+def _native_container_conv(kind: type) -> _Conv:
+    """A bare ``dict`` or ``list`` annotation: msgpack-native data of that shape."""
+    name = f"{kind.__name__} of msgpack-native data"
+
+    def enc(v, path):
+        if type(v) is not kind:
+            _bad(path, name, v, decoding=False)
+        _check_keys(v, path)
+        return v
+
+    def dec(w, resolve, path):
+        if type(w) is not kind:
+            _bad(path, name, w, decoding=True)
+        return w
+
+    return _Conv(name, enc=enc, dec=dec)
+
+
 def _float_conv() -> _Conv:
     def enc(v, path):
         if type(v) is float:
@@ -333,6 +384,9 @@ def _float_conv() -> _Conv:
 
 
 def _enum_conv(tp: type[enum.Enum]) -> _Conv:
+    if not all(type(m.value) in _SCALAR_KEYS for m in tp):
+        raise CodecError(f"enum {tp.__qualname__}: member values must be scalars to cross the wire")
+
     def enc(v, path):
         if not isinstance(v, tp):
             _bad(path, tp.__qualname__, v, decoding=False)

@@ -517,7 +517,7 @@ class ActorSystem:
             except MailboxFull:
                 self._dead_letter(cell.ref.address, data, "mailbox full", reply)
         elif kind == P.REPLY:
-            self._on_reply(frame[1], frame[2], frame[3])
+            self._on_reply(peer, frame[1], frame[2], frame[3])
         elif kind == P.WATCH:
             watcher = ActorRef(Address(peer, frame[1]), self)
             cell = self._names.get(frame[2])
@@ -534,23 +534,33 @@ class ActorSystem:
                 cell.watchers.pop(Address(peer, frame[1]), None)
         elif kind == P.TERMINATED:
             watcher, target, reason = frame[1], frame[2], frame[3]
-            self._remote_watches.get(peer, {}).pop((watcher, target), None)
-            self._deliver_terminated(watcher, ActorRef(Address(peer, target), self), reason)
+            # Only for a watch we hold: a duplicate or unsolicited TERMINATED is ignored
+            # (Terminated goes past the mailbox bound, so it must stay one per watch).
+            if (watcher, target) in self._remote_watches.get(peer, {}):
+                del self._remote_watches[peer][(watcher, target)]
+                self._deliver_terminated(watcher, ActorRef(Address(peer, target), self), reason)
         else:
             raise ProtocolError(f"frame kind {kind} is not valid after the handshake")
 
-    def _on_reply(self, corr: int, ok: bool, value: Any) -> None:
+    def _on_reply(self, peer: str, corr: int, ok: bool, value: Any) -> None:
         if ok and type(value) is not bytes:
             raise ProtocolError("a reply value must be bytes")
         err = None if ok else P.error_from_wire(value)
-        entry = self._asks.pop(corr, None)
-        if entry is None:
-            return  # the ask timed out already
+        entry = self._asks.get(corr)
+        if entry is None or entry[1] != peer:
+            return  # the ask timed out already, or this peer was not asked
+        del self._asks[corr]
         slot, _ = entry
         if ok:
             slot.send_bytes(value)
         else:
             slot.fail(err)
+
+    def _peer_up(self, peer: str) -> None:
+        """Called by a transport when a connection to ``peer`` is (re)established: watch
+        again what we watch there (WATCH is idempotent on the other side)."""
+        for watcher, target in self._remote_watches.get(peer, {}):
+            self._send(peer, P.pack_frame(P.WATCH, watcher, target))
 
     def _peer_down(self, peer: str) -> None:
         """Called by the transport when ``peer`` is gone for good (or restarted)."""

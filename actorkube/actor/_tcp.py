@@ -530,6 +530,9 @@ class TcpTransport:
         peer.conn = conn
         peer.wake.unpark_all()  # an old writer sees it is replaced and exits
         self._adoptions.unpark_all()
+        # The peer may have declared us down while we were apart (and forgotten our
+        # watches of its actors): tell it again what we watch.
+        self.system._peer_up(name)
         return True
 
     def _conn_lost(self, conn: _Conn) -> None:

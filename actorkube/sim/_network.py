@@ -224,24 +224,33 @@ class SimNetwork:
         incarnation = self._rng.randbytes(8)
         system = ActorSystem(host.name, incarnation=incarnation, clock=self._clock, **host.options)
         system.transport = _SimTransport(self, system, host.generation)
-        await self._nursery.start(self._run_host, host, system, name=f"host {host.name}")
-        host.system = system
+        booted = trio.Event()
+        await self._nursery.start(self._run_host, host, system, booted, name=f"host {host.name}")
         self._record(kind, host.name, detail=incarnation.hex())
-        result = host.boot(system)
-        if inspect.isawaitable(result):
-            await result
+        await booted.wait()
         return system
 
-    async def _run_host(self, host: _Host, system: ActorSystem, *, task_status) -> None:
+    async def _run_host(
+        self, host: _Host, system: ActorSystem, booted: trio.Event, *, task_status
+    ) -> None:
+        """The host's task: its system, and ``boot`` inside it, so that a crash during
+        an async boot cancels the boot too."""
         gone = trio.Event()
         try:
             with trio.CancelScope() as scope:
                 async with system:
-                    host.scope, host.gone = scope, gone
+                    host.scope, host.gone, host.system = scope, gone, system
                     task_status.started()
+                    try:
+                        result = host.boot(system)
+                        if inspect.isawaitable(result):
+                            await result
+                    finally:
+                        booted.set()
                     await trio.sleep_forever()
         finally:
             gone.set()
+            booted.set()
 
     # --- links -------------------------------------------------------------------------
 
@@ -264,7 +273,7 @@ class SimNetwork:
     def partition(self, group_a: Iterable[str], group_b: Iterable[str]) -> None:
         """Cut every link between a host of ``group_a`` and one of ``group_b``, both
         ways. Copies in flight on those links are lost when they fall due."""
-        a, b = list(group_a), list(group_b)
+        a, b = sorted(group_a), sorted(group_b)  # sets must not make the trace vary
         for name in a + b:
             self._host(name)
         for x in a:
