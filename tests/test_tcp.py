@@ -839,3 +839,23 @@ async def test_a_watch_survives_a_reconnect_of_a_peer_that_cannot_be_dialled() -
         await b.stop(echo)
         with trio.fail_after(WAIT):
             assert await received.receive() == Terminated(remote, "stopped")
+
+
+async def test_a_message_too_large_for_the_peer_is_lost_alone() -> None:
+    async with two_systems(max_frame=64 * 1024) as (a, b):
+        _, received = spawn_inbox(b)
+        remote = a.ref("ak://b/inbox")
+        with trio.fail_after(WAIT):
+            await remote.send(Seq(1))
+            assert await received.receive() == Seq(1)
+            remote.tell(Blob(2, bytes(100_000)))  # above the limit: refused here
+            await remote.send(Seq(3))
+            assert await received.receive() == Seq(3)
+        assert a.dead_letters.by_reason == {"peer unreachable": 1}
+
+
+def test_an_envelope_of_many_small_containers_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="malformed frame"):
+        P.parse_frame(msgpack.packb([P.TELL, "x", b"", [[]] * 100_000]))
+    with pytest.raises(ProtocolError, match="malformed frame"):
+        P.parse_frame(msgpack.packb([P.TELL, {"a": 1}, b""]))

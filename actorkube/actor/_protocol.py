@@ -60,7 +60,10 @@ def with_length(payload: bytes) -> bytes:
 def parse_frame(payload: bytes) -> list:
     """Decode and validate one frame: ``[kind, *fields]``. Raises ``ProtocolError``."""
     try:
-        frame = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        # An envelope is a short flat array (message bodies are opaque bin): refusing
+        # long arrays and any map keeps a frame of empty containers from turning a few
+        # MiB of input into hundreds of MiB of Python objects.
+        frame = msgpack.unpackb(payload, raw=False, max_array_len=8, max_map_len=0)
     except Exception as exc:
         raise ProtocolError(f"malformed frame: {type(exc).__name__}: {exc}") from None
     if type(frame) is not list or not frame or type(frame[0]) is not int:

@@ -383,7 +383,7 @@ class TcpTransport:
     def send_frame(self, system: str, payload: bytes) -> bool:
         """Queue one frame for ``system``. False if it cannot be routed (no connection and
         no way to dial, the transport is closed) or its queue is full."""
-        if self._closed:
+        if self._closed or self._too_large(system, payload):
             return False
         peer = self._peer_for(system)
         if peer is None or len(peer.queue) >= self.send_buffer:
@@ -396,6 +396,8 @@ class TcpTransport:
     async def send_frame_wait(self, system: str, payload: bytes) -> bool:
         """Queue one frame, waiting while the peer's queue is full. False if it cannot
         be routed."""
+        if self._too_large(system, payload):
+            return False
         while True:
             peer = None if self._closed else self._peer_for(system)
             if peer is None:
@@ -406,6 +408,20 @@ class TcpTransport:
                     peer.wake.unpark_all()
                 return True
             await peer.room.park()
+
+    def _too_large(self, system: str, payload: bytes) -> bool:
+        """A frame above ``max_frame`` would make the peer close the connection (and lose
+        what follows it): refuse it here, where only this message is lost."""
+        if len(payload) <= self.max_frame:
+            return False
+        log.warning(
+            "%s: a frame of %d bytes for %s exceeds max_frame (%d); not sent",
+            self.system.name,
+            len(payload),
+            system,
+            self.max_frame,
+        )
+        return True
 
     def _drop_queue(self, peer: _Peer) -> None:
         frames = list(peer.queue)
