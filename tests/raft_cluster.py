@@ -12,39 +12,11 @@ the nodes apply is checked against one global record of what was applied at each
 
 from __future__ import annotations
 
-import attrs
 import msgpack
 
-from actorkube.raft._core import Config, NotLeader, ProposalDropped, RaftNode, Recovered, Role
-from actorkube.raft._types import Entry, EntryType, HardState, Message, Snapshot
-
-
-@attrs.define
-class Disk:
-    """What survives a crash (everything saved: the fsync-on policy)."""
-
-    hard_state: HardState = attrs.Factory(HardState)
-    snapshot: Snapshot | None = None
-    entries: list[Entry] = attrs.Factory(list)
-
-    def save(self, hard_state, entries, snapshot) -> None:
-        if snapshot is not None:
-            self.snapshot = snapshot
-            self.entries = [e for e in self.entries if e.index > snapshot.meta.index]
-            if self.entries and self.entries[0].index != snapshot.meta.index + 1:
-                self.entries = []
-        if entries:
-            first = entries[0].index
-            self.entries = [e for e in self.entries if e.index < first] + list(entries)
-        if hard_state is not None:
-            self.hard_state = hard_state
-
-    def compact(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        self.entries = [e for e in self.entries if e.index > snapshot.meta.index]
-
-    def recover(self) -> Recovered:
-        return Recovered(self.hard_state, self.snapshot, tuple(self.entries))
+from actorkube.raft._core import Config, NotLeader, ProposalDropped, RaftNode, Role
+from actorkube.raft._storage import MemoryStorage
+from actorkube.raft._types import EntryType, Message
 
 
 class Violation(AssertionError):
@@ -56,7 +28,7 @@ class Cluster:
         self.initial = tuple(range(1, size + 1))
         self.seed = seed
         self.config = config
-        self.disks: dict[int, Disk] = {}
+        self.disks: dict[int, MemoryStorage] = {}  # fsync on: what was saved survives
         self.nodes: dict[int, RaftNode | None] = {}
         self.apps: dict[int, list] = {}  # applied (index, term, data) per node
         self.network: list[Message] = []
@@ -70,15 +42,15 @@ class Cluster:
     # --- nodes -------------------------------------------------------------------------
 
     def add_node(self, node: int) -> None:
-        self.disks[node] = Disk()
+        self.disks[node] = MemoryStorage()
         self.apps[node] = []
         self.nodes[node] = None
         self.start(node)
 
     def start(self, node: int) -> None:
-        disk = self.disks[node]
-        core = RaftNode(Config(node, self.initial, seed=self.seed, **self.config), disk.recover())
-        app = _decode_app(disk.snapshot.data) if disk.snapshot else []
+        recovered = self.disks[node].recover()
+        core = RaftNode(Config(node, self.initial, seed=self.seed, **self.config), recovered)
+        app = _decode_app(recovered.snapshot.data) if recovered.snapshot else []
         self.apps[node] = app
         self.nodes[node] = core
         self.last_commit[node] = core.log.committed
@@ -101,7 +73,9 @@ class Cluster:
         core = self.nodes[node]
         while core.has_ready():
             ready = core.ready()
-            self.disks[node].save(ready.hard_state, ready.entries, ready.snapshot)
+            self.disks[node].save(
+                hard_state=ready.hard_state, entries=ready.entries, snapshot=ready.snapshot
+            )
             for m in ready.messages:
                 if (m.frm, m.to) not in self.cut:
                     self.network.append(m)

@@ -204,7 +204,7 @@ def test_a_follower_behind_the_compacted_log_gets_a_snapshot() -> None:
     cluster.start(behind)
     run(cluster, 5)
     assert [a[2] for a in cluster.apps[behind]] == [f"c{i}".encode() for i in range(10)]
-    assert cluster.disks[behind].snapshot is not None
+    assert cluster.disks[behind].recover().snapshot is not None
 
 
 def test_a_learner_replicates_without_voting_and_is_promoted_once_caught_up() -> None:

@@ -38,6 +38,7 @@ from actorkube.actor import decode_message, encode_message
 
 from ._log import RaftLog
 from ._progress import Progress, ProgressState, committed_index, quorum
+from ._storage import Recovered
 from ._types import (
     NONE,
     ConfChange,
@@ -95,15 +96,6 @@ class Config:
     pre_vote: bool = True
     check_quorum: bool = True
     seed: int = 0
-
-
-@attrs.frozen
-class Recovered:
-    """What storage gives back at start-up (see _storage.py)."""
-
-    hard_state: HardState = attrs.Factory(HardState)
-    snapshot: Snapshot | None = None
-    entries: tuple[Entry, ...] = ()
 
 
 @attrs.frozen

@@ -1,0 +1,306 @@
+"""The replica actor: the thin driver around one Raft core.
+
+Rules of this file:
+
+- Ticks come from a periodic timer (the actor system's clock, so MockClock works).
+- Every Ready is handled as the core's contract says: persist (snapshot, entries, hard
+  state) before sending its messages; then restore the state machine from a received
+  snapshot, apply committed entries in order, answer what waits on them, and advance.
+- Raft messages travel as actor messages (``Message`` is a registered message class):
+  the replica of node N tells ``peers[N]``.
+- A proposal is answered once its entry is applied (with the state machine's result),
+  or at once with ``ok=False`` and a reason: not the leader (with a leader hint), or
+  dropped (a transfer is under way, or the entry was overwritten by a new leader).
+  Asks that get no answer in time raise ``AskTimeout`` at the caller, as any ask.
+- A query is linearizable: it runs on the state machine only after a ReadIndex round
+  confirmed leadership and the state machine applied up to the read index.
+- Storage calls that may block (a disk with fsync) run in a worker thread, so other
+  actors keep running; the replica handles one message at a time, so its Ready work
+  stays in order.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Any, Protocol
+
+import trio
+
+from actorkube.actor import Actor, ActorRef, handler, message
+
+from ._core import Config, NotLeader, ProposalDropped, RaftNode, Ready
+from ._types import ConfChange, EntryType, Message
+
+
+class StateMachine(Protocol):
+    """What the replica applies committed commands to (the etcd store, later)."""
+
+    def apply(self, index: int, data: bytes) -> Any:
+        """Apply one committed command; the return value (msgpack-native) answers the
+        proposer."""
+
+    def query(self, data: bytes) -> Any:
+        """Answer a read-only request from the current state."""
+
+    def snapshot(self) -> bytes:
+        """The whole state, for a Raft snapshot."""
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state by a snapshot's."""
+
+
+@message(tag="raft.Propose")
+class Propose:
+    data: bytes
+
+
+@message(tag="raft.ProposeChange")
+class ProposeChange:
+    change: ConfChange
+
+
+@message(tag="raft.Query")
+class Query:
+    data: bytes
+
+
+@message(tag="raft.TransferLeadership")
+class TransferLeadership:
+    node: int
+
+
+@message(tag="raft.SetPeer")
+class SetPeer:
+    node: int
+    ref: ActorRef
+
+
+@message(tag="raft.GetStatus")
+class GetStatus:
+    pass
+
+
+@message(tag="raft.Outcome")
+class Outcome:
+    """The answer to a proposal or a query. ``ok=False``: ``error`` says why, and
+    ``leader`` is the node to try instead (0 if unknown)."""
+
+    ok: bool
+    index: int = 0
+    result: Any = None
+    error: str = ""
+    leader: int = 0
+
+
+@message(tag="raft.Status")
+class Status:
+    id: int
+    role: str
+    term: int
+    leader: int
+    commit: int
+    applied: int
+    voters: tuple[int, ...]
+    learners: tuple[int, ...]
+
+
+@message(tag="raft.Tick")
+class _Tick:
+    pass
+
+
+class RaftReplica(Actor):
+    """One Raft node as an actor. ``peers`` maps node ids (this one included or not)
+    to the replicas' references."""
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Any,
+        state_machine: StateMachine,
+        peers: dict[int, ActorRef],
+        *,
+        tick_interval: float = 0.1,
+        snapshot_every: int = 10_000,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.sm = state_machine
+        self.peers = dict(peers)
+        self.tick_interval = tick_interval
+        self.snapshot_every = snapshot_every
+        self.core: RaftNode | None = None
+        self.proposals: dict[int, tuple[int, Any]] = {}  # index -> (term, reply)
+        self.reads: dict[bytes, tuple[bytes, Any]] = {}  # context -> (query, reply)
+        self.ready_reads: list[tuple[int, bytes]] = []  # (read index, context)
+        self.read_ids = itertools.count(1)
+        self.since_snapshot = 0
+
+    async def started(self) -> None:
+        recovered = await self._io(self.storage.recover)
+        if recovered.snapshot is not None:
+            self.sm.restore(recovered.snapshot.data)
+        self.core = RaftNode(self.config, recovered)
+        self.timers.start_periodic("tick", _Tick(), self.tick_interval)
+
+    async def stopping(self) -> None:
+        self._fail_waiting("replica stopped")
+
+    # --- inputs --------------------------------------------------------------------------
+
+    @handler
+    async def on_tick(self, msg: _Tick) -> None:
+        self.core.tick()
+        await self._drain()
+
+    @handler
+    async def on_message(self, msg: Message) -> None:
+        self.core.step(msg)
+        await self._drain()
+
+    @handler
+    async def on_propose(self, msg: Propose) -> Outcome | None:
+        return await self._propose(lambda: self.core.propose(msg.data))
+
+    @handler
+    async def on_propose_change(self, msg: ProposeChange) -> Outcome | None:
+        return await self._propose(lambda: self.core.propose_conf_change(msg.change))
+
+    @handler
+    async def on_query(self, msg: Query) -> Outcome | None:
+        context = f"{self.config.id}:{next(self.read_ids)}".encode()
+        try:
+            self.core.read_index(context)
+        except NotLeader as exc:
+            return Outcome(False, error=str(exc), leader=exc.leader)
+        self.reads[context] = (msg.data, self.defer_reply())
+        await self._drain()
+        return None
+
+    @handler
+    async def on_transfer(self, msg: TransferLeadership) -> Outcome:
+        try:
+            self.core.transfer_leadership(msg.node)
+        except (NotLeader, ProposalDropped) as exc:
+            return Outcome(False, error=str(exc), leader=self.core.lead)
+        await self._drain()
+        return Outcome(True)
+
+    @handler
+    def on_set_peer(self, msg: SetPeer) -> None:
+        self.peers[msg.node] = msg.ref
+
+    @handler
+    def on_status(self, msg: GetStatus) -> Status:
+        core = self.core
+        return Status(
+            core.id,
+            core.role.value,
+            core.term,
+            core.lead,
+            core.log.committed,
+            core.log.applied,
+            tuple(sorted(core.voters)),
+            tuple(sorted(core.learners)),
+        )
+
+    async def _propose(self, append) -> Outcome | None:
+        try:
+            index = append()
+        except NotLeader as exc:
+            return Outcome(False, error=str(exc), leader=exc.leader)
+        except ProposalDropped as exc:
+            return Outcome(False, error=f"dropped: {exc}", leader=self.core.lead)
+        self.proposals[index] = (self.core.term, self.defer_reply())
+        await self._drain()
+        return None
+
+    # --- the Ready loop ------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        core = self.core
+        while core.has_ready():
+            ready = core.ready()
+            if ready.snapshot is not None or ready.entries or ready.hard_state is not None:
+                await self._io(
+                    functools.partial(
+                        self.storage.save,
+                        hard_state=ready.hard_state,
+                        entries=ready.entries,
+                        snapshot=ready.snapshot,
+                    )
+                )
+            for m in ready.messages:
+                peer = self.peers.get(m.to)
+                if peer is not None:
+                    peer.tell(m)
+            self._apply(ready)
+            core.advance(ready)
+            self.ready_reads += [(s.index, s.context) for s in ready.read_states]
+            self._answer_reads()
+            await self._maybe_snapshot()
+
+    def _apply(self, ready: Ready) -> None:
+        if ready.snapshot is not None:
+            self.sm.restore(ready.snapshot.data)
+            self._drop_proposals_up_to(ready.snapshot.meta.index, "overtaken by a snapshot")
+        for entry in ready.committed_entries:
+            result = None
+            if entry.type is EntryType.NORMAL and entry.data:
+                result = self.sm.apply(entry.index, entry.data)
+                self.since_snapshot += 1
+            waiting = self.proposals.pop(entry.index, None)
+            if waiting is not None:
+                term, reply = waiting
+                if term == entry.term:
+                    reply.send(Outcome(True, entry.index, result))
+                else:
+                    reply.send(
+                        Outcome(
+                            False,
+                            entry.index,
+                            error="dropped: overwritten by a new leader",
+                            leader=ready.leader,
+                        )
+                    )
+
+    def _drop_proposals_up_to(self, index: int, why: str) -> None:
+        for i in [i for i in self.proposals if i <= index]:
+            _, reply = self.proposals.pop(i)
+            reply.send(Outcome(False, i, error=f"dropped: {why}", leader=self.core.lead))
+
+    def _answer_reads(self) -> None:
+        applied = self.core.log.applied
+        keep = []
+        for index, context in self.ready_reads:
+            waiting = self.reads.pop(context, None)
+            if waiting is None:
+                continue
+            if index <= applied:
+                query, reply = waiting
+                reply.send(Outcome(True, index, self.sm.query(query)))
+            else:
+                self.reads[context] = waiting
+                keep.append((index, context))
+        self.ready_reads = keep
+
+    async def _maybe_snapshot(self) -> None:
+        if self.since_snapshot >= self.snapshot_every:
+            self.since_snapshot = 0
+            snap = self.core.compact(self.core.log.applied, self.sm.snapshot())
+            await self._io(functools.partial(self.storage.compact, snap))
+
+    def _fail_waiting(self, why: str) -> None:
+        for _, reply in self.proposals.values():
+            reply.send(Outcome(False, error=why))
+        for _, reply in self.reads.values():
+            reply.send(Outcome(False, error=why))
+        self.proposals.clear()
+        self.reads.clear()
+
+    async def _io(self, fn):
+        """Run a storage call; in a worker thread if the storage blocks (a disk)."""
+        if getattr(self.storage, "blocking", False):
+            return await trio.to_thread.run_sync(fn)
+        return fn()
