@@ -36,6 +36,10 @@ class Cluster:
         self.applied_at: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
         self.leaders: dict[int, int] = {}  # term -> leader id
         self.last_commit: dict[int, int] = {}
+        # Reads in flight: context -> the highest index known committed when it began.
+        # A linearizable read point may not be below it.
+        self.reads: dict[bytes, int] = {}
+        self.read_count = 0
         for node in self.initial:
             self.add_node(node)
 
@@ -84,6 +88,13 @@ class Cluster:
                 for index, term, data in app:
                     self._record_applied(node, index, term, data)
                 self.apps[node] = app
+            for state in ready.read_states:
+                floor = self.reads.pop(state.context, None)
+                if floor is not None and state.index < floor:
+                    raise Violation(
+                        f"stale read: read index {state.index} on {node}, but "
+                        f"{floor} was committed before the read began"
+                    )
             for e in ready.committed_entries:
                 if e.type is EntryType.NORMAL and e.data:
                     self.apps[node].append((e.index, e.term, e.data))
@@ -120,6 +131,17 @@ class Cluster:
             return self.nodes[node].propose(data)
         except (NotLeader, ProposalDropped):
             return None
+
+    def read(self, node: int) -> None:
+        """Ask ``node`` for a linearizable read point (checked when it comes out)."""
+        self.read_count += 1
+        context = f"read-{self.read_count}".encode()
+        floor = max((c.log.committed for c in self.nodes.values() if c is not None), default=0)
+        try:
+            self.nodes[node].read_index(context)
+        except NotLeader:
+            return
+        self.reads[context] = floor
 
     def compact(self, node: int) -> None:
         core = self.nodes[node]

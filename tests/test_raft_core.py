@@ -167,14 +167,29 @@ def test_read_index_writes_nothing_to_the_log() -> None:
     assert cluster.nodes[leader].log.last_index() == last
 
 
-def test_a_leader_cut_off_cannot_confirm_a_read() -> None:
+def test_a_deposed_leader_cannot_serve_a_stale_read() -> None:
     cluster = Cluster(3, seed=6)
-    leader = elect(cluster)
-    isolate(cluster, leader)
-    cluster.nodes[leader].read_index(b"r")
-    cluster.process(leader)
+    old = elect(cluster)
+    isolate(cluster, old)
+    others = [n for n in (1, 2, 3) if n != old]
+    # Only the majority's clocks run: the old leader still believes it leads.
+    for _ in range(60):
+        for n in others:
+            cluster.nodes[n].tick()
+        cluster.settle()
+        if any(cluster.nodes[n].role is Role.LEADER for n in others):
+            break
+    new = next(n for n in others if cluster.nodes[n].role is Role.LEADER)
+    cluster.propose(new, b"fresh")
     cluster.settle()
-    assert cluster.nodes[leader].read_states == []
+    assert cluster.nodes[old].role is Role.LEADER
+    # The harness fails on a read point below what was committed when the read began.
+    cluster.read(old)
+    cluster.settle()
+    assert any(c.startswith(b"read-") for c in cluster.reads)  # never confirmed
+    cluster.cut.clear()
+    run(cluster, 5)
+    assert cluster.nodes[old].role is Role.FOLLOWER
 
 
 def test_leadership_transfer() -> None:
@@ -240,16 +255,48 @@ def test_promoting_a_learner_that_lags_is_refused() -> None:
         core.propose_conf_change(ConfChange(ConfChangeType.PROMOTE, 4))
 
 
-def test_a_removed_leader_steps_down_and_the_rest_go_on() -> None:
+def test_a_removed_leader_hands_over_the_commit_then_steps_down() -> None:
     cluster = Cluster(3, seed=11)
     leader = elect(cluster)
     cluster.nodes[leader].propose_conf_change(ConfChange(ConfChangeType.REMOVE, leader))
     cluster.settle()
+    with pytest.raises(ProposalDropped, match="removed"):
+        cluster.nodes[leader].propose(b"x")
+    run(cluster, 10)  # one election timeout: it steps down
     assert cluster.nodes[leader].role is not Role.LEADER
-    run(cluster, 20)
+    run(cluster, 30)  # the others' leader lease runs out, and they elect
     new = cluster.leader()
     assert new is not None and new != leader
     assert cluster.nodes[new].voters == {1, 2, 3} - {leader}
+
+
+def test_the_last_voter_left_after_a_leader_removal_can_lead() -> None:
+    # Two voters; the leader removes itself and is then shut down for good. The other
+    # must have learned that the removal committed, or it waits forever for a vote.
+    cluster = Cluster(2, seed=1)
+    leader = elect(cluster)
+    other = 3 - leader
+    cluster.nodes[leader].propose_conf_change(ConfChange(ConfChangeType.REMOVE, leader))
+    cluster.settle()
+    cluster.tick_all()
+    cluster.settle()
+    cluster.crash(leader)
+    run(cluster, 50)
+    assert cluster.nodes[other].voters == {other}
+    assert cluster.leader() == other
+
+
+def test_a_duplicated_read_request_is_answered_once() -> None:
+    cluster = Cluster(3, seed=5)
+    leader = elect(cluster)
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    cluster.nodes[follower].read_index(b"f-1")
+    cluster.process(follower)
+    (request,) = [m for m in cluster.network if m.type is MsgType.READ_INDEX]
+    cluster.network.append(request)  # delivered twice
+    cluster.settle()
+    cluster.nodes[leader].read_index(b"l-1")
+    cluster.settle()
 
 
 def test_restart_recovers_term_vote_and_log() -> None:

@@ -34,8 +34,8 @@ class KV:
     def snapshot(self) -> bytes:
         return json.dumps(self.data).encode()
 
-    def restore(self, data: bytes) -> None:
-        self.data = json.loads(data)
+    def restore(self, data: bytes | None) -> None:
+        self.data = json.loads(data) if data is not None else {}
 
 
 def put(key: str, value: str) -> Propose:

@@ -73,8 +73,8 @@ class Log:
     def snapshot(self) -> bytes:
         return json.dumps([[i, d.decode()] for i, d in self.entries]).encode()
 
-    def restore(self, data: bytes) -> None:
-        self.entries = [(i, d.encode()) for i, d in json.loads(data)]
+    def restore(self, data: bytes | None) -> None:
+        self.entries = [(i, d.encode()) for i, d in json.loads(data)] if data else []
         for index, command in self.entries:
             self.observer.applied_entry(self.node, index, command)
 

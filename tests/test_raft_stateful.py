@@ -129,6 +129,12 @@ class RaftCluster(RuleBasedStateMachine):
             self.cluster.propose(node, f"cmd{self.proposals}".encode())
 
     @rule(n=positions)
+    def read(self, n: int) -> None:
+        node = self.node(n)
+        if self.cluster.nodes[node] is not None:
+            self.cluster.read(node)
+
+    @rule(n=positions)
     def snapshot(self, n: int) -> None:
         node = self.node(n)
         if self.cluster.nodes[node] is not None:

@@ -203,6 +203,7 @@ class ActorSystem:
         self._root = _Root(self, supervision or OneForOne())
         self._names: dict[str, Cell] = {}
         self._ids = itertools.count(1)
+        self._unique = itertools.count(1)
         self._timer_service = TimerService()
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
@@ -297,6 +298,11 @@ class ActorSystem:
         if cell is None:
             raise ActorError(f"{ref} is not a local actor")
         await cell.stop_and_wait("stopped")
+
+    def unique(self) -> str:
+        """A string never returned before by this system or any other: its incarnation
+        and a counter. Deterministic under simulation (the incarnation is seeded)."""
+        return f"{self.incarnation.hex()}-{next(self._unique)}"
 
     def lookup(self, name: str) -> ActorRef | None:
         """The reference of the local actor called ``name``, or None."""

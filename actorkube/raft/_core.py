@@ -147,6 +147,7 @@ class RaftNode:
         self.votes: dict[int, bool] = {}
         self.progress: dict[int, Progress] = {}
         self.lead_transferee = NONE
+        self.removed = False  # a leader whose own removal committed (see _apply_conf_change)
         self.pending_conf_index = 0
         # Reads waiting for this term's first commit: (context, requester).
         self.pending_reads: list[tuple[bytes, int]] = []
@@ -331,6 +332,7 @@ class RaftNode:
         )
         self.votes = {}
         self.lead_transferee = NONE
+        self.removed = False
         self.read_acks.clear()
         self.read_order.clear()
         self.pending_reads.clear()
@@ -452,7 +454,7 @@ class RaftNode:
         self.election_elapsed += 1
         if self.election_elapsed >= self.config.election_tick:
             self.election_elapsed = 0
-            if self.config.check_quorum and not self._quorum_active():
+            if self.removed or (self.config.check_quorum and not self._quorum_active()):
                 self._become_follower(self.term, NONE)
                 return
             if self.lead_transferee != NONE:
@@ -571,9 +573,12 @@ class RaftNode:
             self._send(Message(MsgType.APP_RESP, m.frm, self.id, self.term, index=log.committed))
             return
         if log.match_term(meta.index, meta.term):
-            # We have that entry: just fast-forward the commit index.
+            # We have that entry: just fast-forward the commit index, and claim no more
+            # than that (what follows it in our log may not match the leader's).
             log.commit_to(meta.index)
             self._apply_committed_conf()
+            self._send(Message(MsgType.APP_RESP, m.frm, self.id, self.term, index=log.committed))
+            return
         else:
             log.restore(meta.index, meta.term)
             log.applied = meta.index  # the driver restores the state machine from it
@@ -589,6 +594,8 @@ class RaftNode:
     def _propose(self, kind: EntryType, data: bytes) -> int:
         if self.role is not Role.LEADER:
             raise NotLeader(self.lead)
+        if self.removed:
+            raise ProposalDropped("this leader was removed from the cluster")
         if self.lead_transferee != NONE:
             raise ProposalDropped(f"leadership is moving to {self.lead_transferee}")
         index = self.log.last_index() + 1
@@ -727,6 +734,8 @@ class RaftNode:
     # --- linearizable reads ------------------------------------------------------------------
 
     def _leader_read(self, context: bytes, frm: int) -> None:
+        if context in self.read_acks or any(c == context for c, _ in self.pending_reads):
+            return  # a duplicate (the network may deliver a request twice)
         if self.log.term(self.log.committed) != self.term:
             # No entry of this term committed yet: our commit index may be stale.
             self.pending_reads.append((context, frm))
@@ -775,13 +784,13 @@ class RaftNode:
     def _apply_committed_conf(self) -> None:
         """Take every conf change up to the commit index into effect (in log order)."""
         log = self.log
-        if self._conf_scanned >= log.committed:
-            return
-        start = max(self._conf_scanned + 1, log.first_index())
-        for e in log.slice(start, log.committed + 1):
+        while self._conf_scanned < log.committed:
+            # Advance before applying: applying may commit more and come back here.
+            index = max(self._conf_scanned + 1, log.first_index())
+            self._conf_scanned = index
+            (e,) = log.slice(index, index + 1)
             if e.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(e.index, decode_conf_change(e.data))
-        self._conf_scanned = log.committed
 
     def _apply_conf_change(self, index: int, cc: ConfChange) -> None:
         node = cc.node
@@ -797,7 +806,12 @@ class RaftNode:
         self.conf_history.append((index, conf))
         if self.role is Role.LEADER:
             if node == self.id and cc.type is ConfChangeType.REMOVE:
-                self._become_follower(self.term, NONE)  # removed: step down
+                # Removed: the others learn that the removal committed only from us, so
+                # keep sending the commit index (appends, heartbeats) until the next
+                # election timeout, and take no proposals; then step down.
+                self.removed = True
+                self.progress.pop(node, None)
+                self._broadcast_append()
                 return
             if cc.type is ConfChangeType.REMOVE:
                 self.progress.pop(node, None)

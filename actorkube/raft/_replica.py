@@ -46,8 +46,9 @@ class StateMachine(Protocol):
     def snapshot(self) -> bytes:
         """The whole state, for a Raft snapshot."""
 
-    def restore(self, data: bytes) -> None:
-        """Replace the whole state by a snapshot's."""
+    def restore(self, data: bytes | None) -> None:
+        """Replace the whole state by a snapshot's; ``None`` means the empty state (the
+        replica calls it at every start, so that a restart replays onto a clean slate)."""
 
 
 @message(tag="raft.Propose")
@@ -135,13 +136,19 @@ class RaftReplica(Actor):
         self.reads: dict[bytes, tuple[bytes, Any]] = {}  # context -> (query, reply)
         self.ready_reads: list[tuple[int, bytes]] = []  # (read index, context)
         self.read_ids = itertools.count(1)
+        self.read_prefix = ""
         self.since_snapshot = 0
+        self.known_leader = 0
 
     async def started(self) -> None:
         recovered = await self._io(self.storage.recover)
-        if recovered.snapshot is not None:
-            self.sm.restore(recovered.snapshot.data)
+        # The committed entries after the snapshot are applied again from the log, so
+        # the state machine must start from the snapshot (or empty), whatever it held.
+        self.sm.restore(recovered.snapshot.data if recovered.snapshot else None)
         self.core = RaftNode(self.config, recovered)
+        # Read contexts must never repeat, not even across restarts of this actor: a late
+        # answer to an old read must not answer a new one.
+        self.read_prefix = f"{self.config.id}:{self.system.unique()}"
         self.timers.start_periodic("tick", _Tick(), self.tick_interval)
 
     async def stopping(self) -> None:
@@ -169,7 +176,7 @@ class RaftReplica(Actor):
 
     @handler
     async def on_query(self, msg: Query) -> Outcome | None:
-        context = f"{self.config.id}:{next(self.read_ids)}".encode()
+        context = f"{self.read_prefix}:{next(self.read_ids)}".encode()
         try:
             self.core.read_index(context)
         except NotLeader as exc:
@@ -212,6 +219,16 @@ class RaftReplica(Actor):
             return Outcome(False, error=str(exc), leader=exc.leader)
         except ProposalDropped as exc:
             return Outcome(False, error=f"dropped: {exc}", leader=self.core.lead)
+        old = self.proposals.pop(index, None)
+        if old is not None:  # a new leader overwrote that index before we applied it
+            old[1].send(
+                Outcome(
+                    False,
+                    index,
+                    error="dropped: overwritten by a new leader",
+                    leader=self.core.lead,
+                )
+            )
         self.proposals[index] = (self.core.term, self.defer_reply())
         await self._drain()
         return None
@@ -237,6 +254,9 @@ class RaftReplica(Actor):
                     peer.tell(m)
             self._apply(ready)
             core.advance(ready)
+            if ready.leader != self.known_leader:
+                self.known_leader = ready.leader
+                self._fail_reads("the leader changed: retry")
             self.ready_reads += [(s.index, s.context) for s in ready.read_states]
             self._answer_reads()
             await self._maybe_snapshot()
@@ -244,7 +264,7 @@ class RaftReplica(Actor):
     def _apply(self, ready: Ready) -> None:
         if ready.snapshot is not None:
             self.sm.restore(ready.snapshot.data)
-            self._drop_proposals_up_to(ready.snapshot.meta.index, "overtaken by a snapshot")
+            self._unknown_up_to(ready.snapshot.meta.index)
         for entry in ready.committed_entries:
             result = None
             if entry.type is EntryType.NORMAL and entry.data:
@@ -265,10 +285,17 @@ class RaftReplica(Actor):
                         )
                     )
 
-    def _drop_proposals_up_to(self, index: int, why: str) -> None:
+    def _unknown_up_to(self, index: int) -> None:
+        """A snapshot replaced the entries of these proposals: whether each one is in it
+        cannot be told here. Say so, rather than "dropped" (which invites a retry that
+        might apply the command twice)."""
         for i in [i for i in self.proposals if i <= index]:
             _, reply = self.proposals.pop(i)
-            reply.send(Outcome(False, i, error=f"dropped: {why}", leader=self.core.lead))
+            reply.send(
+                Outcome(
+                    False, i, error="outcome unknown: replaced by a snapshot", leader=self.core.lead
+                )
+            )
 
     def _answer_reads(self) -> None:
         applied = self.core.log.applied
@@ -294,10 +321,15 @@ class RaftReplica(Actor):
     def _fail_waiting(self, why: str) -> None:
         for _, reply in self.proposals.values():
             reply.send(Outcome(False, error=why))
-        for _, reply in self.reads.values():
-            reply.send(Outcome(False, error=why))
         self.proposals.clear()
+        self._fail_reads(why)
+
+    def _fail_reads(self, why: str) -> None:
+        """Reads in flight die with the leadership that was to confirm them."""
+        for _, reply in self.reads.values():
+            reply.send(Outcome(False, error=why, leader=self.known_leader))
         self.reads.clear()
+        self.ready_reads.clear()
 
     async def _io(self, fn):
         """Run a storage call; in a worker thread if the storage blocks (a disk)."""
