@@ -53,6 +53,7 @@ def test_one_leader_is_elected_and_commands_commit_everywhere() -> None:
     assert [cluster.nodes[n].role for n in (1, 2, 3)].count(Role.LEADER) == 1
     indexes = [cluster.propose(leader, f"c{i}".encode()) for i in range(5)]
     cluster.settle()
+    run(cluster, 1)  # followers learn the commit index from the next heartbeat
     for node in (1, 2, 3):
         assert [a[2] for a in cluster.apps[node]] == [f"c{i}".encode() for i in range(5)]
         assert cluster.nodes[node].log.committed == indexes[-1]
@@ -203,6 +204,7 @@ def test_leadership_transfer() -> None:
     assert cluster.leader() == target
     cluster.propose(target, b"after")
     cluster.settle()
+    run(cluster, 1)  # the old leader learns the commit index from a heartbeat
     assert cluster.apps[leader][-1][2] == b"after"
 
 

@@ -105,6 +105,8 @@ class Actor:
     _dispatch: ClassVar[dict[type, tuple[Callable, bool]]] = {}
     # True when every handler is a plain function (asks may then run inline: see Cell).
     _all_sync: ClassVar[bool] = False
+    # True when the class overrides ``idle`` (the cell then calls it).
+    _has_idle: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -114,6 +116,7 @@ class Actor:
         cls._handlers = None
         cls._dispatch = {}
         cls._all_sync = False
+        cls._has_idle = cls.idle is not Actor.idle
 
     # --- lifecycle hooks ----------------------------------------------------------------
 
@@ -122,6 +125,12 @@ class Actor:
 
     async def stopping(self) -> None:
         """Called when the actor stops or before a restart replaces it."""
+
+    async def idle(self) -> None:
+        """Called when the mailbox has run empty after handling messages, before the
+        actor waits for more: the place to do once, for a whole burst of messages, work
+        that each message only marked as due (flushing a batch to disk, say). It runs
+        like a handler: an exception is a failure of the actor."""
 
     async def restarted(self, failure: BaseException | None) -> None:
         """Called on the new instance after a restart instead of ``started``.

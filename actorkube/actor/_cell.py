@@ -574,11 +574,22 @@ class Cell(Supervisor):
         dispatch = cls._dispatch
         resolve = self.system._resolve
         dead_letter = self.system._dead_letter
+        has_idle = cls._has_idle
+        busy = False  # handled something since the last idle()
         while self.directive is None:
             if not mailbox:
+                if busy and has_idle:
+                    busy = False
+                    try:
+                        await inst.idle()
+                    except Exception as exc:
+                        self._handler_failed(exc)
+                        break
+                    continue
                 self.waiter = current_task()
                 await wait_task_rescheduled(self._abort_wait)
                 continue
+            busy = True
             budget = BATCH
             while mailbox and budget and self.directive is None:
                 budget -= 1

@@ -148,6 +148,7 @@ class RaftNode:
         self.progress: dict[int, Progress] = {}
         self.lead_transferee = NONE
         self.removed = False  # a leader whose own removal committed (see _apply_conf_change)
+        self._append_due = False
         self.pending_conf_index = 0
         # Reads waiting for this term's first commit: (context, requester).
         self.pending_reads: list[tuple[bytes, int]] = []
@@ -279,16 +280,23 @@ class RaftNode:
         return HardState(self.term, self.vote, self.log.committed)
 
     def has_ready(self) -> bool:
+        if self._append_due:
+            self._flush_appends()
+        prev = self._prev_hard
         return bool(
             self.msgs
             or self.read_states
             or self.pending_snapshot is not None
             or self.log.last_index() > self.log.stable
-            or self.hard_state() != self._prev_hard
+            or self.term != prev.term
+            or self.vote != prev.vote
+            or self.log.committed != prev.commit
             or self.log.committed > self.log.applied
         )
 
     def ready(self) -> Ready:
+        if self._append_due:
+            self._flush_appends()
         hs = self.hard_state()
         log = self.log
         ready = Ready(
@@ -600,7 +608,7 @@ class RaftNode:
             raise ProposalDropped(f"leadership is moving to {self.lead_transferee}")
         index = self.log.last_index() + 1
         self._append([Entry(self.term, index, kind, data)])
-        self._broadcast_append()
+        self._append_due = True  # sent once per Ready, for every proposal since the last
         return index
 
     def _append(self, entries: list[Entry]) -> None:
@@ -661,11 +669,13 @@ class RaftNode:
             elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
                 pr.become_probe()
                 pr.become_replicate()
-            if self._maybe_commit():
-                if self.role is not Role.LEADER or m.frm not in self.progress:
-                    return  # the commit took a membership change into effect
-                self._broadcast_append()
-            elif old_paused:
+            if self._maybe_commit() and (
+                self.role is not Role.LEADER or m.frm not in self.progress
+            ):
+                return  # the commit took a membership change into effect
+            # Followers learn a new commit index from the next append or heartbeat (at
+            # most a heartbeat later): no round of messages just for it.
+            if old_paused:
                 self._send_append(m.frm)
             while self._send_append(m.frm, only_if_entries=True):
                 pass
@@ -674,6 +684,13 @@ class RaftNode:
         elif pr.state is ProgressState.SNAPSHOT and m.index >= pr.pending_snapshot:
             pr.become_probe()
             self._send_append(m.frm)
+
+    def _flush_appends(self) -> None:
+        """Appends are batched: proposals and commits only mark them as due, and they go
+        out once, when the driver next asks for a Ready."""
+        self._append_due = False
+        if self.role is Role.LEADER:
+            self._broadcast_append()
 
     def _broadcast_append(self) -> None:
         for node in self.progress:

@@ -139,6 +139,7 @@ class RaftReplica(Actor):
         self.read_prefix = ""
         self.since_snapshot = 0
         self.known_leader = 0
+        self.drain_due = False
 
     async def started(self) -> None:
         recovered = await self._io(self.storage.recover)
@@ -157,14 +158,21 @@ class RaftReplica(Actor):
     # --- inputs --------------------------------------------------------------------------
 
     @handler
-    async def on_tick(self, msg: _Tick) -> None:
+    def on_tick(self, msg: _Tick) -> None:
         self.core.tick()
-        await self._drain()
+        self.drain_due = True
 
     @handler
-    async def on_message(self, msg: Message) -> None:
+    def on_message(self, msg: Message) -> None:
         self.core.step(msg)
-        await self._drain()
+        self.drain_due = True
+
+    async def idle(self) -> None:
+        """The mailbox ran empty: handle the core's Ready once for the whole burst of
+        messages (one save, one round of messages), not once per message."""
+        if self.drain_due:
+            self.drain_due = False
+            await self._drain()
 
     @handler
     async def on_propose(self, msg: Propose) -> Outcome | None:
@@ -182,7 +190,7 @@ class RaftReplica(Actor):
         except NotLeader as exc:
             return Outcome(False, error=str(exc), leader=exc.leader)
         self.reads[context] = (msg.data, self.defer_reply())
-        await self._drain()
+        self.drain_due = True
         return None
 
     @handler
@@ -191,7 +199,7 @@ class RaftReplica(Actor):
             self.core.transfer_leadership(msg.node)
         except (NotLeader, ProposalDropped) as exc:
             return Outcome(False, error=str(exc), leader=self.core.lead)
-        await self._drain()
+        self.drain_due = True
         return Outcome(True)
 
     @handler
@@ -230,7 +238,7 @@ class RaftReplica(Actor):
                 )
             )
         self.proposals[index] = (self.core.term, self.defer_reply())
-        await self._drain()
+        self.drain_due = True
         return None
 
     # --- the Ready loop ------------------------------------------------------------------

@@ -317,7 +317,9 @@ def _load_snapshot(path: Path, index: int, term: int) -> Snapshot:
 class DiskStorage:
     """Raft storage in a directory: see the module docstring. Create with ``open``."""
 
-    blocking = True  # file I/O and fsync: the replica actor calls it from a worker thread
+    # Whether a call may block long enough to need a worker thread: with fsync, yes; a
+    # write to the page cache costs less (~10 us) than a hop to a thread (~130 us).
+    blocking = True
 
     def __init__(
         self,
@@ -332,6 +334,7 @@ class DiskStorage:
     ) -> None:
         self._directory = directory
         self._fsync = fsync
+        self.blocking = fsync
         self._segment_bytes = segment_bytes
         self._lock_fd: int | None = lock_fd
         self._log = log
