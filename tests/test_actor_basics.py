@@ -551,3 +551,37 @@ async def test_idle_synchronous_actors_answer_asks_inline(monkeypatch) -> None:
             await async_ref.ask(Ping(0))
     # The first ask of each finds the actor still starting; Echo has async handlers.
     assert inline == [False, False, True, False, True, False]
+
+
+@message(tag="test.basic.Mark")
+class Mark:
+    n: int
+
+
+class Batcher(Actor):
+    """Marks work as due per message; does it once per burst, in idle()."""
+
+    def __init__(self, flushes: list) -> None:
+        self.flushes = flushes
+        self.due: list[int] = []
+
+    @handler
+    def mark(self, msg: Mark) -> None:
+        self.due.append(msg.n)
+
+    async def idle(self) -> None:
+        if self.due:
+            self.flushes.append(self.due)
+            self.due = []
+
+
+async def test_idle_runs_once_per_burst_of_messages() -> None:
+    flushes: list = []
+    async with ActorSystem() as system:
+        ref = system.spawn(lambda: Batcher(flushes))
+        for i in range(5):
+            ref.tell(Mark(i))
+        await trio.testing.wait_all_tasks_blocked()
+        ref.tell(Mark(5))
+        await trio.testing.wait_all_tasks_blocked()
+    assert flushes == [[0, 1, 2, 3, 4], [5]]
