@@ -27,7 +27,7 @@ import importlib.metadata
 import json
 import os
 import platform
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +165,14 @@ def write_json(report: Report, path: str | os.PathLike[str]) -> Path:
     tmp.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+def run_main(description: str, build: Callable[[bool], Report], argv=None) -> int:
+    """The body of every benchmark's ``main``: parse ``--quick``/``--json``, build the
+    report (``build(quick)``), print it, write the JSON if asked."""
+    args = parse_args(description, argv)
+    report = build(args.quick)
+    print_report(report)
+    if args.json:
+        write_json(report, args.json)
+    return 0

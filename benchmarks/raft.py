@@ -73,7 +73,7 @@ from actorkube.raft import (
     SetPeer,
 )
 
-from ._report import Report, Result, environment, parse_args, print_report, write_json
+from ._report import Report, Result, environment, run_main
 
 BENCHMARK = "raft"
 PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "pysyncobj", "rich")
@@ -823,12 +823,9 @@ def run(params: Params, quick: bool) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv)
-    report = run(QUICK if args.quick else FULL, args.quick)
-    print_report(report)
-    if args.json:
-        write_json(report, args.json)
-    return 0
+    return run_main(
+        __doc__.splitlines()[0], lambda quick: run(QUICK if quick else FULL, quick), argv
+    )
 
 
 if __name__ == "__main__":

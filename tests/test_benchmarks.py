@@ -7,15 +7,12 @@ process, prints its table, and writes every expected result as a positive number
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from benchmark_run import by_name, run_quick
 
-REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = ("actorkube", "pykka", "thespian")
 METRICS = (
     "tell_one_sender",
@@ -37,20 +34,7 @@ RATIOS = (
 @pytest.fixture(scope="module")
 def actor_messaging(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     """Run the quick benchmark once for the whole module: (its JSON, its stdout)."""
-    out = tmp_path_factory.mktemp("bench") / "actor_messaging.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.actor_messaging", "--quick", "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(out.read_text()), proc.stdout
-
-
-def _by_name(report: dict) -> dict[str, dict]:
-    return {r["name"]: r for r in report["results"]}
+    return run_quick("actor_messaging", tmp_path_factory.mktemp("bench"))
 
 
 def test_json_has_the_documented_shape(actor_messaging: tuple[dict, str]) -> None:
@@ -66,7 +50,7 @@ def test_json_has_the_documented_shape(actor_messaging: tuple[dict, str]) -> Non
 
 
 def test_every_expected_result_is_a_positive_number(actor_messaging: tuple[dict, str]) -> None:
-    results = _by_name(actor_messaging[0])
+    results = by_name(actor_messaging[0])
     expected = [f"{metric}.{system}" for metric in METRICS for system in SYSTEMS]
     expected += RATIOS
     missing = [name for name in expected if name not in results]
@@ -80,7 +64,7 @@ def test_quick_run_spawns_the_quick_number_of_idle_actors(
     actor_messaging: tuple[dict, str],
 ) -> None:
     report, _ = actor_messaging
-    results = _by_name(report)
+    results = by_name(report)
     assert report["parameters"]["quick"] is True
     for system in SYSTEMS:
         assert results[f"idle_actors.{system}"]["value"] == report["parameters"]["idle_actors"]
@@ -88,7 +72,7 @@ def test_quick_run_spawns_the_quick_number_of_idle_actors(
 
 def test_ratios_carry_their_target_and_verdict(actor_messaging: tuple[dict, str]) -> None:
     report, stdout = actor_messaging
-    results = _by_name(report)
+    results = by_name(report)
     for name in RATIOS:
         ratio = results[name]
         assert ratio["unit"] == "x"

@@ -9,15 +9,12 @@ positive number.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from benchmark_run import by_name, run_quick
 
-REPO = Path(__file__).resolve().parents[1]
 SETUPS = (
     "actorkube.memory",
     "actorkube.disk_nofsync",
@@ -48,20 +45,7 @@ REFERENCE_RATIOS = (
 @pytest.fixture(scope="module")
 def raft_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     """Run the quick benchmark once for the whole module: (its JSON, its stdout)."""
-    out = tmp_path_factory.mktemp("bench") / "raft.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.raft", "--quick", "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(out.read_text()), proc.stdout
-
-
-def _by_name(report: dict) -> dict[str, dict]:
-    return {r["name"]: r for r in report["results"]}
+    return run_quick("raft", tmp_path_factory.mktemp("bench"))
 
 
 def _ratio_names(pairs: tuple[str, ...]) -> list[str]:
@@ -83,7 +67,7 @@ def test_json_has_the_documented_shape(raft_bench: tuple[dict, str]) -> None:
 def test_every_setup_metric_and_proposer_count_is_a_positive_number(
     raft_bench: tuple[dict, str],
 ) -> None:
-    results = _by_name(raft_bench[0])
+    results = by_name(raft_bench[0])
     expected = {
         f"{metric}.{setup}.c{n}": unit
         for metric, unit in METRICS.items()
@@ -102,7 +86,7 @@ def test_every_setup_metric_and_proposer_count_is_a_positive_number(
 
 def test_ratios_carry_their_target_and_verdict(raft_bench: tuple[dict, str]) -> None:
     report, stdout = raft_bench
-    results = _by_name(report)
+    results = by_name(report)
     for name in _ratio_names(BINDING_RATIOS) + _ratio_names(REFERENCE_RATIOS):
         ratio = results[name]
         assert ratio["unit"] == "x"

@@ -397,12 +397,17 @@ class RaftNode:
             return
         if self.config.pre_vote and not transfer:
             self._become_pre_candidate()
-            kind, term = MsgType.PRE_VOTE, self.term + 1
+            self._request_votes(MsgType.PRE_VOTE, self.term + 1, b"")
         else:
-            self._become_candidate()
-            kind, term = MsgType.VOTE, self.term
+            self._start_real_election(TRANSFER if transfer else b"")
+
+    def _start_real_election(self, context: bytes = b"") -> None:
+        self._become_candidate()
+        self._request_votes(MsgType.VOTE, self.term, context)
+
+    def _request_votes(self, kind: MsgType, term: int, context: bytes) -> None:
         self.votes[self.id] = True
-        if self._won():
+        if self._won():  # a cluster of one
             if kind is MsgType.PRE_VOTE:
                 self._start_real_election()
             else:
@@ -418,26 +423,7 @@ class RaftNode:
                         term,
                         log_term=self.log.last_term(),
                         index=self.log.last_index(),
-                        context=TRANSFER if transfer else b"",
-                    )
-                )
-
-    def _start_real_election(self) -> None:
-        self._become_candidate()
-        self.votes[self.id] = True
-        if self._won():
-            self._become_leader()
-            return
-        for peer in sorted(self.voters):
-            if peer != self.id:
-                self._send(
-                    Message(
-                        MsgType.VOTE,
-                        peer,
-                        self.id,
-                        self.term,
-                        log_term=self.log.last_term(),
-                        index=self.log.last_index(),
+                        context=context,
                     )
                 )
 
