@@ -585,3 +585,27 @@ async def test_idle_runs_once_per_burst_of_messages() -> None:
         ref.tell(Mark(5))
         await trio.testing.wait_all_tasks_blocked()
     assert flushes == [[0, 1, 2, 3, 4], [5]]
+
+
+@message(tag="test.basic.Total")
+class Total:
+    pass
+
+
+class AskedBatcher(Batcher):
+    @handler
+    def total(self, msg: Total) -> int:
+        return sum(len(f) for f in self.flushes)
+
+
+async def test_idle_runs_after_asks_too() -> None:
+    # All handlers are plain functions, which lets asks to an idle actor run inline in
+    # the asker's task; idle() must still run after them.
+    flushes: list = []
+    async with ActorSystem() as system:
+        ref = system.spawn(lambda: AskedBatcher(flushes))
+        ref.tell(Mark(0))
+        await ref.ask(Total())  # the actor is started, has seen a Mark, and is idle
+        await ref.ask(Mark(1))
+        await trio.testing.wait_all_tasks_blocked()
+        assert flushes == [[0], [1]]

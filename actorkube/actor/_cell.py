@@ -642,7 +642,7 @@ class Cell(Supervisor):
             return False
         inst = self.instance
         cls = type(inst)
-        if not cls._all_sync:
+        if not cls._all_sync or cls._has_idle:  # idle() runs in the actor's own loop
             return False
         try:
             msg = decode_message(data, self.system._resolve)
