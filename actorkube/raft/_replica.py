@@ -175,15 +175,15 @@ class RaftReplica(Actor):
             await self._drain()
 
     @handler
-    async def on_propose(self, msg: Propose) -> Outcome | None:
-        return await self._propose(lambda: self.core.propose(msg.data))
+    def on_propose(self, msg: Propose) -> Outcome | None:
+        return self._propose(lambda: self.core.propose(msg.data))
 
     @handler
-    async def on_propose_change(self, msg: ProposeChange) -> Outcome | None:
-        return await self._propose(lambda: self.core.propose_conf_change(msg.change))
+    def on_propose_change(self, msg: ProposeChange) -> Outcome | None:
+        return self._propose(lambda: self.core.propose_conf_change(msg.change))
 
     @handler
-    async def on_query(self, msg: Query) -> Outcome | None:
+    def on_query(self, msg: Query) -> Outcome | None:
         context = f"{self.read_prefix}:{next(self.read_ids)}".encode()
         try:
             self.core.read_index(context)
@@ -194,7 +194,7 @@ class RaftReplica(Actor):
         return None
 
     @handler
-    async def on_transfer(self, msg: TransferLeadership) -> Outcome:
+    def on_transfer(self, msg: TransferLeadership) -> Outcome:
         try:
             self.core.transfer_leadership(msg.node)
         except (NotLeader, ProposalDropped) as exc:
@@ -220,7 +220,7 @@ class RaftReplica(Actor):
             tuple(sorted(core.learners)),
         )
 
-    async def _propose(self, append) -> Outcome | None:
+    def _propose(self, append) -> Outcome | None:
         try:
             index = append()
         except NotLeader as exc:
