@@ -308,7 +308,7 @@ def test_snapshot_ack_claims_only_what_matches():
     assert resp.index <= 3, f"follower acked index {resp.index} with entries 4,5 of term 2"
 
 
-def test_the_false_ack_makes_the_follower_commit_a_divergent_entry():
+def test_a_snapshot_ack_never_leads_a_follower_to_commit_a_divergent_entry():
     # The leader (term 3) holds 1..5 of term 1 and its own empty entry 6; node 3 acked it.
     lead_log = tuple(Entry(1, i) for i in range(1, 6))
     leader = RaftNode(Config(1, (1, 2, 3)), Recovered(HardState(2, 1, 0), None, lead_log))
