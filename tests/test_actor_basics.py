@@ -609,3 +609,34 @@ async def test_idle_runs_after_asks_too() -> None:
         await ref.ask(Mark(1))
         await trio.testing.wait_all_tasks_blocked()
         assert flushes == [[0], [1]]
+
+
+class Counted(Actor):
+    def __init__(self) -> None:
+        self.idles = 0
+
+    @handler
+    def mark(self, msg: Mark) -> None:
+        pass
+
+    async def idle(self) -> None:
+        self.idles += 1
+
+
+async def test_idle_is_not_starved_by_sustained_load() -> None:
+    instances: list[Counted] = []
+
+    def make() -> Counted:
+        instances.append(Counted())
+        return instances[-1]
+
+    async with ActorSystem() as system:
+        ref = system.spawn(make, mailbox_size=10_000)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(50):  # more than one batch arrives between two of its turns
+            for i in range(300):
+                ref.tell(Mark(i))
+            await trio.lowlevel.checkpoint()
+            if not len(ref._cell.mailbox):
+                break
+        assert instances[-1].idles > 0

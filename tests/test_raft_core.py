@@ -331,3 +331,27 @@ def test_the_same_inputs_give_the_same_outputs() -> None:
 
     assert history(13) == history(13)
     assert history(13) != history(14)
+
+
+def test_a_removed_leader_serves_no_reads() -> None:
+    # Two voters; the leader removes itself. Until its election timeout it still holds
+    # the leader role, but the remaining voter may already lead and commit: a read
+    # served by the removed leader would be stale.
+    cluster = Cluster(2, seed=3)
+    old = elect(cluster)
+    other = 3 - old
+    cluster.nodes[old].propose_conf_change(ConfChange(ConfChangeType.REMOVE, old))
+    cluster.settle()
+    cluster.tick_all()
+    cluster.settle()
+    assert cluster.nodes[other].voters == {other}
+    isolate(cluster, old)
+    for _ in range(30):  # only the remaining voter's clock runs
+        cluster.nodes[other].tick()
+        cluster.settle()
+    assert cluster.nodes[other].role is Role.LEADER
+    cluster.propose(other, b"new")
+    cluster.settle()
+    assert cluster.nodes[old].role is Role.LEADER
+    cluster.read(old)  # the harness fails on a stale read point
+    cluster.settle()

@@ -128,9 +128,10 @@ class Actor:
 
     async def idle(self) -> None:
         """Called when the mailbox has run empty after handling messages, before the
-        actor waits for more: the place to do once, for a whole burst of messages, work
-        that each message only marked as due (flushing a batch to disk, say). It runs
-        like a handler: an exception is a failure of the actor."""
+        actor waits for more, and under sustained load at least once per batch of
+        messages the actor takes in one go: the place to do once, for a whole burst,
+        work that each message only marked as due (flushing a batch to disk, say). It
+        runs like a handler: an exception is a failure of the actor."""
 
     async def restarted(self, failure: BaseException | None) -> None:
         """Called on the new instance after a restart instead of ``started``.

@@ -204,9 +204,9 @@ class RaftNode:
         """Ask for a linearizable read point; a ReadState with this context comes out
         of a later Ready (or never, if leadership is lost: the caller times out).
         Raises NotLeader when no leader is known."""
-        if self.role is Role.LEADER:
+        if self.role is Role.LEADER and not self.removed:
             self._leader_read(context, self.id)
-        elif self.lead != NONE:
+        elif self.lead != NONE and self.lead != self.id:
             self._send(Message(MsgType.READ_INDEX, self.lead, self.id, self.term, context=context))
         else:
             raise NotLeader(NONE)
@@ -672,8 +672,8 @@ class RaftNode:
             self._send_append(m.frm)
 
     def _flush_appends(self) -> None:
-        """Appends are batched: proposals and commits only mark them as due, and they go
-        out once, when the driver next asks for a Ready."""
+        """Appends are batched: proposals only mark them as due, and they go out once,
+        when the driver next asks for a Ready."""
         self._append_due = False
         if self.role is Role.LEADER:
             self._broadcast_append()
@@ -737,6 +737,8 @@ class RaftNode:
     # --- linearizable reads ------------------------------------------------------------------
 
     def _leader_read(self, context: bytes, frm: int) -> None:
+        if self.removed:
+            return  # outside the cluster: it cannot confirm that it still leads
         if context in self.read_acks or any(c == context for c, _ in self.pending_reads):
             return  # a duplicate (the network may deliver a request twice)
         if self.log.term(self.log.committed) != self.term:
@@ -744,7 +746,7 @@ class RaftNode:
             self.pending_reads.append((context, frm))
             return
         index = self.log.committed
-        if len(self.voters) == 1:
+        if self.voters == {self.id}:
             self._read_ready(index, context, frm)
             return
         self.read_acks[context] = (index, frm, {self.id})

@@ -139,6 +139,7 @@ class RaftReplica(Actor):
         self.read_prefix = ""
         self.since_snapshot = 0
         self.known_leader = 0
+        self.leadership = (0, 0)  # (term, leader) of the last Ready handled
         self.drain_due = False
 
     async def started(self) -> None:
@@ -262,7 +263,11 @@ class RaftReplica(Actor):
                     peer.tell(m)
             self._apply(ready)
             core.advance(ready)
-            if ready.leader != self.known_leader:
+            # Reads in flight belong to one term and one leader: the core forgets them
+            # when either changes, so the replica must fail them then.
+            leadership = (core.term, ready.leader)
+            if leadership != self.leadership:
+                self.leadership = leadership
                 self.known_leader = ready.leader
                 self._fail_reads("the leader changed: retry")
             self.ready_reads += [(s.index, s.context) for s in ready.read_states]
