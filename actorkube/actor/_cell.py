@@ -580,10 +580,7 @@ class Cell(Supervisor):
             if not mailbox:
                 if busy and has_idle:
                     busy = False
-                    try:
-                        await inst.idle()
-                    except Exception as exc:
-                        self._handler_failed(exc)
+                    if not await self._idle(inst):
                         break
                     continue
                 self.waiter = current_task()
@@ -634,12 +631,18 @@ class Cell(Supervisor):
                 # once per batch, so that batched work is never starved.
                 if has_idle and busy and self.directive is None:
                     busy = False
-                    try:
-                        await inst.idle()
-                    except Exception as exc:
-                        self._handler_failed(exc)
+                    if not await self._idle(inst):
                         break
                 await trio.lowlevel.checkpoint()
+
+    async def _idle(self, inst: Actor) -> bool:
+        """Run the instance's ``idle`` hook like a handler; False if it failed."""
+        try:
+            await inst.idle()
+        except Exception as exc:
+            self._handler_failed(exc)
+            return False
+        return True
 
     def ask_inline(self, reply: LocalReply, data: bytes) -> bool:
         """Handle an ask at once, in the asking task, if that is indistinguishable from
