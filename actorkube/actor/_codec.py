@@ -386,16 +386,19 @@ def _float_conv() -> _Conv:
 def _enum_conv(tp: type[enum.Enum]) -> _Conv:
     if not all(type(m.value) in _SCALAR_KEYS for m in tp):
         raise CodecError(f"enum {tp.__qualname__}: member values must be scalars to cross the wire")
+    # A table lookup, keyed by (type, value) so that True never passes for 1: calling
+    # the enum class is several times slower and this runs for every message.
+    members = {(type(m.value), m.value): m for m in tp}
 
     def enc(v, path):
         if not isinstance(v, tp):
             _bad(path, tp.__qualname__, v, decoding=False)
-        return v.value
+        return v._value_
 
     def dec(w, resolve, path):
         try:
-            return tp(w)
-        except (ValueError, TypeError):
+            return members[type(w), w]
+        except (KeyError, TypeError):
             raise DecodeError(f"{path}: {w!r} is not a {tp.__qualname__}") from None
 
     return _Conv(tp.__qualname__, enc=enc, dec=dec)
@@ -409,6 +412,10 @@ def _message_conv(tp: type) -> _Conv:
         return spec.to_wire(v)
 
     def dec(w, resolve, path):
+        # The usual case, the annotated class itself, without the general checks.
+        spec = _BY_CLASS.get(tp)
+        if spec is not None and type(w) is list and w and w[0] == spec.tag:
+            return spec.from_wire(w, resolve)
         return _message_from_wire(w, resolve, tp)
 
     return _Conv(tp.__qualname__, enc=enc, dec=dec)
@@ -471,16 +478,24 @@ def _list_conv(item: _Conv, kind: type) -> _Conv:
     ienc, idec = _as_functions(item)
     native = item.check is not None
 
+    # The items are converted without naming their positions; only when one fails is
+    # the list converted again with positions, so that the error says which item.
     def enc(v, path):
         if type(v) is not list and type(v) is not tuple:
             _bad(path, name, v, decoding=False)
-        out = [ienc(x, f"{path}[{i}]") for i, x in enumerate(v)]
+        try:
+            out = [ienc(x, path) for x in v]
+        except CodecError:
+            out = [ienc(x, f"{path}[{i}]") for i, x in enumerate(v)]
         return v if native else out
 
     def dec(w, resolve, path):
         if type(w) is not list:
             _bad(path, name, w, decoding=True)
-        return kind(idec(x, resolve, f"{path}[{i}]") for i, x in enumerate(w))
+        try:
+            return kind([idec(x, resolve, path) for x in w])
+        except DecodeError:
+            return kind([idec(x, resolve, f"{path}[{i}]") for i, x in enumerate(w)])
 
     return _Conv(name, enc=enc, dec=dec)
 

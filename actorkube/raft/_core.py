@@ -282,27 +282,32 @@ class RaftNode:
     def has_ready(self) -> bool:
         if self._append_due:
             self._flush_appends()
+        log = self.log
         prev = self._prev_hard
+        # Called after every input: plain field reads, cheapest and likeliest first.
         return bool(
             self.msgs
-            or self.read_states
-            or self.pending_snapshot is not None
-            or self.log.last_index() > self.log.stable
+            or log.snap_index + len(log.entries) > log.stable
+            or log.committed != prev.commit
+            or log.committed > log.applied
             or self.term != prev.term
             or self.vote != prev.vote
-            or self.log.committed != prev.commit
-            or self.log.committed > self.log.applied
+            or self.read_states
+            or self.pending_snapshot is not None
         )
 
     def ready(self) -> Ready:
         if self._append_due:
             self._flush_appends()
-        hs = self.hard_state()
         log = self.log
+        prev = self._prev_hard
+        changed = (
+            self.term != prev.term or self.vote != prev.vote or log.committed != prev.commit
+        )
         ready = Ready(
             messages=tuple(self.msgs),
             entries=tuple(log.slice(log.stable + 1, log.last_index() + 1)),
-            hard_state=hs if hs != self._prev_hard else None,
+            hard_state=self.hard_state() if changed else None,
             snapshot=self.pending_snapshot,
             committed_entries=tuple(log.slice(log.applied + 1, log.committed + 1)),
             read_states=tuple(self.read_states),
@@ -687,9 +692,11 @@ class RaftNode:
         """Send the next append (or the snapshot) to ``to`` if its progress allows;
         True if an append carrying entries went out."""
         pr = self.progress[to]
+        log = self.log
+        if only_if_entries and pr.next > log.snap_index + len(log.entries):
+            return False  # nothing new to send
         if pr.is_paused():
             return False
-        log = self.log
         prev = pr.next - 1
         prev_term = log.term(prev)
         if prev_term is None or pr.next < log.first_index():
@@ -791,9 +798,9 @@ class RaftNode:
         log = self.log
         while self._conf_scanned < log.committed:
             # Advance before applying: applying may commit more and come back here.
-            index = max(self._conf_scanned + 1, log.first_index())
+            index = max(self._conf_scanned + 1, log.snap_index + 1)
             self._conf_scanned = index
-            (e,) = log.slice(index, index + 1)
+            e = log.entries[index - log.snap_index - 1]
             if e.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(e.index, decode_conf_change(e.data))
 

@@ -79,6 +79,9 @@ class RaftLog:
         if not entries:
             return
         first = entries[0].index
+        if first == self.snap_index + len(self.entries) + 1:
+            self.entries.extend(entries)  # the usual case: right after our last entry
+            return
         for e in entries:
             ours = self.term(e.index)
             if ours is None or ours != e.term:
@@ -107,7 +110,9 @@ class RaftLog:
         if not self.match_term(index, log_term):
             return None
         last_new = index + len(entries)
-        self.append([e for e in entries if e.index > self.snap_index])
+        if entries and entries[0].index <= self.snap_index:
+            entries = [e for e in entries if e.index > self.snap_index]
+        self.append(entries)
         self.commit_to(min(commit, last_new))
         return last_new
 

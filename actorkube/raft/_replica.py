@@ -246,57 +246,71 @@ class RaftReplica(Actor):
 
     async def _drain(self) -> None:
         core = self.core
+        storage = self.storage
+        peers = self.peers
         while core.has_ready():
             ready = core.ready()
             if ready.snapshot is not None or ready.entries or ready.hard_state is not None:
-                await self._io(
-                    functools.partial(
-                        self.storage.save,
+                if storage.blocking:
+                    await trio.to_thread.run_sync(
+                        functools.partial(
+                            storage.save,
+                            hard_state=ready.hard_state,
+                            entries=ready.entries,
+                            snapshot=ready.snapshot,
+                        )
+                    )
+                else:
+                    storage.save(
                         hard_state=ready.hard_state,
                         entries=ready.entries,
                         snapshot=ready.snapshot,
                     )
-                )
             for m in ready.messages:
-                peer = self.peers.get(m.to)
+                peer = peers.get(m.to)
                 if peer is not None:
                     peer.tell(m)
-            self._apply(ready)
+            if ready.snapshot is not None or ready.committed_entries:
+                self._apply(ready)
             core.advance(ready)
             # Reads in flight belong to one term and one leader: the core forgets them
             # when either changes, so the replica must fail them then.
-            leadership = (core.term, ready.leader)
-            if leadership != self.leadership:
-                self.leadership = leadership
+            if core.term != self.leadership[0] or ready.leader != self.leadership[1]:
+                self.leadership = (core.term, ready.leader)
                 self.known_leader = ready.leader
                 self._fail_reads("the leader changed: retry")
-            self.ready_reads += [(s.index, s.context) for s in ready.read_states]
-            self._answer_reads()
-            await self._maybe_snapshot()
+            if ready.read_states:
+                self.ready_reads += [(s.index, s.context) for s in ready.read_states]
+            if self.ready_reads:
+                self._answer_reads()
+            if self.since_snapshot >= self.snapshot_every:
+                await self._snapshot()
 
     def _apply(self, ready: Ready) -> None:
         if ready.snapshot is not None:
             self.sm.restore(ready.snapshot.data)
             self._unknown_up_to(ready.snapshot.meta.index)
+        proposals = self.proposals
         for entry in ready.committed_entries:
             result = None
             if entry.type is EntryType.NORMAL and entry.data:
                 result = self.sm.apply(entry.index, entry.data)
                 self.since_snapshot += 1
-            waiting = self.proposals.pop(entry.index, None)
-            if waiting is not None:
-                term, reply = waiting
-                if term == entry.term:
-                    reply.send(Outcome(True, entry.index, result))
-                else:
-                    reply.send(
-                        Outcome(
-                            False,
-                            entry.index,
-                            error="dropped: overwritten by a new leader",
-                            leader=ready.leader,
+            if proposals:
+                waiting = proposals.pop(entry.index, None)
+                if waiting is not None:
+                    term, reply = waiting
+                    if term == entry.term:
+                        reply.send(Outcome(True, entry.index, result))
+                    else:
+                        reply.send(
+                            Outcome(
+                                False,
+                                entry.index,
+                                error="dropped: overwritten by a new leader",
+                                leader=ready.leader,
+                            )
                         )
-                    )
 
     def _unknown_up_to(self, index: int) -> None:
         """A snapshot replaced the entries of these proposals: whether each one is in it
@@ -325,11 +339,10 @@ class RaftReplica(Actor):
                 keep.append((index, context))
         self.ready_reads = keep
 
-    async def _maybe_snapshot(self) -> None:
-        if self.since_snapshot >= self.snapshot_every:
-            self.since_snapshot = 0
-            snap = self.core.compact(self.core.log.applied, self.sm.snapshot())
-            await self._io(functools.partial(self.storage.compact, snap))
+    async def _snapshot(self) -> None:
+        self.since_snapshot = 0
+        snap = self.core.compact(self.core.log.applied, self.sm.snapshot())
+        await self._io(functools.partial(self.storage.compact, snap))
 
     def _fail_waiting(self, why: str) -> None:
         for _, reply in self.proposals.values():
@@ -346,6 +359,6 @@ class RaftReplica(Actor):
 
     async def _io(self, fn):
         """Run a storage call; in a worker thread if the storage blocks (a disk)."""
-        if getattr(self.storage, "blocking", False):
+        if self.storage.blocking:
             return await trio.to_thread.run_sync(fn)
         return fn()

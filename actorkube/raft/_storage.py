@@ -201,16 +201,21 @@ class LogState:
             raise InvalidWrite(f"unknown operation {kind!r}")
 
     def _append(self, entry: Entry) -> None:
-        if not self.snapshot_index < entry.index <= self.last_index + 1:
+        index = entry.index
+        offset = self.offset
+        snapshot_index = self.snapshot[0] if self.snapshot is not None else 0
+        if not snapshot_index < index <= offset + len(self.entries) + 1:
             raise InvalidWrite(
-                f"entry {entry.index} is outside {self.snapshot_index + 1}..{self.last_index + 1}"
+                f"entry {index} is outside {snapshot_index + 1}..{self.last_index + 1}"
             )
-        if entry.index <= self.offset:
+        if index <= offset:
             # Replaces unknown entries: the ones before it stay unknown.
-            self.offset = entry.index - 1
+            self.offset = index - 1
             self.entries = [entry]
+        elif index == offset + len(self.entries) + 1:
+            self.entries.append(entry)  # the usual case: nothing to overwrite
         else:
-            del self.entries[entry.index - self.offset - 1 :]
+            del self.entries[index - offset - 1 :]
             self.entries.append(entry)
 
     def _set_snapshot(self, index: int, term: int) -> None:
@@ -241,7 +246,8 @@ def plan_save(
     """Validate one save against ``log`` and return the operations that carry it out,
     in order. Raises ``InvalidWrite``; does not change ``log``."""
     ops: list[Op] = []
-    snapshot_index, last = log.snapshot_index, log.last_index
+    snapshot_index = log.snapshot[0] if log.snapshot is not None else 0
+    last = log.offset + len(log.entries)
     if snapshot is not None:
         index, term = snapshot.meta.index, snapshot.meta.term
         if index < snapshot_index:
@@ -253,13 +259,20 @@ def plan_save(
                 ops.append((OpKind.TRUNCATE, index))
             last = index
         snapshot_index = index
-    for before, after in itertools.pairwise(entries):
-        if after.index != before.index + 1:
-            raise InvalidWrite(f"entries are not contiguous: {before.index} then {after.index}")
-    kept = [entry for entry in entries if entry.index > snapshot_index]
-    if kept and kept[0].index > last + 1:
-        raise InvalidWrite(f"entry {kept[0].index} leaves a gap after the last entry {last}")
-    ops.extend((OpKind.ENTRY, entry) for entry in kept)
+    if len(entries) > 1:
+        for before, after in itertools.pairwise(entries):
+            if after.index != before.index + 1:
+                raise InvalidWrite(
+                    f"entries are not contiguous: {before.index} then {after.index}"
+                )
+    if entries:
+        first = entries[0].index
+        if first <= snapshot_index:
+            entries = [entry for entry in entries if entry.index > snapshot_index]
+            first = entries[0].index if entries else 0
+        if entries and first > last + 1:
+            raise InvalidWrite(f"entry {first} leaves a gap after the last entry {last}")
+        ops += [(OpKind.ENTRY, entry) for entry in entries]
     if hard_state is not None:
         ops.append((OpKind.HARD_STATE, hard_state))
     return ops
