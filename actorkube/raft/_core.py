@@ -11,7 +11,10 @@ The contract (as etcd-io/raft's RawNode):
   machine from ``ready.snapshot`` if there is one, then apply
   ``ready.committed_entries`` in order; (4) call ``advance(ready)``. Only then may
   ``ready()`` be called again. Persisting before sending is what makes a vote or an
-  acknowledged entry survive a crash.
+  acknowledged entry survive a crash. A hard state that differs from the last one
+  persisted only in ``commit`` may be kept back and written with the next save: the
+  commit index is volatile state in Raft (a restarted node learns it again from the
+  leader), and etcd does not fsync it either.
 - ``ready.read_states``: a read with that context is linearizable once the state
   machine has applied ``index``.
 - Time is ticks. Elections time out after a random number of ticks in
@@ -98,16 +101,18 @@ class Config:
     seed: int = 0
 
 
-@attrs.frozen
+@attrs.define
 class Ready:
-    """One batch of work for the driver (see the module docstring for the order)."""
+    """One batch of work for the driver (see the module docstring for the order). The
+    lists are the driver's to keep: the core never touches them again. (Not frozen: one
+    is built per batch, and a frozen attrs class costs twice as much to build.)"""
 
-    messages: tuple[Message, ...]
-    entries: tuple[Entry, ...]
+    messages: list[Message]
+    entries: list[Entry]
     hard_state: HardState | None
     snapshot: Snapshot | None
-    committed_entries: tuple[Entry, ...]
-    read_states: tuple[ReadState, ...]
+    committed_entries: list[Entry]
+    read_states: list[ReadState]
     leader: int
     role: Role
 
@@ -305,12 +310,12 @@ class RaftNode:
             self.term != prev.term or self.vote != prev.vote or log.committed != prev.commit
         )
         ready = Ready(
-            messages=tuple(self.msgs),
-            entries=tuple(log.slice(log.stable + 1, log.last_index() + 1)),
+            messages=self.msgs,
+            entries=log.slice(log.stable + 1, log.last_index() + 1),
             hard_state=self.hard_state() if changed else None,
             snapshot=self.pending_snapshot,
-            committed_entries=tuple(log.slice(log.applied + 1, log.committed + 1)),
-            read_states=tuple(self.read_states),
+            committed_entries=log.slice(log.applied + 1, log.committed + 1),
+            read_states=self.read_states,
             leader=self.lead,
             role=self.role,
         )
@@ -324,12 +329,15 @@ class RaftNode:
             self._prev_hard = ready.hard_state
         if ready.snapshot is not None and ready.snapshot is self.pending_snapshot:
             self.pending_snapshot = None
+        log = self.log
         if ready.entries:
             last = ready.entries[-1]
-            if self.log.term(last.index) == last.term:
-                self.log.stable = max(self.log.stable, last.index)
+            if last.index > log.stable and log.term(last.index) == last.term:
+                log.stable = last.index
         if ready.committed_entries:
-            self.log.applied = max(self.log.applied, ready.committed_entries[-1].index)
+            index = ready.committed_entries[-1].index
+            if index > log.applied:
+                log.applied = index
 
     # --- roles ---------------------------------------------------------------------------
 
@@ -547,8 +555,9 @@ class RaftNode:
             return
         last = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last is not None:
-            self._apply_committed_conf()
-            self._send(Message(MsgType.APP_RESP, m.frm, self.id, self.term, index=last))
+            if self._conf_scanned < log.committed:
+                self._apply_committed_conf()
+            self.msgs.append(Message(MsgType.APP_RESP, m.frm, self.id, self.term, 0, last))
             return
         hint_index, hint_term = log.find_conflict_by_term(m.index, m.log_term)
         self._send(
@@ -606,7 +615,10 @@ class RaftNode:
         self.log.append(entries)
         if self.id in self.progress:
             self.progress[self.id].maybe_update(self.log.last_index())
-        self._maybe_commit()
+        # The leader's own match is the highest: raising it moves the quorum's index
+        # only when the leader alone is a quorum.
+        if len(self.voters) <= 1:
+            self._maybe_commit()
 
     def _maybe_commit(self) -> bool:
         matches = [pr.match for n, pr in self.progress.items() if n in self.voters]
@@ -660,7 +672,8 @@ class RaftNode:
             elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
                 pr.become_probe()
                 pr.become_replicate()
-            if self._maybe_commit() and (
+            # A match at or below the commit index cannot move it: skip the count.
+            if pr.match > self.log.committed and self._maybe_commit() and (
                 self.role is not Role.LEADER or m.frm not in self.progress
             ):
                 return  # the commit took a membership change into effect
@@ -707,22 +720,12 @@ class RaftNode:
             pr.become_snapshot(self.snapshot.meta.index)
             self._send(Message(MsgType.SNAP, to, self.id, self.term, snapshot=self.snapshot))
             return False
-        entries = log.slice(
-            pr.next, min(log.last_index() + 1, pr.next + self.config.max_entries_per_msg)
-        )
+        start = pr.next - log.snap_index - 1
+        entries = tuple(log.entries[start : start + self.config.max_entries_per_msg])
         if only_if_entries and not entries:
             return False
-        self._send(
-            Message(
-                MsgType.APP,
-                to,
-                self.id,
-                self.term,
-                log_term=prev_term,
-                index=prev,
-                entries=tuple(entries),
-                commit=log.committed,
-            )
+        self.msgs.append(
+            Message(MsgType.APP, to, self.id, self.term, prev_term, prev, entries, log.committed)
         )
         pr.sent(entries[-1].index if entries else prev)
         return bool(entries)

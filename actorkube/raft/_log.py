@@ -107,7 +107,7 @@ class RaftLog:
         """A follower's handling of an append: if our log has (index, log_term), append
         ``entries`` and advance the commit index; return the last index now known to
         match the leader's log, or None when the consistency check fails."""
-        if not self.match_term(index, log_term):
+        if self.term(index) != log_term:
             return None
         last_new = index + len(entries)
         if entries and entries[0].index <= self.snap_index:

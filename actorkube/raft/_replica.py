@@ -30,7 +30,7 @@ import trio
 from actorkube.actor import Actor, ActorRef, handler, message
 
 from ._core import Config, NotLeader, ProposalDropped, RaftNode, Ready
-from ._types import ConfChange, EntryType, Message
+from ._types import ConfChange, EntryType, HardState, Message
 
 
 class StateMachine(Protocol):
@@ -148,6 +148,8 @@ class RaftReplica(Actor):
         # the state machine must start from the snapshot (or empty), whatever it held.
         self.sm.restore(recovered.snapshot.data if recovered.snapshot else None)
         self.core = RaftNode(self.config, recovered)
+        self.saved_hard = recovered.hard_state  # the last hard state written
+        self.unsaved_hard: HardState | None = None  # a newer one differing in commit only
         # Read contexts must never repeat, not even across restarts of this actor: a late
         # answer to an old read must not answer a new one.
         self.read_prefix = f"{self.config.id}:{self.system.unique()}"
@@ -250,22 +252,29 @@ class RaftReplica(Actor):
         peers = self.peers
         while core.has_ready():
             ready = core.ready()
-            if ready.snapshot is not None or ready.entries or ready.hard_state is not None:
+            hard = ready.hard_state or self.unsaved_hard
+            if hard is not None and ready.snapshot is None and not ready.entries:
+                saved = self.saved_hard
+                if hard.term == saved.term and hard.vote == saved.vote:
+                    # Only the commit index moved: it rides with the next save (see the
+                    # core's contract), which spares a leader one write per commit.
+                    self.unsaved_hard = hard
+                    hard = None
+            if ready.snapshot is not None or ready.entries or hard is not None:
                 if storage.blocking:
                     await trio.to_thread.run_sync(
                         functools.partial(
                             storage.save,
-                            hard_state=ready.hard_state,
+                            hard_state=hard,
                             entries=ready.entries,
                             snapshot=ready.snapshot,
                         )
                     )
                 else:
-                    storage.save(
-                        hard_state=ready.hard_state,
-                        entries=ready.entries,
-                        snapshot=ready.snapshot,
-                    )
+                    storage.save(hard_state=hard, entries=ready.entries, snapshot=ready.snapshot)
+                if hard is not None:
+                    self.saved_hard = hard
+                    self.unsaved_hard = None
             for m in ready.messages:
                 peer = peers.get(m.to)
                 if peer is not None:
