@@ -258,13 +258,15 @@ def _bad(path: str, expected: str, value: Any, *, decoding: bool) -> typing.NoRe
 
 
 class _Conv:
-    __slots__ = ("check", "dec", "enc", "name")
+    __slots__ = ("check", "dec", "enc", "enum", "name")
 
     def __init__(self, name: str, check: str | None = None, enc=None, dec=None) -> None:
         self.name = name
         self.check = check
         self.enc = enc
         self.dec = dec
+        # (enum class, the one type of its values, value -> member), when inlinable.
+        self.enum: tuple[type, type, dict] | None = None
 
 
 def _converter(tp: Any) -> _Conv:
@@ -401,7 +403,12 @@ def _enum_conv(tp: type[enum.Enum]) -> _Conv:
         except (KeyError, TypeError):
             raise DecodeError(f"{path}: {w!r} is not a {tp.__qualname__}") from None
 
-    return _Conv(tp.__qualname__, enc=enc, dec=dec)
+    conv = _Conv(tp.__qualname__, enc=enc, dec=dec)
+    value_types = {type(m.value) for m in tp}
+    if len(value_types) == 1:
+        # The compiled class functions inline the common case (see _compile_class).
+        conv.enum = (tp, value_types.pop(), {m.value: m for m in tp})
+    return conv
 
 
 def _message_conv(tp: type) -> _Conv:
@@ -483,6 +490,8 @@ def _list_conv(item: _Conv, kind: type) -> _Conv:
     def enc(v, path):
         if type(v) is not list and type(v) is not tuple:
             _bad(path, name, v, decoding=False)
+        if not v:
+            return []
         try:
             out = [ienc(x, path) for x in v]
         except CodecError:
@@ -492,6 +501,8 @@ def _list_conv(item: _Conv, kind: type) -> _Conv:
     def dec(w, resolve, path):
         if type(w) is not list:
             _bad(path, name, w, decoding=True)
+        if not w:
+            return kind()
         try:
             return kind([idec(x, resolve, path) for x in w])
         except DecodeError:
@@ -560,6 +571,15 @@ def _compile_class(cls: type, tag: str, fields: tuple, hints: dict) -> tuple[Cal
             if conv.check != "True":
                 enc_lines.append(f"    if not ({conv.check.format(v=f'v{i}')}):")
                 enc_lines.append(f"        _bad({path!r}, _n{i}, v{i}, decoding=False)")
+        elif conv.enum is not None:
+            # Enums inline: an exact member encodes to its value; anything else takes
+            # the converter's checked path (which raises the error).
+            ns[f"_e{i}"], ns[f"_d{i}"] = conv.enc, conv.dec
+            ns[f"_et{i}"], ns[f"_vt{i}"], ns[f"_m{i}"] = conv.enum
+            enc_lines.append(f"    if type(v{i}) is _et{i}:")
+            enc_lines.append(f"        v{i} = v{i}._value_")
+            enc_lines.append("    else:")
+            enc_lines.append(f"        v{i} = _e{i}(v{i}, {path!r})")
         else:
             ns[f"_e{i}"], ns[f"_d{i}"] = conv.enc, conv.dec
             enc_lines.append(f"    v{i} = _e{i}(v{i}, {path!r})")
@@ -573,6 +593,9 @@ def _compile_class(cls: type, tag: str, fields: tuple, hints: dict) -> tuple[Cal
             if conv.check != "True":
                 dec_lines.append(f"    if not ({conv.check.format(v=f'v{i}')}):")
                 dec_lines.append(f"        _bad({path!r}, _n{i}, v{i}, decoding=True)")
+        elif conv.enum is not None:
+            dec_lines.append(f"    m = _m{i}.get(v{i}) if type(v{i}) is _vt{i} else None")
+            dec_lines.append(f"    v{i} = m if m is not None else _d{i}(v{i}, resolve, {path!r})")
         else:
             dec_lines.append(f"    v{i} = _d{i}(v{i}, resolve, {path!r})")
     enc_lines.append(f"    return [_tag{''.join(', ' + v for v in values)}]")

@@ -306,18 +306,19 @@ class RaftNode:
             self._flush_appends()
         log = self.log
         prev = self._prev_hard
-        changed = (
-            self.term != prev.term or self.vote != prev.vote or log.committed != prev.commit
-        )
+        term, vote, committed = self.term, self.vote, log.committed
+        entries, base = log.entries, log.snap_index + 1
         ready = Ready(
-            messages=self.msgs,
-            entries=log.slice(log.stable + 1, log.last_index() + 1),
-            hard_state=self.hard_state() if changed else None,
-            snapshot=self.pending_snapshot,
-            committed_entries=log.slice(log.applied + 1, log.committed + 1),
-            read_states=self.read_states,
-            leader=self.lead,
-            role=self.role,
+            self.msgs,
+            entries[log.stable + 1 - base :],  # not persisted yet
+            HardState(term, vote, committed)
+            if term != prev.term or vote != prev.vote or committed != prev.commit
+            else None,
+            self.pending_snapshot,
+            entries[log.applied + 1 - base : committed + 1 - base],  # not applied yet
+            self.read_states,
+            self.lead,
+            self.role,
         )
         self.msgs = []
         self.read_states = []
