@@ -88,8 +88,8 @@ class ObservedReplica(RaftReplica):
         self.observer = observer
         self.commit_seen = 0
 
-    async def _drain(self) -> None:
-        await super()._drain()
+    async def idle(self) -> None:
+        await super().idle()
         core = self.core
         self.observer.saw(core.id, core.term, core.role)
         if core.log.committed < self.commit_seen:

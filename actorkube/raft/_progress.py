@@ -25,6 +25,12 @@ class ProgressState(enum.Enum):
     SNAPSHOT = "snapshot"
 
 
+# Module globals: an Enum class attribute is slow in Python 3.11 (see _core.py).
+PROBE = ProgressState.PROBE
+REPLICATE = ProgressState.REPLICATE
+SNAPSHOT = ProgressState.SNAPSHOT
+
+
 class Progress:
     __slots__ = (
         "inflight",
@@ -42,7 +48,7 @@ class Progress:
     def __init__(self, next_index: int, max_inflight: int, learner: bool = False) -> None:
         self.match = 0
         self.next = next_index
-        self.state = ProgressState.PROBE
+        self.state = PROBE
         self.paused = False  # PROBE: an append is out, wait for its answer
         self.inflight: deque[int] = deque()  # REPLICATE: last index of each append out
         self.max_inflight = max_inflight
@@ -55,18 +61,18 @@ class Progress:
         return f"<Progress {self.state.value} match={self.match} next={self.next}>"
 
     def become_probe(self) -> None:
-        if self.state is ProgressState.SNAPSHOT:
+        if self.state is SNAPSHOT:
             self.next = max(self.match + 1, self.pending_snapshot + 1)
         else:
             self.next = self.match + 1
-        self._reset(ProgressState.PROBE)
+        self._reset(PROBE)
 
     def become_replicate(self) -> None:
         self.next = self.match + 1
-        self._reset(ProgressState.REPLICATE)
+        self._reset(REPLICATE)
 
     def become_snapshot(self, index: int) -> None:
-        self._reset(ProgressState.SNAPSHOT)
+        self._reset(SNAPSHOT)
         self.pending_snapshot = index
 
     def _reset(self, state: ProgressState) -> None:
@@ -77,19 +83,19 @@ class Progress:
         self.inflight.clear()
 
     def is_paused(self) -> bool:
-        if self.state is ProgressState.PROBE:
+        if self.state is PROBE:
             return self.paused
-        if self.state is ProgressState.REPLICATE:
+        if self.state is REPLICATE:
             return len(self.inflight) >= self.max_inflight
         return True
 
     def sent(self, last: int) -> None:
         """An append ending at ``last`` went out (``last == next - 1`` if it was empty)."""
-        if self.state is ProgressState.REPLICATE:
+        if self.state is REPLICATE:
             if last >= self.next:
                 self.next = last + 1
                 self.inflight.append(last)
-        elif self.state is ProgressState.PROBE:
+        elif self.state is PROBE:
             self.paused = True
 
     def maybe_update(self, index: int) -> bool:
@@ -106,7 +112,7 @@ class Progress:
     def maybe_decrease_to(self, rejected: int, hint: int) -> bool:
         """An append at ``rejected`` failed; the follower's log may match up to ``hint``.
         False if the rejection is stale (an answer to an older probe)."""
-        if self.state is ProgressState.REPLICATE:
+        if self.state is REPLICATE:
             if rejected <= self.match:
                 return False
             self.next = self.match + 1

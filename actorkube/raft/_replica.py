@@ -29,8 +29,8 @@ import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
 
-from ._core import Config, NotLeader, ProposalDropped, RaftNode, Ready
-from ._types import ConfChange, EntryType, HardState, Message
+from ._core import NORMAL, Config, NotLeader, ProposalDropped, RaftNode, Ready
+from ._types import ConfChange, HardState, Message
 
 
 class StateMachine(Protocol):
@@ -170,12 +170,6 @@ class RaftReplica(Actor):
         self.core.step(msg)
         self.drain_due = True
 
-    async def idle(self) -> None:
-        """The mailbox ran empty: handle the core's Ready once for the whole burst of
-        messages (one save, one round of messages), not once per message."""
-        if self.drain_due:
-            self.drain_due = False
-            await self._drain()
 
     @handler
     def on_propose(self, msg: Propose) -> Outcome | None:
@@ -246,7 +240,12 @@ class RaftReplica(Actor):
 
     # --- the Ready loop ------------------------------------------------------------------
 
-    async def _drain(self) -> None:
+    async def idle(self) -> None:
+        """The mailbox ran empty: handle the core's Ready once for the whole burst of
+        messages (one save, one round of messages), not once per message."""
+        if not self.drain_due:
+            return
+        self.drain_due = False
         core = self.core
         storage = self.storage
         peers = self.peers
@@ -302,7 +301,7 @@ class RaftReplica(Actor):
         proposals = self.proposals
         for entry in ready.committed_entries:
             result = None
-            if entry.type is EntryType.NORMAL and entry.data:
+            if entry.type is NORMAL and entry.data:
                 result = self.sm.apply(entry.index, entry.data)
                 self.since_snapshot += 1
             if proposals:

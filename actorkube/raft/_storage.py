@@ -128,6 +128,12 @@ class OpKind(enum.IntEnum):
 
 Op = tuple[OpKind, object]
 
+# Module globals: an Enum class attribute is slow in Python 3.11 (see _core.py).
+ENTRY = OpKind.ENTRY
+HARD_STATE = OpKind.HARD_STATE
+SNAPSHOT = OpKind.SNAPSHOT
+TRUNCATE = OpKind.TRUNCATE
+
 
 @attrs.define
 class LogState:
@@ -189,13 +195,13 @@ class LogState:
     def apply(self, kind: OpKind, value: object) -> None:
         """Carry out one operation. Raises ``InvalidWrite`` if it breaks the invariants
         (which ``plan_save`` rules out; recovery reports it as corruption)."""
-        if kind == OpKind.ENTRY:
+        if kind == ENTRY:
             self._append(value)
-        elif kind == OpKind.HARD_STATE:
+        elif kind == HARD_STATE:
             self.hard_state = value
-        elif kind == OpKind.SNAPSHOT:
+        elif kind == SNAPSHOT:
             self._set_snapshot(*value)
-        elif kind == OpKind.TRUNCATE:
+        elif kind == TRUNCATE:
             self._truncate(value)
         else:
             raise InvalidWrite(f"unknown operation {kind!r}")
@@ -252,11 +258,11 @@ def plan_save(
         index, term = snapshot.meta.index, snapshot.meta.term
         if index < snapshot_index:
             raise InvalidWrite(f"snapshot {index} is older than saved snapshot {snapshot_index}")
-        ops.append((OpKind.SNAPSHOT, (index, term)))
+        ops.append((SNAPSHOT, (index, term)))
         if log.term_at(index) != term:
             # Not a prefix of our log: what follows it in our log is not to be trusted.
             if last > index:
-                ops.append((OpKind.TRUNCATE, index))
+                ops.append((TRUNCATE, index))
             last = index
         snapshot_index = index
     if len(entries) > 1:
@@ -272,9 +278,9 @@ def plan_save(
             first = entries[0].index if entries else 0
         if entries and first > last + 1:
             raise InvalidWrite(f"entry {first} leaves a gap after the last entry {last}")
-        ops += [(OpKind.ENTRY, entry) for entry in entries]
+        ops += [(ENTRY, entry) for entry in entries]
     if hard_state is not None:
-        ops.append((OpKind.HARD_STATE, hard_state))
+        ops.append((HARD_STATE, hard_state))
     return ops
 
 

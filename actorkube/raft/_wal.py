@@ -44,6 +44,8 @@ import msgpack
 from actorkube.actor import DecodeError, decode_message, encode_message
 
 from ._storage import (
+    ENTRY,
+    HARD_STATE,
     CorruptLog,
     InvalidWrite,
     LogState,
@@ -131,8 +133,8 @@ def encode_ops(ops: Sequence[Op]) -> bytes:
     """A record's payload: msgpack array of [kind, value] (docs/raft-storage.md)."""
     wire = []
     for kind, value in ops:
-        if kind in (OpKind.ENTRY, OpKind.HARD_STATE):
-            wire.append([int(kind), encode_message(value)])
+        if kind in (ENTRY, HARD_STATE):
+            wire.append((int(kind), encode_message(value)))
         elif kind == OpKind.SNAPSHOT:
             wire.append([int(kind), list(value)])
         else:
@@ -207,7 +209,10 @@ def _list_segments(directory: Path) -> list[_Segment]:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+    written = os.write(fd, data)
+    if written == len(data):
+        return  # the usual case: one write took it all
+    view = memoryview(data)[written:]
     while view:
         view = view[os.write(fd, view) :]
 
