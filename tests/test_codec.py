@@ -201,6 +201,37 @@ def test_schema_evolution_appending_a_field_with_a_default() -> None:
     assert decode_message(newer, RESOLVE) == Inner("x", 2.0)
 
 
+@message(tag="test.codec.Checked")
+class Checked:
+    """Runs code at construction: decoding must run it too."""
+
+    count: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError("count must not be negative")
+
+
+@message(tag="test.codec.Hashed")
+@attrs.frozen(cache_hash=True)
+class Hashed:
+    key: str
+
+
+def test_decoding_builds_objects_as_their_init_would() -> None:
+    # The decoder fills the slots of plain classes directly; classes whose construction
+    # does more (a post-init hook, a cached hash) still go through __init__.
+    msg = decode_message(encode_message(Inner("x", 2.0)), RESOLVE)
+    assert msg == Inner("x", 2.0)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        msg.name = "y"
+    with pytest.raises(DecodeError, match="count must not be negative"):
+        decode_message(msgpack.packb(["test.codec.Checked", -1]), RESOLVE)
+    hashed = decode_message(encode_message(Hashed("k")), RESOLVE)
+    assert hash(hashed) == hash(Hashed("k"))
+    assert {hashed: 1}[Hashed("k")] == 1
+
+
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_raise_only_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):

@@ -551,6 +551,30 @@ def _dict_conv(key: _Conv, val: _Conv) -> _Conv:
     return _Conv(name, enc=enc, dec=dec)
 
 
+def _slot_setters(cls: type, fields: tuple, ns: dict) -> bool:
+    """Put the slot setters of ``cls`` in ``ns`` as ``_s0, _s1, ...``; False (nothing
+    put) unless the class is a plain slotted attrs class whose __init__ only stores."""
+    init = getattr(cls.__init__, "__code__", None)
+    if init is None or not init.co_filename.startswith("<attrs generated"):
+        return False  # a hand-written __init__ must run
+    if hasattr(cls, "__attrs_post_init__") or hasattr(cls, "__attrs_pre_init__"):
+        return False
+    if set(cls.__dict__.get("__slots__", ())) - {"__weakref__"} != {f.name for f in fields}:
+        return False  # inherited fields, or attrs' own slots (a cached hash)
+    setters = []
+    for f in fields:
+        descriptor = cls.__dict__.get(f.name)
+        if f.converter is not None or f.validator is not None or not f.init or f.alias != f.name:
+            return False
+        if type(descriptor).__name__ != "member_descriptor":
+            return False
+        setters.append(descriptor.__set__)
+    ns["_new"] = object.__new__
+    for i, setter in enumerate(setters):
+        ns[f"_s{i}"] = setter
+    return True
+
+
 def _compile_class(cls: type, tag: str, fields: tuple, hints: dict) -> tuple[Callable, Callable]:
     """Generate ``to_wire(obj)`` and ``from_wire(wire, resolve)`` for one class."""
     ns: dict[str, Any] = {"_bad": _bad, "_cls": cls, "_tag": tag, "DecodeError": DecodeError}
@@ -599,6 +623,14 @@ def _compile_class(cls: type, tag: str, fields: tuple, hints: dict) -> tuple[Cal
         else:
             dec_lines.append(f"    v{i} = _d{i}(v{i}, resolve, {path!r})")
     enc_lines.append(f"    return [_tag{''.join(', ' + v for v in values)}]")
-    dec_lines.append(f"    return _cls({', '.join(values)})")
+    if _slot_setters(cls, fields, ns):
+        # All fields given: fill the slots directly, as attrs' own __init__ would
+        # (a frozen class's __init__ calls object.__setattr__ per field, which costs
+        # more than the slot descriptors; no converters or validators to run).
+        dec_lines.append("    o = _new(_cls)")
+        dec_lines += [f"    _s{i}(o, v{i})" for i in range(len(fields))]
+        dec_lines.append("    return o")
+    else:
+        dec_lines.append(f"    return _cls({', '.join(values)})")
     exec("\n".join(enc_lines) + "\n" + "\n".join(dec_lines), ns)
     return ns["to_wire"], ns["from_wire"]

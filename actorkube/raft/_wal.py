@@ -63,6 +63,10 @@ __all__ = ["DiskStorage"]
 
 # length of the payload, crc32 of the payload, crc32 of the first 8 header bytes.
 _HEADER = struct.Struct(">III")
+_HEAD = struct.Struct(">II")
+_CRC = struct.Struct(">I")
+# One packer for every record: msgpack.packb would build a new one per call.
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _SEGMENT = re.compile(r"wal-(\d{16})-(\d{16})\.log")
 _SNAPSHOT_GLOB = "snap-*.snap"
 
@@ -76,8 +80,8 @@ def _no_refs(system: str, name: str) -> None:
 
 def encode_record(payload: bytes) -> bytes:
     """Frame ``payload``: a 12-byte header (length, payload checksum, header checksum)."""
-    head = struct.pack(">II", len(payload), zlib.crc32(payload))
-    return head + struct.pack(">I", zlib.crc32(head)) + payload
+    head = _HEAD.pack(len(payload), zlib.crc32(payload))
+    return b"".join((head, _CRC.pack(zlib.crc32(head)), payload))
 
 
 @attrs.frozen
@@ -139,7 +143,7 @@ def encode_ops(ops: Sequence[Op]) -> bytes:
             wire.append([int(kind), list(value)])
         else:
             wire.append([int(kind), value])
-    return msgpack.packb(wire, use_bin_type=True)
+    return _pack(wire)
 
 
 def decode_ops(payload: bytes) -> list[Op]:
