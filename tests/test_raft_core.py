@@ -355,3 +355,27 @@ def test_a_removed_leader_serves_no_reads() -> None:
     assert cluster.nodes[old].role is Role.LEADER
     cluster.read(old)  # the harness fails on a stale read point
     cluster.settle()
+
+
+def test_a_batch_of_appends_skips_followers_that_have_everything() -> None:
+    # Under load a follower's acknowledgement already carries the newest entries to it
+    # (pipelining); the append batch of the next Ready must not add an empty append.
+    leader = RaftNode(Config(1, (1, 2, 3)))
+    leader._become_candidate()
+    leader.votes[2] = True
+    leader._become_leader()
+    followers = {n: RaftNode(Config(n, (1, 2, 3))) for n in (2, 3)}
+
+    for m in leader.ready().messages:  # the new leader's empty entry
+        followers[m.to].step(m)
+    for follower in followers.values():
+        for m in follower.ready().messages:
+            leader.step(m)
+    leader.propose(b"one")
+    for m in leader.ready().messages:
+        followers[m.to].step(m)
+    leader.propose(b"two")  # not sent yet: due with the next Ready
+    for m in followers[2].ready().messages:
+        leader.step(m)  # the ack sends "two" to node 2 at once
+    sent = [m for m in leader.ready().messages if m.type is MsgType.APP]
+    assert sorted((m.to, len(m.entries)) for m in sent) == [(2, 1), (3, 1)]

@@ -14,11 +14,12 @@ from actorkube.actor import (
     Undeliverable,
     handler,
 )
-from actorkube.raft import Config
+from actorkube.raft import ConfChange, ConfChangeType, Config
 from actorkube.raft._core import RaftNode, Recovered
 from actorkube.raft._replica import (
     GetStatus,
     Propose,
+    ProposeChange,
     Query,
     RaftReplica,
     SetPeer,
@@ -335,3 +336,61 @@ def test_a_snapshot_ack_never_leads_a_follower_to_commit_a_divergent_entry():
         f"F committed index {f.log.committed} of term {f.log.term(f.log.committed)}; "
         f"leader's entry there has term {leader.log.term(f.log.committed)}"
     )
+
+
+async def test_a_removed_leader_answers_what_it_can_no_longer_see_commit(autojump_clock):
+    """A leader that proposed past its own removal steps down without learning whether
+    those proposals commit: it says "outcome unknown" instead of leaving the asker to
+    time out. Its two peers are played by hand, message by message."""
+    sent: list[Message] = []
+
+    async def next_sent(kind):
+        for _ in range(1000):
+            for m in sent:
+                if m.type is kind:
+                    sent.remove(m)
+                    return m
+            await trio.sleep(0.01)
+        raise AssertionError(f"no {kind.name} sent")
+
+    async with ActorSystem() as system:
+        refs = {}
+        recorder = system.spawn(lambda: Recorder(sent), name="peers")
+        refs[2] = refs[3] = recorder
+        refs[1] = system.spawn(
+            lambda: RaftReplica(Config(1, (1, 2, 3), seed=1), MemoryStorage(), KV(), refs),
+            name="raft-1",
+        )
+        leader = refs[1]
+        # Node 1 campaigns; node 2 grants the pre-vote and the vote.
+        pre = await next_sent(MsgType.PRE_VOTE)
+        leader.tell(Message(MsgType.PRE_VOTE_RESP, 1, 2, pre.term))
+        vote = await next_sent(MsgType.VOTE)
+        leader.tell(Message(MsgType.VOTE_RESP, 1, 2, vote.term))
+        term = vote.term
+        first = await next_sent(MsgType.APP)  # the new leader's empty entry, index 1
+        leader.tell(Message(MsgType.APP_RESP, 1, first.to, term, index=1))
+        assert (await leader.ask(GetStatus())).commit == 1
+
+        outcomes = {}
+
+        async def ask(name, msg):
+            try:
+                outcomes[name] = await leader.ask(msg, timeout=60)
+            except AskTimeout:
+                outcomes[name] = "never answered"
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "removal", ProposeChange(ConfChange(ConfChangeType.REMOVE, 1)))
+            await trio.sleep(0.001)
+            nursery.start_soon(ask, "after", put("k", "v"))  # index 3, after the removal
+            await trio.sleep(0.001)
+            # Node 2 acknowledges the removal (index 2) only: it commits; index 3 needs
+            # both remaining voters now, and never gets them.
+            leader.tell(Message(MsgType.APP_RESP, 1, 2, term, index=2))
+        assert outcomes["removal"].ok, outcomes
+        after = outcomes["after"]
+        assert after != "never answered"
+        assert not after.ok and after.index == 3
+        assert after.error == "outcome unknown: this node left the cluster"
+        assert (await leader.ask(GetStatus())).role == "follower"

@@ -193,6 +193,10 @@ class RaftNode:
         self.read_states: list[ReadState] = []
         self.pending_snapshot: Snapshot | None = None  # received, to persist and restore
         self._prev_hard = hs
+        # The leader and role of the last Ready (etcd's SoftState): a change of either
+        # is news for the driver even when nothing is to be persisted or sent.
+        self._prev_lead = NONE
+        self._prev_role: Role | None = None
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
         self._become_follower(self.term, NONE)
@@ -258,6 +262,10 @@ class RaftNode:
             self._send(Message(TIMEOUT_NOW, target, self.id, self.term))
         else:
             self._send_append(target)
+
+    def is_member(self) -> bool:
+        """Whether this node is a voter or a learner of the membership it knows."""
+        return self.id in self.voters or self.id in self.learners
 
     def compact(self, index: int, data: bytes) -> Snapshot:
         """The application's state as of applied ``index`` is ``data``: keep it as the
@@ -328,6 +336,8 @@ class RaftNode:
             or self.vote != prev.vote
             or self.read_states
             or self.pending_snapshot is not None
+            or self.lead != self._prev_lead
+            or self.role is not self._prev_role
         )
 
     def ready(self) -> Ready:
@@ -357,6 +367,8 @@ class RaftNode:
         """The driver persisted, sent and applied ``ready``."""
         if ready.hard_state is not None:
             self._prev_hard = ready.hard_state
+        self._prev_lead = ready.leader
+        self._prev_role = ready.role
         if ready.snapshot is not None and ready.snapshot is self.pending_snapshot:
             self.pending_snapshot = None
         log = self.log
@@ -724,7 +736,11 @@ class RaftNode:
         when the driver next asks for a Ready."""
         self._append_due = False
         if self.role is LEADER:
-            self._broadcast_append()
+            for node in self.progress:
+                # Only entries: a follower that an acknowledgement already brought up to
+                # date needs no empty append (heartbeats carry the commit index).
+                if node != self.id:
+                    self._send_append(node, only_if_entries=True)
 
     def _broadcast_append(self) -> None:
         for node in self.progress:

@@ -29,7 +29,7 @@ import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
 
-from ._core import NORMAL, Config, NotLeader, ProposalDropped, RaftNode, Ready
+from ._core import LEADER, NORMAL, Config, NotLeader, ProposalDropped, RaftNode, Ready
 from ._types import ConfChange, HardState, Message
 
 
@@ -287,6 +287,10 @@ class RaftReplica(Actor):
                 self.leadership = (core.term, ready.leader)
                 self.known_leader = ready.leader
                 self._fail_reads("the leader changed: retry")
+                if self.proposals and ready.role is not LEADER and not core.is_member():
+                    # Removed from the cluster: no leader sends this node entries any
+                    # more, so what it proposed last may commit elsewhere unseen.
+                    self._unknown_up_to(core.log.last_index(), "this node left the cluster")
             if ready.read_states:
                 self.ready_reads += [(s.index, s.context) for s in ready.read_states]
             if self.ready_reads:
@@ -320,17 +324,13 @@ class RaftReplica(Actor):
                             )
                         )
 
-    def _unknown_up_to(self, index: int) -> None:
-        """A snapshot replaced the entries of these proposals: whether each one is in it
-        cannot be told here. Say so, rather than "dropped" (which invites a retry that
-        might apply the command twice)."""
+    def _unknown_up_to(self, index: int, why: str = "replaced by a snapshot") -> None:
+        """Whether these proposals were (or will be) committed cannot be told here: a
+        snapshot replaced their entries, or this node left the cluster. Say so, rather
+        than "dropped" (which invites a retry that might apply the command twice)."""
         for i in [i for i in self.proposals if i <= index]:
             _, reply = self.proposals.pop(i)
-            reply.send(
-                Outcome(
-                    False, i, error="outcome unknown: replaced by a snapshot", leader=self.core.lead
-                )
-            )
+            reply.send(Outcome(False, i, error=f"outcome unknown: {why}", leader=self.core.lead))
 
     def _answer_reads(self) -> None:
         applied = self.core.log.applied
