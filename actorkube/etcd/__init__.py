@@ -1,0 +1,38 @@
+"""actorkube's etcd: an MVCC key-value store with etcd v3's semantics on Raft-lite
+(see docs/etcd.md).
+
+Everything public is re-exported here; the modules behind it are private.
+"""
+
+from ._mvcc import EtcdError as EtcdError
+from ._mvcc import MVCCStore as MVCCStore
+from ._types import Code as Code
+from ._types import CompactionRequest as CompactionRequest
+from ._types import CompactionResponse as CompactionResponse
+from ._types import Compare as Compare
+from ._types import CompareResult as CompareResult
+from ._types import CompareTarget as CompareTarget
+from ._types import DeleteRangeRequest as DeleteRangeRequest
+from ._types import DeleteRangeResponse as DeleteRangeResponse
+from ._types import Event as Event
+from ._types import EventType as EventType
+from ._types import Failure as Failure
+from ._types import KeyValue as KeyValue
+from ._types import LeaseGrantRequest as LeaseGrantRequest
+from ._types import LeaseGrantResponse as LeaseGrantResponse
+from ._types import LeaseLeasesRequest as LeaseLeasesRequest
+from ._types import LeaseLeasesResponse as LeaseLeasesResponse
+from ._types import LeaseRevokeRequest as LeaseRevokeRequest
+from ._types import LeaseRevokeResponse as LeaseRevokeResponse
+from ._types import LeaseTimeToLiveRequest as LeaseTimeToLiveRequest
+from ._types import LeaseTimeToLiveResponse as LeaseTimeToLiveResponse
+from ._types import PutRequest as PutRequest
+from ._types import PutResponse as PutResponse
+from ._types import RangeRequest as RangeRequest
+from ._types import RangeResponse as RangeResponse
+from ._types import ResponseHeader as ResponseHeader
+from ._types import SortOrder as SortOrder
+from ._types import SortTarget as SortTarget
+from ._types import TxnRequest as TxnRequest
+from ._types import TxnResponse as TxnResponse
+from ._types import prefix_end as prefix_end

@@ -1,0 +1,550 @@
+"""The MVCC key-value store: etcd's data model as a pure, deterministic state machine.
+
+Rules of this file:
+
+- No clock, no I/O, no randomness: every replica applies the same requests in the same
+  order and ends in the same state (lease expiry is decided outside, by the leader, and
+  arrives here as a revoke).
+- The revision is cluster-wide: a fresh store is at revision 1; every request that
+  changes something takes the next one (a txn takes one for all its writes, told apart
+  by sub-revisions); a delete that deletes nothing, a read, a failed request take none.
+- Each key keeps its versions since the last compaction: ``(main, sub, kv)``, ``kv``
+  None for a deletion. A read at revision R sees, per key, the last version with
+  ``main <= R``. Compaction at C keeps, per key, the last version at or below C (unless
+  it is a deletion) and everything after it.
+- Every change is also an ``Event`` in revision order (the watch history): events from
+  any revision at or after the compaction revision can be replayed.
+- Errors are raised as ``EtcdError`` with etcd's text and gRPC code, before anything is
+  changed: a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sortedcontainers import SortedList
+
+from ._types import (
+    Code,
+    CompactionRequest,
+    CompactionResponse,
+    Compare,
+    CompareResult,
+    CompareTarget,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    Event,
+    EventType,
+    Failure,
+    KeyValue,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseLeasesRequest,
+    LeaseLeasesResponse,
+    LeaseRevokeRequest,
+    LeaseRevokeResponse,
+    LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    ResponseHeader,
+    SortOrder,
+    SortTarget,
+    TxnRequest,
+    TxnResponse,
+)
+
+# etcd's error texts (api/v3rpc/rpctypes), the contract a client matches on.
+COMPACTED = "etcdserver: mvcc: required revision has been compacted"
+FUTURE_REV = "etcdserver: mvcc: required revision is a future revision"
+DUPLICATE_KEY = "etcdserver: duplicate key given in txn request"
+TOO_MANY_OPS = "etcdserver: too many operations in txn request"
+EMPTY_KEY = "etcdserver: key is not provided"
+KEY_NOT_FOUND = "etcdserver: key not found"
+VALUE_PROVIDED = "etcdserver: value is provided"
+LEASE_PROVIDED = "etcdserver: lease is provided"
+LEASE_NOT_FOUND = "etcdserver: requested lease not found"
+LEASE_EXISTS = "etcdserver: lease already exists"
+
+PUT, DELETE = EventType.PUT, EventType.DELETE
+
+
+class EtcdError(Exception):
+    """A request etcd would refuse, with its gRPC code and text."""
+
+    def __init__(self, code: Code, error: str) -> None:
+        super().__init__(error)
+        self.code = code
+        self.error = error
+
+
+class Lease:
+    __slots__ = ("id", "keys", "ttl")
+
+    def __init__(self, lease_id: int, ttl: int) -> None:
+        self.id = lease_id
+        self.ttl = ttl  # granted TTL in seconds
+        self.keys: set[bytes] = set()
+
+
+Version = tuple[int, int, "KeyValue | None"]  # (main, sub, kv); kv None: deleted
+
+
+class MVCCStore:
+    """See the module docstring. ``max_txn_ops`` is etcd's ``--max-txn-ops`` (128);
+    ``min_lease_ttl`` the shortest TTL a lease is granted (etcd derives it from the
+    election timeout: 2 s with its defaults)."""
+
+    def __init__(self, *, max_txn_ops: int = 128, min_lease_ttl: int = 2) -> None:
+        self.max_txn_ops = max_txn_ops
+        self.min_lease_ttl = min_lease_ttl
+        self.revision = 1
+        self.compact_revision = 0
+        self._index: SortedList = SortedList()  # every key that has versions
+        self._versions: dict[bytes, list[Version]] = {}
+        self.leases: dict[int, Lease] = {}
+        self._last_lease_id = 0
+        self._events: list[Event] = []
+        self._event_revs: list[int] = []  # _events[i].kv.mod_revision, for bisect
+        # A txn in progress: its writes take (revision + 1, sub) and its reads see them.
+        self._pending_sub = -1
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """The key's value at ``revision`` (0: now), None if absent."""
+        versions = self._versions.get(key)
+        if not versions:
+            return None
+        return _visible(versions, revision or self._read_revision())
+
+    def range(self, req: RangeRequest) -> RangeResponse:
+        if not req.key:
+            raise EtcdError(Code.INVALID_ARGUMENT, EMPTY_KEY)
+        current = self._read_revision()
+        rev = req.revision if req.revision > 0 else current
+        if rev > current:
+            raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
+        if rev < self.compact_revision:
+            raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
+        kvs = list(self._range_at(req.key, req.range_end, rev))
+        count = len(kvs)
+        kvs = [kv for kv in kvs if _passes_filters(kv, req)]
+        if req.sort_order != SortOrder.NONE or req.sort_target != SortTarget.KEY:
+            # etcd sorts ascending when only a target is given.
+            reverse = req.sort_order == SortOrder.DESCEND
+            if req.sort_target != SortTarget.KEY or reverse:
+                kvs.sort(key=_SORT_KEYS[req.sort_target], reverse=reverse)
+        more = False
+        if req.limit > 0 and len(kvs) > req.limit:
+            kvs = kvs[: req.limit]
+            more = True
+        if req.count_only:
+            kvs = []
+        elif req.keys_only:
+            kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease)
+                   for kv in kvs]  # fmt: skip
+        return RangeResponse(ResponseHeader(current), tuple(kvs), more, count)
+
+    def events_since(self, revision: int) -> list[Event]:
+        """Every event at or after ``revision``, in order. Raises EtcdError (compacted)
+        if the history no longer reaches back that far."""
+        if revision < self.compact_revision:
+            raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
+        return self._events[bisect.bisect_left(self._event_revs, revision) :]
+
+    def _read_revision(self) -> int:
+        # Inside a write, once something was written, reads see it (as etcd's do).
+        return self.revision + 1 if self._pending_sub > 0 else self.revision
+
+    def _range_at(self, key: bytes, range_end: bytes, rev: int) -> Iterator[KeyValue]:
+        for k in self._keys_in(key, range_end):
+            kv = _visible(self._versions[k], rev)
+            if kv is not None:
+                yield kv
+
+    def _keys_in(self, key: bytes, range_end: bytes) -> Iterable[bytes]:
+        if not range_end:
+            return (key,) if key in self._versions else ()
+        if range_end == b"\0":
+            if key == b"\0":
+                return self._index
+            return self._index.irange(key)
+        return self._index.irange(key, range_end, inclusive=(True, False))
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def put(self, req: PutRequest) -> PutResponse:
+        self._check_put(req)
+        return self._in_write(lambda: self._put(req))
+
+    def delete_range(self, req: DeleteRangeRequest) -> DeleteRangeResponse:
+        if not req.key:
+            raise EtcdError(Code.INVALID_ARGUMENT, EMPTY_KEY)
+        return self._in_write(lambda: self._delete(req))
+
+    def txn(self, req: TxnRequest) -> TxnResponse:
+        # As etcd: every compare along the way (nested txns too) is evaluated against
+        # the state before the txn, then the chosen branches are checked, then applied.
+        self._check_txn_arguments(req)
+        _check_duplicates(req)  # after every argument check, as etcd does
+        path: list[bool] = []
+        self._choose(req, path)
+        # Two passes, as etcd: every put along the path, then every range.
+        self._check_txn_state(req, iter(path), PutRequest)
+        self._check_txn_state(req, iter(path), RangeRequest)
+        if not _writes(req, iter(path)):
+            return self._run_txn(req, iter(path))
+        return self._in_write(lambda: self._run_txn(req, iter(path)))
+
+    def compact(self, revision: int) -> None:
+        """Forget versions superseded at or before ``revision``."""
+        if revision <= self.compact_revision:
+            raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
+        if revision > self.revision:
+            raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
+        self.compact_revision = revision
+        for key in list(self._index.irange()):
+            versions = self._versions[key]
+            keep = bisect.bisect_right(versions, (revision, _MAX_SUB)) - 1
+            if keep < 0:
+                continue  # created after the compaction revision
+            if versions[keep][2] is None:
+                keep += 1  # a deletion at or below it: nothing to remember
+            if keep:
+                del versions[:keep]
+            if not versions:
+                del self._versions[key]
+                self._index.remove(key)
+        cut = bisect.bisect_left(self._event_revs, revision)
+        del self._events[:cut]
+        del self._event_revs[:cut]
+
+    def compaction(self, req: CompactionRequest) -> CompactionResponse:
+        self.compact(req.revision)
+        return CompactionResponse(ResponseHeader(self.revision))
+
+    # --- leases ----------------------------------------------------------------------------
+
+    def lease_grant(self, req: LeaseGrantRequest) -> LeaseGrantResponse:
+        """Create a lease; ``id`` 0 picks the next one after every ID seen. The TTL is
+        raised to the minimum."""
+        lease_id = req.id or self._last_lease_id + 1
+        if lease_id in self.leases:
+            raise EtcdError(Code.FAILED_PRECONDITION, LEASE_EXISTS)
+        lease = Lease(lease_id, max(req.ttl, self.min_lease_ttl))
+        self.leases[lease_id] = lease
+        self._last_lease_id = max(self._last_lease_id, lease_id)
+        return LeaseGrantResponse(ResponseHeader(self.revision), lease_id, lease.ttl)
+
+    def lease_revoke(self, req: LeaseRevokeRequest) -> LeaseRevokeResponse:
+        """Remove the lease and delete its keys (one revision for all of them)."""
+        lease = self.leases.get(req.id)
+        if lease is None:
+            raise EtcdError(Code.NOT_FOUND, LEASE_NOT_FOUND)
+        keys = sorted(lease.keys)
+        if keys:
+            self._in_write(lambda: [self._delete_key(k) for k in keys])
+        del self.leases[req.id]
+        return LeaseRevokeResponse(ResponseHeader(self.revision))
+
+    def lease_time_to_live(self, req: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
+        """What the store knows of a lease: its granted TTL (also as ``ttl``: the time
+        left is the leader's to tell) and keys; ``ttl`` -1 if there is no such lease."""
+        lease = self.leases.get(req.id)
+        header = ResponseHeader(self.revision)
+        if lease is None:
+            return LeaseTimeToLiveResponse(header, req.id, -1)
+        keys = tuple(sorted(lease.keys)) if req.keys else ()
+        return LeaseTimeToLiveResponse(header, req.id, lease.ttl, lease.ttl, keys)
+
+    def lease_leases(self, req: LeaseLeasesRequest) -> LeaseLeasesResponse:
+        return LeaseLeasesResponse(ResponseHeader(self.revision), tuple(sorted(self.leases)))
+
+    # --- one entry point -------------------------------------------------------------------
+
+    def execute(self, req: Any) -> Any:
+        """Apply one request: its response, or a ``Failure`` if etcd would refuse it
+        (then nothing changed)."""
+        method = _EXECUTE.get(type(req))
+        if method is None:
+            return Failure(Code.INVALID_ARGUMENT, f"unknown request {type(req).__qualname__}")
+        try:
+            return method(self, req)
+        except EtcdError as exc:
+            return Failure(exc.code, exc.error)
+
+    # --- the write path ----------------------------------------------------------------------
+
+    def _in_write(self, body):
+        """Run ``body`` as one write: its changes share revision + 1 (sub-revisions
+        0, 1, ...); the revision moves only if something changed."""
+        self._pending_sub = 0
+        try:
+            return body()
+        finally:
+            if self._pending_sub > 0:
+                self.revision += 1
+            self._pending_sub = -1
+
+    def _check_put(self, req: PutRequest) -> None:
+        _check_put_arguments(req)
+        self._check_put_state(req)
+
+    def _check_put_state(self, req: PutRequest, *, lease_first: bool = True) -> None:
+        # etcd checks a lone put's lease first, and a put inside a txn's key first.
+        lease_missing = req.lease and req.lease not in self.leases
+        if lease_missing and lease_first:
+            raise EtcdError(Code.NOT_FOUND, LEASE_NOT_FOUND)
+        if (req.ignore_value or req.ignore_lease) and self.get(req.key) is None:
+            raise EtcdError(Code.INVALID_ARGUMENT, KEY_NOT_FOUND)
+        if lease_missing:
+            raise EtcdError(Code.NOT_FOUND, LEASE_NOT_FOUND)
+
+    def _put(self, req: PutRequest) -> PutResponse:
+        main, sub = self.revision + 1, self._next_sub()
+        versions = self._versions.get(req.key)
+        prev = versions[-1][2] if versions else None
+        value = prev.value if req.ignore_value else req.value
+        lease = prev.lease if req.ignore_lease else req.lease
+        if prev is None:
+            kv = KeyValue(req.key, main, main, 1, value, lease)
+        else:
+            kv = KeyValue(req.key, prev.create_revision, main, prev.version + 1, value, lease)
+        if prev is not None and prev.lease and prev.lease != lease:
+            self.leases[prev.lease].keys.discard(req.key)
+        if lease:
+            self.leases[lease].keys.add(req.key)
+        self._record(req.key, main, sub, kv, Event(PUT, kv, prev))
+        return PutResponse(ResponseHeader(main), prev if req.prev_kv else None)
+
+    def _delete(self, req: DeleteRangeRequest) -> DeleteRangeResponse:
+        keys = [kv.key for kv in self._range_at(req.key, req.range_end, self._read_revision())]
+        prevs = [self._delete_key(k) for k in keys]
+        # Every response carries the revision as of just after its own operation.
+        return DeleteRangeResponse(
+            ResponseHeader(self._read_revision()), len(prevs), tuple(prevs) if req.prev_kv else ()
+        )
+
+    def _delete_key(self, key: bytes) -> KeyValue:
+        main, sub = self.revision + 1, self._next_sub()
+        prev = self._versions[key][-1][2]
+        if prev.lease and prev.lease in self.leases:
+            self.leases[prev.lease].keys.discard(key)
+        tomb = KeyValue(key, 0, main, 0)
+        self._record(key, main, sub, None, Event(DELETE, tomb, prev))
+        return prev
+
+    def _record(self, key: bytes, main: int, sub: int, kv: KeyValue | None, ev: Event) -> None:
+        versions = self._versions.get(key)
+        if versions is None:
+            versions = self._versions[key] = []
+            self._index.add(key)
+        versions.append((main, sub, kv))
+        self._events.append(ev)
+        self._event_revs.append(main)
+
+    def _next_sub(self) -> int:
+        sub = self._pending_sub
+        self._pending_sub += 1
+        return sub
+
+    # --- txn -------------------------------------------------------------------------------
+
+    def _choose(self, req: TxnRequest, path: list[bool]) -> None:
+        ok = all(self._compare(c) for c in req.compare)
+        path.append(ok)
+        for op in req.success if ok else req.failure:
+            if type(op) is TxnRequest:
+                self._choose(op, path)
+
+    def _compare(self, c: Compare) -> bool:
+        kvs = list(self._range_at(c.key, c.range_end, self.revision))
+        if not kvs:
+            if c.target == CompareTarget.VALUE:
+                return False  # a missing key has no value to compare
+            kvs = [KeyValue(c.key, 0, 0, 0)]
+        return all(_compare_kv(c, kv) for kv in kvs)
+
+    def _check_txn_arguments(self, req: TxnRequest) -> None:
+        """What etcd checks of a txn before looking at the store: both branches."""
+        if max(len(req.compare), len(req.success), len(req.failure)) > self.max_txn_ops:
+            raise EtcdError(Code.INVALID_ARGUMENT, TOO_MANY_OPS)
+        if any(not c.key for c in req.compare):
+            raise EtcdError(Code.INVALID_ARGUMENT, EMPTY_KEY)
+        for op in (*req.success, *req.failure):
+            if type(op) is PutRequest:
+                _check_put_arguments(op)
+            elif type(op) is TxnRequest:
+                self._check_txn_arguments(op)
+            elif not op.key:
+                raise EtcdError(Code.INVALID_ARGUMENT, EMPTY_KEY)
+
+    def _check_txn_state(self, req: TxnRequest, path: Iterator[bool], kind: type) -> None:
+        """What depends on the store, for the ``kind`` of operation, along the branches
+        the txn will take."""
+        for op in req.success if next(path) else req.failure:
+            if type(op) is TxnRequest:
+                self._check_txn_state(op, path, kind)
+            elif type(op) is not kind:
+                continue
+            elif kind is PutRequest:
+                self._check_put_state(op, lease_first=False)
+            else:
+                # Against the revision before the txn: a range cannot ask for the txn's own.
+                if op.revision > self.revision:
+                    raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
+                if 0 < op.revision < self.compact_revision:
+                    raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
+
+    def _run_txn(self, req: TxnRequest, path: Iterator[bool], nested: bool = False) -> TxnResponse:
+        ok = next(path)
+        responses: list[Any] = []
+        for op in req.success if ok else req.failure:
+            kind = type(op)
+            if kind is RangeRequest:
+                responses.append(self.range(op))
+            elif kind is PutRequest:
+                responses.append(self._put(op))
+            elif kind is DeleteRangeRequest:
+                responses.append(self._delete(op))
+            else:
+                responses.append(self._run_txn(op, path, nested=True))
+        # etcd leaves the header of a nested txn's response empty (revision 0).
+        header = ResponseHeader(0 if nested else self._read_revision())
+        return TxnResponse(header, ok, tuple(responses))
+
+
+_MAX_SUB = 1 << 62
+
+
+def _visible(versions: list[Version], rev: int) -> KeyValue | None:
+    if versions[-1][0] <= rev:
+        return versions[-1][2]
+    i = bisect.bisect_right(versions, (rev, _MAX_SUB)) - 1
+    return versions[i][2] if i >= 0 else None
+
+
+def _check_put_arguments(req: PutRequest) -> None:
+    if not req.key:
+        raise EtcdError(Code.INVALID_ARGUMENT, EMPTY_KEY)
+    if req.ignore_value and req.value:
+        raise EtcdError(Code.INVALID_ARGUMENT, VALUE_PROVIDED)
+    if req.ignore_lease and req.lease:
+        raise EtcdError(Code.INVALID_ARGUMENT, LEASE_PROVIDED)
+
+
+def _passes_filters(kv: KeyValue, req: RangeRequest) -> bool:
+    return not (
+        (req.min_mod_revision and kv.mod_revision < req.min_mod_revision)
+        or (req.max_mod_revision and kv.mod_revision > req.max_mod_revision)
+        or (req.min_create_revision and kv.create_revision < req.min_create_revision)
+        or (req.max_create_revision and kv.create_revision > req.max_create_revision)
+    )
+
+
+_SORT_KEYS = {
+    SortTarget.KEY: lambda kv: kv.key,
+    SortTarget.VERSION: lambda kv: kv.version,
+    SortTarget.CREATE: lambda kv: kv.create_revision,
+    SortTarget.MOD: lambda kv: kv.mod_revision,
+    SortTarget.VALUE: lambda kv: kv.value,
+}
+
+
+def _compare_kv(c: Compare, kv: KeyValue) -> bool:
+    target = c.target
+    if target == CompareTarget.VALUE:
+        ours, theirs = kv.value, c.value
+    elif target == CompareTarget.VERSION:
+        ours, theirs = kv.version, c.version
+    elif target == CompareTarget.CREATE:
+        ours, theirs = kv.create_revision, c.create_revision
+    elif target == CompareTarget.MOD:
+        ours, theirs = kv.mod_revision, c.mod_revision
+    else:
+        ours, theirs = kv.lease, c.lease
+    result = c.result
+    if result == CompareResult.EQUAL:
+        return ours == theirs
+    if result == CompareResult.NOT_EQUAL:
+        return ours != theirs
+    if result == CompareResult.GREATER:
+        return ours > theirs
+    return ours < theirs
+
+
+def _writes(req: TxnRequest, path: Iterator[bool]) -> bool:
+    """Whether the branches the path takes contain a put or a delete."""
+    found = False
+    for op in req.success if next(path) else req.failure:
+        kind = type(op)
+        if kind is TxnRequest:
+            found = _writes(op, path) or found  # consume the nested path either way
+        elif kind is not RangeRequest:
+            found = True
+    return found
+
+
+def _check_duplicates(req: TxnRequest) -> None:
+    """etcd refuses a txn that may write one key twice, branch by branch."""
+    _writes_of(req.success)
+    _writes_of(req.failure)
+
+
+def _writes_of(ops) -> tuple[set[bytes], list[tuple[bytes, bytes]]]:
+    """The keys ``ops`` may put and the ranges they may delete; raises on a key put
+    twice or put inside a deleted range. As etcd's checkIntervals: this level's deletes
+    are gathered first (order does not matter); a nested txn's two branches may each put
+    the same key (only one runs), and count for what follows; this level's puts last."""
+    deletes = [(op.key, op.range_end) for op in ops if type(op) is DeleteRangeRequest]
+    puts: set[bytes] = set()
+    for op in ops:
+        if type(op) is not TxnRequest:
+            continue
+        then_puts, then_deletes = _writes_of(op.success)
+        else_puts, else_deletes = _writes_of(op.failure)
+        for key in then_puts:
+            _add_put(key, puts, deletes)
+        for key in else_puts:
+            if key in puts and key in then_puts:
+                puts.discard(key)  # the then-branch's own put: the branches exclude
+            _add_put(key, puts, deletes)
+        deletes += then_deletes + else_deletes
+    for op in ops:
+        if type(op) is PutRequest:
+            _add_put(op.key, puts, deletes)
+    return puts, deletes
+
+
+def _add_put(key: bytes, puts: set[bytes], deletes: list[tuple[bytes, bytes]]) -> None:
+    if key in puts or any(_in_range(key, span) for span in deletes):
+        raise EtcdError(Code.INVALID_ARGUMENT, DUPLICATE_KEY)
+    puts.add(key)
+
+
+def _in_range(key: bytes, span: tuple[bytes, bytes]) -> bool:
+    """Whether a delete of ``span`` touches ``key``, as etcd's duplicate check sees it:
+    there a range end of ``b"\\0"`` is taken literally (an empty interval), so "every
+    key from here" never counts as overlapping a put."""
+    start, end = span
+    if not end:
+        return key == start
+    return start <= key < end
+
+
+_EXECUTE = {
+    RangeRequest: MVCCStore.range,
+    PutRequest: MVCCStore.put,
+    DeleteRangeRequest: MVCCStore.delete_range,
+    TxnRequest: MVCCStore.txn,
+    CompactionRequest: MVCCStore.compaction,
+    LeaseGrantRequest: MVCCStore.lease_grant,
+    LeaseRevokeRequest: MVCCStore.lease_revoke,
+    LeaseTimeToLiveRequest: MVCCStore.lease_time_to_live,
+    LeaseLeasesRequest: MVCCStore.lease_leases,
+}

@@ -1,0 +1,88 @@
+"""The MVCC store on its own: the watch history, leases and compaction (the answers to
+requests are compared with a real etcd in test_etcd_differential.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from actorkube.etcd import (
+    DeleteRangeRequest,
+    EtcdError,
+    EventType,
+    Failure,
+    LeaseGrantRequest,
+    LeaseRevokeRequest,
+    MVCCStore,
+    PutRequest,
+    RangeRequest,
+    TxnRequest,
+)
+
+
+def test_every_change_is_an_event_in_revision_order() -> None:
+    store = MVCCStore()
+    store.put(PutRequest(b"a", b"1"))  # revision 2
+    store.txn(TxnRequest(success=(PutRequest(b"b", b"2"), PutRequest(b"c", b"3"))))  # 3
+    store.delete_range(DeleteRangeRequest(b"a", b"c"))  # 4: deletes a and b
+    events = store.events_since(0)
+    assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events] == [
+        (EventType.PUT, b"a", 2),
+        (EventType.PUT, b"b", 3),
+        (EventType.PUT, b"c", 3),
+        (EventType.DELETE, b"a", 4),
+        (EventType.DELETE, b"b", 4),
+    ]
+    # A deletion's event names the key and its revision; the previous value rides along.
+    delete = events[3]
+    assert delete.kv.value == b"" and delete.kv.version == 0
+    assert delete.prev_kv.value == b"1" and delete.prev_kv.mod_revision == 2
+    assert [e.kv.key for e in store.events_since(3)] == [b"b", b"c", b"a", b"b"]
+
+
+def test_compaction_keeps_the_latest_versions_and_cuts_the_history() -> None:
+    store = MVCCStore()
+    for value in (b"1", b"2", b"3"):
+        store.put(PutRequest(b"k", value))  # revisions 2, 3, 4
+    store.put(PutRequest(b"gone", b"x"))  # 5
+    store.delete_range(DeleteRangeRequest(b"gone"))  # 6
+    store.compact(4)
+    assert store.range(RangeRequest(b"k", revision=4)).kvs[0].value == b"3"
+    with pytest.raises(EtcdError, match="compacted"):
+        store.range(RangeRequest(b"k", revision=3))
+    with pytest.raises(EtcdError, match="compacted"):
+        store.events_since(3)
+    assert [e.kv.mod_revision for e in store.events_since(4)] == [4, 5, 6]
+    store.compact(6)
+    assert store.range(RangeRequest(b"\0", b"\0")).count == 1  # the deleted key is gone
+    assert store.get(b"gone", 5) is None  # compacted away entirely
+    with pytest.raises(EtcdError, match="future"):
+        store.compact(7)
+
+
+def test_revoking_a_lease_deletes_its_keys_in_one_revision() -> None:
+    store = MVCCStore()
+    lease = store.lease_grant(LeaseGrantRequest(60)).id
+    store.put(PutRequest(b"a", lease=lease))
+    store.put(PutRequest(b"b", lease=lease))
+    store.put(PutRequest(b"b", b"detached"))  # no longer on the lease
+    store.lease_revoke(LeaseRevokeRequest(lease))  # revision 5, for every key it held
+    assert store.revision == 5
+    assert [(e.type, e.kv.key) for e in store.events_since(5)] == [(EventType.DELETE, b"a")]
+    assert store.get(b"b").value == b"detached"
+    assert isinstance(store.execute(LeaseRevokeRequest(lease)), Failure)
+
+
+def test_a_refused_request_changes_nothing() -> None:
+    store = MVCCStore()
+    store.put(PutRequest(b"a", b"1"))
+    before = (store.revision, store.events_since(0))
+    bad = TxnRequest(success=(PutRequest(b"b"), RangeRequest(b"a", revision=99)))
+    assert store.execute(bad).error.endswith("future revision")
+    assert store.execute(PutRequest(b"b", lease=42)).code == 5
+    assert (store.revision, store.events_since(0)) == before
+    assert store.get(b"b") is None
+
+
+def test_unknown_requests_are_refused_clearly() -> None:
+    failure = MVCCStore().execute(b"not a request")
+    assert failure.code == 3 and "unknown request" in failure.error
