@@ -4,8 +4,11 @@ requests are compared with a real etcd in test_etcd_differential.py)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actorkube.etcd import (
+    CompactionRequest,
     DeleteRangeRequest,
     EtcdError,
     EventType,
@@ -86,3 +89,41 @@ def test_a_refused_request_changes_nothing() -> None:
 def test_unknown_requests_are_refused_clearly() -> None:
     failure = MVCCStore().execute(b"not a request")
     assert failure.code == 3 and "unknown request" in failure.error
+
+
+KEYS = st.sampled_from([b"a", b"b", b"c"])
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), KEYS, st.binary(max_size=2), st.booleans()),
+        st.tuples(st.just("delete"), KEYS, st.sampled_from([b"", b"c"])),
+        st.tuples(st.just("compact"), st.integers(0, 30)),
+        st.tuples(st.just("revoke")),
+    ),
+    max_size=40,
+)
+
+
+@given(OPS)
+def test_a_store_loaded_from_its_snapshot_is_the_same_store(ops) -> None:
+    # Same answers, same watch history (prev_kv included), same leases and their keys.
+    store = MVCCStore()
+    lease = store.lease_grant(LeaseGrantRequest(60)).id
+    for op in ops:
+        if op[0] == "put":
+            store.execute(PutRequest(op[1], op[2], lease=lease if op[3] else 0))
+        elif op[0] == "delete":
+            store.execute(DeleteRangeRequest(op[1], op[2]))
+        elif op[0] == "compact":
+            store.execute(CompactionRequest(min(op[1], store.revision)))
+        else:
+            store.execute(LeaseRevokeRequest(lease))
+            lease = store.lease_grant(LeaseGrantRequest(60)).id
+        loaded = MVCCStore.load(store.dump())
+        assert loaded.dump() == store.dump()
+        since = store.compact_revision
+        assert loaded.events_since(since) == store.events_since(since)
+        assert {i: x.keys for i, x in loaded.leases.items()} == {
+            i: x.keys for i, x in store.leases.items()
+        }
+        everything = RangeRequest(b"\0", b"\0")
+        assert loaded.range(everything) == store.range(everything)

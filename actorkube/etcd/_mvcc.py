@@ -11,7 +11,7 @@ Rules of this file:
 - Each key keeps its versions since the last compaction: ``(main, sub, kv)``, ``kv``
   None for a deletion. A read at revision R sees, per key, the last version with
   ``main <= R``. Compaction at C keeps, per key, the last version at or below C (unless
-  it is a deletion) and everything after it.
+  it is a deletion below C) and everything after it.
 - Every change is also an ``Event`` in revision order (the watch history): events from
   any revision at or after the compaction revision can be replayed.
 - Errors are raised as ``EtcdError`` with etcd's text and gRPC code, before anything is
@@ -24,6 +24,7 @@ import bisect
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgpack
 from sortedcontainers import SortedList
 
 from ._types import (
@@ -213,16 +214,30 @@ class MVCCStore:
             keep = bisect.bisect_right(versions, (revision, _MAX_SUB)) - 1
             if keep < 0:
                 continue  # created after the compaction revision
-            if versions[keep][2] is None:
-                keep += 1  # a deletion at or below it: nothing to remember
+            if versions[keep][2] is None and versions[keep][0] < revision:
+                keep += 1  # a deletion below it: nothing to remember (one at it stays,
+                # for the watch history that starts there)
             if keep:
                 del versions[:keep]
+                if versions:
+                    self._forget_prev(key, versions[0][0])
             if not versions:
                 del self._versions[key]
                 self._index.remove(key)
         cut = bisect.bisect_left(self._event_revs, revision)
         del self._events[:cut]
         del self._event_revs[:cut]
+
+    def _forget_prev(self, key: bytes, main: int) -> None:
+        """The version before ``key``'s change at ``main`` was compacted away: its event
+        no longer carries it (so that a store loaded from a snapshot, which derives the
+        events from the versions it keeps, has the very same history)."""
+        i = bisect.bisect_left(self._event_revs, main)
+        while i < len(self._events) and self._event_revs[i] == main:
+            event = self._events[i]
+            if event.kv.key == key and event.prev_kv is not None:
+                self._events[i] = Event(event.type, event.kv, None)
+            i += 1
 
     def compaction(self, req: CompactionRequest) -> CompactionResponse:
         self.compact(req.revision)
@@ -264,6 +279,48 @@ class MVCCStore:
 
     def lease_leases(self, req: LeaseLeasesRequest) -> LeaseLeasesResponse:
         return LeaseLeasesResponse(ResponseHeader(self.revision), tuple(sorted(self.leases)))
+
+    # --- snapshots --------------------------------------------------------------------------
+
+    def dump(self) -> bytes:
+        """The whole state as bytes (a Raft snapshot); ``load`` makes an equal store."""
+        versions = [
+            [key, [[main, sub, None if kv is None else _kv_wire(kv)] for main, sub, kv in vs]]
+            for key, vs in self._versions.items()
+        ]
+        leases = [[lease.id, lease.ttl] for lease in self.leases.values()]
+        state = [self.revision, self.compact_revision, self._last_lease_id, versions, leases]
+        return msgpack.packb(state, use_bin_type=True)
+
+    @classmethod
+    def load(cls, data: bytes, **options: Any) -> MVCCStore:
+        """A store from ``dump``'s bytes. The watch history and the keys of each lease are
+        derived from the versions, so they come back exactly as they were."""
+        revision, compacted, last_lease, versions, leases = msgpack.unpackb(data, raw=False)
+        store = cls(**options)
+        store.revision, store.compact_revision = revision, compacted
+        store._last_lease_id = last_lease
+        for lease_id, ttl in leases:
+            store.leases[lease_id] = Lease(lease_id, ttl)
+        changes = []
+        for key, vs in versions:
+            history = store._versions[key] = []
+            store._index.add(key)
+            prev = None
+            for main, sub, wire in vs:
+                kv = None if wire is None else KeyValue(key, *wire)
+                history.append((main, sub, kv))
+                if kv is None:
+                    changes.append((main, sub, Event(DELETE, KeyValue(key, 0, main, 0), prev)))
+                else:
+                    changes.append((main, sub, Event(PUT, kv, prev)))
+                prev = kv
+            if prev is not None and prev.lease:
+                store.leases[prev.lease].keys.add(key)
+        changes.sort(key=lambda c: (c[0], c[1]))
+        store._events = [event for _, _, event in changes]
+        store._event_revs = [main for main, _, _ in changes]
+        return store
 
     # --- one entry point -------------------------------------------------------------------
 
@@ -420,6 +477,10 @@ class MVCCStore:
 
 
 _MAX_SUB = 1 << 62
+
+
+def _kv_wire(kv: KeyValue) -> list:
+    return [kv.create_revision, kv.mod_revision, kv.version, kv.value, kv.lease]
 
 
 def _visible(versions: list[Version], rev: int) -> KeyValue | None:
