@@ -109,6 +109,7 @@ class MVCCStore:
         self._versions: dict[bytes, list[Version]] = {}
         self.leases: dict[int, Lease] = {}
         self._last_lease_id = 0
+        self.lease_changes = 0  # grants and revokes so far (for whoever tracks leases)
         self._events: list[Event] = []
         self._event_revs: list[int] = []  # _events[i].kv.mod_revision, for bisect
         # A txn in progress: its writes take (revision + 1, sub) and its reads see them.
@@ -253,6 +254,7 @@ class MVCCStore:
             raise EtcdError(Code.FAILED_PRECONDITION, LEASE_EXISTS)
         lease = Lease(lease_id, max(req.ttl, self.min_lease_ttl))
         self.leases[lease_id] = lease
+        self.lease_changes += 1
         self._last_lease_id = max(self._last_lease_id, lease_id)
         return LeaseGrantResponse(ResponseHeader(self.revision), lease_id, lease.ttl)
 
@@ -265,6 +267,7 @@ class MVCCStore:
         if keys:
             self._in_write(lambda: [self._delete_key(k) for k in keys])
         del self.leases[req.id]
+        self.lease_changes += 1
         return LeaseRevokeResponse(ResponseHeader(self.revision))
 
     def lease_time_to_live(self, req: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:

@@ -1,0 +1,274 @@
+"""The etcd client: finds the leader, retries safely, and never has a write applied
+twice.
+
+Rules of this file:
+
+- Every write goes out as a ``Command`` on a *lane*: a session name and a sequence number
+  that only grows. A retry resends the same number, and the state machine answers a
+  number it applied already with the response it gave then. A lane carries one request
+  at a time, so concurrent requests of one client take separate lanes.
+- A request is retried, on the leader the last answer named or on the next member,
+  until its deadline: after a timeout, a "not the leader", a dropped proposal, an
+  outcome the member could not know, a leader change during a read.
+- Errors that etcd itself would return (``Failure``) are raised as ``EtcdError`` at
+  once: they are answers, not faults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import trio
+
+from actorkube.actor import (
+    Actor,
+    ActorRef,
+    ActorSystem,
+    AskTimeout,
+    Overflow,
+    Terminated,
+    Undeliverable,
+    decode_message,
+    encode_message,
+    handler,
+    message,
+)
+from actorkube.raft import Outcome, Propose, Query
+
+from ._mvcc import EtcdError
+from ._node import (
+    CancelWatch,
+    Command,
+    LeaseKeepAlive,
+    LeaseTimeToLive,
+    SerializableRead,
+    Watch,
+    WatchResponse,
+)
+from ._types import (
+    Code,
+    CompactionRequest,
+    Compare,
+    DeleteRangeRequest,
+    Failure,
+    LeaseGrantRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
+    PutRequest,
+    RangeRequest,
+    ResponseHeader,
+    TxnRequest,
+)
+
+
+def _no_refs(system: str, name: str) -> None:
+    return None
+
+
+class Unavailable(EtcdError):
+    """No member answered the request before its deadline (its outcome is unknown for a
+    write: the client retried it on one lane, so it was applied once or not at all)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(Code.UNAVAILABLE, why)
+
+
+class EtcdClient:
+    """A client of the etcd group whose members are ``members`` (node id -> reference).
+
+    ``timeout``: how long one request may take, retries included; ``attempt_timeout``:
+    how long one try waits for a member.
+    """
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        members: Mapping[int, ActorRef],
+        *,
+        name: str = "client",
+        timeout: float = 10.0,
+        attempt_timeout: float = 1.0,
+    ) -> None:
+        self.system = system
+        self.members = dict(members)
+        self.session = f"{name}:{system.unique()}"
+        self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self.leader: int | None = None
+        self._lanes: list[list[Any]] = []  # free lanes: [name, next sequence number]
+        self._lane_names = itertools.count()
+        self._watch_ids = itertools.count(1)
+        self._order = sorted(self.members)
+
+    # --- the KV API ---------------------------------------------------------------------------
+
+    async def put(self, key: bytes, value: bytes = b"", **options: Any) -> Any:
+        return await self.request(PutRequest(key, value, **options))
+
+    async def get(self, key: bytes, range_end: bytes = b"", **options: Any) -> Any:
+        return await self.request(RangeRequest(key, range_end, **options))
+
+    async def delete(self, key: bytes, range_end: bytes = b"", **options: Any) -> Any:
+        return await self.request(DeleteRangeRequest(key, range_end, **options))
+
+    async def txn(
+        self, compare: Sequence[Compare], success: Sequence[Any], failure: Sequence[Any] = ()
+    ) -> Any:
+        return await self.request(TxnRequest(tuple(compare), tuple(success), tuple(failure)))
+
+    async def compact(self, revision: int) -> Any:
+        return await self.request(CompactionRequest(revision))
+
+    async def lease_grant(self, ttl: int, lease_id: int = 0) -> Any:
+        return await self.request(LeaseGrantRequest(ttl, lease_id))
+
+    async def lease_revoke(self, lease_id: int) -> Any:
+        return await self.request(LeaseRevokeRequest(lease_id))
+
+    async def lease_keepalive(self, lease_id: int) -> Any:
+        return await self._leader_call(LeaseKeepAlive(lease_id))
+
+    async def lease_time_to_live(self, lease_id: int, keys: bool = False) -> Any:
+        return await self._leader_call(LeaseTimeToLive(LeaseTimeToLiveRequest(lease_id, keys)))
+
+    async def request(self, req: Any) -> Any:
+        """Send any request of ``actorkube.etcd``; its response, or ``EtcdError``."""
+        if type(req) is RangeRequest:
+            if req.serializable:
+                return await self._attempts(SerializableRead(encode_message(req)))
+            return await self._attempts(Query(encode_message(req)))
+        lane = self._lanes.pop() if self._lanes else [f"{self.session}/{next(self._lane_names)}", 1]
+        seq = lane[1]
+        lane[1] += 1
+        try:
+            command = Command(lane[0], seq, req)
+            return await self._attempts(Propose(encode_message(command)))
+        finally:
+            self._lanes.append(lane)
+
+    # --- watches -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self, key: bytes, range_end: bytes = b"", *, start_revision: int = 0, **options: Any
+    ) -> AsyncIterator[trio.MemoryReceiveChannel]:
+        """Watch ``key`` (or [key, range_end)) from ``start_revision`` on a member: yields
+        a channel of ``WatchResponse``s (events, progress notifications, and a last one
+        with ``canceled`` set if the member ends the watch). Raises ``EtcdError`` if the
+        watch cannot start (its start revision was compacted)."""
+        send, receive = trio.open_memory_channel(math.inf)
+        watcher = self.system.spawn(
+            lambda: _Watcher(send),
+            name=f"watch-{self.session}-{next(self._watch_ids)}",
+            overflow=Overflow.FAIL,
+        )
+        watch_id = 1
+        member = self.members[self.leader or self._order[0]]
+        try:
+            reply = await member.ask(
+                Watch(watcher, watch_id, key, range_end, start_revision, **options),
+                timeout=self.timeout,
+            )
+            if reply.canceled:
+                raise EtcdError(Code.OUT_OF_RANGE, reply.cancel_reason)
+            watcher.tell(_MemberIs(member))
+            yield receive
+        finally:
+            with contextlib.suppress(AskTimeout, Undeliverable):
+                await member.ask(CancelWatch(watcher, watch_id), timeout=self.attempt_timeout)
+            await self.system.stop(watcher)
+
+    # --- the retry loop ----------------------------------------------------------------------
+
+    async def _leader_call(self, msg: Any) -> Any:
+        with trio.move_on_after(self.timeout):
+            for attempt in itertools.count():
+                node = self._pick(attempt)
+                try:
+                    reply = await self.members[node].ask(msg, timeout=self.attempt_timeout)
+                except AskTimeout:
+                    self.leader = None
+                    continue
+                except Undeliverable:
+                    self.leader = None
+                    await trio.sleep(0.01)
+                    continue
+                if type(reply) is Failure:
+                    if reply.code == Code.UNAVAILABLE:  # not the leader: a hint may follow
+                        self.leader = _hinted(reply.error, self.members)
+                        await trio.sleep(0.01 if self.leader is None else 0)
+                        continue
+                    raise EtcdError(reply.code, reply.error)
+                self.leader = node
+                return reply
+        raise Unavailable(f"no leader answered within {self.timeout} s")
+
+    async def _attempts(self, msg: Any) -> Any:
+        with trio.move_on_after(self.timeout):
+            for attempt in itertools.count():
+                node = self._pick(attempt)
+                try:
+                    outcome: Outcome = await self.members[node].ask(
+                        msg, timeout=self.attempt_timeout
+                    )
+                except AskTimeout:
+                    self.leader = None
+                    continue
+                except Undeliverable:  # the member is down: answers come at once, pause
+                    self.leader = None
+                    await trio.sleep(0.01)
+                    continue
+                if outcome.ok:
+                    self.leader = node if type(msg) is not SerializableRead else self.leader
+                    answer = decode_message(outcome.result, _no_refs)
+                    if type(answer) is Failure:
+                        raise EtcdError(answer.code, answer.error)
+                    return answer
+                # Not the leader, a dropped proposal, an unknown outcome, a leader change:
+                # all safe to retry (writes are deduplicated by their lane's number).
+                self.leader = outcome.leader if outcome.leader in self.members else None
+                if self.leader is None:
+                    await trio.sleep(0.01)  # an election is under way: give it a moment
+        raise Unavailable(f"no member answered within {self.timeout} s")
+
+    def _pick(self, attempt: int) -> int:
+        if self.leader is not None and attempt % 4 != 3:
+            return self.leader
+        return self._order[attempt % len(self._order)]
+
+
+def _hinted(error: str, members: Mapping[int, ActorRef]) -> int | None:
+    hint = error.rsplit("leader: ", 1)[-1].rstrip(")")
+    return int(hint) if hint.isdigit() and int(hint) in members else None
+
+
+@message(tag="etcd._MemberIs")
+class _MemberIs:
+    """Tells a watcher which member serves it (so that it notices the member stop)."""
+
+    member: ActorRef
+
+
+class _Watcher(Actor):
+    """Receives a watch's responses and hands them to the client's channel."""
+
+    def __init__(self, send: trio.MemorySendChannel) -> None:
+        self.send = send
+
+    @handler
+    def on_response(self, msg: WatchResponse) -> None:
+        self.send.send_nowait(msg)
+
+    @handler
+    def on_member(self, msg: _MemberIs) -> None:
+        self.watch(msg.member)
+
+    @handler
+    def on_terminated(self, msg: Terminated) -> None:
+        self.send.send_nowait(
+            WatchResponse(1, ResponseHeader(0), canceled=True, cancel_reason="the member stopped")
+        )

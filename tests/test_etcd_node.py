@@ -1,0 +1,142 @@
+"""actorkube.etcd replicated: a group of members in one actor system, used through the
+client, on trio's virtual clock."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from actorkube.actor import ActorSystem, encode_message
+from actorkube.etcd import (
+    Command,
+    Compare,
+    CompareResult,
+    CompareTarget,
+    EtcdError,
+    EtcdStateMachine,
+    EventType,
+    PutRequest,
+    RangeRequest,
+    start_group,
+)
+
+
+async def test_writes_and_reads_through_the_client(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        client = group.client()
+        put = await client.put(b"a", b"1")
+        assert put.header.revision == 2
+        got = await client.get(b"a")
+        assert [kv.value for kv in got.kvs] == [b"1"] and got.header.revision == 2
+        txn = await client.txn(
+            [Compare(b"a", CompareTarget.VALUE, CompareResult.EQUAL, value=b"1")],
+            [PutRequest(b"a", b"2"), RangeRequest(b"a")],
+        )
+        assert txn.succeeded and txn.responses[1].kvs[0].value == b"2"
+        with pytest.raises(EtcdError, match="future revision"):
+            await client.get(b"a", revision=99)
+        # Every member applied the same: a serializable read on each agrees.
+        for node in group.members:
+            one = group.client(name=f"reader-{node}")
+            one.leader = node
+            answer = await one.get(b"a", serializable=True)
+            if answer.header.revision == 3:
+                assert answer.kvs[0].value == b"2"
+        await group.stop()
+
+
+def test_a_retried_command_is_applied_once() -> None:
+    machine = EtcdStateMachine()
+    first = encode_message(Command("c/0", 1, PutRequest(b"k", b"v")))
+    answer = machine.apply(1, first)
+    assert machine.apply(2, first) == answer  # the retry: same answer, nothing applied
+    assert machine.store.revision == 2
+    stale = machine.apply(3, encode_message(Command("c/0", 0, PutRequest(b"k", b"w"))))
+    assert b"older than" in stale and machine.store.get(b"k").value == b"v"
+    # The sessions survive a snapshot.
+    again = EtcdStateMachine()
+    again.restore(machine.snapshot())
+    assert again.apply(4, first) == answer and again.store.revision == 2
+
+
+async def test_a_watch_sees_every_revision_whole_and_in_order(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        client = group.client()
+        await client.put(b"k/a", b"0")  # revision 2, before the watch starts
+        async with client.watch(b"k/", b"k0", start_revision=2, prev_kv=True) as stream:
+            await client.txn([], [PutRequest(b"k/b", b"1"), PutRequest(b"k/c", b"2")])  # 3
+            await client.put(b"other", b"x")  # 4: not watched
+            await client.delete(b"k/a")  # 5
+            seen = []
+            while len(seen) < 4:
+                response = await stream.receive()
+                assert not response.canceled
+                seen += [(e.type, e.kv.key, e.kv.mod_revision) for e in response.events]
+                # A revision's events never straddle two responses.
+                revs = [e.kv.mod_revision for e in response.events]
+                assert revs == sorted(revs)
+        assert seen == [
+            (EventType.PUT, b"k/a", 2),
+            (EventType.PUT, b"k/b", 3),
+            (EventType.PUT, b"k/c", 3),
+            (EventType.DELETE, b"k/a", 5),
+        ]
+        await client.compact(4)
+        with pytest.raises(EtcdError, match="compacted"):
+            async with client.watch(b"k/", b"k0", start_revision=3):
+                pass
+        await group.stop()
+
+
+async def test_leases_expire_on_the_leader_and_keepalives_hold_them(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        client = group.client()
+        short = (await client.lease_grant(5)).id
+        held = (await client.lease_grant(5)).id
+        await client.put(b"short", b"x", lease=short)
+        await client.put(b"held", b"x", lease=held)
+        async with client.watch(b"short") as stream:
+            for _ in range(8):
+                await trio.sleep(1)
+                assert (await client.lease_keepalive(held)).ttl == 5
+            response = await stream.receive()
+            assert [(e.type, e.kv.key) for e in response.events] == [(EventType.DELETE, b"short")]
+        assert (await client.get(b"short")).count == 0
+        assert (await client.get(b"held")).count == 1
+        ttl = await client.lease_time_to_live(held, keys=True)
+        assert 0 < ttl.ttl <= 5 and ttl.keys == (b"held",)
+        assert (await client.lease_time_to_live(short)).ttl == -1
+        await group.stop()
+
+
+async def test_the_group_restarts_from_its_data_directories(autojump_clock, tmp_path) -> None:
+    # fsync off: a storage that fsyncs works in threads, and the virtual clock would race
+    # ahead while they run. What is tested is the restart from the files.
+    async with ActorSystem() as system:
+        group = start_group(system, 3, data_dir=tmp_path, fsync=False)
+        client = group.client()
+        for i in range(20):
+            await client.put(b"key-%02d" % i, b"%d" % i)
+        await group.stop()
+    async with ActorSystem() as system:
+        group = start_group(system, 3, data_dir=tmp_path, fsync=False)
+        client = group.client()
+        everything = await client.get(b"key-", b"key.")
+        assert [kv.value for kv in everything.kvs] == [b"%d" % i for i in range(20)]
+        assert everything.header.revision == 21
+        await group.stop()
+
+
+async def test_a_write_survives_the_loss_of_the_leader(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        client = group.client(timeout=30)
+        await client.put(b"before", b"1")
+        leader = await group.leader()
+        await system.stop(group.members[leader])
+        put = await client.put(b"after", b"2")  # retried until a new leader takes it
+        assert put.header.revision == 3
+        assert (await client.get(b"before")).kvs[0].value == b"1"
