@@ -155,32 +155,16 @@ class EtcdClient:
     @contextlib.asynccontextmanager
     async def watch(
         self, key: bytes, range_end: bytes = b"", *, start_revision: int = 0, **options: Any
-    ) -> AsyncIterator[trio.MemoryReceiveChannel]:
-        """Watch ``key`` (or [key, range_end)) from ``start_revision`` on a member: yields
-        a channel of ``WatchResponse``s (events, progress notifications, and a last one
-        with ``canceled`` set if the member ends the watch). Raises ``EtcdError`` if the
-        watch cannot start (its start revision was compacted)."""
-        send, receive = trio.open_memory_channel(math.inf)
-        watcher = self.system.spawn(
-            lambda: _Watcher(send),
-            name=f"watch-{self.session}-{next(self._watch_ids)}",
-            overflow=Overflow.FAIL,
-        )
-        watch_id = 1
-        member = self.members[self.leader or self._order[0]]
+    ) -> AsyncIterator[WatchStream]:
+        """Watch ``key`` (or [key, range_end)) from ``start_revision`` (0: from the next
+        revision): yields a ``WatchStream``. Raises ``EtcdError`` if the watch cannot
+        start (its start revision was compacted away)."""
+        stream = WatchStream(self, key, range_end, start_revision, options)
         try:
-            reply = await member.ask(
-                Watch(watcher, watch_id, key, range_end, start_revision, **options),
-                timeout=self.timeout,
-            )
-            if reply.canceled:
-                raise EtcdError(Code.OUT_OF_RANGE, reply.cancel_reason)
-            watcher.tell(_MemberIs(member))
-            yield receive
+            await stream.open()
+            yield stream
         finally:
-            with contextlib.suppress(AskTimeout, Undeliverable):
-                await member.ask(CancelWatch(watcher, watch_id), timeout=self.attempt_timeout)
-            await self.system.stop(watcher)
+            await stream.aclose()
 
     # --- the retry loop ----------------------------------------------------------------------
 
@@ -253,6 +237,106 @@ class _MemberIs:
     member: ActorRef
 
 
+class WatchStream:
+    """The responses of one watch, each revision once and in order (``receive``): events,
+    or progress notifications (no events: everything up to ``header.revision`` was
+    delivered). It resumes by itself, from the first revision it has not delivered,
+    when a response was lost or came out of order on the way, when its member went away
+    or found it too slow; it raises ``EtcdError`` when it cannot go on (the revisions it
+    needs were compacted away)."""
+
+    def __init__(self, client: EtcdClient, key: bytes, range_end: bytes, start: int, options):
+        self.client = client
+        self.key, self.range_end, self.options = key, range_end, options
+        self.expected = start  # the first revision not delivered yet (0: not known yet)
+        self.watch_id = 0
+        self.member: ActorRef | None = None
+        self.resumed = 0  # how many times it resumed (for tests and statistics)
+        send, self._responses = trio.open_memory_channel(math.inf)
+        self._watcher = client.system.spawn(
+            lambda: _Watcher(send),
+            name=f"watch-{client.session}-{next(client._watch_ids)}",
+            overflow=Overflow.FAIL,
+        )
+
+    async def open(self) -> None:
+        client = self.client
+        order = client._order
+        first = client.leader if client.leader is not None else order[0]
+        start = order.index(first)
+        with trio.move_on_after(client.timeout):
+            for attempt in itertools.count():
+                member = client.members[order[(start + attempt) % len(order)]]
+                self.watch_id += 1
+                watch = Watch(
+                    self._watcher,
+                    self.watch_id,
+                    self.key,
+                    self.range_end,
+                    self.expected,
+                    **self.options,
+                )
+                try:
+                    reply = await member.ask(watch, timeout=client.attempt_timeout)
+                except (AskTimeout, Undeliverable):
+                    await trio.sleep(0.01)
+                    continue
+                if reply.canceled:
+                    raise EtcdError(Code.OUT_OF_RANGE, reply.cancel_reason)
+                if not self.expected:
+                    self.expected = reply.header.revision + 1
+                self.member = member
+                self._watcher.tell(_MemberIs(member))
+                return
+        raise Unavailable(f"no member took the watch within {client.timeout} s")
+
+    async def receive(self) -> WatchResponse:
+        while True:
+            r = await self._responses.receive()
+            if r.watch_id == 0:  # a member stopped: ours?
+                if self.member is not None and r.cancel_reason == str(self.member.address):
+                    await self._resume()
+                continue
+            if r.watch_id != self.watch_id:
+                continue  # from a watch this stream left behind
+            if r.canceled:
+                if r.compact_revision:
+                    raise EtcdError(Code.OUT_OF_RANGE, r.cancel_reason)
+                await self._resume()
+                continue
+            if r.header.revision < self.expected:
+                continue  # delivered already (a duplicate on the way)
+            if r.first_revision != self.expected:
+                await self._resume()  # a response went missing: start again from there
+                continue
+            self.expected = r.header.revision + 1
+            return r
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> WatchResponse:
+        return await self.receive()
+
+    async def _resume(self) -> None:
+        self._cancel_current()
+        self.resumed += 1
+        client = self.client
+        if self.member is not None:  # another member next time
+            nodes = [n for n, ref in client.members.items() if ref == self.member]
+            client.leader = client._order[(client._order.index(nodes[0]) + 1) % len(client._order)]
+        await self.open()
+
+    def _cancel_current(self) -> None:
+        if self.member is not None:
+            with contextlib.suppress(Exception):
+                self.member.tell(CancelWatch(self._watcher, self.watch_id))
+
+    async def aclose(self) -> None:
+        self._cancel_current()
+        await self.client.system.stop(self._watcher)
+
+
 class _Watcher(Actor):
     """Receives a watch's responses and hands them to the client's channel."""
 
@@ -269,6 +353,7 @@ class _Watcher(Actor):
 
     @handler
     def on_terminated(self, msg: Terminated) -> None:
+        # Watch id 0: "this member stopped", named in the reason.
         self.send.send_nowait(
-            WatchResponse(1, ResponseHeader(0), canceled=True, cancel_reason="the member stopped")
+            WatchResponse(0, ResponseHeader(0), canceled=True, cancel_reason=str(msg.actor.address))
         )

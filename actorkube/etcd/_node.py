@@ -184,7 +184,11 @@ class WatchResponse:
     watch has seen everything up to ``header.revision``); ``created``: the watch is open
     (and starts after the revision in the header, or at its start revision); ``canceled``:
     the watch is over, ``cancel_reason`` says why (``compact_revision`` is set when its
-    history was compacted away)."""
+    history was compacted away).
+
+    A response covers the revisions from ``first_revision`` to ``header.revision``: the
+    next one of the same watch starts right after. A watcher that sees a gap lost a
+    response on the way (the client then resumes the watch from where it was)."""
 
     watch_id: int
     header: ResponseHeader
@@ -193,17 +197,22 @@ class WatchResponse:
     canceled: bool = False
     cancel_reason: str = ""
     compact_revision: int = 0
+    first_revision: int = 0
 
 
 class _Watching:
-    __slots__ = ("id", "key", "next_rev", "options", "range_end", "watcher")
+    """A watch: ``next_rev`` is the first revision not yet looked at; ``reported`` the
+    first revision not yet covered by a response (ranges without matching events are
+    covered by the next response, so that the watcher can tell a lost one)."""
+
+    __slots__ = ("id", "key", "next_rev", "options", "range_end", "reported", "watcher")
 
     def __init__(self, msg: Watch, next_rev: int) -> None:
         self.watcher = msg.watcher
         self.id = msg.watch_id
         self.key = msg.key
         self.range_end = msg.range_end
-        self.next_rev = next_rev
+        self.next_rev = self.reported = next_rev
         self.options = msg
 
 
@@ -372,7 +381,8 @@ class EtcdNode(RaftReplica):
         header = ResponseHeader(store.revision, self.core.term)
         for w in list(self.watches.values()):
             if which(w) and w.next_rev > store.revision:
-                self._send(w, WatchResponse(w.id, header))
+                self._send(w, WatchResponse(w.id, header, first_revision=w.reported))
+                w.reported = store.revision + 1
 
     def _deliver(self) -> None:
         store = self.store
@@ -396,7 +406,8 @@ class EtcdNode(RaftReplica):
             )
             w.next_rev = store.revision + 1
             if events:
-                self._send(w, WatchResponse(w.id, header, events))
+                self._send(w, WatchResponse(w.id, header, events, first_revision=w.reported))
+                w.reported = w.next_rev
 
     def _send(self, w: _Watching, response: WatchResponse) -> None:
         try:
