@@ -6,19 +6,22 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actorkube.actor import ActorSystem, encode_message
+from actorkube.actor import Actor, ActorSystem, encode_message, handler
 from actorkube.etcd import (
     Command,
     Compare,
     CompareResult,
     CompareTarget,
+    EtcdClient,
     EtcdError,
     EtcdStateMachine,
     EventType,
     PutRequest,
     RangeRequest,
+    Unavailable,
     start_group,
 )
+from actorkube.raft import Outcome, Propose
 
 
 async def test_writes_and_reads_through_the_client(autojump_clock) -> None:
@@ -140,3 +143,32 @@ async def test_a_write_survives_the_loss_of_the_leader(autojump_clock) -> None:
         put = await client.put(b"after", b"2")  # retried until a new leader takes it
         assert put.header.revision == 3
         assert (await client.get(b"before")).kvs[0].value == b"1"
+
+
+class Confused(Actor):
+    """A member that always names the other one as the leader (a stale view)."""
+
+    def __init__(self, other: int, asked: list) -> None:
+        self.other = other
+        self.asked = asked
+
+    @handler
+    def on_propose(self, msg: Propose) -> Outcome:
+        self.asked.append(trio.current_time())
+        if len(self.asked) > 5000:
+            raise AssertionError("the client asks in a loop that lets no time pass")
+        return Outcome(False, error="not the leader", leader=self.other)
+
+
+async def test_a_client_backs_off_between_members_that_name_each_other(autojump_clock):
+    async with ActorSystem() as system:
+        asked: list[float] = []
+        members = {
+            1: system.spawn(lambda: Confused(2, asked), name="m1"),
+            2: system.spawn(lambda: Confused(1, asked), name="m2"),
+        }
+        client = EtcdClient(system, members, timeout=5)
+        with pytest.raises(Unavailable):
+            await client.put(b"k", b"v")
+        assert 5 <= len(asked) < 100
+        assert asked[-1] - asked[0] >= 4  # time went by between the tries

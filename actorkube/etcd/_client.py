@@ -169,54 +169,53 @@ class EtcdClient:
     # --- the retry loop ----------------------------------------------------------------------
 
     async def _leader_call(self, msg: Any) -> Any:
+        def interpret(reply: Any, node: int) -> tuple[bool, Any]:
+            if type(reply) is Failure:
+                if reply.code == Code.UNAVAILABLE:  # not the leader: a hint may follow
+                    return False, _hinted(reply.error, self.members)
+                raise EtcdError(reply.code, reply.error)
+            return True, reply
+
+        return await self._retrying(msg, interpret)
+
+    async def _attempts(self, msg: Any) -> Any:
+        def interpret(outcome: Outcome, node: int) -> tuple[bool, Any]:
+            if not outcome.ok:
+                # Not the leader, a dropped proposal, an unknown outcome, a leader change:
+                # all safe to retry (writes are deduplicated by their lane's number).
+                return False, outcome.leader if outcome.leader in self.members else None
+            answer = decode_message(outcome.result, _no_refs)
+            if type(answer) is Failure:
+                raise EtcdError(answer.code, answer.error)
+            return True, answer
+
+        return await self._retrying(msg, interpret)
+
+    async def _retrying(self, msg: Any, interpret) -> Any:
+        """Ask members until ``interpret(reply, node)`` says done (True, value) or the
+        deadline passes; (False, hint) names the member to try next (or None). Retries
+        back off from 5 ms to 200 ms: two members that each name the other as leader (a
+        stale view during an election) must not be asked in a loop that never lets
+        time pass."""
+        failures = 0
         with trio.move_on_after(self.timeout):
             for attempt in itertools.count():
+                if failures > 1:
+                    await trio.sleep(min(0.005 * 2 ** (failures - 2), 0.2))
                 node = self._pick(attempt)
                 try:
                     reply = await self.members[node].ask(msg, timeout=self.attempt_timeout)
-                except AskTimeout:
+                except (AskTimeout, Undeliverable):
                     self.leader = None
+                    failures += 1
                     continue
-                except Undeliverable:
-                    self.leader = None
-                    await trio.sleep(0.01)
-                    continue
-                if type(reply) is Failure:
-                    if reply.code == Code.UNAVAILABLE:  # not the leader: a hint may follow
-                        self.leader = _hinted(reply.error, self.members)
-                        await trio.sleep(0.01 if self.leader is None else 0)
-                        continue
-                    raise EtcdError(reply.code, reply.error)
-                self.leader = node
-                return reply
-        raise Unavailable(f"no leader answered within {self.timeout} s")
-
-    async def _attempts(self, msg: Any) -> Any:
-        with trio.move_on_after(self.timeout):
-            for attempt in itertools.count():
-                node = self._pick(attempt)
-                try:
-                    outcome: Outcome = await self.members[node].ask(
-                        msg, timeout=self.attempt_timeout
-                    )
-                except AskTimeout:
-                    self.leader = None
-                    continue
-                except Undeliverable:  # the member is down: answers come at once, pause
-                    self.leader = None
-                    await trio.sleep(0.01)
-                    continue
-                if outcome.ok:
-                    self.leader = node if type(msg) is not SerializableRead else self.leader
-                    answer = decode_message(outcome.result, _no_refs)
-                    if type(answer) is Failure:
-                        raise EtcdError(answer.code, answer.error)
-                    return answer
-                # Not the leader, a dropped proposal, an unknown outcome, a leader change:
-                # all safe to retry (writes are deduplicated by their lane's number).
-                self.leader = outcome.leader if outcome.leader in self.members else None
-                if self.leader is None:
-                    await trio.sleep(0.01)  # an election is under way: give it a moment
+                done, value = interpret(reply, node)
+                if done:
+                    if type(msg) is not SerializableRead:
+                        self.leader = node
+                    return value
+                self.leader = value
+                failures += 1
         raise Unavailable(f"no member answered within {self.timeout} s")
 
     def _pick(self, attempt: int) -> int:

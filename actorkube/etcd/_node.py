@@ -380,9 +380,11 @@ class EtcdNode(RaftReplica):
         store = self.store
         header = ResponseHeader(store.revision, self.core.term)
         for w in list(self.watches.values()):
-            if which(w) and w.next_rev > store.revision:
+            # Only a watch that has seen everything, and no more: one that starts past
+            # this member's revision (the member lags) has nothing to report yet.
+            if which(w) and w.next_rev == store.revision + 1:
                 self._send(w, WatchResponse(w.id, header, first_revision=w.reported))
-                w.reported = store.revision + 1
+                w.reported = w.next_rev
 
     def _deliver(self) -> None:
         store = self.store

@@ -6,6 +6,7 @@ from ._linearizability import CheckResult as CheckResult
 from ._linearizability import KVModel as KVModel
 from ._linearizability import Model as Model
 from ._linearizability import Operation as Operation
+from ._linearizability import SearchExhausted as SearchExhausted
 from ._linearizability import check_linearizable as check_linearizable
 from ._linearizability import linearizable as linearizable
 from ._watch import check_atomic as check_atomic

@@ -106,18 +106,29 @@ class KVModel:
         )
 
 
+class SearchExhausted(Exception):
+    """The search visited more configurations than its budget allowed."""
+
+
 @attrs.frozen
 class CheckResult:
     """``ok``: the history is linearizable. Otherwise ``failure`` is a smallest failing
-    part (sorted by call time) and ``part_size`` the size of the part it came from."""
+    part (sorted by call time) and ``part_size`` the size of the part it came from; or,
+    with ``inconclusive``, the part the search could not finish within its budget."""
 
     ok: bool
     failure: tuple[Operation, ...] = ()
     part_size: int = 0
+    inconclusive: bool = False
 
     def explain(self) -> str:
         if self.ok:
             return "linearizable"
+        if self.inconclusive:
+            return (
+                f"inconclusive: the search exceeded its budget on a part of "
+                f"{self.part_size} operations (raise the budget, or check fewer at once)"
+            )
         lines = [
             f"not linearizable: these {len(self.failure)} operations (of a part of "
             f"{self.part_size}) cannot be put in any order that respects real time:"
@@ -131,22 +142,44 @@ class CheckResult:
         return "\n".join(lines)
 
 
-def check_linearizable(history: Iterable[Operation], model: Model | None = None) -> CheckResult:
-    """Check that ``history`` is linearizable for ``model`` (a ``KVModel`` by default)."""
+def check_linearizable(
+    history: Iterable[Operation], model: Model | None = None, *, budget: int = 2_000_000
+) -> CheckResult:
+    """Check that ``history`` is linearizable for ``model`` (a ``KVModel`` by default).
+    ``budget``: the most configurations one search may visit (the search is exponential
+    in the worst case; past the budget the answer is "inconclusive", never a pass)."""
     model = model or KVModel()
     explained = getattr(model, "explained", lambda sub: True)
     ops = [
         attrs.evolve(op, ret=math.inf) if op.unknown else op for op in history
     ]
     for part in model.partition(ops):
-        if not linearizable(part, model):
-            failure = _shrink(part, lambda sub: explained(sub) and not linearizable(sub, model))
-            return CheckResult(False, tuple(sorted(failure, key=lambda o: o.call)), len(part))
+        try:
+            if linearizable(part, model, budget):
+                continue
+            # The shortest failing prefix (by call time) first: few checks, and the
+            # operation by operation shrink that follows works on far less.
+            def fails(sub: list[Operation]) -> bool:
+                return explained(sub) and not linearizable(sub, model, budget)
+
+            part = sorted(part, key=lambda o: o.call)
+            lo, hi = 1, len(part)
+            while lo < hi:  # part[:hi] always fails
+                mid = (lo + hi) // 2
+                if fails(part[:mid]):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            failure = _shrink(part[:hi], fails) if fails(part[:hi]) else _shrink(part, fails)
+        except SearchExhausted:
+            return CheckResult(False, (), len(part), inconclusive=True)
+        return CheckResult(False, tuple(sorted(failure, key=lambda o: o.call)), len(part))
     return CheckResult(True)
 
 
-def linearizable(ops: Sequence[Operation], model: Model) -> bool:
-    """Whether one part of a history is linearizable (no partitioning)."""
+def linearizable(ops: Sequence[Operation], model: Model, budget: int | None = None) -> bool:
+    """Whether one part of a history is linearizable (no partitioning). Raises
+    ``SearchExhausted`` after visiting ``budget`` configurations."""
     for op in ops:
         if op.ret < op.call:
             raise ValueError(f"an operation returns before its call: {op!r}")
@@ -172,6 +205,8 @@ def linearizable(ops: Sequence[Operation], model: Model) -> bool:
         if (done, state) in seen:
             continue
         seen.add((done, state))
+        if budget is not None and len(seen) > budget:
+            raise SearchExhausted(f"more than {budget} configurations")
         # The earliest return among the operations not yet linearized bounds which
         # operations may go next: those called before it.
         horizon = min(ret_rank[i] for i in range(n) if not done >> i & 1)
