@@ -19,7 +19,14 @@ from actorkube.etcd import (
     PutRequest,
     RangeRequest,
     Unavailable,
+    campaign,
+    leader,
+    lock,
+    observe,
+    proclaim,
+    resign,
     start_group,
+    unlock,
 )
 from actorkube.raft import Outcome, Propose
 
@@ -172,3 +179,70 @@ async def test_a_client_backs_off_between_members_that_name_each_other(autojump_
             await client.put(b"k", b"v")
         assert 5 <= len(asked) < 100
         assert asked[-1] - asked[0] >= 4  # time went by between the tries
+
+
+async def test_a_lock_passes_from_holder_to_holder_with_growing_tokens(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        client = group.client()
+        leases = [(await client.lease_grant(10)).id for _ in range(3)]
+        order: list[tuple[int, int]] = []
+
+        async def contender(i: int) -> None:
+            held = await lock(client, b"job", leases[i])
+            order.append((i, held.revision))
+            await trio.sleep(1)  # hold it a while
+            await unlock(client, held)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(3):
+                nursery.start_soon(contender, i)
+                await trio.sleep(0.1)
+        assert [i for i, _ in order] == [0, 1, 2]
+        tokens = [token for _, token in order]
+        assert tokens == sorted(tokens) and len(set(tokens)) == 3
+        # A holder whose lease runs out loses the lock to the next contender.
+        held = await lock(client, b"job", leases[0])
+        taken = trio.Event()
+
+        async def next_one() -> None:
+            await lock(client, b"job", leases[1])
+            taken.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(next_one)
+            for _ in range(5):  # leases[1] is kept alive; leases[0] is not
+                await trio.sleep(3)
+                await client.lease_keepalive(leases[1])
+            await taken.wait()
+        assert (await client.get(held.key)).count == 0
+        await group.stop()
+
+
+async def test_an_election_has_one_leader_at_a_time(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        client = group.client()
+        a, b = (await client.lease_grant(30)).id, (await client.lease_grant(30)).id
+        won = await campaign(client, b"svc", a, b"a")
+        assert (await leader(client, b"svc")).value == b"a"
+        await proclaim(client, won, b"a2")
+        assert (await leader(client, b"svc")).value == b"a2"
+        seen = []
+
+        async def watch_leaders() -> None:
+            async for kv in observe(client, b"svc"):
+                seen.append(kv.value)
+                if kv.value == b"b":
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_leaders)
+            nursery.start_soon(campaign, client, b"svc", b, b"b")  # waits for the first
+            await trio.sleep(1)
+            assert (await leader(client, b"svc")).value == b"a2"
+            await resign(client, won)
+        assert seen[0] == b"a2" and seen[-1] == b"b"
+        with pytest.raises(EtcdError, match="not leader"):
+            await proclaim(client, won, b"late")
+        await group.stop()

@@ -6,6 +6,14 @@ Everything public is re-exported here; the modules behind it are private.
 
 from ._client import EtcdClient as EtcdClient
 from ._client import Unavailable as Unavailable
+from ._concurrency import Held as Held
+from ._concurrency import campaign as campaign
+from ._concurrency import leader as leader
+from ._concurrency import lock as lock
+from ._concurrency import observe as observe
+from ._concurrency import proclaim as proclaim
+from ._concurrency import resign as resign
+from ._concurrency import unlock as unlock
 from ._group import EtcdGroup as EtcdGroup
 from ._group import start_group as start_group
 from ._mvcc import EtcdError as EtcdError
