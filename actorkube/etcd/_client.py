@@ -45,6 +45,7 @@ from ._node import (
     Command,
     LeaseKeepAlive,
     LeaseTimeToLive,
+    RequestProgress,
     SerializableRead,
     Watch,
     WatchResponse,
@@ -81,7 +82,9 @@ class EtcdClient:
     """A client of the etcd group whose members are ``members`` (node id -> reference).
 
     ``timeout``: how long one request may take, retries included; ``attempt_timeout``:
-    how long one try waits for a member.
+    how long one try waits for a member; ``watch_check``: after how long without a
+    response a watch stream asks its member for a progress notification (which reveals a
+    response lost on the way).
     """
 
     def __init__(
@@ -92,12 +95,14 @@ class EtcdClient:
         name: str = "client",
         timeout: float = 10.0,
         attempt_timeout: float = 1.0,
+        watch_check: float = 2.0,
     ) -> None:
         self.system = system
         self.members = dict(members)
         self.session = f"{name}:{system.unique()}"
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
+        self.watch_check = watch_check
         self.leader: int | None = None
         self._lanes: list[list[Any]] = []  # free lanes: [name, next sequence number]
         self._lane_names = itertools.count()
@@ -291,7 +296,16 @@ class WatchStream:
 
     async def receive(self) -> WatchResponse:
         while True:
-            r = await self._responses.receive()
+            r = None
+            with trio.move_on_after(self.client.watch_check):
+                r = await self._responses.receive()
+            if r is None:
+                # Quiet for a while: ask the member to say how far it is. If a response
+                # went missing (the last one before a silence), this shows the gap.
+                if self.member is not None:
+                    with contextlib.suppress(Exception):
+                        self.member.tell(RequestProgress(self._watcher))
+                continue
             if r.watch_id == 0:  # a member stopped: ours?
                 if self.member is not None and r.cancel_reason == str(self.member.address):
                     await self._resume()
