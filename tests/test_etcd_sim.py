@@ -16,6 +16,7 @@ import random
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sim_faults import fault_step
 
 from actorkube.actor import Actor, ActorSystem, handler, message
 from actorkube.etcd import (
@@ -131,21 +132,7 @@ def etcd_scenario(size: int):
             down: set[int] = set()
             for _ in range(10):
                 action = rng.choice(["partition", "heal", "crash", "restart", "calm"])
-                if action == "partition":
-                    side = rng.sample(nodes, rng.randint(1, size // 2))
-                    other = [f"n{n}" for n in nodes if n not in side] + ["clients"]
-                    net.partition([f"n{n}" for n in side], other)
-                elif action == "heal":
-                    net.heal()
-                elif action == "crash" and len(down) < size // 2:
-                    victim = rng.choice([n for n in nodes if n not in down])
-                    await net.crash(f"n{victim}")
-                    storages[victim] = storages[victim].crash()
-                    down.add(victim)
-                elif action == "restart" and down:
-                    back = rng.choice(sorted(down))
-                    await net.restart(f"n{back}")
-                    down.discard(back)
+                await fault_step(net, rng, action, nodes, storages, down, ["clients"])
                 await trio.sleep(rng.uniform(0.5, 3.0))
             # The faults stop; everything comes back; the clients finish.
             net.heal()
@@ -301,14 +288,8 @@ def lock_scenario(size: int):
             for number in range(3):
                 nursery.start_soon(contender, number)
             for _ in range(8):
-                if rng.random() < 0.5:
-                    side = rng.sample(nodes, rng.randint(1, size // 2))
-                    net.partition(
-                        [f"n{n}" for n in side],
-                        [f"n{n}" for n in nodes if n not in side] + ["clients"],
-                    )
-                else:
-                    net.heal()
+                action = "partition" if rng.random() < 0.5 else "heal"
+                await fault_step(net, rng, action, nodes, storages, set(), ["clients"])
                 await trio.sleep(rng.uniform(1, 3))
             net.heal()
             await trio.sleep(5)

@@ -14,6 +14,7 @@ import random
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sim_faults import fault_step
 
 from actorkube.actor import ActorSystem, AskTimeout, Undeliverable
 from actorkube.raft import Config, MemoryStorage, Propose, RaftReplica, Role
@@ -155,22 +156,7 @@ def raft_scenario(size: int):
         down: set[int] = set()
         for _ in range(12):
             action = rng.choice(["write", "write", "partition", "heal", "crash", "restart"])
-            if action == "partition":
-                side = rng.sample(nodes, rng.randint(1, size // 2))
-                net.partition(
-                    [f"n{n}" for n in side], [f"n{n}" for n in nodes if n not in side] + ["client"]
-                )
-            elif action == "heal":
-                net.heal()
-            elif action == "crash" and len(down) < size // 2:
-                victim = rng.choice([n for n in nodes if n not in down])
-                await net.crash(f"n{victim}")
-                storages[victim] = storages[victim].crash()
-                down.add(victim)
-            elif action == "restart" and down:
-                back = rng.choice(sorted(down))
-                await net.restart(f"n{back}")
-                down.discard(back)
+            await fault_step(net, rng, action, nodes, storages, down, ["client"])
             for _ in range(3):
                 await write(rng.choice(nodes))
             await trio.sleep(rng.uniform(0.2, 2.0))
