@@ -25,6 +25,7 @@ import argparse
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -121,6 +122,12 @@ def environment(packages: Iterable[str]) -> dict[str, Any]:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "packages": versions,
     }
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-quantile (0 < q <= 1) of ``samples``."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def format_value(value: float) -> str:

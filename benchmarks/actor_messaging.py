@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import math
 import multiprocessing
 import os
 import statistics
@@ -51,7 +50,7 @@ from thespian.actors import ActorSystem as ThespianSystem
 
 from actorkube.actor import Actor, ActorSystem, handler, message
 
-from ._report import Report, Result, environment, run_main
+from ._report import Report, Result, environment, percentile, run_main
 
 BENCHMARK = "actor_messaging"
 PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "pykka", "thespian", "rich")
@@ -526,12 +525,6 @@ def idle_in_fresh_process(system: str, count: int, warm: int) -> IdleSample:
 
 
 # --- statistics (pure) ---------------------------------------------------------------------
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """The nearest-rank ``q``-quantile (0 < q <= 1) of ``samples``."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 @attrs.define

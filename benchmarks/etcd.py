@@ -35,16 +35,11 @@ from actorkube.etcd import (
     start_group,
 )
 
-from ._report import Report, Result, environment, run_main
+from ._report import Report, Result, environment, percentile, run_main
 
 BENCHMARK = "etcd"
 PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "sortedcontainers", "rich")
 VALUE = b"v" * 100
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))]
 
 
 async def _loop(clients: int, seconds: float, request) -> tuple[int, float, list[float]]:

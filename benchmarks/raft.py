@@ -42,7 +42,6 @@ import contextlib
 import functools
 import gc
 import logging
-import math
 import multiprocessing
 import os
 import socket
@@ -73,7 +72,7 @@ from actorkube.raft import (
     SetPeer,
 )
 
-from ._report import Report, Result, environment, run_main
+from ._report import Report, Result, environment, percentile, run_main
 
 BENCHMARK = "raft"
 PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "pysyncobj", "rich")
@@ -539,12 +538,6 @@ def measurer(setup: Setup, warnings: dict[str, int]) -> Callable[[Params], list[
 
 
 # --- statistics (pure) ---------------------------------------------------------------------
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """The nearest-rank ``q``-quantile (0 < q <= 1) of ``samples``."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 UNITS = {
