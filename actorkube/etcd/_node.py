@@ -218,7 +218,10 @@ class _Watching:
 
 class EtcdNode(RaftReplica):
     """One etcd member. See the module docstring. ``progress_interval``: seconds between
-    progress notifications to watches that asked for them (etcd: 10 minutes)."""
+    progress notifications to watches that asked for them (etcd: 10 minutes).
+    ``snapshot_every``: applied entries between snapshots, 100,000 as etcd's
+    ``--snapshot-count``; a snapshot serialises the whole store (every version since the
+    last compaction) on the member's thread, so it is a pause that grows with the data."""
 
     def __init__(
         self,
@@ -227,7 +230,7 @@ class EtcdNode(RaftReplica):
         peers: dict[int, ActorRef],
         *,
         tick_interval: float = 0.1,
-        snapshot_every: int = 10_000,
+        snapshot_every: int = 100_000,
         progress_interval: float = 600.0,
         **store_options: Any,
     ) -> None:
