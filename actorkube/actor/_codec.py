@@ -566,7 +566,7 @@ def _slot_setters(cls: type, fields: tuple, ns: dict) -> bool:
         descriptor = cls.__dict__.get(f.name)
         if f.converter is not None or f.validator is not None or not f.init or f.alias != f.name:
             return False
-        if type(descriptor).__name__ != "member_descriptor":
+        if type(descriptor) is not types.MemberDescriptorType:
             return False
         setters.append(descriptor.__set__)
     ns["_new"] = object.__new__

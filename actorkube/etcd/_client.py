@@ -49,6 +49,7 @@ from ._node import (
     SerializableRead,
     Watch,
     WatchResponse,
+    _no_refs,
 )
 from ._types import (
     Code,
@@ -64,10 +65,6 @@ from ._types import (
     ResponseHeader,
     TxnRequest,
 )
-
-
-def _no_refs(system: str, name: str) -> None:
-    return None
 
 
 class Unavailable(EtcdError):
