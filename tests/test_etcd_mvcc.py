@@ -42,6 +42,18 @@ def test_every_change_is_an_event_in_revision_order() -> None:
     assert [e.kv.key for e in store.events_since(3)] == [b"b", b"c", b"a", b"b"]
 
 
+def test_a_limited_count_reports_no_more_as_etcd_does() -> None:
+    # Found by the differential test: etcd counts without fetching, so count_only never
+    # says `more`, while the same range with keys fetched does.
+    store = MVCCStore()
+    store.put(PutRequest(b"a", b""))
+    store.put(PutRequest(b"ab", b""))
+    counted = store.range(RangeRequest(b"a", b"b", limit=1, count_only=True))
+    assert (counted.kvs, counted.more, counted.count) == ((), False, 2)
+    fetched = store.range(RangeRequest(b"a", b"b", limit=1, keys_only=True))
+    assert ([kv.key for kv in fetched.kvs], fetched.more, fetched.count) == ([b"a"], True, 2)
+
+
 def test_compaction_keeps_the_latest_versions_and_cuts_the_history() -> None:
     store = MVCCStore()
     for value in (b"1", b"2", b"3"):

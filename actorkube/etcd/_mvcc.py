@@ -142,12 +142,13 @@ class MVCCStore:
             if req.sort_target != SortTarget.KEY or reverse:
                 kvs.sort(key=_SORT_KEYS[req.sort_target], reverse=reverse)
         more = False
-        if req.limit > 0 and len(kvs) > req.limit:
+        if req.count_only:
+            # etcd counts without fetching, so nothing is left over to report as more.
+            kvs = []
+        elif req.limit > 0 and len(kvs) > req.limit:
             kvs = kvs[: req.limit]
             more = True
-        if req.count_only:
-            kvs = []
-        elif req.keys_only:
+        if req.keys_only and not req.count_only:
             kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease)
                    for kv in kvs]  # fmt: skip
         return RangeResponse(ResponseHeader(current), tuple(kvs), more, count)
