@@ -8,6 +8,7 @@ import trio
 
 from actorkube.actor import Actor, ActorSystem, encode_message, handler
 from actorkube.etcd import (
+    CancelWatch,
     Command,
     Compare,
     CompareResult,
@@ -137,6 +138,28 @@ async def test_the_group_restarts_from_its_data_directories(autojump_clock, tmp_
         everything = await client.get(b"key-", b"key.")
         assert [kv.value for kv in everything.kvs] == [b"%d" % i for i in range(20)]
         assert everything.header.revision == 21
+        await group.stop()
+
+
+async def test_a_watch_its_member_forgot_resumes_under_short_receive_timeouts(autojump_clock):
+    # Found by the stateful fault test: a member that restarts loses its watches, and a
+    # caller polling receive() with timeouts shorter than the stream's quiet check (2 s)
+    # kept postponing the check forever; a resume cut short by such a timeout left the
+    # stream on no member at all.
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        client = group.client()
+        async with client.watch(b"k", b"l", start_revision=1) as stream:
+            # The member drops the watch without a word to the watcher.
+            stream.member.tell(CancelWatch(stream._watcher, stream.watch_id))
+            await client.put(b"k", b"1")
+            got = None
+            for _ in range(20):
+                with trio.move_on_after(0.5):
+                    got = await stream.receive()
+                    break
+            assert got is not None and [e.kv.value for e in got.events] == [b"1"]
+            assert stream.resumed == 1
         await group.stop()
 
 

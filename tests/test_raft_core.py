@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from raft_cluster import Cluster
 
+from actorkube.raft import MemoryStorage
 from actorkube.raft._core import (
     Config,
     NotLeader,
@@ -316,6 +317,33 @@ def test_restart_recovers_term_vote_and_log() -> None:
     cluster.settle()
     for node in (1, 2, 3):
         assert cluster.apps[node][-1][2] == b"kept"
+
+
+def test_a_follower_that_lost_its_log_does_not_set_the_leader_spinning() -> None:
+    # Found by the etcd fault test: a follower restarted with nothing (its storage never
+    # fsynced, then a power cut) rejects every probe at an index it had acknowledged;
+    # the leader answered each rejection with the same probe at once, forever, at one
+    # instant of virtual time.
+    cluster = Cluster(3, seed=5)
+    leader = elect(cluster)
+    for i in range(3):
+        cluster.propose(leader, b"before-%d" % i)
+    cluster.settle()
+    run(cluster, 2)
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    cluster.propose(leader, b"in flight")
+    cluster.process(leader)  # sent past what the follower acknowledged...
+    cluster.crash(follower)  # ...which never gets it
+    cluster.disks[follower] = MemoryStorage()  # the amnesia
+    cluster.start(follower)
+    cluster.propose(leader, b"after")
+    cluster.settle()
+    cluster.process_all()
+    assert not cluster.network, "the leader and the follower still exchange messages"
+    # The others go on committing (the follower stays behind: amnesia is not repaired).
+    third = next(n for n in (1, 2, 3) if n not in (leader, follower))
+    run(cluster, 2)
+    assert cluster.apps[third][-1][2] == b"after"
 
 
 def test_the_same_inputs_give_the_same_outputs() -> None:

@@ -535,6 +535,7 @@ def test_scheduling_hook_is_restored_and_required(monkeypatch) -> None:
 
 def test_public_surface() -> None:
     assert sorted(name for name in vars(sim) if not name.startswith("_")) == [
+        "Background",
         "DEFAULT_EPOCH",
         "DeterminismUnavailable",
         "Faults",
@@ -542,6 +543,7 @@ def test_public_surface() -> None:
         "SimError",
         "SimNetwork",
         "SimResult",
+        "SteppedSimulation",
         "Trace",
         "TraceEvent",
         "seeded_scheduling",

@@ -18,10 +18,13 @@ from ._group import EtcdGroup as EtcdGroup
 from ._group import start_group as start_group
 from ._mvcc import EtcdError as EtcdError
 from ._mvcc import MVCCStore as MVCCStore
+from ._node import CancelWatch as CancelWatch
 from ._node import Command as Command
 from ._node import EtcdNode as EtcdNode
 from ._node import EtcdStateMachine as EtcdStateMachine
 from ._node import LeaseKeepAliveResponse as LeaseKeepAliveResponse
+from ._node import RequestProgress as RequestProgress
+from ._node import Watch as Watch
 from ._node import WatchResponse as WatchResponse
 from ._types import Code as Code
 from ._types import CompactionRequest as CompactionRequest

@@ -253,6 +253,13 @@ class WatchStream:
         self.watch_id = 0
         self.member: ActorRef | None = None
         self.resumed = 0  # how many times it resumed (for tests and statistics)
+        # A resume cut short (the caller's timeout cancelled it) is finished first thing
+        # in the next receive: until then the stream is on no member.
+        self._resuming = False
+        # When the stream last heard from its member: a quiet spell is measured from
+        # here, across receive calls, so that a caller's short timeouts cannot keep
+        # postponing the check forever.
+        self._heard_at = trio.current_time()
         send, self._responses = trio.open_memory_channel(math.inf)
         self._watcher = client.system.spawn(
             lambda: _Watcher(send),
@@ -293,16 +300,21 @@ class WatchStream:
 
     async def receive(self) -> WatchResponse:
         while True:
+            if self._resuming:
+                await self._resume()
             r = None
-            with trio.move_on_after(self.client.watch_check):
+            with trio.move_on_at(self._heard_at + self.client.watch_check):
                 r = await self._responses.receive()
             if r is None:
                 # Quiet for a while: ask the member to say how far it is. If a response
-                # went missing (the last one before a silence), this shows the gap.
+                # went missing (the last one before a silence), this shows the gap; if
+                # the member lost the watch (it restarted), it says so.
+                self._heard_at = trio.current_time()
                 if self.member is not None:
                     with contextlib.suppress(Exception):
                         self.member.tell(RequestProgress(self._watcher))
                 continue
+            self._heard_at = trio.current_time()
             if r.watch_id == 0:  # a member stopped: ours?
                 if self.member is not None and r.cancel_reason == str(self.member.address):
                     await self._resume()
@@ -329,13 +341,19 @@ class WatchStream:
         return await self.receive()
 
     async def _resume(self) -> None:
-        self._cancel_current()
-        self.resumed += 1
-        client = self.client
-        if self.member is not None:  # another member next time
-            nodes = [n for n, ref in client.members.items() if ref == self.member]
-            client.leader = client._order[(client._order.index(nodes[0]) + 1) % len(client._order)]
+        if not self._resuming:
+            self._resuming = True
+            self._cancel_current()
+            self.resumed += 1
+            client = self.client
+            if self.member is not None:  # another member next time
+                nodes = [n for n, ref in client.members.items() if ref == self.member]
+                order = client._order
+                client.leader = order[(order.index(nodes[0]) + 1) % len(order)]
+            self.member = None
         await self.open()
+        self._resuming = False
+        self._heard_at = trio.current_time()
 
     def _cancel_current(self) -> None:
         if self.member is not None:

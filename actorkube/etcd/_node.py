@@ -173,7 +173,10 @@ class CancelWatch:
 
 @message(tag="etcd.RequestProgress")
 class RequestProgress:
-    """Send every caught-up watch of ``watcher`` a progress notification now."""
+    """Send every caught-up watch of ``watcher`` a progress notification now. A member
+    with no watch of ``watcher`` (it restarted since, or dropped them) answers with the
+    "member lost your watches" response: watch id 0, canceled, the reason naming the
+    member's address."""
 
     watcher: ActorRef
 
@@ -368,6 +371,12 @@ class EtcdNode(RaftReplica):
 
     @handler
     def on_request_progress(self, msg: RequestProgress) -> None:
+        if not any(watcher == msg.watcher for watcher, _ in self.watches):
+            header = ResponseHeader(self.store.revision, self.core.term)
+            lost = WatchResponse(0, header, canceled=True, cancel_reason=str(self.ref.address))
+            with contextlib.suppress(MailboxFull):
+                msg.watcher.tell(lost)
+            return
         self._notify_progress(lambda w: w.watcher == msg.watcher)
 
     @handler

@@ -119,7 +119,15 @@ class Progress:
             return True
         if self.next - 1 != rejected:
             return False
-        self.next = max(min(rejected, hint + 1), self.match + 1)
+        next_index = max(min(rejected, hint + 1), self.match + 1)
+        if next_index == self.next:
+            # It rejects what it acknowledged: a stale answer, or a follower that lost
+            # entries it had persisted (storage without fsync, a power cut: outside
+            # Raft's model, not repairable here). Probing again at once would only
+            # repeat the exchange as fast as the network goes; the probe stays paused
+            # until the next heartbeat answer.
+            return False
+        self.next = next_index
         self.paused = False
         return True
 

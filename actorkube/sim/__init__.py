@@ -13,5 +13,7 @@ from ._network import SimNetwork as SimNetwork
 from ._run import SimResult as SimResult
 from ._run import simulate as simulate
 from ._scheduling import seeded_scheduling as seeded_scheduling
+from ._stepped import Background as Background
+from ._stepped import SteppedSimulation as SteppedSimulation
 from ._trace import Trace as Trace
 from ._trace import TraceEvent as TraceEvent
