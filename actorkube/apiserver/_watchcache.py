@@ -1,0 +1,248 @@
+"""The watch cache: one etcd watch per resource feeds the current objects and a window
+of recent events, from which any number of API watches are served.
+
+Rules of this file:
+
+- ``WatchCache`` is pure and synchronous: ``replace`` (a list at a revision), ``apply``
+  (one etcd watch response), ``progress`` (an etcd progress notification) in;
+  ``events_since``, ``snapshot`` and the dispatch to watchers out. The async part
+  (``feed``) only lists, watches and hands over.
+- Events are Kubernetes watch events: ``{"type": ADDED|MODIFIED|DELETED|BOOKMARK,
+  "object": ...}``, the object's resourceVersion being the etcd revision of the change
+  (for a deletion, the revision of the delete, as Kubernetes reports it).
+- The window keeps the last ``capacity`` events. A watch from a resourceVersion older
+  than the window can not be served: 410 Gone ("too old resource version"), and the
+  client lists again. A watch from "" or "0" starts with a synthetic ADDED event for
+  every object that matches, then goes on live.
+- A watch with a filter (namespace, label and field selectors) sees an object that
+  starts matching as ADDED and one that stops matching as DELETED, as Kubernetes'
+  cacheWatcher does, so that a client's view of "the matching objects" stays exact.
+- A watcher that does not keep up (its buffer full) is ended, never silently skipped:
+  its stream closes and the client watches again from the last resourceVersion it saw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+
+import trio
+
+from actorkube.etcd import EtcdClient, EtcdError, EventType, prefix_end
+
+from . import _errors as errors
+from ._registry import ResourceType
+from ._storage import decode, parse_resource_version
+
+ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
+
+Filter = Callable[[dict], bool]
+
+
+def _rv(obj: dict) -> int:
+    return int(obj["metadata"]["resourceVersion"])
+
+
+class Watcher:
+    """One API watch served by the cache: events reach ``receive`` through a buffer of
+    ``buffer`` events; ``ended`` says why the stream closed (too slow, cache gone)."""
+
+    def __init__(self, keep: Filter, buffer: int, bookmarks: bool) -> None:
+        self.keep = keep
+        self.bookmarks = bookmarks
+        self.send, self.receive_channel = trio.open_memory_channel(buffer)
+        self.ended = ""
+        self.sent_rv = 0
+
+    def offer(self, event: dict) -> bool:
+        """Queue ``event``; False (and the stream ended) if the buffer is full."""
+        try:
+            self.send.send_nowait(event)
+        except trio.WouldBlock:
+            self.end("the watcher did not keep up")
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    def end(self, why: str) -> None:
+        if not self.ended:
+            self.ended = why
+            self.send.close()
+
+    async def receive(self) -> dict:
+        """The next event; raises ``trio.EndOfChannel`` once the stream has ended."""
+        return await self.receive_channel.receive()
+
+
+class WatchCache:
+    """The objects of one resource and its recent events (see the module rules)."""
+
+    def __init__(self, rt: ResourceType, *, capacity: int = 1000) -> None:
+        self.rt = rt
+        self.capacity = capacity
+        self.objects: dict[bytes, dict] = {}
+        self.window: deque[tuple[int, dict, dict | None]] = deque()  # (rv, event, old)
+        self.revision = 0  # everything up to here is in the cache
+        self.ready = trio.Event()
+        self.watchers: set[Watcher] = set()
+        self._oldest = 0  # the revision the window starts after
+
+    # --- fed by etcd ------------------------------------------------------------------
+
+    def replace(self, objects: dict[bytes, dict], revision: int) -> None:
+        """Start (or start over) from a full list read at ``revision``. Watchers from
+        before a restart cannot be continued exactly: they are ended."""
+        self.objects = dict(objects)
+        self.window.clear()
+        self.revision = self._oldest = revision
+        for w in list(self.watchers):
+            w.end("the watch cache was reinitialised")
+        self.watchers.clear()
+        self.ready.set()
+
+    def apply(self, events: list, revision: int) -> None:
+        """One etcd watch response: its events (in revision order), then the revision
+        it covers up to."""
+        for e in events:
+            kv = e.kv
+            old = self.objects.get(kv.key)
+            if e.type is EventType.PUT:
+                obj = decode(kv.value, kv.mod_revision)
+                self.objects[kv.key] = obj
+                event = {"type": MODIFIED if old else ADDED, "object": obj}
+                self._push(kv.mod_revision, event, old)
+            elif old is not None:
+                del self.objects[kv.key]
+                gone = dict(old)
+                gone["metadata"] = {**old["metadata"], "resourceVersion": str(kv.mod_revision)}
+                self._push(kv.mod_revision, {"type": DELETED, "object": gone}, old)
+        self.revision = max(self.revision, revision)
+
+    def progress(self, revision: int) -> None:
+        """etcd says nothing else happened up to ``revision``: bookmarks may say so."""
+        self.revision = max(self.revision, revision)
+
+    def _push(self, rv: int, event: dict, old: dict | None) -> None:
+        self.window.append((rv, event, old))
+        while len(self.window) > self.capacity:
+            self._oldest = self.window.popleft()[0]
+        for w in list(self.watchers):
+            self._deliver(w, event, old)
+
+    def _deliver(self, w: Watcher, event: dict, old: dict | None) -> None:
+        converted = filtered(event, old, w.keep)
+        if converted is not None and not w.offer(converted):
+            self.watchers.discard(w)
+        elif converted is not None:
+            w.sent_rv = _rv(converted["object"])
+
+    # --- served to the API --------------------------------------------------------------
+
+    def snapshot(self, keep: Filter | None = None) -> list[dict]:
+        """The current objects (that ``keep`` accepts), in key order."""
+        return [o for k, o in sorted(self.objects.items()) if keep is None or keep(o)]
+
+    def watch(self, resource_version: str, keep: Filter, *, buffer: int = 1000,
+              bookmarks: bool = False) -> Watcher:  # fmt: skip
+        """A new watcher from ``resource_version`` (see the module rules); its buffer
+        holds what it must catch up on plus ``buffer`` live events. Raises 410 Gone
+        when that version is older than the window, 400 if it is not a version."""
+        if resource_version in ("", "0"):
+            initial = [{"type": ADDED, "object": o} for o in self.snapshot(keep)]
+            start = self.revision
+        else:
+            start = parse_resource_version(resource_version)
+            if start < self._oldest:
+                raise errors.gone(f"too old resource version: {start} ({self._oldest + 1})")
+            initial = []
+            for rv, event, old in self.window:
+                seen = filtered(event, old, keep) if rv > start else None
+                if seen is not None:
+                    initial.append(seen)
+        w = Watcher(keep, len(initial) + max(buffer, 1), bookmarks)
+        for event in initial:
+            w.offer(event)
+        w.sent_rv = max([start] + [_rv(e["object"]) for e in initial[-1:]])
+        self.watchers.add(w)
+        return w
+
+    def bookmark(self) -> None:
+        """Tell every watcher that asked for bookmarks how far the cache is."""
+        event = {"type": BOOKMARK, "object": {
+            "kind": self.rt.kind, "apiVersion": self.rt.api_version,
+            "metadata": {"resourceVersion": str(self.revision)}}}  # fmt: skip
+        for w in list(self.watchers):
+            if w.bookmarks and self.revision > w.sent_rv and w.offer(event):
+                w.sent_rv = self.revision
+            elif w.ended:
+                self.watchers.discard(w)
+
+    def stop(self, w: Watcher) -> None:
+        w.end("stopped")
+        self.watchers.discard(w)
+
+    def close(self, why: str) -> None:
+        for w in list(self.watchers):
+            w.end(why)
+        self.watchers.clear()
+
+
+def filtered(event: dict, old: dict | None, keep: Filter) -> dict | None:
+    """What a watcher with filter ``keep`` sees of ``event`` (``old``: the object
+    before the change): the event, None, or ADDED / DELETED when the object enters or
+    leaves the filter."""
+    new = event["object"]
+    kind = event["type"]
+    if kind == DELETED:
+        return event if keep(old) else None
+    now_in = keep(new)
+    was_in = old is not None and keep(old)
+    if now_in and was_in:
+        return event
+    if now_in:
+        return {"type": ADDED, "object": new}
+    if was_in:
+        gone = dict(old)
+        rv = new["metadata"]["resourceVersion"]
+        gone["metadata"] = {**old["metadata"], "resourceVersion": rv}
+        return {"type": DELETED, "object": gone}
+    return None
+
+
+async def feed(cache: WatchCache, etcd: EtcdClient, *, bookmark_interval: float = 60.0,
+               task_status=trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+    """Keep ``cache`` in step with etcd, forever: list the resource's prefix, then watch
+    it from the next revision; start over (``replace``) when the watch cannot go on
+    (its history compacted away). Bookmarks go out every ``bookmark_interval``."""
+    prefix = cache.rt.prefix()
+    end = prefix_end(prefix)
+    started = False
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_bookmarks, cache, bookmark_interval)
+        while True:
+            got = await etcd.get(prefix, end)
+            objects = {kv.key: decode(kv.value, kv.mod_revision) for kv in got.kvs}
+            cache.replace(objects, got.header.revision)
+            if not started:
+                started = True
+                task_status.started()
+            try:
+                async with etcd.watch(prefix, end, start_revision=got.header.revision + 1,
+                                      prev_kv=False, progress_notify=True) as stream:  # fmt: skip
+                    async for response in stream:
+                        if response.events:
+                            cache.apply(list(response.events), response.header.revision)
+                        else:
+                            cache.progress(response.header.revision)
+            except EtcdError:
+                await trio.sleep(0.1)  # compacted past us, or no member: list again
+
+
+async def _bookmarks(cache: WatchCache, interval: float) -> None:
+    if math.isinf(interval):
+        return
+    while True:
+        await trio.sleep(interval)
+        cache.bookmark()

@@ -1,0 +1,155 @@
+"""The watch cache: one etcd watch per resource, any number of API watches served from
+it with Kubernetes' semantics (watch events, synthetic ADDED for "0", 410 Gone for a
+version older than the window, objects entering and leaving a filter, bookmarks, slow
+watchers ended rather than skipped)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+
+from actorkube.actor import ActorSystem
+from actorkube.apiserver._errors import ApiError
+from actorkube.apiserver._registry import ResourceType
+from actorkube.apiserver._storage import ObjectStore
+from actorkube.apiserver._watchcache import WatchCache, feed
+from actorkube.etcd import start_group
+
+CONFIGMAPS = ResourceType("", "v1", "ConfigMap", "configmaps", namespaced=True)
+
+
+def cm(name: str, labels: dict | None = None, **data: str) -> dict:
+    m = {"name": name, "namespace": "default", "labels": labels or {}}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": m, "data": data}
+
+
+def seen(events: list[dict]) -> list[tuple]:
+    return [(e["type"], e["object"]["metadata"].get("name")) for e in events]
+
+
+async def drain(watcher, count: int) -> list[dict]:
+    return [await watcher.receive() for _ in range(count)]
+
+
+class Cluster:
+    def __init__(self, system: ActorSystem, capacity: int = 1000, bookmarks: float = 60.0):
+        self.group = start_group(system, 3)
+        self.store = ObjectStore(
+            self.group.client(timeout=30), clock=lambda: 1.79e9, rng=random.Random(2)
+        )
+        self.cache = WatchCache(CONFIGMAPS, capacity=capacity)
+        self.bookmarks = bookmarks
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        etcd = self.group.client(name="cache", timeout=30)
+        await nursery.start(
+            lambda task_status: feed(
+                self.cache, etcd, bookmark_interval=self.bookmarks, task_status=task_status
+            )
+        )
+
+    async def settle(self) -> None:
+        await trio.sleep(1)  # virtual: the members apply and the watch delivers
+
+
+async def test_a_watch_from_0_starts_with_the_state_then_goes_live(autojump_clock):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        c = Cluster(system)
+        await c.store.create(CONFIGMAPS, cm("a"))
+        await c.store.create(CONFIGMAPS, cm("b"))
+        await c.start(nursery)
+        w = c.cache.watch("0", lambda o: True)
+        assert seen(await drain(w, 2)) == [("ADDED", "a"), ("ADDED", "b")]
+        await c.store.update(CONFIGMAPS, "default", "a", lambda o: {**o, "data": {"k": "1"}})
+        await c.store.delete(CONFIGMAPS, "default", "b")
+        await c.store.create(CONFIGMAPS, cm("c"))
+        live = await drain(w, 3)
+        assert seen(live) == [("MODIFIED", "a"), ("DELETED", "b"), ("ADDED", "c")]
+        revs = [int(e["object"]["metadata"]["resourceVersion"]) for e in live]
+        assert revs == sorted(revs) and len(set(revs)) == 3
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_watch_from_a_version_gets_exactly_what_came_after(autojump_clock):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        c = Cluster(system, capacity=3)
+        await c.start(nursery)
+        made = [await c.store.create(CONFIGMAPS, cm(f"o{i}")) for i in range(5)]
+        await c.settle()
+        rv = made[2]["metadata"]["resourceVersion"]
+        w = c.cache.watch(rv, lambda o: True)
+        assert seen(await drain(w, 2)) == [("ADDED", "o3"), ("ADDED", "o4")]
+        # The window holds 3 events: o1's version is too old to continue from.
+        with pytest.raises(ApiError) as old:
+            c.cache.watch(made[0]["metadata"]["resourceVersion"], lambda o: True)
+        assert old.value.code == 410
+        assert old.value.status["message"].startswith("too old resource version: ")
+        with pytest.raises(ApiError) as bad:
+            c.cache.watch("yesterday", lambda o: True)
+        assert bad.value.code == 400
+        nursery.cancel_scope.cancel()
+
+
+async def test_objects_entering_and_leaving_a_selector_are_added_and_deleted(autojump_clock):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        c = Cluster(system)
+        await c.start(nursery)
+
+        def web(o: dict) -> bool:
+            return o["metadata"].get("labels", {}).get("app") == "web"
+
+        w = c.cache.watch("0", web)
+        await c.store.create(CONFIGMAPS, cm("x"))  # not web: unseen
+
+        def label(value: str):
+            def change(o: dict) -> dict:
+                return {**o, "metadata": {**o["metadata"], "labels": {"app": value}}}
+
+            return change
+
+        await c.store.update(CONFIGMAPS, "default", "x", label("web"))
+        await c.store.update(CONFIGMAPS, "default", "x", lambda o: {**o, "data": {"k": "v"}})
+        await c.store.update(CONFIGMAPS, "default", "x", label("db"))
+        events = await drain(w, 3)
+        assert seen(events) == [("ADDED", "x"), ("MODIFIED", "x"), ("DELETED", "x")]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_slow_watcher_is_ended_not_skipped(autojump_clock):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        c = Cluster(system)
+        await c.start(nursery)
+        w = c.cache.watch("0", lambda o: True, buffer=2)
+        for i in range(4):
+            await c.store.create(CONFIGMAPS, cm(f"o{i}"))
+        await c.settle()
+        assert w.ended == "the watcher did not keep up"
+        got = []
+        with pytest.raises(trio.EndOfChannel):
+            while True:
+                got.append(await w.receive())
+        # What it did get is a prefix, so it can watch again from the last version.
+        assert seen(got) == [("ADDED", "o0"), ("ADDED", "o1")]
+        again = c.cache.watch(got[-1]["object"]["metadata"]["resourceVersion"], lambda o: True)
+        assert seen(await drain(again, 2)) == [("ADDED", "o2"), ("ADDED", "o3")]
+        nursery.cancel_scope.cancel()
+
+
+async def test_bookmarks_say_how_far_a_quiet_watch_is(autojump_clock):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        c = Cluster(system, bookmarks=5)
+        await c.start(nursery)
+        quiet = c.cache.watch("0", lambda o: o["metadata"]["name"] == "nothing", bookmarks=True)
+        plain = c.cache.watch("0", lambda o: o["metadata"]["name"] == "nothing")
+        made = await c.store.create(CONFIGMAPS, cm("other"))
+        event = await quiet.receive()
+        assert event["type"] == "BOOKMARK"
+        assert event["object"]["kind"] == "ConfigMap"
+        rv = int(event["object"]["metadata"]["resourceVersion"])
+        assert rv >= int(made["metadata"]["resourceVersion"])
+        with trio.move_on_after(20):
+            await plain.receive()
+            raise AssertionError("a watch that did not ask for bookmarks got one")
+        nursery.cancel_scope.cancel()
