@@ -94,16 +94,23 @@ MODIFIED = "the object has been modified; please apply your changes to the lates
 
 
 def invalid(kind: str, group: str, name: str, errors: list) -> ApiError:
-    """422 Invalid from a list of ``FieldError``s (objects with ``type``, ``field``,
-    ``message()`` and ``detail_message()``)."""
+    """422 Invalid from a list of ``FieldError``s (objects with ``type``, ``field`` and
+    ``message()``); each becomes a cause whose message is the error without its field,
+    as Kubernetes' ErrorBody."""
     what = f"{kind}.{group}" if group else kind
     texts = [e.message() for e in errors]
     listed = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     details = _details(name, group, kind)
     details["causes"] = [
-        {"reason": e.type.value, "message": e.detail_message(), "field": e.field} for e in errors
+        {"reason": e.type.value, "message": _body(e), "field": e.field} for e in errors
     ]
     return ApiError(status(422, "Invalid", f'{what} "{name}" is invalid: {listed}', details))
+
+
+def _body(error) -> str:
+    text = error.message()
+    prefix = f"{error.field}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def bad_request(message: str) -> ApiError:

@@ -36,6 +36,7 @@ from ._registry import ResourceType
 from ._storage import decode, parse_resource_version
 
 ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
+RESET = "RESET"
 
 Filter = Callable[[dict], bool]
 
@@ -88,6 +89,9 @@ class WatchCache:
         self.ready = trio.Event()
         self.watchers: set[Watcher] = set()
         self._oldest = 0  # the revision the window starts after
+        # Called with (type, object) for every change, and ("RESET", None) then ADDED
+        # for every object when the cache starts over (an authorizer keeps its roles so).
+        self.listeners: list[Callable[[str, dict | None], None]] = []
 
     # --- fed by etcd ------------------------------------------------------------------
 
@@ -100,6 +104,10 @@ class WatchCache:
         for w in list(self.watchers):
             w.end("the watch cache was reinitialised")
         self.watchers.clear()
+        for listener in self.listeners:
+            listener(RESET, None)
+            for obj in self.objects.values():
+                listener(ADDED, obj)
         self.ready.set()
 
     def apply(self, events: list, revision: int) -> None:
@@ -125,6 +133,8 @@ class WatchCache:
         self.revision = max(self.revision, revision)
 
     def _push(self, rv: int, event: dict, old: dict | None) -> None:
+        for listener in self.listeners:
+            listener(event["type"], event["object"])
         self.window.append((rv, event, old))
         while len(self.window) > self.capacity:
             self._oldest = self.window.popleft()[0]

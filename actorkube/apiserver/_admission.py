@@ -1,0 +1,174 @@
+"""Admission: the checks and changes a write goes through after authorization and
+before validation and storage, as kube-apiserver's default admission plugins make them.
+
+Rules of this file:
+
+- A plugin is an object with ``async admit(request) -> obj`` (mutating: may return a
+  changed copy of the object) and/or ``async check(request)`` (validating: raises
+  ApiError). The chain runs every mutation first, then every check, in order.
+- Plugins read the cluster through ``Lookup`` (a namespace, a service account), which
+  serves from the watch cache and falls back to storage on a miss, as Kubernetes'
+  plugins fall back from their informers to a live read: an object created a moment
+  ago is never refused for being missing from a cache that has not caught up.
+- Plugins here: NamespaceLifecycle, ServiceAccount (defaulting and existence),
+  DefaultTolerationSeconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from . import _errors as errors
+from ._registry import ResourceType
+
+# Namespaces Kubernetes never lets anyone delete.
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+DEFAULT_TOLERATION_SECONDS = 300
+NOT_READY = "node.kubernetes.io/not-ready"
+UNREACHABLE = "node.kubernetes.io/unreachable"
+
+Lookup = Callable[[str, str, str], Awaitable[dict | None]]  # (resource, namespace, name)
+
+
+@attrs.frozen
+class AdmissionRequest:
+    """A write as admission sees it: ``operation`` CREATE, UPDATE or DELETE; ``obj`` the
+    new object (None for DELETE), ``old`` the stored one (None for CREATE)."""
+
+    operation: str
+    rt: ResourceType
+    namespace: str
+    name: str
+    obj: dict | None
+    old: dict | None
+    subresource: str = ""
+
+
+class NamespaceLifecycle:
+    """No new objects in a namespace that does not exist or is being terminated; the
+    immortal namespaces cannot be deleted."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self.lookup = lookup
+
+    async def check(self, req: AdmissionRequest) -> None:
+        rt = req.rt
+        if rt.plural == "namespaces" and not rt.group and req.operation == "DELETE":
+            if req.name in IMMORTAL_NAMESPACES:
+                raise errors.namespace_forbidden(
+                    "namespaces", "", req.name, "this namespace may not be deleted"
+                )
+            return
+        if not rt.namespaced or req.operation != "CREATE" or req.subresource:
+            return
+        namespace = await self.lookup("namespaces", "", req.namespace)
+        if namespace is None:
+            raise errors.not_found("namespaces", "", req.namespace)
+        terminating = (namespace.get("metadata") or {}).get("deletionTimestamp") or (
+            (namespace.get("status") or {}).get("phase") == "Terminating"
+        )
+        if terminating:
+            why = (
+                f"unable to create new content in namespace {req.namespace} because it is "
+                "being terminated"
+            )
+            raise errors.namespace_forbidden(rt.plural, rt.group, req.name, why)
+
+
+class ServiceAccountAdmission:
+    """Pods run as a service account: ``default`` unless they name one, and it must
+    exist in the pod's namespace."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self.lookup = lookup
+
+    async def admit(self, req: AdmissionRequest) -> dict | None:
+        if not _is_pod_create(req):
+            return req.obj
+        spec = dict(req.obj.get("spec") or {})
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        spec["serviceAccountName"] = account
+        spec["serviceAccount"] = account  # the deprecated alias Kubernetes keeps in step
+        return {**req.obj, "spec": spec}
+
+    async def check(self, req: AdmissionRequest) -> None:
+        if not _is_pod_create(req):
+            return
+        account = req.obj["spec"]["serviceAccountName"]
+        if await self.lookup("serviceaccounts", req.namespace, account) is None:
+            why = (
+                f"error looking up service account {req.namespace}/{account}: "
+                f'serviceaccount "{account}" not found'
+            )
+            raise errors.namespace_forbidden("pods", "", req.name, why)
+
+
+class DefaultTolerationSeconds:
+    """Pods tolerate a not-ready or unreachable node for 300 s unless they say otherwise:
+    taint-based eviction then removes them from a lost node after five minutes."""
+
+    def __init__(self, seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+        self.seconds = seconds
+
+    async def admit(self, req: AdmissionRequest) -> dict | None:
+        if not _is_pod_create(req):
+            return req.obj
+        spec = dict(req.obj.get("spec") or {})
+        tolerations = list(spec.get("tolerations") or [])
+        for key in (NOT_READY, UNREACHABLE):
+            if not any(_tolerates_no_execute(t, key) for t in tolerations):
+                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                    "tolerationSeconds": self.seconds})  # fmt: skip
+        spec["tolerations"] = tolerations
+        return {**req.obj, "spec": spec}
+
+
+def _tolerates_no_execute(toleration: Any, key: str) -> bool:
+    if not isinstance(toleration, dict):
+        return False
+    effect = toleration.get("effect", "")
+    if effect not in ("", "NoExecute"):
+        return False
+    if toleration.get("operator") == "Exists" and not toleration.get("key"):
+        return True  # tolerates every taint
+    return toleration.get("key") == key
+
+
+def _is_pod_create(req: AdmissionRequest) -> bool:
+    return (
+        req.operation == "CREATE"
+        and req.rt.plural == "pods"
+        and not req.rt.group
+        and not req.subresource
+        and isinstance(req.obj, dict)
+    )
+
+
+class AdmissionChain:
+    """Every plugin's ``admit`` in order, then every plugin's ``check``."""
+
+    def __init__(self, plugins: list) -> None:
+        self.plugins = plugins
+
+    async def run(self, req: AdmissionRequest) -> dict | None:
+        obj = req.obj
+        for plugin in self.plugins:
+            admit = getattr(plugin, "admit", None)
+            if admit is not None:
+                obj = await admit(attrs.evolve(req, obj=obj))
+        final = attrs.evolve(req, obj=obj)
+        for plugin in self.plugins:
+            check = getattr(plugin, "check", None)
+            if check is not None:
+                await check(final)
+        return obj
+
+
+def default_chain(lookup: Lookup) -> AdmissionChain:
+    """The plugins of this file, in kube-apiserver's order."""
+    return AdmissionChain(
+        [NamespaceLifecycle(lookup), ServiceAccountAdmission(lookup), DefaultTolerationSeconds()]
+    )

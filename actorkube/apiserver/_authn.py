@@ -1,0 +1,166 @@
+"""Authentication: who a request comes from, from its bearer token.
+
+Rules of this file:
+
+- A static token file in kube-apiserver's ``--token-auth-file`` format (CSV lines
+  ``token,user,uid[,"group1,group2"]``) names users; they are put in
+  ``system:authenticated`` as well.
+- Service-account tokens are JWTs signed with the cluster's service-account key
+  (RS256), with Kubernetes' claims: ``iss``, ``sub`` =
+  ``system:serviceaccount:<namespace>:<name>``, ``aud``, ``iat``, ``nbf``, ``exp`` and
+  ``kubernetes.io`` (namespace, serviceaccount name and uid). A token verifies only with
+  the right key, issuer and audience, inside its lifetime; whether its service account
+  still exists (same uid) is asked through ``account_exists`` so a deleted account's
+  tokens stop working.
+- A request with no token is anonymous (``system:anonymous`` in
+  ``system:unauthenticated``) only if anonymous access is enabled; a token nobody
+  recognises is always 401, never anonymous.
+- Token checks use constant-time comparison; the wall clock comes from the caller.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import _errors as errors
+from ._rbac import ALL_AUTHENTICATED, UserInfo
+
+DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+DEFAULT_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+
+class InvalidTokenFile(ValueError):
+    """The token file is malformed (the operator's fault); the message names the line."""
+
+
+def parse_token_file(text: str) -> dict[str, UserInfo]:
+    """token -> user, from kube-apiserver's token file format."""
+    users: dict[str, UserInfo] = {}
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 3:
+            raise InvalidTokenFile(f"token file line {number}: want token,user,uid[,groups]")
+        token, name, uid = (field.strip() for field in row[:3])
+        if not token or not name:
+            raise InvalidTokenFile(f"token file line {number}: empty token or user name")
+        groups = [g.strip() for g in row[3].split(",") if g.strip()] if len(row) > 3 else []
+        users[token] = UserInfo(name, uid, (*groups, ALL_AUTHENTICATED))
+    return users
+
+
+def new_signing_key() -> bytes:
+    """A fresh RSA key for signing service-account tokens, as PEM."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+class ServiceAccountTokens:
+    """Issues and verifies service-account JWTs with one RSA key (PEM)."""
+
+    def __init__(self, private_key_pem: bytes, *, issuer: str = DEFAULT_ISSUER) -> None:
+        self._private = serialization.load_pem_private_key(private_key_pem, password=None)
+        self._public = self._private.public_key()
+        self.issuer = issuer
+
+    def issue(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        *,
+        now: float,
+        expires_in: int = 3600,
+        audiences: tuple[str, ...] = (DEFAULT_AUDIENCE,),
+    ) -> str:
+        """A token for service account ``namespace/name`` (uid ``uid``), valid from
+        ``now`` for ``expires_in`` seconds (TokenRequest's default is one hour)."""
+        claims = {
+            "iss": self.issuer,
+            "sub": f"system:serviceaccount:{namespace}:{name}",
+            "aud": list(audiences),
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(now) + expires_in,
+            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}},
+        }
+        return jwt.encode(claims, self._private, algorithm="RS256")
+
+    def verify(self, token: str, *, now: float, audience: str = DEFAULT_AUDIENCE) -> dict | None:
+        """The token's claims if it is ours and valid at ``now``; None otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._public,
+                algorithms=["RS256"],
+                audience=audience,
+                issuer=self.issuer,
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError:
+            return None
+        # Lifetime checked against the caller's clock (virtual in simulations).
+        if not claims.get("nbf", 0) <= now < claims.get("exp", 0):
+            return None
+        info = claims.get("kubernetes.io")
+        if not isinstance(info, dict) or not isinstance(info.get("serviceaccount"), dict):
+            return None
+        return claims
+
+
+class Authenticator:
+    """Bearer token -> ``UserInfo`` (see the module rules)."""
+
+    def __init__(
+        self,
+        *,
+        tokens: dict[str, UserInfo] | None = None,
+        service_accounts: ServiceAccountTokens | None = None,
+        account_exists: Callable[[str, str, str], bool] = lambda ns, name, uid: True,
+        anonymous: bool = False,
+        clock: Callable[[], float],
+    ) -> None:
+        self.tokens = dict(tokens or {})
+        self.service_accounts = service_accounts
+        self.account_exists = account_exists
+        self.anonymous = anonymous
+        self.clock = clock
+
+    def authenticate(self, token: str) -> UserInfo:
+        """The user behind ``token``; raises 401 Unauthorized."""
+        if not token:
+            if self.anonymous:
+                return UserInfo.anonymous()
+            raise errors.unauthorized()
+        user = self._static(token)
+        if user is not None:
+            return user
+        if self.service_accounts is not None:
+            claims = self.service_accounts.verify(token, now=self.clock())
+            if claims is not None:
+                info: dict[str, Any] = claims["kubernetes.io"]
+                namespace, account = info.get("namespace", ""), info["serviceaccount"]
+                name, uid = account.get("name", ""), account.get("uid", "")
+                if namespace and name and self.account_exists(namespace, name, uid):
+                    return UserInfo.service_account(namespace, name, uid)
+        raise errors.unauthorized()
+
+    def _static(self, token: str) -> UserInfo | None:
+        found = None
+        for known, user in self.tokens.items():
+            # Compare against every token so timing does not tell which one matched.
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = user
+        return found

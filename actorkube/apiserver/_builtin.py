@@ -1,0 +1,644 @@
+"""The built-in resources: one ``ResourceType`` entry each, with Kubernetes' defaulting
+and validation for the fields the cluster's components rely on.
+
+Rules of this file:
+
+- Defaulting returns a new object and fills what Kubernetes' SetDefaults_* fill
+  (restartPolicy, terminationGracePeriodSeconds, dnsPolicy, imagePullPolicy, service
+  port protocols and target ports, Deployment strategy, ...). It never fails: a value
+  of the wrong type is left for validation to report.
+- Validation returns every FieldError it finds (never raises) with Kubernetes' paths
+  and messages; ``old`` is None on create, the stored object on update (where some
+  fields are immutable).
+- Resources without rules of their own here still get metadata validation.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ._registry import Registry, ResourceType
+from ._selectors import InvalidSelector, Selector
+from ._validation import (
+    ErrorType,
+    FieldError,
+    Path,
+    is_dns1123_label,
+    is_valid_port_name,
+    is_valid_port_num,
+    name_is_dns1035_label,
+    name_is_dns_label,
+    name_is_dns_subdomain,
+    validate_object_meta,
+    validate_resource_requirements,
+)
+
+META = Path("metadata")
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def _not_supported(path: Path, value: Any, supported: tuple[str, ...]) -> FieldError:
+    listed = ", ".join(f'"{s}"' for s in sorted(supported))
+    return FieldError(ErrorType.NOT_SUPPORTED, str(path), value, f"supported values: {listed}")
+
+
+def _duplicate(path: Path, value: Any) -> FieldError:
+    return FieldError(ErrorType.DUPLICATE, str(path), value, "")
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _meta_rule(namespaced: bool, name_rule=name_is_dns_subdomain):
+    def validate(obj: dict, old: dict | None) -> list[FieldError]:
+        return validate_object_meta(obj.get("metadata"), namespaced, META, validate_name=name_rule)
+
+    return validate
+
+
+def _with_meta(namespaced: bool, rule: Callable, name_rule=name_is_dns_subdomain):
+    check_meta = _meta_rule(namespaced, name_rule)
+
+    def validate(obj: dict, old: dict | None) -> list[FieldError]:
+        return check_meta(obj, old) + rule(obj, old)
+
+    return validate
+
+
+# --- pods -----------------------------------------------------------------------------------
+
+
+def default_container(c: Any) -> Any:
+    if not isinstance(c, dict):
+        return c
+    c = dict(c)
+    image = c.get("image", "")
+    if "imagePullPolicy" not in c and isinstance(image, str):
+        tag = image.rsplit("/", 1)[-1]
+        latest = "@" not in tag and (":" not in tag or tag.endswith(":latest"))
+        c["imagePullPolicy"] = "Always" if latest else "IfNotPresent"
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    if isinstance(c.get("ports"), list):
+        c["ports"] = [
+            {**p, "protocol": p.get("protocol", "TCP")} if isinstance(p, dict) else p
+            for p in c["ports"]
+        ]
+    resources = c.get("resources")
+    if isinstance(resources, dict) and isinstance(resources.get("limits"), dict):
+        # Requests default to the limits (SetDefaults_ResourceRequirements via the pod).
+        requests = dict(_dict(resources.get("requests")))
+        for name, value in resources["limits"].items():
+            requests.setdefault(name, value)
+        c["resources"] = {**resources, "requests": requests}
+    return c
+
+
+def default_pod_spec(spec: Any) -> Any:
+    if not isinstance(spec, dict):
+        return spec
+    spec = dict(spec)
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    for field in ("containers", "initContainers"):
+        if isinstance(spec.get(field), list):
+            spec[field] = [default_container(c) for c in spec[field]]
+    return spec
+
+
+def default_pod(obj: dict) -> dict:
+    new = {**obj, "spec": default_pod_spec(obj.get("spec"))}
+    if "status" not in new:
+        new["status"] = {"phase": "Pending"}
+    return new
+
+
+def validate_containers(containers: Any, path: Path, names: set[str], *, required: bool):
+    errors: list[FieldError] = []
+    if not isinstance(containers, list):
+        if containers is not None or required:
+            errors.append(
+                FieldError.required(path)
+                if containers is None
+                else FieldError.type_invalid(path, containers, "array")
+            )
+        return errors
+    if required and not containers:
+        errors.append(FieldError.required(path))
+    for i, c in enumerate(containers):
+        at = path.index(i)
+        if not isinstance(c, dict):
+            errors.append(FieldError.type_invalid(at, c, "object"))
+            continue
+        name = c.get("name")
+        if not name:
+            errors.append(FieldError.required(at.child("name")))
+        elif not isinstance(name, str):
+            errors.append(FieldError.type_invalid(at.child("name"), name, "string"))
+        else:
+            for msg in is_dns1123_label(name):
+                errors.append(FieldError.invalid(at.child("name"), name, msg))
+            if name in names:
+                errors.append(_duplicate(at.child("name"), name))
+            names.add(name)
+        if not c.get("image"):
+            errors.append(FieldError.required(at.child("image")))
+        policy = c.get("imagePullPolicy")
+        if policy is not None and policy not in PULL_POLICIES:
+            errors.append(_not_supported(at.child("imagePullPolicy"), policy, PULL_POLICIES))
+        errors += _validate_container_ports(c.get("ports"), at.child("ports"))
+        if "resources" in c:
+            errors += validate_resource_requirements(c["resources"], at.child("resources"))
+    return errors
+
+
+def _validate_port(p: dict, at: Path, number_field: str, name_rule, names: set) -> list:
+    """One port of a container or a service: its number, its name (unique among the
+    ``names`` seen so far, valid for ``name_rule``) and its protocol."""
+    errors: list[FieldError] = []
+    number = p.get(number_field)
+    if number is None:
+        errors.append(FieldError.required(at.child(number_field)))
+    elif not isinstance(number, int) or isinstance(number, bool):
+        errors.append(FieldError.type_invalid(at.child(number_field), number, "integer"))
+    else:
+        errors += [FieldError.invalid(at.child(number_field), number, m)
+                   for m in is_valid_port_num(number)]  # fmt: skip
+    name = p.get("name")
+    if name:
+        errors += [FieldError.invalid(at.child("name"), name, m) for m in name_rule(str(name))]
+        if name in names:
+            errors.append(_duplicate(at.child("name"), name))
+        names.add(name)
+    protocol = p.get("protocol", "TCP")
+    if protocol not in PROTOCOLS:
+        errors.append(_not_supported(at.child("protocol"), protocol, PROTOCOLS))
+    return errors
+
+
+def _validate_container_ports(ports: Any, path: Path) -> list[FieldError]:
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for i, p in enumerate(_list(ports)):
+        if isinstance(p, dict):
+            errors += _validate_port(p, path.index(i), "containerPort", is_valid_port_name, seen)
+        else:
+            errors.append(FieldError.type_invalid(path.index(i), p, "object"))
+    return errors
+
+
+def validate_pod_spec(spec: Any, path: Path) -> list[FieldError]:
+    if not isinstance(spec, dict):
+        return [
+            FieldError.required(path)
+            if spec is None
+            else FieldError.type_invalid(path, spec, "object")
+        ]
+    names: set[str] = set()
+    errors = validate_containers(
+        spec.get("initContainers"), path.child("initContainers"), names, required=False
+    )
+    errors += validate_containers(
+        spec.get("containers"), path.child("containers"), names, required=True
+    )
+    policy = spec.get("restartPolicy", "Always")
+    if policy not in RESTART_POLICIES:
+        errors.append(_not_supported(path.child("restartPolicy"), policy, RESTART_POLICIES))
+    dns = spec.get("dnsPolicy", "ClusterFirst")
+    if dns not in DNS_POLICIES:
+        errors.append(_not_supported(path.child("dnsPolicy"), dns, DNS_POLICIES))
+    grace = spec.get("terminationGracePeriodSeconds")
+    if grace is not None and (not isinstance(grace, int) or grace < 0):
+        errors.append(
+            FieldError.invalid(
+                path.child("terminationGracePeriodSeconds"),
+                grace,
+                "must be greater than or equal to 0",
+            )
+        )
+    node = spec.get("nodeName")
+    if node:
+        for msg in name_is_dns_subdomain(str(node), False):
+            errors.append(FieldError.invalid(path.child("nodeName"), node, msg))
+    return errors
+
+
+# Pod fields an update may change (ValidatePodUpdate): images, the deadline, the grace
+# period (only to shorten it through a delete), and tolerations.
+_MUTABLE_POD_FIELDS = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+
+
+def _pod_spec_for_compare(spec: dict) -> dict:
+    spec = {k: v for k, v in spec.items() if k not in _MUTABLE_POD_FIELDS}
+    for field in ("containers", "initContainers"):
+        if isinstance(spec.get(field), list):
+            spec[field] = [
+                {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c
+                for c in spec[field]
+            ]
+    return spec
+
+
+def validate_pod(obj: dict, old: dict | None) -> list[FieldError]:
+    errors = validate_pod_spec(obj.get("spec"), Path("spec"))
+    if old is not None and not errors:
+        before, after = _dict(old.get("spec")), _dict(obj.get("spec"))
+        # A pod's node is set once, by a binding; after that the spec is fixed.
+        if before.get("nodeName") and after.get("nodeName") != before.get("nodeName"):
+            errors.append(
+                FieldError.forbidden(Path("spec").child("nodeName"), "field is immutable")
+            )
+        # Binding sets the node once; compare the rest.
+        before = {k: v for k, v in before.items() if k != "nodeName"}
+        after = {k: v for k, v in after.items() if k != "nodeName"}
+        if _pod_spec_for_compare(after) != _pod_spec_for_compare(before):
+            errors.append(
+                FieldError.forbidden(
+                    Path("spec"),
+                    (
+                        "pod updates may not change fields other than `spec.containers[*].image`,"
+                        "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
+                        "`spec.tolerations` (only additions to existing tolerations),"
+                        "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was "
+                        "previously negative)"
+                    ),
+                )
+            )
+    return errors
+
+
+def pod_fields(obj: dict) -> dict[str, str]:
+    spec, status = _dict(obj.get("spec")), _dict(obj.get("status"))
+    return {
+        "spec.nodeName": str(spec.get("nodeName", "")),
+        "spec.restartPolicy": str(spec.get("restartPolicy", "")),
+        "spec.schedulerName": str(spec.get("schedulerName", "")),
+        "spec.serviceAccountName": str(spec.get("serviceAccountName", "")),
+        "status.phase": str(status.get("phase", "")),
+        "status.podIP": str(status.get("podIP", "")),
+        "status.nominatedNodeName": str(status.get("nominatedNodeName", "")),
+    }
+
+
+# --- workloads (apps/v1) --------------------------------------------------------------------
+
+
+def default_workload(obj: dict, *, replicas: bool, strategy: str) -> dict:
+    spec = dict(_dict(obj.get("spec")))
+    if replicas:
+        spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+    if strategy == "Deployment":
+        spec.setdefault(
+            "strategy",
+            {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+            },
+        )
+        spec.setdefault("progressDeadlineSeconds", 600)
+    elif strategy == "DaemonSet":
+        spec.setdefault(
+            "updateStrategy",
+            {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+        )
+    template = spec.get("template")
+    if isinstance(template, dict):
+        spec["template"] = {**template, "spec": default_pod_spec(template.get("spec"))}
+    if strategy == "ReplicaSet":
+        spec.pop("revisionHistoryLimit")
+    return {**obj, "spec": spec}
+
+
+def validate_workload(obj: dict, old: dict | None, *, replicas: bool) -> list[FieldError]:
+    spec = obj.get("spec")
+    path = Path("spec")
+    if not isinstance(spec, dict):
+        return [FieldError.required(path)]
+    errors: list[FieldError] = []
+    if replicas:
+        count = spec.get("replicas", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            errors.append(
+                FieldError.invalid(
+                    path.child("replicas"), count, "must be greater than or equal to 0"
+                )
+            )
+    selector = spec.get("selector")
+    template = _dict(spec.get("template"))
+    labels = _dict(_dict(template.get("metadata")).get("labels"))
+    if not isinstance(selector, dict):
+        errors.append(FieldError.required(path.child("selector")))
+    else:
+        try:
+            parsed = Selector.from_label_selector(selector)
+        except InvalidSelector as e:
+            errors.append(FieldError.invalid(path.child("selector"), selector, str(e)))
+        else:
+            if parsed.empty:
+                errors.append(
+                    FieldError.invalid(
+                        path.child("selector"), selector, "empty selector is invalid for deployment"
+                    )
+                )
+            elif not parsed.matches(labels):
+                errors.append(
+                    FieldError.invalid(
+                        path.child("template", "metadata", "labels"),
+                        labels,
+                        "`selector` does not match template `labels`",
+                    )
+                )
+        if old is not None and selector != _dict(old.get("spec")).get("selector"):
+            errors.append(
+                FieldError.invalid(path.child("selector"), selector, "field is immutable")
+            )
+    errors += validate_pod_spec(template.get("spec"), path.child("template", "spec"))
+    return errors
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+def default_service(obj: dict) -> dict:
+    spec = dict(_dict(obj.get("spec")))
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    if isinstance(spec.get("ports"), list):
+        spec["ports"] = [
+            {
+                **p,
+                "protocol": p.get("protocol", "TCP"),
+                "targetPort": p.get("targetPort", p.get("port")),
+            }
+            if isinstance(p, dict)
+            else p
+            for p in spec["ports"]
+        ]
+    return {**obj, "spec": spec}
+
+
+def validate_service(obj: dict, old: dict | None) -> list[FieldError]:
+    spec = obj.get("spec")
+    path = Path("spec")
+    if not isinstance(spec, dict):
+        return [FieldError.required(path)]
+    errors: list[FieldError] = []
+    kind = spec.get("type", "ClusterIP")
+    if kind not in SERVICE_TYPES:
+        errors.append(_not_supported(path.child("type"), kind, SERVICE_TYPES))
+    ports = spec.get("ports")
+    if kind != "ExternalName" and spec.get("clusterIP") != "None" and not ports:
+        errors.append(FieldError.required(path.child("ports")))
+    names: set[str] = set()
+    for i, p in enumerate(_list(ports)):
+        at = path.child("ports").index(i)
+        if not isinstance(p, dict):
+            errors.append(FieldError.type_invalid(at, p, "object"))
+            continue
+        if len(_list(ports)) > 1 and not p.get("name"):
+            errors.append(FieldError.required(at.child("name")))
+        errors += _validate_port(p, at, "port", is_dns1123_label, names)
+    if old is not None:
+        before = _dict(old.get("spec")).get("clusterIP")
+        if before and spec.get("clusterIP") not in (None, "", before):
+            errors.append(
+                FieldError.invalid(
+                    path.child("clusterIP"), spec.get("clusterIP"), "field is immutable"
+                )
+            )
+    return errors
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def validate_config_data(obj: dict, old: dict | None) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for field in ("data", "binaryData", "stringData"):
+        data = obj.get(field)
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            errors.append(FieldError.type_invalid(Path(field), data, "object"))
+            continue
+        for key in data:
+            if not _CONFIG_KEY.fullmatch(key) or len(key) > 253:
+                errors.append(
+                    FieldError.invalid(
+                        Path(field),
+                        key,
+                        (
+                            "a valid config key must consist of alphanumeric characters, "
+                            "'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or "
+                            "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+                        ),
+                    )
+                )
+    return errors
+
+
+def default_secret(obj: dict) -> dict:
+    new = dict(obj)
+    new.setdefault("type", "Opaque")
+    string_data = new.pop("stringData", None)
+    if isinstance(string_data, dict):
+        data = dict(_dict(new.get("data")))
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        new["data"] = data
+    return new
+
+
+def default_namespace(obj: dict) -> dict:
+    spec = dict(_dict(obj.get("spec")))
+    spec.setdefault("finalizers", ["kubernetes"])
+    status = dict(_dict(obj.get("status")))
+    status.setdefault("phase", "Active")
+    return {**obj, "spec": spec, "status": status}
+
+
+def node_fields(obj: dict) -> dict[str, str]:
+    unschedulable = _dict(obj.get("spec")).get("unschedulable", False)
+    return {"spec.unschedulable": "true" if unschedulable else "false"}
+
+
+def _requires(*fields: str) -> Callable[[dict, dict | None], list[FieldError]]:
+    def validate(obj: dict, old: dict | None) -> list[FieldError]:
+        errors = []
+        for field in fields:
+            node: Any = obj
+            for part in field.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node in (None, "", [], {}):
+                errors.append(FieldError.required(Path(field)))
+        return errors
+
+    return validate
+
+
+def _role_ref_immutable(obj: dict, old: dict | None) -> list[FieldError]:
+    errors = _requires("roleRef.kind", "roleRef.name")(obj, old)
+    if old is not None and obj.get("roleRef") != old.get("roleRef"):
+        errors.append(
+            FieldError.invalid(Path("roleRef"), obj.get("roleRef"), "cannot change roleRef")
+        )
+    return errors
+
+
+def _no_rules(obj: dict, old: dict | None) -> list[FieldError]:
+    return []
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+STATUS = frozenset({"status"})
+RBAC = "rbac.authorization.k8s.io"
+
+
+def builtin_registry() -> Registry:
+    """Every resource of the API server (see docs/apiserver.md)."""
+
+    def rt(
+        group,
+        kind,
+        plural,
+        namespaced,
+        *,
+        rule=_no_rules,
+        name_rule=name_is_dns_subdomain,
+        **options,
+    ) -> ResourceType:
+        return ResourceType(
+            group,
+            "v1",
+            kind,
+            plural,
+            namespaced,
+            validate=_with_meta(namespaced, rule, name_rule),
+            **options,
+        )
+
+    def workload(kind, plural, short, replicas, subresources):
+        return rt(
+            "apps",
+            kind,
+            plural,
+            True,
+            short_names=(short,),
+            categories=("all",),
+            subresources=subresources,
+            generation=True,
+            rule=lambda o, old: validate_workload(o, old, replicas=replicas),
+            default=lambda o: default_workload(o, replicas=replicas, strategy=kind),
+        )
+
+    return Registry(
+        [
+            rt(
+                "",
+                "Namespace",
+                "namespaces",
+                False,
+                short_names=("ns",),
+                subresources=STATUS,
+                name_rule=name_is_dns_label,
+                default=default_namespace,
+            ),
+            rt(
+                "",
+                "Node",
+                "nodes",
+                False,
+                etcd_prefix="minions",
+                short_names=("no",),
+                subresources=STATUS,
+                fields=node_fields,
+            ),
+            rt(
+                "",
+                "Pod",
+                "pods",
+                True,
+                short_names=("po",),
+                categories=("all",),
+                subresources=frozenset({"status", "binding", "eviction", "log"}),
+                graceful=True,
+                rule=validate_pod,
+                default=default_pod,
+                fields=pod_fields,
+            ),
+            rt(
+                "",
+                "Service",
+                "services",
+                True,
+                etcd_prefix="services/specs",
+                short_names=("svc",),
+                categories=("all",),
+                subresources=STATUS,
+                name_rule=name_is_dns1035_label,
+                rule=validate_service,
+                default=default_service,
+            ),
+            rt(
+                "",
+                "Endpoints",
+                "endpoints",
+                True,
+                etcd_prefix="services/endpoints",
+                short_names=("ep",),
+            ),
+            rt("", "ConfigMap", "configmaps", True, short_names=("cm",), rule=validate_config_data),
+            rt(
+                "",
+                "Secret",
+                "secrets",
+                True,
+                rule=validate_config_data,
+                default=default_secret,
+                fields=lambda o: {"type": str(o.get("type", ""))},
+            ),
+            rt("", "ServiceAccount", "serviceaccounts", True, short_names=("sa",)),
+            rt(
+                "",
+                "Event",
+                "events",
+                True,
+                short_names=("ev",),
+                rule=_requires("involvedObject.kind", "involvedObject.name"),
+            ),
+            workload("Deployment", "deployments", "deploy", True, frozenset({"status", "scale"})),
+            workload("ReplicaSet", "replicasets", "rs", True, frozenset({"status", "scale"})),
+            workload("DaemonSet", "daemonsets", "ds", False, STATUS),
+            rt("coordination.k8s.io", "Lease", "leases", True),
+            rt(
+                "discovery.k8s.io",
+                "EndpointSlice",
+                "endpointslices",
+                True,
+                rule=_requires("addressType"),
+            ),
+            rt(RBAC, "Role", "roles", True),
+            rt(RBAC, "ClusterRole", "clusterroles", False),
+            rt(RBAC, "RoleBinding", "rolebindings", True, rule=_role_ref_immutable),
+            rt(RBAC, "ClusterRoleBinding", "clusterrolebindings", False, rule=_role_ref_immutable),
+        ]
+    )

@@ -1,0 +1,65 @@
+"""The API server's messages: one request in, one response out, watch events pushed.
+
+A request is what kube-apiserver's request info holds after parsing a URL (verb,
+group, version, resource, subresource, namespace, name) plus the body, the query
+parameters and the caller's bearer token, so that the HTTP front end and the in-cluster
+client send the same thing. Bodies are JSON-like data (dicts, lists, str, int, float,
+bool, None) in Kubernetes' JSON shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actorkube.actor import ActorRef, message
+
+
+@message(tag="apiserver.Request")
+class ApiRequest:
+    """``verb``: get, list, watch, create, update, patch, delete (Kubernetes' request
+    verbs). ``params``: the query parameters as strings (labelSelector, fieldSelector,
+    limit, continue, resourceVersion, allowWatchBookmarks, gracePeriodSeconds, ...).
+    ``content_type`` says what a patch body is (application/merge-patch+json or
+    application/json-patch+json). For watch, ``watcher`` receives ``WatchEvent``s under
+    ``watch_id``."""
+
+    verb: str
+    resource: str
+    group: str = ""
+    version: str = "v1"
+    namespace: str = ""
+    name: str = ""
+    subresource: str = ""
+    body: Any = None
+    params: Any = None
+    token: str = ""
+    content_type: str = ""
+    watcher: ActorRef | None = None
+    watch_id: int = 0
+
+
+@message(tag="apiserver.Response")
+class ApiResponse:
+    """``code`` an HTTP status; ``body`` the object, list or ``Status``."""
+
+    code: int
+    body: Any
+
+
+@message(tag="apiserver.WatchEvent")
+class WatchEvent:
+    """One event of watch ``watch_id``: ``{"type": ..., "object": ...}``. ``event`` None
+    means the watch ended (``reason`` says why: the client watches again from the last
+    resourceVersion it saw)."""
+
+    watch_id: int
+    event: Any = None
+    reason: str = ""
+
+
+@message(tag="apiserver.StopWatch")
+class StopWatch:
+    """The watcher no longer wants watch ``watch_id``."""
+
+    watcher: ActorRef
+    watch_id: int

@@ -1,0 +1,497 @@
+"""Kubernetes RBAC authorization: may this user do this request, and which binding says so.
+
+Rules of this file:
+
+- Pure and synchronous: no I/O, no clock. ``RBACAuthorizer`` holds the current Roles,
+  ClusterRoles, RoleBindings and ClusterRoleBindings (JSON-like dicts in the
+  ``rbac.authorization.k8s.io/v1`` shape), changed one object at a time by an informer
+  (``upsert``, ``delete``); ``authorize`` only reads them.
+- RBAC only adds permissions: its decision is ALLOW or NO_OPINION, never DENY. Nothing
+  bound, a rule that does not match, a binding whose role is missing: no opinion (a
+  missing role is named in the reason). DENY can only come from another authorizer.
+- A ClusterRoleBinding grants its ClusterRole's rules everywhere: in every namespace,
+  on cluster-scoped resources, on non-resource URLs. A RoleBinding grants its Role (of
+  its own namespace) or ClusterRole only to requests in its own namespace: never to
+  cluster-scoped or all-namespace requests, never to non-resource URLs (those have no
+  namespace, and ``Attributes`` refuses one that has).
+- A rule allows a resource request when the verb, the API group, the resource and the
+  name all match. Verbs and API groups: exactly or ``*``. Resources: ``*`` (which covers
+  subresources too), exactly (``pods`` is not ``pods/log``), or ``*/log`` for that
+  subresource of any resource. ``pods/*`` is not a wildcard in Kubernetes and is not
+  here. ``resourceNames``, when present, must contain the request's name: a request
+  without a name (create, and list/watch/deletecollection without a ``metadata.name``
+  field selector) never matches such a rule. A non-resource request matches on its verb
+  and its path: exactly, ``*``, or a pattern ending in ``*`` as a prefix.
+- Subjects: a User by name, a Group by membership of ``UserInfo.groups``, a
+  ServiceAccount by the user name ``system:serviceaccount:<namespace>:<name>``. A
+  ServiceAccount subject without a namespace means the RoleBinding's namespace; in a
+  ClusterRoleBinding (where Kubernetes' validation requires it) it matches nobody. The
+  groups ``system:authenticated``, ``system:unauthenticated``, ``system:serviceaccounts``
+  and ``system:serviceaccounts:<namespace>`` are the authenticator's to put in
+  ``UserInfo.groups`` (see its named constructors); RBAC matches them like any group.
+- ``system:masters`` is not RBAC: as in kube-apiserver, ``PrivilegedGroups`` allows it
+  before RBAC is asked, chained with ``union``.
+- Bindings are visited in name order, ClusterRoleBindings first, so the binding named in
+  an ALLOW's reason is always the same one.
+- ``default_cluster_roles`` is Kubernetes' bootstrap policy for the resources this
+  project serves: cluster-admin, admin, edit, view (already aggregated: there is no
+  aggregation controller yet), system:discovery, system:basic-user and
+  system:public-info-viewer. The node and controller roles (system:node,
+  system:kube-scheduler, system:controller:*) come later, with those components.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+from sortedcontainers import SortedDict
+
+SYSTEM_MASTERS = "system:masters"
+ALL_AUTHENTICATED = "system:authenticated"
+ALL_UNAUTHENTICATED = "system:unauthenticated"
+ANONYMOUS = "system:anonymous"
+ALL_SERVICE_ACCOUNTS = "system:serviceaccounts"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+_SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+_NAMESPACED_KINDS = {"Role": True, "RoleBinding": True,
+                     "ClusterRole": False, "ClusterRoleBinding": False}  # fmt: skip
+
+
+def _freeze_extra(extra: Mapping[str, Iterable[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple(sorted((key, tuple(values)) for key, values in dict(extra).items()))
+
+
+@attrs.frozen
+class UserInfo:
+    """Who makes a request, as the authenticator found it (Kubernetes' ``user.Info``).
+    ``groups`` holds every group the user is in, the implicit ones included; ``extra`` is
+    given as a mapping and kept as sorted ``(key, values)`` pairs, so a UserInfo hashes."""
+
+    name: str
+    uid: str = ""
+    groups: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(
+        default=(), converter=_freeze_extra
+    )
+
+    @classmethod
+    def anonymous(cls) -> UserInfo:
+        """A request that no authenticator claimed, as Kubernetes' anonymous
+        authenticator names it."""
+        return cls(ANONYMOUS, groups=(ALL_UNAUTHENTICATED,))
+
+    @classmethod
+    def service_account(cls, namespace: str, name: str, uid: str = "") -> UserInfo:
+        """A service account's token, authenticated: its user name and groups as the
+        service-account authenticator builds them, plus ``system:authenticated``."""
+        groups = (ALL_SERVICE_ACCOUNTS, f"{ALL_SERVICE_ACCOUNTS}:{namespace}", ALL_AUTHENTICATED)
+        return cls(f"{_SERVICE_ACCOUNT_PREFIX}{namespace}:{name}", uid, groups)
+
+
+@attrs.frozen
+class Attributes:
+    """One request, as authorizers see it (Kubernetes' ``authorizer.Attributes``).
+
+    A resource request names ``api_group``, ``resource``, maybe ``subresource``, maybe
+    ``namespace`` (empty: cluster-scoped, or across all namespaces) and maybe ``name``
+    (for a namespace object, ``namespace`` is its own name, as the request info sets it;
+    for list and watch, the name of a ``metadata.name`` field selector). A non-resource
+    request (``resource_request=False``) has only a verb and a ``path``; a resource
+    request may carry its path too, which RBAC ignores."""
+
+    user: UserInfo
+    verb: str
+    namespace: str = ""
+    api_group: str = ""
+    api_version: str = ""
+    resource: str = ""
+    subresource: str = ""
+    name: str = ""
+    resource_request: bool = True
+    path: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        # A namespace on a non-resource request would let RoleBindings grant URLs.
+        scoped = (self.namespace, self.api_group, self.resource, self.subresource, self.name)
+        if not self.resource_request and any(scoped):
+            raise ValueError("a non-resource request has a path, not a namespace or resource")
+
+    @classmethod
+    def non_resource(cls, user: UserInfo, verb: str, path: str) -> Attributes:
+        """A request for a URL that is not an API resource (``/healthz``, ``/api``)."""
+        return cls(user, verb, resource_request=False, path=path)
+
+
+class Verdict(enum.Enum):
+    ALLOW = "Allow"
+    DENY = "Deny"
+    NO_OPINION = "NoOpinion"
+
+
+@attrs.frozen
+class Decision:
+    """An authorizer's answer. ``reason`` says why, in Kubernetes' words, for the audit
+    log and the 403 message: for RBAC's ALLOW, the binding, role and subject that
+    allowed; for its NO_OPINION, empty or the roles that bindings name but do not
+    exist."""
+
+    verdict: Verdict
+    reason: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict is Verdict.ALLOW
+
+
+class Authorizer(Protocol):
+    def authorize(self, attrs: Attributes) -> Decision: ...
+
+
+@attrs.frozen
+class PrivilegedGroups:
+    """Allows every request of a user in one of ``groups`` and has no opinion on the
+    others (Kubernetes' privileged-group authorizer: an empty reason either way)."""
+
+    groups: tuple[str, ...] = attrs.field(default=(SYSTEM_MASTERS,), converter=tuple)
+
+    def authorize(self, attrs: Attributes) -> Decision:
+        if any(group in self.groups for group in attrs.user.groups):
+            return Decision(Verdict.ALLOW)
+        return Decision(Verdict.NO_OPINION)
+
+
+@attrs.frozen
+class _Union:
+    authorizers: tuple[Authorizer, ...]
+
+    def authorize(self, attrs: Attributes) -> Decision:
+        reasons = []
+        for authorizer in self.authorizers:
+            decision = authorizer.authorize(attrs)
+            if decision.verdict is not Verdict.NO_OPINION:
+                return decision
+            if decision.reason:
+                reasons.append(decision.reason)
+        return Decision(Verdict.NO_OPINION, "\n".join(reasons))
+
+
+def union(authorizers: Iterable[Authorizer]) -> Authorizer:
+    """Asks ``authorizers`` in order and returns the first ALLOW or DENY unchanged; if
+    all have no opinion, NO_OPINION with their non-empty reasons, one per line."""
+    return _Union(tuple(authorizers))
+
+
+def _strings(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    return tuple(obj.get(key) or ())
+
+
+def _quote(text: str) -> str:
+    """``text`` in double quotes, as Go's ``%q`` writes it in Kubernetes' reasons."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _matches(allowed: frozenset[str], requested: str) -> bool:
+    return "*" in allowed or requested in allowed
+
+
+@attrs.frozen
+class _Rule:
+    verbs: frozenset[str]
+    api_groups: frozenset[str]
+    resources: frozenset[str]
+    resource_names: frozenset[str]
+    non_resource_urls: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, rule: Mapping[str, Any]) -> _Rule:
+        return cls(
+            frozenset(_strings(rule, "verbs")),
+            frozenset(_strings(rule, "apiGroups")),
+            frozenset(_strings(rule, "resources")),
+            frozenset(_strings(rule, "resourceNames")),
+            _strings(rule, "nonResourceURLs"),
+        )
+
+    def allows(self, attrs: Attributes) -> bool:
+        if not _matches(self.verbs, attrs.verb):
+            return False
+        if not attrs.resource_request:
+            return any(_url_matches(pattern, attrs.path) for pattern in self.non_resource_urls)
+        return (
+            _matches(self.api_groups, attrs.api_group)
+            and self._resource_matches(attrs.resource, attrs.subresource)
+            and (not self.resource_names or attrs.name in self.resource_names)
+        )
+
+    def _resource_matches(self, resource: str, subresource: str) -> bool:
+        if subresource:
+            combined = f"{resource}/{subresource}"
+            return _matches(self.resources, combined) or f"*/{subresource}" in self.resources
+        return _matches(self.resources, resource)
+
+
+def _url_matches(pattern: str, path: str) -> bool:
+    if pattern == "*" or pattern == path:
+        return True
+    return pattern.endswith("*") and path.startswith(pattern.rstrip("*"))
+
+
+@attrs.frozen
+class _Subject:
+    kind: str
+    name: str
+    namespace: str
+
+    def applies_to(self, user: UserInfo, binding_namespace: str) -> bool:
+        if self.kind == "User":
+            return user.name == self.name
+        if self.kind == "Group":
+            return self.name in user.groups
+        if self.kind == "ServiceAccount":
+            namespace = self.namespace or binding_namespace
+            return bool(namespace) and user.name == (
+                f"{_SERVICE_ACCOUNT_PREFIX}{namespace}:{self.name}"
+            )
+        return False
+
+    def describe(self, binding_namespace: str) -> str:
+        if self.kind == "ServiceAccount":
+            return f"ServiceAccount {_quote(f'{self.name}/{self.namespace or binding_namespace}')}"
+        return f"{self.kind} {_quote(self.name)}"
+
+
+@attrs.frozen
+class _Binding:
+    """A RoleBinding (``namespace`` set) or a ClusterRoleBinding (``namespace`` empty)."""
+
+    namespace: str
+    name: str
+    role_kind: str
+    role_name: str
+    subjects: tuple[_Subject, ...]
+
+    @classmethod
+    def from_dict(cls, namespace: str, name: str, obj: Mapping[str, Any]) -> _Binding:
+        role_ref = obj.get("roleRef") or {}
+        subjects = tuple(
+            _Subject(s.get("kind", ""), s.get("name", ""), s.get("namespace") or "")
+            for s in obj.get("subjects") or ()
+        )
+        return cls(namespace, name, role_ref.get("kind", ""), role_ref.get("name", ""), subjects)
+
+    def subject_for(self, user: UserInfo) -> _Subject | None:
+        """The first subject that is ``user``, which the reason names."""
+        return next((s for s in self.subjects if s.applies_to(user, self.namespace)), None)
+
+    def describe(self, subject: _Subject) -> str:
+        if self.namespace:
+            binding = f"RoleBinding {_quote(f'{self.name}/{self.namespace}')}"
+        else:
+            binding = f"ClusterRoleBinding {_quote(self.name)}"
+        role = f"{self.role_kind} {_quote(self.role_name)}"
+        return f"{binding} of {role} to {subject.describe(self.namespace)}"
+
+
+def _identity(kind: str, namespace: str, name: str) -> tuple[str, str]:
+    """The store key of an object: ``(namespace, name)``, the namespace empty for
+    cluster-scoped kinds (whatever was given, as the API server clears it)."""
+    if kind not in _NAMESPACED_KINDS:
+        raise ValueError(f"not an RBAC kind: {kind!r}")
+    if not name:
+        raise ValueError(f"a {kind} needs a name")
+    if not _NAMESPACED_KINDS[kind]:
+        return "", name
+    if not namespace:
+        raise ValueError(f"a {kind} needs a namespace")
+    return namespace, name
+
+
+def _aggregate(errors: Sequence[str]) -> str:
+    """Errors joined as Kubernetes' error aggregate prints them, duplicates dropped."""
+    distinct = list(dict.fromkeys(errors))
+    return distinct[0] if len(distinct) == 1 else "[" + ", ".join(distinct) + "]"
+
+
+@attrs.define(eq=False)
+class RBACAuthorizer:
+    """The RBAC authorizer over the objects it was given (see the module's rules).
+
+    Each store maps ``(namespace, name)`` to the parsed object, sorted so that the
+    bindings of one namespace are a contiguous range, visited in name order."""
+
+    _stores: dict[str, SortedDict] = attrs.field(
+        init=False, factory=lambda: {kind: SortedDict() for kind in _NAMESPACED_KINDS}
+    )
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[Mapping[str, Any]]) -> RBACAuthorizer:
+        """An authorizer holding ``objects``, upserted in order."""
+        authorizer = cls()
+        for obj in objects:
+            authorizer.upsert(obj)
+        return authorizer
+
+    def upsert(self, obj: Mapping[str, Any]) -> None:
+        """Adds ``obj`` (a Role, ClusterRole, RoleBinding or ClusterRoleBinding), or
+        replaces the one of the same kind, namespace and name. Raises ``ValueError``,
+        changing nothing, for another kind or a missing name or namespace."""
+        kind = obj.get("kind", "")
+        metadata = obj.get("metadata") or {}
+        key = _identity(kind, metadata.get("namespace") or "", metadata.get("name") or "")
+        if kind.endswith("Binding"):
+            self._stores[kind][key] = _Binding.from_dict(*key, obj)
+        else:
+            self._stores[kind][key] = tuple(_Rule.from_dict(r) for r in obj.get("rules") or ())
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Forgets the object; one it does not hold is already forgotten."""
+        key = _identity(kind, namespace, name)
+        self._stores[kind].pop(key, None)
+
+    def authorize(self, attrs: Attributes) -> Decision:
+        errors: list[str] = []
+        for binding in self._bindings_for(attrs.namespace):
+            subject = binding.subject_for(attrs.user)
+            if subject is None:
+                continue
+            rules = self._rules_of(binding, errors)
+            if any(rule.allows(attrs) for rule in rules):
+                return Decision(Verdict.ALLOW, f"RBAC: allowed by {binding.describe(subject)}")
+        return Decision(Verdict.NO_OPINION, f"RBAC: {_aggregate(errors)}" if errors else "")
+
+    def _bindings_for(self, namespace: str) -> Iterator[_Binding]:
+        yield from self._stores["ClusterRoleBinding"].values()
+        if namespace:
+            # (namespace + "\0",) sorts after every (namespace, name) and before any
+            # other namespace's keys.
+            role_bindings = self._stores["RoleBinding"]
+            for key in role_bindings.irange((namespace,), (namespace + "\0",)):
+                yield role_bindings[key]
+
+    def _rules_of(self, binding: _Binding, errors: list[str]) -> tuple[_Rule, ...]:
+        """The rules of the binding's role; none, and an error, if it does not exist.
+        A Role is looked up in the binding's namespace, which for a ClusterRoleBinding
+        is empty and holds no Role."""
+        if binding.role_kind == "ClusterRole":
+            key = ("", binding.role_name)
+        elif binding.role_kind == "Role":
+            key = (binding.namespace, binding.role_name)
+        else:
+            errors.append(f"unsupported role reference kind: {_quote(binding.role_kind)}")
+            return ()
+        rules = self._stores[binding.role_kind].get(key)
+        if rules is None:
+            resource = f"{binding.role_kind.lower()}.{RBAC_GROUP}"
+            errors.append(f"{resource} {_quote(binding.role_name)} not found")
+            return ()
+        return rules
+
+
+_READ = ("get", "list", "watch")
+_WRITE = ("create", "update", "patch", "delete", "deletecollection")
+_WORKLOADS = ("daemonsets", "deployments", "deployments/scale", "replicasets",
+              "replicasets/scale")  # fmt: skip
+
+
+def _rule(verbs: Sequence[str], groups: Sequence[str], resources: Sequence[str]) -> dict:
+    return {"apiGroups": list(groups), "resources": list(resources), "verbs": list(verbs)}
+
+
+def _urls(verbs: Sequence[str], urls: Sequence[str]) -> dict[str, Any]:
+    return {"nonResourceURLs": list(urls), "verbs": list(verbs)}
+
+
+def _view_rules() -> list[dict[str, Any]]:
+    # Read-only access to what does not escalate: no secrets (their tokens would), no
+    # roles, nothing cluster-scoped but the namespace itself.
+    return [
+        _rule(_READ, [""], ["pods", "services", "endpoints", "serviceaccounts", "configmaps"]),
+        _rule(_READ, [""], ["events", "pods/status", "pods/log"]),
+        # Read access to namespaces at namespace scope means reading *this* namespace.
+        _rule(_READ, [""], ["namespaces"]),
+        _rule(_READ, ["discovery.k8s.io"], ["endpointslices"]),
+        _rule(_READ, ["apps"], _WORKLOADS),
+    ]
+
+
+def _edit_rules() -> list[dict[str, Any]]:
+    # Every user-level action in a namespace; no /status (the system's to write), no
+    # endpoints writes (dropped in Kubernetes 1.22 for CVE-2021-25740), no roles.
+    return [
+        _rule(_READ, [""], ["secrets"]),
+        _rule(["impersonate"], [""], ["serviceaccounts"]),
+        _rule(_WRITE, [""], ["pods"]),
+        _rule(_WRITE, [""], ["services", "serviceaccounts", "configmaps", "secrets"]),
+        _rule(_WRITE, ["apps"], _WORKLOADS),
+        *_view_rules(),
+    ]
+
+
+def _admin_rules() -> list[dict[str, Any]]:
+    # edit, plus granting permissions within the namespace.
+    return [_rule(_READ + _WRITE, [RBAC_GROUP], ["roles", "rolebindings"]), *_edit_rules()]
+
+
+def _bootstrap_metadata(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+    }
+
+
+def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "ClusterRole",
+        "metadata": _bootstrap_metadata(name),
+        "rules": rules,
+    }
+
+
+def default_cluster_roles() -> list[dict[str, Any]]:
+    """The bootstrap ClusterRoles (see the module's rules), as fresh dicts."""
+    health = ["/healthz", "/livez", "/readyz", "/version", "/version/"]
+    discovery = [*health, "/openapi", "/openapi/*", "/api", "/api/*", "/apis", "/apis/*"]
+    access_reviews = ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]
+    self_reviews = [
+        _rule(["create"], ["authorization.k8s.io"], access_reviews),
+        _rule(["create"], ["authentication.k8s.io"], ["selfsubjectreviews"]),
+    ]
+    return [
+        _cluster_role("cluster-admin", [_rule(["*"], ["*"], ["*"]), _urls(["*"], ["*"])]),
+        _cluster_role("admin", _admin_rules()),
+        _cluster_role("edit", _edit_rules()),
+        _cluster_role("view", _view_rules()),
+        _cluster_role("system:discovery", [_urls(["get"], discovery)]),
+        _cluster_role("system:public-info-viewer", [_urls(["get"], health)]),
+        _cluster_role("system:basic-user", self_reviews),
+    ]
+
+
+def _cluster_role_binding(name: str, groups: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _bootstrap_metadata(name),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": name},
+        "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": g} for g in groups],
+    }
+
+
+def default_cluster_role_bindings() -> list[dict[str, Any]]:
+    """The bootstrap ClusterRoleBindings of ``default_cluster_roles``: cluster-admin to
+    system:masters; discovery and basic-user to every authenticated user (not to
+    anonymous ones, since Kubernetes 1.14); health and version to everyone."""
+    everyone = [ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]
+    return [
+        _cluster_role_binding("cluster-admin", [SYSTEM_MASTERS]),
+        _cluster_role_binding("system:discovery", [ALL_AUTHENTICATED]),
+        _cluster_role_binding("system:basic-user", [ALL_AUTHENTICATED]),
+        _cluster_role_binding("system:public-info-viewer", everyone),
+    ]

@@ -1,0 +1,182 @@
+"""The API server as actors: a front that takes requests, a pool of workers that serve
+them, a pump per watch.
+
+Rules of this file:
+
+- The front (``ApiServer``) never awaits: it defers each reply, hands the request to a
+  free worker, and replies when the worker says it is done. At most ``workers``
+  requests are in flight (kube-apiserver's max-requests-inflight); the rest wait in
+  arrival order.
+- A worker serves one request at a time through the ``Handler``. A watch gets a
+  ``_WatchPump`` child that forwards the cache watcher's events to the watcher actor as
+  ``WatchEvent``s until the watch ends (then one last event with ``event=None`` and the
+  reason), the watcher asks to stop, or the watcher goes away.
+- A pump whose watcher's mailbox stays full for ``slow_after`` seconds ends the watch
+  (the watcher is too slow): events are never dropped silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+
+import trio
+
+from actorkube.actor import Actor, ActorRef, MailboxFull, Reply, Terminated, handler, message
+
+from . import _errors as errors
+from ._handler import Handler
+from ._messages import ApiRequest, ApiResponse, StopWatch, WatchEvent
+from ._watchcache import Watcher
+
+
+@message(tag="apiserver._Work")
+class _Work:
+    request_id: int
+    request: ApiRequest
+
+
+@message(tag="apiserver._Done")
+class _Done:
+    request_id: int
+    worker: ActorRef
+    response: ApiResponse
+
+
+@message(tag="apiserver._Pump")
+class _Pump:
+    pass
+
+
+class ApiServer(Actor):
+    """Serves ``ApiRequest`` asks (the reply is an ``ApiResponse``) and ``StopWatch``
+    tells (see the module rules)."""
+
+    def __init__(self, handler: Handler, *, workers: int = 32, slow_after: float = 5.0):
+        self.handler = handler
+        self.size = workers
+        self.slow_after = slow_after
+        self.free: list[ActorRef] = []
+        self.waiting: deque = deque()
+        self.pending: dict[int, Reply] = {}
+        self.next_id = 0
+        self.pumps: dict[tuple[ActorRef, int], ActorRef] = {}
+
+    async def started(self) -> None:
+        for i in range(self.size):
+            worker = _Worker(self.handler, self.slow_after)
+            self.free.append(self.spawn(lambda worker=worker: worker, name=f"worker-{i}"))
+
+    @handler
+    def on_request(self, msg: ApiRequest) -> None:
+        self.next_id += 1
+        self.pending[self.next_id] = self.defer_reply()
+        self.waiting.append(_Work(self.next_id, msg))
+        self._assign()
+
+    @handler
+    def on_done(self, msg: _Done) -> None:
+        reply = self.pending.pop(msg.request_id, None)
+        if reply is not None:
+            reply.send(msg.response)
+        self.free.append(msg.worker)
+        self._assign()
+
+    @handler
+    def on_pump_started(self, msg: _PumpStarted) -> None:
+        self.pumps[(msg.watcher, msg.watch_id)] = msg.pump
+        self.watch(msg.pump)
+
+    @handler
+    def on_terminated(self, msg: Terminated) -> None:
+        for key in [k for k, pump in self.pumps.items() if pump == msg.actor]:
+            del self.pumps[key]
+
+    @handler
+    async def on_stop_watch(self, msg: StopWatch) -> None:
+        pump = self.pumps.pop((msg.watcher, msg.watch_id), None)
+        if pump is not None:
+            await self.system.stop(pump)
+
+    def _assign(self) -> None:
+        while self.free and self.waiting:
+            self.free.pop().tell(self.waiting.popleft())
+
+
+@message(tag="apiserver._PumpStarted")
+class _PumpStarted:
+    watcher: ActorRef
+    watch_id: int
+    pump: ActorRef
+
+
+class _Worker(Actor):
+    def __init__(self, handler: Handler, slow_after: float) -> None:
+        self.handler = handler
+        self.slow_after = slow_after
+        self.pumps = 0
+
+    @handler
+    async def on_work(self, msg: _Work) -> None:
+        request = msg.request
+        response, watcher = await self.handler.handle(request)
+        if watcher is not None:
+            if request.watcher is None:
+                watcher.end("no watcher to send events to")
+                response = ApiResponse(400, errors.bad_request("a watch needs a watcher").status)
+            else:
+                self.pumps += 1
+                pump = self.spawn(
+                    lambda: _WatchPump(watcher, request.watcher, request.watch_id, self.slow_after),
+                    name=f"watch-{self.pumps}",
+                )
+                self.parent.tell(_PumpStarted(request.watcher, request.watch_id, pump))
+        self.parent.tell(_Done(msg.request_id, self.ref, response))
+
+
+class _WatchPump(Actor):
+    """Forwards one cache watcher's events to its watcher actor (see the module rules).
+    The forwarding loop runs in a handler, so that it holds up no sibling."""
+
+    def __init__(self, watcher: Watcher, target: ActorRef, watch_id: int, slow_after: float):
+        self.watcher = watcher
+        self.target = target
+        self.watch_id = watch_id
+        self.slow_after = slow_after
+        self.finished = False
+
+    async def started(self) -> None:
+        self.ref.tell(_Pump())
+
+    async def stopping(self) -> None:
+        if not self.finished:  # stopped from outside: the watcher still hears the end
+            self.watcher.end("stopped")
+            with contextlib.suppress(MailboxFull):
+                self.target.tell(WatchEvent(self.watch_id, None, "stopped"))
+
+    @handler
+    async def on_pump(self, msg: _Pump) -> None:
+        reason = ""
+        while not reason:
+            try:
+                event = await self.watcher.receive()
+            except trio.EndOfChannel:
+                reason = self.watcher.ended or "the watch ended"
+                break
+            if not await self._forward(WatchEvent(self.watch_id, event)):
+                reason = "the watcher did not keep up"
+                self.watcher.end(reason)
+        await self._forward(WatchEvent(self.watch_id, None, reason))
+        self.finished = True
+        self.stop()
+
+    async def _forward(self, event: WatchEvent) -> bool:
+        deadline = trio.current_time() + self.slow_after
+        while True:
+            try:
+                self.target.tell(event)
+                return True
+            except MailboxFull:
+                if trio.current_time() >= deadline:
+                    return False
+                await trio.sleep(0.01)

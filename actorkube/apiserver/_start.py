@@ -1,0 +1,218 @@
+"""``start_apiserver``: the API server's actors in an actor system, in one call.
+
+Rules of this file:
+
+- One watch cache per resource, each kept in step with etcd by a feeder actor; RBAC
+  reads Roles, ClusterRoles and their bindings from their caches, so a new binding
+  takes effect as soon as the cache has it.
+- On start the server writes what kube-apiserver's bootstrap writes, if missing: the
+  namespaces default, kube-system, kube-public and kube-node-lease, the bootstrap
+  ClusterRoles and the bindings that give every authenticated user discovery, and a
+  ``default`` service account in each of those namespaces (for other namespaces that
+  is the service-account controller's job).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from actorkube.actor import Actor, ActorRef, ActorSystem, handler, message
+from actorkube.etcd import EtcdClient
+
+from . import _errors as errors
+from ._admission import default_chain
+from ._authn import Authenticator, ServiceAccountTokens, new_signing_key
+from ._builtin import builtin_registry
+from ._handler import Handler
+from ._rbac import (
+    PrivilegedGroups,
+    RBACAuthorizer,
+    UserInfo,
+    default_cluster_role_bindings,
+    default_cluster_roles,
+    union,
+)
+from ._registry import Registry
+from ._server import ApiServer
+from ._storage import ObjectStore
+from ._watchcache import DELETED, RESET, WatchCache, feed
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+RBAC_KINDS = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
+
+
+@message(tag="apiserver._Feed")
+class _Feed:
+    pass
+
+
+class _CacheFeeder(Actor):
+    """Runs ``feed`` for one cache, for as long as it lives."""
+
+    def __init__(self, cache: WatchCache, etcd: EtcdClient, bookmark_interval: float) -> None:
+        self.cache = cache
+        self.etcd = etcd
+        self.bookmark_interval = bookmark_interval
+
+    async def started(self) -> None:
+        self.ref.tell(_Feed())
+
+    @handler
+    async def on_feed(self, msg: _Feed) -> None:
+        await feed(self.cache, self.etcd, bookmark_interval=self.bookmark_interval)
+
+
+@attrs.define
+class ApiServerHandle:
+    """What ``start_apiserver`` started: ``ref`` takes ``ApiRequest``s; ``store`` and
+    ``caches`` are the server's own (for tests and the HTTP front end);
+    ``service_accounts`` issues tokens."""
+
+    ref: ActorRef
+    registry: Registry
+    store: ObjectStore
+    caches: dict[tuple[str, str], WatchCache]
+    service_accounts: ServiceAccountTokens
+    feeders: list[ActorRef]
+
+    async def ready(self) -> None:
+        """Until every cache has its first list."""
+        for cache in self.caches.values():
+            await cache.ready.wait()
+
+
+async def start_apiserver(
+    system: ActorSystem,
+    etcd: EtcdClient,
+    *,
+    name: str = "apiserver",
+    tokens: dict[str, UserInfo] | None = None,
+    anonymous: bool = False,
+    service_account_key: bytes | None = None,
+    audit: Callable[[dict], None] = lambda event: None,
+    seed: int | None = None,
+    workers: int = 32,
+    cache_capacity: int = 1000,
+    bookmark_interval: float = 60.0,
+) -> ApiServerHandle:
+    """Start the API server on ``etcd`` and bootstrap the cluster's defaults (see the
+    module rules). ``tokens``: bearer token -> user (a parsed token file); ``seed``
+    makes uids and generated names reproducible."""
+    registry = builtin_registry()
+    clock = system.clock.now
+    store = ObjectStore(etcd, clock=clock, rng=random.Random(seed))
+    caches = {(rt.group, rt.plural): WatchCache(rt, capacity=cache_capacity) for rt in registry}
+    rbac = RBACAuthorizer()
+    for plural in RBAC_KINDS:
+        caches[("rbac.authorization.k8s.io", plural)].listeners.append(_feed_rbac(rbac, plural))
+    accounts = ServiceAccountTokens(service_account_key or new_signing_key())
+
+    async def lookup(resource: str, namespace: str, obj_name: str) -> dict | None:
+        rt = registry.resource("", resource)
+        cached = caches[("", resource)].objects.get(rt.key(namespace, obj_name))
+        if cached is not None:
+            return cached
+        try:
+            return await store.get(rt, namespace, obj_name)
+        except errors.ApiError:
+            return None
+
+    def account_exists(namespace: str, account: str, uid: str) -> bool:
+        rt = registry.resource("", "serviceaccounts")
+        found = caches[("", "serviceaccounts")].objects.get(rt.key(namespace, account))
+        return found is not None and (not uid or found["metadata"].get("uid") == uid)
+
+    authenticator = Authenticator(
+        tokens=tokens,
+        service_accounts=accounts,
+        account_exists=account_exists,
+        anonymous=anonymous,
+        clock=clock,
+    )
+    handler_ = Handler(
+        registry=registry,
+        store=store,
+        caches=caches,
+        authenticator=authenticator,
+        authorizer=union([PrivilegedGroups(), rbac]),
+        admission=default_chain(lookup),
+        clock=clock,
+        audit=audit,
+    )
+    feeders = [
+        system.spawn(
+            lambda cache=cache: _CacheFeeder(cache, etcd, bookmark_interval),
+            name=f"{name}-cache-{cache.rt.group or 'core'}-{cache.rt.plural}",
+        )
+        for cache in caches.values()
+    ]
+    ref = system.spawn(lambda: ApiServer(handler_, workers=workers), name=name)
+    handle = ApiServerHandle(ref, registry, store, caches, accounts, feeders)
+    await _bootstrap(registry, store)
+    return handle
+
+
+def _feed_rbac(rbac: RBACAuthorizer, plural: str):
+    kind = {
+        "roles": "Role",
+        "clusterroles": "ClusterRole",
+        "rolebindings": "RoleBinding",
+        "clusterrolebindings": "ClusterRoleBinding",
+    }[plural]
+    known: set[tuple[str, str]] = set()
+
+    def listener(event: str, obj: dict | None) -> None:
+        if event == RESET:
+            for namespace, obj_name in known:
+                rbac.delete(kind, namespace, obj_name)
+            known.clear()
+            return
+        m = obj["metadata"]
+        key = (m.get("namespace", ""), m["name"])
+        if event == DELETED:
+            rbac.delete(kind, *key)
+            known.discard(key)
+        else:
+            rbac.upsert({**obj, "kind": kind})
+            known.add(key)
+
+    return listener
+
+
+async def _bootstrap(registry: Registry, store: ObjectStore) -> None:
+    def ensure_args(plural: str, group: str = "") -> Any:
+        return registry.resource(group, plural)
+
+    async def ensure(rt, obj: dict) -> None:
+        try:
+            await store.create(rt, obj)
+        except errors.ApiError as e:
+            if e.reason != "AlreadyExists":
+                raise
+
+    namespaces = ensure_args("namespaces")
+    for ns in SYSTEM_NAMESPACES:
+        await ensure(
+            namespaces,
+            namespaces.default({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+    accounts = ensure_args("serviceaccounts")
+    for ns in SYSTEM_NAMESPACES:
+        await ensure(
+            accounts,
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": ns},
+            },
+        )
+    cluster_roles = ensure_args("clusterroles", "rbac.authorization.k8s.io")
+    for role in default_cluster_roles():
+        await ensure(cluster_roles, role)
+    bindings = ensure_args("clusterrolebindings", "rbac.authorization.k8s.io")
+    for binding in default_cluster_role_bindings():
+        await ensure(bindings, binding)

@@ -1,0 +1,77 @@
+"""Authentication: the static token file and service-account JWTs, as kube-apiserver
+authenticates them (--token-auth-file format; TokenRequest claims; anonymous only when
+enabled; an unknown token is 401, not anonymous)."""
+
+from __future__ import annotations
+
+import pytest
+
+from actorkube.apiserver._authn import (
+    Authenticator,
+    InvalidTokenFile,
+    ServiceAccountTokens,
+    new_signing_key,
+    parse_token_file,
+)
+from actorkube.apiserver._errors import ApiError
+
+KEY = new_signing_key()
+
+
+def test_the_token_file_names_users_and_their_groups() -> None:
+    users = parse_token_file('t1,alice,1\nt2,bob,2,"dev,ops"\n\n')
+    assert users["t1"].name == "alice" and users["t1"].groups == ("system:authenticated",)
+    assert users["t2"].groups == ("dev", "ops", "system:authenticated")
+    with pytest.raises(InvalidTokenFile, match="line 1"):
+        parse_token_file("only-a-token\n")
+
+
+def test_tokens_authenticate_and_unknown_ones_are_401() -> None:
+    auth = Authenticator(tokens=parse_token_file("t1,alice,1\n"), clock=lambda: 0)
+    assert auth.authenticate("t1").name == "alice"
+    for token in ("t2", "", "t1 "):
+        with pytest.raises(ApiError) as denied:
+            auth.authenticate(token)
+        assert denied.value.code == 401
+    anonymous = Authenticator(anonymous=True, clock=lambda: 0)
+    assert anonymous.authenticate("").name == "system:anonymous"
+    assert anonymous.authenticate("").groups == ("system:unauthenticated",)
+    with pytest.raises(ApiError):
+        anonymous.authenticate("forged")  # a bad token is never anonymous
+
+
+def test_service_account_tokens_verify_within_their_lifetime_only() -> None:
+    tokens = ServiceAccountTokens(KEY)
+    token = tokens.issue("team", "builder", "uid-1", now=1000, expires_in=600)
+    auth = Authenticator(service_accounts=tokens, clock=lambda: 1100)
+    user = auth.authenticate(token)
+    assert user.name == "system:serviceaccount:team:builder" and user.uid == "uid-1"
+    assert set(user.groups) == {
+        "system:serviceaccounts",
+        "system:serviceaccounts:team",
+        "system:authenticated",
+    }
+    for now in (999, 1600, 5000):  # before nbf, at exp, long after
+        late = Authenticator(service_accounts=tokens, clock=lambda now=now: now)
+        with pytest.raises(ApiError):
+            late.authenticate(token)
+
+
+def test_a_token_signed_by_another_key_or_for_a_gone_account_fails() -> None:
+    ours = ServiceAccountTokens(KEY)
+    theirs = ServiceAccountTokens(new_signing_key())
+    forged = theirs.issue("team", "builder", "uid-1", now=1000)
+    auth = Authenticator(service_accounts=ours, clock=lambda: 1100)
+    with pytest.raises(ApiError):
+        auth.authenticate(forged)
+    token = ours.issue("team", "builder", "uid-1", now=1000)
+    recreated = Authenticator(
+        service_accounts=ours,
+        account_exists=lambda ns, name, uid: uid == "uid-2",  # deleted and made again
+        clock=lambda: 1100,
+    )
+    with pytest.raises(ApiError):
+        recreated.authenticate(token)
+    other_issuer = ServiceAccountTokens(KEY, issuer="https://elsewhere")
+    with pytest.raises(ApiError):
+        auth.authenticate(other_issuer.issue("team", "builder", "uid-1", now=1000))

@@ -1,0 +1,212 @@
+"""The API server end to end through its actor: requests as the HTTP front end and the
+in-cluster client will send them, on a 3-member etcd group, in virtual time. Expected
+codes, reasons and messages are Kubernetes' (api-conventions.md, apimachinery's
+StatusError, the RBAC and admission plugins' wording)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from actorkube.actor import Actor, ActorSystem, handler
+from actorkube.apiserver._authn import parse_token_file
+from actorkube.apiserver._messages import ApiRequest, StopWatch, WatchEvent
+from actorkube.apiserver._start import start_apiserver
+from actorkube.etcd import start_group
+
+TOKENS = "admin-token,admin,1,system:masters\nalice-token,alice,2\n"
+
+
+async def start(system: ActorSystem, audit=None):
+    group = start_group(system, 3)
+    api = await start_apiserver(
+        system,
+        group.client(name="apiserver", timeout=30),
+        tokens=parse_token_file(TOKENS),
+        seed=1,
+        audit=audit or (lambda event: None),
+    )
+    await api.ready()
+    return api
+
+
+async def call(api, verb, resource, *, token="admin-token", **fields):
+    return await api.ref.ask(ApiRequest(verb, resource, token=token, **fields), timeout=60)
+
+
+def pod(name: str, **labels: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+    }
+
+
+async def test_pods_are_created_defaulted_and_read_back(autojump_clock):
+    async with ActorSystem() as system:
+        api = await start(system)
+        made = await call(api, "create", "pods", namespace="default", body=pod("web", app="w"))
+        assert made.code == 201, made.body
+        p = made.body
+        assert p["spec"]["restartPolicy"] == "Always"
+        assert p["spec"]["terminationGracePeriodSeconds"] == 30
+        assert p["spec"]["serviceAccountName"] == "default"
+        assert p["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+        assert {t["key"] for t in p["spec"]["tolerations"]} == {
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        }
+        assert p["metadata"]["namespace"] == "default" and p["metadata"]["uid"]
+        got = await call(api, "get", "pods", namespace="default", name="web")
+        assert got.code == 200 and got.body == p
+        await call(api, "create", "pods", namespace="default", body=pod("db", app="d"))
+        listed = await call(api, "list", "pods", namespace="default",
+                            params={"labelSelector": "app in (w)"})  # fmt: skip
+        assert [o["metadata"]["name"] for o in listed.body["items"]] == ["web"]
+        assert listed.body["kind"] == "PodList"
+        again = await call(api, "create", "pods", namespace="default", body=pod("web"))
+        assert again.code == 409 and again.body["reason"] == "AlreadyExists"
+
+
+async def test_invalid_objects_are_422_with_every_field_named(autojump_clock):
+    async with ActorSystem() as system:
+        api = await start(system)
+        bad = pod("Bad_Name")
+        bad["spec"] = {"containers": [{"name": "x"}], "restartPolicy": "Sometimes"}
+        answer = await call(api, "create", "pods", namespace="default", body=bad)
+        assert answer.code == 422 and answer.body["reason"] == "Invalid"
+        fields = {c["field"] for c in answer.body["details"]["causes"]}
+        assert fields == {"metadata.name", "spec.containers[0].image", "spec.restartPolicy"}
+        assert answer.body["message"].startswith('Pod "Bad_Name" is invalid: [')
+        assert 'spec.restartPolicy: Unsupported value: "Sometimes"' in answer.body["message"]
+        nowhere = await call(api, "create", "pods", namespace="nowhere", body=pod("p"))
+        assert nowhere.code == 404 and nowhere.body["message"] == 'namespaces "nowhere" not found'
+        # Garbage in, a clear error out, and the server goes on serving.
+        for request in (
+            dict(verb="create", resource="pods", namespace="default", body=["not", "an", "object"]),
+            dict(verb="list", resource="pods", params={"labelSelector": "a in (("}),
+            dict(verb="get", resource="widgets", namespace="default", name="x"),
+            dict(verb="frobnicate", resource="pods", namespace="default"),
+        ):
+            answer = await api.ref.ask(ApiRequest(token="admin-token", **request))
+            assert answer.code in (400, 404, 405), (request, answer)
+            assert answer.body["kind"] == "Status"
+        assert (await call(api, "get", "namespaces", name="default")).code == 200
+
+
+async def test_stale_updates_conflict_and_status_is_written_apart(autojump_clock):
+    async with ActorSystem() as system:
+        api = await start(system)
+        made = (await call(api, "create", "pods", namespace="default", body=pod("web"))).body
+        labelled = {**made, "metadata": {**made["metadata"], "labels": {"tier": "front"}}}
+        labelled["status"] = {"phase": "Running"}  # ignored by an update of the pod itself
+        first = await call(api, "update", "pods", namespace="default", name="web", body=labelled)
+        assert first.code == 200 and first.body["status"]["phase"] == "Pending"
+        stale = await call(api, "update", "pods", namespace="default", name="web", body=labelled)
+        assert stale.code == 409 and stale.body["reason"] == "Conflict"
+        running = {**first.body, "status": {"phase": "Running"}}
+        running["metadata"] = {**running["metadata"], "labels": {"tier": "changed"}}
+        status = await call(api, "update", "pods", namespace="default", name="web",
+                            subresource="status", body=running)  # fmt: skip
+        assert status.code == 200
+        assert status.body["status"]["phase"] == "Running"
+        assert status.body["metadata"]["labels"] == {"tier": "front"}  # only status changed
+        moved = {**status.body, "spec": {**status.body["spec"], "restartPolicy": "Never"}}
+        forbidden = await call(api, "update", "pods", namespace="default", name="web", body=moved)
+        assert forbidden.code == 422 and "pod updates may not change fields" in str(forbidden.body)
+        patched = await call(api, "patch", "pods", namespace="default", name="web",
+                             content_type="application/merge-patch+json",
+                             body={"metadata": {"labels": {"patched": "yes"}}})  # fmt: skip
+        assert patched.code == 200 and patched.body["metadata"]["labels"]["patched"] == "yes"
+
+
+async def test_authentication_and_rbac(autojump_clock):
+    events: list[dict] = []
+    async with ActorSystem() as system:
+        api = await start(system, audit=events.append)
+        nobody = await call(api, "list", "pods", token="", namespace="default")
+        assert nobody.code == 401
+        denied = await call(api, "list", "pods", token="alice-token", namespace="default")
+        assert denied.code == 403
+        assert denied.body["message"] == (
+            'pods is forbidden: User "alice" cannot list resource "pods" in API group "" in '
+            'the namespace "default"'
+        )
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "alice-views"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "view"},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
+                          "name": "alice"}],
+        }  # fmt: skip
+        made = await call(api, "create", "rolebindings", group="rbac.authorization.k8s.io",
+                          namespace="default", body=binding)  # fmt: skip
+        assert made.code == 201, made.body
+        await trio.sleep(1)  # the authorizer's cache catches up
+        allowed = await call(api, "list", "pods", token="alice-token", namespace="default")
+        assert allowed.code == 200
+        elsewhere = await call(api, "list", "pods", token="alice-token", namespace="kube-system")
+        assert elsewhere.code == 403
+        secrets = await call(api, "list", "secrets", token="alice-token", namespace="default")
+        assert secrets.code == 403  # view does not read secrets
+        write = await call(api, "create", "pods", token="alice-token", namespace="default",
+                           body=pod("p"))  # fmt: skip
+        assert write.code == 403
+        last = events[-1]
+        assert last["user"]["username"] == "alice" and last["verb"] == "create"
+        assert last["responseStatus"]["code"] == 403
+        assert last["annotations"]["authorization.k8s.io/decision"] == "forbid"
+        ok = next(e for e in events if e["responseStatus"]["code"] == 200
+                  and e["user"].get("username") == "alice")  # fmt: skip
+        assert "RoleBinding" in ok["annotations"]["authorization.k8s.io/reason"]
+
+
+class Collector(Actor):
+    def __init__(self, events: list, done: trio.Event) -> None:
+        self.events = events
+        self.done = done
+
+    @handler
+    def on_event(self, msg: WatchEvent) -> None:
+        self.events.append(msg)
+        if msg.event is None:
+            self.done.set()
+
+
+async def test_a_watch_through_the_actor_sees_every_change_in_order(autojump_clock):
+    async with ActorSystem() as system:
+        api = await start(system)
+        events: list[WatchEvent] = []
+        done = trio.Event()
+        me = system.spawn(lambda: Collector(events, done), name="collector")
+        await call(api, "create", "configmaps", namespace="default",
+                   body={"metadata": {"name": "before"}})  # fmt: skip
+        answer = await call(api, "watch", "configmaps", namespace="default", watcher=me,
+                            watch_id=7, params={"resourceVersion": "0"})  # fmt: skip
+        assert answer.code == 200
+        await call(api, "create", "configmaps", namespace="default",
+                   body={"metadata": {"name": "a"}, "data": {"k": "1"}})  # fmt: skip
+        await call(api, "patch", "configmaps", namespace="default", name="a",
+                   body={"data": {"k": "2"}})  # fmt: skip
+        await call(api, "delete", "configmaps", namespace="default", name="a")
+        await trio.sleep(1)
+        seen = [(e.event["type"], e.event["object"]["metadata"]["name"]) for e in events]
+        assert seen == [("ADDED", "before"), ("ADDED", "a"), ("MODIFIED", "a"),
+                        ("DELETED", "a")]  # fmt: skip
+        versions = [int(e.event["object"]["metadata"]["resourceVersion"]) for e in events]
+        assert versions == sorted(versions)
+        assert {e.watch_id for e in events} == {7}
+        api.ref.tell(StopWatch(me, 7))
+        await done.wait()
+        assert events[-1].event is None
+
+
+@pytest.mark.parametrize("namespace", ["default", "kube-system"])
+async def test_the_bootstrap_namespaces_cannot_be_deleted(autojump_clock, namespace):
+    async with ActorSystem() as system:
+        api = await start(system)
+        answer = await call(api, "delete", "namespaces", name=namespace)
+        assert answer.code == 403
