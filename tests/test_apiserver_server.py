@@ -61,8 +61,9 @@ async def test_pods_are_created_defaulted_and_read_back(autojump_clock):
         got = await call(api, "get", "pods", namespace="default", name="web")
         assert got.code == 200 and got.body == p
         await call(api, "create", "pods", namespace="default", body=pod("db", app="d"))
-        listed = await call(api, "list", "pods", namespace="default",
-                            params={"labelSelector": "app in (w)"})  # fmt: skip
+        listed = await call(
+            api, "list", "pods", namespace="default", params={"labelSelector": "app in (w)"}
+        )
         assert [o["metadata"]["name"] for o in listed.body["items"]] == ["web"]
         assert listed.body["kind"] == "PodList"
         again = await call(api, "create", "pods", namespace="default", body=pod("web"))
@@ -107,17 +108,30 @@ async def test_stale_updates_conflict_and_status_is_written_apart(autojump_clock
         assert stale.code == 409 and stale.body["reason"] == "Conflict"
         running = {**first.body, "status": {"phase": "Running"}}
         running["metadata"] = {**running["metadata"], "labels": {"tier": "changed"}}
-        status = await call(api, "update", "pods", namespace="default", name="web",
-                            subresource="status", body=running)  # fmt: skip
+        status = await call(
+            api,
+            "update",
+            "pods",
+            namespace="default",
+            name="web",
+            subresource="status",
+            body=running,
+        )
         assert status.code == 200
         assert status.body["status"]["phase"] == "Running"
         assert status.body["metadata"]["labels"] == {"tier": "front"}  # only status changed
         moved = {**status.body, "spec": {**status.body["spec"], "restartPolicy": "Never"}}
         forbidden = await call(api, "update", "pods", namespace="default", name="web", body=moved)
         assert forbidden.code == 422 and "pod updates may not change fields" in str(forbidden.body)
-        patched = await call(api, "patch", "pods", namespace="default", name="web",
-                             content_type="application/merge-patch+json",
-                             body={"metadata": {"labels": {"patched": "yes"}}})  # fmt: skip
+        patched = await call(
+            api,
+            "patch",
+            "pods",
+            namespace="default",
+            name="web",
+            content_type="application/merge-patch+json",
+            body={"metadata": {"labels": {"patched": "yes"}}},
+        )
         assert patched.code == 200 and patched.body["metadata"]["labels"]["patched"] == "yes"
 
 
@@ -137,13 +151,23 @@ async def test_authentication_and_rbac(autojump_clock):
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
             "metadata": {"name": "alice-views"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "view"},
-            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
-                          "name": "alice"}],
-        }  # fmt: skip
-        made = await call(api, "create", "rolebindings", group="rbac.authorization.k8s.io",
-                          namespace="default", body=binding)  # fmt: skip
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "view",
+            },
+            "subjects": [
+                {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}
+            ],
+        }
+        made = await call(
+            api,
+            "create",
+            "rolebindings",
+            group="rbac.authorization.k8s.io",
+            namespace="default",
+            body=binding,
+        )
         assert made.code == 201, made.body
         await trio.sleep(1)  # the authorizer's cache catches up
         allowed = await call(api, "list", "pods", token="alice-token", namespace="default")
@@ -152,15 +176,19 @@ async def test_authentication_and_rbac(autojump_clock):
         assert elsewhere.code == 403
         secrets = await call(api, "list", "secrets", token="alice-token", namespace="default")
         assert secrets.code == 403  # view does not read secrets
-        write = await call(api, "create", "pods", token="alice-token", namespace="default",
-                           body=pod("p"))  # fmt: skip
+        write = await call(
+            api, "create", "pods", token="alice-token", namespace="default", body=pod("p")
+        )
         assert write.code == 403
         last = events[-1]
         assert last["user"]["username"] == "alice" and last["verb"] == "create"
         assert last["responseStatus"]["code"] == 403
         assert last["annotations"]["authorization.k8s.io/decision"] == "forbid"
-        ok = next(e for e in events if e["responseStatus"]["code"] == 200
-                  and e["user"].get("username") == "alice")  # fmt: skip
+        ok = next(
+            e
+            for e in events
+            if e["responseStatus"]["code"] == 200 and e["user"].get("username") == "alice"
+        )
         assert "RoleBinding" in ok["annotations"]["authorization.k8s.io/reason"]
 
 
@@ -182,20 +210,33 @@ async def test_a_watch_through_the_actor_sees_every_change_in_order(autojump_clo
         events: list[WatchEvent] = []
         done = trio.Event()
         me = system.spawn(lambda: Collector(events, done), name="collector")
-        await call(api, "create", "configmaps", namespace="default",
-                   body={"metadata": {"name": "before"}})  # fmt: skip
-        answer = await call(api, "watch", "configmaps", namespace="default", watcher=me,
-                            watch_id=7, params={"resourceVersion": "0"})  # fmt: skip
+        await call(
+            api, "create", "configmaps", namespace="default", body={"metadata": {"name": "before"}}
+        )
+        answer = await call(
+            api,
+            "watch",
+            "configmaps",
+            namespace="default",
+            watcher=me,
+            watch_id=7,
+            params={"resourceVersion": "0"},
+        )
         assert answer.code == 200
-        await call(api, "create", "configmaps", namespace="default",
-                   body={"metadata": {"name": "a"}, "data": {"k": "1"}})  # fmt: skip
-        await call(api, "patch", "configmaps", namespace="default", name="a",
-                   body={"data": {"k": "2"}})  # fmt: skip
+        await call(
+            api,
+            "create",
+            "configmaps",
+            namespace="default",
+            body={"metadata": {"name": "a"}, "data": {"k": "1"}},
+        )
+        await call(
+            api, "patch", "configmaps", namespace="default", name="a", body={"data": {"k": "2"}}
+        )
         await call(api, "delete", "configmaps", namespace="default", name="a")
         await trio.sleep(1)
         seen = [(e.event["type"], e.event["object"]["metadata"]["name"]) for e in events]
-        assert seen == [("ADDED", "before"), ("ADDED", "a"), ("MODIFIED", "a"),
-                        ("DELETED", "a")]  # fmt: skip
+        assert seen == [("ADDED", "before"), ("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
         versions = [int(e.event["object"]["metadata"]["resourceVersion"]) for e in events]
         assert versions == sorted(versions)
         assert {e.watch_id for e in events} == {7}
@@ -210,3 +251,90 @@ async def test_the_bootstrap_namespaces_cannot_be_deleted(autojump_clock, namesp
         api = await start(system)
         answer = await call(api, "delete", "namespaces", name=namespace)
         assert answer.code == 403
+
+
+async def test_binding_scale_and_eviction_subresources(autojump_clock):
+    async with ActorSystem() as system:
+        api = await start(system)
+        await call(api, "create", "pods", namespace="default", body=pod("web"))
+        bind = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": "web"},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"},
+        }
+        bound = await call(
+            api, "create", "pods", namespace="default", name="web", subresource="binding", body=bind
+        )
+        assert bound.code == 201
+        got = await call(api, "get", "pods", namespace="default", name="web")
+        assert got.body["spec"]["nodeName"] == "n1"
+        again = await call(
+            api, "create", "pods", namespace="default", name="web", subresource="binding", body=bind
+        )
+        assert again.code == 409 and "already assigned to node" in again.body["message"]
+        evicted = await call(
+            api,
+            "create",
+            "pods",
+            namespace="default",
+            name="web",
+            subresource="eviction",
+            body={"deleteOptions": {"gracePeriodSeconds": 0}},
+        )
+        assert evicted.code == 201
+        gone = await call(api, "get", "pods", namespace="default", name="web")
+        assert gone.code == 404
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]},
+                },
+            },
+        }
+        made = await call(
+            api, "create", "deployments", group="apps", namespace="default", body=deployment
+        )
+        assert made.code == 201, made.body
+        assert made.body["spec"]["replicas"] == 1
+        assert made.body["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == "25%"
+        scale = await call(
+            api,
+            "get",
+            "deployments",
+            group="apps",
+            namespace="default",
+            name="web",
+            subresource="scale",
+        )
+        assert scale.body["kind"] == "Scale" and scale.body["spec"]["replicas"] == 1
+        assert scale.body["status"]["selector"] == "app=web"
+        scaled = await call(
+            api,
+            "patch",
+            "deployments",
+            group="apps",
+            namespace="default",
+            name="web",
+            subresource="scale",
+            body={"spec": {"replicas": 5}},
+        )
+        assert scaled.code == 200 and scaled.body["spec"]["replicas"] == 5
+        dep = await call(api, "get", "deployments", group="apps", namespace="default", name="web")
+        assert dep.body["spec"]["replicas"] == 5 and dep.body["metadata"]["generation"] == 2
+        bad = await call(
+            api,
+            "patch",
+            "deployments",
+            group="apps",
+            namespace="default",
+            name="web",
+            subresource="scale",
+            body={"spec": {"replicas": -1}},
+        )
+        assert bad.code == 422

@@ -58,3 +58,13 @@ def test_every_public_name_has_a_docstring() -> None:
     for name in public_names(actor):
         obj = getattr(actor, name)
         assert getattr(obj, "__doc__", None), f"actorkube.actor.{name} has no docstring"
+
+
+def test_the_api_server_and_client_packages_document_what_they_export() -> None:
+    from actorkube import apiserver, client
+
+    for package in (apiserver, client):
+        names = public_names(package)
+        assert names, package
+        for name in names:
+            assert getattr(getattr(package, name), "__doc__", None), f"{package}.{name}"

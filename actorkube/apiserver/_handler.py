@@ -18,6 +18,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,7 @@ from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
 from ._storage import ObjectStore
+from ._validation import FieldError, Path
 from ._watchcache import WatchCache, Watcher
 
 log = logging.getLogger("actorkube.apiserver")
@@ -138,6 +140,12 @@ class Handler:
             raise errors.bad_request("the namespace of the object must be given")
         params = req.params or {}
         verb = req.verb
+        if req.subresource in _SUBRESOURCES:
+            return await _SUBRESOURCES[req.subresource](self, rt, req)
+        if req.subresource not in ("", "status"):
+            raise errors.method_not_allowed(
+                f"the {req.subresource} subresource of {rt.plural} is not served yet"
+            )
         if verb == "get":
             return (
                 await self.store.get(
@@ -297,6 +305,102 @@ class Handler:
         if problems:
             raise errors.invalid(rt.kind, rt.group, meta(obj).get("name", ""), problems)
 
+    # --- subresources ------------------------------------------------------------------
+
+    async def _binding(self, rt: ResourceType, req: ApiRequest):
+        """POST pods/binding: set the pod's node, once (as the scheduler binds)."""
+        if req.verb != "create":
+            raise errors.method_not_allowed("pods/binding only accepts create")
+        body = _body(req)
+        target = body.get("target") if isinstance(body.get("target"), dict) else {}
+        node = target.get("name")
+        if not node or target.get("kind", "Node") != "Node":
+            raise errors.ApiError(
+                errors.status(422, "Invalid", "Binding.target must name a Node", {"name": req.name})
+            )
+
+        def bind(current: dict) -> dict:
+            spec = current.get("spec") or {}
+            if spec.get("nodeName"):
+                raise errors.conflict(
+                    "pods/binding",
+                    "",
+                    req.name,
+                    f'pod {req.name} is already assigned to node "{spec["nodeName"]}"',
+                )
+            if meta(current).get("deletionTimestamp"):
+                raise errors.conflict(
+                    "pods/binding",
+                    "",
+                    req.name,
+                    f"pod {req.name} is being deleted, cannot be assigned to a host",
+                )
+            return {**current, "spec": {**spec, "nodeName": node}}
+
+        await self.store.update(rt, req.namespace, req.name, bind)
+        return (
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "code": 201,
+            },
+            201,
+            None,
+        )
+
+    async def _scale(self, rt: ResourceType, req: ApiRequest):
+        """GET / PUT / PATCH <workload>/scale: an autoscaling/v1 Scale of spec.replicas."""
+        if req.verb == "get":
+            return _scale_of(await self.store.get(rt, req.namespace, req.name)), 200, None
+        if req.verb not in ("update", "patch"):
+            raise errors.method_not_allowed(f"{rt.plural}/scale accepts get, update and patch")
+
+        def rescale(current: dict) -> dict:
+            wanted = _body(req) if req.verb == "update" else _patched(req, _scale_of(current))
+            replicas = (wanted.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid(
+                    "Scale",
+                    "autoscaling",
+                    req.name,
+                    [
+                        FieldError.invalid(
+                            Path("spec").child("replicas"),
+                            replicas,
+                            "must be greater than or equal to 0",
+                        )
+                    ],
+                )
+            return {**current, "spec": {**(current.get("spec") or {}), "replicas": replicas}}
+
+        expect = meta(req.body).get("resourceVersion", "") if req.verb == "update" else ""
+        updated = await self.store.update(rt, req.namespace, req.name, rescale, expect=expect)
+        return _scale_of(updated), 200, None
+
+    async def _eviction(self, rt: ResourceType, req: ApiRequest):
+        """POST pods/eviction: delete the pod with the eviction's delete options (there is
+        no PodDisruptionBudget resource yet, so no budget can refuse it)."""
+        if req.verb != "create":
+            raise errors.method_not_allowed("pods/eviction only accepts create")
+        options = _body(req).get("deleteOptions") or {}
+        grace = options.get("gracePeriodSeconds")
+        await self.store.delete(
+            rt, req.namespace, req.name, grace_period=int(grace) if grace is not None else None
+        )
+        return (
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "code": 201,
+            },
+            201,
+            None,
+        )
+
     # --- audit --------------------------------------------------------------------------
 
     def _audit(self, req, user, decision, response: ApiResponse, received: float) -> None:
@@ -333,6 +437,34 @@ class Handler:
         elif response.code == 403:
             event["annotations"] = {"authorization.k8s.io/decision": "forbid"}
         self.audit(event)
+
+
+_SUBRESOURCES = {
+    "binding": Handler._binding,
+    "scale": Handler._scale,
+    "eviction": Handler._eviction,
+}
+
+
+def _scale_of(obj: dict) -> dict:
+    m = meta(obj)
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    scale = {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: m[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in m
+        },
+        "spec": {"replicas": spec.get("replicas", 0)},
+        "status": {"replicas": status.get("replicas", 0)},
+    }
+    selector = spec.get("selector")
+    if isinstance(selector, dict):
+        with contextlib.suppress(InvalidSelector):
+            scale["status"]["selector"] = str(Selector.from_label_selector(selector))
+    return scale
 
 
 def _body(req: ApiRequest) -> dict:
