@@ -54,7 +54,8 @@ class Watcher:
         self.bookmarks = bookmarks
         self.send, self.receive_channel = trio.open_memory_channel(buffer)
         self.ended = ""
-        self.sent_rv = 0
+        self.seen_rv = 0  # every change up to here was delivered or filtered out
+        self.told_rv = 0  # the last version the watcher was told (an event or a bookmark)
 
     def offer(self, event: dict) -> bool:
         """Queue ``event``; False (and the stream ended) if the buffer is full."""
@@ -142,11 +143,15 @@ class WatchCache:
             self._deliver(w, event, old)
 
     def _deliver(self, w: Watcher, event: dict, old: dict | None) -> None:
+        if _rv(event["object"]) <= w.seen_rv:
+            return  # a watch from a version the cache had not reached yet: seen already
         converted = filtered(event, old, w.keep)
         if converted is not None and not w.offer(converted):
             self.watchers.discard(w)
-        elif converted is not None:
-            w.sent_rv = _rv(converted["object"])
+            return
+        w.seen_rv = _rv(event["object"])
+        if converted is not None:
+            w.told_rv = w.seen_rv
 
     # --- served to the API --------------------------------------------------------------
 
@@ -171,10 +176,12 @@ class WatchCache:
                 seen = filtered(event, old, keep) if rv > start else None
                 if seen is not None:
                     initial.append(seen)
+            # Events the cache has not reached yet arrive live; those up to ``start``
+            # are skipped then (the watch began after them).
         w = Watcher(keep, len(initial) + max(buffer, 1), bookmarks)
         for event in initial:
             w.offer(event)
-        w.sent_rv = max([start] + [_rv(e["object"]) for e in initial[-1:]])
+        w.seen_rv = w.told_rv = max([start] + [_rv(e["object"]) for e in initial[-1:]])
         self.watchers.add(w)
         return w
 
@@ -184,8 +191,8 @@ class WatchCache:
             "kind": self.rt.kind, "apiVersion": self.rt.api_version,
             "metadata": {"resourceVersion": str(self.revision)}}}  # fmt: skip
         for w in list(self.watchers):
-            if w.bookmarks and self.revision > w.sent_rv and w.offer(event):
-                w.sent_rv = self.revision
+            if w.bookmarks and self.revision > w.told_rv and w.offer(event):
+                w.told_rv = self.revision
             elif w.ended:
                 self.watchers.discard(w)
 

@@ -3,6 +3,11 @@
 Everything public is re-exported here; the modules behind it are private.
 """
 
+from ._client import ApiClient as ApiClient
+from ._client import WatchStream as WatchStream
+from ._informer import Informer as Informer
+from ._informer import InformerFactory as InformerFactory
+from ._informer import object_key as object_key
 from ._workqueue import BucketRateLimiter as BucketRateLimiter
 from ._workqueue import ItemExponentialFailureRateLimiter as ItemExponentialFailureRateLimiter
 from ._workqueue import MaxOfRateLimiter as MaxOfRateLimiter

@@ -1,0 +1,272 @@
+"""Informers: a local, indexed copy of one resource, kept by list-then-watch, with event
+handlers, as client-go's shared informers.
+
+Rules of this file:
+
+- ``run`` lists, replaces the cache with the list (telling handlers what was added,
+  updated and deleted since the last list), then watches from the list's
+  resourceVersion. When the watch ends it watches again from the last resourceVersion
+  seen; when that version is too old (410 Gone) it lists again. Errors back off
+  (exponentially, capped) and retry: an informer never gives up while it runs.
+- The cache is keyed ``namespace/name`` (``name`` for cluster-scoped objects), as
+  client-go's MetaNamespaceKeyFunc. Indexes map an index value to keys, kept in step
+  with every change (``by_namespace`` always; custom ones such as ``spec.nodeName``).
+- Handlers are plain callables run in the informer's task, in event order; a handler
+  only records or enqueues (a controller's reconcile runs elsewhere, from a work
+  queue). An exception in a handler is logged and does not stop the informer.
+- ``resync`` (seconds, 0: never) re-delivers every cached object as an update, so
+  level-triggered controllers look at everything again now and then.
+- Bookmarks move the resourceVersion on without touching the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from actorkube.apiserver import ApiError
+
+from ._client import ApiClient
+
+log = logging.getLogger("actorkube.client")
+
+IndexFunc = Callable[[dict], list[str]]
+Handler = Callable[..., Any]
+
+
+def object_key(obj: dict) -> str:
+    """``namespace/name``, or ``name`` for a cluster-scoped object (client-go's
+    MetaNamespaceKeyFunc)."""
+    m = obj.get("metadata") or {}
+    namespace = m.get("namespace", "")
+    return f"{namespace}/{m['name']}" if namespace else m["name"]
+
+
+def by_namespace(obj: dict) -> list[str]:
+    return [(obj.get("metadata") or {}).get("namespace", "")]
+
+
+class Informer:
+    """One resource's objects (see the module rules)."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        resource: str,
+        *,
+        group: str = "",
+        namespace: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        resync: float = 0.0,
+        indexers: dict[str, IndexFunc] | None = None,
+    ) -> None:
+        self.client = client
+        self.resource, self.group, self.namespace = resource, group, namespace
+        self.label_selector, self.field_selector = label_selector, field_selector
+        self.resync = resync
+        self.indexers: dict[str, IndexFunc] = {"namespace": by_namespace, **(indexers or {})}
+        self.items: dict[str, dict] = {}
+        self.indexes: dict[str, dict[str, set[str]]] = {n: defaultdict(set) for n in self.indexers}
+        self.handlers: list[tuple[Handler | None, Handler | None, Handler | None]] = []
+        self.resource_version = ""
+        self.synced = trio.Event()
+        self.lists = 0  # how many times it listed (a relist after 410 counts)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def get(self, key: str) -> dict | None:
+        return self.items.get(key)
+
+    def list(self) -> list[dict]:
+        return list(self.items.values())
+
+    def by_index(self, index: str, value: str) -> list[dict]:
+        return [self.items[k] for k in sorted(self.indexes[index].get(value, ()))]
+
+    def add_index(self, name: str, func: IndexFunc) -> None:
+        """A new index, built over what is cached already."""
+        self.indexers[name] = func
+        index = self.indexes[name] = defaultdict(set)
+        for key, obj in self.items.items():
+            for value in func(obj):
+                index[value].add(key)
+
+    def add_handler(
+        self,
+        on_add: Handler | None = None,
+        on_update: Handler | None = None,
+        on_delete: Handler | None = None,
+    ) -> None:
+        """``on_add(obj)``, ``on_update(old, new)``, ``on_delete(obj)``. A handler added
+        after the first sync is told about every cached object as added."""
+        self.handlers.append((on_add, on_update, on_delete))
+        if on_add is not None:
+            for obj in list(self.items.values()):
+                self._call(on_add, obj)
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the cache in step, forever; ``task_status.started()`` once synced."""
+        started = False
+        backoff = 0.1
+        async with trio.open_nursery() as nursery:
+            if self.resync:
+                nursery.start_soon(self._resync_loop)
+            while True:
+                try:
+                    if not self.resource_version:
+                        await self._list()
+                        if not started:
+                            started = True
+                            task_status.started()
+                    await self._watch()
+                    backoff = 0.1
+                except ApiError as e:
+                    if e.code == 410:
+                        self.resource_version = ""  # too old: list again
+                        continue
+                    log.warning("informer %s: %s; retrying in %.1fs", self.resource, e, backoff)
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+
+    async def _list(self) -> None:
+        got = await self.client.list(
+            self.resource,
+            namespace=self.namespace,
+            group=self.group,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+        )
+        self.lists += 1
+        fresh = {object_key(o): o for o in got["items"]}
+        for key in [k for k in self.items if k not in fresh]:
+            self._delete(key)
+        for key, obj in fresh.items():
+            self._upsert(key, obj)
+        self.resource_version = got["metadata"]["resourceVersion"]
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        async with self.client.watch(
+            self.resource,
+            namespace=self.namespace,
+            group=self.group,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            resource_version=self.resource_version,
+            bookmarks=True,
+        ) as stream:
+            async for event in stream:
+                obj = event["object"]
+                rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+                kind = event["type"]
+                if kind == "DELETED":
+                    self._delete(object_key(obj))
+                elif kind in ("ADDED", "MODIFIED"):
+                    self._upsert(object_key(obj), obj)
+                if rv:
+                    self.resource_version = rv
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await trio.sleep(self.resync)
+            for obj in list(self.items.values()):
+                for _, on_update, _ in self.handlers:
+                    if on_update is not None:
+                        self._call(on_update, obj, obj)
+
+    # --- the cache ----------------------------------------------------------------------
+
+    def _upsert(self, key: str, obj: dict) -> None:
+        old = self.items.get(key)
+        if old is not None:
+            if old["metadata"].get("resourceVersion") == obj["metadata"].get("resourceVersion"):
+                return  # the same version again (a relist): nothing happened
+            self._unindex(key, old)
+        self.items[key] = obj
+        for name, func in self.indexers.items():
+            for value in func(obj):
+                self.indexes[name][value].add(key)
+        for on_add, on_update, _ in self.handlers:
+            if old is None and on_add is not None:
+                self._call(on_add, obj)
+            elif old is not None and on_update is not None:
+                self._call(on_update, old, obj)
+
+    def _delete(self, key: str) -> None:
+        old = self.items.pop(key, None)
+        if old is None:
+            return
+        self._unindex(key, old)
+        for _, _, on_delete in self.handlers:
+            if on_delete is not None:
+                self._call(on_delete, old)
+
+    def _unindex(self, key: str, obj: dict) -> None:
+        for name, func in self.indexers.items():
+            for value in func(obj):
+                keys = self.indexes[name].get(value)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self.indexes[name][value]
+
+    def _call(self, func: Handler, *args: Any) -> None:
+        try:
+            func(*args)
+        except Exception:
+            log.exception("informer %s: a handler failed", self.resource)
+
+
+class InformerFactory:
+    """Shared informers: one per (resource, group, namespace, selectors), however many
+    controllers ask for it; ``start`` runs each in ``nursery`` and waits for their first
+    sync."""
+
+    def __init__(self, client: ApiClient, *, resync: float = 0.0) -> None:
+        self.client = client
+        self.resync = resync
+        self.informers: dict[tuple, Informer] = {}
+        self._running: set[tuple] = set()
+
+    def informer(
+        self,
+        resource: str,
+        *,
+        group: str = "",
+        namespace: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        indexers: dict[str, IndexFunc] | None = None,
+    ) -> Informer:
+        key = (resource, group, namespace, label_selector, field_selector)
+        informer = self.informers.get(key)
+        if informer is None:
+            informer = Informer(
+                self.client,
+                resource,
+                group=group,
+                namespace=namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                resync=self.resync,
+                indexers=indexers,
+            )
+            self.informers[key] = informer
+        else:
+            for name, func in (indexers or {}).items():
+                if name not in informer.indexers:
+                    informer.add_index(name, func)
+        return informer
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        for key, informer in self.informers.items():
+            if key not in self._running:
+                self._running.add(key)
+                await nursery.start(informer.run)
