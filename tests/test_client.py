@@ -11,6 +11,7 @@ from actorkube.actor import ActorSystem
 from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
 from actorkube.client import ApiClient, Informer
 from actorkube.etcd import start_group
+from actorkube.sim import SimNetwork, simulate
 
 TOKENS = "admin-token,admin,1,system:masters\n"
 
@@ -140,3 +141,30 @@ async def test_an_informer_lists_watches_indexes_and_tells_its_handlers(autojump
         assert names == sorted(o["metadata"]["name"] for o in truth["items"])
         assert names == ["after", "during", "late"]
         nursery.cancel_scope.cancel()
+
+
+def test_a_watch_ends_when_the_api_servers_host_crashes() -> None:
+    # Found by the API server fault test: a watch whose server's process died (no stop
+    # hooks run, no last event sent) waited forever.
+    async def scenario(net: SimNetwork) -> str:
+        async def boot(system: ActorSystem) -> None:
+            group = start_group(system, 3)
+            api = await start_apiserver(
+                system,
+                group.client(name="apiserver", timeout=30),
+                tokens=parse_token_file(TOKENS),
+                name="apiserver",
+            )
+            await api.ready()
+
+        await net.add_host("api", boot)
+        clients = await net.add_host("clients", lambda system: None)
+        client = ApiClient(clients, clients.ref("ak://api/apiserver"), token="admin-token")
+        async with client.watch("configmaps", namespace="default") as events:
+            await net.crash("api")
+            with trio.fail_after(10):
+                async for _ in events:
+                    pass
+            return events.ended
+
+    assert "went away" in simulate(scenario, seed=1).value

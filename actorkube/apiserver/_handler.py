@@ -25,6 +25,8 @@ from typing import Any
 
 import jsonpatch
 
+from actorkube.etcd import EtcdError
+
 from . import _errors as errors
 from ._admission import AdmissionChain, AdmissionRequest
 from ._authn import Authenticator
@@ -81,6 +83,8 @@ class Handler:
             response = ApiResponse(code, body)
         except errors.ApiError as e:
             response = ApiResponse(e.code, e.status)
+        except EtcdError as e:  # etcd unavailable or slow: the client may retry
+            response = ApiResponse(503, errors.unavailable(f"etcd: {e}").status)
         except Exception as e:  # the server keeps serving; the caller learns what broke
             detail = f"{type(e).__name__}: {e}"
             response = ApiResponse(500, errors.internal(detail).status)

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import trio
 
 from actorkube.actor import Actor, ActorRef, ActorSystem, handler, message
-from actorkube.etcd import EtcdClient
+from actorkube.etcd import EtcdClient, EtcdError
 
 from . import _errors as errors
 from ._admission import default_chain
@@ -188,11 +189,19 @@ async def _bootstrap(registry: Registry, store: ObjectStore) -> None:
         return registry.resource(group, plural)
 
     async def ensure(rt, obj: dict) -> None:
-        try:
-            await store.create(rt, obj)
-        except errors.ApiError as e:
-            if e.reason != "AlreadyExists":
-                raise
+        # As kube-apiserver's post-start hooks: retry until etcd takes the write.
+        backoff = 0.1
+        while True:
+            try:
+                await store.create(rt, obj)
+                return
+            except errors.ApiError as e:
+                if e.reason != "AlreadyExists":
+                    raise
+                return
+            except EtcdError:
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     namespaces = ensure_args("namespaces")
     for ns in SYSTEM_NAMESPACES:

@@ -238,8 +238,15 @@ async def feed(cache: WatchCache, etcd: EtcdClient, *, bookmark_interval: float 
     started = False
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_bookmarks, cache, bookmark_interval)
+        backoff = 0.1
         while True:
-            got = await etcd.get(prefix, end)
+            try:
+                got = await etcd.get(prefix, end)
+            except EtcdError:  # no leader for now: the cache waits, and so do its readers
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
             objects = {kv.key: decode(kv.value, kv.mod_revision) for kv in got.kvs}
             cache.replace(objects, got.header.revision)
             if not started:

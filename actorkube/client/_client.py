@@ -24,7 +24,15 @@ from typing import Any
 
 import trio
 
-from actorkube.actor import Actor, ActorError, ActorRef, ActorSystem, AskTimeout, handler
+from actorkube.actor import (
+    Actor,
+    ActorError,
+    ActorRef,
+    ActorSystem,
+    AskTimeout,
+    Terminated,
+    handler,
+)
 from actorkube.apiserver import ApiError, ApiRequest, StopWatch, WatchEvent
 from actorkube.apiserver._errors import status
 
@@ -186,7 +194,9 @@ class ApiClient:
         """Watch ``resource`` from ``resource_version`` ("" or "0": the current state as
         ADDED events first). Raises ``ApiError`` (410 Gone when the version is too old)."""
         send, receive = trio.open_memory_channel(math.inf)
-        receiver = self.system.spawn(lambda: _Receiver(send), name=f"watch-{self.system.unique()}")
+        receiver = self.system.spawn(
+            lambda: _Receiver(send, self.server), name=f"watch-{self.system.unique()}"
+        )
         watch_id = next(self._watch_ids)
         params = _params(
             labelSelector=label_selector,
@@ -236,12 +246,23 @@ class WatchStream:
 
 
 class _Receiver(Actor):
-    def __init__(self, send: trio.MemorySendChannel) -> None:
+    """Hands a watch's events to the stream; ends the stream if the API server goes
+    away (its process crashed or its host is cut off), which would never say so."""
+
+    def __init__(self, send: trio.MemorySendChannel, server: ActorRef) -> None:
         self.send = send
+        self.server = server
+
+    async def started(self) -> None:
+        self.watch(self.server)
 
     @handler
     def on_event(self, msg: WatchEvent) -> None:
         self.send.send_nowait(msg)
+
+    @handler
+    def on_terminated(self, msg: Terminated) -> None:
+        self.send.send_nowait(WatchEvent(0, None, f"the API server went away ({msg.reason})"))
 
 
 def _params(**values: str) -> dict[str, str] | None:

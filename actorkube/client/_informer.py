@@ -122,6 +122,7 @@ class Informer:
                 try:
                     if not self.resource_version:
                         await self._list()
+                        backoff = 0.1  # the server answers again
                         if not started:
                             started = True
                             task_status.started()
