@@ -342,17 +342,7 @@ class Handler:
             return {**current, "spec": {**spec, "nodeName": node}}
 
         await self.store.update(rt, req.namespace, req.name, bind)
-        return (
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "code": 201,
-            },
-            201,
-            None,
-        )
+        return {**errors.success_status(), "code": 201}, 201, None
 
     async def _scale(self, rt: ResourceType, req: ApiRequest):
         """GET / PUT / PATCH <workload>/scale: an autoscaling/v1 Scale of spec.replicas."""
@@ -393,17 +383,7 @@ class Handler:
         await self.store.delete(
             rt, req.namespace, req.name, grace_period=int(grace) if grace is not None else None
         )
-        return (
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "code": 201,
-            },
-            201,
-            None,
-        )
+        return {**errors.success_status(), "code": 201}, 201, None
 
     # --- audit --------------------------------------------------------------------------
 
