@@ -338,3 +338,27 @@ async def test_binding_scale_and_eviction_subresources(autojump_clock):
             body={"spec": {"replicas": -1}},
         )
         assert bad.code == 422
+
+
+async def test_concurrent_watches_on_different_workers_all_start(autojump_clock):
+    # Found by the API server fault test: each worker named its pumps watch-1, watch-2,
+    # ...; actor names are the system's, so a second worker's first watch failed, the
+    # worker never reported back, and the pool shrank until requests hung.
+    async with ActorSystem() as system:
+        api = await start(system)
+        me = system.spawn(lambda: Collector([], trio.Event()), name="collector")
+        answers = []
+
+        async def watch(watch_id: int) -> None:
+            answers.append(
+                await call(
+                    api, "watch", "configmaps", namespace="default", watcher=me, watch_id=watch_id
+                )
+            )
+
+        async with trio.open_nursery() as nursery:
+            for watch_id in range(4):
+                nursery.start_soon(watch, watch_id)
+        assert [a.code for a in answers] == [200] * 4
+        for _ in range(40):  # every worker still serves
+            assert (await call(api, "get", "namespaces", name="default")).code == 200

@@ -118,20 +118,33 @@ class _Worker(Actor):
 
     @handler
     async def on_work(self, msg: _Work) -> None:
-        request = msg.request
-        response, watcher = await self.handler.handle(request)
-        if watcher is not None:
-            if request.watcher is None:
-                watcher.end("no watcher to send events to")
-                response = ApiResponse(400, errors.bad_request("a watch needs a watcher").status)
-            else:
-                self.pumps += 1
-                pump = self.spawn(
-                    lambda: _WatchPump(watcher, request.watcher, request.watch_id, self.slow_after),
-                    name=f"watch-{self.pumps}",
-                )
-                self.parent.tell(_PumpStarted(request.watcher, request.watch_id, pump))
-        self.parent.tell(_Done(msg.request_id, self.ref, response))
+        # Whatever happens, the front hears back: a worker that never said it was done
+        # would be lost to the pool for good.
+        response = ApiResponse(500, errors.internal("the request was not served").status)
+        try:
+            response, watcher = await self.handler.handle(msg.request)
+            if watcher is not None:
+                response = self._start_pump(msg.request, watcher, response)
+        finally:
+            self.parent.tell(_Done(msg.request_id, self.ref, response))
+
+    def _start_pump(self, request: ApiRequest, watcher: Watcher, response: ApiResponse):
+        if request.watcher is None:
+            watcher.end("no watcher to send events to")
+            return ApiResponse(400, errors.bad_request("a watch needs a watcher").status)
+        self.pumps += 1
+        # Actor names are the system's: the worker's own name keeps them apart.
+        name = f"{self.ref.name}-watch-{self.pumps}"
+        try:
+            pump = self.spawn(
+                lambda: _WatchPump(watcher, request.watcher, request.watch_id, self.slow_after),
+                name=name,
+            )
+        except Exception:
+            watcher.end("the watch could not be started")
+            raise
+        self.parent.tell(_PumpStarted(request.watcher, request.watch_id, pump))
+        return response
 
 
 class _WatchPump(Actor):

@@ -64,8 +64,10 @@ class Informer:
         field_selector: str = "",
         resync: float = 0.0,
         indexers: dict[str, IndexFunc] | None = None,
+        max_backoff: float = 30.0,
     ) -> None:
         self.client = client
+        self.max_backoff = max_backoff  # client-go's reflector backs off up to 30 s
         self.resource, self.group, self.namespace = resource, group, namespace
         self.label_selector, self.field_selector = label_selector, field_selector
         self.resync = resync
@@ -134,7 +136,7 @@ class Informer:
                         continue
                     log.warning("informer %s: %s; retrying in %.1fs", self.resource, e, backoff)
                     await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    backoff = min(backoff * 2, self.max_backoff)
 
     async def _list(self) -> None:
         got = await self.client.list(
