@@ -362,3 +362,65 @@ async def test_concurrent_watches_on_different_workers_all_start(autojump_clock)
         assert [a.code for a in answers] == [200] * 4
         for _ in range(40):  # every worker still serves
             assert (await call(api, "get", "namespaces", name="default")).code == 200
+
+
+async def test_a_service_account_token_is_authorized_by_its_bindings(autojump_clock):
+    # Kubernetes: a service account authenticates as system:serviceaccount:<ns>:<name>
+    # and is matched by ServiceAccount subjects and by the system:serviceaccounts groups.
+    async with ActorSystem() as system:
+        api = await start(system)
+        account = (
+            await call(api, "get", "serviceaccounts", namespace="default", name="default")
+        ).body
+        token = api.service_accounts.issue(
+            "default", "default", account["metadata"]["uid"], now=system.clock.now()
+        )
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        }
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "default-reads-pods"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "pod-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
+        }
+        rbac = "rbac.authorization.k8s.io"
+        assert (
+            await call(api, "create", "roles", group=rbac, namespace="default", body=role)
+        ).code == 201
+        assert (
+            await call(api, "create", "rolebindings", group=rbac, namespace="default", body=binding)
+        ).code == 201
+        await trio.sleep(1)
+        matrix = [
+            (dict(verb="list", resource="pods", namespace="default"), 200),
+            (dict(verb="list", resource="pods", namespace="kube-system"), 403),
+            (dict(verb="create", resource="pods", namespace="default", body=pod("p")), 403),
+            (dict(verb="list", resource="secrets", namespace="default"), 403),
+            (dict(verb="get", resource="namespaces", name="default"), 403),
+        ]
+        for request, code in matrix:
+            answer = await api.ref.ask(ApiRequest(token=token, **request))
+            assert answer.code == code, (request, answer.body)
+        denied = await api.ref.ask(ApiRequest("list", "secrets", namespace="default", token=token))
+        assert 'User "system:serviceaccount:default:default" cannot list' in denied.body["message"]
+        # A token for an account that is gone (deleted, then made again) no longer works.
+        await call(api, "delete", "serviceaccounts", namespace="default", name="default")
+        await call(
+            api,
+            "create",
+            "serviceaccounts",
+            namespace="default",
+            body={"metadata": {"name": "default"}},
+        )
+        await trio.sleep(1)
+        stale = await api.ref.ask(ApiRequest("list", "pods", namespace="default", token=token))
+        assert stale.code == 401
