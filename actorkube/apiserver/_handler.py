@@ -241,16 +241,17 @@ class Handler:
         if not m.get("name") and m.get("generateName"):
             m["name"] = generate_name(m["generateName"], self.store.rng)
         obj = {**obj, "metadata": m}
+        if rt.has_status:
+            # The status is the controllers' to write, through the subresource: what a
+            # create sends is dropped, and defaulting sets the initial one (a pod's
+            # phase Pending, a namespace's Active), as Kubernetes' PrepareForCreate.
+            obj = {k: v for k, v in obj.items() if k != "status"}
         obj = rt.default(obj)
         name = m.get("name", "")
         obj = await self.admission.run(
             AdmissionRequest("CREATE", rt, req.namespace, name, obj, None)
         )
         self._validate(rt, obj, None)
-        if rt.has_status and "status" in obj and rt.plural != "namespaces":
-            # A create may carry a status; Kubernetes resets most of it. Keep it simple:
-            # the status is the controllers' to write, through the subresource.
-            obj = {k: v for k, v in obj.items() if k != "status"}
         return await self.store.create(rt, obj)
 
     async def _update(self, rt: ResourceType, req: ApiRequest, make: Callable[[dict], dict]):

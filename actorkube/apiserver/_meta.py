@@ -14,7 +14,6 @@ Rules of this file:
 
 from __future__ import annotations
 
-import copy
 import datetime
 import random
 from typing import Any
@@ -31,11 +30,6 @@ def rfc3339(seconds: float) -> str:
     """``seconds`` since the epoch as Kubernetes writes a metav1.Time."""
     moment = datetime.datetime.fromtimestamp(int(seconds), tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: str) -> float:
-    """The inverse of ``rfc3339`` (also accepts fractional seconds and offsets)."""
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def generate_name(prefix: str, rng: random.Random) -> str:
@@ -102,7 +96,3 @@ def prepare_for_update(new: dict, old: dict, *, generation: bool) -> dict:
     result = dict(new)
     result["metadata"] = m
     return result
-
-
-def deep_copy(obj: Any) -> Any:
-    return copy.deepcopy(obj)

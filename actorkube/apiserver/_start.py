@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 import trio
@@ -185,9 +184,6 @@ def _feed_rbac(rbac: RBACAuthorizer, plural: str):
 
 
 async def _bootstrap(registry: Registry, store: ObjectStore) -> None:
-    def ensure_args(plural: str, group: str = "") -> Any:
-        return registry.resource(group, plural)
-
     async def ensure(rt, obj: dict) -> None:
         # As kube-apiserver's post-start hooks: retry until etcd takes the write.
         backoff = 0.1
@@ -203,13 +199,13 @@ async def _bootstrap(registry: Registry, store: ObjectStore) -> None:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    namespaces = ensure_args("namespaces")
+    namespaces = registry.resource("", "namespaces")
     for ns in SYSTEM_NAMESPACES:
         await ensure(
             namespaces,
             namespaces.default({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
         )
-    accounts = ensure_args("serviceaccounts")
+    accounts = registry.resource("", "serviceaccounts")
     for ns in SYSTEM_NAMESPACES:
         await ensure(
             accounts,
@@ -219,9 +215,9 @@ async def _bootstrap(registry: Registry, store: ObjectStore) -> None:
                 "metadata": {"name": "default", "namespace": ns},
             },
         )
-    cluster_roles = ensure_args("clusterroles", "rbac.authorization.k8s.io")
+    cluster_roles = registry.resource("rbac.authorization.k8s.io", "clusterroles")
     for role in default_cluster_roles():
         await ensure(cluster_roles, role)
-    bindings = ensure_args("clusterrolebindings", "rbac.authorization.k8s.io")
+    bindings = registry.resource("rbac.authorization.k8s.io", "clusterrolebindings")
     for binding in default_cluster_role_bindings():
         await ensure(bindings, binding)

@@ -40,7 +40,7 @@ from actorkube.etcd import (
 )
 
 from . import _errors as errors
-from ._meta import meta, parse_rfc3339, prepare_for_create, prepare_for_update, rfc3339, with_meta
+from ._meta import meta, prepare_for_create, prepare_for_update, rfc3339, with_meta
 from ._registry import ResourceType
 
 Filter = Callable[[dict], bool]
@@ -205,23 +205,19 @@ class ObjectStore:
         key = rt.key(namespace, name)
         expected = parse_resource_version(expect)
         while True:
-            got = await self.etcd.get(key)
-            if not got.kvs:
-                raise errors.not_found(rt.plural, rt.group, name)
-            kv = got.kvs[0]
-            if expected and kv.mod_revision != expected:
+            revision, stored, current = await self._read(rt, key, name)
+            if expected and revision != expected:
                 raise errors.conflict(rt.plural, rt.group, name, errors.MODIFIED)
-            current = decode(kv.value, kv.mod_revision)
             new = prepare_for_update(change(current), current, generation=rt.generation)
-            unchanged = Compare(key, CompareTarget.MOD, CompareResult.EQUAL,
-                                mod_revision=kv.mod_revision)  # fmt: skip
+            unchanged = _unchanged(key, revision)
             m = meta(new)
             if m.get("deletionTimestamp") and not m.get("finalizers"):
                 answer = await self.etcd.txn([unchanged], [DeleteRangeRequest(key)])
-            elif _same_stored(new, current):
-                return current  # a no-op update writes nothing and keeps the version
             else:
-                answer = await self.etcd.txn([unchanged], [PutRequest(key, encode(new))])
+                data = encode(new)
+                if data == stored:
+                    return current  # a no-op update writes nothing and keeps the version
+                answer = await self.etcd.txn([unchanged], [PutRequest(key, data)])
             if answer.succeeded:
                 return with_meta(new, resourceVersion=str(answer.header.revision))
             if expected:
@@ -244,23 +240,18 @@ class ObjectStore:
         key = rt.key(namespace, name)
         expected = parse_resource_version(resource_version)
         while True:
-            got = await self.etcd.get(key)
-            if not got.kvs:
-                raise errors.not_found(rt.plural, rt.group, name)
-            kv = got.kvs[0]
-            current = decode(kv.value, kv.mod_revision)
+            revision, _, current = await self._read(rt, key, name)
             m = meta(current)
             if uid and m.get("uid") != uid:
                 why = (f"Precondition failed: UID in precondition: {uid}, UID in object "
                        f"meta: {m.get('uid')}")  # fmt: skip
                 raise errors.conflict(rt.plural, rt.group, name, why)
-            if expected and kv.mod_revision != expected:
+            if expected and revision != expected:
                 why = (f"Precondition failed: ResourceVersion in precondition: {expected}, "
-                       f"ResourceVersion in object meta: {kv.mod_revision}")  # fmt: skip
+                       f"ResourceVersion in object meta: {revision}")  # fmt: skip
                 raise errors.conflict(rt.plural, rt.group, name, why)
             marked = self._mark_for_deletion(rt, current, grace_period)
-            unchanged = Compare(key, CompareTarget.MOD, CompareResult.EQUAL,
-                                mod_revision=kv.mod_revision)  # fmt: skip
+            unchanged = _unchanged(key, revision)
             if marked is None:
                 answer = await self.etcd.txn([unchanged], [DeleteRangeRequest(key)])
                 if answer.succeeded:
@@ -271,6 +262,14 @@ class ObjectStore:
                 answer = await self.etcd.txn([unchanged], [PutRequest(key, encode(marked))])
                 if answer.succeeded:
                     return with_meta(marked, resourceVersion=str(answer.header.revision)), False
+
+    async def _read(self, rt: ResourceType, key: bytes, name: str) -> tuple[int, bytes, dict]:
+        """The stored object as (mod_revision, stored bytes, object); 404 if absent."""
+        got = await self.etcd.get(key)
+        if not got.kvs:
+            raise errors.not_found(rt.plural, rt.group, name)
+        kv = got.kvs[0]
+        return kv.mod_revision, kv.value, decode(kv.value, kv.mod_revision)
 
     def _mark_for_deletion(self, rt: ResourceType, obj: dict, grace: int | None) -> dict | None:
         """What a delete makes of ``obj``: None to remove it now, ``obj`` itself if it
@@ -296,8 +295,9 @@ class ObjectStore:
                          deletionGracePeriodSeconds=grace)  # fmt: skip
 
 
-def _same_stored(a: dict, b: dict) -> bool:
-    return encode(a) == encode(b)
+def _unchanged(key: bytes, revision: int) -> Compare:
+    """The condition of a write based on the version at ``revision``."""
+    return Compare(key, CompareTarget.MOD, CompareResult.EQUAL, mod_revision=revision)
 
 
 def _read_error(e: EtcdError, resource_version: str, paging: bool = False) -> errors.ApiError:
@@ -312,9 +312,3 @@ def _read_error(e: EtcdError, resource_version: str, paging: bool = False) -> er
         message = f"Too large resource version: {resource_version}"
         return errors.ApiError(errors.status(504, "Timeout", message))
     return errors.unavailable(f"etcd: {text}")
-
-
-def deletion_deadline(obj: dict) -> float | None:
-    """When a marked object's grace period ends (seconds since the epoch)."""
-    ts = meta(obj).get("deletionTimestamp")
-    return parse_rfc3339(ts) if ts else None
