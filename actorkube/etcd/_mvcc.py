@@ -21,7 +21,8 @@ Rules of this file:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 import msgpack
@@ -106,6 +107,10 @@ class MVCCStore:
         self.revision = 1
         self.compact_revision = 0
         self._index: SortedList = SortedList()  # every key that has versions
+        # The keys whose latest version is not a deletion: a range at the current
+        # revision (nearly all of them) counts and pages through these in O(log n + page)
+        # instead of looking at every key in the range.
+        self._live: SortedList = SortedList()
         self._versions: dict[bytes, list[Version]] = {}
         self.leases: dict[int, Lease] = {}
         self._last_lease_id = 0
@@ -133,6 +138,8 @@ class MVCCStore:
             raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
         if rev < self.compact_revision:
             raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
+        if rev == current and not _needs_every_key(req):
+            return self._range_now(req, current)
         kvs = list(self._range_at(req.key, req.range_end, rev))
         count = len(kvs)
         kvs = [kv for kv in kvs if _passes_filters(kv, req)]
@@ -153,6 +160,21 @@ class MVCCStore:
                    for kv in kvs]  # fmt: skip
         return RangeResponse(ResponseHeader(current), tuple(kvs), more, count)
 
+    def _range_now(self, req: RangeRequest, current: int) -> RangeResponse:
+        """``range`` at the current revision, without filters or sorting: the same answer
+        from the live keys, touching only those returned."""
+        keys = self._keys_in(req.key, req.range_end, self._live)
+        count = _count_in(self._live, req.key, req.range_end)
+        if req.count_only:
+            return RangeResponse(ResponseHeader(current), (), False, count)
+        take = req.limit if 0 < req.limit < count else count
+        versions = self._versions
+        kvs = [versions[k][-1][2] for k in itertools.islice(keys, take)]
+        if req.keys_only:
+            kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease)
+                   for kv in kvs]  # fmt: skip
+        return RangeResponse(ResponseHeader(current), tuple(kvs), take < count, count)
+
     def events_since(self, revision: int) -> list[Event]:
         """Every event at or after ``revision``, in order. Raises EtcdError (compacted)
         if the history no longer reaches back that far."""
@@ -170,14 +192,17 @@ class MVCCStore:
             if kv is not None:
                 yield kv
 
-    def _keys_in(self, key: bytes, range_end: bytes) -> Iterable[bytes]:
+    def _keys_in(
+        self, key: bytes, range_end: bytes, index: SortedList | None = None
+    ) -> Iterable[bytes]:
+        index = self._index if index is None else index
         if not range_end:
-            return (key,) if key in self._versions else ()
+            return (key,) if key in index else ()
         if range_end == b"\0":
             if key == b"\0":
-                return self._index
-            return self._index.irange(key)
-        return self._index.irange(key, range_end, inclusive=(True, False))
+                return index
+            return index.irange(key)
+        return index.irange(key, range_end, inclusive=(True, False))
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -220,7 +245,8 @@ class MVCCStore:
                 keep += 1  # a deletion below it: nothing to remember (one at it stays,
                 # for the watch history that starts there)
             if keep:
-                del versions[:keep]
+                # A new list, never a cut in place: a snapshot under way holds the old one.
+                versions = self._versions[key] = versions[keep:]
                 if versions:
                     self._forget_prev(key, versions[0][0])
             if not versions:
@@ -288,13 +314,18 @@ class MVCCStore:
 
     def dump(self) -> bytes:
         """The whole state as bytes (a Raft snapshot); ``load`` makes an equal store."""
-        versions = [
-            [key, [[main, sub, None if kv is None else _kv_wire(kv)] for main, sub, kv in vs]]
-            for key, vs in self._versions.items()
-        ]
+        return b"".join(run_steps(self.dump_steps()))
+
+    def dump_steps(self, keys_per_step: int = 1000) -> Generator[None, None, list[bytes]]:
+        """``dump`` a little at a time: the state is captured now (references only, O(keys)),
+        and each ``next`` serialises ``keys_per_step`` keys of it; the generator returns
+        the parts whose concatenation is ``dump``'s bytes. The store may change between
+        steps: a version list only ever grows at its end or is replaced by compaction,
+        never cut in place, so the captured lengths keep the state as of this call."""
+        head = [self.revision, self.compact_revision, self._last_lease_id]
+        captured = [(key, vs, len(vs)) for key, vs in self._versions.items()]
         leases = [[lease.id, lease.ttl] for lease in self.leases.values()]
-        state = [self.revision, self.compact_revision, self._last_lease_id, versions, leases]
-        return msgpack.packb(state, use_bin_type=True)
+        return _dump(head, captured, leases, keys_per_step)
 
     @classmethod
     def load(cls, data: bytes, **options: Any) -> MVCCStore:
@@ -307,6 +338,7 @@ class MVCCStore:
         for lease_id, ttl in leases:
             store.leases[lease_id] = Lease(lease_id, ttl)
         changes = []
+        live = []
         for key, vs in versions:
             history = store._versions[key] = []
             store._index.add(key)
@@ -319,8 +351,11 @@ class MVCCStore:
                 else:
                     changes.append((main, sub, Event(PUT, kv, prev)))
                 prev = kv
-            if prev is not None and prev.lease:
-                store.leases[prev.lease].keys.add(key)
+            if prev is not None:
+                live.append(key)
+                if prev.lease:
+                    store.leases[prev.lease].keys.add(key)
+        store._live.update(live)
         changes.sort(key=lambda c: (c[0], c[1]))
         store._events = [event for _, _, event in changes]
         store._event_revs = [main for main, _, _ in changes]
@@ -406,6 +441,10 @@ class MVCCStore:
             versions = self._versions[key] = []
             self._index.add(key)
         versions.append((main, sub, kv))
+        if kv is None:
+            self._live.discard(key)
+        elif len(versions) == 1 or versions[-2][2] is None:
+            self._live.add(key)
         self._events.append(ev)
         self._event_revs.append(main)
 
@@ -483,6 +522,32 @@ class MVCCStore:
 _MAX_SUB = 1 << 62
 
 
+def _dump(
+    head: list, captured: list, leases: list, keys_per_step: int
+) -> Generator[None, None, list[bytes]]:
+    """The steps of ``MVCCStore.dump_steps``: the msgpack array [revision, compacted,
+    last lease, versions, leases], its versions array written key by key."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [packer.pack_array_header(5), *(packer.pack(x) for x in head)]
+    parts.append(packer.pack_array_header(len(captured)))
+    for start in range(0, len(captured), keys_per_step):
+        for key, vs, n in captured[start : start + keys_per_step]:
+            wire = [[main, sub, None if kv is None else _kv_wire(kv)] for main, sub, kv in vs[:n]]
+            parts.append(packer.pack([key, wire]))
+        yield
+    parts.append(packer.pack(leases))
+    return parts
+
+
+def run_steps(steps: Generator[None, None, Any]) -> Any:
+    """Run a stepped job to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 def _kv_wire(kv: KeyValue) -> list:
     return [kv.create_revision, kv.mod_revision, kv.version, kv.value, kv.lease]
 
@@ -501,6 +566,28 @@ def _check_put_arguments(req: PutRequest) -> None:
         raise EtcdError(Code.INVALID_ARGUMENT, VALUE_PROVIDED)
     if req.ignore_lease and req.lease:
         raise EtcdError(Code.INVALID_ARGUMENT, LEASE_PROVIDED)
+
+
+def _needs_every_key(req: RangeRequest) -> bool:
+    """Filters and sorting look at every key in the range (and count before filtering)."""
+    return bool(
+        req.min_mod_revision
+        or req.max_mod_revision
+        or req.min_create_revision
+        or req.max_create_revision
+        or req.sort_order != SortOrder.NONE
+        or req.sort_target != SortTarget.KEY
+    )
+
+
+def _count_in(index: SortedList, key: bytes, range_end: bytes) -> int:
+    """How many keys of ``index`` the range [key, range_end) holds (etcd's conventions
+    for an empty and a "\\0" range end), by bisection."""
+    if not range_end:
+        return 1 if key in index else 0
+    low = 0 if key == b"\0" and range_end == b"\0" else index.bisect_left(key)
+    high = len(index) if range_end == b"\0" else index.bisect_left(range_end)
+    return max(0, high - low)
 
 
 def _passes_filters(kv: KeyValue, req: RangeRequest) -> bool:

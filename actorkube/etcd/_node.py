@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+from collections.abc import Generator
 from typing import Any
 
 import msgpack
@@ -33,7 +34,7 @@ from actorkube.actor import encode_message as _encode
 from actorkube.raft import Config, Outcome, RaftReplica
 from actorkube.raft._core import LEADER
 
-from ._mvcc import MVCCStore
+from ._mvcc import MVCCStore, run_steps
 from ._types import (
     Code,
     CompactionRequest,
@@ -104,8 +105,23 @@ class EtcdStateMachine:
         return _encode(self.store.execute(decode_message(data, _no_refs)))
 
     def snapshot(self) -> bytes:
+        return run_steps(self.snapshot_steps())
+
+    def snapshot_steps(self) -> Generator[None, None, bytes]:
+        """The snapshot of now, serialised a step at a time (see ``MVCCStore.dump_steps``):
+        [store dump as bytes, sessions]."""
         sessions = [[c, s, r] for c, (s, r) in self.sessions.items()]
-        return msgpack.packb([self.store.dump(), sessions], use_bin_type=True)
+        sessions = msgpack.packb(sessions, use_bin_type=True)
+        store = self.store.dump_steps()
+
+        def steps() -> Generator[None, None, bytes]:
+            parts = yield from store
+            size = sum(map(len, parts))
+            # msgpack's bin 32 header: the store's bytes go in as one binary, unjoined.
+            header = b"\x92\xc6" + size.to_bytes(4, "big")
+            return b"".join([header, *parts, sessions])
+
+        return steps()
 
     def restore(self, data: bytes | None) -> None:
         self.sessions.clear()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Generator
 from typing import Any, Protocol
 
 import trio
@@ -31,6 +32,12 @@ from actorkube.actor import Actor, ActorRef, handler, message
 
 from ._core import LEADER, NORMAL, Config, NotLeader, ProposalDropped, RaftNode, Ready
 from ._types import ConfChange, HardState, Message
+
+
+def _at_once(sm: StateMachine) -> Generator[None, None, bytes]:
+    """A state machine without ``snapshot_steps`` serialises in one step."""
+    return sm.snapshot()
+    yield  # a generator, whose only step returns the snapshot
 
 
 class StateMachine(Protocol):
@@ -44,7 +51,10 @@ class StateMachine(Protocol):
         """Answer a read-only request from the current state."""
 
     def snapshot(self) -> bytes:
-        """The whole state, for a Raft snapshot."""
+        """The whole state, for a Raft snapshot. A state machine may also offer
+        ``snapshot_steps()``: a generator that captures the state when called and
+        serialises it over several ``next`` calls, returning the same bytes; the replica
+        then interleaves the steps with its other work."""
 
     def restore(self, data: bytes | None) -> None:
         """Replace the whole state by a snapshot's; ``None`` means the empty state (the
@@ -141,6 +151,7 @@ class RaftReplica(Actor):
         self.known_leader = 0
         self.leadership = (0, 0)  # (term, leader) of the last Ready handled
         self.drain_due = False
+        self.snapshot_job: tuple[int, Generator[None, None, bytes]] | None = None
 
     async def started(self) -> None:
         recovered = await self._io(self.storage.recover)
@@ -169,7 +180,6 @@ class RaftReplica(Actor):
     def on_message(self, msg: Message) -> None:
         self.core.step(msg)
         self.drain_due = True
-
 
     @handler
     def on_propose(self, msg: Propose) -> Outcome | None:
@@ -242,10 +252,15 @@ class RaftReplica(Actor):
 
     async def idle(self) -> None:
         """The mailbox ran empty: handle the core's Ready once for the whole burst of
-        messages (one save, one round of messages), not once per message."""
-        if not self.drain_due:
-            return
-        self.drain_due = False
+        messages (one save, one round of messages), not once per message; then take
+        one step of a snapshot under way."""
+        if self.drain_due:
+            self.drain_due = False
+            await self._drain()
+        if self.snapshot_job is not None:
+            await self._snapshot_step()
+
+    async def _drain(self) -> None:
         core = self.core
         storage = self.storage
         peers = self.peers
@@ -287,11 +302,12 @@ class RaftReplica(Actor):
                 self.ready_reads += [(s.index, s.context) for s in ready.read_states]
             if self.ready_reads:
                 self._answer_reads()
-            if self.since_snapshot >= self.snapshot_every:
-                await self._snapshot()
+            if self.since_snapshot >= self.snapshot_every and self.snapshot_job is None:
+                self._start_snapshot()
 
     def _apply(self, ready: Ready) -> None:
         if ready.snapshot is not None:
+            self.snapshot_job = None  # of a state that is gone; the new one is newer
             self.sm.restore(ready.snapshot.data)
             self._unknown_up_to(ready.snapshot.meta.index)
         proposals = self.proposals
@@ -339,9 +355,25 @@ class RaftReplica(Actor):
                 keep.append((index, context))
         self.ready_reads = keep
 
-    async def _snapshot(self) -> None:
+    def _start_snapshot(self) -> None:
+        """Capture the state as of the applied index; it is serialised a step per idle
+        (``snapshot_steps``), so a large state never stops the replica for long."""
         self.since_snapshot = 0
-        snap = self.core.compact(self.core.log.applied, self.sm.snapshot())
+        stepped = getattr(self.sm, "snapshot_steps", None)
+        steps = stepped() if stepped is not None else _at_once(self.sm)
+        self.snapshot_job = (self.core.log.applied, steps)
+
+    async def _snapshot_step(self) -> None:
+        index, steps = self.snapshot_job
+        try:
+            next(steps)
+            return
+        except StopIteration as done:
+            data = done.value
+        self.snapshot_job = None
+        if index <= self.core.log.snap_index:
+            return  # a newer snapshot came from the leader meanwhile
+        snap = self.core.compact(index, data)
         await self._io(self.storage.compact, snap)
 
     def _fail_waiting(self, why: str) -> None:
