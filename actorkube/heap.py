@@ -1,0 +1,76 @@
+"""A garbage-collector policy for processes that hold a large, long-lived heap.
+
+CPython's cyclic collector scans every tracked object at each full (generation 2)
+collection. An API server with 150,000 pods holds millions of them (the watch cache's
+decoded objects, each etcd member's versions, events and Raft log entries), so a full
+collection stops the whole process for over a second, and one comes every few tens of
+thousands of writes: request latency's p99 is then the collector's pause.
+
+``long_lived_heap_gc`` makes each full collection freeze what survived it
+(``gc.freeze``): later full collections scan only what was allocated since, so a pause
+is proportional to the recent growth, not to the heap. Objects freed by reference
+counting leave the frozen set as usual; what freezing costs is that a *cycle* among
+frozen objects is not collected. So when the frozen set has grown to ``regrow`` times its
+size after the last complete scan, and stayed so for ``settle`` seconds, the policy
+unfreezes everything and lets the next full collection scan (and clean) the whole heap
+once: the long pauses come back only when the heap has doubled for good (not while a
+large response is being built and dropped), and stray cycles are reclaimed then.
+
+It changes process-wide state, so it is opt-in: ``actorkube up`` and the benchmarks
+install it; a library user decides for their own process.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _Policy:
+    def __init__(self, regrow: float, settle: float) -> None:
+        self.regrow = regrow
+        self.settle = settle
+        self.grown_since: float | None = None  # when the frozen set passed the bound
+        self.baseline = 0  # frozen objects right after the last complete scan; 0: none yet
+        self.freezes = 0
+        self.full_scans = 0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase != "stop" or info["generation"] != 2:
+            return
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        if not self.baseline:
+            # This collection scanned the whole heap: what it kept is the baseline.
+            self.baseline = max(frozen, 1)
+            self.full_scans += 1
+            return
+        self.freezes += 1
+        if frozen <= self.regrow * self.baseline:
+            self.grown_since = None
+            return
+        now = time.monotonic()
+        if self.grown_since is None:
+            self.grown_since = now
+        elif now - self.grown_since >= self.settle:
+            gc.unfreeze()  # the next full collection scans everything once
+            self.baseline = 0
+            self.grown_since = None
+
+
+@contextmanager
+def long_lived_heap_gc(regrow: float = 2.0, settle: float = 30.0) -> Iterator[_Policy]:
+    """Apply the policy (see the module) inside the block; leaving it removes the
+    callback and unfreezes every object. Yields the policy (``freezes``,
+    ``full_scans`` count what it did)."""
+    if regrow <= 1:
+        raise ValueError(f"regrow must be more than 1, not {regrow}")
+    policy = _Policy(regrow, settle)
+    gc.callbacks.append(policy)
+    try:
+        yield policy
+    finally:
+        gc.callbacks.remove(policy)
+        gc.unfreeze()
