@@ -153,3 +153,58 @@ async def test_bookmarks_say_how_far_a_quiet_watch_is(autojump_clock):
             await plain.receive()
             raise AssertionError("a watch that did not ask for bookmarks got one")
         nursery.cancel_scope.cancel()
+
+
+async def test_a_consistent_read_waits_for_the_cache_to_reach_etcds_revision(autojump_clock):
+    # Kubernetes 1.31's consistent reads from the cache: the cache serves a list at ""
+    # only once it holds every change up to a revision read from etcd just before.
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        c = Cluster(system)
+        await c.start(nursery)
+        made = await c.store.create(CONFIGMAPS, cm("a"))
+        current = await c.store.current_revision(CONFIGMAPS)
+        assert current == int(made["metadata"]["resourceVersion"])
+        assert await c.cache.wait_fresh(current)
+        assert [o["metadata"]["name"] for o in c.cache.snapshot()] == ["a"]
+        # Nothing changes past etcd's revision: the cache waits, asks etcd for progress
+        # reports meanwhile, and gives up after the timeout (the caller reads etcd).
+        asked = []
+        real = c.cache.request_progress
+        c.cache.request_progress = lambda: (asked.append(1), real())
+        started = trio.current_time()
+        assert not await c.cache.wait_fresh(current + 5, timeout=1.0)
+        assert trio.current_time() - started == pytest.approx(1.0)
+        assert len(asked) >= 10
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_progress_report_lets_a_consistent_read_through_without_a_change():
+    cache = WatchCache(CONFIGMAPS)
+    cache.replace({}, 10)
+    reported = []
+    cache.request_progress = lambda: reported.append(cache.progress(12))
+    assert await cache.wait_fresh(12)  # etcd says nothing happened up to 12
+    assert reported and cache.revision == 12
+    assert await cache.wait_fresh(11)  # already there: no question asked
+    assert len(reported) == 1
+
+
+async def test_a_namespace_list_from_the_cache_reads_only_that_namespace():
+    cache = WatchCache(CONFIGMAPS)
+    objects = {}
+    for ns in ("a", "b", "c"):
+        for name in ("x", "y"):
+            obj = cm(name)
+            obj["metadata"].update(namespace=ns, resourceVersion="5")
+            objects[CONFIGMAPS.key(ns, name)] = obj
+    cache.replace(objects, 5)
+    looked_at = []
+
+    def keep(obj: dict) -> bool:
+        looked_at.append(obj["metadata"]["namespace"])
+        return obj["metadata"]["name"] == "y"
+
+    got = cache.snapshot(keep, CONFIGMAPS.prefix("b"))
+    assert [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in got] == [("b", "y")]
+    assert looked_at == ["b", "b"]
+    assert len(cache.snapshot()) == 6

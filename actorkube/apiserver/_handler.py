@@ -195,14 +195,14 @@ class Handler:
         rv = params.get("resourceVersion", "")
         limit = _int_param(params, "limit")
         cache = self.caches.get((rt.group, rt.plural))
-        if rv == "0" and not params.get("continue") and cache is not None:
-            # As Kubernetes: a list at "any version" comes whole from the cache.
-            await cache.ready.wait()
+        if cache is not None and not params.get("continue") and await self._cache_serves(
+            cache, rt, rv, limit
+        ):
             return {
                 "kind": rt.list_kind,
                 "apiVersion": rt.api_version,
                 "metadata": {"resourceVersion": str(cache.revision)},
-                "items": cache.snapshot(keep),
+                "items": cache.snapshot(keep, rt.prefix(namespace)),
             }
         return await self.store.list(
             rt,
@@ -213,6 +213,18 @@ class Handler:
             resource_version=rv,
         )
 
+    async def _cache_serves(self, cache: WatchCache, rt: ResourceType, rv: str, limit: int):
+        """Whether the cache answers this list, as Kubernetes decides: a list at "any
+        version" ("0") comes whole from the cache; a consistent one ("", no limit) too,
+        once the cache has caught up with etcd's current revision (Kubernetes 1.31's
+        consistent reads from the cache), else from etcd, as are limited and exact ones."""
+        if rv == "0":
+            await cache.ready.wait()
+            return True
+        if rv or limit:
+            return False
+        return await cache.wait_fresh(await self.store.current_revision(rt))
+
     async def _watch(self, rt: ResourceType, namespace: str, params: dict):
         cache = self.caches.get((rt.group, rt.plural))
         if cache is None:
@@ -220,7 +232,8 @@ class Handler:
         keep = self._filter(rt, namespace, params)
         await cache.ready.wait()
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1", True)
-        watcher = cache.watch(params.get("resourceVersion", ""), keep, bookmarks=bookmarks)
+        watcher = cache.watch(params.get("resourceVersion", ""), keep, bookmarks=bookmarks,
+                              prefix=rt.prefix(namespace))  # fmt: skip
         return {"kind": "Status", "apiVersion": "v1", "status": "Success"}, 200, watcher
 
     # --- writes -------------------------------------------------------------------------

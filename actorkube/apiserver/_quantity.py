@@ -29,6 +29,7 @@ Where we differ from Kubernetes, on purpose:
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from decimal import Decimal
@@ -93,17 +94,8 @@ class Quantity:
         number in a manifest (``cpu: 1``, ``cpu: 0.5``; as Kubernetes, we read the
         number's text). Raises InvalidQuantity for anything else."""
         text = _number_text(raw) if not isinstance(raw, str) else raw
-        shape = _SHAPE.fullmatch(text)
-        if shape is None or not (shape[2] or shape[3]):
-            raise InvalidQuantity(text, _FORMAT_WRONG)
-        sign, whole, fraction, suffix = shape[1], shape[2], shape[3] or "", shape[4]
-        exponent, binary_power, format = _interpret(text, suffix)
-        magnitude = _magnitude(text, whole, fraction, exponent, binary_power)
-        if format is QuantityFormat.BINARY_SI:
-            magnitude = min(magnitude, Fraction(_MAX_BINARY))
-            if 0 < magnitude < 1:
-                format = QuantityFormat.DECIMAL_SI
-        return cls(-magnitude if sign == "-" else magnitude, format)
+        # Only short texts are remembered, so odd inputs cannot fill the memory.
+        return _parse_remembered(text) if len(text) <= 32 else _parse_text(text)
 
     def value(self) -> int:
         """The amount rounded up, away from zero, to a whole number (Kubernetes'
@@ -143,6 +135,25 @@ class Quantity:
         if power in _BINARY_SUFFIX:
             return f"{sign}{mantissa}{_BINARY_SUFFIX[power]}"
         return sign + _decimal_form(magnitude, QuantityFormat.DECIMAL_EXPONENT)
+
+
+def _parse_text(text: str) -> Quantity:
+    shape = _SHAPE.fullmatch(text)
+    if shape is None or not (shape[2] or shape[3]):
+        raise InvalidQuantity(text, _FORMAT_WRONG)
+    sign, whole, fraction, suffix = shape[1], shape[2], shape[3] or "", shape[4]
+    exponent, binary_power, format = _interpret(text, suffix)
+    magnitude = _magnitude(text, whole, fraction, exponent, binary_power)
+    if format is QuantityFormat.BINARY_SI:
+        magnitude = min(magnitude, Fraction(_MAX_BINARY))
+        if 0 < magnitude < 1:
+            format = QuantityFormat.DECIMAL_SI
+    return Quantity(-magnitude if sign == "-" else magnitude, format)
+
+
+# A cluster writes the same few quantities ("100m", "128Mi") over and over, and an exact
+# parse costs tens of microseconds; a Quantity is immutable, so one can be shared.
+_parse_remembered = functools.lru_cache(maxsize=4096)(_parse_text)
 
 
 def _number_text(raw: object) -> str:

@@ -22,7 +22,17 @@ from collections import deque
 
 import trio
 
-from actorkube.actor import Actor, ActorRef, MailboxFull, Reply, Terminated, handler, message
+from actorkube.actor import (
+    Actor,
+    ActorRef,
+    CodecError,
+    MailboxFull,
+    Reply,
+    Terminated,
+    handler,
+    message,
+)
+from actorkube.actor._codec import encode_value
 
 from . import _errors as errors
 from ._handler import Handler
@@ -38,9 +48,12 @@ class _Work:
 
 @message(tag="apiserver._Done")
 class _Done:
+    """``response``: the ``ApiResponse`` already encoded as the reply, so that a large
+    body (a list of 150,000 pods) is encoded once, not once more at the front."""
+
     request_id: int
     worker: ActorRef
-    response: ApiResponse
+    response: bytes
 
 
 @message(tag="apiserver._Pump")
@@ -78,7 +91,7 @@ class ApiServer(Actor):
     def on_done(self, msg: _Done) -> None:
         reply = self.pending.pop(msg.request_id, None)
         if reply is not None:
-            reply.send(msg.response)
+            reply.send_bytes(msg.response)
         self.free.append(msg.worker)
         self._assign()
 
@@ -126,7 +139,7 @@ class _Worker(Actor):
             if watcher is not None:
                 response = self._start_pump(msg.request, watcher, response)
         finally:
-            self.parent.tell(_Done(msg.request_id, self.ref, response))
+            self.parent.tell(_Done(msg.request_id, self.ref, _encoded(response)))
 
     def _start_pump(self, request: ApiRequest, watcher: Watcher, response: ApiResponse):
         if request.watcher is None:
@@ -145,6 +158,13 @@ class _Worker(Actor):
             raise
         self.parent.tell(_PumpStarted(request.watcher, request.watch_id, pump))
         return response
+
+
+def _encoded(response: ApiResponse) -> bytes:
+    try:
+        return encode_value(response)
+    except CodecError as e:  # a body the codec refuses: the client still hears back
+        return encode_value(ApiResponse(500, errors.internal(f"response: {e}").status))
 
 
 class _WatchPump(Actor):

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 
 import trio
+from sortedcontainers import SortedDict
 
 from actorkube.etcd import EtcdClient, EtcdError, EventType, prefix_end
 
@@ -84,7 +85,8 @@ class WatchCache:
     def __init__(self, rt: ResourceType, *, capacity: int = 1000) -> None:
         self.rt = rt
         self.capacity = capacity
-        self.objects: dict[bytes, dict] = {}
+        # By etcd key, in key order: a namespace's objects are one slice of it.
+        self.objects: SortedDict = SortedDict()
         self.window: deque[tuple[int, dict, dict | None]] = deque()  # (rv, event, old)
         self.revision = 0  # everything up to here is in the cache
         self.ready = trio.Event()
@@ -93,13 +95,17 @@ class WatchCache:
         # Called with (type, object) for every change, and ("RESET", None) then ADDED
         # for every object when the cache starts over (an authorizer keeps its roles so).
         self.listeners: list[Callable[[str, dict | None], None]] = []
+        # Reads waiting for the cache to reach a revision: (revision, event).
+        self._waiting: list[tuple[int, trio.Event]] = []
+        # Asks etcd to report its progress on the cache's watch (set by ``feed``).
+        self.request_progress: Callable[[], None] = lambda: None
 
     # --- fed by etcd ------------------------------------------------------------------
 
     def replace(self, objects: dict[bytes, dict], revision: int) -> None:
         """Start (or start over) from a full list read at ``revision``. Watchers from
         before a restart cannot be continued exactly: they are ended."""
-        self.objects = dict(objects)
+        self.objects = SortedDict(objects)
         self.window.clear()
         self.revision = self._oldest = revision
         for w in list(self.watchers):
@@ -110,6 +116,7 @@ class WatchCache:
             for obj in self.objects.values():
                 listener(ADDED, obj)
         self.ready.set()
+        self._wake()
 
     def apply(self, events: list, revision: int) -> None:
         """One etcd watch response: its events (in revision order), then the revision
@@ -128,10 +135,35 @@ class WatchCache:
                 gone["metadata"] = {**old["metadata"], "resourceVersion": str(kv.mod_revision)}
                 self._push(kv.mod_revision, {"type": DELETED, "object": gone}, old)
         self.revision = max(self.revision, revision)
+        self._wake()
 
     def progress(self, revision: int) -> None:
         """etcd says nothing else happened up to ``revision``: bookmarks may say so."""
         self.revision = max(self.revision, revision)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiting:
+            for rv, event in self._waiting:
+                if rv <= self.revision:
+                    event.set()
+            self._waiting = [(rv, e) for rv, e in self._waiting if not e.is_set()]
+
+    async def wait_fresh(self, revision: int, timeout: float = 3.0) -> bool:
+        """Wait until the cache has every change up to ``revision`` (an etcd revision a
+        linearizable read just returned), asking etcd for progress reports meanwhile, as
+        Kubernetes' consistent reads from the cache do; False if ``timeout`` passed
+        first (the caller then reads etcd)."""
+        if self.revision >= revision:
+            return True
+        event = trio.Event()
+        self._waiting.append((revision, event))
+        with trio.move_on_after(timeout):
+            while not event.is_set():
+                self.request_progress()
+                with trio.move_on_after(0.05):
+                    await event.wait()
+        return event.is_set()
 
     def _push(self, rv: int, event: dict, old: dict | None) -> None:
         for listener in self.listeners:
@@ -155,17 +187,27 @@ class WatchCache:
 
     # --- served to the API --------------------------------------------------------------
 
-    def snapshot(self, keep: Filter | None = None) -> list[dict]:
-        """The current objects (that ``keep`` accepts), in key order."""
-        return [o for k, o in sorted(self.objects.items()) if keep is None or keep(o)]
+    def snapshot(self, keep: Filter | None = None, prefix: bytes = b"") -> list[dict]:
+        """The current objects under the etcd key ``prefix`` (a namespace's, say) that
+        ``keep`` accepts, in key order; only the objects under the prefix are looked at."""
+        objects = self.objects
+        if prefix:
+            keys = objects.irange(prefix, prefix_end(prefix), inclusive=(True, False))
+        else:
+            keys = objects.keys()
+        if keep is None:
+            return [objects[k] for k in keys]
+        return [o for o in map(objects.__getitem__, keys) if keep(o)]
 
     def watch(self, resource_version: str, keep: Filter, *, buffer: int = 1000,
-              bookmarks: bool = False) -> Watcher:  # fmt: skip
+              bookmarks: bool = False, prefix: bytes = b"") -> Watcher:  # fmt: skip
         """A new watcher from ``resource_version`` (see the module rules); its buffer
         holds what it must catch up on plus ``buffer`` live events. Raises 410 Gone
-        when that version is older than the window, 400 if it is not a version."""
+        when that version is older than the window, 400 if it is not a version.
+        ``prefix`` only narrows the initial snapshot; ``keep`` must reject what is
+        outside it."""
         if resource_version in ("", "0"):
-            initial = [{"type": ADDED, "object": o} for o in self.snapshot(keep)]
+            initial = [{"type": ADDED, "object": o} for o in self.snapshot(keep, prefix)]
             start = self.revision
         else:
             start = parse_resource_version(resource_version)
@@ -255,6 +297,7 @@ async def feed(cache: WatchCache, etcd: EtcdClient, *, bookmark_interval: float 
             try:
                 async with etcd.watch(prefix, end, start_revision=got.header.revision + 1,
                                       prev_kv=False, progress_notify=True) as stream:  # fmt: skip
+                    cache.request_progress = stream.request_progress
                     async for response in stream:
                         if response.events:
                             cache.apply(list(response.events), response.header.revision)
@@ -262,6 +305,8 @@ async def feed(cache: WatchCache, etcd: EtcdClient, *, bookmark_interval: float 
                             cache.progress(response.header.revision)
             except EtcdError:
                 await trio.sleep(0.1)  # compacted past us, or no member: list again
+            finally:
+                cache.request_progress = lambda: None
 
 
 async def _bookmarks(cache: WatchCache, interval: float) -> None:

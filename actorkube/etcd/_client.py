@@ -310,9 +310,7 @@ class WatchStream:
                 # went missing (the last one before a silence), this shows the gap; if
                 # the member lost the watch (it restarted), it says so.
                 self._heard_at = trio.current_time()
-                if self.member is not None:
-                    with contextlib.suppress(Exception):
-                        self.member.tell(RequestProgress(self._watcher))
+                self.request_progress()
                 continue
             self._heard_at = trio.current_time()
             if r.watch_id == 0:  # a member stopped: ours?
@@ -333,6 +331,14 @@ class WatchStream:
                 continue
             self.expected = r.header.revision + 1
             return r
+
+    def request_progress(self) -> None:
+        """Ask the member to report how far it is (a response with no events and its
+        revision), as etcd's RequestWatchProgress; nothing if the stream is between
+        members."""
+        if self.member is not None:
+            with contextlib.suppress(Exception):
+                self.member.tell(RequestProgress(self._watcher))
 
     def __aiter__(self) -> WatchStream:
         return self
