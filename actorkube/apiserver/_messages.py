@@ -9,6 +9,7 @@ bool, None) in Kubernetes' JSON shape.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from actorkube.actor import ActorRef, message
@@ -48,13 +49,19 @@ class ApiResponse:
 
 @message(tag="apiserver.WatchEvent")
 class WatchEvent:
-    """One event of watch ``watch_id``: ``{"type": ..., "object": ...}``. ``event`` None
-    means the watch ended (``reason`` says why: the client watches again from the last
-    resourceVersion it saw)."""
+    """One event of watch ``watch_id``, as the JSON of ``{"type": ..., "object": ...}``
+    (the watch cache encodes an event once for all its watchers, and it is what the
+    HTTP front end writes); ``event`` decodes it. No ``data`` means the watch ended
+    (``reason`` says why: the client watches again from the last resourceVersion it
+    saw)."""
 
     watch_id: int
-    event: Any = None
+    data: bytes = b""
     reason: str = ""
+
+    @property
+    def event(self) -> dict | None:
+        return json.loads(self.data) if self.data else None
 
 
 @message(tag="apiserver.StopWatch")

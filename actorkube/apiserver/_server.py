@@ -185,7 +185,7 @@ class _WatchPump(Actor):
         if not self.finished:  # stopped from outside: the watcher still hears the end
             self.watcher.end("stopped")
             with contextlib.suppress(MailboxFull):
-                self.target.tell(WatchEvent(self.watch_id, None, "stopped"))
+                self.target.tell(WatchEvent(self.watch_id, b"", "stopped"))
 
     @handler
     async def on_pump(self, msg: _Pump) -> None:
@@ -196,10 +196,10 @@ class _WatchPump(Actor):
             except trio.EndOfChannel:
                 reason = self.watcher.ended or "the watch ended"
                 break
-            if not await self._forward(WatchEvent(self.watch_id, event)):
+            if not await self._forward(WatchEvent(self.watch_id, event.json())):
                 reason = "the watcher did not keep up"
                 self.watcher.end(reason)
-        await self._forward(WatchEvent(self.watch_id, None, reason))
+        await self._forward(WatchEvent(self.watch_id, b"", reason))
         self.finished = True
         self.stop()
 

@@ -239,10 +239,11 @@ class WatchStream:
         if self.ended:
             raise StopAsyncIteration
         msg = await self._receive.receive()
-        if msg.event is None:
+        event = msg.event
+        if event is None:
             self.ended = msg.reason or "ended"
             raise StopAsyncIteration
-        return msg.event
+        return event
 
 
 class _Receiver(Actor):
@@ -262,7 +263,7 @@ class _Receiver(Actor):
 
     @handler
     def on_terminated(self, msg: Terminated) -> None:
-        self.send.send_nowait(WatchEvent(0, None, f"the API server went away ({msg.reason})"))
+        self.send.send_nowait(WatchEvent(0, b"", f"the API server went away ({msg.reason})"))
 
 
 def _params(**values: str) -> dict[str, str] | None:
