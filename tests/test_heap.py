@@ -35,12 +35,15 @@ def cycle() -> Node:
 
 
 def test_survivors_of_a_full_collection_are_frozen_and_unfrozen_on_leaving():
-    with long_lived_heap_gc() as policy:
+    before = gc.get_threshold()
+    with long_lived_heap_gc(full_every=500) as policy:
+        assert gc.get_threshold() == (before[0], before[1], 500)
         gc.collect()
         assert gc.get_freeze_count() > 0
         assert policy.full_scans == 1
     assert gc.get_freeze_count() == 0
     assert policy not in gc.callbacks
+    assert gc.get_threshold() == before
 
 
 def test_a_frozen_cycle_waits_for_the_next_complete_scan():
