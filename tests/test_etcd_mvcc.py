@@ -171,7 +171,7 @@ def test_a_stepped_dump_is_the_state_when_it_began(before, after) -> None:
     for op in before:
         _apply(store, op)
     expected = store.dump()
-    steps = store.dump_steps(keys_per_step=1)
+    steps = store.dump_steps(versions_per_step=1)
     parts = None
     for op in after:
         _apply(store, op)

@@ -316,16 +316,17 @@ class MVCCStore:
         """The whole state as bytes (a Raft snapshot); ``load`` makes an equal store."""
         return b"".join(run_steps(self.dump_steps()))
 
-    def dump_steps(self, keys_per_step: int = 1000) -> Generator[None, None, list[bytes]]:
+    def dump_steps(self, versions_per_step: int = 2000) -> Generator[None, None, list[bytes]]:
         """``dump`` a little at a time: the state is captured now (references only, O(keys)),
-        and each ``next`` serialises ``keys_per_step`` keys of it; the generator returns
+        and each ``next`` serialises about ``versions_per_step`` versions of it (whole keys
+        at a time); the generator returns
         the parts whose concatenation is ``dump``'s bytes. The store may change between
         steps: a version list only ever grows at its end or is replaced by compaction,
         never cut in place, so the captured lengths keep the state as of this call."""
         head = [self.revision, self.compact_revision, self._last_lease_id]
         captured = [(key, vs, len(vs)) for key, vs in self._versions.items()]
         leases = [[lease.id, lease.ttl] for lease in self.leases.values()]
-        return _dump(head, captured, leases, keys_per_step)
+        return _dump(head, captured, leases, versions_per_step)
 
     @classmethod
     def load(cls, data: bytes, **options: Any) -> MVCCStore:
@@ -523,18 +524,21 @@ _MAX_SUB = 1 << 62
 
 
 def _dump(
-    head: list, captured: list, leases: list, keys_per_step: int
+    head: list, captured: list, leases: list, versions_per_step: int
 ) -> Generator[None, None, list[bytes]]:
     """The steps of ``MVCCStore.dump_steps``: the msgpack array [revision, compacted,
     last lease, versions, leases], its versions array written key by key."""
     packer = msgpack.Packer(use_bin_type=True)
     parts = [packer.pack_array_header(5), *(packer.pack(x) for x in head)]
     parts.append(packer.pack_array_header(len(captured)))
-    for start in range(0, len(captured), keys_per_step):
-        for key, vs, n in captured[start : start + keys_per_step]:
-            wire = [[main, sub, None if kv is None else _kv_wire(kv)] for main, sub, kv in vs[:n]]
-            parts.append(packer.pack([key, wire]))
-        yield
+    done = 0
+    for key, vs, n in captured:
+        wire = [[main, sub, None if kv is None else _kv_wire(kv)] for main, sub, kv in vs[:n]]
+        parts.append(packer.pack([key, wire]))
+        done += n
+        if done >= versions_per_step:
+            done = 0
+            yield
     parts.append(packer.pack(leases))
     return parts
 
