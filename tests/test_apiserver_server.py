@@ -424,3 +424,25 @@ async def test_a_service_account_token_is_authorized_by_its_bindings(autojump_cl
         await trio.sleep(1)
         stale = await api.ref.ask(ApiRequest("list", "pods", namespace="default", token=token))
         assert stale.code == 401
+
+
+async def test_lists_from_the_cache_and_from_etcd_hold_the_same_objects(autojump_clock):
+    # A list at "" or "0" is the cache's JSON spliced; one with a limit reads etcd.
+    async with ActorSystem() as system:
+        api = await start(system)
+        for i in range(5):
+            await call(api, "create", "pods", namespace="default", body=pod(f"p{i}", i=str(i)))
+        await call(api, "delete", "pods", namespace="default", name="p3")
+        await trio.sleep(1)
+        from_etcd = await call(api, "list", "pods", namespace="default", params={"limit": "100"})
+        for rv in ("", "0"):
+            cached = await call(
+                api, "list", "pods", namespace="default", params={"resourceVersion": rv}
+            )
+            assert cached.raw and cached.body["kind"] == "PodList"
+            assert cached.body["items"] == from_etcd.body["items"]
+        assert [p["metadata"]["name"] for p in from_etcd.body["items"]] == ["p0", "p1", "p2", "p4"]
+        chosen = await call(
+            api, "list", "pods", namespace="default", params={"labelSelector": "i in (1,4)"}
+        )
+        assert [p["metadata"]["name"] for p in chosen.body["items"]] == ["p1", "p4"]

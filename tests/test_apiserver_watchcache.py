@@ -5,6 +5,7 @@ watchers ended rather than skipped)."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -208,3 +209,25 @@ async def test_a_namespace_list_from_the_cache_reads_only_that_namespace():
     assert [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in got] == [("b", "y")]
     assert looked_at == ["b", "b"]
     assert len(cache.snapshot()) == 6
+
+
+async def test_a_list_from_the_cache_is_each_objects_json_as_of_its_latest_version(
+    autojump_clock,
+):
+    # The cache keeps each object's JSON once made; a change must drop it.
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        c = Cluster(system)
+        await c.start(nursery)
+        await c.store.create(CONFIGMAPS, cm("a", v="1"))
+        await c.store.create(CONFIGMAPS, cm("b", v="1"))
+        await c.settle()
+        first = [json.loads(t) for t in c.cache.snapshot_json()]
+        assert first == c.cache.snapshot()
+        await c.store.update(CONFIGMAPS, "default", "a", lambda o: {**o, "data": {"v": "2"}})
+        await c.store.delete(CONFIGMAPS, "default", "b")
+        await c.settle()
+        again = [json.loads(t) for t in c.cache.snapshot_json()]
+        assert again == c.cache.snapshot()
+        assert [o["data"]["v"] for o in again] == ["2"]
+        assert c.cache.snapshot_json(lambda o: False) == []
+        nursery.cancel_scope.cancel()

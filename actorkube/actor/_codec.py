@@ -24,7 +24,6 @@ hot path of every ``tell``.
 from __future__ import annotations
 
 import enum
-import gc
 import types
 import typing
 from collections.abc import Callable
@@ -32,6 +31,8 @@ from typing import Any
 
 import attrs
 import msgpack
+
+from actorkube.heap import collector_paused
 
 from ._errors import CodecError, DecodeError
 
@@ -54,21 +55,16 @@ _BY_TAG: dict[str, _Spec] = {}
 _BY_CLASS: dict[type, _Spec] = {}
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-_LARGE = 64 * 1024
+LARGE_PAYLOAD = 64 * 1024  # bytes from which decoding pauses the cyclic GC
 
 
 def _unpackb(data: bytes, **options: Any) -> Any:
-    """msgpack's unpackb, with the cyclic GC paused for a large payload: every container
-    it builds would otherwise set off collections that scan the others (unpacking
-    150,000 pods takes 7x longer with the GC on; msgpack's README gives the same
-    advice). The containers are then collected as usual, once."""
-    if len(data) < _LARGE or not gc.isenabled():
+    """msgpack's unpackb, with the cyclic GC paused for a large payload (see
+    ``actorkube.heap.collector_paused``)."""
+    if len(data) < LARGE_PAYLOAD:
         return msgpack.unpackb(data, **options)
-    gc.disable()
-    try:
+    with collector_paused():
         return msgpack.unpackb(data, **options)
-    finally:
-        gc.enable()
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 
 # Reply values are tagged so a plain list cannot be mistaken for a message.

@@ -13,6 +13,8 @@ import json
 from typing import Any
 
 from actorkube.actor import ActorRef, message
+from actorkube.actor._codec import LARGE_PAYLOAD
+from actorkube.heap import collector_paused
 
 
 @message(tag="apiserver.Request")
@@ -41,10 +43,23 @@ class ApiRequest:
 
 @message(tag="apiserver.Response")
 class ApiResponse:
-    """``code`` an HTTP status; ``body`` the object, list or ``Status``."""
+    """``code`` an HTTP status; ``body`` the object, list or ``Status``. A list served
+    from the watch cache comes as ``raw``, its JSON (spliced from each object's JSON,
+    which the cache encodes once per version, and what the HTTP front end writes);
+    ``body`` decodes it (each time it is read)."""
 
     code: int
-    body: Any
+    content: Any = None
+    raw: bytes = b""
+
+    @property
+    def body(self) -> Any:
+        if not self.raw:
+            return self.content
+        if len(self.raw) < LARGE_PAYLOAD:
+            return json.loads(self.raw)
+        with collector_paused():
+            return json.loads(self.raw)
 
 
 @message(tag="apiserver.WatchEvent")

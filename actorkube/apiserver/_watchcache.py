@@ -105,6 +105,9 @@ class WatchCache:
         self.capacity = capacity
         # By etcd key, in key order: a namespace's objects are one slice of it.
         self.objects: SortedDict = SortedDict()
+        # Each object's JSON, made at its first list and dropped when it changes: a list
+        # is then these bytes joined, not every object encoded again.
+        self._json: dict[bytes, bytes] = {}
         self.window: deque[tuple[int, dict, dict | None]] = deque()  # (rv, event, old)
         self.revision = 0  # everything up to here is in the cache
         self.ready = trio.Event()
@@ -124,6 +127,7 @@ class WatchCache:
         """Start (or start over) from a full list read at ``revision``. Watchers from
         before a restart cannot be continued exactly: they are ended."""
         self.objects = SortedDict(objects)
+        self._json.clear()
         self.window.clear()
         self.revision = self._oldest = revision
         for w in list(self.watchers):
@@ -142,6 +146,7 @@ class WatchCache:
         for e in events:
             kv = e.kv
             old = self.objects.get(kv.key)
+            self._json.pop(kv.key, None)
             if e.type is EventType.PUT:
                 obj = decode(kv.value, kv.mod_revision)
                 self.objects[kv.key] = obj
@@ -216,6 +221,26 @@ class WatchCache:
         if keep is None:
             return [objects[k] for k in keys]
         return [o for o in map(objects.__getitem__, keys) if keep(o)]
+
+    def snapshot_json(self, keep: Filter | None = None, prefix: bytes = b"") -> list[bytes]:
+        """``snapshot``, as each object's JSON (encoded once per version of the object)."""
+        objects, made = self.objects, self._json
+        if prefix:
+            keys = objects.irange(prefix, prefix_end(prefix), inclusive=(True, False))
+        else:
+            keys = objects.keys()
+        out = []
+        for k in keys:
+            text = made.get(k)
+            if text is None:
+                obj = objects[k]
+                if keep is not None and not keep(obj):
+                    continue
+                text = made[k] = json.dumps(obj, separators=(",", ":")).encode()
+            elif keep is not None and not keep(objects[k]):
+                continue
+            out.append(text)
+        return out
 
     def watch(self, resource_version: str, keep: Filter, *, buffer: int = 1000,
               bookmarks: bool = False, prefix: bytes = b"") -> Watcher:  # fmt: skip
