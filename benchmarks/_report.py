@@ -174,6 +174,13 @@ def write_json(report: Report, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def fan_out_line(events_per_second: float, watchers: int, lost: float) -> str:
+    """The summary line of a watch fan-out, the same in every benchmark that has one."""
+    return (
+        f"watch fan-out: {events_per_second:,.0f} events/s to {watchers} watchers, {lost:.0f} lost"
+    )
+
+
 def run_main(description: str, build: Callable[[bool], Report], argv=None) -> int:
     """The body of every benchmark's ``main``: parse ``--quick``/``--json``, build the
     report (``build(quick)``), print it, write the JSON if asked."""

@@ -52,7 +52,7 @@ from actorkube.client import ApiClient
 from actorkube.etcd import start_group
 from actorkube.heap import long_lived_heap_gc
 
-from ._report import Report, Result, environment, percentile, run_main
+from ._report import Report, Result, environment, fan_out_line, percentile, run_main
 
 BENCHMARK = "apiserver"
 PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "sortedcontainers", "rich")
@@ -502,8 +502,11 @@ def run(quick: bool) -> Report:
         + ", ".join(f"{c} {v:.2f} s" for c, v in stress.items())
     )
     summary.append(
-        f"watch fan-out: {value['watch_fanout.events_delivered'].value:,.0f} events/s to "
-        f"{parameters['watchers']} watchers, {value['watch_fanout.lost'].value:.0f} lost"
+        fan_out_line(
+            value["watch_fanout.events_delivered"].value,
+            parameters["watchers"],
+            value["watch_fanout.lost"].value,
+        )
     )
     return Report(
         BENCHMARK,

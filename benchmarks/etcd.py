@@ -37,7 +37,7 @@ from actorkube.etcd import (
 )
 from actorkube.heap import long_lived_heap_gc
 
-from ._report import Report, Result, environment, percentile, run_main
+from ._report import Report, Result, environment, fan_out_line, percentile, run_main
 
 BENCHMARK = "etcd"
 PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "sortedcontainers", "rich")
@@ -172,8 +172,11 @@ def run(quick: bool) -> Report:
     summary = (
         f"put: {value['put.c1.throughput']:,.0f} requests/s with 1 client, "
         f"{value['put.c10.throughput']:,.0f} with 10",
-        f"watch fan-out: {value['watch_fanout.events_delivered']:,.0f} events/s to "
-        f"{parameters['watchers']} watchers, {value['watch_fanout.lost']:.0f} lost",
+        fan_out_line(
+            value["watch_fanout.events_delivered"],
+            parameters["watchers"],
+            value["watch_fanout.lost"],
+        ),
     )
     return Report(
         BENCHMARK,
