@@ -214,10 +214,7 @@ class WatchCache:
         """The current objects under the etcd key ``prefix`` (a namespace's, say) that
         ``keep`` accepts, in key order; only the objects under the prefix are looked at."""
         objects = self.objects
-        if prefix:
-            keys = objects.irange(prefix, prefix_end(prefix), inclusive=(True, False))
-        else:
-            keys = objects.keys()
+        keys = self._keys(prefix)
         if keep is None:
             return [objects[k] for k in keys]
         return [o for o in map(objects.__getitem__, keys) if keep(o)]
@@ -225,12 +222,8 @@ class WatchCache:
     def snapshot_json(self, keep: Filter | None = None, prefix: bytes = b"") -> list[bytes]:
         """``snapshot``, as each object's JSON (encoded once per version of the object)."""
         objects, made = self.objects, self._json
-        if prefix:
-            keys = objects.irange(prefix, prefix_end(prefix), inclusive=(True, False))
-        else:
-            keys = objects.keys()
         out = []
-        for k in keys:
+        for k in self._keys(prefix):
             text = made.get(k)
             if text is None:
                 obj = objects[k]
@@ -241,6 +234,12 @@ class WatchCache:
                 continue
             out.append(text)
         return out
+
+    def _keys(self, prefix: bytes):
+        """The keys under ``prefix`` (all if empty), in order, looking at no other."""
+        if not prefix:
+            return self.objects.keys()
+        return self.objects.irange(prefix, prefix_end(prefix), inclusive=(True, False))
 
     def watch(self, resource_version: str, keep: Filter, *, buffer: int = 1000,
               bookmarks: bool = False, prefix: bytes = b"") -> Watcher:  # fmt: skip
