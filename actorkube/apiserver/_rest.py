@@ -1,0 +1,197 @@
+"""Kubernetes' REST API over HTTP, without the HTTP: request paths to ``ApiRequest``s,
+and the discovery documents. Sans-IO; the HTTP front end is a thin layer over this.
+
+Rules of this file:
+
+- Resource paths are Kubernetes' own: ``/api/v1/...`` for the core group,
+  ``/apis/{group}/{version}/...`` for the others; then ``[namespaces/{ns}/]{resource}
+  [/{name}[/{subresource}]]``. ``/api/v1/namespaces/{name}[/{subresource}]`` is the
+  namespace itself. The legacy ``/api/v1/watch/...`` prefix makes a watch.
+- The verb comes from the method, as kube-apiserver's RequestInfoFactory decides: GET is
+  get with a name, list without, watch with ``watch=true`` (or ``1``) or the watch
+  prefix; POST create; PUT update; PATCH patch; DELETE delete with a name,
+  deletecollection without.
+- A path that names nothing served is a 404 ``Status``; a namespaced object addressed
+  without its namespace, or a cluster-scoped one inside a namespace, too (Kubernetes
+  has no such route). Which resources exist is the registry's to say.
+- Query parameters reach ``ApiRequest.params`` as they came (strings); the handler reads
+  the ones it knows (labelSelector, fieldSelector, limit, continue, resourceVersion,
+  allowWatchBookmarks, ...).
+- Discovery lists what the server serves, with the verbs it really answers (no
+  deletecollection yet): ``/api`` (APIVersions), ``/apis`` (APIGroupList), and an
+  APIResourceList per group version, subresources included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from . import _errors as errors
+from ._messages import ApiRequest
+from ._registry import Registry, ResourceType, UnknownResource
+
+# Kubernetes' own answer for a path nothing serves.
+_NOT_FOUND = "the server could not find the requested resource"
+
+_METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+# What each subresource answers, and the kind (with its group/version) it speaks.
+_SUBRESOURCES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "status": (("get", "patch", "update"), "", "", ""),
+    "scale": (("get", "patch", "update"), "Scale", "autoscaling", "v1"),
+    "binding": (("create",), "Binding", "", ""),
+    "eviction": (("create",), "Eviction", "policy", "v1"),
+}
+# pods/log is declared but comes with the kubelet: discovery leaves out what is not served.
+_RESOURCE_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+
+
+def _not_found() -> errors.ApiError:
+    return errors.ApiError(errors.status(404, "NotFound", _NOT_FOUND))
+
+
+def parse_request(
+    registry: Registry, method: str, path: str, query: Mapping[str, str]
+) -> ApiRequest:
+    """The ``ApiRequest`` for ``method path?query`` (no body, no token: the caller adds
+    them). Raises ``ApiError`` 404 for a path that names no resource, 405 for a method
+    no resource path takes."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        group, version, rest = "", "v1", parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        raise _not_found()
+    watch_prefix = bool(rest) and rest[0] == "watch"
+    if watch_prefix:
+        rest = rest[1:]
+    namespace = ""
+    # namespaces/{ns}/{resource}..., unless it is a namespace's own subresource.
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
+        namespace, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3:
+        raise _not_found()
+    resource, name, subresource = rest[0], "", ""
+    if len(rest) >= 2:
+        name = rest[1]
+    if len(rest) == 3:
+        subresource = rest[2]
+    try:
+        rt = registry.resource(group, resource)
+    except UnknownResource:
+        raise _not_found() from None
+    if rt.version != version or (subresource and subresource not in rt.subresources):
+        raise _not_found()
+    if namespace and not rt.namespaced:
+        raise _not_found()
+    if rt.namespaced and name and not namespace:
+        raise _not_found()
+    verb = _verb(method, bool(name), watch_prefix or query.get("watch") in ("true", "1"))
+    params = {k: v for k, v in query.items() if k != "watch"}
+    return ApiRequest(
+        verb,
+        resource,
+        group=group,
+        version=version,
+        namespace=namespace,
+        name=name,
+        subresource=subresource,
+        params=params or None,
+    )
+
+
+def _verb(method: str, named: bool, watch: bool) -> str:
+    if method == "GET":
+        if watch:
+            return "watch"
+        return "get" if named else "list"
+    if method == "DELETE":
+        return "delete" if named else "deletecollection"
+    verb = _METHOD_VERBS.get(method)
+    if verb is None:
+        raise errors.method_not_allowed(f"the method {method} is not supported")
+    return verb
+
+
+# --- discovery ------------------------------------------------------------------------
+
+
+def api_versions(server_address: str) -> dict:
+    """``GET /api``: the core group's versions."""
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}
+        ],
+    }
+
+
+def api_group_list(registry: Registry) -> dict:
+    """``GET /apis``: every named group, each with the one version it serves."""
+    groups: dict[str, str] = {}
+    for rt in registry:
+        if rt.group:
+            groups.setdefault(rt.group, rt.version)
+    return {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [_group(name, version) for name, version in sorted(groups.items())],
+    }
+
+
+def _group(name: str, version: str) -> dict:
+    gv = {"groupVersion": f"{name}/{version}", "version": version}
+    return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+
+def api_resource_list(registry: Registry, group: str, version: str) -> dict:
+    """``GET /api/v1`` or ``/apis/{group}/{version}``: the resources of that group
+    version and their subresources. Raises ``ApiError`` 404 if it serves none."""
+    types = sorted(
+        (rt for rt in registry if rt.group == group and rt.version == version),
+        key=lambda rt: rt.plural,
+    )
+    if not types:
+        raise _not_found()
+    resources = []
+    for rt in types:
+        resources.append(_resource(rt))
+        served = sorted(rt.subresources & _SUBRESOURCES.keys())
+        resources += [_subresource(rt, sub) for sub in served]
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }
+
+
+def _resource(rt: ResourceType) -> dict:
+    entry = {
+        "name": rt.plural,
+        "singularName": rt.singular or rt.kind.lower(),
+        "namespaced": rt.namespaced,
+        "kind": rt.kind,
+        "verbs": list(_RESOURCE_VERBS),
+    }
+    if rt.short_names:
+        entry["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        entry["categories"] = list(rt.categories)
+    return entry
+
+
+def _subresource(rt: ResourceType, sub: str) -> dict:
+    verbs, kind, group, version = _SUBRESOURCES[sub]
+    entry = {
+        "name": f"{rt.plural}/{sub}",
+        "singularName": "",
+        "namespaced": rt.namespaced,
+        "kind": kind or rt.kind,
+        "verbs": list(verbs),
+    }
+    if group:
+        entry["group"], entry["version"] = group, version
+    return entry
