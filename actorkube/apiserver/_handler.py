@@ -35,6 +35,7 @@ from ._messages import ApiRequest, ApiResponse
 from ._meta import generate_name, meta, rfc3339
 from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
+from ._rest import non_resource
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
 from ._storage import ObjectStore
 from ._validation import FieldError, Path
@@ -60,8 +61,10 @@ class Handler:
         admission: AdmissionChain,
         clock: Callable[[], float],
         audit: Callable[[dict], None] = lambda event: None,
+        address: str = "127.0.0.1:6443",
     ) -> None:
         self.registry = registry
+        self.address = address  # what /api tells clients the server's address is
         self.store = store
         self.caches = caches
         self.authenticator = authenticator
@@ -99,6 +102,8 @@ class Handler:
     # --- authorization ------------------------------------------------------------------
 
     def _authorize(self, user: UserInfo, req: ApiRequest):
+        if req.path:
+            return self._authorize_url(user, req)
         name = req.name
         if req.verb in ("list", "watch") and not name:
             name = _name_from_field_selector((req.params or {}).get("fieldSelector", ""))
@@ -129,9 +134,21 @@ class Handler:
             )
         return decision
 
+    def _authorize_url(self, user: UserInfo, req: ApiRequest):
+        attrs = Attributes(user, req.verb, resource_request=False, path=req.path)
+        decision = self.authorizer.authorize(attrs)
+        if not decision.allowed:
+            message = f'forbidden: User "{user.name}" cannot {req.verb} path "{req.path}"'
+            raise errors.ApiError(errors.status(403, "Forbidden", message))
+        return decision
+
     # --- dispatch ---------------------------------------------------------------------
 
     async def _serve(self, req: ApiRequest, user: UserInfo):
+        if req.path:
+            if req.verb != "get":
+                raise errors.method_not_allowed(f"{req.path} answers get only")
+            return non_resource(self.registry, req.path, self.address), 200, None
         try:
             rt = self.registry.resource(req.group, req.resource)
         except UnknownResource as e:
@@ -431,6 +448,9 @@ class Handler:
             "requestReceivedTimestamp": rfc3339(received),
             "stageTimestamp": rfc3339(self.clock()),
         }
+        if req.path:  # a URL, not an object
+            del event["objectRef"]
+            event["requestURI"] = req.path
         if decision is not None:
             event["annotations"] = {
                 "authorization.k8s.io/decision": "allow",

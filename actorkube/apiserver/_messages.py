@@ -24,7 +24,8 @@ class ApiRequest:
     limit, continue, resourceVersion, allowWatchBookmarks, gracePeriodSeconds, ...).
     ``content_type`` says what a patch body is (application/merge-patch+json or
     application/json-patch+json). For watch, ``watcher`` receives ``WatchEvent``s under
-    ``watch_id``."""
+    ``watch_id``. A request with a ``path`` (and no resource) is for a URL that is not
+    a resource: discovery (``/api``, ``/apis/apps/v1``), ``/version``, ``/healthz``."""
 
     verb: str
     resource: str
@@ -39,6 +40,7 @@ class ApiRequest:
     content_type: str = ""
     watcher: ActorRef | None = None
     watch_id: int = 0
+    path: str = ""
 
 
 @message(tag="apiserver.Response")

@@ -116,6 +116,51 @@ def _verb(method: str, named: bool, watch: bool) -> str:
 
 # --- discovery ------------------------------------------------------------------------
 
+HEALTH = ("/healthz", "/livez", "/readyz")
+# kubectl's dispatcher picks its own minor version from the server's.
+VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-actorkube",
+    "gitCommit": "",
+    "gitTreeState": "clean",
+    "buildDate": "2026-11-26T00:00:00Z",
+    "goVersion": "",
+    "compiler": "cpython",
+    "platform": "linux/amd64",
+}
+
+
+def is_non_resource(path: str) -> bool:
+    """Whether ``path`` is a URL that names no resource (discovery, version, health),
+    as kube-apiserver's request info tells them apart."""
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] not in ("api", "apis"):
+        return True
+    if parts[0] == "api":
+        return len(parts) <= 2
+    return len(parts) <= 3
+
+
+def non_resource(registry: Registry, path: str, server_address: str) -> object:
+    """The document at a non-resource ``path`` (a dict, or "ok" for health). Raises
+    ``ApiError`` 404 for one that is not served."""
+    path = "/" + "/".join(p for p in path.split("/") if p)
+    if path in HEALTH:
+        return "ok"
+    if path == "/version":
+        return VERSION
+    if path == "/api":
+        return api_versions(server_address)
+    if path == "/apis":
+        return api_group_list(registry)
+    parts = path.strip("/").split("/")
+    if parts == ["api", "v1"]:
+        return api_resource_list(registry, "", "v1")
+    if len(parts) == 3 and parts[0] == "apis":
+        return api_resource_list(registry, parts[1], parts[2])
+    raise _not_found()
+
 
 def api_versions(server_address: str) -> dict:
     """``GET /api``: the core group's versions."""

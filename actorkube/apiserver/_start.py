@@ -80,9 +80,21 @@ class ApiServerHandle:
     feeders: list[ActorRef]
 
     async def ready(self) -> None:
-        """Until every cache has its first list."""
+        """Until every cache has its first list and the RBAC caches hold what the
+        bootstrap wrote, so that the first requests meet the bootstrap policy (as
+        kube-apiserver waits for its RBAC informers before it serves)."""
         for cache in self.caches.values():
             await cache.ready.wait()
+        for plural in RBAC_KINDS:
+            cache = self.caches[("rbac.authorization.k8s.io", plural)]
+            while True:
+                try:
+                    current = await self.store.current_revision(cache.rt)
+                except errors.ApiError:  # etcd has no leader for now
+                    await trio.sleep(0.1)
+                    continue
+                if await cache.wait_fresh(current):
+                    break
 
 
 async def start_apiserver(

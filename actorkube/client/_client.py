@@ -17,11 +17,13 @@ Rules of this file:
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 
 from actorkube.actor import (
@@ -33,7 +35,7 @@ from actorkube.actor import (
     Terminated,
     handler,
 )
-from actorkube.apiserver import ApiError, ApiRequest, StopWatch, WatchEvent
+from actorkube.apiserver import ApiError, ApiRequest, ApiResponse, StopWatch, WatchEvent
 from actorkube.apiserver._errors import status
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -55,18 +57,20 @@ class ApiClient:
     async def request(self, verb: str, resource: str, **fields: Any) -> Any:
         """One request; the body of a 2xx answer, else ``ApiError``."""
         fields.setdefault("version", "v1")
-        req = ApiRequest(verb, resource, token=self.token, **fields)
-        try:
-            answer = await self.server.ask(req, timeout=self.timeout)
-        except AskTimeout:
-            raise ApiError(
-                status(504, "Timeout", "the API server did not answer in time")
-            ) from None
-        except ActorError as e:
-            raise ApiError(status(503, "ServiceUnavailable", f"API server: {e}")) from None
+        answer = await self.send(ApiRequest(verb, resource, token=self.token, **fields))
         if not 200 <= answer.code < 300:
             raise ApiError(answer.body)
         return answer.body
+
+    async def send(self, req: ApiRequest) -> ApiResponse:
+        """``req`` as it is (its own token); the server's response whatever its code. An
+        API server that does not answer in time is a 504, one that is gone a 503."""
+        try:
+            return await self.server.ask(req, timeout=self.timeout)
+        except AskTimeout:
+            return ApiResponse(504, status(504, "Timeout", "the API server did not answer in time"))
+        except ActorError as e:
+            return ApiResponse(503, status(503, "ServiceUnavailable", f"API server: {e}"))
 
     async def get(
         self,
@@ -193,27 +197,30 @@ class ApiClient:
     ) -> AsyncIterator[WatchStream]:
         """Watch ``resource`` from ``resource_version`` ("" or "0": the current state as
         ADDED events first). Raises ``ApiError`` (410 Gone when the version is too old)."""
-        send, receive = trio.open_memory_channel(math.inf)
-        receiver = self.system.spawn(
-            lambda: _Receiver(send, self.server), name=f"watch-{self.system.unique()}"
-        )
-        watch_id = next(self._watch_ids)
         params = _params(
             labelSelector=label_selector,
             fieldSelector=field_selector,
             resourceVersion=resource_version,
             allowWatchBookmarks="true" if bookmarks else "",
         )
+        req = ApiRequest("watch", resource, group=group, namespace=namespace, params=params,
+                         token=self.token)  # fmt: skip
+        async with self.watch_request(req) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def watch_request(self, req: ApiRequest) -> AsyncIterator[WatchStream]:
+        """``watch`` for a request made elsewhere (the HTTP front end's, its own token).
+        Raises ``ApiError`` if the server refuses it."""
+        send, receive = trio.open_memory_channel(math.inf)
+        receiver = self.system.spawn(
+            lambda: _Receiver(send, self.server), name=f"watch-{self.system.unique()}"
+        )
+        watch_id = next(self._watch_ids)
         try:
-            await self.request(
-                "watch",
-                resource,
-                group=group,
-                namespace=namespace,
-                params=params,
-                watcher=receiver,
-                watch_id=watch_id,
-            )
+            answer = await self.send(attrs.evolve(req, watcher=receiver, watch_id=watch_id))
+            if not 200 <= answer.code < 300:
+                raise ApiError(answer.body)
             stream = WatchStream(receive)
             try:
                 yield stream
@@ -236,14 +243,20 @@ class WatchStream:
         return self
 
     async def __anext__(self) -> dict:
+        data = await self.next_json()
+        if data is None:
+            raise StopAsyncIteration
+        return json.loads(data)
+
+    async def next_json(self) -> bytes | None:
+        """The next event as the server encoded it (JSON), None once the watch ended."""
         if self.ended:
-            raise StopAsyncIteration
+            return None
         msg = await self._receive.receive()
-        event = msg.event
-        if event is None:
+        if not msg.data:
             self.ended = msg.reason or "ended"
-            raise StopAsyncIteration
-        return event
+            return None
+        return msg.data
 
 
 class _Receiver(Actor):

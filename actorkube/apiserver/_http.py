@@ -1,0 +1,213 @@
+"""The HTTP front end: Kubernetes' REST API as JSON over HTTP, for kubectl and the
+official clients. An ASGI application, served by Hypercorn on trio (``serve_http``).
+
+Rules of this file:
+
+- A resource request becomes the ``ApiRequest`` the in-cluster client would send
+  (``_rest.parse_request``), with the bearer token of the Authorization header; the
+  API server does the rest (authentication, RBAC, admission, storage). The answer is
+  written as it came: a list from the watch cache as its raw JSON, anything else
+  encoded once here.
+- A body is JSON, at most ``max_body`` bytes (kube-apiserver's limit for JSON is 3 MiB):
+  a larger one is 413, a malformed one 400, another type (protobuf, which kubectl tries
+  first) 415, and none of them reaches the API server.
+- A watch is one JSON event per line, chunked, until the watch ends; a client that
+  goes away stops it.
+- Any other GET (``/version``, ``/healthz``, discovery) is a non-resource request
+  (``ApiRequest.path``): the API server authorizes it by URL, as RBAC's
+  nonResourceURLs say, and answers it.
+- Nothing a client sends can stop the front end: every failure is a ``Status``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
+
+import attrs
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from actorkube.actor import ActorRef, ActorSystem
+
+from . import _errors as errors
+from ._messages import ApiRequest, ApiResponse
+from ._registry import Registry
+from ._rest import is_non_resource, parse_request
+
+log = logging.getLogger("actorkube.apiserver.http")
+
+MAX_BODY = 3 * 1024 * 1024
+_JSON = [(b"content-type", b"application/json")]
+# Bodies this front end reads: JSON, and the JSON patch types (no body type given: JSON).
+_JSON_TYPES = (
+    "",
+    "application/json",
+    "application/merge-patch+json",
+    "application/json-patch+json",
+)
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+
+class HttpFrontEnd:
+    """The ASGI application. ``api``: the API server's reference; ``registry`` its
+    resources (for routes and discovery); ``timeout`` how long a request may take."""
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        api: ActorRef,
+        registry: Registry,
+        *,
+        max_body: int = MAX_BODY,
+        timeout: float = 60.0,
+    ) -> None:
+        # The in-cluster client does the asking (and the watching) for every request.
+        from actorkube.client import ApiClient
+
+        self.client = ApiClient(system, api, timeout=timeout)
+        self.registry = registry
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            await self._serve(scope, receive, send)
+        except Exception:  # the front end keeps serving; the client learns what broke
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            await _respond(send, 500, errors.internal("the request could not be served").status)
+
+    async def _serve(self, scope: dict, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        try:
+            if is_non_resource(path):
+                if method != "GET":
+                    raise errors.method_not_allowed(f"the method {method} is not supported")
+                req = ApiRequest("get", "", path=path)
+            else:
+                req = parse_request(self.registry, method, path, query)
+            headers = dict(scope["headers"])
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            content_type = content_type.split(";")[0].strip()
+            body = await self._body(receive, content_type)
+        except errors.ApiError as e:
+            await _respond(send, e.code, e.status)
+            return
+        req = attrs.evolve(
+            req,
+            body=body,
+            token=_bearer(headers.get(b"authorization", b"")),
+            content_type=content_type,
+        )
+        if req.verb == "watch":
+            await self._watch(req, receive, send)
+            return
+        await _respond_with(send, await self.client.send(req))
+
+    async def _body(self, receive: Receive, content_type: str) -> object:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise errors.bad_request("the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                too_large = f"the request is larger than {self.max_body} bytes"
+                raise errors.ApiError(errors.status(413, "RequestEntityTooLarge", too_large))
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        data = b"".join(chunks)
+        if not data:
+            return None
+        if content_type not in _JSON_TYPES:
+            # kubectl tries protobuf first; a 415 sends it back to JSON.
+            unsupported = f'the body of a request cannot be "{content_type}": send JSON'
+            raise errors.ApiError(errors.status(415, "UnsupportedMediaType", unsupported))
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise errors.bad_request(f"the request body is not JSON: {e}") from None
+
+    async def _watch(self, req: ApiRequest, receive: Receive, send: Send) -> None:
+        try:
+            async with self.client.watch_request(req) as stream:
+                await send({"type": "http.response.start", "status": 200, "headers": _JSON})
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_until_disconnect, receive, nursery.cancel_scope)
+                    while (event := await stream.next_json()) is not None:
+                        chunk = {"type": "http.response.body", "body": event + b"\n"}
+                        await send(chunk | {"more_body": True})
+                    nursery.cancel_scope.cancel()
+                await send({"type": "http.response.body", "body": b""})
+        except errors.ApiError as e:
+            await _respond(send, e.code, e.status)
+
+
+async def _until_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _bearer(header: bytes) -> str:
+    scheme, _, token = header.decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _respond_with(send: Send, response: ApiResponse) -> None:
+    if isinstance(response.content, str):  # a health check's "ok"
+        await _respond(send, response.code, response.content)
+        return
+    data = response.raw or json.dumps(response.content, separators=(",", ":")).encode()
+    await _send(send, response.code, data)
+
+
+async def _respond(send: Send, code: int, body: object) -> None:
+    if isinstance(body, str):
+        await _send(send, code, body.encode(), b"text/plain; charset=utf-8")
+        return
+    await _send(send, code, json.dumps(body, separators=(",", ":")).encode())
+
+
+async def _send(send: Send, code: int, data: bytes, kind: bytes = b"application/json") -> None:
+    headers = [(b"content-type", kind), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def serve_http(
+    app: HttpFrontEnd,
+    host: str = "127.0.0.1",
+    port: int = 6443,
+    *,
+    task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` over plain HTTP on ``host:port`` (0: any free port) until
+    cancelled; ``task_status.started`` gets the URLs it listens on."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    await serve(app, config, task_status=task_status)

@@ -1,0 +1,195 @@
+"""The HTTP front end over a real socket: Kubernetes' REST paths, JSON bodies, Status
+errors, discovery, a watch streamed as JSON lines, and bad input answered with a 4xx
+while the server keeps serving. The client is the standard library's, in a thread
+(the real kubectl and the official client come with their own tests)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+import trio
+
+from actorkube.actor import ActorSystem
+from actorkube.apiserver._authn import parse_token_file
+from actorkube.apiserver._http import HttpFrontEnd, serve_http
+from actorkube.apiserver._start import start_apiserver
+from actorkube.etcd import start_group
+
+TOKENS = "admin-token,admin,1,system:masters\nalice-token,alice,2\n"
+
+
+class Http:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def call(self, method, path, body=None, *, token="admin-token", raw=None,
+                   content_type="application/json"):  # fmt: skip
+        """(status, decoded JSON body) of one request."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+
+        def go():
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+
+        code, payload = await trio.to_thread.run_sync(go)
+        try:
+            return code, json.loads(payload)
+        except ValueError:
+            return code, payload.decode()
+
+
+async def start(system: ActorSystem, nursery: trio.Nursery, anonymous: bool = False) -> Http:
+    group = start_group(system, 3, tick_interval=0.05)
+    api = await start_apiserver(
+        system,
+        group.client(name="apiserver", timeout=30),
+        tokens=parse_token_file(TOKENS),
+        anonymous=anonymous,
+        seed=1,
+    )
+    await api.ready()
+    app = HttpFrontEnd(system, api.ref, api.registry)
+    urls = await nursery.start(serve_http, app, "127.0.0.1", 0)
+    return Http(urls[0])
+
+
+def pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}  # fmt: skip
+
+
+async def test_crud_over_http_with_kubernetes_status_errors():
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        code, made = await http.call("POST", "/api/v1/namespaces/default/pods", pod("web"))
+        assert code == 201 and made["spec"]["restartPolicy"] == "Always"
+        code, got = await http.call("GET", "/api/v1/namespaces/default/pods/web")
+        assert code == 200 and got == made
+        code, listed = await http.call("GET", "/api/v1/namespaces/default/pods")
+        assert code == 200 and listed["kind"] == "PodList"
+        assert [p["metadata"]["name"] for p in listed["items"]] == ["web"]
+        code, again = await http.call("POST", "/api/v1/namespaces/default/pods", pod("web"))
+        assert code == 409 and again["kind"] == "Status" and again["reason"] == "AlreadyExists"
+        stale = dict(made, metadata=dict(made["metadata"], resourceVersion="1"))
+        code, conflict = await http.call("PUT", "/api/v1/namespaces/default/pods/web", stale)
+        assert code == 409 and conflict["reason"] == "Conflict"
+        code, patched = await http.call(
+            "PATCH", "/api/v1/namespaces/default/pods/web", {"metadata": {"labels": {"a": "b"}}},
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+        assert code == 200 and patched["metadata"]["labels"] == {"a": "b"}
+        code, gone = await http.call("DELETE", "/api/v1/namespaces/default/pods/web")
+        assert code == 200 and gone["metadata"]["name"] == "web"
+        code, missing = await http.call("GET", "/api/v1/namespaces/default/pods/web")
+        assert code == 404 and missing["message"] == 'pods "web" not found'
+        pods = "/api/v1/namespaces/default/pods"
+        code, denied = await http.call("GET", pods, token="alice-token")
+        assert code == 403 and 'User "alice" cannot list' in denied["message"]
+        code, nobody = await http.call("GET", pods, token="")
+        assert code == 401 and nobody["reason"] == "Unauthorized"
+        nursery.cancel_scope.cancel()
+
+
+async def test_discovery_version_and_health():
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        code, version = await http.call("GET", "/version")
+        assert code == 200 and version["major"] == "1" and version["minor"] == "32"
+        assert (await http.call("GET", "/healthz")) == (200, "ok")
+        code, api = await http.call("GET", "/api")
+        assert api["kind"] == "APIVersions" and api["versions"] == ["v1"]
+        code, groups = await http.call("GET", "/apis")
+        assert "apps" in [g["name"] for g in groups["groups"]]
+        code, core = await http.call("GET", "/api/v1")
+        assert "pods" in [r["name"] for r in core["resources"]]
+        code, apps = await http.call("GET", "/apis/apps/v1")
+        assert code == 200 and apps["groupVersion"] == "apps/v1"
+        code, nothing = await http.call("GET", "/apis/batch/v1")
+        assert code == 404 and nothing["kind"] == "Status"
+        # RBAC's bootstrap policy: health and version for anyone, discovery for the
+        # authenticated (system:public-info-viewer, system:discovery), nothing else.
+        code, alice = await http.call("GET", "/apis", token="alice-token")
+        assert code == 200 and alice["kind"] == "APIGroupList"
+        code, metrics = await http.call("GET", "/metrics", token="alice-token")
+        assert code == 403
+        assert metrics["message"] == 'forbidden: User "alice" cannot get path "/metrics"'
+        code, _ = await http.call("POST", "/version", {})
+        assert code == 405
+        nursery.cancel_scope.cancel()
+
+
+async def test_without_credentials_only_health_and_version_with_anonymous_access():
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery, anonymous=True)
+        assert (await http.call("GET", "/livez", token=""))[0] == 200
+        assert (await http.call("GET", "/version", token=""))[0] == 200
+        code, denied = await http.call("GET", "/api", token="")
+        assert code == 403
+        assert denied["message"] == 'forbidden: User "system:anonymous" cannot get path "/api"'
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_watch_streams_one_json_event_per_line():
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        code, made = await http.call("POST", "/api/v1/namespaces/default/configmaps",
+                                     {"metadata": {"name": "c"}, "data": {"k": "1"}})  # fmt: skip
+        rv = made["metadata"]["resourceVersion"]
+        req = urllib.request.Request(
+            f"{http.url}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}",
+            headers={"Authorization": "Bearer admin-token"},
+        )
+        response = await trio.to_thread.run_sync(lambda: urllib.request.urlopen(req, timeout=30))
+        for value in ("2", "3"):
+            made["data"]["k"] = value
+            code, made = await http.call(
+                "PUT", "/api/v1/namespaces/default/configmaps/c", made
+            )
+            assert code == 200
+        lines = [await trio.to_thread.run_sync(response.readline) for _ in range(2)]
+        events = [json.loads(line) for line in lines]
+        assert [(e["type"], e["object"]["data"]["k"]) for e in events] == [
+            ("MODIFIED", "2"),
+            ("MODIFIED", "3"),
+        ]
+        response.close()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "code", "reason"),
+    [
+        ("POST", "/api/v1/namespaces/default/pods", b"{not json", 400, "BadRequest"),
+        ("POST", "/api/v1/namespaces/default/pods", b"[1, 2]", 400, "BadRequest"),
+        ("POST", "/api/v1/namespaces/default/pods", b"x" * (3 * 1024 * 1024 + 1), 413,
+         "RequestEntityTooLarge"),
+        ("POST", "/api/v1/namespaces/default/pods", b"k8s\x00\n\x0f", 415,
+         "UnsupportedMediaType"),
+        ("GET", "/api/v1/widgets", None, 404, "NotFound"),
+        ("GET", "/api/v1/pods/web", None, 404, "NotFound"),
+        ("OPTIONS", "/api/v1/pods", None, 405, "MethodNotAllowed"),
+    ],
+)  # fmt: skip
+async def test_bad_input_is_a_4xx_status_and_the_server_keeps_serving(
+    method, path, raw, code, reason
+):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        kind = "application/vnd.kubernetes.protobuf" if code == 415 else "application/json"
+        got, status = await http.call(method, path, raw=raw, content_type=kind)
+        assert got == code and status["kind"] == "Status" and status["reason"] == reason
+        assert (await http.call("GET", "/api/v1/namespaces/default/pods"))[0] == 200
+        code, listed = await http.call("GET", "/api/v1/namespaces/default/pods")
+        assert listed["items"] == []  # nothing was written
+        nursery.cancel_scope.cancel()
