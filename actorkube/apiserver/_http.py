@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import attrs
@@ -203,11 +204,16 @@ async def serve_http(
     host: str = "127.0.0.1",
     port: int = 6443,
     *,
+    tls: tuple[Path, Path] | None = None,
     task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` over plain HTTP on ``host:port`` (0: any free port) until
-    cancelled; ``task_status.started`` gets the URLs it listens on."""
+    """Serve ``app`` on ``host:port`` (0: any free port) until cancelled: HTTPS with
+    ``tls`` (the serving certificate and key files, ``actorkube.pki``), else plain HTTP
+    (kubectl sends no bearer token over plain HTTP). ``task_status.started`` gets the
+    URLs it listens on."""
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
+    if tls is not None:
+        config.certfile, config.keyfile = str(tls[0]), str(tls[1])
     await serve(app, config, task_status=task_status)

@@ -1,0 +1,101 @@
+"""The real kubectl (found on PATH; the test fails loudly without it) against the API
+server's HTTPS front end, with a kubeconfig made by ``actorkube.pki``: a cluster CA, a
+serving certificate for 127.0.0.1, and the admin's bearer token. What kubectl prints is
+what it prints for a real cluster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import trio
+
+from actorkube.actor import ActorSystem
+from actorkube.apiserver._authn import parse_token_file
+from actorkube.apiserver._http import HttpFrontEnd, serve_http
+from actorkube.apiserver._start import start_apiserver
+from actorkube.etcd import start_group
+from actorkube.pki import ClusterPki, kubeconfig
+
+TOKENS = "admin-token,admin,1,system:masters\nalice-token,alice,2\n"
+
+
+async def kubectl(config, cache, *args: str, stdin: bytes = b""):
+    """(exit code, stdout, stderr) of one kubectl run."""
+    binary = shutil.which("kubectl")
+    assert binary, "kubectl is not on PATH: these tests drive the real one"
+    done = await trio.run_process(
+        [binary, f"--kubeconfig={config}", f"--cache-dir={cache}", *args],
+        stdin=stdin,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_kubectl_reads_and_writes_over_https_with_a_token(tmp_path):
+    pki = ClusterPki.load_or_create(tmp_path / "pki")
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        group = start_group(system, 3, tick_interval=0.05)
+        api = await start_apiserver(
+            system, group.client(name="apiserver", timeout=30),
+            tokens=parse_token_file(TOKENS), seed=1,
+        )  # fmt: skip
+        await api.ready()
+        app = HttpFrontEnd(system, api.ref, api.registry)
+        urls = await nursery.start(
+            lambda task_status: serve_http(
+                app, "127.0.0.1", 0, tls=pki.serving_files, task_status=task_status
+            )
+        )
+        assert urls[0].startswith("https://")
+        admin = tmp_path / "admin.kubeconfig"
+        admin.write_text(kubeconfig(urls[0], pki.ca.cert, token="admin-token"))
+        alice = tmp_path / "alice.kubeconfig"
+        alice.write_text(kubeconfig(urls[0], pki.ca.cert, user="alice", token="alice-token"))
+        cache = tmp_path / "cache"
+
+        code, out, err = await kubectl(admin, cache, "get", "namespaces")
+        assert code == 0, err
+        assert out.split("\n")[0].split() == ["NAME", "AGE"]
+        assert {line.split()[0] for line in out.strip().split("\n")[1:]} == {
+            "default", "kube-node-lease", "kube-public", "kube-system"
+        }  # fmt: skip
+        manifest = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"},
+                    "metadata": {"name": "demo", "namespace": "default"}}  # fmt: skip
+        # --validate=false: kubectl validates against the OpenAPI document, not served yet.
+        create = ("create", "--validate=false", "-f", "-")
+        code, out, err = await kubectl(admin, cache, *create, stdin=json.dumps(manifest).encode())
+        assert code == 0, err
+        assert out.strip() == "configmap/demo created"
+        code, out, err = await kubectl(admin, cache, "get", "configmap", "demo", "-o", "json")
+        assert code == 0, err
+        got = json.loads(out)
+        assert got["data"] == {"a": "b"} and got["metadata"]["uid"]
+        code, out, err = await kubectl(admin, cache, *create, stdin=json.dumps(manifest).encode())
+        assert code == 1
+        assert err.strip() == (
+            'Error from server (AlreadyExists): error when creating "STDIN": configmaps "demo" '
+            "already exists"
+        )
+        code, out, err = await kubectl(alice, cache, "get", "configmaps")
+        assert code == 1
+        assert err.strip() == (
+            'Error from server (Forbidden): configmaps is forbidden: User "alice" cannot list '
+            'resource "configmaps" in API group "" in the namespace "default"'
+        )
+        code, out, err = await kubectl(admin, cache, "delete", "configmap", "demo")
+        assert code == 0, err
+        assert out.strip() == 'configmap "demo" deleted'
+        code, out, err = await kubectl(admin, cache, "get", "configmap", "demo")
+        assert code == 1
+        assert err.strip() == 'Error from server (NotFound): configmaps "demo" not found'
+        nursery.cancel_scope.cancel()
+
+
+def test_the_pki_keeps_its_ca_across_restarts(tmp_path):
+    first = ClusterPki.load_or_create(tmp_path)
+    again = ClusterPki.load_or_create(tmp_path)
+    assert again.ca == first.ca and again.serving == first.serving
+    assert (tmp_path / "ca.key").stat().st_mode & 0o077 == 0
