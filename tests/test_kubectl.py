@@ -6,9 +6,9 @@ what it prints for a real cluster."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import trio
+from kubectl_run import kubectl
 
 from actorkube.actor import ActorSystem
 from actorkube.apiserver._authn import parse_token_file
@@ -18,20 +18,6 @@ from actorkube.etcd import start_group
 from actorkube.pki import ClusterPki, kubeconfig
 
 TOKENS = "admin-token,admin,1,system:masters\nalice-token,alice,2\n"
-
-
-async def kubectl(config, cache, *args: str, stdin: bytes = b""):
-    """(exit code, stdout, stderr) of one kubectl run."""
-    binary = shutil.which("kubectl")
-    assert binary, "kubectl is not on PATH: these tests drive the real one"
-    done = await trio.run_process(
-        [binary, f"--kubeconfig={config}", f"--cache-dir={cache}", *args],
-        stdin=stdin,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
 async def test_kubectl_reads_and_writes_over_https_with_a_token(tmp_path):

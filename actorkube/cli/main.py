@@ -1,6 +1,8 @@
 """``actorkube``: the command line entry point.
 
 Subcommands:
+  up     the control plane in one process (etcd, the API server over HTTPS), for
+         kubectl: see actorkube/cli/up.py.
   demo   a runnable example of the actor runtime: a supervised pipeline of actors that
          survives a crash, with the system's statistics at the end.
 """
@@ -10,10 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import trio
 
-from actorkube.cli import demo
+from actorkube.cli import demo, up
+from actorkube.heap import long_lived_heap_gc
 
 
 class _OneLine(logging.Formatter):
@@ -32,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="run a small supervised actor example")
     p_demo.add_argument("--messages", type=int, default=100_000, help="messages to send")
+    p_up = sub.add_parser("up", help="run the control plane; Ctrl-C stops it")
+    p_up.add_argument("--data-dir", type=Path, default=Path(".actorkube"),
+                      help="where etcd's data, the certificates and the kubeconfig live "
+                      "(default: .actorkube)")  # fmt: skip
+    p_up.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p_up.add_argument("--port", type=int, default=6443, help="HTTPS port (0: any free one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -43,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             handler.setFormatter(_OneLine("%(levelname)s %(name)s: %(message)s"))
     if args.command == "demo":
         trio.run(demo.run, args.messages)
+    elif args.command == "up":
+        try:
+            with long_lived_heap_gc():
+                trio.run(up.run, args.data_dir, args.host, args.port)
+        except KeyboardInterrupt:
+            print("actorkube: stopped", flush=True)
     return 0
 
 

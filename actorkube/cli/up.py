@@ -1,0 +1,74 @@
+"""``actorkube up``: the control plane in one process, for kubectl and the official
+clients.
+
+What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
+and its HTTPS front end on ``HOST:PORT`` with the cluster's certificates
+(``DATA/pki``: a CA made on the first start and kept). It writes an admin kubeconfig
+(``DATA/admin.kubeconfig``: the CA and the admin's bearer token, from ``DATA/tokens.csv``,
+kube-apiserver's token file format) and prints how to use it. Ctrl-C stops it; started
+again on the same directory it carries on with the same data, CA and credentials.
+Controllers, the scheduler and nodes come with later issues.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from actorkube.actor import ActorSystem
+from actorkube.apiserver._authn import new_signing_key, parse_token_file
+from actorkube.apiserver._http import HttpFrontEnd, serve_http
+from actorkube.apiserver._start import start_apiserver
+from actorkube.etcd import start_group
+from actorkube.pki import ClusterPki, kubeconfig
+
+
+def _secret_file(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The contents of ``path``, made (readable by its owner only) if missing."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_bytes(make())
+    return path.read_bytes()
+
+
+def _admin_token_file() -> bytes:
+    return f"{secrets.token_urlsafe(32)},admin,admin,system:masters\n".encode()
+
+
+async def run(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 6443,
+    *,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Run the control plane on ``data_dir`` until cancelled (see the module)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pki = ClusterPki.load_or_create(data_dir / "pki")
+    tokens = parse_token_file(_secret_file(data_dir / "tokens.csv", _admin_token_file).decode())
+    admin_token = next(t for t, user in tokens.items() if user.name == "admin")
+    signing_key = _secret_file(data_dir / "pki" / "service-account.key", new_signing_key)
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        group = start_group(system, 3, data_dir=data_dir / "etcd")
+        api = await start_apiserver(
+            system,
+            group.client(name="apiserver", timeout=30),
+            tokens=tokens,
+            service_account_key=signing_key,
+        )
+        await api.ready()
+        app = HttpFrontEnd(system, api.ref, api.registry)
+        urls = await nursery.start(partial(serve_http, app, host, port, tls=pki.serving_files))
+        config = data_dir / "admin.kubeconfig"
+        config.touch(mode=0o600)
+        config.write_text(kubeconfig(urls[0], pki.ca.cert, token=admin_token))
+        say(f"actorkube is up: {urls[0]}")
+        say(f"  kubeconfig: {config}")
+        say(f"  try: kubectl --kubeconfig {config} get namespaces")
+        say(f"Ctrl-C stops it; the data stays in {data_dir}.")
+        sys.stdout.flush()  # whoever reads our output (a pipe) learns at once

@@ -1,0 +1,62 @@
+"""``actorkube up`` as a user runs it: a process that starts the control plane on a data
+directory, writes a kubeconfig the real kubectl uses, stops on Ctrl-C (SIGINT) with
+exit code 0, and keeps its data, CA and credentials when started again."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import trio
+from kubectl_run import kubectl
+
+
+async def start(data_dir):
+    """The running process and its kubeconfig, once it says it is up."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "actorkube", "up", "--data-dir", str(data_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+    )
+    lines = b""
+    with trio.fail_after(60):
+        while b"kubeconfig: " not in lines:
+            chunk = await process.stdout.receive_some()
+            assert chunk, f"actorkube up exited: {lines.decode()}"
+            lines += chunk
+    config = lines.decode().split("kubeconfig: ")[1].split()[0]
+    return process, config
+
+
+async def stop(process) -> int:
+    process.send_signal(signal.SIGINT)
+    with trio.fail_after(60):
+        return await process.wait()
+
+
+async def test_up_serves_kubectl_stops_on_ctrl_c_and_keeps_its_data(tmp_path):
+    data = tmp_path / "cluster"
+    cache = tmp_path / "cache"
+    process, config = await start(data)
+    try:
+        code, out, err = await kubectl(config, cache, "get", "namespaces", "-o", "name")
+        assert code == 0, err
+        assert "namespace/kube-system" in out.split()
+        manifest = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"kept": "yes"},
+                    "metadata": {"name": "survivor", "namespace": "default"}}  # fmt: skip
+        code, out, err = await kubectl(config, cache, "create", "--validate=false", "-f", "-",
+                                       stdin=json.dumps(manifest).encode())  # fmt: skip
+        assert code == 0, err
+    finally:
+        assert await stop(process) == 0
+    first_ca = (data / "pki" / "ca.crt").read_bytes()
+
+    process, config = await start(data)
+    try:
+        code, out, err = await kubectl(config, cache, "get", "configmap", "survivor", "-o", "json")
+        assert code == 0, err
+        assert json.loads(out)["data"] == {"kept": "yes"}
+    finally:
+        assert await stop(process) == 0
+    assert (data / "pki" / "ca.crt").read_bytes() == first_ca
