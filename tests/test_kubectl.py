@@ -44,7 +44,7 @@ async def test_kubectl_reads_and_writes_over_https_with_a_token(tmp_path):
 
         code, out, err = await kubectl(admin, cache, "get", "namespaces")
         assert code == 0, err
-        assert out.split("\n")[0].split() == ["NAME", "AGE"]
+        assert out.split("\n")[0].split() == ["NAME", "STATUS", "AGE"]  # the server's Table
         assert {line.split()[0] for line in out.strip().split("\n")[1:]} == {
             "default", "kube-node-lease", "kube-public", "kube-system"
         }  # fmt: skip
@@ -71,6 +71,21 @@ async def test_kubectl_reads_and_writes_over_https_with_a_token(tmp_path):
             'Error from server (Forbidden): configmaps is forbidden: User "alice" cannot list '
             'resource "configmaps" in API group "" in the namespace "default"'
         )
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+               "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}  # fmt: skip
+        code, out, err = await kubectl(admin, cache, *create, stdin=json.dumps(pod).encode())
+        assert code == 0, err
+        code, out, err = await kubectl(admin, cache, "get", "pods")
+        assert code == 0, err
+        header, row = out.strip().split("\n")
+        assert header.split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+        assert row.split()[:4] == ["web", "0/1", "Pending", "0"]
+        code, out, err = await kubectl(admin, cache, "get", "pods", "-o", "wide")
+        assert code == 0, err
+        assert out.split("\n")[0].split() == [
+            "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE",
+            "READINESS", "GATES",
+        ]  # fmt: skip
         code, out, err = await kubectl(admin, cache, "delete", "configmap", "demo")
         assert code == 0, err
         assert out.strip() == 'configmap "demo" deleted'

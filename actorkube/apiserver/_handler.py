@@ -33,6 +33,7 @@ from ._admission import AdmissionChain, AdmissionRequest
 from ._authn import Authenticator
 from ._messages import ApiRequest, ApiResponse
 from ._meta import generate_name, meta, rfc3339
+from ._printers import table
 from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
 from ._rest import non_resource
@@ -172,15 +173,14 @@ class Handler:
                 f"the {req.subresource} subresource of {rt.plural} is not served yet"
             )
         if verb == "get":
-            return (
-                await self.store.get(
-                    rt, req.namespace, req.name, params.get("resourceVersion", "")
-                ),
-                200,
-                None,
+            obj = await self.store.get(
+                rt, req.namespace, req.name, params.get("resourceVersion", "")
             )
+            if req.as_table:
+                obj = table(rt.group, rt.plural, [obj], self.clock(), meta(obj)["resourceVersion"])
+            return obj, 200, None
         if verb == "list":
-            return await self._list(rt, req.namespace, params), 200, None
+            return await self._list(rt, req.namespace, params, req.as_table), 200, None
         if verb == "watch":
             return await self._watch(rt, req.namespace, params)
         if verb == "create":
@@ -211,21 +211,26 @@ class Handler:
 
         return keep
 
-    async def _list(self, rt: ResourceType, namespace: str, params: dict) -> dict:
+    async def _list(self, rt: ResourceType, namespace: str, params: dict, as_table: bool = False):
         keep = self._filter(rt, namespace, params)
         rv = params.get("resourceVersion", "")
         limit = _int_param(params, "limit")
         cache = self.caches.get((rt.group, rt.plural))
-        if cache is not None and not params.get("continue") and await self._cache_serves(
-            cache, rt, rv, limit
+        if (
+            cache is not None
+            and not params.get("continue")
+            and await self._cache_serves(cache, rt, rv, limit)
         ):
+            if as_table:
+                objects = cache.snapshot(keep, rt.prefix(namespace))
+                return table(rt.group, rt.plural, objects, self.clock(), str(cache.revision))
             # The list as JSON, spliced from the cache's JSON of each object.
             head = {"kind": rt.list_kind, "apiVersion": rt.api_version,
                     "metadata": {"resourceVersion": str(cache.revision)}}  # fmt: skip
             items = cache.snapshot_json(keep, rt.prefix(namespace))
             opening = json.dumps(head, separators=(",", ":"))[:-1].encode()
             return b"".join((opening, b',"items":[', b",".join(items), b"]}"))
-        return await self.store.list(
+        listed = await self.store.list(
             rt,
             namespace,
             keep=keep,
@@ -233,6 +238,11 @@ class Handler:
             continue_token=params.get("continue", ""),
             resource_version=rv,
         )
+        if not as_table:
+            return listed
+        rows = table(rt.group, rt.plural, listed["items"], self.clock())
+        rows["metadata"] = listed["metadata"]  # resourceVersion and continue, for paging
+        return rows
 
     async def _cache_serves(self, cache: WatchCache, rt: ResourceType, rv: str, limit: int):
         """Whether the cache answers this list, as Kubernetes decides: a list at "any

@@ -109,6 +109,7 @@ class HttpFrontEnd:
             body=body,
             token=_bearer(headers.get(b"authorization", b"")),
             content_type=content_type,
+            as_table=b"as=Table" in headers.get(b"accept", b""),
         )
         if req.verb == "watch":
             await self._watch(req, receive, send)

@@ -25,7 +25,9 @@ class ApiRequest:
     ``content_type`` says what a patch body is (application/merge-patch+json or
     application/json-patch+json). For watch, ``watcher`` receives ``WatchEvent``s under
     ``watch_id``. A request with a ``path`` (and no resource) is for a URL that is not
-    a resource: discovery (``/api``, ``/apis/apps/v1``), ``/version``, ``/healthz``."""
+    a resource: discovery (``/api``, ``/apis/apps/v1``), ``/version``, ``/healthz``.
+    ``as_table``: answer a get or list as a ``meta.k8s.io/v1`` Table (what ``kubectl
+    get`` asks for with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``)."""
 
     verb: str
     resource: str
@@ -41,6 +43,7 @@ class ApiRequest:
     watcher: ActorRef | None = None
     watch_id: int = 0
     path: str = ""
+    as_table: bool = False
 
 
 @message(tag="apiserver.Response")
