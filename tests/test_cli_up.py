@@ -1,6 +1,6 @@
 """``actorkube up`` as a user runs it: a process that starts the control plane on a data
 directory, writes a kubeconfig the real kubectl uses, stops on Ctrl-C (SIGINT) with
-exit code 0, and keeps its data, CA and credentials when started again."""
+exit code 0 (SIGTERM too), and keeps its data, CA and credentials when started again."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ async def start(data_dir):
     return process, config
 
 
-async def stop(process) -> int:
-    process.send_signal(signal.SIGINT)
+async def stop(process, sig=signal.SIGINT) -> int:
+    process.send_signal(sig)
     with trio.fail_after(60):
         return await process.wait()
 
@@ -58,5 +58,5 @@ async def test_up_serves_kubectl_stops_on_ctrl_c_and_keeps_its_data(tmp_path):
         assert code == 0, err
         assert json.loads(out)["data"] == {"kept": "yes"}
     finally:
-        assert await stop(process) == 0
+        assert await stop(process, signal.SIGTERM) == 0  # as a service manager stops it
     assert (data / "pki" / "ca.crt").read_bytes() == first_ca

@@ -54,11 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         trio.run(demo.run, args.messages)
     elif args.command == "up":
-        try:
-            with long_lived_heap_gc():
-                trio.run(up.run, args.data_dir, args.host, args.port)
-        except KeyboardInterrupt:
-            print("actorkube: stopped", flush=True)
+        with long_lived_heap_gc():
+            trio.run(up.run, args.data_dir, args.host, args.port)
+        print("actorkube: stopped", flush=True)
     return 0
 
 

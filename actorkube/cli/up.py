@@ -13,6 +13,7 @@ Controllers, the scheduler and nodes come with later issues.
 from __future__ import annotations
 
 import secrets
+import signal
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -47,28 +48,34 @@ async def run(
     *,
     say: Callable[[str], None] = print,
 ) -> None:
-    """Run the control plane on ``data_dir`` until cancelled (see the module)."""
+    """Run the control plane on ``data_dir`` until Ctrl-C or SIGTERM (see the module)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = ClusterPki.load_or_create(data_dir / "pki")
     tokens = parse_token_file(_secret_file(data_dir / "tokens.csv", _admin_token_file).decode())
     admin_token = next(t for t, user in tokens.items() if user.name == "admin")
     signing_key = _secret_file(data_dir / "pki" / "service-account.key", new_signing_key)
-    async with ActorSystem() as system, trio.open_nursery() as nursery:
-        group = start_group(system, 3, data_dir=data_dir / "etcd")
-        api = await start_apiserver(
-            system,
-            group.client(name="apiserver", timeout=30),
-            tokens=tokens,
-            service_account_key=signing_key,
-        )
-        await api.ready()
-        app = HttpFrontEnd(system, api.ref, api.registry)
-        urls = await nursery.start(partial(serve_http, app, host, port, tls=pki.serving_files))
-        config = data_dir / "admin.kubeconfig"
-        config.touch(mode=0o600)
-        config.write_text(kubeconfig(urls[0], pki.ca.cert, token=admin_token))
-        say(f"actorkube is up: {urls[0]}")
-        say(f"  kubeconfig: {config}")
-        say(f"  try: kubectl --kubeconfig {config} get namespaces")
-        say(f"Ctrl-C stops it; the data stays in {data_dir}.")
-        sys.stdout.flush()  # whoever reads our output (a pipe) learns at once
+    # Ctrl-C and SIGTERM are read as messages, not raised wherever the code happens to
+    # be: the shutdown is a cancellation of the whole tree, the same every time.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with ActorSystem() as system, trio.open_nursery() as nursery:
+            group = start_group(system, 3, data_dir=data_dir / "etcd")
+            api = await start_apiserver(
+                system,
+                group.client(name="apiserver", timeout=30),
+                tokens=tokens,
+                service_account_key=signing_key,
+            )
+            await api.ready()
+            app = HttpFrontEnd(system, api.ref, api.registry)
+            urls = await nursery.start(partial(serve_http, app, host, port, tls=pki.serving_files))
+            config = data_dir / "admin.kubeconfig"
+            config.touch(mode=0o600)
+            config.write_text(kubeconfig(urls[0], pki.ca.cert, token=admin_token))
+            say(f"actorkube is up: {urls[0]}")
+            say(f"  kubeconfig: {config}")
+            say(f"  try: kubectl --kubeconfig {config} get namespaces")
+            say(f"Ctrl-C stops it; the data stays in {data_dir}.")
+            sys.stdout.flush()  # whoever reads our output (a pipe) learns at once
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
