@@ -86,6 +86,46 @@ async def test_kubectl_reads_and_writes_over_https_with_a_token(tmp_path):
             "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE",
             "READINESS", "GATES",
         ]  # fmt: skip
+        code, out, err = await kubectl(admin, cache, "version", "-o", "json")
+        assert code == 0, err
+        assert json.loads(out)["serverVersion"]["gitVersion"] == "v1.32.0-actorkube"
+        # A YAML manifest, a label selector, all namespaces, another namespace.
+        yaml_pod = (
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: db\n  labels:\n    app: db\n"
+            "spec:\n  containers:\n  - name: db\n    image: postgres:17\n"
+        )
+        code, out, err = await kubectl(admin, cache, *create, stdin=yaml_pod.encode())
+        assert code == 0, err
+        code, out, err = await kubectl(admin, cache, "get", "pods", "-l", "app=db", "-o", "name")
+        assert (code, out.split()) == (0, ["pod/db"]), err
+        code, out, err = await kubectl(admin, cache, "get", "serviceaccounts", "-A", "-o", "name")
+        assert code == 0, err
+        assert out.split().count("serviceaccount/default") == 4
+        code, out, err = await kubectl(admin, cache, "-n", "kube-system", "get", "sa", "-o", "name")
+        assert (code, out.split()) == (0, ["serviceaccount/default"]), err
+        code, out, err = await kubectl(
+            admin,
+            cache,
+            "patch",
+            "pod",
+            "db",
+            "--type",
+            "merge",
+            "-p",
+            '{"metadata":{"labels":{"tier":"data"}}}',
+        )
+        assert code == 0, err
+        assert out.strip() == "pod/db patched"
+        bad = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "Bad_Name"},
+            "spec": {"containers": []},
+        }
+        code, out, err = await kubectl(admin, cache, *create, stdin=json.dumps(bad).encode())
+        assert code == 1
+        assert err.startswith('The Pod "Bad_Name" is invalid: ')
+        assert "metadata.name: Invalid value" in err and "spec.containers: Required value" in err
         code, out, err = await kubectl(admin, cache, "delete", "configmap", "demo")
         assert code == 0, err
         assert out.strip() == 'configmap "demo" deleted'
