@@ -33,6 +33,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from actorkube.actor import ActorRef, ActorSystem
+from actorkube.client import ApiClient
 
 from . import _errors as errors
 from ._messages import ApiRequest, ApiResponse
@@ -69,8 +70,6 @@ class HttpFrontEnd:
         timeout: float = 60.0,
     ) -> None:
         # The in-cluster client does the asking (and the watching) for every request.
-        from actorkube.client import ApiClient
-
         self.client = ApiClient(system, api, timeout=timeout)
         self.registry = registry
         self.max_body = max_body
