@@ -6,6 +6,7 @@ what it prints for a real cluster."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import trio
 from kubectl_run import kubectl
@@ -13,6 +14,7 @@ from kubectl_run import kubectl
 from actorkube.actor import ActorSystem
 from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
+from actorkube.apiserver._messages import ApiRequest
 from actorkube.apiserver._start import start_apiserver
 from actorkube.etcd import start_group
 from actorkube.pki import ClusterPki, kubeconfig
@@ -140,3 +142,46 @@ def test_the_pki_keeps_its_ca_across_restarts(tmp_path):
     again = ClusterPki.load_or_create(tmp_path)
     assert again.ca == first.ca and again.serving == first.serving
     assert (tmp_path / "ca.key").stat().st_mode & 0o077 == 0
+
+
+async def test_kubectl_get_watch_prints_rows_as_objects_change(tmp_path):
+    # kubectl get -w asks for Tables on the watch too: each event one row.
+    pki = ClusterPki.load_or_create(tmp_path / "pki")
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        group = start_group(system, 3, tick_interval=0.05)
+        api = await start_apiserver(
+            system, group.client(name="apiserver", timeout=30), tokens=parse_token_file(TOKENS)
+        )
+        await api.ready()
+        app = HttpFrontEnd(system, api.ref, api.registry)
+        urls = await nursery.start(
+            lambda task_status: serve_http(
+                app, "127.0.0.1", 0, tls=pki.serving_files, task_status=task_status
+            )
+        )
+        config = tmp_path / "admin.kubeconfig"
+        config.write_text(kubeconfig(urls[0], pki.ca.cert, token="admin-token"))
+        watching = await trio.lowlevel.open_process(
+            ["kubectl", f"--kubeconfig={config}", f"--cache-dir={tmp_path / 'cache'}",
+             "get", "namespaces", "-w", "--output-watch-events"],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            seen = b""
+            with trio.fail_after(30):
+                while b"kube-system" not in seen:  # the list first
+                    seen += await watching.stdout.receive_some()
+                await api.ref.ask(
+                    ApiRequest("create", "namespaces", token="admin-token",
+                               body={"metadata": {"name": "team-x"}})
+                )  # fmt: skip
+                while b"team-x" not in seen:
+                    seen += await watching.stdout.receive_some()
+            lines = seen.decode().strip().split("\n")
+            assert lines[0].split() == ["EVENT", "NAME", "STATUS", "AGE"]
+            added = next(line for line in lines if "team-x" in line)
+            assert added.split()[:3] == ["ADDED", "team-x", "Active"]
+        finally:
+            watching.kill()
+            await watching.wait()
+        nursery.cancel_scope.cancel()

@@ -40,7 +40,7 @@ from ._rest import non_resource
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
 from ._storage import ObjectStore
 from ._validation import FieldError, Path
-from ._watchcache import WatchCache, Watcher
+from ._watchcache import BOOKMARK, Event, WatchCache, Watcher
 
 log = logging.getLogger("actorkube.apiserver")
 MERGE_PATCH = "application/merge-patch+json"
@@ -182,7 +182,7 @@ class Handler:
         if verb == "list":
             return await self._list(rt, req.namespace, params, req.as_table), 200, None
         if verb == "watch":
-            return await self._watch(rt, req.namespace, params)
+            return await self._watch(rt, req.namespace, params, req.as_table)
         if verb == "create":
             return await self._create(rt, req), 201, None
         if verb == "update":
@@ -256,7 +256,7 @@ class Handler:
             return False
         return await cache.wait_fresh(await self.store.current_revision(rt))
 
-    async def _watch(self, rt: ResourceType, namespace: str, params: dict):
+    async def _watch(self, rt: ResourceType, namespace: str, params: dict, as_table: bool):
         cache = self.caches.get((rt.group, rt.plural))
         if cache is None:
             raise errors.method_not_allowed(f"watch is not supported on {rt.plural}")
@@ -265,7 +265,22 @@ class Handler:
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1", True)
         watcher = cache.watch(params.get("resourceVersion", ""), keep, bookmarks=bookmarks,
                               prefix=rt.prefix(namespace))  # fmt: skip
+        if as_table:
+            watcher.present = self._as_table_event(rt)
         return {"kind": "Status", "apiVersion": "v1", "status": "Success"}, 200, watcher
+
+    def _as_table_event(self, rt: ResourceType) -> Callable[[Event], Event]:
+        """Watch events as kube-apiserver sends them to a client that asked for Tables:
+        each object a Table of one row (bookmarks as they are)."""
+
+        def present(event: Event) -> Event:
+            if event["type"] == BOOKMARK:
+                return event
+            obj = event["object"]
+            rows = table(rt.group, rt.plural, [obj], self.clock(), meta(obj)["resourceVersion"])
+            return Event(type=event["type"], object=rows)
+
+        return present
 
     # --- writes -------------------------------------------------------------------------
 

@@ -75,6 +75,9 @@ class Watcher:
         self.ended = ""
         self.seen_rv = 0  # every change up to here was delivered or filtered out
         self.told_rv = 0  # the last version the watcher was told (an event or a bookmark)
+        # How this watcher's client wants events shown (a Table of one row, say); the
+        # cache's shared events stay as they are.
+        self.present: Callable[[Event], Event] | None = None
 
     def offer(self, event: dict) -> bool:
         """Queue ``event``; False (and the stream ended) if the buffer is full."""
@@ -93,8 +96,10 @@ class Watcher:
             self.send.close()
 
     async def receive(self) -> Event:
-        """The next event; raises ``trio.EndOfChannel`` once the stream has ended."""
-        return await self.receive_channel.receive()
+        """The next event (as ``present`` shows it); raises ``trio.EndOfChannel`` once
+        the stream has ended."""
+        event = await self.receive_channel.receive()
+        return event if self.present is None else self.present(event)
 
 
 class WatchCache:
