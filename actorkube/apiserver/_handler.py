@@ -33,6 +33,7 @@ from ._admission import AdmissionChain, AdmissionRequest
 from ._authn import Authenticator
 from ._messages import ApiRequest, ApiResponse
 from ._meta import generate_name, meta, rfc3339
+from ._metrics import ApiMetrics
 from ._printers import table
 from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
@@ -66,6 +67,7 @@ class Handler:
     ) -> None:
         self.registry = registry
         self.address = address  # what /api tells clients the server's address is
+        self.metrics = ApiMetrics()
         self.store = store
         self.caches = caches
         self.authenticator = authenticator
@@ -98,6 +100,8 @@ class Handler:
             response = ApiResponse(500, errors.internal(detail).status)
             log.exception("request %s %s/%s failed", req.verb, req.resource, req.name)
         self._audit(req, user, decision, response, received)
+        if not req.path:
+            self.metrics.observe(req, response.code, self.clock() - received)
         return response, watcher
 
     # --- authorization ------------------------------------------------------------------
@@ -149,6 +153,10 @@ class Handler:
         if req.path:
             if req.verb != "get":
                 raise errors.method_not_allowed(f"{req.path} answers get only")
+            if req.path.rstrip("/") == "/metrics":
+                stored = [(errors.qualified(c.rt.plural, c.rt.group), len(c.objects))
+                          for c in self.caches.values()]  # fmt: skip
+                return self.metrics.text(stored), 200, None
             return non_resource(self.registry, req.path, self.address), 200, None
         try:
             rt = self.registry.resource(req.group, req.resource)

@@ -37,6 +37,7 @@ from actorkube.client import ApiClient
 
 from . import _errors as errors
 from ._messages import ApiRequest, ApiResponse
+from ._metrics import CONTENT_TYPE
 from ._registry import Registry
 from ._rest import is_non_resource, parse_request
 
@@ -179,7 +180,7 @@ def _bearer(header: bytes) -> str:
 
 
 async def _respond_with(send: Send, response: ApiResponse) -> None:
-    if isinstance(response.content, str):  # a health check's "ok"
+    if isinstance(response.content, str):  # a health check's "ok", the metrics
         await _respond(send, response.code, response.content)
         return
     data = response.raw or json.dumps(response.content, separators=(",", ":")).encode()
@@ -188,7 +189,7 @@ async def _respond_with(send: Send, response: ApiResponse) -> None:
 
 async def _respond(send: Send, code: int, body: object) -> None:
     if isinstance(body, str):
-        await _send(send, code, body.encode(), b"text/plain; charset=utf-8")
+        await _send(send, code, body.encode(), CONTENT_TYPE.encode())
         return
     await _send(send, code, json.dumps(body, separators=(",", ":")).encode())
 
