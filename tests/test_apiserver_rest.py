@@ -34,6 +34,9 @@ ROUTES = [
     ("GET", "/api/v1/watch/namespaces/default/pods", {},
      ("watch", "", "pods", "default", "", "")),
     ("GET", "/api/v1/watch/pods", {}, ("watch", "", "pods", "", "", "")),
+    # Booleans as Go's ParseBool reads them (the official Python client sends "True").
+    ("GET", "/api/v1/pods", {"watch": "True"}, ("watch", "", "pods", "", "", "")),
+    ("GET", "/api/v1/pods", {"watch": "false"}, ("list", "", "pods", "", "", "")),
     # The namespace itself, and its status.
     ("GET", "/api/v1/namespaces", {}, ("list", "", "namespaces", "", "", "")),
     ("GET", "/api/v1/namespaces/default", {}, ("get", "", "namespaces", "", "default", "")),

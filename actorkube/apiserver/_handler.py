@@ -37,7 +37,7 @@ from ._metrics import ApiMetrics
 from ._printers import table
 from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
-from ._rest import non_resource
+from ._rest import is_true, non_resource
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
 from ._storage import ObjectStore
 from ._validation import FieldError, Path
@@ -270,7 +270,7 @@ class Handler:
             raise errors.method_not_allowed(f"watch is not supported on {rt.plural}")
         keep = self._filter(rt, namespace, params)
         await cache.ready.wait()
-        bookmarks = params.get("allowWatchBookmarks") in ("true", "1", True)
+        bookmarks = is_true(params.get("allowWatchBookmarks"))
         watcher = cache.watch(params.get("resourceVersion", ""), keep, bookmarks=bookmarks,
                               prefix=rt.prefix(namespace))  # fmt: skip
         if as_table:

@@ -87,7 +87,7 @@ def parse_request(
         raise _not_found()
     if rt.namespaced and name and not namespace:
         raise _not_found()
-    verb = _verb(method, bool(name), watch_prefix or query.get("watch") in ("true", "1"))
+    verb = _verb(method, bool(name), watch_prefix or is_true(query.get("watch")))
     params = {k: v for k, v in query.items() if k != "watch"}
     return ApiRequest(
         verb,
@@ -99,6 +99,15 @@ def parse_request(
         subresource=subresource,
         params=params or None,
     )
+
+
+_TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
+
+
+def is_true(value: object) -> bool:
+    """A boolean query parameter as Go's strconv.ParseBool reads it (the official Python
+    client sends ``watch=True``)."""
+    return value is True or value in _TRUE
 
 
 def _verb(method: str, named: bool, watch: bool) -> str:
