@@ -19,10 +19,12 @@ import base64
 import datetime
 import ipaddress
 import json
+import os
 from pathlib import Path
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -39,13 +41,25 @@ class KeyPair:
     key: bytes
 
     def write(self, directory: Path, name: str) -> tuple[Path, Path]:
-        """``name.crt`` and ``name.key`` in ``directory`` (the key readable by its owner
-        only); their paths."""
+        """``name.key`` then ``name.crt`` in ``directory``, each whole or not at all (the
+        key readable by its owner only); their paths."""
         cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-        cert.write_bytes(self.cert)
-        key.touch(mode=0o600)
-        key.write_bytes(self.key)
+        write_private(key, self.key)
+        write_private(cert, self.cert)
         return cert, key
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """``data`` into ``path``, readable by its owner only, atomically: a crash leaves the
+    old file or the new one, never a part (which a restart would take for a whole)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
 
 
 def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
@@ -156,17 +170,34 @@ class ClusterPki:
 
     @classmethod
     def load_or_create(cls, directory: Path, hosts: tuple[str, ...] = SERVING_HOSTS) -> ClusterPki:
-        """The certificates under ``directory``, made (and written) if missing."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """The certificates under ``directory``, made (and written) if missing. A serving
+        certificate that does not name every one of ``hosts``, or that the CA did not
+        sign (the CA was made again), is issued again."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         ca = _load(directory, "ca") or _store(directory, "ca", new_ca())
-        serving = _load(directory, "apiserver") or _store(
-            directory, "apiserver", issue(ca, "kube-apiserver", hosts=hosts, server=True)
-        )
+        serving = _load(directory, "apiserver")
+        if serving is None or not _serves(serving, ca, hosts):
+            serving = _store(
+                directory, "apiserver", issue(ca, "kube-apiserver", hosts=hosts, server=True)
+            )
         return cls(directory, ca, serving)
 
     @property
     def serving_files(self) -> tuple[Path, Path]:
         return self.directory / "apiserver.crt", self.directory / "apiserver.key"
+
+
+def _serves(serving: KeyPair, ca: KeyPair, hosts: tuple[str, ...]) -> bool:
+    cert = x509.load_pem_x509_certificate(serving.cert)
+    try:
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.cert))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return all(_host(h) in names for h in hosts)
 
 
 def _load(directory: Path, name: str) -> KeyPair | None:

@@ -446,3 +446,37 @@ async def test_lists_from_the_cache_and_from_etcd_hold_the_same_objects(autojump
             api, "list", "pods", namespace="default", params={"labelSelector": "i in (1,4)"}
         )
         assert [p["metadata"]["name"] for p in chosen.body["items"]] == ["p1", "p4"]
+
+
+async def test_a_watch_of_one_named_object_sees_that_object_only(autojump_clock):
+    # RBAC may grant a watch on one name (resourceNames); the watch must then carry that
+    # object's events and no other's, as Kubernetes turns the name into a field selector.
+    async with ActorSystem() as system:
+        api = await start(system)
+        rbac = "rbac.authorization.k8s.io"
+        role = {"metadata": {"name": "only-a"}, "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "resourceNames": ["a"],
+             "verbs": ["get", "watch"]}]}  # fmt: skip
+        binding = {"metadata": {"name": "alice-only-a"},
+                   "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "only-a"},
+                   "subjects": [{"kind": "User", "apiGroup": rbac, "name": "alice"}]}  # fmt: skip
+        assert (await call(api, "create", "roles", group=rbac, namespace="default",
+                           body=role)).code == 201  # fmt: skip
+        assert (await call(api, "create", "rolebindings", group=rbac, namespace="default",
+                           body=binding)).code == 201  # fmt: skip
+        await trio.sleep(1)
+        for name in ("a", "b"):
+            assert (
+                await call(api, "create", "pods", namespace="default", body=pod(name))
+            ).code == 201
+        events: list = []
+        done = trio.Event()
+        collector = system.spawn(lambda: Collector(events, done), name="named-watch")
+        answer = await call(api, "watch", "pods", token="alice-token", namespace="default",
+                            name="a", watcher=collector, watch_id=1)  # fmt: skip
+        assert answer.code == 200, answer.body
+        await trio.sleep(1)
+        names = [e.event["object"]["metadata"]["name"] for e in events if e.event]
+        assert names == ["a"]
+        other = await call(api, "get", "pods", token="alice-token", namespace="default", name="b")
+        assert other.code == 403

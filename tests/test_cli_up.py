@@ -51,6 +51,9 @@ async def test_up_serves_kubectl_stops_on_ctrl_c_and_keeps_its_data(tmp_path):
     finally:
         assert await stop(process) == 0
     first_ca = (data / "pki" / "ca.crt").read_bytes()
+    # etcd's log holds Secrets; the keys and tokens are credentials: the owner's only.
+    assert data.stat().st_mode & 0o077 == 0
+    assert (data / "tokens.csv").stat().st_mode & 0o077 == 0
 
     process, config = await start(data)
     try:

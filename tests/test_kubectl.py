@@ -142,6 +142,14 @@ def test_the_pki_keeps_its_ca_across_restarts(tmp_path):
     again = ClusterPki.load_or_create(tmp_path)
     assert again.ca == first.ca and again.serving == first.serving
     assert (tmp_path / "ca.key").stat().st_mode & 0o077 == 0
+    # A host the serving certificate does not name, or a CA made again (its key lost):
+    # the serving certificate is issued again, by the CA there is.
+    wider = ClusterPki.load_or_create(tmp_path, hosts=("localhost", "10.1.2.3"))
+    assert wider.ca == first.ca and wider.serving != first.serving
+    (tmp_path / "ca.key").unlink()
+    remade = ClusterPki.load_or_create(tmp_path, hosts=("localhost", "10.1.2.3"))
+    assert remade.ca != first.ca and remade.serving != wider.serving
+    assert not list(tmp_path.glob("*.partial"))
 
 
 async def test_kubectl_get_watch_prints_rows_as_objects_change(tmp_path):

@@ -190,6 +190,10 @@ class Handler:
         if verb == "list":
             return await self._list(rt, req.namespace, params, req.as_table), 200, None
         if verb == "watch":
+            if req.name:  # a watch of one object: as Kubernetes, a field selector on its name
+                fields = params.get("fieldSelector", "")
+                named = f"metadata.name={req.name}"
+                params = {**params, "fieldSelector": f"{fields},{named}" if fields else named}
             return await self._watch(rt, req.namespace, params, req.as_table)
         if verb == "create":
             return await self._create(rt, req), 201, None

@@ -39,6 +39,7 @@ from ._storage import decode, parse_resource_version
 
 ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
 RESET = "RESET"
+_PROGRESS_EVERY = 0.05  # seconds between progress requests while reads wait
 
 Filter = Callable[[dict], bool]
 
@@ -125,6 +126,7 @@ class WatchCache:
         self._waiting: list[tuple[int, trio.Event]] = []
         # Asks etcd to report its progress on the cache's watch (set by ``feed``).
         self.request_progress: Callable[[], None] = lambda: None
+        self._asked_at = -math.inf
 
     # --- fed by etcd ------------------------------------------------------------------
 
@@ -185,12 +187,22 @@ class WatchCache:
         if self.revision >= revision:
             return True
         event = trio.Event()
-        self._waiting.append((revision, event))
-        with trio.move_on_after(timeout):
-            while not event.is_set():
-                self.request_progress()
-                with trio.move_on_after(0.05):
-                    await event.wait()
+        entry = (revision, event)
+        self._waiting.append(entry)
+        try:
+            with trio.move_on_after(timeout):
+                while not event.is_set():
+                    # One question to etcd per interval for the whole cache, however
+                    # many reads wait (as Kubernetes' progress requester).
+                    now = trio.current_time()
+                    if now - self._asked_at >= _PROGRESS_EVERY:
+                        self._asked_at = now
+                        self.request_progress()
+                    with trio.move_on_after(_PROGRESS_EVERY):
+                        await event.wait()
+        finally:
+            if not event.is_set():
+                self._waiting.remove(entry)
         return event.is_set()
 
     def _push(self, rv: int, event: dict, old: dict | None) -> None:

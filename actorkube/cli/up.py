@@ -26,14 +26,14 @@ from actorkube.apiserver._authn import new_signing_key, parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
 from actorkube.etcd import start_group
-from actorkube.pki import ClusterPki, kubeconfig
+from actorkube.pki import SERVING_HOSTS, ClusterPki, kubeconfig, write_private
 
 
 def _secret_file(path: Path, make: Callable[[], bytes]) -> bytes:
-    """The contents of ``path``, made (readable by its owner only) if missing."""
+    """The contents of ``path``, made (readable by its owner only, whole or not at all)
+    if missing."""
     if not path.exists():
-        path.touch(mode=0o600)
-        path.write_bytes(make())
+        write_private(path, make())
     return path.read_bytes()
 
 
@@ -49,14 +49,22 @@ async def run(
     say: Callable[[str], None] = print,
 ) -> None:
     """Run the control plane on ``data_dir`` until Ctrl-C or SIGTERM (see the module)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pki = ClusterPki.load_or_create(data_dir / "pki")
+    # The directory holds etcd's log (Secrets among it), keys and tokens: its owner's only.
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    everywhere = host in ("0.0.0.0", "::", "")
+    hosts = SERVING_HOSTS if everywhere or host in SERVING_HOSTS else (*SERVING_HOSTS, host)
+    pki = ClusterPki.load_or_create(data_dir / "pki", hosts)
     tokens = parse_token_file(_secret_file(data_dir / "tokens.csv", _admin_token_file).decode())
-    admin_token = next(t for t, user in tokens.items() if user.name == "admin")
+    admin_token = next((t for t, user in tokens.items() if user.name == "admin"), None)
+    if admin_token is None:
+        raise SystemExit(f"{data_dir / 'tokens.csv'} has no token for the user admin")
     signing_key = _secret_file(data_dir / "pki" / "service-account.key", new_signing_key)
-    # Ctrl-C and SIGTERM are read as messages, not raised wherever the code happens to
-    # be: the shutdown is a cancellation of the whole tree, the same every time.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    async with trio.open_nursery() as outer:
+        # Ctrl-C and SIGTERM are read as messages, not raised wherever the code happens
+        # to be: the shutdown is a cancellation of the whole tree, at any moment, even
+        # while the start waits for etcd.
+        await outer.start(_stop_on_signal, outer.cancel_scope)
         async with ActorSystem() as system, trio.open_nursery() as nursery:
             group = start_group(system, 3, data_dir=data_dir / "etcd")
             api = await start_apiserver(
@@ -68,14 +76,20 @@ async def run(
             await api.ready()
             app = HttpFrontEnd(system, api.ref, api.registry)
             urls = await nursery.start(partial(serve_http, app, host, port, tls=pki.serving_files))
+            # A server listening everywhere is reached on this machine at 127.0.0.1.
+            url = urls[0].replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
             config = data_dir / "admin.kubeconfig"
-            config.touch(mode=0o600)
-            config.write_text(kubeconfig(urls[0], pki.ca.cert, token=admin_token))
-            say(f"actorkube is up: {urls[0]}")
+            write_private(config, kubeconfig(url, pki.ca.cert, token=admin_token).encode())
+            say(f"actorkube is up: {url}")
             say(f"  kubeconfig: {config}")
             say(f"  try: kubectl --kubeconfig {config} get namespaces")
             say(f"Ctrl-C stops it; the data stays in {data_dir}.")
             sys.stdout.flush()  # whoever reads our output (a pipe) learns at once
-            async for _ in signals:
-                break
-            nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: trio.CancelScope, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return

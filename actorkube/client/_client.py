@@ -16,9 +16,9 @@ Rules of this file:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +39,7 @@ from actorkube.apiserver import ApiError, ApiRequest, ApiResponse, StopWatch, Wa
 from actorkube.apiserver._errors import status
 
 MERGE_PATCH = "application/merge-patch+json"
+WATCH_BUFFER = 1000  # events a watch stream holds for a reader that is behind
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -212,7 +213,9 @@ class ApiClient:
     async def watch_request(self, req: ApiRequest) -> AsyncIterator[WatchStream]:
         """``watch`` for a request made elsewhere (the HTTP front end's, its own token).
         Raises ``ApiError`` if the server refuses it."""
-        send, receive = trio.open_memory_channel(math.inf)
+        # Bounded: a reader that stops reading holds up the receiver, then the server's
+        # pump, which ends the watch ("did not keep up") instead of buffering forever.
+        send, receive = trio.open_memory_channel(WATCH_BUFFER)
         receiver = self.system.spawn(
             lambda: _Receiver(send, self.server), name=f"watch-{self.system.unique()}"
         )
@@ -228,6 +231,7 @@ class ApiClient:
                 if not stream.ended:
                     self.server.tell(StopWatch(receiver, watch_id))
         finally:
+            receive.close()  # a receiver waiting for room gives up
             await self.system.stop(receiver)
 
 
@@ -271,12 +275,16 @@ class _Receiver(Actor):
         self.watch(self.server)
 
     @handler
-    def on_event(self, msg: WatchEvent) -> None:
-        self.send.send_nowait(msg)
+    async def on_event(self, msg: WatchEvent) -> None:
+        await self._hand_over(msg)
 
     @handler
-    def on_terminated(self, msg: Terminated) -> None:
-        self.send.send_nowait(WatchEvent(0, b"", f"the API server went away ({msg.reason})"))
+    async def on_terminated(self, msg: Terminated) -> None:
+        await self._hand_over(WatchEvent(0, b"", f"the API server went away ({msg.reason})"))
+
+    async def _hand_over(self, msg: WatchEvent) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.send.send(msg)
 
 
 def _params(**values: str) -> dict[str, str] | None:

@@ -34,9 +34,9 @@ from ._core import LEADER, NORMAL, Config, NotLeader, ProposalDropped, RaftNode,
 from ._types import ConfChange, HardState, Message
 
 
-def _at_once(sm: StateMachine) -> Generator[None, None, bytes]:
-    """A state machine without ``snapshot_steps`` serialises in one step."""
-    return sm.snapshot()
+def _at_once(data: bytes) -> Generator[None, None, bytes]:
+    """The snapshot of a state machine without ``snapshot_steps``, taken already."""
+    return data
     yield  # a generator, whose only step returns the snapshot
 
 
@@ -360,7 +360,8 @@ class RaftReplica(Actor):
         (``snapshot_steps``), so a large state never stops the replica for long."""
         self.since_snapshot = 0
         stepped = getattr(self.sm, "snapshot_steps", None)
-        steps = stepped() if stepped is not None else _at_once(self.sm)
+        # Either way the state is captured now, at the applied index the job records.
+        steps = stepped() if stepped is not None else _at_once(self.sm.snapshot())
         self.snapshot_job = (self.core.log.applied, steps)
 
     async def _snapshot_step(self) -> None:
