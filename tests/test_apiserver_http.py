@@ -172,6 +172,8 @@ async def test_a_watch_streams_one_json_event_per_line():
     [
         ("POST", "/api/v1/namespaces/default/pods", b"{not json", 400, "BadRequest"),
         ("POST", "/api/v1/namespaces/default/pods", b"[1, 2]", 400, "BadRequest"),
+        ("POST", "/api/v1/namespaces/default/configmaps", b'{"metadata": {"name": NaN}}', 400,
+         "BadRequest"),
         ("POST", "/api/v1/namespaces/default/pods", b"x" * (3 * 1024 * 1024 + 1), 413,
          "RequestEntityTooLarge"),
         ("POST", "/api/v1/namespaces/default/pods", b"k8s\x00\n\x0f", 415,

@@ -139,7 +139,7 @@ class HttpFrontEnd:
             unsupported = f'the body of a request cannot be "{content_type}": send JSON'
             raise errors.ApiError(errors.status(415, "UnsupportedMediaType", unsupported))
         try:
-            return json.loads(data)
+            return json.loads(data, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as e:
             raise errors.bad_request(f"the request body is not JSON: {e}") from None
 
@@ -156,6 +156,11 @@ class HttpFrontEnd:
                 await send({"type": "http.response.body", "body": b""})
         except errors.ApiError as e:
             await _respond(send, e.code, e.status)
+
+
+def _not_json(constant: str) -> object:
+    """NaN and Infinity are Python's extensions, not JSON: refused as Kubernetes does."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 async def _until_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
