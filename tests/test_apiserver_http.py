@@ -124,6 +124,27 @@ async def test_discovery_version_and_health():
         code, metrics = await http.call("GET", "/metrics", token="alice-token")
         assert code == 403
         assert metrics["message"] == 'forbidden: User "alice" cannot get path "/metrics"'
+        # system:masters reads the metrics, under kube-apiserver's names.
+        await http.call("POST", "/api/v1/namespaces/default/pods", pod("m"))
+        # A consistent list returns once the cache holds the pod (the gauge reads it).
+        await http.call("GET", "/api/v1/namespaces/default/pods")
+        code, text = await http.call("GET", "/metrics")
+        assert code == 200
+        assert (
+            'apiserver_request_total{code="201",component="apiserver",dry_run="",group="",'
+            'resource="pods",scope="namespace",subresource="",verb="POST",version="v1"} 1.0'
+        ) in text
+        assert 'apiserver_storage_objects{resource="pods"} 1.0' in text
+        assert "apiserver_request_duration_seconds_bucket{" in text
+
+        def content_type(path):
+            headers = {"Authorization": "Bearer admin-token"}
+            req = urllib.request.Request(http.url + path, headers=headers)
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.headers["Content-Type"]
+
+        kinds = [await trio.to_thread.run_sync(content_type, p) for p in ("/healthz", "/metrics")]
+        assert kinds == ["text/plain; charset=utf-8", "text/plain; version=0.0.4; charset=utf-8"]
         code, _ = await http.call("POST", "/version", {})
         assert code == 405
         nursery.cancel_scope.cancel()

@@ -45,6 +45,8 @@ log = logging.getLogger("actorkube.apiserver.http")
 
 MAX_BODY = 3 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
+_TEXT = b"text/plain; charset=utf-8"
+METRICS_TYPE = CONTENT_TYPE.encode()
 # Bodies this front end reads: JSON, and the JSON patch types (no body type given: JSON).
 _JSON_TYPES = (
     "",
@@ -114,7 +116,8 @@ class HttpFrontEnd:
         if req.verb == "watch":
             await self._watch(req, receive, send)
             return
-        await _respond_with(send, await self.client.send(req))
+        text = METRICS_TYPE if path.rstrip("/") == "/metrics" else _TEXT
+        await _respond_with(send, await self.client.send(req), text)
 
     async def _body(self, receive: Receive, content_type: str) -> object:
         chunks: list[bytes] = []
@@ -184,9 +187,11 @@ def _bearer(header: bytes) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-async def _respond_with(send: Send, response: ApiResponse) -> None:
-    if isinstance(response.content, str):  # a health check's "ok", the metrics
-        await _respond(send, response.code, response.content)
+async def _respond_with(send: Send, response: ApiResponse, text: bytes = _TEXT) -> None:
+    """``response`` as it came; a text one (a health check's "ok", the metrics) as
+    ``text``."""
+    if isinstance(response.content, str):
+        await _send(send, response.code, response.content.encode(), text)
         return
     data = response.raw or json.dumps(response.content, separators=(",", ":")).encode()
     await _send(send, response.code, data)
@@ -194,7 +199,7 @@ async def _respond_with(send: Send, response: ApiResponse) -> None:
 
 async def _respond(send: Send, code: int, body: object) -> None:
     if isinstance(body, str):
-        await _send(send, code, body.encode(), CONTENT_TYPE.encode())
+        await _send(send, code, body.encode(), _TEXT)
         return
     await _send(send, code, json.dumps(body, separators=(",", ":")).encode())
 
