@@ -11,14 +11,9 @@ import urllib.request
 
 import pytest
 import trio
+from http_cluster import serve_cluster
 
 from actorkube.actor import ActorSystem
-from actorkube.apiserver._authn import parse_token_file
-from actorkube.apiserver._http import HttpFrontEnd, serve_http
-from actorkube.apiserver._start import start_apiserver
-from actorkube.etcd import start_group
-
-TOKENS = "admin-token,admin,1,system:masters\nalice-token,alice,2\n"
 
 
 class Http:
@@ -50,18 +45,7 @@ class Http:
 
 
 async def start(system: ActorSystem, nursery: trio.Nursery, anonymous: bool = False) -> Http:
-    group = start_group(system, 3, tick_interval=0.05)
-    api = await start_apiserver(
-        system,
-        group.client(name="apiserver", timeout=30),
-        tokens=parse_token_file(TOKENS),
-        anonymous=anonymous,
-        seed=1,
-    )
-    await api.ready()
-    app = HttpFrontEnd(system, api.ref, api.registry)
-    urls = await nursery.start(serve_http, app, "127.0.0.1", 0)
-    return Http(urls[0])
+    return Http((await serve_cluster(system, nursery, anonymous=anonymous)).url)
 
 
 def pod(name: str) -> dict:
@@ -174,9 +158,7 @@ async def test_a_watch_streams_one_json_event_per_line():
         response = await trio.to_thread.run_sync(lambda: urllib.request.urlopen(req, timeout=30))
         for value in ("2", "3"):
             made["data"]["k"] = value
-            code, made = await http.call(
-                "PUT", "/api/v1/namespaces/default/configmaps/c", made
-            )
+            code, made = await http.call("PUT", "/api/v1/namespaces/default/configmaps/c", made)
             assert code == 200
         lines = [await trio.to_thread.run_sync(response.readline) for _ in range(2)]
         events = [json.loads(line) for line in lines]

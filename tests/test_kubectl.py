@@ -9,39 +9,20 @@ import json
 import subprocess
 
 import trio
+from http_cluster import serve_cluster
 from kubectl_run import kubectl
 
 from actorkube.actor import ActorSystem
-from actorkube.apiserver._authn import parse_token_file
-from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._messages import ApiRequest
-from actorkube.apiserver._start import start_apiserver
-from actorkube.etcd import start_group
-from actorkube.pki import ClusterPki, kubeconfig
-
-TOKENS = "admin-token,admin,1,system:masters\nalice-token,alice,2\n"
+from actorkube.pki import ClusterPki
 
 
 async def test_kubectl_reads_and_writes_over_https_with_a_token(tmp_path):
-    pki = ClusterPki.load_or_create(tmp_path / "pki")
     async with ActorSystem() as system, trio.open_nursery() as nursery:
-        group = start_group(system, 3, tick_interval=0.05)
-        api = await start_apiserver(
-            system, group.client(name="apiserver", timeout=30),
-            tokens=parse_token_file(TOKENS), seed=1,
-        )  # fmt: skip
-        await api.ready()
-        app = HttpFrontEnd(system, api.ref, api.registry)
-        urls = await nursery.start(
-            lambda task_status: serve_http(
-                app, "127.0.0.1", 0, tls=pki.serving_files, task_status=task_status
-            )
-        )
-        assert urls[0].startswith("https://")
-        admin = tmp_path / "admin.kubeconfig"
-        admin.write_text(kubeconfig(urls[0], pki.ca.cert, token="admin-token"))
-        alice = tmp_path / "alice.kubeconfig"
-        alice.write_text(kubeconfig(urls[0], pki.ca.cert, user="alice", token="alice-token"))
+        served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
+        assert served.url.startswith("https://")
+        admin = served.kubeconfig(tmp_path / "admin.kubeconfig")
+        alice = served.kubeconfig(tmp_path / "alice.kubeconfig", "alice", "alice-token")
         cache = tmp_path / "cache"
 
         code, out, err = await kubectl(admin, cache, "get", "namespaces")
@@ -154,21 +135,9 @@ def test_the_pki_keeps_its_ca_across_restarts(tmp_path):
 
 async def test_kubectl_get_watch_prints_rows_as_objects_change(tmp_path):
     # kubectl get -w asks for Tables on the watch too: each event one row.
-    pki = ClusterPki.load_or_create(tmp_path / "pki")
     async with ActorSystem() as system, trio.open_nursery() as nursery:
-        group = start_group(system, 3, tick_interval=0.05)
-        api = await start_apiserver(
-            system, group.client(name="apiserver", timeout=30), tokens=parse_token_file(TOKENS)
-        )
-        await api.ready()
-        app = HttpFrontEnd(system, api.ref, api.registry)
-        urls = await nursery.start(
-            lambda task_status: serve_http(
-                app, "127.0.0.1", 0, tls=pki.serving_files, task_status=task_status
-            )
-        )
-        config = tmp_path / "admin.kubeconfig"
-        config.write_text(kubeconfig(urls[0], pki.ca.cert, token="admin-token"))
+        served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
+        config = served.kubeconfig(tmp_path / "admin.kubeconfig")
         watching = await trio.lowlevel.open_process(
             ["kubectl", f"--kubeconfig={config}", f"--cache-dir={tmp_path / 'cache'}",
              "get", "namespaces", "-w", "--output-watch-events"],
@@ -179,7 +148,7 @@ async def test_kubectl_get_watch_prints_rows_as_objects_change(tmp_path):
             with trio.fail_after(30):
                 while b"kube-system" not in seen:  # the list first
                     seen += await watching.stdout.receive_some()
-                await api.ref.ask(
+                await served.api.ref.ask(
                     ApiRequest("create", "namespaces", token="admin-token",
                                body={"metadata": {"name": "team-x"}})
                 )  # fmt: skip

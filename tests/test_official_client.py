@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import pytest
 import trio
+from http_cluster import serve_cluster
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from actorkube.actor import ActorSystem
-from actorkube.apiserver._authn import parse_token_file
-from actorkube.apiserver._http import HttpFrontEnd, serve_http
-from actorkube.apiserver._start import start_apiserver
-from actorkube.etcd import start_group
-from actorkube.pki import ClusterPki, kubeconfig
 
 
 def crud_and_watch(config_file: str) -> list[tuple[str, str]]:
@@ -49,23 +45,9 @@ def crud_and_watch(config_file: str) -> list[tuple[str, str]]:
 
 
 async def test_crud_and_a_watch_through_the_official_client(tmp_path):
-    pki = ClusterPki.load_or_create(tmp_path / "pki")
     async with ActorSystem() as system, trio.open_nursery() as nursery:
-        group = start_group(system, 3, tick_interval=0.05)
-        api = await start_apiserver(
-            system,
-            group.client(name="apiserver", timeout=30),
-            tokens=parse_token_file("admin-token,admin,1,system:masters\n"),
-        )
-        await api.ready()
-        app = HttpFrontEnd(system, api.ref, api.registry)
-        urls = await nursery.start(
-            lambda task_status: serve_http(
-                app, "127.0.0.1", 0, tls=pki.serving_files, task_status=task_status
-            )
-        )
-        config_file = tmp_path / "kubeconfig"
-        config_file.write_text(kubeconfig(urls[0], pki.ca.cert, token="admin-token"))
+        served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
+        config_file = served.kubeconfig(tmp_path / "kubeconfig")
         seen = await trio.to_thread.run_sync(crud_and_watch, str(config_file))
         assert [kind for kind, _ in seen] == ["MODIFIED", "DELETED"]
         nursery.cancel_scope.cancel()
