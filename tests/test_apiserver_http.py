@@ -170,28 +170,34 @@ async def test_a_watch_streams_one_json_event_per_line():
         nursery.cancel_scope.cancel()
 
 
+JSON, PROTOBUF = "application/json", "application/vnd.kubernetes.protobuf"
+PODS = "/api/v1/namespaces/default/pods"
+
+
 @pytest.mark.parametrize(
-    ("method", "path", "raw", "code", "reason"),
+    ("method", "path", "raw", "kind", "code", "reason"),
     [
-        ("POST", "/api/v1/namespaces/default/pods", b"{not json", 400, "BadRequest"),
-        ("POST", "/api/v1/namespaces/default/pods", b"[1, 2]", 400, "BadRequest"),
-        ("POST", "/api/v1/namespaces/default/configmaps", b'{"metadata": {"name": NaN}}', 400,
-         "BadRequest"),
-        ("POST", "/api/v1/namespaces/default/pods", b"x" * (3 * 1024 * 1024 + 1), 413,
-         "RequestEntityTooLarge"),
-        ("POST", "/api/v1/namespaces/default/pods", b"k8s\x00\n\x0f", 415,
+        ("POST", PODS, b"{not json", JSON, 400, "BadRequest"),
+        ("POST", PODS, b"[1, 2]", JSON, 400, "BadRequest"),
+        ("POST", "/api/v1/namespaces/default/configmaps", b'{"metadata": {"name": NaN}}', JSON,
+         400, "BadRequest"),
+        ("POST", PODS, b"x" * (3 * 1024 * 1024 + 1), JSON, 413, "RequestEntityTooLarge"),
+        ("POST", PODS, b"k8s\x00\n\x0f", PROTOBUF, 400, "BadRequest"),  # truncated
+        ("POST", PODS, b"\x0a\x00", PROTOBUF, 400, "BadRequest"),  # no k8s prefix
+        ("POST", PODS, b"\xa1\x01\x02", "application/cbor", 415, "UnsupportedMediaType"),
+        ("PATCH", PODS + "/web", b"{: [", "application/apply-patch+yaml", 400, "BadRequest"),
+        ("PATCH", PODS + "/web", b"{}", "application/x-unknown-patch", 415,
          "UnsupportedMediaType"),
-        ("GET", "/api/v1/widgets", None, 404, "NotFound"),
-        ("GET", "/api/v1/pods/web", None, 404, "NotFound"),
-        ("OPTIONS", "/api/v1/pods", None, 405, "MethodNotAllowed"),
+        ("GET", "/api/v1/widgets", None, JSON, 404, "NotFound"),
+        ("GET", "/api/v1/pods/web", None, JSON, 404, "NotFound"),
+        ("OPTIONS", "/api/v1/pods", None, JSON, 405, "MethodNotAllowed"),
     ],
 )  # fmt: skip
 async def test_bad_input_is_a_4xx_status_and_the_server_keeps_serving(
-    method, path, raw, code, reason
+    method, path, raw, kind, code, reason
 ):
     async with ActorSystem() as system, trio.open_nursery() as nursery:
         http = await start(system, nursery)
-        kind = "application/vnd.kubernetes.protobuf" if code == 415 else "application/json"
         got, status = await http.call(method, path, raw=raw, content_type=kind)
         assert got == code and status["kind"] == "Status" and status["reason"] == reason
         assert (await http.call("GET", "/api/v1/namespaces/default/pods"))[0] == 200

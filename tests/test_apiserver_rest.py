@@ -127,8 +127,9 @@ def test_api_versions_and_the_group_list():
     assert groups["kind"] == "APIGroupList"
     names = [g["name"] for g in groups["groups"]]
     assert names == sorted(
-        ["apps", "coordination.k8s.io", "discovery.k8s.io", "rbac.authorization.k8s.io"]
-    )
+        ["apps", "authentication.k8s.io", "authorization.k8s.io", "coordination.k8s.io",
+         "discovery.k8s.io", "rbac.authorization.k8s.io"]
+    )  # fmt: skip
     apps = groups["groups"][0]
     assert apps["versions"] == [{"groupVersion": "apps/v1", "version": "v1"}]
     assert apps["preferredVersion"] == {"groupVersion": "apps/v1", "version": "v1"}

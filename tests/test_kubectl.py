@@ -33,8 +33,7 @@ async def test_kubectl_reads_and_writes_over_https_with_a_token(tmp_path):
         }  # fmt: skip
         manifest = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"},
                     "metadata": {"name": "demo", "namespace": "default"}}  # fmt: skip
-        # --validate=false: kubectl validates against the OpenAPI document, not served yet.
-        create = ("create", "--validate=false", "-f", "-")
+        create = ("create", "-f", "-")
         code, out, err = await kubectl(admin, cache, *create, stdin=json.dumps(manifest).encode())
         assert code == 0, err
         assert out.strip() == "configmap/demo created"

@@ -511,6 +511,8 @@ def _no_rules(obj: dict, old: dict | None) -> list[FieldError]:
 
 STATUS = frozenset({"status"})
 RBAC = "rbac.authorization.k8s.io"
+AUTHZ = "authorization.k8s.io"
+AUTHN = "authentication.k8s.io"
 
 
 def builtin_registry() -> Registry:
@@ -549,6 +551,11 @@ def builtin_registry() -> Registry:
             rule=lambda o, old: validate_workload(o, old, replicas=replicas),
             default=lambda o: default_workload(o, replicas=replicas, strategy=kind),
         )
+
+    def review(group, kind, plural, namespaced) -> ResourceType:
+        # Asked, never stored: the server answers each create (see _reviews).
+        return ResourceType(group, "v1", kind, plural, namespaced, verbs=("create",),
+                            stored=False)  # fmt: skip
 
     return Registry(
         [
@@ -640,5 +647,11 @@ def builtin_registry() -> Registry:
             rt(RBAC, "ClusterRole", "clusterroles", False),
             rt(RBAC, "RoleBinding", "rolebindings", True, rule=_role_ref_immutable),
             rt(RBAC, "ClusterRoleBinding", "clusterrolebindings", False, rule=_role_ref_immutable),
+            review(AUTHZ, "SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
+            review(AUTHZ, "SubjectAccessReview", "subjectaccessreviews", False),
+            review(AUTHZ, "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+            review(AUTHZ, "SelfSubjectRulesReview", "selfsubjectrulesreviews", False),
+            review(AUTHN, "SelfSubjectReview", "selfsubjectreviews", False),
+            review(AUTHN, "TokenReview", "tokenreviews", False),
         ]
     )

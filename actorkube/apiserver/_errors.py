@@ -113,6 +113,11 @@ def _body(error) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
+def no_route() -> ApiError:
+    """Kubernetes' own answer for a path nothing serves."""
+    return ApiError(status(404, "NotFound", "the server could not find the requested resource"))
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(status(400, "BadRequest", message))
 

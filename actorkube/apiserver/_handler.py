@@ -24,28 +24,29 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import jsonpatch
-
 from actorkube.etcd import EtcdError
 
+from . import _bodies as bodies
 from . import _errors as errors
 from ._admission import AdmissionChain, AdmissionRequest
+from ._apply import ApplyConflict, apply
 from ._authn import Authenticator
 from ._messages import ApiRequest, ApiResponse
 from ._meta import generate_name, meta, rfc3339
 from ._metrics import ApiMetrics
+from ._openapi import OpenApi
 from ._printers import table
 from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
 from ._rest import is_true, non_resource
+from ._reviews import answer
+from ._schema import builtin_schema
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
 from ._storage import ObjectStore
 from ._validation import FieldError, Path
 from ._watchcache import BOOKMARK, Event, WatchCache, Watcher
 
 log = logging.getLogger("actorkube.apiserver")
-MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 
 
 class Handler:
@@ -75,6 +76,8 @@ class Handler:
         self.admission = admission
         self.clock = clock
         self.audit = audit
+        self.schema = builtin_schema()
+        self.openapi = OpenApi(registry, self.schema)
         self._audit_ids = 0
 
     async def handle(self, req: ApiRequest) -> tuple[ApiResponse, Watcher | None]:
@@ -83,14 +86,15 @@ class Handler:
         user = None
         decision = None
         watcher = None
+        warnings: list[str] = []
         try:
             user = self.authenticator.authenticate(req.token)
             decision = self._authorize(user, req)
-            body, code, watcher = await self._serve(req, user)
+            body, code, watcher = await self._serve(req, user, warnings)
             if isinstance(body, bytes):
-                response = ApiResponse(code, raw=body)
+                response = ApiResponse(code, raw=body, warnings=tuple(warnings))
             else:
-                response = ApiResponse(code, body)
+                response = ApiResponse(code, body, warnings=tuple(warnings))
         except errors.ApiError as e:
             response = ApiResponse(e.code, e.status)
         except EtcdError as e:  # etcd unavailable or slow: the client may retry
@@ -149,7 +153,7 @@ class Handler:
 
     # --- dispatch ---------------------------------------------------------------------
 
-    async def _serve(self, req: ApiRequest, user: UserInfo):
+    async def _serve(self, req: ApiRequest, user: UserInfo, warnings: list[str]):
         if req.path:
             if req.verb != "get":
                 raise errors.method_not_allowed(f"{req.path} answers get only")
@@ -157,21 +161,28 @@ class Handler:
                 stored = [(errors.qualified(c.rt.plural, c.rt.group), len(c.objects))
                           for c in self.caches.values()]  # fmt: skip
                 return self.metrics.text(stored), 200, None
+            if req.path.startswith("/openapi/v3"):
+                document = self.openapi.at(req.path)
+                if document is None:
+                    raise errors.no_route()
+                return document, 200, None
             return non_resource(self.registry, req.path, self.address), 200, None
         try:
             rt = self.registry.resource(req.group, req.resource)
         except UnknownResource as e:
             raise errors.ApiError(errors.status(404, "NotFound", str(e))) from None
         if req.version != rt.version:
-            raise errors.ApiError(
-                errors.status(404, "NotFound", "the server could not find the requested resource")
-            )
+            raise errors.no_route()
         if req.subresource and req.subresource not in rt.subresources:
-            raise errors.ApiError(
-                errors.status(404, "NotFound", "the server could not find the requested resource")
-            )
+            raise errors.no_route()
         if rt.namespaced and req.verb not in ("list", "watch") and not req.namespace:
             raise errors.bad_request("the namespace of the object must be given")
+        if rt.verbs and (req.verb not in rt.verbs or req.subresource):
+            raise errors.method_not_allowed(f"{rt.plural} only accept {', '.join(rt.verbs)}")
+        if not rt.stored:
+            reviewed = answer(rt, req.namespace, _body(req), user, self.authorizer,
+                              self.authenticator)  # fmt: skip
+            return reviewed, 201, None
         params = req.params or {}
         verb = req.verb
         if req.subresource in _SUBRESOURCES:
@@ -196,11 +207,17 @@ class Handler:
                 params = {**params, "fieldSelector": f"{fields},{named}" if fields else named}
             return await self._watch(rt, req.namespace, params, req.as_table)
         if verb == "create":
-            return await self._create(rt, req), 201, None
+            return await self._create(rt, req, _body(req), warnings), 201, None
         if verb == "update":
-            return await self._update(rt, req, lambda current: _body(req)), 200, None
+            return await self._update(rt, req, lambda current: _body(req), warnings), 200, None
+        if verb == "patch" and req.content_type == bodies.APPLY_PATCH:
+            return await self._apply(rt, req, warnings)
         if verb == "patch":
-            return await self._update(rt, req, lambda current: _patched(req, current)), 200, None
+
+            def patch(current: dict) -> dict:
+                return bodies.patched(self.schema, rt, req.content_type, req.body, current)
+
+            return await self._update(rt, req, patch, warnings), 200, None
         if verb == "delete":
             return await self._delete(rt, req), 200, None
         raise errors.method_not_allowed(f"verb {verb!r} is not supported on {rt.plural}")
@@ -296,9 +313,15 @@ class Handler:
 
     # --- writes -------------------------------------------------------------------------
 
-    async def _create(self, rt: ResourceType, req: ApiRequest) -> dict:
-        obj = _body(req)
+    async def _create(self, rt: ResourceType, req: ApiRequest, obj: dict, warnings: list[str],
+                      *, applied: bool = False) -> dict:  # fmt: skip
+        """Create ``obj`` (the body, or what an apply made of it: ``applied``, its
+        managedFields already set)."""
         _check_kind(rt, obj)
+        params = req.params or {}
+        bodies.check_manager(params, apply=False)
+        if not applied:
+            obj = bodies.decode_body(self.schema, rt, obj, params, warnings)
         m = dict(meta(obj))
         if rt.namespaced:
             if m.get("namespace") and m["namespace"] != req.namespace:
@@ -323,12 +346,23 @@ class Handler:
             AdmissionRequest("CREATE", rt, req.namespace, name, obj, None)
         )
         self._validate(rt, obj, None)
+        if not applied:
+            obj = bodies.track(self.schema, rt, None, obj, params=params, subresource="",
+                               now=rfc3339(self.clock()))  # fmt: skip
         return await self.store.create(rt, obj)
 
-    async def _update(self, rt: ResourceType, req: ApiRequest, make: Callable[[dict], dict]):
+    async def _update(self, rt: ResourceType, req: ApiRequest, make: Callable[[dict], dict],
+                      warnings: list[str], *, applied: bool = False):  # fmt: skip
+        """Update the object to what ``make`` makes of the current one (``applied``: an
+        apply did, managedFields and all)."""
+        params = req.params or {}
+        bodies.check_manager(params, apply=False)
+
         def change(current: dict) -> dict:
             new = make(current)
             _check_kind(rt, new)
+            if not applied:
+                new = bodies.decode_body(self.schema, rt, new, params, warnings)
             m = meta(new)
             if m.get("name", req.name) != req.name:
                 raise errors.bad_request(
@@ -352,12 +386,50 @@ class Handler:
                 )
             new = rt.default(new) if not req.subresource else new
             self._validate(rt, new, current)
+            if not applied:
+                now = rfc3339(self.clock())
+                new = bodies.track(self.schema, rt, current, new, params=params,
+                                   subresource=req.subresource, now=now)  # fmt: skip
             return new
 
         # An update names the version it was based on (a patch applies to the current
         # object, unless its body names one, as Kubernetes does for both).
         expect = meta(req.body).get("resourceVersion", "") if isinstance(req.body, dict) else ""
         return await self.store.update(rt, req.namespace, req.name, change, expect=expect)
+
+    async def _apply(self, rt: ResourceType, req: ApiRequest, warnings: list[str]):
+        """PATCH with an apply configuration (server-side apply): merged into the
+        object, which is created if it does not exist (201)."""
+        params = req.params or {}
+        manager = bodies.check_manager(params, apply=True)
+        config = _body(req)
+        _check_kind(rt, config)
+        if config.get("kind") is None or config.get("apiVersion") is None:
+            raise errors.bad_request("an apply configuration must give apiVersion and kind")
+        if "managedFields" in meta(config):
+            raise errors.bad_request("metadata.managedFields must be nil in an apply configuration")
+        config = bodies.decode_body(self.schema, rt, config, params, warnings)
+        if meta(config).get("name", req.name) != req.name:
+            raise errors.bad_request("the name of the object does not match the name on the URL")
+        t = bodies.type_of(self.schema, rt)
+        force = is_true(params.get("force"))
+        options = {"manager": manager, "api_version": rt.api_version,
+                   "subresource": req.subresource, "force": force}  # fmt: skip
+
+        def merged(current: dict | None) -> dict:
+            try:
+                return apply(self.schema, t, current, config, now=rfc3339(self.clock()), **options)
+            except ApplyConflict as e:
+                raise bodies.conflict(rt, req.name, e) from None
+
+        try:
+            return await self._update(rt, req, merged, warnings, applied=True), 200, None
+        except errors.ApiError as e:
+            if e.code != 404 or req.subresource:
+                raise
+        new = merged(None)
+        new = {**new, "metadata": {**meta(new), "name": req.name}}
+        return await self._create(rt, req, new, warnings, applied=True), 201, None
 
     async def _delete(self, rt: ResourceType, req: ApiRequest) -> dict:
         params = req.params or {}
@@ -424,7 +496,11 @@ class Handler:
             raise errors.method_not_allowed(f"{rt.plural}/scale accepts get, update and patch")
 
         def rescale(current: dict) -> dict:
-            wanted = _body(req) if req.verb == "update" else _patched(req, _scale_of(current))
+            wanted = (
+                _body(req)
+                if req.verb == "update"
+                else bodies.patched(self.schema, rt, req.content_type, req.body, _scale_of(current))
+            )
             replicas = (wanted.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid(
@@ -543,42 +619,6 @@ def _check_kind(rt: ResourceType, obj: dict) -> None:
         )
     if not isinstance(obj.get("metadata", {}), dict):
         raise errors.bad_request("metadata must be an object")
-
-
-def _patched(req: ApiRequest, current: dict) -> dict:
-    base = {k: v for k, v in current.items()}
-    if req.content_type == JSON_PATCH:
-        try:
-            return jsonpatch.apply_patch(base, req.body)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as e:
-            raise errors.ApiError(errors.status(422, "Invalid", f"the patch failed: {e}")) from None
-    if req.content_type in (MERGE_PATCH, ""):
-        if not isinstance(req.body, dict):
-            raise errors.bad_request("a merge patch must be an object")
-        return merge_patch(base, req.body)
-    raise errors.ApiError(
-        errors.status(
-            415,
-            "UnsupportedMediaType",
-            f"the body of the request was in an unknown format - "
-            f"accepted media types include: {JSON_PATCH}, "
-            f"{MERGE_PATCH}",
-        )
-    )
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge key by key, null removes, anything else
-    replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _int_param(params: dict, name: str) -> int:

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 
 import attrs
 import trio
+import yaml
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
@@ -36,10 +37,15 @@ from actorkube.actor import ActorRef, ActorSystem
 from actorkube.client import ApiClient
 
 from . import _errors as errors
+from ._bodies import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
 from ._messages import ApiRequest, ApiResponse
 from ._metrics import CONTENT_TYPE
+from ._protobuf import CONTENT_TYPE as PROTOBUF
+from ._protobuf import ProtobufError
+from ._protobuf import decode_body as decode_protobuf
 from ._registry import Registry
 from ._rest import is_non_resource, parse_request
+from ._schema import builtin_schema
 
 log = logging.getLogger("actorkube.apiserver.http")
 
@@ -47,13 +53,9 @@ MAX_BODY = 3 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
 _TEXT = b"text/plain; charset=utf-8"
 METRICS_TYPE = CONTENT_TYPE.encode()
-# Bodies this front end reads: JSON, and the JSON patch types (no body type given: JSON).
-_JSON_TYPES = (
-    "",
-    "application/json",
-    "application/merge-patch+json",
-    "application/json-patch+json",
-)
+# Bodies this front end reads as JSON (no body type given: JSON); apply patches are
+# YAML (JSON is YAML), typed Go clients send protobuf.
+_JSON_TYPES = ("", "application/json", MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH)
 
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -106,9 +108,18 @@ class HttpFrontEnd:
         except errors.ApiError as e:
             await _respond(send, e.code, e.status)
             return
+        if content_type == PROTOBUF:
+            content_type = "application/json"  # decoded: the same object as its JSON
+        params = req.params
+        if req.verb in ("create", "update", "patch") and content_type != APPLY_PATCH:
+            # Kubernetes names the manager of a write after its client's User-Agent.
+            agent = headers.get(b"user-agent", b"").decode("latin-1").split("/")[0]
+            if agent and not (params or {}).get("fieldManager"):
+                params = {**(params or {}), "fieldManager": agent[:128]}
         req = attrs.evolve(
             req,
             body=body,
+            params=params,
             token=_bearer(headers.get(b"authorization", b"")),
             content_type=content_type,
             as_table=b"as=Table" in headers.get(b"accept", b""),
@@ -137,9 +148,16 @@ class HttpFrontEnd:
         data = b"".join(chunks)
         if not data:
             return None
+        if content_type == PROTOBUF:
+            try:
+                return decode_protobuf(builtin_schema(), data)
+            except ProtobufError as e:
+                raise errors.bad_request(f"the request body is not valid protobuf: {e}") from None
+        if content_type == APPLY_PATCH:
+            return _yaml(data)
         if content_type not in _JSON_TYPES:
-            # kubectl tries protobuf first; a 415 sends it back to JSON.
-            unsupported = f'the body of a request cannot be "{content_type}": send JSON'
+            unsupported = (f'the body of a request cannot be "{content_type}": send JSON, '
+                           f"YAML (apply patches) or protobuf")  # fmt: skip
             raise errors.ApiError(errors.status(415, "UnsupportedMediaType", unsupported))
         try:
             return json.loads(data, parse_constant=_not_json)
@@ -159,6 +177,18 @@ class HttpFrontEnd:
                 await send({"type": "http.response.body", "body": b""})
         except errors.ApiError as e:
             await _respond(send, e.code, e.status)
+
+
+def _yaml(data: bytes) -> object:
+    """An apply configuration: JSON (what kubectl sends), else YAML."""
+    try:
+        return json.loads(data, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError as e:
+        raise errors.bad_request(f"the request body is not YAML: {e}") from None
 
 
 def _not_json(constant: str) -> object:
@@ -194,7 +224,13 @@ async def _respond_with(send: Send, response: ApiResponse, text: bytes = _TEXT) 
         await _send(send, response.code, response.content.encode(), text)
         return
     data = response.raw or json.dumps(response.content, separators=(",", ":")).encode()
-    await _send(send, response.code, data)
+    warnings = [(b"warning", _warning(w)) for w in response.warnings]
+    await _send(send, response.code, data, extra=warnings)
+
+
+def _warning(text: str) -> bytes:
+    """An HTTP Warning header value, as kube-apiserver writes them (code 299)."""
+    return b"299 - " + json.dumps(text).encode()
 
 
 async def _respond(send: Send, code: int, body: object) -> None:
@@ -204,8 +240,9 @@ async def _respond(send: Send, code: int, body: object) -> None:
     await _send(send, code, json.dumps(body, separators=(",", ":")).encode())
 
 
-async def _send(send: Send, code: int, data: bytes, kind: bytes = b"application/json") -> None:
-    headers = [(b"content-type", kind), (b"content-length", str(len(data)).encode())]
+async def _send(send: Send, code: int, data: bytes, kind: bytes = b"application/json",
+                extra: list[tuple[bytes, bytes]] = ()) -> None:  # fmt: skip
+    headers = [(b"content-type", kind), (b"content-length", str(len(data)).encode()), *extra]
     await send({"type": "http.response.start", "status": code, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 

@@ -51,11 +51,14 @@ class ApiResponse:
     """``code`` an HTTP status; ``body`` the object, list or ``Status``. A list served
     from the watch cache comes as ``raw``, its JSON (spliced from each object's JSON,
     which the cache encodes once per version, and what the HTTP front end writes);
-    ``body`` decodes it (each time it is read)."""
+    ``body`` decodes it (each time it is read). ``warnings``: what the client should be
+    told without failing the request (unknown fields dropped), as HTTP ``Warning``
+    headers carry them."""
 
     code: int
     content: Any = None
     raw: bytes = b""
+    warnings: tuple[str, ...] = ()
 
     @property
     def body(self) -> Any:

@@ -179,6 +179,14 @@ class _Union:
                 reasons.append(decision.reason)
         return Decision(Verdict.NO_OPINION, "\n".join(reasons))
 
+    def rules_for(self, user: UserInfo, namespace: str) -> list[dict[str, list[str]]]:
+        """The rules of the authorizers that can list them (RBAC)."""
+        out = []
+        for authorizer in self.authorizers:
+            if hasattr(authorizer, "rules_for"):
+                out += authorizer.rules_for(user, namespace)
+        return out
+
 
 def union(authorizers: Iterable[Authorizer]) -> Authorizer:
     """Asks ``authorizers`` in order and returns the first ALLOW or DENY unchanged; if
@@ -216,6 +224,12 @@ class _Rule:
             frozenset(_strings(rule, "resourceNames")),
             _strings(rule, "nonResourceURLs"),
         )
+
+    def as_dict(self) -> dict[str, list[str]]:
+        fields = (("verbs", self.verbs), ("apiGroups", self.api_groups),
+                  ("resources", self.resources), ("resourceNames", self.resource_names),
+                  ("nonResourceURLs", self.non_resource_urls))  # fmt: skip
+        return {name: sorted(values) for name, values in fields if values}
 
     def allows(self, attrs: Attributes) -> bool:
         if not _matches(self.verbs, attrs.verb):
@@ -363,6 +377,17 @@ class RBACAuthorizer:
             if any(rule.allows(attrs) for rule in rules):
                 return Decision(Verdict.ALLOW, f"RBAC: allowed by {binding.describe(subject)}")
         return Decision(Verdict.NO_OPINION, f"RBAC: {_aggregate(errors)}" if errors else "")
+
+    def rules_for(self, user: UserInfo, namespace: str) -> list[dict[str, list[str]]]:
+        """Every rule that applies to ``user`` in ``namespace`` (cluster-wide ones
+        included), as PolicyRule objects (what a SelfSubjectRulesReview lists)."""
+        out = []
+        for binding in self._bindings_for(namespace):
+            if binding.subject_for(user) is None:
+                continue
+            for rule in self._rules_of(binding, []):
+                out.append(rule.as_dict())
+        return out
 
     def _bindings_for(self, namespace: str) -> Iterator[_Binding]:
         yield from self._stores["ClusterRoleBinding"].values()

@@ -59,6 +59,10 @@ class ResourceType:
     fields: Callable[[dict], dict[str, str]] = _no_fields
     # The name rule: a function returning Kubernetes' messages for a bad name.
     validate_name: Callable[[str], list[str]] | None = None
+    # The verbs it serves (empty: all of them); a resource that is not ``stored`` is
+    # answered by the server on each request (access reviews), never kept in etcd.
+    verbs: tuple[str, ...] = ()
+    stored: bool = True
 
     @property
     def api_version(self) -> str:

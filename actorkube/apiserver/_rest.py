@@ -30,9 +30,6 @@ from . import _errors as errors
 from ._messages import ApiRequest
 from ._registry import Registry, ResourceType, UnknownResource
 
-# Kubernetes' own answer for a path nothing serves.
-_NOT_FOUND = "the server could not find the requested resource"
-
 _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 
 # What each subresource answers, and the kind (with its group/version) it speaks.
@@ -44,10 +41,6 @@ _SUBRESOURCES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
 }
 # pods/log is declared but comes with the kubelet: discovery leaves out what is not served.
 _RESOURCE_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
-
-
-def _not_found() -> errors.ApiError:
-    return errors.ApiError(errors.status(404, "NotFound", _NOT_FOUND))
 
 
 def parse_request(
@@ -62,7 +55,7 @@ def parse_request(
     elif len(parts) >= 3 and parts[0] == "apis":
         group, version, rest = parts[1], parts[2], parts[3:]
     else:
-        raise _not_found()
+        raise errors.no_route()
     watch_prefix = bool(rest) and rest[0] == "watch"
     if watch_prefix:
         rest = rest[1:]
@@ -71,7 +64,7 @@ def parse_request(
     if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
         namespace, rest = rest[1], rest[2:]
     if not rest or len(rest) > 3:
-        raise _not_found()
+        raise errors.no_route()
     resource, name, subresource = rest[0], "", ""
     if len(rest) >= 2:
         name = rest[1]
@@ -80,13 +73,13 @@ def parse_request(
     try:
         rt = registry.resource(group, resource)
     except UnknownResource:
-        raise _not_found() from None
+        raise errors.no_route() from None
     if rt.version != version or (subresource and subresource not in rt.subresources):
-        raise _not_found()
+        raise errors.no_route()
     if namespace and not rt.namespaced:
-        raise _not_found()
+        raise errors.no_route()
     if rt.namespaced and name and not namespace:
-        raise _not_found()
+        raise errors.no_route()
     verb = _verb(method, bool(name), watch_prefix or is_true(query.get("watch")))
     params = {k: v for k, v in query.items() if k != "watch"}
     return ApiRequest(
@@ -168,7 +161,7 @@ def non_resource(registry: Registry, path: str, server_address: str) -> object:
         return api_resource_list(registry, "", "v1")
     if len(parts) == 3 and parts[0] == "apis":
         return api_resource_list(registry, parts[1], parts[2])
-    raise _not_found()
+    raise errors.no_route()
 
 
 def api_versions(server_address: str) -> dict:
@@ -208,7 +201,7 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict:
         key=lambda rt: rt.plural,
     )
     if not types:
-        raise _not_found()
+        raise errors.no_route()
     resources = []
     for rt in types:
         resources.append(_resource(rt))
@@ -228,7 +221,7 @@ def _resource(rt: ResourceType) -> dict:
         "singularName": rt.singular or rt.kind.lower(),
         "namespaced": rt.namespaced,
         "kind": rt.kind,
-        "verbs": list(_RESOURCE_VERBS),
+        "verbs": list(rt.verbs or _RESOURCE_VERBS),
     }
     if rt.short_names:
         entry["shortNames"] = list(rt.short_names)

@@ -117,7 +117,8 @@ async def start_apiserver(
     registry = builtin_registry()
     clock = system.clock.now
     store = ObjectStore(etcd, clock=clock, rng=random.Random(seed))
-    caches = {(rt.group, rt.plural): WatchCache(rt, capacity=cache_capacity) for rt in registry}
+    caches = {(rt.group, rt.plural): WatchCache(rt, capacity=cache_capacity)
+              for rt in registry if rt.stored}  # fmt: skip
     rbac = RBACAuthorizer()
     for plural in RBAC_KINDS:
         caches[("rbac.authorization.k8s.io", plural)].listeners.append(_feed_rbac(rbac, plural))

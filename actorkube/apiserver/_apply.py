@@ -1,0 +1,343 @@
+"""Server-side apply and field ownership (``metadata.managedFields``).
+
+Rules of this file (Kubernetes' server-side apply):
+
+- Every write records who set what: an ``Update`` entry per (manager, apiVersion,
+  subresource) for creates, updates and patches, owning the fields the write changed
+  (taken from whoever owned them before); an ``Apply`` entry per manager for apply
+  patches, owning exactly the fields of the manager's last applied configuration.
+- An apply merges the configuration into the live object (associative lists by their
+  keys, sets as sets, atomic values whole), removes the fields the manager applied
+  last time and applies no more unless someone else owns them, and fails with a
+  conflict when it would change a value another manager owns, unless forced (then the
+  ownership moves to the applier).
+- Identity and server-set metadata (name, namespace, uid, resourceVersion, generation,
+  creationTimestamp, deletion fields, managedFields) and, outside the status
+  subresource, the status are not owned by anyone; through the status subresource only
+  the status is.
+- A write whose body changes ``managedFields`` itself sets them as given (an empty list
+  clears them), as Kubernetes lets clients do.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from ._fieldset import ITEM, Path, display, from_fields_v1, leaves, to_fields_v1, under
+from ._schema import SCALARS, Field, Schema, TypeDef
+
+APPLY, UPDATE = "Apply", "Update"
+_SERVER_META = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "selfLink",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+)
+
+
+@attrs.frozen
+class Conflict:
+    manager: str  # as Kubernetes prints it: '"kubectl"' or '"m" using v1'
+    path: Path
+
+
+class ApplyConflict(Exception):
+    """An apply would change fields others own; ``message`` is Kubernetes' text."""
+
+    def __init__(self, conflicts: list[Conflict]) -> None:
+        self.conflicts = conflicts
+        super().__init__(_conflict_message(conflicts))
+
+
+def _conflict_message(conflicts: list[Conflict]) -> str:
+    n = len(conflicts)
+    if n == 1:
+        c = conflicts[0]
+        return f"Apply failed with 1 conflict: conflict with {c.manager}: {display(c.path)}"
+    by_manager: dict[str, list[str]] = {}
+    for c in conflicts:
+        by_manager.setdefault(c.manager, []).append(display(c.path))
+    parts = [
+        f"conflicts with {m}:\n" + "\n".join(f"- {p}" for p in paths)
+        for m, paths in by_manager.items()
+    ]
+    return f"Apply failed with {n} conflicts: " + "\n".join(parts)
+
+
+def _skip(subresource: str, obj: dict) -> list[Path]:
+    skip = [(("f", "apiVersion"),), (("f", "kind"),)]
+    skip += [(("f", "metadata"), ("f", k)) for k in _SERVER_META]
+    if subresource == "status":
+        skip += [(("f", k),) for k in obj if k != "status"]
+    else:
+        skip.append((("f", "status"),))
+    return skip
+
+
+@attrs.define
+class _Entry:
+    data: dict
+    fields: set
+
+    @property
+    def ident(self) -> tuple:
+        d = self.data
+        version = d.get("apiVersion", "") if d.get("operation") == UPDATE else ""
+        return (d.get("manager", ""), d.get("operation", ""), version, d.get("subresource", ""))
+
+    def shown(self) -> str:
+        d = self.data
+        text = json.dumps(d.get("manager", ""))
+        if d.get("subresource"):
+            text += f" with subresource {json.dumps(d['subresource'])}"
+        if d.get("operation") == APPLY:
+            return text
+        return f"{text} using {d.get('apiVersion', '')}"
+
+
+def _entries(obj: dict | None) -> list[_Entry]:
+    managed = ((obj or {}).get("metadata") or {}).get("managedFields") or []
+    return [
+        _Entry(dict(e), from_fields_v1(e.get("fieldsV1"))) for e in managed if isinstance(e, dict)
+    ]
+
+
+def _with_entries(obj: dict, entries: list[_Entry]) -> dict:
+    managed = []
+    for e in entries:
+        if not e.fields:
+            continue
+        managed.append({**e.data, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(e.fields)})
+    m = dict(obj.get("metadata") or {})
+    if managed:
+        m["managedFields"] = managed
+    else:
+        m.pop("managedFields", None)
+    return {**obj, "metadata": m}
+
+
+def managed_fields_set(old: dict | None, new: dict) -> bool:
+    """Whether the write sets ``managedFields`` itself (see the rules)."""
+    before = ((old or {}).get("metadata") or {}).get("managedFields")
+    after = (new.get("metadata") or {}).get("managedFields")
+    return after is not None and after != before
+
+
+def explicit_managed_fields(new: dict) -> dict:
+    """``new`` with the managedFields its writer gave: an empty list (or ``[{}]``)
+    clears them."""
+    after = (new.get("metadata") or {}).get("managedFields")
+    if not after or after == [{}]:
+        return _with_entries(new, [])
+    return new
+
+
+def track_update(
+    schema: Schema,
+    t: TypeDef | None,
+    old: dict | None,
+    new: dict,
+    *,
+    manager: str,
+    api_version: str,
+    subresource: str,
+    now: str,
+) -> dict:
+    """``new`` with its managedFields updated for an Update by ``manager``."""
+    skip = _skip(subresource, new)
+    before = leaves(schema, t, old or {}, skip=skip)
+    after = leaves(schema, t, new, skip=skip)
+    changed = {p for p, v in after.items() if p not in before or before[p] != v}
+    removed = before.keys() - after.keys()
+    entries = _entries(old)
+    for e in entries:
+        e.fields -= changed
+        e.fields -= removed
+    if changed:
+        ident = (manager, UPDATE, api_version, subresource)
+        mine = next((e for e in entries if e.ident == ident), None)
+        if mine is None:
+            data = {"manager": manager, "operation": UPDATE, "apiVersion": api_version}
+            if subresource:
+                data["subresource"] = subresource
+            mine = _Entry(data, set())
+            entries.append(mine)
+        mine.fields |= changed
+        mine.data["time"] = now
+    return _with_entries(new, entries)
+
+
+def apply(
+    schema: Schema,
+    t: TypeDef | None,
+    live: dict | None,
+    config: dict,
+    *,
+    manager: str,
+    api_version: str,
+    subresource: str,
+    force: bool,
+    now: str,
+) -> dict:
+    """The object after ``manager`` applies ``config`` to ``live`` (None: it does not
+    exist yet), with its managedFields. Raises ApplyConflict."""
+    live = live or {}
+    skip = _skip(subresource, config)
+    applied = leaves(schema, t, config, skip=skip)
+    current = leaves(schema, t, live, skip=skip)
+    entries = _entries(live)
+    ident = (manager, APPLY, "", subresource)
+    mine = next((e for e in entries if e.ident == ident), None)
+    others = [e for e in entries if e is not mine]
+    conflicts: list[Conflict] = []
+    taken: list[tuple[_Entry, Path]] = []
+    for path, value in applied.items():
+        if path[-1:] == (ITEM,) or (path in current and current[path] == value):
+            continue
+        for e in others:
+            owned = [p for p in e.fields if under(p, path) or under(path, p)]
+            for p in owned:
+                conflicts.append(Conflict(e.shown(), p))
+                taken.append((e, p))
+    if conflicts and not force:
+        raise ApplyConflict(conflicts)
+    for e, p in taken:
+        e.fields.discard(p)
+    result = _merge(schema, t, live, config)
+    previous = mine.fields if mine is not None else set()
+    owned = [p for e in others for p in e.fields]
+    stale = [p for p in previous - applied.keys()
+             if not any(under(q, p[:-1] if p[-1:] == (ITEM,) else p) for q in owned)]  # fmt: skip
+    # An item that goes takes its fields with it; the keys of an item that stays stay.
+    gone = {p[:-1] for p in stale if p[-1:] == (ITEM,)}
+    for path in sorted(stale, key=len):
+        if path[-1:] != (ITEM,) and (_is_key(path) or any(path[: len(g)] == g for g in gone)):
+            continue
+        result = _remove(schema, t, result, path)
+    if mine is None:
+        data = {"manager": manager, "operation": APPLY, "apiVersion": api_version}
+        if subresource:
+            data["subresource"] = subresource
+        mine = _Entry(data, set())
+        entries.append(mine)
+    mine.fields = set(applied)
+    mine.data["apiVersion"] = api_version
+    mine.data["time"] = now
+    return _with_entries(result, entries)
+
+
+# --- merging a configuration into the live object ----------------------------------------
+
+
+def _merge(schema: Schema, t: TypeDef | None, live: Any, config: Any) -> Any:
+    if not isinstance(config, dict) or not isinstance(live, dict):
+        return config
+    if t is not None and t.struct_type == "atomic":
+        return config
+    result = dict(live)
+    for key, value in config.items():
+        if value is None:
+            continue
+        f = t.fields.get(key) if t is not None else None
+        result[key] = _merge_field(schema, f, result.get(key), value) if f else value
+    return result
+
+
+def _merge_field(schema: Schema, f: Field, live: Any, config: Any) -> Any:
+    if f.is_list and isinstance(config, list) and isinstance(live, list):
+        kind = f.effective_list_type
+        if kind == "set":
+            return live + [v for v in config if v not in live]
+        if kind == "map" and f.list_keys:
+            t = schema.types.get(f.item)
+            result = list(live)
+            for item in config:
+                if not isinstance(item, dict):
+                    continue
+                at = _find(result, item, f.list_keys)
+                if at is None:
+                    result.append(item)
+                else:
+                    result[at] = _merge(schema, t, result[at], item)
+            return result
+        return config
+    if f.is_map and isinstance(config, dict) and isinstance(live, dict):
+        if f.map_type == "atomic":
+            return config
+        if f.item in SCALARS or f.item.startswith(("[]", "{}")):
+            return {**live, **config}
+        t = schema.types.get(f.item)
+        return {**live, **{k: _merge(schema, t, live.get(k, {}), v) for k, v in config.items()}}
+    if f.type in SCALARS:
+        return config
+    return _merge(schema, schema.types.get(f.type), live, config)
+
+
+def _is_key(path: Path) -> bool:
+    """Whether ``path`` is a key field of the associative-list item it is in."""
+    if len(path) < 2 or path[-2][0] != "k" or path[-1][0] != "f":
+        return False
+    return path[-1][1] in json.loads(path[-2][1])
+
+
+def _find(items: list, item: dict, keys: tuple[str, ...]) -> int | None:
+    ident = {k: item.get(k) for k in keys}
+    for i, x in enumerate(items):
+        if isinstance(x, dict) and {k: x.get(k) for k in keys} == ident:
+            return i
+    return None
+
+
+def _remove(schema: Schema, t: TypeDef | None, obj: Any, path: Path) -> Any:
+    """``obj`` without the field (or list item) at ``path``."""
+    if not path or not isinstance(obj, dict):
+        return obj
+    kind, name = path[0]
+    rest = path[1:]
+    if kind != "f" or name not in obj:
+        return obj
+    f = t.fields.get(name) if t is not None else None
+    if not rest:
+        return {k: v for k, v in obj.items() if k != name}
+    value = obj[name]
+    if isinstance(value, list) and f is not None:
+        element = rest[0]
+        tail = rest[1:]
+        if element == ITEM:
+            return obj
+        ekind, ename = element
+        if ekind == "k":
+            keys = json.loads(ename)
+            at = _find(value, keys, tuple(keys))
+            if at is None:
+                return obj
+            if tail in ((), (ITEM,)):
+                value = value[:at] + value[at + 1 :]
+            else:
+                inner = _remove(schema, schema.types.get(f.item), value[at], tail)
+                value = [*value[:at], inner, *value[at + 1 :]]
+        elif ekind == "v":
+            drop = json.loads(ename)
+            value = [v for v in value if v != drop]
+        return {**obj, name: value}
+    if isinstance(value, dict):
+        if f is not None and f.is_map:
+            inner_t = schema.types.get(f.item)
+            _, key = rest[0]
+            if len(rest) == 1:
+                value = {k: v for k, v in value.items() if k != key}
+            elif key in value:
+                value = {**value, key: _remove(schema, inner_t, value[key], rest[1:])}
+            return {**obj, name: value}
+        inner_t = schema.types.get(f.type) if f is not None else None
+        return {**obj, name: _remove(schema, inner_t, value, rest)}
+    return obj

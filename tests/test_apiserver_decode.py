@@ -1,0 +1,133 @@
+"""Decoding bodies into the built-in types: unknown fields, wrong types, Go's
+messages, canonical quantities; and the schema itself."""
+
+import pytest
+
+from actorkube.apiserver._decode import DecodeError, decode
+from actorkube.apiserver._schema import SCALARS, builtin_schema
+
+SCHEMA = builtin_schema()
+POD = SCHEMA.kind("v1", "Pod")
+
+
+def test_every_served_kind_and_every_referenced_type_is_in_the_schema():
+    from actorkube.apiserver._builtin import builtin_registry
+
+    for rt in builtin_registry():
+        t = SCHEMA.kind(rt.api_version, rt.kind)
+        assert t is not None, rt.kind
+        assert {"apiVersion", "kind", "metadata"} <= set(t.fields), rt.kind
+    for t in SCHEMA.types.values():
+        for f in t.fields.values():
+            assert f.item in SCALARS or f.item.startswith("[]") or f.item in SCHEMA.types, f
+
+
+def test_the_schema_knows_what_kubernetes_declares():
+    spec = SCHEMA["io.k8s.api.core.v1.PodSpec"].fields
+    assert (spec["containers"].merge_key, spec["containers"].list_type) == ("name", "map")
+    assert spec["volumes"].patch_strategy == "merge,retainKeys"
+    assert spec["tolerations"].list_type == "atomic"
+    ports = SCHEMA["io.k8s.api.core.v1.Container"].fields["ports"]
+    assert ports.map_keys == ("containerPort", "protocol") and ports.merge_key == "containerPort"
+    volume = SCHEMA["io.k8s.api.core.v1.Volume"]
+    assert "emptyDir" in volume.fields and volume.proto[2] == "io.k8s.api.core.v1.VolumeSource"
+    assert SCHEMA["io.k8s.api.core.v1.ObjectReference"].struct_type == "atomic"
+    assert SCHEMA["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].fields["labels"].proto == 11
+
+
+def pod(**spec):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+
+
+def test_unknown_fields_are_dropped_and_named_with_their_path():
+    body = pod(containers=[{"name": "a", "image": "x", "imagee": "y"}], bogus=1)
+    body["extra"] = {}
+    decoded = decode(SCHEMA, POD, body)
+    assert decoded.unknown == ("spec.containers[0].imagee", "spec.bogus", "extra")
+    assert decoded.obj == pod(containers=[{"name": "a", "image": "x"}])
+
+
+def test_nulls_are_left_out_and_quantities_come_out_canonical():
+    body = pod(
+        containers=[
+            {
+                "name": "a",
+                "resources": {
+                    "limits": {"cpu": 0.5, "memory": "1024Mi"},
+                    "requests": {"cpu": "1000m"},
+                },
+            }
+        ],
+        nodeName=None,
+    )
+    body["metadata"]["labels"] = None
+    out = decode(SCHEMA, POD, body).obj
+    assert out["metadata"] == {"name": "p"} and "nodeName" not in out["spec"]
+    resources = out["spec"]["containers"][0]["resources"]
+    assert resources == {"limits": {"cpu": "500m", "memory": "1Gi"}, "requests": {"cpu": "1"}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"containers": [{"name": 5}]},
+            "json: cannot unmarshal number into Go struct field Container.spec.containers.name "
+            "of type string",
+        ),
+        (
+            {"containers": {"name": "a"}},
+            "json: cannot unmarshal object into Go struct field PodSpec.spec.containers of type "
+            "[]v1.Container",
+        ),
+        (
+            {"containers": [{"name": "a", "ports": [{"containerPort": "80"}]}]},
+            "cannot unmarshal string into Go struct field ContainerPort.spec.containers.ports."
+            "containerPort of type int32",
+        ),
+        (
+            {"containers": [{"name": "a", "ports": [{"containerPort": 1.5}]}]},
+            "cannot unmarshal number 1.5 into Go struct field",
+        ),
+        ({"containers": [{"name": "a", "ports": [{"containerPort": 2**40}]}]}, "of type int32"),
+        (
+            {"hostNetwork": "yes"},
+            "cannot unmarshal string into Go struct field PodSpec.spec.hostNetwork of type bool",
+        ),
+        (
+            {"containers": [{"name": "a", "resources": {"limits": {"cpu": "lots"}}}]},
+            "quantities must match the regular expression",
+        ),
+        (
+            {"containers": [{"name": "a", "resources": {"limits": {"cpu": True}}}]},
+            "cannot unmarshal bool into Go struct field",
+        ),
+        ({"activeDeadlineSeconds": 5, "nodeSelector": ["a"]}, "of type map[string]string"),
+        (
+            {"containers": [{"name": "a", "livenessProbe": {"httpGet": {"port": 1.5}}}]},
+            "of type int32",
+        ),
+    ],
+)
+def test_wrong_types_are_refused_with_gos_message(spec, message):
+    with pytest.raises(DecodeError, match=message.replace(".", r"\.").replace("[", r"\[")):
+        decode(SCHEMA, POD, pod(**spec))
+
+
+def test_int_or_string_times_and_bytes():
+    probe = {"httpGet": {"port": "http"}, "tcpSocket": {"port": 80}}
+    out = decode(SCHEMA, POD, pod(containers=[{"name": "a", "livenessProbe": probe}])).obj
+    assert out["spec"]["containers"][0]["livenessProbe"] == probe
+    meta = {"name": "p", "creationTimestamp": "2024-01-01T00:00:00Z"}
+    assert decode(SCHEMA, POD, {"metadata": meta}).obj == {"metadata": meta}
+    with pytest.raises(DecodeError, match="parsing time"):
+        decode(SCHEMA, POD, {"metadata": {"creationTimestamp": "yesterday"}})
+    secret = SCHEMA.kind("v1", "Secret")
+    assert decode(SCHEMA, secret, {"data": {"k": "aGk="}}).obj == {"data": {"k": "aGk="}}
+    with pytest.raises(DecodeError, match="illegal base64"):
+        decode(SCHEMA, secret, {"data": {"k": "not base64!"}})
+
+
+def test_a_list_item_of_null_is_its_zero_value():
+    out = decode(SCHEMA, POD, pod(containers=[None], imagePullSecrets=[None])).obj
+    assert out["spec"] == {"containers": [{}], "imagePullSecrets": [{}]}

@@ -1,0 +1,276 @@
+"""What people do with kubectl every day, against the API server's HTTPS front end, with
+the real kubectl (found on PATH; the tests fail loudly without it): apply (client- and
+server-side, with conflicts), the generator commands (which send protobuf), describe,
+label, annotate, scale, the three patch types, edit, delete with each cascade, auth,
+explain, api-resources; and the errors as kubectl shows them for a real cluster."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import trio
+from http_cluster import serve_cluster
+from kubectl_run import kubectl
+
+from actorkube.actor import ActorSystem
+
+DEPLOYMENT_V1 = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: fe}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: a
+        image: nginx:1
+        env: [{name: X, value: "1"}, {name: Z, value: "2"}]
+        ports: [{containerPort: 80}, {containerPort: 443}]
+      - name: b
+        image: busybox
+      tolerations: [{key: k1, operator: Exists}]
+"""
+# Label tier, container b, env Z and port 443 gone; another image; other tolerations.
+DEPLOYMENT_V2 = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: a
+        image: nginx:2
+        env: [{name: X, value: "1"}]
+        ports: [{containerPort: 80}]
+      tolerations: [{key: k2, operator: Exists}]
+"""
+
+
+async def _cluster(tmp_path, nursery, system):
+    served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
+    admin = served.kubeconfig(tmp_path / "admin.kubeconfig")
+    alice = served.kubeconfig(tmp_path / "alice.kubeconfig", "alice", "alice-token")
+    cache = tmp_path / "cache"
+
+    async def run(*args: str, stdin: str = "", config=admin, env=None, ok: bool = True):
+        code, out, err = await kubectl(config, cache, *args, stdin=stdin.encode(), env=env)
+        if ok:
+            assert code == 0, f"kubectl {' '.join(args)}: {err}"
+        return code, out, err
+
+    return run, alice
+
+
+async def get_json(run, *what: str) -> dict:
+    return json.loads((await run("get", *what, "-o", "json"))[1])
+
+
+async def test_client_side_apply_creates_configures_and_leaves_unchanged(tmp_path):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        run, _ = await _cluster(tmp_path, nursery, system)
+        _, out, _ = await run("apply", "-f", "-", stdin=DEPLOYMENT_V1)
+        assert out.strip() == "deployment.apps/web created"
+        _, out, _ = await run("apply", "-f", "-", stdin=DEPLOYMENT_V2)
+        assert out.strip() == "deployment.apps/web configured"
+        web = await get_json(run, "deployment", "web")
+        assert web["metadata"]["labels"] == {"app": "web"}
+        assert "kubectl.kubernetes.io/last-applied-configuration" in web["metadata"]["annotations"]
+        spec = web["spec"]["template"]["spec"]
+        [container] = spec["containers"]
+        assert (container["name"], container["image"]) == ("a", "nginx:2")
+        assert container["env"] == [{"name": "X", "value": "1"}]
+        assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+        assert spec["tolerations"] == [{"key": "k2", "operator": "Exists"}]
+        _, out, _ = await run("apply", "-f", "-", stdin=DEPLOYMENT_V2)
+        assert out.strip() == "deployment.apps/web unchanged"
+        # kubectl validates against the OpenAPI document and the server's strict decoding.
+        code, _, err = await run(
+            "apply", "-f", "-", ok=False, stdin=DEPLOYMENT_V2.replace("image: nginx:2", "imagee: x")
+        )
+        assert code == 1
+        assert 'unknown field "spec.template.spec.containers[0].imagee"' in err
+        nursery.cancel_scope.cancel()
+
+
+async def test_server_side_apply_owns_fields_and_reports_conflicts(tmp_path):
+    config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata: {k1: v1, k2: v2}\n"
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        run, _ = await _cluster(tmp_path, nursery, system)
+        _, out, _ = await run("apply", "--server-side", "-f", "-", stdin=config)
+        assert out.strip() == "configmap/cfg serverside-applied"
+        cm = await get_json(run, "configmap", "cfg", "--show-managed-fields")
+        [entry] = cm["metadata"]["managedFields"]
+        assert (entry["manager"], entry["operation"]) == ("kubectl", "Apply")
+        assert entry["fieldsV1"] == {"f:data": {"f:k1": {}, "f:k2": {}}}
+        await run("patch", "configmap", "cfg", "--type", "merge", "-p", '{"data":{"k1":"mine"}}')
+        code, _, err = await run("apply", "--server-side", "-f", "-", stdin=config, ok=False)
+        assert code == 1
+        assert err.startswith(
+            'error: Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.k1'
+        )
+        await run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=config)
+        assert (await get_json(run, "configmap", "cfg"))["data"] == {"k1": "v1", "k2": "v2"}
+        # A field the manager stops applying goes.
+        await run("apply", "--server-side", "-f", "-", stdin=config.replace(", k2: v2", ""))
+        assert (await get_json(run, "configmap", "cfg"))["data"] == {"k1": "v1"}
+        nursery.cancel_scope.cancel()
+
+
+async def test_generator_commands_send_protobuf_and_it_is_read(tmp_path):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        run, _ = await _cluster(tmp_path, nursery, system)
+        await run("create", "namespace", "shop")
+        await run("-n", "shop", "create", "configmap", "settings", "--from-literal=color=blue")
+        await run("-n", "shop", "create", "secret", "generic", "creds", "--from-literal=pw=s3cr3t")
+        await run(
+            "-n",
+            "shop",
+            "create",
+            "deployment",
+            "cart",
+            "--image=nginx:1.27",
+            "--replicas=3",
+            "--port=8080",
+        )
+        await run("-n", "shop", "create", "service", "clusterip", "cart", "--tcp=80:8080")
+        await run("-n", "shop", "create", "serviceaccount", "robot")
+        assert (await get_json(run, "-n", "shop", "configmap", "settings"))["data"] == {
+            "color": "blue"
+        }
+        secret = await get_json(run, "-n", "shop", "secret", "creds")
+        assert secret["data"] == {"pw": "czNjcjN0"} and secret["type"] == "Opaque"
+        cart = await get_json(run, "-n", "shop", "deployment", "cart")
+        assert cart["spec"]["replicas"] == 3
+        [container] = cart["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "nginx:1.27"
+        assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+        assert cart["spec"]["template"]["spec"]["containers"][0]["resources"] == {}
+        svc = await get_json(run, "-n", "shop", "service", "cart")
+        assert (
+            svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == 8080
+        )
+        _, out, _ = await run("-n", "shop", "get", "deploy,svc,cm,sa", "-o", "name")
+        assert {
+            "deployment.apps/cart",
+            "service/cart",
+            "configmap/settings",
+            "serviceaccount/robot",
+        } <= set(out.split())
+        nursery.cancel_scope.cancel()
+
+
+async def test_everyday_edits_describe_and_delete(tmp_path):
+    editor = (
+        f'{sys.executable} -c "import sys,pathlib; p=pathlib.Path(sys.argv[1]); '
+        f"p.write_text(p.read_text().replace('nginx:3', 'nginx:4'))\""
+    )
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        run, _ = await _cluster(tmp_path, nursery, system)
+        await run("apply", "-f", "-", stdin=DEPLOYMENT_V2)
+        _, out, _ = await run("scale", "deployment", "web", "--replicas=5")
+        assert out.strip() == "deployment.apps/web scaled"
+        _, out, _ = await run("label", "deployment", "web", "env=prod")
+        assert out.strip() == "deployment.apps/web labeled"
+        _, out, _ = await run("annotate", "deployment", "web", "note=hello")
+        assert out.strip() == "deployment.apps/web annotated"
+        await run("label", "deployment", "web", "tier-")  # removing a label that is not there
+        patch = '{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"nginx:3"}]}}}}'
+        await run("patch", "deployment", "web", "-p", patch)  # strategic, kubectl's default
+        await run(
+            "patch",
+            "deployment",
+            "web",
+            "--type",
+            "json",
+            "-p",
+            '[{"op":"add","path":"/spec/minReadySeconds","value":5}]',
+        )
+        await run(
+            "patch",
+            "deployment",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            '{"metadata":{"labels":{"env":null}}}',
+        )
+        _, out, _ = await run("edit", "deployment", "web", env={"EDITOR": editor})
+        assert out.strip() == "deployment.apps/web edited"
+        web = await get_json(run, "deployment", "web")
+        assert web["spec"]["replicas"] == 5 and web["spec"]["minReadySeconds"] == 5
+        assert web["metadata"]["labels"] == {"app": "web"}
+        assert web["metadata"]["annotations"]["note"] == "hello"
+        [container] = web["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "nginx:4" and container["env"] == [{"name": "X", "value": "1"}]
+        _, out, _ = await run("describe", "deployment", "web")
+        fields = dict(
+            line.split(":", 1)
+            for line in out.splitlines()
+            if ":" in line and not line.startswith(" ")
+        )
+        assert fields["Name"].strip() == "web" and fields["Namespace"].strip() == "default"
+        assert fields["Replicas"].strip().startswith("5 desired")
+        assert "Image:      nginx:4" in out and "Tolerations:     k2 op=Exists" in out
+        # Each cascade mode deletes (there is no garbage collector yet to wait for).
+        for mode, name in (("orphan", "a"), ("foreground", "b"), ("background", "c")):
+            await run("create", "configmap", name)
+            _, out, _ = await run("delete", "configmap", name, f"--cascade={mode}")
+            assert out.strip() == f'configmap "{name}" deleted'
+        _, out, _ = await run("get", "configmaps", "-o", "name")
+        assert out.split() == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_auth_explain_api_resources_and_errors(tmp_path):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        run, alice = await _cluster(tmp_path, nursery, system)
+        _, out, _ = await run("auth", "can-i", "create", "pods")
+        assert out.strip() == "yes"
+        code, out, _ = await run("auth", "can-i", "create", "pods", config=alice, ok=False)
+        assert (code, out.strip()) == (1, "no")
+        _, out, _ = await run("auth", "whoami", "-o", "json")
+        assert json.loads(out)["status"]["userInfo"]["username"] == "admin"
+        _, out, _ = await run("auth", "can-i", "--list")
+        assert out.split("\n")[1].split() == ["*.*", "[]", "[]", "[*]"]
+        _, out, _ = await run("explain", "pods.spec.containers.ports")
+        assert (
+            "FIELD: ports <[]ContainerPort>" in out and "containerPort\t<integer> -required-" in out
+        )
+        _, out, _ = await run("api-resources", "--api-group=apps", "-o", "name")
+        assert out.split() == ["daemonsets.apps", "deployments.apps", "replicasets.apps"]
+        # Errors as kubectl shows them for a real cluster.
+        await run("create", "configmap", "cfg", "--from-literal=a=1")
+        stale = await get_json(run, "configmap", "cfg")
+        await run("patch", "configmap", "cfg", "--type", "merge", "-p", '{"data":{"a":"2"}}')
+        code, _, err = await run("replace", "-f", "-", stdin=json.dumps(stale), ok=False)
+        assert code == 1
+        assert err.strip() == (
+            'Error from server (Conflict): error when replacing "STDIN": Operation cannot be '
+            'fulfilled on configmaps "cfg": the object has been modified; please apply your '
+            "changes to the latest version and try again"
+        )
+        code, _, err = await run("get", "deployment", "nothing", ok=False)
+        assert err.strip() == 'Error from server (NotFound): deployments.apps "nothing" not found'
+        code, _, err = await run("create", "configmap", "Bad_Name", ok=False)
+        assert err.startswith(
+            'error: failed to create configmap: ConfigMap "Bad_Name" is invalid: metadata.name: '
+            'Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain'
+        )
+        code, _, err = await run("delete", "configmap", "cfg", config=alice, ok=False)
+        assert err.strip() == (
+            'Error from server (Forbidden): configmaps "cfg" is forbidden: User "alice" cannot '
+            'delete resource "configmaps" in API group "" in the namespace "default"'
+        )
+        nursery.cancel_scope.cancel()
