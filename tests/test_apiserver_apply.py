@@ -213,3 +213,13 @@ def test_a_write_that_sets_managed_fields_itself_keeps_them():
     assert managed_fields_set(obj, cleared)
     assert "managedFields" not in explicit_managed_fields(cleared)["metadata"]
     assert not managed_fields_set(obj, obj)
+
+
+def test_applying_the_same_configuration_again_changes_nothing_not_even_the_time():
+    obj = applied(None, deployment())
+    later = apply(SCHEMA, DEPLOYMENT, obj, deployment(), manager="kubectl",
+                  api_version="apps/v1", subresource="", force=False, now="2030-01-01T00:00:00Z")  # fmt: skip
+    assert later == obj
+    moved = apply(SCHEMA, DEPLOYMENT, obj, deployment(replicas=4), manager="kubectl",
+                  api_version="apps/v1", subresource="", force=False, now="2030-01-01T00:00:00Z")  # fmt: skip
+    assert moved["metadata"]["managedFields"][0]["time"] == "2030-01-01T00:00:00Z"

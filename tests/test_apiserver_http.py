@@ -19,12 +19,15 @@ from actorkube.actor import ActorSystem
 class Http:
     def __init__(self, url: str) -> None:
         self.url = url
+        self.headers = {}  # the last response's, names lowercased (repeats joined by \n)
 
     async def call(self, method, path, body=None, *, token="admin-token", raw=None,
-                   content_type="application/json"):  # fmt: skip
+                   content_type="application/json", headers=()):  # fmt: skip
         """(status, decoded JSON body) of one request."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         req = urllib.request.Request(self.url + path, data=data, method=method)
+        for name, value in headers:
+            req.add_header(name, value)
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         if data is not None:
@@ -33,11 +36,12 @@ class Http:
         def go():
             try:
                 with urllib.request.urlopen(req, timeout=30) as r:
-                    return r.status, r.read()
+                    return r.status, r.read(), r.headers
             except urllib.error.HTTPError as e:
-                return e.code, e.read()
+                return e.code, e.read(), e.headers
 
-        code, payload = await trio.to_thread.run_sync(go)
+        code, payload, headers = await trio.to_thread.run_sync(go)
+        self.headers = {k.lower(): "\n".join(headers.get_all(k)) for k in headers}
         try:
             return code, json.loads(payload)
         except ValueError:
@@ -101,6 +105,26 @@ async def test_discovery_version_and_health():
         assert code == 200 and apps["groupVersion"] == "apps/v1"
         code, nothing = await http.call("GET", "/apis/batch/v1")
         assert code == 404 and nothing["kind"] == "Status"
+        # Aggregated discovery, for the client that asks (kubectl does): one document, with
+        # the exact media type, which kubectl checks before it reads it.
+        accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+                  "application/json")  # fmt: skip
+        code, listed = await http.call("GET", "/apis", headers=[("Accept", accept)])
+        assert http.headers["content-type"] == (
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+        )
+        apps = next(i for i in listed["items"] if i["metadata"].get("name") == "apps")
+        [v1] = apps["versions"]
+        deployments = next(r for r in v1["resources"] if r["resource"] == "deployments")
+        assert deployments["scope"] == "Namespaced" and deployments["shortNames"] == ["deploy"]
+        assert {"subresource": "scale", "verbs": ["get", "patch", "update"],
+                "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}} in (
+            deployments["subresources"])  # fmt: skip
+        code, core = await http.call("GET", "/api", headers=[("Accept", accept)])
+        [group] = core["items"]
+        assert group["metadata"] == {} and group["versions"][0]["version"] == "v1"
+        pods = next(r for r in group["versions"][0]["resources"] if r["resource"] == "pods")
+        assert pods["singularResource"] == "pod" and pods["categories"] == ["all"]
         # RBAC's bootstrap policy: health and version for anyone, discovery for the
         # authenticated (system:public-info-viewer, system:discovery), nothing else.
         code, alice = await http.call("GET", "/apis", token="alice-token")

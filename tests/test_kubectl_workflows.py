@@ -240,6 +240,17 @@ async def test_auth_explain_api_resources_and_errors(tmp_path):
         assert out.strip() == "yes"
         code, out, _ = await run("auth", "can-i", "create", "pods", config=alice, ok=False)
         assert (code, out.strip()) == (1, "no")
+        # Impersonation: the admin may act as anyone, alice may not.
+        code, out, _ = await run("auth", "can-i", "create", "pods", "--as=alice", ok=False)
+        assert (code, out.strip()) == (1, "no")
+        _, out, _ = await run("auth", "can-i", "create", "pods", "--as=bob",
+                              "--as-group=system:masters")  # fmt: skip
+        assert out.strip() == "yes"
+        code, _, err = await run("get", "pods", "--as=admin", config=alice, ok=False)
+        assert err.strip() == (
+            'Error from server (Forbidden): users "admin" is forbidden: User "alice" cannot '
+            'impersonate resource "users" in API group "" at the cluster scope'
+        )
         _, out, _ = await run("auth", "whoami", "-o", "json")
         assert json.loads(out)["status"]["userInfo"]["username"] == "admin"
         _, out, _ = await run("auth", "can-i", "--list")

@@ -229,10 +229,19 @@ def apply(
             data["subresource"] = subresource
         mine = _Entry(data, set())
         entries.append(mine)
+    # The time says when the manager last changed something (Kubernetes' rule), so that
+    # applying the same configuration again writes nothing.
+    changed = mine.fields != set(applied) or any(
+        current.get(p, _MISSING) != v for p, v in applied.items() if p[-1:] != (ITEM,)
+    )
     mine.fields = set(applied)
     mine.data["apiVersion"] = api_version
-    mine.data["time"] = now
+    if changed or "time" not in mine.data:
+        mine.data["time"] = now
     return _with_entries(result, entries)
+
+
+_MISSING = object()
 
 
 # --- merging a configuration into the live object ----------------------------------------

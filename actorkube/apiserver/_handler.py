@@ -31,6 +31,7 @@ from . import _errors as errors
 from ._admission import AdmissionChain, AdmissionRequest
 from ._apply import ApplyConflict, apply
 from ._authn import Authenticator
+from ._impersonation import impersonate
 from ._messages import ApiRequest, ApiResponse
 from ._meta import generate_name, meta, rfc3339
 from ._metrics import ApiMetrics
@@ -38,7 +39,7 @@ from ._openapi import OpenApi
 from ._printers import table
 from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
-from ._rest import is_true, non_resource
+from ._rest import accepts_aggregated, is_true, non_resource
 from ._reviews import answer
 from ._schema import builtin_schema
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
@@ -83,12 +84,14 @@ class Handler:
     async def handle(self, req: ApiRequest) -> tuple[ApiResponse, Watcher | None]:
         """The response, and for a watch the cache watcher to pump events from."""
         received = self.clock()
-        user = None
+        user = requester = None
         decision = None
         watcher = None
         warnings: list[str] = []
         try:
-            user = self.authenticator.authenticate(req.token)
+            user = requester = self.authenticator.authenticate(req.token)
+            if req.impersonate:
+                user = impersonate(requester, req.impersonate, self.authorizer)
             decision = self._authorize(user, req)
             body, code, watcher = await self._serve(req, user, warnings)
             if isinstance(body, bytes):
@@ -103,7 +106,7 @@ class Handler:
             detail = f"{type(e).__name__}: {e}"
             response = ApiResponse(500, errors.internal(detail).status)
             log.exception("request %s %s/%s failed", req.verb, req.resource, req.name)
-        self._audit(req, user, decision, response, received)
+        self._audit(req, requester, decision, response, received, user)
         if not req.path:
             self.metrics.observe(req, response.code, self.clock() - received)
         return response, watcher
@@ -166,7 +169,8 @@ class Handler:
                 if document is None:
                     raise errors.no_route()
                 return document, 200, None
-            return non_resource(self.registry, req.path, self.address), 200, None
+            aggregated = accepts_aggregated(req.accept)
+            return non_resource(self.registry, req.path, self.address, aggregated), 200, None
         try:
             rt = self.registry.resource(req.group, req.resource)
         except UnknownResource as e:
@@ -535,7 +539,8 @@ class Handler:
 
     # --- audit --------------------------------------------------------------------------
 
-    def _audit(self, req, user, decision, response: ApiResponse, received: float) -> None:
+    def _audit(self, req, user, decision, response: ApiResponse, received: float,
+               acting=None) -> None:  # fmt: skip
         self._audit_ids += 1
         event: dict[str, Any] = {
             "kind": "Event",
@@ -561,6 +566,8 @@ class Handler:
             "requestReceivedTimestamp": rfc3339(received),
             "stageTimestamp": rfc3339(self.clock()),
         }
+        if acting is not None and acting is not user:
+            event["impersonatedUser"] = {"username": acting.name, "groups": list(acting.groups)}
         if req.path:  # a URL, not an object
             del event["objectRef"]
             event["requestURI"] = req.path

@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import attrs
 import trio
@@ -44,7 +44,7 @@ from ._protobuf import CONTENT_TYPE as PROTOBUF
 from ._protobuf import ProtobufError
 from ._protobuf import decode_body as decode_protobuf
 from ._registry import Registry
-from ._rest import is_non_resource, parse_request
+from ._rest import AGGREGATED, is_non_resource, parse_request
 from ._schema import builtin_schema
 
 log = logging.getLogger("actorkube.apiserver.http")
@@ -53,6 +53,7 @@ MAX_BODY = 3 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
 _TEXT = b"text/plain; charset=utf-8"
 METRICS_TYPE = CONTENT_TYPE.encode()
+_DISCOVERY = "APIGroupDiscoveryList"
 # Bodies this front end reads as JSON (no body type given: JSON); apply patches are
 # YAML (JSON is YAML), typed Go clients send protobuf.
 _JSON_TYPES = ("", "application/json", MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH)
@@ -120,6 +121,8 @@ class HttpFrontEnd:
             req,
             body=body,
             params=params,
+            impersonate=_impersonation(scope["headers"]),
+            accept=headers.get(b"accept", b"").decode("latin-1") if req.path else "",
             token=_bearer(headers.get(b"authorization", b"")),
             content_type=content_type,
             as_table=b"as=Table" in headers.get(b"accept", b""),
@@ -179,6 +182,26 @@ class HttpFrontEnd:
             await _respond(send, e.code, e.status)
 
 
+def _impersonation(headers: list[tuple[bytes, bytes]]) -> dict | None:
+    """Who the Impersonate-* headers ask to act as (None: nobody)."""
+    asked: dict = {}
+    for name, value in headers:
+        if not name.startswith(b"impersonate-"):
+            continue
+        text = value.decode("latin-1")
+        what = name[len(b"impersonate-") :].decode("latin-1")
+        if what == "user":
+            asked["user"] = text
+        elif what == "uid":
+            asked["uid"] = text
+        elif what == "group":
+            asked.setdefault("groups", []).append(text)
+        elif what.startswith("extra-"):
+            key = unquote(what[len("extra-") :])
+            asked.setdefault("extra", {}).setdefault(key, []).append(text)
+    return asked or None
+
+
 def _yaml(data: bytes) -> object:
     """An apply configuration: JSON (what kubectl sends), else YAML."""
     try:
@@ -225,7 +248,10 @@ async def _respond_with(send: Send, response: ApiResponse, text: bytes = _TEXT) 
         return
     data = response.raw or json.dumps(response.content, separators=(",", ":")).encode()
     warnings = [(b"warning", _warning(w)) for w in response.warnings]
-    await _send(send, response.code, data, extra=warnings)
+    kind = b"application/json"
+    if isinstance(response.content, dict) and response.content.get("kind") == _DISCOVERY:
+        kind = AGGREGATED.encode()  # clients check this exact type before reading it
+    await _send(send, response.code, data, kind, extra=warnings)
 
 
 def _warning(text: str) -> bytes:

@@ -27,7 +27,10 @@ class ApiRequest:
     ``watch_id``. A request with a ``path`` (and no resource) is for a URL that is not
     a resource: discovery (``/api``, ``/apis/apps/v1``), ``/version``, ``/healthz``.
     ``as_table``: answer a get or list as a ``meta.k8s.io/v1`` Table (what ``kubectl
-    get`` asks for with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``)."""
+    get`` asks for with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``).
+    ``impersonate``: who the caller asks to act as (``{"user", "groups", "uid",
+    "extra"}``, what the Impersonate-* headers say). ``accept``: the media types the
+    client takes, where they choose the answer (aggregated discovery)."""
 
     verb: str
     resource: str
@@ -44,6 +47,8 @@ class ApiRequest:
     watch_id: int = 0
     path: str = ""
     as_table: bool = False
+    impersonate: Any = None
+    accept: str = ""
 
 
 @message(tag="apiserver.Response")

@@ -144,14 +144,19 @@ def is_non_resource(path: str) -> bool:
     return len(parts) <= 3
 
 
-def non_resource(registry: Registry, path: str, server_address: str) -> object:
-    """The document at a non-resource ``path`` (a dict, or "ok" for health). Raises
-    ``ApiError`` 404 for one that is not served."""
+def non_resource(
+    registry: Registry, path: str, server_address: str, aggregated: bool = False
+) -> object:
+    """The document at a non-resource ``path`` (a dict, or "ok" for health); for
+    ``/api`` and ``/apis`` the aggregated discovery document if the client accepts it
+    (``aggregated``). Raises ``ApiError`` 404 for one that is not served."""
     path = "/" + "/".join(p for p in path.split("/") if p)
     if path in HEALTH:
         return "ok"
     if path == "/version":
         return VERSION
+    if path in ("/api", "/apis") and aggregated:
+        return aggregated_discovery(registry, core=path == "/api")
     if path == "/api":
         return api_versions(server_address)
     if path == "/apis":
@@ -213,6 +218,59 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict:
         "groupVersion": f"{group}/{version}" if group else version,
         "resources": resources,
     }
+
+
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def accepts_aggregated(accept: str) -> bool:
+    """Whether an Accept header asks for aggregated discovery (kubectl's does first)."""
+    return any(part.strip().replace(" ", "") == AGGREGATED for part in accept.split(","))
+
+
+def aggregated_discovery(registry: Registry, core: bool) -> dict:
+    """``GET /api`` or ``/apis`` as aggregated discovery (apidiscovery.k8s.io/v2): every
+    group, version, resource and subresource in one document, so that a client needs
+    one request where the legacy documents take one per group version."""
+    groups: dict[str, dict[str, list[ResourceType]]] = {}
+    for rt in registry:
+        if bool(rt.group) != core:
+            groups.setdefault(rt.group, {}).setdefault(rt.version, []).append(rt)
+    items = []
+    for name in sorted(groups):
+        versions = []
+        for version, types in sorted(groups[name].items()):
+            resources = [_discovered(rt) for rt in sorted(types, key=lambda t: t.plural)]
+            versions.append({"version": version, "freshness": "Current", "resources": resources})
+        items.append({"metadata": {"name": name} if name else {}, "versions": versions})
+    return {"apiVersion": "apidiscovery.k8s.io/v2", "kind": "APIGroupDiscoveryList",
+            "metadata": {}, "items": items}  # fmt: skip
+
+
+def _discovered(rt: ResourceType) -> dict:
+    legacy = _resource(rt)
+    entry = {
+        "resource": rt.plural,
+        "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
+        "scope": "Namespaced" if rt.namespaced else "Cluster",
+        "singularResource": legacy["singularName"],
+        "verbs": legacy["verbs"],
+    }
+    for key in ("shortNames", "categories"):
+        if key in legacy:
+            entry[key] = legacy[key]
+    subresources = []
+    for sub in sorted(rt.subresources & _SUBRESOURCES.keys()):
+        verbs, kind, group, version = _SUBRESOURCES[sub]
+        kind_of = entry["responseKind"]
+        if kind:
+            kind_of = {"group": group, "version": version, "kind": kind}
+        subresources.append(
+            {"subresource": sub, "responseKind": kind_of, "verbs": list(verbs)}
+        )
+    if subresources:
+        entry["subresources"] = subresources
+    return entry
 
 
 def _resource(rt: ResourceType) -> dict:
