@@ -217,9 +217,27 @@ def test_a_write_that_sets_managed_fields_itself_keeps_them():
 
 def test_applying_the_same_configuration_again_changes_nothing_not_even_the_time():
     obj = applied(None, deployment())
-    later = apply(SCHEMA, DEPLOYMENT, obj, deployment(), manager="kubectl",
-                  api_version="apps/v1", subresource="", force=False, now="2030-01-01T00:00:00Z")  # fmt: skip
+    later = apply(
+        SCHEMA,
+        DEPLOYMENT,
+        obj,
+        deployment(),
+        manager="kubectl",
+        api_version="apps/v1",
+        subresource="",
+        force=False,
+        now="2030-01-01T00:00:00Z",
+    )
     assert later == obj
-    moved = apply(SCHEMA, DEPLOYMENT, obj, deployment(replicas=4), manager="kubectl",
-                  api_version="apps/v1", subresource="", force=False, now="2030-01-01T00:00:00Z")  # fmt: skip
+    moved = apply(
+        SCHEMA,
+        DEPLOYMENT,
+        obj,
+        deployment(replicas=4),
+        manager="kubectl",
+        api_version="apps/v1",
+        subresource="",
+        force=False,
+        now="2030-01-01T00:00:00Z",
+    )
     assert moved["metadata"]["managedFields"][0]["time"] == "2030-01-01T00:00:00Z"

@@ -136,11 +136,16 @@ async def test_apply_creates_updates_and_reports_conflicts():
             {"f:data": {"f:a": {}}},
         )
         code, again = await http.call("PATCH", url, raw=config.encode(), content_type=APPLY)
-        assert code == 200 and again["metadata"]["resourceVersion"] == made["metadata"][
-            "resourceVersion"
-        ]  # nothing changed, nothing written
-        await http.call("PATCH", CMS + "/cfg?fieldManager=other", {"data": {"a": "2"}},
-                        content_type="application/merge-patch+json")  # fmt: skip
+        assert (
+            code == 200
+            and again["metadata"]["resourceVersion"] == made["metadata"]["resourceVersion"]
+        )  # nothing changed, nothing written
+        await http.call(
+            "PATCH",
+            CMS + "/cfg?fieldManager=other",
+            {"data": {"a": "2"}},
+            content_type="application/merge-patch+json",
+        )
         changed = config.replace("'1'", "'3'").encode()
         code, status = await http.call("PATCH", url, raw=changed, content_type=APPLY)
         assert code == 409 and status["reason"] == "Conflict"
@@ -148,9 +153,12 @@ async def test_apply_creates_updates_and_reports_conflicts():
             'Apply failed with 1 conflict: conflict with "other" using v1: .data.a'
         )
         assert status["details"]["causes"] == [
-            {"reason": "FieldManagerConflict", "message": 'conflict with "other" using v1',
-             "field": ".data.a"}
-        ]  # fmt: skip
+            {
+                "reason": "FieldManagerConflict",
+                "message": 'conflict with "other" using v1',
+                "field": ".data.a",
+            }
+        ]
         assert (await http.call("GET", CMS + "/cfg"))[1]["data"] == {"a": "2"}
         code, forced = await http.call(
             "PATCH", url + "&force=true", raw=changed, content_type=APPLY
@@ -175,9 +183,13 @@ async def test_writes_over_http_are_owned_by_their_user_agents_manager():
 async def test_access_and_token_reviews():
     async with ActorSystem() as system, trio.open_nursery() as nursery:
         http = await start(system, nursery)
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                  "spec": {"resourceAttributes": {"verb": "list", "resource": "pods",
-                                                  "namespace": "default"}}}  # fmt: skip
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "default"}
+            },
+        }
         ssar = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
         code, answer = await http.call("POST", ssar, review, token="alice-token")
         assert code == 201 and answer["status"] == {"allowed": False}
@@ -207,24 +219,37 @@ async def test_openapi_v3_documents():
         http = await start(system, nursery)
         code, index = await http.call("GET", "/openapi/v3")
         assert code == 200
-        assert set(index["paths"]) >= {"api/v1", "apis/apps/v1", "apis/rbac.authorization.k8s.io/v1"}
+        assert set(index["paths"]) >= {
+            "api/v1",
+            "apis/apps/v1",
+            "apis/rbac.authorization.k8s.io/v1",
+        }
         url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
         assert url.startswith("/openapi/v3/apis/apps/v1?hash=")
         code, doc = await http.call("GET", url)
         assert code == 200 and doc["openapi"] == "3.0.0"
         patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
         assert patch["x-kubernetes-group-version-kind"] == {
-            "group": "apps", "kind": "Deployment", "version": "v1"}  # fmt: skip
-        assert {p["name"] for p in patch["parameters"]} >= {"fieldValidation", "fieldManager",
-                                                            "force"}  # fmt: skip
+            "group": "apps",
+            "kind": "Deployment",
+            "version": "v1",
+        }
+        assert {p["name"] for p in patch["parameters"]} >= {
+            "fieldValidation",
+            "fieldManager",
+            "force",
+        }
         schemas = doc["components"]["schemas"]
         deployment = schemas["io.k8s.api.apps.v1.Deployment"]
         assert deployment["x-kubernetes-group-version-kind"] == [
-            {"group": "apps", "kind": "Deployment", "version": "v1"}]  # fmt: skip
+            {"group": "apps", "kind": "Deployment", "version": "v1"}
+        ]
         containers = schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]
         assert containers["x-kubernetes-patch-merge-key"] == "name"
         assert containers["x-kubernetes-list-map-keys"] == ["name"]
-        assert containers["items"]["allOf"] == [{"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}]
+        assert containers["items"]["allOf"] == [
+            {"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}
+        ]
         # Every reference resolves within the document.
         refs = set()
 
