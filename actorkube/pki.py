@@ -162,11 +162,13 @@ SERVING_HOSTS = ("localhost", "127.0.0.1", "kubernetes", "kubernetes.default",
 
 @attrs.frozen
 class ClusterPki:
-    """The files of one cluster: its CA and the API server's serving certificate."""
+    """The files of one cluster: its CA, the API server's serving certificate and the
+    admin's client certificate."""
 
     directory: Path
     ca: KeyPair
     serving: KeyPair
+    admin: KeyPair  # a client certificate for the user admin in system:masters
 
     @classmethod
     def load_or_create(cls, directory: Path, hosts: tuple[str, ...] = SERVING_HOSTS) -> ClusterPki:
@@ -180,19 +182,34 @@ class ClusterPki:
             serving = _store(
                 directory, "apiserver", issue(ca, "kube-apiserver", hosts=hosts, server=True)
             )
-        return cls(directory, ca, serving)
+        admin = _load(directory, "admin")
+        if admin is None or not _signed_by(admin, ca):
+            admin = issue(ca, "admin", organizations=("system:masters",))
+            admin = _store(directory, "admin", admin)
+        return cls(directory, ca, serving, admin)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
 
     @property
     def serving_files(self) -> tuple[Path, Path]:
         return self.directory / "apiserver.crt", self.directory / "apiserver.key"
 
 
-def _serves(serving: KeyPair, ca: KeyPair, hosts: tuple[str, ...]) -> bool:
-    cert = x509.load_pem_x509_certificate(serving.cert)
+def _signed_by(pair: KeyPair, ca: KeyPair) -> bool:
+    cert = x509.load_pem_x509_certificate(pair.cert)
     try:
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.cert))
     except (ValueError, TypeError, InvalidSignature):
         return False
+    return True
+
+
+def _serves(serving: KeyPair, ca: KeyPair, hosts: tuple[str, ...]) -> bool:
+    if not _signed_by(serving, ca):
+        return False
+    cert = x509.load_pem_x509_certificate(serving.cert)
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

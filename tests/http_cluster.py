@@ -15,7 +15,7 @@ from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
 from actorkube.etcd import start_group
-from actorkube.pki import ClusterPki, kubeconfig
+from actorkube.pki import ClusterPki, KeyPair, kubeconfig
 
 TOKENS = "admin-token,admin,1,system:masters\nalice-token,alice,2\n"
 
@@ -26,9 +26,12 @@ class Served:
     url: str
     pki: ClusterPki | None
 
-    def kubeconfig(self, path: Path, user: str = "admin", token: str = "admin-token") -> Path:
-        """A kubeconfig for ``user`` at ``path`` (HTTPS only: it carries the CA)."""
-        path.write_text(kubeconfig(self.url, self.pki.ca.cert, user=user, token=token))
+    def kubeconfig(self, path: Path, user: str = "admin", token: str = "admin-token",
+                   client: KeyPair | None = None) -> Path:  # fmt: skip
+        """A kubeconfig for ``user`` at ``path`` (HTTPS only: it carries the CA), with
+        its bearer ``token`` or a ``client`` certificate."""
+        text = kubeconfig(self.url, self.pki.ca.cert, user=user, token=token, client=client)
+        path.write_text(text)
         return path
 
 
@@ -47,14 +50,16 @@ async def serve_cluster(
         group.client(name="apiserver", timeout=30),
         tokens=parse_token_file(TOKENS),
         anonymous=anonymous,
+        client_ca=pki.ca.cert if pki is not None else None,
         seed=1,
     )
     await api.ready()
     app = HttpFrontEnd(system, api.ref, api.registry)
     tls = pki.serving_files if pki is not None else None
+    ca = pki.ca_file if pki is not None else None
 
     async def serve(task_status=trio.TASK_STATUS_IGNORED) -> None:
-        await serve_http(app, "127.0.0.1", 0, tls=tls, task_status=task_status)
+        await serve_http(app, "127.0.0.1", 0, tls=tls, client_ca=ca, task_status=task_status)
 
     urls = await nursery.start(serve)
     return Served(api, urls[0], pki)

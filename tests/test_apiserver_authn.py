@@ -75,3 +75,45 @@ def test_a_token_signed_by_another_key_or_for_a_gone_account_fails() -> None:
     other_issuer = ServiceAccountTokens(KEY, issuer="https://elsewhere")
     with pytest.raises(ApiError):
         auth.authenticate(other_issuer.issue("team", "builder", "uid-1", now=1000))
+
+
+def test_client_certificates_of_the_client_ca_authenticate_and_others_are_401() -> None:
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from actorkube.apiserver._authn import Authenticator
+    from actorkube.apiserver._rbac import UserInfo
+    from actorkube.pki import issue, new_ca
+
+    def der(pair) -> bytes:
+        return x509.load_pem_x509_certificate(pair.cert).public_bytes(Encoding.DER)
+
+    ca = new_ca()
+    now = time.time()
+    authn = Authenticator(
+        client_ca=ca.cert, tokens={"t": UserInfo("token-user")}, clock=lambda: now
+    )
+    user = authn.authenticate("t", der(issue(ca, "dana", organizations=("devs", "oncall"))))
+    assert (user.name, user.groups) == ("dana", ("devs", "oncall", "system:authenticated"))
+    refused = [
+        issue(new_ca("other"), "admin", organizations=("system:masters",)),  # another CA
+        issue(ca, "web", hosts=("localhost",), server=True),  # a server's certificate
+    ]
+    for pair in refused:
+        with pytest.raises(ApiError) as e:
+            authn.authenticate("t", der(pair))  # a good token does not rescue a bad cert
+        assert e.value.code == 401
+    later = Authenticator(client_ca=ca.cert, clock=lambda: now + 400 * 86400)
+    with pytest.raises(ApiError):  # expired (a year's certificate, 400 days on)
+        later.authenticate("", der(issue(ca, "dana")))
+    with pytest.raises(ApiError):
+        authn.authenticate("", b"not a certificate")
+    # Without a client CA, certificates are not looked at: the token decides.
+    assert (
+        Authenticator(tokens={"t": UserInfo("token-user")}, clock=lambda: now)
+        .authenticate("t", der(refused[0]))
+        .name
+        == "token-user"
+    )

@@ -285,3 +285,37 @@ async def test_auth_explain_api_resources_and_errors(tmp_path):
             'delete resource "configmaps" in API group "" in the namespace "default"'
         )
         nursery.cancel_scope.cancel()
+
+
+async def test_client_certificates_authenticate_and_others_are_refused(tmp_path):
+    from actorkube.pki import issue, new_ca
+
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
+        cache = tmp_path / "cache"
+        admin = served.kubeconfig(tmp_path / "admin.kubeconfig", token="", client=served.pki.admin)
+        code, out, err = await kubectl(admin, cache, "auth", "whoami", "-o", "json")
+        assert code == 0, err
+        info = json.loads(out)["status"]["userInfo"]
+        assert info == {"username": "admin", "groups": ["system:masters", "system:authenticated"]}
+        dev = issue(served.pki.ca, "dana", organizations=("devs", "oncall"))
+        config = served.kubeconfig(tmp_path / "dana.kubeconfig", "dana", token="", client=dev)
+        code, out, err = await kubectl(config, cache, "get", "pods")
+        assert code == 1
+        assert err.strip() == (
+            'Error from server (Forbidden): pods is forbidden: User "dana" cannot list '
+            'resource "pods" in API group "" in the namespace "default"'
+        )
+        # A certificate another CA signed is refused, even with a valid token beside it:
+        # TLS itself turns it away (Python's TLS cannot ask for a certificate without
+        # checking it, so this is a failed handshake where kube-apiserver answers 401).
+        stranger = issue(new_ca("elsewhere"), "admin", organizations=("system:masters",))
+        config = served.kubeconfig(tmp_path / "x.kubeconfig", client=stranger)
+        code, out, err = await kubectl(config, cache, "get", "pods")
+        assert (code, out) == (1, "")
+        # How Go words a refused handshake depends on timing (reset, broken pipe, a TLS
+        # alert); that it is not an answer from the API server does not.
+        assert "Error from server" not in err and "127.0.0.1" in err
+        code, out, err = await kubectl(admin, cache, "get", "pods")
+        assert code == 0, err  # and the server serves on
+        nursery.cancel_scope.cancel()

@@ -1,7 +1,12 @@
-"""Authentication: who a request comes from, from its bearer token.
+"""Authentication: who a request comes from, from its client certificate or its bearer
+token.
 
 Rules of this file:
 
+- A client certificate signed by the cluster's client CA, valid now and meant for
+  client authentication, names its user (the subject's common name) and groups (its
+  organizations), plus ``system:authenticated``; it is checked before any token, and
+  a certificate that fails any check is 401 (kube-apiserver's x509 authenticator).
 - A static token file in kube-apiserver's ``--token-auth-file`` format (CSV lines
   ``token,user,uid[,"group1,group2"]``) names users; they are put in
   ``system:authenticated`` as well.
@@ -28,8 +33,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import _errors as errors
 from ._rbac import ALL_AUTHENTICATED, UserInfo
@@ -131,6 +139,7 @@ class Authenticator:
         service_accounts: ServiceAccountTokens | None = None,
         account_exists: Callable[[str, str, str], bool] = lambda ns, name, uid: True,
         anonymous: bool = False,
+        client_ca: bytes | None = None,
         clock: Callable[[], float],
     ) -> None:
         # Looked up by the token's digest: a dict lookup on the secret itself would leak
@@ -140,9 +149,13 @@ class Authenticator:
         self.account_exists = account_exists
         self.anonymous = anonymous
         self.clock = clock
+        self._client_ca = x509.load_pem_x509_certificate(client_ca) if client_ca else None
 
-    def authenticate(self, token: str) -> UserInfo:
-        """The user behind ``token``; raises 401 Unauthorized."""
+    def authenticate(self, token: str, certificate: bytes = b"") -> UserInfo:
+        """The user of a client ``certificate`` (DER) signed by the client CA, else the
+        user behind ``token``; raises 401 Unauthorized."""
+        if certificate and self._client_ca is not None:
+            return self._x509(certificate)
         if not token:
             if self.anonymous:
                 return UserInfo.anonymous()
@@ -159,6 +172,32 @@ class Authenticator:
                 if namespace and name and self.account_exists(namespace, name, uid):
                     return UserInfo.service_account(namespace, name, uid)
         raise errors.unauthorized()
+
+    def _x509(self, der: bytes) -> UserInfo:
+        """Kubernetes' x509 authenticator: a certificate the client CA signed, valid now,
+        for client authentication; the user is its common name, the groups its
+        organizations."""
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            cert.verify_directly_issued_by(self._client_ca)
+        except (ValueError, TypeError, InvalidSignature):
+            raise errors.unauthorized() from None
+        now = self.clock()
+        if not cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp():
+            raise errors.unauthorized()
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            if ExtendedKeyUsageOID.CLIENT_AUTH not in usage:
+                raise errors.unauthorized()
+        except x509.ExtensionNotFound:
+            pass
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if not names or not names[0].value:
+            raise errors.unauthorized()
+        groups = [
+            str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        ]
+        return UserInfo(str(names[0].value), "", (*groups, ALL_AUTHENTICATED))
 
     def _static(self, token: str) -> UserInfo | None:
         return self._tokens.get(_digest(token))

@@ -89,7 +89,7 @@ class Handler:
         watcher = None
         warnings: list[str] = []
         try:
-            user = requester = self.authenticator.authenticate(req.token)
+            user = requester = self.authenticator.authenticate(req.token, req.client_certificate)
             if req.impersonate:
                 user = impersonate(requester, req.impersonate, self.authorizer)
             decision = self._authorize(user, req)

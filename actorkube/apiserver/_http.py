@@ -21,8 +21,10 @@ Rules of this file:
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote
@@ -31,7 +33,8 @@ import attrs
 import trio
 import yaml
 from hypercorn.config import Config
-from hypercorn.trio import serve
+from hypercorn.trio import run as hypercorn_run
+from hypercorn.trio import serve, tcp_server
 
 from actorkube.actor import ActorRef, ActorSystem
 from actorkube.client import ApiClient
@@ -122,6 +125,7 @@ class HttpFrontEnd:
             body=body,
             params=params,
             impersonate=_impersonation(scope["headers"]),
+            client_certificate=PEER_CERTIFICATE.get(),
             accept=headers.get(b"accept", b"").decode("latin-1") if req.path else "",
             token=_bearer(headers.get(b"authorization", b"")),
             content_type=content_type,
@@ -273,21 +277,51 @@ async def _send(send: Send, code: int, data: bytes, kind: bytes = b"application/
     await send({"type": "http.response.body", "body": data})
 
 
+# The DER certificate the client of this connection presented (b"": none). Hypercorn
+# runs each connection in a task of its own and the requests of a connection in tasks it
+# starts, so a context variable set when the connection opens is each request's.
+PEER_CERTIFICATE: contextvars.ContextVar[bytes] = contextvars.ContextVar(
+    "actorkube_peer_certificate", default=b""
+)
+
+
+class _CertificateTCPServer(tcp_server.TCPServer):
+    """Hypercorn's connection, which notes the client's certificate before serving it
+    (Hypercorn does not give it to the application: its ASGI scope has no TLS
+    extension)."""
+
+    async def run(self) -> None:
+        if isinstance(self.stream, trio.SSLStream):
+            try:
+                with trio.fail_after(self.config.ssl_handshake_timeout):
+                    await self.stream.do_handshake()  # hypercorn's own call is then a no-op
+            except (trio.BrokenResourceError, trio.TooSlowError):
+                return
+            PEER_CERTIFICATE.set(self.stream.getpeercert(binary_form=True) or b"")
+        await super().run()
+
+
 async def serve_http(
     app: HttpFrontEnd,
     host: str = "127.0.0.1",
     port: int = 6443,
     *,
     tls: tuple[Path, Path] | None = None,
+    client_ca: Path | None = None,
     task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``host:port`` (0: any free port) until cancelled: HTTPS with
     ``tls`` (the serving certificate and key files, ``actorkube.pki``), else plain HTTP
-    (kubectl sends no bearer token over plain HTTP). ``task_status.started`` gets the
-    URLs it listens on."""
+    (kubectl sends no bearer token over plain HTTP). With ``client_ca`` (a PEM file),
+    clients may present a certificate it signed (those without one are asked for a
+    token). ``task_status.started`` gets the URLs it listens on."""
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
     if tls is not None:
         config.certfile, config.keyfile = str(tls[0]), str(tls[1])
+        if client_ca is not None:
+            config.ca_certs = str(client_ca)
+            config.verify_mode = ssl.CERT_OPTIONAL
+            hypercorn_run.TCPServer = _CertificateTCPServer
     await serve(app, config, task_status=task_status)

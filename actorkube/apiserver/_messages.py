@@ -30,7 +30,9 @@ class ApiRequest:
     get`` asks for with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``).
     ``impersonate``: who the caller asks to act as (``{"user", "groups", "uid",
     "extra"}``, what the Impersonate-* headers say). ``accept``: the media types the
-    client takes, where they choose the answer (aggregated discovery)."""
+    client takes, where they choose the answer (aggregated discovery).
+    ``client_certificate``: the DER certificate the client presented over TLS (the API
+    server checks it against its client CA itself)."""
 
     verb: str
     resource: str
@@ -49,6 +51,7 @@ class ApiRequest:
     as_table: bool = False
     impersonate: Any = None
     accept: str = ""
+    client_certificate: bytes = b""
 
 
 @message(tag="apiserver.Response")

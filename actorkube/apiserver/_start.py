@@ -105,6 +105,7 @@ async def start_apiserver(
     tokens: dict[str, UserInfo] | None = None,
     anonymous: bool = False,
     service_account_key: bytes | None = None,
+    client_ca: bytes | None = None,
     audit: Callable[[dict], None] = lambda event: None,
     seed: int | None = None,
     workers: int = 32,
@@ -112,7 +113,8 @@ async def start_apiserver(
     bookmark_interval: float = 60.0,
 ) -> ApiServerHandle:
     """Start the API server on ``etcd`` and bootstrap the cluster's defaults (see the
-    module rules). ``tokens``: bearer token -> user (a parsed token file); ``seed``
+    module rules). ``tokens``: bearer token -> user (a parsed token file);
+    ``client_ca``: the PEM CA whose client certificates authenticate users; ``seed``
     makes uids and generated names reproducible."""
     registry = builtin_registry()
     clock = system.clock.now
@@ -144,6 +146,7 @@ async def start_apiserver(
         service_accounts=accounts,
         account_exists=account_exists,
         anonymous=anonymous,
+        client_ca=client_ca,
         clock=clock,
     )
     handler_ = Handler(

@@ -4,8 +4,9 @@ clients.
 What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
 and its HTTPS front end on ``HOST:PORT`` with the cluster's certificates
 (``DATA/pki``: a CA made on the first start and kept). It writes an admin kubeconfig
-(``DATA/admin.kubeconfig``: the CA and the admin's bearer token, from ``DATA/tokens.csv``,
-kube-apiserver's token file format) and prints how to use it. Ctrl-C stops it; started
+(``DATA/admin.kubeconfig``: the CA and the admin's client certificate, user ``admin`` in
+``system:masters``) and prints how to use it; ``DATA/tokens.csv`` (kube-apiserver's
+token file format) holds bearer tokens for clients without a certificate. Ctrl-C stops it; started
 again on the same directory it carries on with the same data, CA and credentials.
 Controllers, the scheduler and nodes come with later issues.
 """
@@ -56,9 +57,6 @@ async def run(
     hosts = SERVING_HOSTS if everywhere or host in SERVING_HOSTS else (*SERVING_HOSTS, host)
     pki = ClusterPki.load_or_create(data_dir / "pki", hosts)
     tokens = parse_token_file(_secret_file(data_dir / "tokens.csv", _admin_token_file).decode())
-    admin_token = next((t for t, user in tokens.items() if user.name == "admin"), None)
-    if admin_token is None:
-        raise SystemExit(f"{data_dir / 'tokens.csv'} has no token for the user admin")
     signing_key = _secret_file(data_dir / "pki" / "service-account.key", new_signing_key)
     async with trio.open_nursery() as outer:
         # Ctrl-C and SIGTERM are read as messages, not raised wherever the code happens
@@ -72,14 +70,19 @@ async def run(
                 group.client(name="apiserver", timeout=30),
                 tokens=tokens,
                 service_account_key=signing_key,
+                client_ca=pki.ca.cert,
             )
             await api.ready()
             app = HttpFrontEnd(system, api.ref, api.registry)
-            urls = await nursery.start(partial(serve_http, app, host, port, tls=pki.serving_files))
+            serve = partial(serve_http, app, host, port, tls=pki.serving_files,
+                            client_ca=pki.ca_file)  # fmt: skip
+            urls = await nursery.start(serve)
             # A server listening everywhere is reached on this machine at 127.0.0.1.
             url = urls[0].replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
             config = data_dir / "admin.kubeconfig"
-            write_private(config, kubeconfig(url, pki.ca.cert, token=admin_token).encode())
+            # The admin authenticates with a client certificate, as kubeadm's admin.conf
+            # does; the token in tokens.csv is for clients without one (curl).
+            write_private(config, kubeconfig(url, pki.ca.cert, client=pki.admin).encode())
             say(f"actorkube is up: {url}")
             say(f"  kubeconfig: {config}")
             say(f"  try: kubectl --kubeconfig {config} get namespaces")
