@@ -130,6 +130,20 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
+def latency_results(prefix: str, samples: list[float], elapsed: float | None) -> list[Result]:
+    """``prefix.throughput`` (if ``elapsed``), ``.latency_p50`` and ``.latency_p99`` of
+    latency ``samples`` in seconds."""
+    results = []
+    if elapsed:
+        results.append(Result(f"{prefix}.throughput", len(samples) / elapsed, "requests/s"))
+    results += [
+        Result(f"{prefix}.latency_p50", percentile(samples, 0.5) * 1e3, "ms"),
+        Result(f"{prefix}.latency_p99", percentile(samples, 0.99) * 1e3, "ms",
+               {"samples": len(samples)}),
+    ]  # fmt: skip
+    return results
+
+
 def format_value(value: float) -> str:
     """A number as a person reads it: thousands separators, about three significant
     digits below 100, no spurious decimals above."""

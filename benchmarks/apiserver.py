@@ -52,7 +52,15 @@ from actorkube.client import ApiClient
 from actorkube.etcd import start_group
 from actorkube.heap import long_lived_heap_gc
 
-from ._report import Report, Result, environment, fan_out_line, percentile, run_main
+from ._report import (
+    Report,
+    Result,
+    environment,
+    fan_out_line,
+    latency_results,
+    percentile,
+    run_main,
+)
 
 BENCHMARK = "apiserver"
 PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "sortedcontainers", "rich")
@@ -183,18 +191,6 @@ class Timings:
         return answer
 
 
-def _latency_results(prefix: str, samples: list[float], elapsed: float | None) -> list[Result]:
-    results = []
-    if elapsed:
-        results.append(Result(f"{prefix}.throughput", len(samples) / elapsed, "requests/s"))
-    results += [
-        Result(f"{prefix}.latency_p50", percentile(samples, 0.5) * 1e3, "ms"),
-        Result(f"{prefix}.latency_p99", percentile(samples, 0.99) * 1e3, "ms",
-               {"samples": len(samples)}),
-    ]  # fmt: skip
-    return results
-
-
 def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -252,7 +248,7 @@ class Bench:
                 nursery.start_soon(loader)
         elapsed = time.perf_counter() - started
         self._check(timings, "load")
-        return _latency_results("load.create", timings.samples["create"], elapsed)
+        return latency_results("load.create", timings.samples["create"], elapsed)
 
     def _check(self, timings: Timings, what: str) -> None:
         if timings.errors:
@@ -325,7 +321,7 @@ class Bench:
                 elapsed = await _closed_loop(clients, seconds, partial(request, timings))
                 self._check(timings, name)
                 samples = timings.samples.get(category, [])
-                results += _latency_results(f"{name}.c{clients}", samples, elapsed)
+                results += latency_results(f"{name}.c{clients}", samples, elapsed)
                 _progress(f"  {name} x{clients}: {len(samples) / elapsed:,.0f}/s")
         # Every pod in one call: consistent (from the cache once it has caught up with
         # etcd), at "any version" (as informers list), and page by page from etcd.
@@ -337,7 +333,7 @@ class Bench:
             started = time.perf_counter()
             await timings.time(name, call)
             self._check(timings, name)
-            results += _latency_results(f"{name}.c1", timings.samples[name],
+            results += latency_results(f"{name}.c1", timings.samples[name],
                                         time.perf_counter() - started)  # fmt: skip
             _progress(f"  {name}: {time.perf_counter() - started:.1f} s")
         timings = Timings()
@@ -346,7 +342,7 @@ class Bench:
         walk = time.perf_counter() - started
         self._check(timings, "list_cluster_paged")
         pages = timings.samples["list_cluster_paged"]
-        results += _latency_results("list_cluster_paged.page", pages, None)
+        results += latency_results("list_cluster_paged.page", pages, None)
         results.append(Result("list_cluster_paged.walk", walk * 1e3, "ms", {"pages": len(pages)}))
         _progress(f"  list_cluster_paged: {len(pages)} pages in {walk:.1f} s")
         return results

@@ -131,3 +131,23 @@ def test_int_or_string_times_and_bytes():
 def test_a_list_item_of_null_is_its_zero_value():
     out = decode(SCHEMA, POD, pod(containers=[None], imagePullSecrets=[None])).obj
     assert out["spec"] == {"containers": [{}], "imagePullSecrets": [{}]}
+
+
+def test_the_schema_agrees_with_the_official_clients_models():
+    # The field names of every type a served kind reaches are the JSON names the
+    # official client (generated from Kubernetes' OpenAPI) knows: embedded types are
+    # flattened, protobuf-only spellings (uID) renamed.
+    from actorkube.apiserver._builtin import builtin_registry
+    from actorkube.apiserver._schema_gen import json_fields, python_class, python_models
+
+    models = python_models()
+    roots = [SCHEMA.kind(rt.api_version, rt.kind).name for rt in builtin_registry()]
+    checked = 0
+    for name in SCHEMA.closure(roots):
+        cls = python_class(models, "k8s.io." + name.removeprefix("io.k8s."))
+        if cls is None:
+            continue
+        known = set(json_fields(cls))
+        assert set(SCHEMA[name].fields) <= known, (name, set(SCHEMA[name].fields) - known)
+        checked += 1
+    assert checked > 150

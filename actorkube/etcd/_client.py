@@ -37,7 +37,7 @@ from actorkube.actor import (
     handler,
     message,
 )
-from actorkube.raft import Outcome, Propose, Query
+from actorkube.raft import GetStatus, Outcome, Propose, Query
 
 from ._mvcc import EtcdError
 from ._node import (
@@ -168,6 +168,18 @@ class EtcdClient:
         finally:
             await stream.aclose()
 
+    async def find_leader(self) -> int | None:
+        """The member that a member says leads now (asking each in turn, briefly);
+        None if none knows."""
+        for node in self._order:
+            try:
+                status = await self.members[node].ask(GetStatus(), timeout=self.attempt_timeout)
+            except (AskTimeout, Undeliverable):
+                continue
+            if status.leader in self.members:
+                return status.leader
+        return None
+
     # --- the retry loop ----------------------------------------------------------------------
 
     async def _leader_call(self, msg: Any) -> Any:
@@ -270,7 +282,12 @@ class WatchStream:
     async def open(self) -> None:
         client = self.client
         order = client._order
-        first = client.leader if client.leader is not None else order[0]
+        # Opened on the leader if there is one: a follower learns of a commit with the
+        # leader's next append or heartbeat (no round of messages just for it), so its
+        # watchers would hear of changes up to a heartbeat late. (The client's own
+        # ``leader`` is only the member that last answered: a follower serves reads.)
+        leader = await client.find_leader()
+        first = leader if leader is not None else order[0]
         start = order.index(first)
         with trio.move_on_after(client.timeout):
             for attempt in itertools.count():
