@@ -268,3 +268,18 @@ async def test_openapi_v3_documents():
         assert (await http.call("GET", "/openapi/v3/apis/widgets/v1"))[0] == 404
         assert json.dumps(doc)  # plain JSON
         nursery.cancel_scope.cancel()
+
+
+async def test_dry_run_values():
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        code, made = await http.call("POST", PODS + "?dryRun=All", pod("web"))
+        assert code == 201 and made["metadata"]["uid"] and "resourceVersion" not in made["metadata"]
+        assert (await http.call("GET", PODS + "/web"))[0] == 404
+        code, status = await http.call("POST", PODS + "?dryRun=Some", pod("web"))
+        assert code == 400
+        assert status["message"] == 'dryRun: Unsupported value: "Some": supported values: "All"'
+        await http.call("POST", PODS, pod("web"))
+        code, _ = await http.call("DELETE", PODS + "/web", {"dryRun": ["All"]})
+        assert code == 200 and (await http.call("GET", PODS + "/web"))[0] == 200
+        nursery.cancel_scope.cancel()

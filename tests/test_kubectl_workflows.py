@@ -319,3 +319,27 @@ async def test_client_certificates_authenticate_and_others_are_refused(tmp_path)
         code, out, err = await kubectl(admin, cache, "get", "pods")
         assert code == 0, err  # and the server serves on
         nursery.cancel_scope.cancel()
+
+
+async def test_server_side_dry_runs_go_through_everything_and_store_nothing(tmp_path):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        run, _ = await _cluster(tmp_path, nursery, system)
+        _, out, _ = await run("create", "configmap", "ghost", "--from-literal=a=1",
+                              "--dry-run=server", "-o", "json")  # fmt: skip
+        ghost = json.loads(out)
+        assert ghost["data"] == {"a": "1"} and ghost["metadata"]["uid"]
+        code, _, err = await run("get", "configmap", "ghost", ok=False)
+        assert code == 1 and "NotFound" in err
+        code, _, err = await run("create", "configmap", "Bad_Name", "--dry-run=server", ok=False)
+        assert code == 1 and "is invalid" in err  # validated all the same
+        await run("apply", "-f", "-", stdin=DEPLOYMENT_V1)
+        before = await get_json(run, "deployment", "web")
+        _, out, _ = await run("apply", "--dry-run=server", "-f", "-", stdin=DEPLOYMENT_V2)
+        assert out.strip() == "deployment.apps/web configured (server dry run)"
+        await run("apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", "-",
+                  stdin=DEPLOYMENT_V2)  # fmt: skip
+        await run("scale", "deployment", "web", "--replicas=9", "--dry-run=server")
+        _, out, _ = await run("delete", "deployment", "web", "--dry-run=server")
+        assert out.strip() == 'deployment.apps "web" deleted (server dry run)'
+        assert await get_json(run, "deployment", "web") == before
+        nursery.cancel_scope.cancel()

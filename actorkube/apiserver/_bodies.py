@@ -10,6 +10,7 @@ Rules of this file:
 - Patches: JSON patch (RFC 6902, a failed operation is 422), JSON merge patch (RFC
   7386), strategic merge patch (merge keys from the schema; a malformed one is 400);
   apply patches are ``_apply``'s. Any other body type is 415.
+- ``dryRun=All`` runs a write to the end without storing it.
 - The field manager of a write is the ``fieldManager`` parameter (the HTTP front end
   defaults it from the User-Agent, as Kubernetes does); ownership is recorded when the
   write names one or the object already records some.
@@ -144,6 +145,17 @@ def track(
         subresource=subresource,
         now=now,
     )
+
+
+def dry_run(params: dict) -> bool:
+    """Whether the write is a dry run (``dryRun=All``: everything but the write, as
+    ``kubectl --dry-run=server`` asks); any other value is a 400."""
+    value = params.get("dryRun", "")
+    if value in ("", None):
+        return False
+    if value != "All":
+        raise errors.bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+    return True
 
 
 def check_manager(params: dict, apply: bool) -> str:

@@ -353,7 +353,7 @@ class Handler:
         if not applied:
             obj = bodies.track(self.schema, rt, None, obj, params=params, subresource="",
                                now=rfc3339(self.clock()))  # fmt: skip
-        return await self.store.create(rt, obj)
+        return await self.store.create(rt, obj, dry_run=bodies.dry_run(params))
 
     async def _update(self, rt: ResourceType, req: ApiRequest, make: Callable[[dict], dict],
                       warnings: list[str], *, applied: bool = False):  # fmt: skip
@@ -399,7 +399,9 @@ class Handler:
         # An update names the version it was based on (a patch applies to the current
         # object, unless its body names one, as Kubernetes does for both).
         expect = meta(req.body).get("resourceVersion", "") if isinstance(req.body, dict) else ""
-        return await self.store.update(rt, req.namespace, req.name, change, expect=expect)
+        dry_run = bodies.dry_run(params)
+        return await self.store.update(rt, req.namespace, req.name, change, expect=expect,
+                                       dry_run=dry_run)  # fmt: skip
 
     async def _apply(self, rt: ResourceType, req: ApiRequest, warnings: list[str]):
         """PATCH with an apply configuration (server-side apply): merged into the
@@ -449,6 +451,7 @@ class Handler:
             grace_period=grace,
             uid=pre.get("uid", ""),
             resource_version=pre.get("resourceVersion", ""),
+            dry_run=bodies.dry_run(params) or options.get("dryRun") == ["All"],
         )
         return obj
 
@@ -489,7 +492,8 @@ class Handler:
                 )
             return {**current, "spec": {**spec, "nodeName": node}}
 
-        await self.store.update(rt, req.namespace, req.name, bind)
+        dry_run = bodies.dry_run(req.params or {})
+        await self.store.update(rt, req.namespace, req.name, bind, dry_run=dry_run)
         return {**errors.success_status(), "code": 201}, 201, None
 
     async def _scale(self, rt: ResourceType, req: ApiRequest):
@@ -522,7 +526,9 @@ class Handler:
             return {**current, "spec": {**(current.get("spec") or {}), "replicas": replicas}}
 
         expect = meta(req.body).get("resourceVersion", "") if req.verb == "update" else ""
-        updated = await self.store.update(rt, req.namespace, req.name, rescale, expect=expect)
+        dry_run = bodies.dry_run(req.params or {})
+        updated = await self.store.update(rt, req.namespace, req.name, rescale, expect=expect,
+                                          dry_run=dry_run)  # fmt: skip
         return _scale_of(updated), 200, None
 
     async def _eviction(self, rt: ResourceType, req: ApiRequest):
@@ -532,9 +538,9 @@ class Handler:
             raise errors.method_not_allowed("pods/eviction only accepts create")
         options = _body(req).get("deleteOptions") or {}
         grace = options.get("gracePeriodSeconds")
-        await self.store.delete(
-            rt, req.namespace, req.name, grace_period=int(grace) if grace is not None else None
-        )
+        dry_run = bodies.dry_run(req.params or {}) or options.get("dryRun") == ["All"]
+        await self.store.delete(rt, req.namespace, req.name, dry_run=dry_run,
+                                grace_period=int(grace) if grace is not None else None)  # fmt: skip
         return {**errors.success_status(), "code": 201}, 201, None
 
     # --- audit --------------------------------------------------------------------------

@@ -185,13 +185,18 @@ class ObjectStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    async def create(self, rt: ResourceType, obj: dict) -> dict:
+    async def create(self, rt: ResourceType, obj: dict, *, dry_run: bool = False) -> dict:
         """Store a new object (already defaulted, validated and admitted). 409
-        AlreadyExists if the name is taken."""
+        AlreadyExists if the name is taken. ``dry_run``: everything but the write (the
+        object comes back without a resourceVersion)."""
         m = meta(obj)
         namespace, name = m.get("namespace", ""), m["name"]
         new = prepare_for_create(obj, uid=self._uid(), now=self.clock(), generation=rt.generation)
         key = rt.key(namespace, name)
+        if dry_run:
+            if (await self.etcd.get(key, count_only=True)).count:
+                raise errors.already_exists(rt.plural, rt.group, name)
+            return new
         absent = Compare(key, CompareTarget.CREATE, CompareResult.EQUAL, create_revision=0)
         answer = await self.etcd.txn([absent], [PutRequest(key, encode(new))])
         if not answer.succeeded:
@@ -206,12 +211,14 @@ class ObjectStore:
         change: Callable[[dict], dict],
         *,
         expect: str = "",
+        dry_run: bool = False,
     ) -> dict:
         """Apply ``change(current) -> new`` to the stored object and write the result if
         the object is still what it was read as. ``expect`` is the resourceVersion the
         caller based its change on ("": none, retry on races): a different one is 409
         Conflict. An object left with deletionTimestamp and no finalizers is deleted.
-        ``change`` may raise ApiError (validation); it may be called more than once."""
+        ``change`` may raise ApiError (validation); it may be called more than once.
+        ``dry_run``: the result is returned, not written (at the version it was read)."""
         key = rt.key(namespace, name)
         expected = parse_resource_version(expect)
         while True:
@@ -219,6 +226,8 @@ class ObjectStore:
             if expected and revision != expected:
                 raise errors.conflict(rt.plural, rt.group, name, errors.MODIFIED)
             new = prepare_for_update(change(current), current, generation=rt.generation)
+            if dry_run:
+                return with_meta(new, resourceVersion=str(revision))
             unchanged = _unchanged(key, revision)
             m = meta(new)
             if m.get("deletionTimestamp") and not m.get("finalizers"):
@@ -242,11 +251,12 @@ class ObjectStore:
         grace_period: int | None = None,
         uid: str = "",
         resource_version: str = "",
+        dry_run: bool = False,
     ) -> tuple[dict, bool]:
         """Delete (or mark for deletion) one object. Returns the object and whether it
         is gone now (False: it carries a deletionTimestamp and waits for its finalizers
         or its grace period). ``uid`` / ``resource_version``: preconditions (409 if they
-        do not hold)."""
+        do not hold). ``dry_run``: what the delete would do, done to nothing."""
         key = rt.key(namespace, name)
         expected = parse_resource_version(resource_version)
         while True:
@@ -261,6 +271,8 @@ class ObjectStore:
                        f"ResourceVersion in object meta: {revision}")  # fmt: skip
                 raise errors.conflict(rt.plural, rt.group, name, why)
             marked = self._mark_for_deletion(rt, current, grace_period)
+            if dry_run:
+                return (current, True) if marked is None else (marked, False)
             unchanged = _unchanged(key, revision)
             if marked is None:
                 answer = await self.etcd.txn([unchanged], [DeleteRangeRequest(key)])
