@@ -283,3 +283,23 @@ async def test_dry_run_values():
         code, _ = await http.call("DELETE", PODS + "/web", {"dryRun": ["All"]})
         assert code == 200 and (await http.call("GET", PODS + "/web"))[0] == 200
         nursery.cancel_scope.cancel()
+
+
+async def test_a_json_patch_that_sets_resource_version_makes_it_a_precondition():
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        _, made = await http.call("POST", CMS, {"metadata": {"name": "c"}, "data": {"a": "1"}})
+        version = made["metadata"]["resourceVersion"]
+        patch = [
+            {"op": "replace", "path": "/data/a", "value": "2"},
+            {"op": "replace", "path": "/metadata/resourceVersion", "value": version},
+        ]
+        code, patched = await http.call(
+            "PATCH", CMS + "/c", patch, content_type="application/json-patch+json"
+        )
+        assert code == 200 and patched["data"] == {"a": "2"}
+        code, status = await http.call(
+            "PATCH", CMS + "/c", patch, content_type="application/json-patch+json"
+        )
+        assert code == 409 and status["reason"] == "Conflict"  # the version moved on
+        nursery.cancel_scope.cancel()

@@ -10,6 +10,7 @@ import json
 import sys
 
 import trio
+import yaml
 from http_cluster import serve_cluster
 from kubectl_run import kubectl
 
@@ -214,6 +215,9 @@ async def test_everyday_edits_describe_and_delete(tmp_path):
         assert web["metadata"]["annotations"]["note"] == "hello"
         [container] = web["spec"]["template"]["spec"]["containers"]
         assert container["image"] == "nginx:4" and container["env"] == [{"name": "X", "value": "1"}]
+        _, out, _ = await run("get", "deployment", "web", "-o", "yaml")
+        [shown] = yaml.safe_load(out)["spec"]["template"]["spec"]["containers"]
+        assert shown["image"] == "nginx:4"
         _, out, _ = await run("describe", "deployment", "web")
         fields = dict(
             line.split(":", 1)

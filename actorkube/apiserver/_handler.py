@@ -365,6 +365,12 @@ class Handler:
         def change(current: dict) -> dict:
             new = make(current)
             _check_kind(rt, new)
+            if req.verb == "patch" and not applied:
+                # A patch that sets resourceVersion (a JSON patch can) makes it a
+                # precondition, as in Kubernetes: the object must still be at it.
+                version = meta(new).get("resourceVersion")
+                if version and version != meta(current).get("resourceVersion"):
+                    raise errors.conflict(rt.plural, rt.group, req.name, errors.MODIFIED)
             if not applied:
                 new = bodies.decode_body(self.schema, rt, new, params, warnings)
             m = meta(new)
