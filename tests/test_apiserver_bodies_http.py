@@ -303,3 +303,19 @@ async def test_a_json_patch_that_sets_resource_version_makes_it_a_precondition()
         )
         assert code == 409 and status["reason"] == "Conflict"  # the version moved on
         nursery.cancel_scope.cancel()
+
+
+async def test_duplicate_fields_are_refused_when_strict_and_warned_about_otherwise():
+    raw = b'{"metadata": {"name": "c", "name": "d"}, "data": {"a": "1", "a": "2"}}'
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        code, status = await http.call("POST", CMS + "?fieldValidation=Strict", raw=raw)
+        assert code == 400
+        assert status["message"] == (
+            'ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding '
+            'error: duplicate field "name", duplicate field "a"'
+        )
+        code, made = await http.call("POST", CMS, raw=raw)  # Warn: the last one counts
+        assert code == 201 and made["metadata"]["name"] == "d" and made["data"] == {"a": "2"}
+        assert 'duplicate field \\"name\\"' in http.headers["warning"]
+        nursery.cancel_scope.cancel()

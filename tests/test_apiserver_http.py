@@ -97,6 +97,9 @@ async def test_discovery_version_and_health():
         assert (await http.call("GET", "/healthz")) == (200, "ok")
         code, api = await http.call("GET", "/api")
         assert api["kind"] == "APIVersions" and api["versions"] == ["v1"]
+        port = http.url.rsplit(":", 1)[1]
+        [cidr] = api["serverAddressByClientCIDRs"]  # where this client reached the server
+        assert cidr == {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{port}"}
         code, groups = await http.call("GET", "/apis")
         assert "apps" in [g["name"] for g in groups["groups"]]
         code, core = await http.call("GET", "/api/v1")

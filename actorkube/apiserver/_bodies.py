@@ -4,8 +4,8 @@ kinds, and record field ownership.
 
 Rules of this file:
 
-- ``fieldValidation`` is Kubernetes': ``Strict`` refuses unknown fields (400, every
-  one named), ``Warn`` (the default) drops them and says so in a warning, ``Ignore``
+- ``fieldValidation`` is Kubernetes': ``Strict`` refuses unknown and duplicate fields
+  (400, every one named), ``Warn`` (the default) drops them and says so in a warning, ``Ignore``
   drops them silently. A value of the wrong type is a 400 whatever the mode.
 - Patches: JSON patch (RFC 6902, a failed operation is 422), JSON merge patch (RFC
   7386), strategic merge patch (merge keys from the schema; a malformed one is 400);
@@ -53,10 +53,16 @@ def field_validation(params: dict) -> str:
 
 
 def decode_body(
-    schema: Schema, rt: ResourceType, obj: Any, params: dict, warnings: list[str]
+    schema: Schema,
+    rt: ResourceType,
+    obj: Any,
+    params: dict,
+    warnings: list[str],
+    duplicates: tuple[str, ...] = (),
 ) -> Any:
-    """``obj`` decoded as the resource's type, unknown fields handled as the request's
-    field validation says (see the module rules)."""
+    """``obj`` decoded as the resource's type, unknown fields (and ``duplicates``,
+    fields the body gave twice) handled as the request's field validation says (see
+    the module rules)."""
     t = type_of(schema, rt)
     mode = field_validation(params)
     if t is None:
@@ -66,8 +72,9 @@ def decode_body(
         decoded = decode(schema, t, obj)
     except DecodeError as e:
         raise errors.bad_request(f"{preamble}: {e}") from None
-    if decoded.unknown:
-        found = [f'unknown field "{p}"' for p in decoded.unknown]
+    found = [f'duplicate field "{d}"' for d in duplicates]
+    found += [f'unknown field "{p}"' for p in decoded.unknown]
+    if found:
         if mode == "Strict":
             raise errors.bad_request(f"{preamble}: strict decoding error: {', '.join(found)}")
         if mode == "Warn":

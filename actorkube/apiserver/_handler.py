@@ -325,7 +325,7 @@ class Handler:
         params = req.params or {}
         bodies.check_manager(params, apply=False)
         if not applied:
-            obj = bodies.decode_body(self.schema, rt, obj, params, warnings)
+            obj = bodies.decode_body(self.schema, rt, obj, params, warnings, req.duplicate_fields)
         m = dict(meta(obj))
         if rt.namespaced:
             if m.get("namespace") and m["namespace"] != req.namespace:
@@ -372,7 +372,8 @@ class Handler:
                 if version and version != meta(current).get("resourceVersion"):
                     raise errors.conflict(rt.plural, rt.group, req.name, errors.MODIFIED)
             if not applied:
-                new = bodies.decode_body(self.schema, rt, new, params, warnings)
+                twice = req.duplicate_fields
+                new = bodies.decode_body(self.schema, rt, new, params, warnings, twice)
             m = meta(new)
             if m.get("name", req.name) != req.name:
                 raise errors.bad_request(
@@ -420,7 +421,9 @@ class Handler:
             raise errors.bad_request("an apply configuration must give apiVersion and kind")
         if "managedFields" in meta(config):
             raise errors.bad_request("metadata.managedFields must be nil in an apply configuration")
-        config = bodies.decode_body(self.schema, rt, config, params, warnings)
+        config = bodies.decode_body(
+            self.schema, rt, config, params, warnings, req.duplicate_fields
+        )
         if meta(config).get("name", req.name) != req.name:
             raise errors.bad_request("the name of the object does not match the name on the URL")
         t = bodies.type_of(self.schema, rt)

@@ -108,7 +108,7 @@ class HttpFrontEnd:
             headers = dict(scope["headers"])
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             content_type = content_type.split(";")[0].strip()
-            body = await self._body(receive, content_type)
+            body, duplicates = await self._body(receive, content_type)
         except errors.ApiError as e:
             await _respond(send, e.code, e.status)
             return
@@ -126,6 +126,7 @@ class HttpFrontEnd:
             params=params,
             impersonate=_impersonation(scope["headers"]),
             client_certificate=PEER_CERTIFICATE.get(),
+            duplicate_fields=duplicates,
             accept=headers.get(b"accept", b"").decode("latin-1") if req.path else "",
             token=_bearer(headers.get(b"authorization", b"")),
             content_type=content_type,
@@ -135,7 +136,16 @@ class HttpFrontEnd:
             await self._watch(req, receive, send)
             return
         text = METRICS_TYPE if path.rstrip("/") == "/metrics" else _TEXT
-        await _respond_with(send, await self.client.send(req), text)
+        response = await self.client.send(req)
+        content = response.content
+        if isinstance(content, dict) and content.get("kind") == "APIVersions" and scope["server"]:
+            # The address this client reached us at is the one to tell it.
+            host, port = scope["server"][:2]
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            cidrs = [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}]
+            content = {**content, "serverAddressByClientCIDRs": cidrs}
+            response = attrs.evolve(response, content=content)
+        await _respond_with(send, response, text)
 
     async def _body(self, receive: Receive, content_type: str) -> object:
         chunks: list[bytes] = []
@@ -154,10 +164,10 @@ class HttpFrontEnd:
                 break
         data = b"".join(chunks)
         if not data:
-            return None
+            return None, ()
         if content_type == PROTOBUF:
             try:
-                return decode_protobuf(builtin_schema(), data)
+                return decode_protobuf(builtin_schema(), data), ()
             except ProtobufError as e:
                 raise errors.bad_request(f"the request body is not valid protobuf: {e}") from None
         if content_type == APPLY_PATCH:
@@ -167,7 +177,7 @@ class HttpFrontEnd:
                            f"YAML (apply patches) or protobuf")  # fmt: skip
             raise errors.ApiError(errors.status(415, "UnsupportedMediaType", unsupported))
         try:
-            return json.loads(data, parse_constant=_not_json)
+            return _json(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise errors.bad_request(f"the request body is not JSON: {e}") from None
 
@@ -206,16 +216,33 @@ def _impersonation(headers: list[tuple[bytes, bytes]]) -> dict | None:
     return asked or None
 
 
-def _yaml(data: bytes) -> object:
+def _yaml(data: bytes) -> tuple[object, tuple[str, ...]]:
     """An apply configuration: JSON (what kubectl sends), else YAML."""
     try:
-        return json.loads(data, parse_constant=_not_json)
+        return _json(data)
     except (ValueError, UnicodeDecodeError):
         pass
     try:
-        return yaml.safe_load(data)
+        return yaml.safe_load(data), ()
     except yaml.YAMLError as e:
         raise errors.bad_request(f"the request body is not YAML: {e}") from None
+
+
+def _json(data: bytes) -> tuple[object, tuple[str, ...]]:
+    """A JSON body, and the names of the fields it gives twice (JSON allows it; the last
+    one wins, as in Go; strict field validation refuses it)."""
+    duplicates: list[str] = []
+
+    def fields(pairs: list[tuple[str, object]]) -> dict:
+        obj: dict = {}
+        for key, value in pairs:
+            if key in obj:
+                duplicates.append(key)
+            obj[key] = value
+        return obj
+
+    body = json.loads(data, parse_constant=_not_json, object_pairs_hook=fields)
+    return body, tuple(duplicates)
 
 
 def _not_json(constant: str) -> object:
@@ -318,6 +345,9 @@ async def serve_http(
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
+    # Hypercorn's messages go through logging like ours (its default adds a handler of
+    # its own, and every message came out twice).
+    config.errorlog = logging.getLogger("hypercorn.error")
     if tls is not None:
         config.certfile, config.keyfile = str(tls[0]), str(tls[1])
         if client_ca is not None:

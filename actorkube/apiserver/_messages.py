@@ -32,7 +32,8 @@ class ApiRequest:
     "extra"}``, what the Impersonate-* headers say). ``accept``: the media types the
     client takes, where they choose the answer (aggregated discovery).
     ``client_certificate``: the DER certificate the client presented over TLS (the API
-    server checks it against its client CA itself)."""
+    server checks it against its client CA itself). ``duplicate_fields``: fields the
+    JSON body gave twice (the last one counts; strict field validation refuses them)."""
 
     verb: str
     resource: str
@@ -52,6 +53,7 @@ class ApiRequest:
     impersonate: Any = None
     accept: str = ""
     client_certificate: bytes = b""
+    duplicate_fields: tuple[str, ...] = ()
 
 
 @message(tag="apiserver.Response")
