@@ -173,8 +173,9 @@ class ClusterPki:
     @classmethod
     def load_or_create(cls, directory: Path, hosts: tuple[str, ...] = SERVING_HOSTS) -> ClusterPki:
         """The certificates under ``directory``, made (and written) if missing. A serving
-        certificate that does not name every one of ``hosts``, or that the CA did not
-        sign (the CA was made again), is issued again."""
+        or client certificate that the CA did not sign (the CA was made again), that
+        ends within 30 days, or (serving) that does not name every one of ``hosts``, is
+        issued again."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         ca = _load(directory, "ca") or _store(directory, "ca", new_ca())
         serving = _load(directory, "apiserver")
@@ -197,13 +198,18 @@ class ClusterPki:
         return self.directory / "apiserver.crt", self.directory / "apiserver.key"
 
 
+RENEW_BEFORE = 30 * _DAY  # certificates closer than this to their end are issued again
+
+
 def _signed_by(pair: KeyPair, ca: KeyPair) -> bool:
+    """Whether ``ca`` signed the certificate and it has a while to live yet."""
     cert = x509.load_pem_x509_certificate(pair.cert)
     try:
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.cert))
     except (ValueError, TypeError, InvalidSignature):
         return False
-    return True
+    now = datetime.datetime.now(datetime.UTC)
+    return cert.not_valid_after_utc - now > RENEW_BEFORE
 
 
 def _serves(serving: KeyPair, ca: KeyPair, hosts: tuple[str, ...]) -> bool:

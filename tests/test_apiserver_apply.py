@@ -1,5 +1,7 @@
 """Server-side apply and field ownership on the built-in types' schema."""
 
+import json
+
 import pytest
 
 from actorkube.apiserver._apply import ApplyConflict, apply, track_update
@@ -205,14 +207,78 @@ def test_field_sets_round_trip_through_fields_v1():
     )
 
 
-def test_a_write_that_sets_managed_fields_itself_keeps_them():
-    from actorkube.apiserver._apply import explicit_managed_fields, managed_fields_set
+def test_a_write_that_sets_managed_fields_itself_is_checked_and_tracked_on_top():
+    from actorkube.apiserver._bodies import track
+    from actorkube.apiserver._builtin import builtin_registry
+    from actorkube.apiserver._errors import ApiError
+
+    rt = builtin_registry().resource("apps", "deployments")
+
+    def write(old, new, manager="m2"):
+        return track(SCHEMA, rt, old, new, params={"fieldManager": manager}, subresource="",
+                     now=NOW)  # fmt: skip
 
     obj = applied(None, deployment())
     cleared = {**obj, "metadata": {**obj["metadata"], "managedFields": [{}]}}
-    assert managed_fields_set(obj, cleared)
-    assert "managedFields" not in explicit_managed_fields(cleared)["metadata"]
-    assert not managed_fields_set(obj, obj)
+    assert "managedFields" not in write(obj, cleared)["metadata"]
+    emptied = {**obj, "metadata": {**obj["metadata"], "managedFields": []}}
+    kept = write(obj, emptied)  # an empty list changes nothing
+    assert kept["metadata"]["managedFields"] == obj["metadata"]["managedFields"]
+    renamed = [{**e, "manager": "renamed"} for e in obj["metadata"]["managedFields"]]
+    relabelled = deployment(labels={"x": "1"})
+    relabelled["metadata"]["managedFields"] = renamed
+    out = write(obj, relabelled)
+    assert managers(out)[("renamed", "Apply")]["f:spec"]["f:replicas"] == {}
+    assert managers(out)[("m2", "Update")] == {"f:metadata": {"f:labels": {"f:x": {}}}}
+    for bad in (
+        [{"operation": "Bogus", "fieldsV1": {}}],
+        [{"operation": "Apply", "fieldsV1": 5}],
+        [{"operation": "Update", "fieldsType": "FieldsV2"}],
+        "everything",
+    ):
+        broken = {**obj, "metadata": {**obj["metadata"], "managedFields": bad}}
+        with pytest.raises(ApiError) as e:
+            write(obj, broken)
+        assert e.value.code == 422 and "metadata.managedFields" in e.value.status["message"]
+    # What a client stored wrong before counts for nothing and breaks nothing.
+    odd = {"f:data": {"i:abc": {}, 'k:{"not json': {}, "f:a": {}}}
+    from actorkube.apiserver._fieldset import from_fields_v1
+
+    assert from_fields_v1(odd) == {(("f", "data"), ("f", "a"))}
+
+
+def test_defaulted_key_fields_identify_items_so_apply_is_idempotent():
+    config = deployment()
+    config["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 80}]
+    obj = applied(None, config)
+    stored = json.loads(json.dumps(obj))  # the server defaults the protocol
+    stored["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = "TCP"
+    again = applied(stored, config)
+    assert again["spec"]["template"]["spec"]["containers"][0]["ports"] == [
+        {"containerPort": 80, "protocol": "TCP"}
+    ]
+
+
+def test_an_empty_struct_in_a_configuration_conflicts_with_nothing_below_it():
+    config = deployment()
+    obj = applied(None, config)
+    limited = json.loads(json.dumps(obj))
+    limited["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1"}}
+    obj = updated(obj, limited, "vpa")
+    config["spec"]["template"]["spec"]["containers"][0]["resources"] = {}
+    out = applied(obj, config)  # no conflict: {} changes nothing
+    [container] = out["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {"limits": {"cpu": "1"}}
+
+
+def test_conflict_checks_take_time_linear_in_the_fields():
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+          "data": {f"k{i}": "a" for i in range(8000)}}  # fmt: skip
+    obj = updated(None, cm, "u", t=CONFIGMAP)
+    changed = {**cm, "data": {f"k{i}": "b" for i in range(8000)}}
+    with pytest.raises(ApplyConflict) as e:
+        applied(obj, changed, t=CONFIGMAP)
+    assert len(e.value.conflicts) == 8000
 
 
 def test_applying_the_same_configuration_again_changes_nothing_not_even_the_time():

@@ -84,7 +84,7 @@ async def test_wrong_types_are_a_400_in_every_mode_and_write_nothing():
             422,
             "the patch failed",
         ),
-        ("application/json-patch+json", {"op": "add"}, 422, "the patch failed"),
+        ("application/json-patch+json", {"op": "add"}, 400, "must be a list of operations"),
         ("application/merge-patch+json", [1], 400, "a merge patch must be an object"),
         (
             "application/merge-patch+json",

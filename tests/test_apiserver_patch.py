@@ -111,7 +111,9 @@ def test_the_patch_kubectl_apply_sent_for_a_changed_manifest():
     }
 
 
-def test_set_element_order_puts_named_items_first_and_keeps_the_rest():
+def test_the_order_is_kubernetes_named_items_in_order_merged_with_the_others():
+    # Kubernetes' mergeSortedSlice: the items a patch names, in $setElementOrder's order,
+    # merged with the others in their old order (b was before c: it stays before).
     original = pod(containers=[{"name": "a"}, {"name": "b"}, {"name": "c"}])
     patch = {
         "spec": {
@@ -120,14 +122,39 @@ def test_set_element_order_puts_named_items_first_and_keeps_the_rest():
         }
     }
     out = strategic_merge(SCHEMA, POD, original, patch)
-    assert [c["name"] for c in out["spec"]["containers"]] == ["c", "a", "b"]
-    assert out["spec"]["containers"][0]["image"] == "new"
+    assert [c["name"] for c in out["spec"]["containers"]] == ["b", "c", "a"]
+    assert out["spec"]["containers"][1]["image"] == "new"
+    # Without an order the patch's own counts: a new container goes first, as
+    # kubectl patch shows for a real cluster.
+    added = strategic_merge(
+        SCHEMA,
+        POD,
+        pod(containers=[{"name": "nginx"}]),
+        {"spec": {"containers": [{"name": "side"}]}},
+    )
+    assert [c["name"] for c in added["spec"]["containers"]] == ["side", "nginx"]
 
 
-def test_finalizers_are_a_set_and_new_items_append():
+def test_finalizers_are_a_set_and_new_items_go_first():
     original = {"metadata": {"finalizers": ["a"]}}
     out = strategic_merge(SCHEMA, POD, original, {"metadata": {"finalizers": ["b", "a"]}})
-    assert out["metadata"]["finalizers"] == ["a", "b"]
+    assert out["metadata"]["finalizers"] == ["b", "a"]
+    out = strategic_merge(SCHEMA, POD, original, {"metadata": {"finalizers": ["b"]}})
+    assert out["metadata"]["finalizers"] == ["b", "a"]
+
+
+def test_long_lists_merge_in_linear_time():
+    many = [f"example.com/f{i}" for i in range(40_000)]
+    patch = {
+        "metadata": {"finalizers": many[10:], "$deleteFromPrimitiveList/finalizers": many[:10]}
+    }
+    out = strategic_merge(SCHEMA, POD, {"metadata": {"finalizers": many[:20_000]}}, patch)
+    assert len(out["metadata"]["finalizers"]) == 40_000 - 10
+    containers = [{"name": f"c{i}"} for i in range(20_000)]
+    out = strategic_merge(
+        SCHEMA, POD, pod(containers=containers[:10_000]), {"spec": {"containers": containers}}
+    )
+    assert len(out["spec"]["containers"]) == 20_000
 
 
 def test_patch_replace_directives():

@@ -29,7 +29,8 @@ from actorkube.etcd import (
     start_group,
     unlock,
 )
-from actorkube.raft import Outcome, Propose
+from actorkube.etcd._node import Watch
+from actorkube.raft import GetStatus, Outcome, Propose
 
 
 async def test_writes_and_reads_through_the_client(autojump_clock) -> None:
@@ -268,4 +269,39 @@ async def test_an_election_has_one_leader_at_a_time(autojump_clock) -> None:
         assert seen[0] == b"a2" and seen[-1] == b"b"
         with pytest.raises(EtcdError, match="not leader"):
             await proclaim(client, won, b"late")
+        await group.stop()
+
+
+async def test_watches_open_on_the_leader_and_a_silent_member_does_not_delay_them(
+    autojump_clock,
+) -> None:
+    # A follower hears of a commit with the leader's next append or heartbeat: watches
+    # open on the leader. Members are asked at once, so one that never answers costs
+    # nothing when another names the leader.
+    class Silent(Actor):
+        @handler
+        async def on_status(self, msg: GetStatus) -> None:
+            await trio.sleep_forever()
+
+        @handler
+        async def on_watch(self, msg: Watch) -> None:
+            await trio.sleep_forever()
+
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        writer = group.client()
+        await writer.put(b"k", b"v")
+        leader = await group.leader()
+        follower = next(n for n in group.members if n != leader)
+        members = dict(group.members)
+        members[follower] = system.spawn(lambda: Silent(), name="silent")
+        client = EtcdClient(system, members)
+        assert await client.find_leader() == leader
+        started = trio.current_time()
+        async with client.watch(b"k") as stream:
+            assert trio.current_time() - started < 0.1
+            assert stream.member == group.members[leader]
+            await writer.put(b"k", b"w")
+            response = await stream.receive()
+            assert [e.kv.value for e in response.events] == [b"w"]
         await group.stop()

@@ -161,3 +161,13 @@ async def test_kubectl_get_watch_prints_rows_as_objects_change(tmp_path):
             watching.kill()
             await watching.wait()
         nursery.cancel_scope.cancel()
+
+
+def test_certificates_near_their_end_are_issued_again(tmp_path):
+    from actorkube.pki import issue
+
+    first = ClusterPki.load_or_create(tmp_path)
+    issue(first.ca, "admin", organizations=("system:masters",), days=10).write(tmp_path, "admin")
+    again = ClusterPki.load_or_create(tmp_path)
+    assert again.admin != first.admin and again.ca == first.ca
+    assert ClusterPki.load_or_create(tmp_path).admin == again.admin  # a year's: kept

@@ -15,8 +15,9 @@ Rules of this file (Kubernetes' server-side apply):
   creationTimestamp, deletion fields, managedFields) and, outside the status
   subresource, the status are not owned by anyone; through the status subresource only
   the status is.
-- A write whose body changes ``managedFields`` itself sets them as given (an empty list
-  clears them), as Kubernetes lets clients do.
+- A write whose body changes ``managedFields`` itself sets them as given (checked;
+  ``[{}]`` clears them, an empty list changes nothing), and its own changes are
+  recorded on top, as Kubernetes lets clients do (``_bodies.track``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ from typing import Any
 
 import attrs
 
-from ._fieldset import ITEM, Path, display, from_fields_v1, leaves, to_fields_v1, under
+from ._fieldset import (
+    ITEM,
+    Path,
+    display,
+    from_fields_v1,
+    item_key,
+    leaves,
+    prefixes,
+    to_fields_v1,
+)
 from ._schema import SCALARS, Field, Schema, TypeDef
 
 APPLY, UPDATE = "Apply", "Update"
@@ -125,20 +135,9 @@ def _with_entries(obj: dict, entries: list[_Entry]) -> dict:
     return {**obj, "metadata": m}
 
 
-def managed_fields_set(old: dict | None, new: dict) -> bool:
-    """Whether the write sets ``managedFields`` itself (see the rules)."""
-    before = ((old or {}).get("metadata") or {}).get("managedFields")
-    after = (new.get("metadata") or {}).get("managedFields")
-    return after is not None and after != before
-
-
 def explicit_managed_fields(new: dict) -> dict:
-    """``new`` with the managedFields its writer gave: an empty list (or ``[{}]``)
-    clears them."""
-    after = (new.get("metadata") or {}).get("managedFields")
-    if not after or after == [{}]:
-        return _with_entries(new, [])
-    return new
+    """``new`` without managedFields (what ``managedFields: [{}]`` asks for)."""
+    return _with_entries(new, [])
 
 
 def track_update(
@@ -198,29 +197,37 @@ def apply(
     ident = (manager, APPLY, "", subresource)
     mine = next((e for e in entries if e.ident == ident), None)
     others = [e for e in entries if e is not mine]
+    result = _merge(schema, t, live, config)
+    # A conflict is a field another manager owns whose value the merge changes (an
+    # empty struct in the configuration changes nothing below it).
+    merged = leaves(schema, t, result, skip=skip)
+    refined = prefixes(merged)
     conflicts: list[Conflict] = []
     taken: list[tuple[_Entry, Path]] = []
-    for path, value in applied.items():
-        if path[-1:] == (ITEM,) or (path in current and current[path] == value):
-            continue
-        for e in others:
-            owned = [p for p in e.fields if under(p, path) or under(path, p)]
-            for p in owned:
+    for e in others:
+        for p in e.fields:
+            if p[-1:] == (ITEM,):
+                continue
+            now_value = merged.get(p, _MISSING)
+            if now_value is _MISSING and p in refined:
+                continue  # a leaf that became a struct with fields: nothing was lost
+            if now_value != current.get(p, _MISSING):
                 conflicts.append(Conflict(e.shown(), p))
                 taken.append((e, p))
     if conflicts and not force:
-        raise ApplyConflict(conflicts)
+        raise ApplyConflict(sorted(conflicts, key=lambda c: display(c.path)))
     for e, p in taken:
         e.fields.discard(p)
-    result = _merge(schema, t, live, config)
     previous = mine.fields if mine is not None else set()
-    owned = [p for e in others for p in e.fields]
-    stale = [p for p in previous - applied.keys()
-             if not any(under(q, p[:-1] if p[-1:] == (ITEM,) else p) for q in owned)]  # fmt: skip
+    owned = prefixes(p for e in others for p in e.fields)
+    stale = [
+        p for p in previous - applied.keys() if (p[:-1] if p[-1:] == (ITEM,) else p) not in owned
+    ]
     # An item that goes takes its fields with it; the keys of an item that stays stay.
     gone = {p[:-1] for p in stale if p[-1:] == (ITEM,)}
     for path in sorted(stale, key=len):
-        if path[-1:] != (ITEM,) and (_is_key(path) or any(path[: len(g)] == g for g in gone)):
+        inside_gone = any(path[:i] in gone for i in range(1, len(path)))
+        if path[-1:] != (ITEM,) and (_is_key(path) or inside_gone):
             continue
         result = _remove(schema, t, result, path)
     if mine is None:
@@ -295,13 +302,16 @@ def _is_key(path: Path) -> bool:
     """Whether ``path`` is a key field of the associative-list item it is in."""
     if len(path) < 2 or path[-2][0] != "k" or path[-1][0] != "f":
         return False
-    return path[-1][1] in json.loads(path[-2][1])
+    try:
+        return path[-1][1] in json.loads(path[-2][1])
+    except ValueError:
+        return False
 
 
 def _find(items: list, item: dict, keys: tuple[str, ...]) -> int | None:
-    ident = {k: item.get(k) for k in keys}
+    ident = item_key(item, keys)
     for i, x in enumerate(items):
-        if isinstance(x, dict) and {k: x.get(k) for k in keys} == ident:
+        if isinstance(x, dict) and item_key(x, keys) == ident:
             return i
     return None
 

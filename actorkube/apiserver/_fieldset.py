@@ -28,8 +28,25 @@ Path = tuple
 ITEM = "."
 
 
+# Defaults of list-map key fields, which identify an item whether it was written or
+# defaulted (a port applied without a protocol is the TCP port the server stores):
+# structured-merge-diff reads them from the schema's defaults.
+KEY_DEFAULTS = {"protocol": "TCP"}
+
+
+def item_key(item: dict, keys: tuple[str, ...]) -> dict:
+    """The key fields that identify ``item`` in an associative list, defaults filled."""
+    out = {}
+    for k in keys:
+        if k in item:
+            out[k] = item[k]
+        elif k in KEY_DEFAULTS:
+            out[k] = KEY_DEFAULTS[k]
+    return out
+
+
 def _key_json(item: dict, keys: tuple[str, ...]) -> str:
-    return json.dumps({k: item[k] for k in keys if k in item}, separators=(",", ":"))
+    return json.dumps(item_key(item, keys), separators=(",", ":"))
 
 
 def _value_json(value: Any) -> str:
@@ -129,8 +146,8 @@ def from_fields_v1(fields: Any) -> set[Path]:
                 out.add((*path, ITEM))
                 continue
             kind, _, name = key.partition(":")
-            if kind not in ("f", "k", "v", "i"):
-                continue
+            if kind not in ("f", "k", "v", "i") or not _well_formed(kind, name):
+                continue  # what a client wrote wrong counts for nothing, and fails nothing
             p = (*path, (kind, int(name) if kind == "i" else name))
             if isinstance(child, dict) and child:
                 walk(child, p)
@@ -139,6 +156,30 @@ def from_fields_v1(fields: Any) -> set[Path]:
 
     if isinstance(fields, dict):
         walk(fields, ())
+    return out
+
+
+def _well_formed(kind: str, name: str) -> bool:
+    if kind == "i":
+        return name.isdigit()
+    if kind in ("k", "v"):
+        try:
+            value = json.loads(name)
+        except ValueError:
+            return False
+        return kind == "v" or isinstance(value, dict)
+    return True
+
+
+def prefixes(paths: Iterable[Path]) -> set[Path]:
+    """Every path that is a path of ``paths`` or above one (an item marker counts as
+    the item), to ask "does anyone own something at or below this?" in one lookup."""
+    out: set[Path] = set()
+    for path in paths:
+        if path[-1:] == (ITEM,):
+            path = path[:-1]
+        for i in range(1, len(path) + 1):
+            out.add(path[:i])
     return out
 
 

@@ -24,6 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from actorkube.etcd import EtcdError
 
 from . import _bodies as bodies
@@ -48,6 +50,9 @@ from ._validation import FieldError, Path
 from ._watchcache import BOOKMARK, Event, WatchCache, Watcher
 
 log = logging.getLogger("actorkube.apiserver")
+
+
+MAX_WARNINGS = 100
 
 
 class Handler:
@@ -93,11 +98,19 @@ class Handler:
             if req.impersonate:
                 user = impersonate(requester, req.impersonate, self.authorizer)
             decision = self._authorize(user, req)
+            if req.raw_body:
+                # Decoded only now, for a caller who may make the request at all.
+                body, twice = bodies.parse(self.schema, req.raw_body, req.content_type)
+                kind = "application/json" if req.content_type == bodies.PROTOBUF else None
+                req = attrs.evolve(req, body=body, raw_body=b"", duplicate_fields=twice,
+                                   content_type=kind or req.content_type)  # fmt: skip
             body, code, watcher = await self._serve(req, user, warnings)
+            # Each warning once, and not without end (kube-apiserver bounds them too).
+            told = tuple(dict.fromkeys(warnings))[:MAX_WARNINGS]
             if isinstance(body, bytes):
-                response = ApiResponse(code, raw=body, warnings=tuple(warnings))
+                response = ApiResponse(code, raw=body, warnings=told)
             else:
-                response = ApiResponse(code, body, warnings=tuple(warnings))
+                response = ApiResponse(code, body, warnings=told)
         except errors.ApiError as e:
             response = ApiResponse(e.code, e.status)
         except EtcdError as e:  # etcd unavailable or slow: the client may retry
@@ -184,7 +197,12 @@ class Handler:
         if rt.verbs and (req.verb not in rt.verbs or req.subresource):
             raise errors.method_not_allowed(f"{rt.plural} only accept {', '.join(rt.verbs)}")
         if not rt.stored:
-            reviewed = answer(rt, req.namespace, _body(req), user, self.authorizer,
+            asked = _body(req)
+            _check_kind(rt, asked)
+            params = req.params or {}
+            twice = req.duplicate_fields
+            asked = bodies.decode_body(self.schema, rt, asked, params, warnings, twice)
+            reviewed = answer(rt, req.namespace, asked, user, self.authorizer,
                               self.authenticator)  # fmt: skip
             return reviewed, 201, None
         params = req.params or {}
@@ -388,7 +406,11 @@ class Handler:
                 },
             }
             if req.subresource == "status":
-                new = {**current, "status": new.get("status")}
+                kept = {**current, "status": new.get("status")}
+                if applied:  # the apply recorded who owns what: that stays too
+                    managed = meta(new).get("managedFields")
+                    kept["metadata"] = {**meta(current), "managedFields": managed}
+                new = kept
             elif rt.has_status:
                 new = (
                     {**new, "status": current.get("status")}

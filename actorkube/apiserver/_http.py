@@ -4,13 +4,15 @@ official clients. An ASGI application, served by Hypercorn on trio (``serve_http
 Rules of this file:
 
 - A resource request becomes the ``ApiRequest`` the in-cluster client would send
-  (``_rest.parse_request``), with the bearer token of the Authorization header; the
-  API server does the rest (authentication, RBAC, admission, storage). The answer is
-  written as it came: a list from the watch cache as its raw JSON, anything else
-  encoded once here.
-- A body is JSON, at most ``max_body`` bytes (kube-apiserver's limit for JSON is 3 MiB):
-  a larger one is 413, a malformed one 400, another type (protobuf, which kubectl tries
-  first) 415, and none of them reaches the API server.
+  (``_rest.parse_request``), with the caller's credentials (the bearer token, the TLS
+  client certificate, Impersonate-* headers); the API server does the rest
+  (authentication, RBAC, decoding the body, admission, storage). The answer is written
+  as it came: a list from the watch cache as its raw JSON, anything else encoded once
+  here.
+- A body is at most ``max_body`` bytes (kube-apiserver's limit is 3 MiB; 413 above).
+  It goes to the API server as bytes (``ApiRequest.raw_body``), which decodes it only
+  after authenticating and authorizing its sender (``_bodies.parse``: JSON, YAML for
+  apply patches, protobuf; 400 malformed, 415 another type).
 - A watch is one JSON event per line, chunked, until the watch ends; a client that
   goes away stops it.
 - Any other GET (``/version``, ``/healthz``, discovery) is a non-resource request
@@ -31,7 +33,6 @@ from urllib.parse import parse_qsl, unquote
 
 import attrs
 import trio
-import yaml
 from hypercorn.config import Config
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio import serve, tcp_server
@@ -40,15 +41,11 @@ from actorkube.actor import ActorRef, ActorSystem
 from actorkube.client import ApiClient
 
 from . import _errors as errors
-from ._bodies import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
+from ._bodies import APPLY_PATCH
 from ._messages import ApiRequest, ApiResponse
 from ._metrics import CONTENT_TYPE
-from ._protobuf import CONTENT_TYPE as PROTOBUF
-from ._protobuf import ProtobufError
-from ._protobuf import decode_body as decode_protobuf
 from ._registry import Registry
 from ._rest import AGGREGATED, is_non_resource, parse_request
-from ._schema import builtin_schema
 
 log = logging.getLogger("actorkube.apiserver.http")
 
@@ -57,10 +54,6 @@ _JSON = [(b"content-type", b"application/json")]
 _TEXT = b"text/plain; charset=utf-8"
 METRICS_TYPE = CONTENT_TYPE.encode()
 _DISCOVERY = "APIGroupDiscoveryList"
-# Bodies this front end reads as JSON (no body type given: JSON); apply patches are
-# YAML (JSON is YAML), typed Go clients send protobuf.
-_JSON_TYPES = ("", "application/json", MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH)
-
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
@@ -108,12 +101,10 @@ class HttpFrontEnd:
             headers = dict(scope["headers"])
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             content_type = content_type.split(";")[0].strip()
-            body, duplicates = await self._body(receive, content_type)
+            raw = await self._body(receive)
         except errors.ApiError as e:
             await _respond(send, e.code, e.status)
             return
-        if content_type == PROTOBUF:
-            content_type = "application/json"  # decoded: the same object as its JSON
         params = req.params
         if req.verb in ("create", "update", "patch") and content_type != APPLY_PATCH:
             # Kubernetes names the manager of a write after its client's User-Agent.
@@ -122,11 +113,10 @@ class HttpFrontEnd:
                 params = {**(params or {}), "fieldManager": agent[:128]}
         req = attrs.evolve(
             req,
-            body=body,
+            raw_body=raw,
             params=params,
             impersonate=_impersonation(scope["headers"]),
             client_certificate=PEER_CERTIFICATE.get(),
-            duplicate_fields=duplicates,
             accept=headers.get(b"accept", b"").decode("latin-1") if req.path else "",
             token=_bearer(headers.get(b"authorization", b"")),
             content_type=content_type,
@@ -147,7 +137,10 @@ class HttpFrontEnd:
             response = attrs.evolve(response, content=content)
         await _respond_with(send, response, text)
 
-    async def _body(self, receive: Receive, content_type: str) -> object:
+    async def _body(self, receive: Receive) -> bytes:
+        """The body's bytes, at most ``max_body`` (413 above). They are decoded by the
+        API server once it knows who sent them (``_bodies.parse``): nobody makes the
+        server parse anything before it has authenticated them."""
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -161,25 +154,7 @@ class HttpFrontEnd:
                 raise errors.ApiError(errors.status(413, "RequestEntityTooLarge", too_large))
             chunks.append(chunk)
             if not message.get("more_body"):
-                break
-        data = b"".join(chunks)
-        if not data:
-            return None, ()
-        if content_type == PROTOBUF:
-            try:
-                return decode_protobuf(builtin_schema(), data), ()
-            except ProtobufError as e:
-                raise errors.bad_request(f"the request body is not valid protobuf: {e}") from None
-        if content_type == APPLY_PATCH:
-            return _yaml(data)
-        if content_type not in _JSON_TYPES:
-            unsupported = (f'the body of a request cannot be "{content_type}": send JSON, '
-                           f"YAML (apply patches) or protobuf")  # fmt: skip
-            raise errors.ApiError(errors.status(415, "UnsupportedMediaType", unsupported))
-        try:
-            return _json(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise errors.bad_request(f"the request body is not JSON: {e}") from None
+                return b"".join(chunks)
 
     async def _watch(self, req: ApiRequest, receive: Receive, send: Send) -> None:
         try:
@@ -214,40 +189,6 @@ def _impersonation(headers: list[tuple[bytes, bytes]]) -> dict | None:
             key = unquote(what[len("extra-") :])
             asked.setdefault("extra", {}).setdefault(key, []).append(text)
     return asked or None
-
-
-def _yaml(data: bytes) -> tuple[object, tuple[str, ...]]:
-    """An apply configuration: JSON (what kubectl sends), else YAML."""
-    try:
-        return _json(data)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    try:
-        return yaml.safe_load(data), ()
-    except yaml.YAMLError as e:
-        raise errors.bad_request(f"the request body is not YAML: {e}") from None
-
-
-def _json(data: bytes) -> tuple[object, tuple[str, ...]]:
-    """A JSON body, and the names of the fields it gives twice (JSON allows it; the last
-    one wins, as in Go; strict field validation refuses it)."""
-    duplicates: list[str] = []
-
-    def fields(pairs: list[tuple[str, object]]) -> dict:
-        obj: dict = {}
-        for key, value in pairs:
-            if key in obj:
-                duplicates.append(key)
-            obj[key] = value
-        return obj
-
-    body = json.loads(data, parse_constant=_not_json, object_pairs_hook=fields)
-    return body, tuple(duplicates)
-
-
-def _not_json(constant: str) -> object:
-    """NaN and Infinity are Python's extensions, not JSON: refused as Kubernetes does."""
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 async def _until_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

@@ -11,7 +11,8 @@ Rules of this file (Kubernetes' impersonation filter):
   is the 403 of that check, and the request goes no further.
 - Groups or extras without a user is a 400.
 - The impersonated user is in the groups asked for, plus ``system:authenticated``
-  (``system:serviceaccounts`` and its namespace's group for a service account), as if
+  (``system:unauthenticated`` for ``system:anonymous``; for a service account, if no
+  groups were asked for, ``system:serviceaccounts`` and its namespace's group), as if
   it had authenticated.
 """
 
@@ -38,11 +39,14 @@ def impersonate(requester: UserInfo, asked: dict[str, Any], authorizer: Authoriz
                 "requested impersonation of groups, a uid or extras without impersonating a user"
             )
         return requester
-    if name.startswith(SERVICE_ACCOUNT) and name.count(":") == 3:
-        namespace, account = name[len(SERVICE_ACCOUNT) :].split(":")
+    namespace, _, account = name.removeprefix(SERVICE_ACCOUNT).partition(":")
+    if name.startswith(SERVICE_ACCOUNT) and namespace and account and ":" not in account:
         _check(requester, authorizer, "", "serviceaccounts", account, namespace=namespace)
-        implied = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
-    else:
+        # A service account's groups, unless the caller named the groups itself.
+        implied = (
+            [] if groups else ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
+        )
+    else:  # a name that is no valid service account's is a user's
         _check(requester, authorizer, "", "users", name)
         implied = []
     for group in groups:
@@ -52,8 +56,7 @@ def impersonate(requester: UserInfo, asked: dict[str, Any], authorizer: Authoriz
     for key, values in extra.items():
         for value in values:
             _check(requester, authorizer, AUTHN, "userextras", value, subresource=key)
-    if name != "system:anonymous":
-        implied.append(ALL_AUTHENTICATED)
+    implied.append(ALL_AUTHENTICATED if name != "system:anonymous" else "system:unauthenticated")
     all_groups = list(dict.fromkeys([*groups, *implied]))
     return UserInfo(name, uid, tuple(all_groups), extra)
 

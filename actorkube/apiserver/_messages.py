@@ -33,7 +33,9 @@ class ApiRequest:
     client takes, where they choose the answer (aggregated discovery).
     ``client_certificate``: the DER certificate the client presented over TLS (the API
     server checks it against its client CA itself). ``duplicate_fields``: fields the
-    JSON body gave twice (the last one counts; strict field validation refuses them)."""
+    JSON body gave twice (the last one counts; strict field validation refuses them).
+    ``raw_body``: a body as the HTTP front end received it (bytes in ``content_type``),
+    which the API server decodes into ``body`` once it has authenticated the caller."""
 
     verb: str
     resource: str
@@ -54,6 +56,7 @@ class ApiRequest:
     accept: str = ""
     client_certificate: bytes = b""
     duplicate_fields: tuple[str, ...] = ()
+    raw_body: bytes = b""
 
 
 @message(tag="apiserver.Response")

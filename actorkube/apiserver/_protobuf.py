@@ -251,7 +251,10 @@ def _special(type_name: str, parts: dict[int, Any]) -> Any:
             return None
         seconds = _signed(parts.get(1, 0))
         nanos = _signed(parts.get(2, 0), 32)
-        moment = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+        try:
+            moment = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+        except OverflowError:
+            raise ProtobufError(f"a time of {seconds} seconds is out of range") from None
         if type_name == "microtime":
             return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

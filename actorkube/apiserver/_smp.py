@@ -10,15 +10,19 @@ send it):
 - Directives: ``$patch: replace`` (a map, or a list when it is an item) replaces instead
   of merging; ``$patch: delete`` deletes a map, or the list item with the merge key next
   to it; ``$deleteFromPrimitiveList/<field>`` removes values from a set;
-  ``$setElementOrder/<field>`` gives the order of a merged list (items the patch does not
-  name keep their place after the named ones); ``$retainKeys`` clears the keys of a
-  union it does not name (``volumes``, a Deployment's ``strategy``).
+  ``$setElementOrder/<field>`` gives the order of a merged list; without it the
+  patch's own order counts (items the patch names come before the others unless both
+  were there in the other order: new items go first, as in Kubernetes);
+  ``$retainKeys`` clears the keys of a union it does not name (``volumes``, a
+  Deployment's ``strategy``).
 - A malformed patch raises ``PatchError``; nothing is half applied (the result is a new
-  object, the original is never changed).
+  object, the original is never changed). Merging takes time linear in the lists'
+  lengths (items are found by their merge key in a dict).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ._schema import SCALARS, Field, Schema, TypeDef
@@ -80,7 +84,8 @@ def _merge_map(
                 raise PatchError(f"{key} must be a list")
             current = result.get(name)
             if isinstance(current, list):
-                result[name] = [v for v in current if v not in value]
+                drop = {_ident(v) for v in value}
+                result[name] = [v for v in current if _ident(v) not in drop]
         elif key.startswith(SET_ORDER):
             if not isinstance(value, list):
                 raise PatchError(f"{key} must be a list")
@@ -95,15 +100,25 @@ def _merge_map(
             continue
         f = _field_of(t, key)
         type_name = f.type if f is not None else value_type
-        merged = _merge_value(schema, f, type_name, result.get(key), value)
+        before = result.get(key)
+        merged = _merge_value(schema, f, type_name, before, value)
         if merged is _DELETED:
             result.pop(key, None)
-        else:
-            result[key] = merged
-    for name, order in orders.items():
-        if isinstance(result.get(name), list):
-            result[name] = _ordered(result[name], order, _field_of(t, name))
+            continue
+        if isinstance(merged, list) and _merges(f) and isinstance(value, list):
+            order = orders.pop(key, None)
+            named = order if order is not None else value
+            merged = _arrange(merged, before if isinstance(before, list) else [], named, f)
+        result[key] = merged
+    for name, order in orders.items():  # an order for a list the patch leaves as it is
+        f = _field_of(t, name)
+        if isinstance(result.get(name), list) and _merges(f):
+            result[name] = _arrange(result[name], result[name], order, f)
     return result
+
+
+def _merges(f: Field | None) -> bool:
+    return f is not None and f.is_list and "merge" in f.patch_strategy.split(",")
 
 
 _DELETED = object()
@@ -123,7 +138,7 @@ def _merge_value(schema: Schema, f: Field | None, type_name: str, original: Any,
             merged = _merge_map(schema, t, base, patch)
         return _DELETED if merged is None else merged
     if isinstance(patch, list):
-        if f is not None and f.is_list and "merge" in f.patch_strategy.split(","):
+        if _merges(f):
             return _merge_list(schema, f, original if isinstance(original, list) else [], patch)
         return [
             _strip_value(schema, type_name[2:] if type_name.startswith("[]") else "", v)
@@ -132,16 +147,27 @@ def _merge_value(schema: Schema, f: Field | None, type_name: str, original: Any,
     return patch
 
 
+def _ident(value: Any) -> Any:
+    """A hashable identity of a JSON value (True is not 1, as in JSON)."""
+    if isinstance(value, dict | list):
+        return ("j", json.dumps(value, sort_keys=True))
+    return (type(value).__name__, value)
+
+
 def _merge_list(schema: Schema, f: Field, original: list, patch: list) -> list:
+    """A list with patch strategy ``merge``, merged in time linear in its length, in
+    Kubernetes' order (``_arrange``)."""
     item_type = f.item
     if item_type in SCALARS:  # a set of scalars
         if any(isinstance(v, dict) and v.get(PATCH) == "replace" for v in patch):
             return [v for v in patch if not isinstance(v, dict)]
         result = list(original)
+        seen = {_ident(v) for v in result}
         for v in patch:
             if isinstance(v, dict):
                 raise PatchError(f"the list {f.name} holds values, not objects")
-            if v not in result:
+            if _ident(v) not in seen:
+                seen.add(_ident(v))
                 result.append(v)
         return result
     key = f.merge_key
@@ -155,48 +181,74 @@ def _merge_list(schema: Schema, f: Field, original: list, patch: list) -> list:
                 for x in patch
                 if not (isinstance(x, dict) and x.get(PATCH) == "replace")
             ]
-    result = list(original)
+    # Items by their merge key; None marks one deleted (compacted at the end).
+    result: list[Any] = list(original)
+    at: dict[Any, int] = {}
+    for i, x in enumerate(result):
+        if isinstance(x, dict) and key in x:
+            at.setdefault(_ident(x[key]), i)
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"the items of {f.name} must be objects")
         if key not in item:
             raise PatchError(f"map: {item} does not contain declared merge key: {key}")
-        at = next(
-            (i for i, x in enumerate(result) if isinstance(x, dict) and x.get(key) == item[key]),
-            None,
-        )
+        ident = _ident(item[key])
+        i = at.get(ident)
         if item.get(PATCH) == "delete":
-            result = [x for x in result if not (isinstance(x, dict) and x.get(key) == item[key])]
+            if i is not None:
+                result[i] = None
+                del at[ident]
             continue
-        if at is None:
-            merged = _merge_map(schema, t, {}, item)
+        merged = _merge_map(schema, t, {} if i is None else result[i], item)
+        if i is None:
             if merged is not None:
+                at[ident] = len(result)
                 result.append(merged)
+        elif merged is None:
+            result[i] = None
+            del at[ident]
         else:
-            merged = _merge_map(schema, t, result[at], item)
-            if merged is None:
-                del result[at]
-            else:
-                result[at] = merged
-    return result
+            result[i] = merged
+    return [x for x in result if x is not None]
 
 
-def _ordered(items: list, order: list, f: Field | None) -> list:
-    """``items`` with those ``order`` names first, in its order; the rest after, as they
-    were."""
+def _arrange(items: list, original: list, patch_order: list, f: Field | None) -> list:
+    """``items`` (a merged list) in the order Kubernetes gives them: the items the patch
+    names (in the order of ``$setElementOrder``, else of the patch) merged with the
+    others (in their original order) so that an item the patch names goes before an
+    original one unless both were there and it came after."""
     key = f.merge_key if f is not None else ""
 
     def ident(v: Any) -> Any:
-        if key and isinstance(v, dict):
-            return ("k", repr(v.get(key)))
-        return ("v", repr(v))
+        return _ident(v.get(key)) if key and isinstance(v, dict) else _ident(v)
 
-    rank = {}
-    for i, entry in enumerate(order):
-        rank.setdefault(ident(entry), i)
-    named = sorted((v for v in items if ident(v) in rank), key=lambda v: rank[ident(v)])
-    rest = [v for v in items if ident(v) not in rank]
-    return named + rest
+    named: dict[Any, int] = {}
+    for entry in patch_order:
+        named.setdefault(ident(entry), len(named))
+    was: dict[Any, int] = {}
+    for i, v in enumerate(original):
+        was.setdefault(ident(v), i)
+    right = sorted((v for v in items if ident(v) in named), key=lambda v: named[ident(v)])
+    left = sorted((v for v in items if ident(v) not in named),
+                  key=lambda v: was.get(ident(v), len(was)))  # fmt: skip
+    out: list = []
+    i = j = 0
+    while i < len(left) or j < len(right):
+        if j >= len(right):
+            out.append(left[i])
+            i += 1
+        elif i >= len(left):
+            out.append(right[j])
+            j += 1
+        else:
+            li, rj = was.get(ident(left[i])), was.get(ident(right[j]))
+            if li is not None and rj is not None and li < rj:
+                out.append(left[i])
+                i += 1
+            else:
+                out.append(right[j])
+                j += 1
+    return out
 
 
 def _strip(schema: Schema, t: TypeDef | None, value: dict, value_type: str = "") -> dict:

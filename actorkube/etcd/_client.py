@@ -169,16 +169,21 @@ class EtcdClient:
             await stream.aclose()
 
     async def find_leader(self) -> int | None:
-        """The member that a member says leads now (asking each in turn, briefly);
-        None if none knows."""
-        for node in self._order:
-            try:
+        """The member that members say leads now: all are asked at once, and the first
+        answer that names one counts; None if none does within one attempt's timeout."""
+        found: list[int] = []
+
+        async def ask(node: int, done: trio.CancelScope) -> None:
+            with contextlib.suppress(AskTimeout, Undeliverable):
                 status = await self.members[node].ask(GetStatus(), timeout=self.attempt_timeout)
-            except (AskTimeout, Undeliverable):
-                continue
-            if status.leader in self.members:
-                return status.leader
-        return None
+                if status.leader in self.members:
+                    found.append(status.leader)
+                    done.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for node in self._order:
+                nursery.start_soon(ask, node, nursery.cancel_scope)
+        return found[0] if found else None
 
     # --- the retry loop ----------------------------------------------------------------------
 
@@ -268,6 +273,7 @@ class WatchStream:
         # A resume cut short (the caller's timeout cancelled it) is finished first thing
         # in the next receive: until then the stream is on no member.
         self._resuming = False
+        self._left: ActorRef | None = None  # the member a resume left
         # When the stream last heard from its member: a quiet spell is measured from
         # here, across receive calls, so that a caller's short timeouts cannot keep
         # postponing the check forever.
@@ -279,14 +285,18 @@ class WatchStream:
             overflow=Overflow.FAIL,
         )
 
-    async def open(self) -> None:
+    async def open(self, avoid: ActorRef | None = None) -> None:
         client = self.client
         order = client._order
         # Opened on the leader if there is one: a follower learns of a commit with the
         # leader's next append or heartbeat (no round of messages just for it), so its
         # watchers would hear of changes up to a heartbeat late. (The client's own
         # ``leader`` is only the member that last answered: a follower serves reads.)
+        # A resume leaves the member it was on (``avoid``) for the next one in turn
+        # unless another member leads.
         leader = await client.find_leader()
+        if leader is None or client.members[leader] == avoid:
+            leader = client.leader
         first = leader if leader is not None else order[0]
         start = order.index(first)
         with trio.move_on_after(client.timeout):
@@ -369,12 +379,13 @@ class WatchStream:
             self._cancel_current()
             self.resumed += 1
             client = self.client
+            self._left = self.member
             if self.member is not None:  # another member next time
                 nodes = [n for n, ref in client.members.items() if ref == self.member]
                 order = client._order
                 client.leader = order[(order.index(nodes[0]) + 1) % len(order)]
             self.member = None
-        await self.open()
+        await self.open(avoid=self._left)
         self._resuming = False
         self._heard_at = trio.current_time()
 
