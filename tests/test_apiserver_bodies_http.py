@@ -319,3 +319,38 @@ async def test_duplicate_fields_are_refused_when_strict_and_warned_about_otherwi
         assert code == 201 and made["metadata"]["name"] == "d" and made["data"] == {"a": "2"}
         assert 'duplicate field \\"name\\"' in http.headers["warning"]
         nursery.cancel_scope.cancel()
+
+
+async def test_bodies_are_read_only_for_callers_who_may_send_them():
+    # Decoding comes after authentication and authorization: a stranger's malformed or
+    # expensive body is a 401, and a forbidden caller's a 403, never parsed.
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        yaml_bomb = b"- 1\n" * 100_000
+        code, status = await http.call("PATCH", CMS + "/x?fieldManager=m", raw=yaml_bomb,
+                                       content_type=APPLY, token="")  # fmt: skip
+        assert code == 401 and status["reason"] == "Unauthorized"
+        code, status = await http.call("POST", CMS, raw=b"{not json", token="alice-token")
+        assert code == 403 and status["reason"] == "Forbidden"
+        code, status = await http.call("POST", CMS, raw=b"{not json")
+        assert code == 400  # the admin may: now it is read, and refused
+        nested = b'{"metadata": {"name": "deep"}, "data": ' + b'{"a": ' * 150 + b"1" + b"}" * 151
+        code, status = await http.call("POST", CMS, raw=nested)
+        assert code == 400 and "nested deeper than 100 levels" in status["message"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_json_patches_within_kubernetes_limits():
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        await http.call("POST", CMS, {"metadata": {"name": "c"}, "data": {"a": "x" * 1000}})
+        # Each copy doubles the object: 30 would ask for gigabytes.
+        doubling = [{"op": "copy", "from": "/data", "path": f"/data/x{i}"} for i in range(30)]
+        code, status = await http.call("PATCH", CMS + "/c", doubling,
+                                       content_type="application/json-patch+json")  # fmt: skip
+        assert code == 422 and "copy operations add up to more than" in status["message"]
+        many = [{"op": "test", "path": "/kind", "value": "ConfigMap"}] * 10_001
+        code, status = await http.call("PATCH", CMS + "/c", many,
+                                       content_type="application/json-patch+json")  # fmt: skip
+        assert code == 413 and "maximum operations in a JSON patch is 10000" in status["message"]
+        nursery.cancel_scope.cancel()
