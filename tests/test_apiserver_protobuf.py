@@ -131,3 +131,18 @@ def test_unknown_field_numbers_are_skipped_as_protobuf_says():
 )
 def test_durations_print_as_go_prints_them(nanos, shown):
     assert go_duration(nanos) == shown
+
+
+def test_a_pointers_zero_is_set_and_an_omitempty_fields_zero_is_left_out():
+    # DeploymentSpec.replicas is *int32: 0 on the wire is replicas: 0. Container.stdin
+    # is a plain bool with omitempty: false on the wire is what Go's JSON leaves out.
+    # ContainerPort.containerPort has no omitempty: Go's JSON writes even 0.
+    security = msg(15, num(7, 0), num(4, 0))  # allowPrivilegeEscalation, runAsUser
+    container = msg(2, text(1, "a"), num(16, 0), msg(6, num(3, 0)), security)
+    template = msg(3, msg(1, msg(11, text(1, "app"), text(2, "x"))), msg(2, container))
+    spec = msg(2, num(1, 0), msg(2, msg(1, msg(1, text(1, "app"), text(2, "x")))), template)
+    obj = decode_body(SCHEMA, body("apps/v1", "Deployment", msg(1, text(1, "d")) + spec))
+    assert obj["spec"]["replicas"] == 0
+    [c] = obj["spec"]["template"]["spec"]["containers"]
+    assert "stdin" not in c and c["ports"] == [{"containerPort": 0}]
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "runAsUser": 0}

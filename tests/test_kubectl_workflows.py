@@ -147,6 +147,9 @@ async def test_generator_commands_send_protobuf_and_it_is_read(tmp_path):
         )
         await run("-n", "shop", "create", "service", "clusterip", "cart", "--tcp=80:8080")
         await run("-n", "shop", "create", "serviceaccount", "robot")
+        # A pointer set to its zero value is set (protobuf writes it; replicas stays 0).
+        await run("-n", "shop", "create", "deployment", "idle", "--image=nginx", "--replicas=0")
+        assert (await get_json(run, "-n", "shop", "deployment", "idle"))["spec"]["replicas"] == 0
         assert (await get_json(run, "-n", "shop", "configmap", "settings"))["data"] == {
             "color": "blue"
         }

@@ -11,10 +11,11 @@ Rules of this file (k8s.io/apimachinery's protobuf serializer):
   merges into the outer object in JSON. Quantities, IntOrStrings, times, durations
   and raw extensions are messages with JSON counterparts (a string, an int or string,
   an RFC 3339 string, Go's duration text, any JSON).
-- Go writes every non-pointer field, zero or not; JSON leaves out what ``omitempty``
-  does. We leave out zero scalars, empty lists and maps and zero times among a struct's
-  fields and keep structs, even empty ones (values inside maps and lists are kept as
-  they are), which reads the same as Go's JSON.
+- Go writes every non-pointer field, zero or not, and a pointer field when it is set;
+  its JSON leaves out what ``omitempty`` does. So among a struct's fields we leave out
+  zero scalars of non-pointer omitempty fields, empty lists and maps and zero times,
+  and keep a pointer's zero (``replicas: 0`` is set) and structs, even empty ones
+  (values inside maps and lists are kept as they are): what Go's JSON would say.
 - Malformed input raises ``ProtobufError``; nothing is guessed.
 """
 
@@ -135,13 +136,15 @@ def _signed(value: int, bits: int = 64) -> int:
 
 
 def _omitted(f: Field, value: Any) -> bool:
-    """Whether JSON leaves the field out: Go's omitempty drops zero scalars, empty lists
-    and maps and nil; a struct is always written (``resources: {}``)."""
+    """Whether Go's JSON leaves the field out: nil (a pointer not on the wire, an empty
+    list or map); a zero scalar unless it is a pointer's (set: ``replicas: 0``,
+    ``allowPrivilegeEscalation: false``) or the field has no omitempty. A struct is
+    always written (``resources: {}``)."""
     if value is None or value == []:
         return True
     if isinstance(value, dict):
         return f.is_map and not value
-    return value in ("", 0)
+    return value in ("", 0) and not f.pointer and f.omitempty
 
 
 def _message(schema: Schema, t: TypeDef, data: bytes) -> dict:

@@ -19,7 +19,8 @@ Rules of this file:
   or a type's name.
 - Fields Go embeds inline (``VolumeSource`` in ``Volume``) are fields of the outer type
   in JSON and a message of their own in protobuf: ``TypeDef.fields`` is the JSON view,
-  ``TypeDef.proto`` the protobuf one.
+  ``TypeDef.proto`` the protobuf one. ``Field.pointer`` and ``omitempty`` are the Go
+  field's (a ``*bool`` set to false is set; protobuf readers need to know).
 - Loaded once, on first use, and never changed.
 """
 
@@ -69,6 +70,8 @@ class Field:
     patch_strategy: str = ""
     merge_key: str = ""
     map_type: str = ""
+    pointer: bool = False  # Go's *T: set (even to its zero value) or not
+    omitempty: bool = True  # Go's JSON leaves the zero value out
 
     @property
     def is_list(self) -> bool:
@@ -195,6 +198,8 @@ class Schema:
                     entry.get("patchStrategy", ""),
                     entry.get("patchMergeKey", ""),
                     entry.get("mapType", ""),
+                    entry.get("pointer", False),
+                    entry.get("omitempty", True),
                 )
                 fields[f.name] = f
                 if f.proto:

@@ -1,7 +1,8 @@
 """Generates ``schema.json`` (see ``_schema``) from Kubernetes' own descriptions of its
 types. Run by a developer when the served types change, not by the server:
 
-    python -m actorkube.apiserver._schema_gen PROTO_FIELDS MARKERS > actorkube/apiserver/schema.json
+    python -m actorkube.apiserver._schema_gen PROTO_FIELDS MARKERS GO_FIELDS \
+        > actorkube/apiserver/schema.json
 
 - ``PROTO_FIELDS``: every message of the ``generated.proto`` files of k8s.io/api
   (core, apps, rbac, coordination, discovery, policy, autoscaling, authorization,
@@ -13,6 +14,8 @@ types. Run by a developer when the served types change, not by the server:
   markers and ``patchStrategy``/``patchMergeKey`` tags of the Go ``types.go`` files, as
   JSON ``{"types": {"io.k8s.api.core.v1.PodSpec": {"containers": {"listType": "map",
   ...}}}, "structTypes": {...}}``.
+- ``GO_FIELDS``: whether each Go field is a pointer and has ``omitempty`` (protobuf
+  readers need it: a ``*bool`` set to false is set).
 - Descriptions and which fields are required come from the official Python client's
   models (``kubernetes.client.models``, the test extra), which are generated from
   Kubernetes' OpenAPI; so do ``apiVersion`` and ``kind`` (Go embeds them without a
@@ -209,13 +212,35 @@ def _gvk(name: str, fields: dict, described: dict) -> list[str] | None:
     return [GROUPS[group_dir], version, kind]
 
 
+def add_go_fields(data: dict, go: dict) -> dict:
+    """Mark each field with its Go pointer-ness and omitempty (from ``GO_FIELDS``:
+    ``{"types": {"io.k8s.api.core.v1.PodSpec": {"replicas": {"pointer": true,
+    "omitempty": true}}}}``, parsed from the same types.go files)."""
+    known = go.get("types", {})
+    for name, spec in data["types"].items():
+        fields = known.get(name, {})
+        for entry in spec["fields"]:
+            info = fields.get(entry.get("name", ""))
+            if info is None:
+                continue
+            if info.get("pointer"):
+                entry["pointer"] = True
+            if not info.get("omitempty", True):
+                entry["omitempty"] = False
+    data["source"]["go"] = go.get("source", "")
+    return data
+
+
 def main() -> None:
-    proto_path, marker_path = sys.argv[1], sys.argv[2]
+    proto_path, marker_path, go_path = sys.argv[1], sys.argv[2], sys.argv[3]
     with open(proto_path) as f:
         proto = json.load(f)
     with open(marker_path) as f:
         markers = json.load(f)
-    json.dump(generate(proto, markers), sys.stdout, separators=(",", ":"), sort_keys=True)
+    with open(go_path) as f:
+        go = json.load(f)
+    data = add_go_fields(generate(proto, markers), go)
+    json.dump(data, sys.stdout, separators=(",", ":"), sort_keys=True)
 
 
 if __name__ == "__main__":
