@@ -183,8 +183,16 @@ def decode_body(
     return decoded.obj
 
 
-def patched(schema: Schema, rt: ResourceType, content_type: str, patch: Any, current: dict) -> dict:
-    """``current`` with the patch applied (JSON, merge or strategic merge patch)."""
+def patched(
+    schema: Schema,
+    rt: ResourceType,
+    content_type: str,
+    patch: Any,
+    current: dict,
+    t: TypeDef | None = None,
+) -> dict:
+    """``current`` (of the resource's type, or ``t``: a subresource's) with the patch
+    applied (JSON, merge or strategic merge patch)."""
     base = dict(current)
     if content_type == JSON_PATCH:
         return _json_patched(base, patch)
@@ -194,7 +202,7 @@ def patched(schema: Schema, rt: ResourceType, content_type: str, patch: Any, cur
         return merge_patch(base, patch)
     if content_type == STRATEGIC_PATCH:
         try:
-            return strategic_merge(schema, type_of(schema, rt), base, patch)
+            return strategic_merge(schema, t or type_of(schema, rt), base, patch)
         except PatchError as e:
             raise errors.bad_request(f"the strategic merge patch failed: {e}") from None
         except RecursionError:

@@ -534,12 +534,14 @@ class Handler:
         if req.verb not in ("update", "patch"):
             raise errors.method_not_allowed(f"{rt.plural}/scale accepts get, update and patch")
 
+        scale = self.schema.kind("autoscaling/v1", "Scale")
+
         def rescale(current: dict) -> dict:
-            wanted = (
-                _body(req)
-                if req.verb == "update"
-                else bodies.patched(self.schema, rt, req.content_type, req.body, _scale_of(current))
-            )
+            if req.verb == "update":
+                wanted = _body(req)
+            else:
+                shown = _scale_of(current)
+                wanted = bodies.patched(self.schema, rt, req.content_type, req.body, shown, scale)
             replicas = (wanted.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid(
