@@ -121,6 +121,22 @@ def _entries(obj: dict | None) -> list[_Entry]:
     ]
 
 
+def _entry_of(entries: list[_Entry], manager: str, operation: str, api_version: str,
+              subresource: str) -> _Entry:  # fmt: skip
+    """The manager's entry for this operation (Apply: one whatever the version), added
+    to ``entries`` if it has none."""
+    version = api_version if operation == UPDATE else ""
+    ident = (manager, operation, version, subresource)
+    for e in entries:
+        if e.ident == ident:
+            return e
+    data = {"manager": manager, "operation": operation, "apiVersion": api_version}
+    if subresource:
+        data["subresource"] = subresource
+    entries.append(_Entry(data, set()))
+    return entries[-1]
+
+
 def _with_entries(obj: dict, entries: list[_Entry]) -> dict:
     managed = []
     for e in entries:
@@ -162,14 +178,7 @@ def track_update(
         e.fields -= changed
         e.fields -= removed
     if changed:
-        ident = (manager, UPDATE, api_version, subresource)
-        mine = next((e for e in entries if e.ident == ident), None)
-        if mine is None:
-            data = {"manager": manager, "operation": UPDATE, "apiVersion": api_version}
-            if subresource:
-                data["subresource"] = subresource
-            mine = _Entry(data, set())
-            entries.append(mine)
+        mine = _entry_of(entries, manager, UPDATE, api_version, subresource)
         mine.fields |= changed
         mine.data["time"] = now
     return _with_entries(new, entries)
@@ -231,11 +240,7 @@ def apply(
             continue
         result = _remove(schema, t, result, path)
     if mine is None:
-        data = {"manager": manager, "operation": APPLY, "apiVersion": api_version}
-        if subresource:
-            data["subresource"] = subresource
-        mine = _Entry(data, set())
-        entries.append(mine)
+        mine = _entry_of(entries, manager, APPLY, api_version, subresource)
     # The time says when the manager last changed something (Kubernetes' rule), so that
     # applying the same configuration again writes nothing.
     changed = mine.fields != set(applied) or any(
