@@ -1,0 +1,95 @@
+"""A node as the scheduler sees it: the Node object and the pods on it (bound or
+assumed), with the totals the plugins ask about kept up to date as pods come and go.
+
+Rules of this file:
+
+- Adding and removing a pod updates the requested resources (exact and with the
+  scoring defaults), the host ports in use and the pod count; removing a pod that is
+  not there changes nothing. Pods are keyed by namespace/name.
+- ``generation`` grows with every change, so that a snapshot can tell what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._resources import allocatable, pod_requests
+
+
+def pod_key(pod: Mapping[str, Any]) -> str:
+    m = pod.get("metadata") or {}
+    return f"{m.get('namespace', '')}/{m.get('name', '')}"
+
+
+def host_ports(pod: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """The (protocol, hostIP, hostPort) the pod's containers claim on their node."""
+    out = []
+    spec = pod.get("spec") or {}
+    for c in (*(spec.get("initContainers") or ()), *(spec.get("containers") or ())):
+        for p in c.get("ports") or ():
+            port = p.get("hostPort") or 0
+            if port:
+                out.append((p.get("protocol") or "TCP", p.get("hostIP") or "0.0.0.0", port))
+    return out
+
+
+class NodeInfo:
+    """One node and its pods (see the module rules)."""
+
+    __slots__ = ("allocatable", "generation", "images", "node", "non_zero", "pods",
+                 "ports", "requested")  # fmt: skip
+
+    def __init__(self, node: Mapping[str, Any]) -> None:
+        self.pods: dict[str, Mapping[str, Any]] = {}
+        self.requested: dict[str, int] = {}
+        self.non_zero: dict[str, int] = {}
+        self.ports: dict[tuple[str, str, int], int] = {}
+        self.generation = 0
+        self.set_node(node)
+
+    def set_node(self, node: Mapping[str, Any]) -> None:
+        self.node = node
+        self.allocatable = allocatable(node)
+        status = node.get("status") or {}
+        self.images: dict[str, int] = {}
+        for image in status.get("images") or ():
+            for name in image.get("names") or ():
+                self.images[name] = image.get("sizeBytes") or 0
+        self.generation += 1
+
+    @property
+    def name(self) -> str:
+        return (self.node.get("metadata") or {}).get("name", "")
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return (self.node.get("metadata") or {}).get("labels") or {}
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        return self.node.get("spec") or {}
+
+    def add_pod(self, pod: Mapping[str, Any]) -> None:
+        key = pod_key(pod)
+        if key in self.pods:
+            self.remove_pod(self.pods[key])
+        self.pods[key] = pod
+        self._count(pod, +1)
+
+    def remove_pod(self, pod: Mapping[str, Any]) -> None:
+        stored = self.pods.pop(pod_key(pod), None)
+        if stored is not None:
+            self._count(stored, -1)
+
+    def _count(self, pod: Mapping[str, Any], sign: int) -> None:
+        for name, v in pod_requests(pod).items():
+            self.requested[name] = self.requested.get(name, 0) + sign * v
+        for name, v in pod_requests(pod, non_zero=True).items():
+            if name in ("cpu", "memory"):
+                self.non_zero[name] = self.non_zero.get(name, 0) + sign * v
+        for port in host_ports(pod):
+            self.ports[port] = self.ports.get(port, 0) + sign
+            if not self.ports[port]:
+                del self.ports[port]
+        self.generation += 1

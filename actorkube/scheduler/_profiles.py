@@ -1,0 +1,40 @@
+"""Profiles: which plugins run, in which order, with which score weights. The default
+is kube-scheduler's for the plugins built so far (weights: TaintToleration 3,
+NodeAffinity 2, NodeResourcesFit 1, NodeResourcesBalancedAllocation 1)."""
+
+from __future__ import annotations
+
+import random
+
+from ._framework import Framework
+from .plugins import (
+    BalancedAllocation,
+    NodeAffinity,
+    NodeName,
+    NodePorts,
+    NodeResourcesFit,
+    NodeUnschedulable,
+    TaintToleration,
+)
+
+DEFAULT_WEIGHTS = {
+    "TaintToleration": 3,
+    "NodeAffinity": 2,
+    "NodeResourcesFit": 1,
+    "NodeResourcesBalancedAllocation": 1,
+}
+
+
+def default_framework(*, seed: int = 0, percentage: int = 0) -> Framework:
+    """kube-scheduler's default profile (the plugins that exist so far), filters in
+    its order: cheap checks first."""
+    plugins = [
+        NodeUnschedulable(),
+        NodeName(),
+        TaintToleration(),
+        NodeAffinity(),
+        NodePorts(),
+        NodeResourcesFit(),
+        BalancedAllocation(),
+    ]
+    return Framework(plugins, dict(DEFAULT_WEIGHTS), percentage, random.Random(seed))

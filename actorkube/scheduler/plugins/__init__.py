@@ -1,0 +1,19 @@
+"""The scheduler's plugins, one module per concern, each Kubernetes' plugin of the same
+name (pkg/scheduler/framework/plugins)."""
+
+from .node_affinity import NodeAffinity
+from .node_basics import NodeName, NodeUnschedulable
+from .node_ports import NodePorts
+from .node_resources import BalancedAllocation, NodeResourcesFit
+from .taints import TaintToleration, tolerates
+
+__all__ = [
+    "BalancedAllocation",
+    "NodeAffinity",
+    "NodeName",
+    "NodePorts",
+    "NodeResourcesFit",
+    "NodeUnschedulable",
+    "TaintToleration",
+    "tolerates",
+]

@@ -1,0 +1,65 @@
+"""TaintToleration: a node's NoSchedule and NoExecute taints keep out the pods that do
+not tolerate them; its PreferNoSchedule taints only lower its score.
+
+Rules (v1.Toleration.ToleratesTaint): a toleration matches a taint when its effect is
+empty or the same, and its key is empty with operator Exists (every key) or the same
+key; then operator Exists matches any value and Equal (the default) the same value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._framework import SUCCESS, CycleState, Status, normalize_to_max
+from .._nodeinfo import NodeInfo
+
+
+def toleration_matches(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    operator = toleration.get("operator") or "Equal"
+    if not key:
+        return operator == "Exists"
+    if key != taint.get("key"):
+        return False
+    if operator == "Exists":
+        return True
+    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
+    return any(toleration_matches(t, taint) for t in tolerations)
+
+
+def _tolerations(pod: Mapping[str, Any]) -> list:
+    return list((pod.get("spec") or {}).get("tolerations") or ())
+
+
+class TaintToleration:
+    name = "TaintToleration"
+
+    def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
+        tolerations = _tolerations(pod)
+        for taint in node.spec.get("taints") or ():
+            if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+                continue
+            if not tolerates(tolerations, taint):
+                key, value = taint.get("key", ""), taint.get("value", "")
+                return Status.unresolvable(f"node(s) had untolerated taint {{{key}: {value}}}")
+        return SUCCESS
+
+    def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
+        # Only tolerations that could tolerate PreferNoSchedule count here.
+        tolerations = [t for t in _tolerations(pod)
+                       if (t.get("effect") or "") in ("", "PreferNoSchedule")]  # fmt: skip
+        return sum(
+            1
+            for taint in node.spec.get("taints") or ()
+            if taint.get("effect") == "PreferNoSchedule" and not tolerates(tolerations, taint)
+        )
+
+    def normalize(self, state: CycleState, pod: Mapping[str, Any], scores: dict[str, int]) -> None:
+        normalize_to_max(scores, reverse=True)
