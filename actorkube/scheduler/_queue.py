@@ -1,0 +1,185 @@
+"""The scheduling queue: which pending pod the scheduler tries next. Pure: the caller
+says what time it is.
+
+Rules of this file (Kubernetes' PriorityQueue, pkg/scheduler/internal/queue):
+
+- Three places a pending pod can be: the active queue (ready to try), the backoff
+  queue (tried and failed recently: it waits out its backoff) and the unschedulable
+  pods (no node fitted; they wait for a cluster event that could change that).
+- The active queue pops by PrioritySort: higher ``spec.priority`` first, then the
+  earlier queued.
+- A pod's backoff after its n-th failed attempt is ``initial * 2**(n-1)`` seconds,
+  at most ``maximum`` (1 s and 10 s, kube-scheduler's podInitialBackoffSeconds and
+  podMaxBackoffSeconds).
+- A pod that no node fitted goes to the unschedulable pods, unless a cluster event
+  arrived while it was being tried (the event may have made room): then to backoff.
+  ``move_all`` (a node added or changed, a pod deleted, ...) moves every unschedulable
+  pod to the backoff queue if its backoff has not passed, else to the active queue.
+  A pod stays unschedulable at most ``max_unschedulable`` seconds (5 minutes) before
+  it is tried again anyway.
+- Adding a pod that is already queued updates it where it is; deleting forgets it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._nodeinfo import pod_key
+
+
+def priority(pod: Mapping[str, Any]) -> int:
+    return (pod.get("spec") or {}).get("priority") or 0
+
+
+@attrs.define
+class QueuedPod:
+    """A pending pod and its scheduling history."""
+
+    pod: Mapping[str, Any]
+    queued_at: float  # when it was first queued (PrioritySort's tie break)
+    attempts: int = 0
+    failed_at: float = 0.0
+    cycle: int = 0  # the move cycle when it was last popped
+
+
+class SchedulingQueue:
+    """See the module rules."""
+
+    def __init__(self, *, initial_backoff: float = 1.0, maximum_backoff: float = 10.0,
+                 max_unschedulable: float = 300.0) -> None:  # fmt: skip
+        self.initial_backoff = initial_backoff
+        self.maximum_backoff = maximum_backoff
+        self.max_unschedulable = max_unschedulable
+        self._active: list[tuple[int, float, int, str]] = []  # (-priority, queued, seq, key)
+        self._backoff: list[tuple[float, int, str]] = []  # (ready at, seq, key)
+        self._where: dict[
+            str, str
+        ] = {}  # key -> "active" | "backoff" | "unschedulable" | "in-flight"
+        self._pods: dict[str, QueuedPod] = {}
+        self._seq = itertools.count()
+        self._moves = 0  # bumped by every move_all: a cycle that saw one retries sooner
+
+    def __len__(self) -> int:
+        return sum(1 for where in self._where.values() if where != "in-flight")
+
+    def where(self, pod: Mapping[str, Any]) -> str | None:
+        return self._where.get(pod_key(pod))
+
+    # --- arrivals -----------------------------------------------------------------------
+
+    def add(self, pod: Mapping[str, Any], now: float) -> None:
+        """A pending pod arrived or changed."""
+        key = pod_key(pod)
+        queued = self._pods.get(key)
+        if queued is not None:
+            queued.pod = pod
+            if self._where[key] == "unschedulable":  # a change may make it fit
+                self._requeue(key, now)
+            return
+        self._pods[key] = QueuedPod(pod, now)
+        self._push_active(key)
+
+    def delete(self, pod: Mapping[str, Any]) -> None:
+        key = pod_key(pod)
+        self._pods.pop(key, None)
+        self._where.pop(key, None)  # stale heap entries are skipped when popped
+
+    # --- the scheduler's side -----------------------------------------------------------
+
+    def pop(self, now: float) -> Mapping[str, Any] | None:
+        """The next pod to try (None: nothing is ready); it is in flight until the
+        scheduler says how its attempt went."""
+        self.flush(now)
+        while self._active:
+            _, _, _, key = heapq.heappop(self._active)
+            if self._where.get(key) != "active":
+                continue  # deleted or moved since it was pushed
+            self._where[key] = "in-flight"
+            queued = self._pods[key]
+            queued.attempts += 1
+            queued.cycle = self._moves
+            return queued.pod
+        return None
+
+    def done(self, pod: Mapping[str, Any]) -> None:
+        """The pod was bound (or given up on): it leaves the queue."""
+        self.delete(pod)
+
+    def unschedulable(self, pod: Mapping[str, Any], now: float) -> None:
+        """No node fitted ``pod`` (see the module rules)."""
+        key = pod_key(pod)
+        queued = self._pods.get(key)
+        if queued is None:
+            return  # deleted while in flight
+        queued.failed_at = now
+        if queued.cycle != self._moves:  # something changed while it was tried
+            self._push_backoff(key)
+        else:
+            self._where[key] = "unschedulable"
+
+    def error(self, pod: Mapping[str, Any], now: float) -> None:
+        """The attempt failed for another reason (a bind refused): retry after backoff."""
+        key = pod_key(pod)
+        queued = self._pods.get(key)
+        if queued is not None:
+            queued.failed_at = now
+            self._push_backoff(key)
+
+    def move_all(self, now: float) -> int:
+        """A cluster event that could make unschedulable pods fit; how many moved."""
+        self._moves += 1
+        moving = [k for k, where in self._where.items() if where == "unschedulable"]
+        for key in moving:
+            self._requeue(key, now)
+        return len(moving)
+
+    def flush(self, now: float) -> None:
+        """Backed-off pods whose time has come, and pods unschedulable for too long,
+        to the active queue."""
+        while self._backoff and self._backoff[0][0] <= now:
+            _, _, key = heapq.heappop(self._backoff)
+            if self._where.get(key) == "backoff":
+                self._push_active(key)
+        for key, where in list(self._where.items()):
+            if (
+                where == "unschedulable"
+                and now - self._pods[key].failed_at >= self.max_unschedulable
+            ):
+                self._push_active(key)
+
+    def next_ready(self) -> float | None:
+        """When the earliest backed-off pod is ready (None: none is waiting)."""
+        for ready, _, key in sorted(self._backoff):
+            if self._where.get(key) == "backoff":
+                return ready
+        return None
+
+    # --- internals ----------------------------------------------------------------------
+
+    def backoff_of(self, queued: QueuedPod) -> float:
+        steps = max(queued.attempts - 1, 0)
+        return min(self.initial_backoff * 2**steps, self.maximum_backoff)
+
+    def _requeue(self, key: str, now: float) -> None:
+        queued = self._pods[key]
+        if queued.attempts and now < queued.failed_at + self.backoff_of(queued):
+            self._push_backoff(key)
+        else:
+            self._push_active(key)
+
+    def _push_active(self, key: str) -> None:
+        queued = self._pods[key]
+        self._where[key] = "active"
+        entry = (-priority(queued.pod), queued.queued_at, next(self._seq), key)
+        heapq.heappush(self._active, entry)
+
+    def _push_backoff(self, key: str) -> None:
+        queued = self._pods[key]
+        self._where[key] = "backoff"
+        ready = queued.failed_at + self.backoff_of(queued)
+        heapq.heappush(self._backoff, (ready, next(self._seq), key))
