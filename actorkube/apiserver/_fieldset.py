@@ -183,14 +183,6 @@ def prefixes(paths: Iterable[Path]) -> set[Path]:
     return out
 
 
-def under(path: Path, prefix: Path) -> bool:
-    """Whether ``path`` is ``prefix`` or below it (an item marker counts as the
-    item)."""
-    if path[-1:] == (ITEM,):
-        path = path[:-1]
-    return path[: len(prefix)] == prefix
-
-
 def display(path: Path) -> str:
     """A path as Kubernetes prints it in conflicts: ``.spec.containers[name="a"].image``."""
     text = ""

@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from ._registry import Registry, ResourceType
-from ._schema import SCALARS, Field, Schema, TypeDef
+from ._schema import Field, Schema, TypeDef
 
 REF = "#/components/schemas/"
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
@@ -153,7 +153,7 @@ def _scalar_names(schema: Schema, names: list[str]) -> set[str]:
     return used
 
 
-def _parameters(names: list[str], body: bool = False) -> list[dict]:
+def _parameters(names: list[str]) -> list[dict]:
     described = {
         "namespace": ("path", "object name and auth scope, such as for teams and projects"),
         "name": ("path", "name of the object"),
@@ -283,7 +283,7 @@ def _paths(rt: ResourceType, type_name: str) -> dict:
     return paths
 
 
-def _list_component(schema: Schema, rt: ResourceType, type_name: str) -> dict:
+def _list_component(rt: ResourceType, type_name: str) -> dict:
     return {
         "type": "object",
         "description": f"{rt.kind}List is a list of {rt.kind} objects.",
@@ -352,7 +352,7 @@ class OpenApi:
             if "scale" in rt.subresources:
                 roots.append("io.k8s.api.autoscaling.v1.Scale")
             paths.update(_paths(rt, t.name))
-            lists[t.name + "List"] = _list_component(self.schema, rt, t.name)
+            lists[t.name + "List"] = _list_component(rt, t.name)
         names = self.schema.closure([*roots, META + "ListMeta"])
         schemas = {name: component(self.schema[name]) for name in names}
         schemas.update(lists)
@@ -383,5 +383,3 @@ class OpenApi:
         except KeyError:
             return None
 
-
-__all__ = ["SCALARS", "OpenApi"]
