@@ -5,6 +5,7 @@ the percentage of nodes to score, rotation, tie breaking and the FitError messag
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from actorkube.scheduler import (
@@ -137,9 +138,8 @@ def test_taints_keep_out_what_does_not_tolerate_them_and_prefer_no_schedule_only
     soft = node("soft", taints=[{"key": "spot", "value": "yes", "effect": "PreferNoSchedule"}])
     assert check(TaintToleration(), pod(), soft).ok  # never filters
     plugin = TaintToleration()
-    scores = {n.name: plugin.score(CycleState(), pod(), n) for n in (soft, node("clean"))}
-    plugin.normalize(CycleState(), pod(), scores)
-    assert scores == {"soft": 0, "clean": 100}
+    raw = np.array([plugin.score(CycleState(), pod(), n) for n in (soft, node("clean"))])
+    assert plugin.normalize(CycleState(), pod(), raw).tolist() == [0, 100]
 
 
 # --- node affinity ------------------------------------------------------------------------
@@ -196,8 +196,8 @@ def test_terms_are_ored_node_selector_anded_and_preferences_score():
     other = node("n2", labels={"zone": "b"})
     scores = {x.name: plugin.score(CycleState(), prefers, x) for x in (n, other)}
     assert scores == {"n1": 80, "n2": 20}
-    plugin.normalize(CycleState(), prefers, scores)
-    assert scores == {"n1": 100, "n2": 25}
+    raw = np.array(list(scores.values()))
+    assert plugin.normalize(CycleState(), prefers, raw).tolist() == [100, 25]
 
 
 # --- host ports ---------------------------------------------------------------------------

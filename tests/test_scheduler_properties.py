@@ -1,9 +1,12 @@
 """Properties of the scheduling core on random clusters and pods (Hypothesis): no node
-is ever overcommitted, a pod that fits some node is never left pending, and the same
-inputs and seed choose the same nodes."""
+is ever overcommitted, a pod that fits some node is never left pending, the same
+inputs and seed choose the same nodes, and every vectorised filter and score (over
+the node table, or once per group of look-alike nodes) answers what the plugin
+answers node by node."""
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +51,7 @@ def run(node_spec, pod_spec, seed):
             # Pending only if no node passes every filter.
             for n in nodes:
                 state = CycleState()
-                assert any(not f(state, p, n).ok for f in framework._filters(state)), n.name
+                assert any(not f.filter(state, p, n).ok for f in framework._filters(state)), n.name
             placed.append(None)
             continue
         target = next(n for n in nodes if n.name == result.node)
@@ -67,3 +70,100 @@ def test_no_node_is_overcommitted_and_no_fitting_pod_is_left_pending(node_spec, 
         assert len(n.pods) <= n.allocatable["pods"]
         assert not (n.spec.get("taints") and n.pods)  # nobody tolerates the taint
     assert run(node_spec, pod_spec, seed)[1] == placed  # deterministic
+
+
+# --- the vectorised answers are the node-by-node answers ----------------------------------
+
+label_values = st.sampled_from(["a", "b", "c"])
+node_objects = st.lists(
+    st.fixed_dictionaries({
+        "zone": st.none() | label_values,
+        "disk": st.none() | label_values,
+        "cpu": st.integers(0, 8),
+        "gib": st.integers(0, 16),
+        "pods": st.integers(0, 4),
+        "taint": st.sampled_from([None, "NoSchedule", "PreferNoSchedule", "NoExecute"]),
+        "cordoned": st.booleans(),
+        "used": st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 4096)), max_size=3),
+    }),
+    min_size=1,
+    max_size=10,
+)  # fmt: skip
+expressions = st.fixed_dictionaries({
+    "key": st.sampled_from(["zone", "disk"]),
+    "operator": st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]),
+    "values": st.lists(label_values, min_size=1, max_size=2),
+})  # fmt: skip
+pod_objects = st.fixed_dictionaries({
+    "cpu": st.integers(0, 4000),
+    "mem": st.integers(0, 8192),
+    "selector": st.none() | st.dictionaries(st.sampled_from(["zone", "disk"]), label_values),
+    "required": st.none() | st.lists(st.lists(expressions, min_size=1, max_size=2),
+                                     min_size=1, max_size=2),
+    "preferred": st.lists(st.tuples(st.integers(1, 100), expressions), max_size=2),
+    "tolerate": st.booleans(),
+    "node_name": st.none() | st.sampled_from(["n0", "n1", "elsewhere"]),
+})  # fmt: skip
+
+
+def node_from(i, d) -> NodeInfo:
+    labels = {k: d[k] for k in ("zone", "disk") if d[k] is not None}
+    spec: dict = {"unschedulable": d["cordoned"]}
+    if d["taint"]:
+        spec["taints"] = [{"key": "k", "value": "v", "effect": d["taint"]}]
+    info = NodeInfo({
+        "metadata": {"name": f"n{i}", "labels": labels},
+        "spec": spec,
+        "status": {"allocatable": {"cpu": str(d["cpu"]), "memory": f"{d['gib']}Gi",
+                                   "pods": str(d["pods"])}},
+    })  # fmt: skip
+    for j, (cpu, mem) in enumerate(d["used"]):
+        info.add_pod(make_pod(f"{i}-{j}", cpu, mem))
+    return info
+
+
+def pod_from(d) -> dict:
+    p = make_pod("x", d["cpu"], d["mem"])
+    spec = p["spec"]
+    if d["selector"] is not None:
+        spec["nodeSelector"] = d["selector"]
+    affinity: dict = {}
+    if d["required"] is not None:
+        affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": [{"matchExpressions": term} for term in d["required"]]
+        }
+    if d["preferred"]:
+        affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {"weight": w, "preference": {"matchExpressions": [e]}} for w, e in d["preferred"]
+        ]
+    if affinity:
+        spec["affinity"] = {"nodeAffinity": affinity}
+    if d["tolerate"]:
+        spec["tolerations"] = [{"operator": "Exists"}]
+    if d["node_name"]:
+        spec["nodeName"] = d["node_name"]
+    return p
+
+
+@settings(max_examples=200, deadline=None)
+@given(node_objects, pod_objects)
+def test_vectorised_filters_and_scores_agree_with_node_by_node(node_dicts, pod_dict):
+    from actorkube.scheduler._framework import filter_verdicts, score_values
+    from actorkube.scheduler._table import NodeTable
+
+    infos = [node_from(i, d) for i, d in enumerate(node_dicts)]
+    table = NodeTable(infos)
+    p = pod_from(pod_dict)
+    rows = np.arange(len(infos))
+    for plugin in default_framework().plugins:
+        state = CycleState()
+        if hasattr(plugin, "pre_filter"):
+            plugin.pre_filter(state, p)
+        if hasattr(plugin, "filter"):
+            one_by_one = [plugin.filter(state, p, n).ok for n in infos]
+            got = filter_verdicts(plugin, state, p, table)
+            if got is not None:
+                assert got.tolist() == one_by_one, plugin.name
+        if hasattr(plugin, "score"):
+            one_by_one = [plugin.score(state, p, n) for n in infos]
+            assert score_values(plugin, state, p, table, rows).tolist() == one_by_one, plugin.name

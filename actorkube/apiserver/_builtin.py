@@ -578,6 +578,7 @@ def builtin_registry() -> Registry:
                 short_names=("no",),
                 subresources=STATUS,
                 fields=node_fields,
+                create_keeps_status=True,
             ),
             rt(
                 "",

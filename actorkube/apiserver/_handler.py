@@ -357,10 +357,11 @@ class Handler:
         if not m.get("name") and m.get("generateName"):
             m["name"] = generate_name(m["generateName"], self.store.rng)
         obj = {**obj, "metadata": m}
-        if rt.has_status:
+        if rt.has_status and not rt.create_keeps_status:
             # The status is the controllers' to write, through the subresource: what a
             # create sends is dropped, and defaulting sets the initial one (a pod's
             # phase Pending, a namespace's Active), as Kubernetes' PrepareForCreate.
+            # A Node keeps it, as Kubernetes' node strategy does.
             obj = {k: v for k, v in obj.items() if k != "status"}
         obj = rt.default(obj)
         name = m.get("name", "")
@@ -443,9 +444,7 @@ class Handler:
             raise errors.bad_request("an apply configuration must give apiVersion and kind")
         if "managedFields" in meta(config):
             raise errors.bad_request("metadata.managedFields must be nil in an apply configuration")
-        config = bodies.decode_body(
-            self.schema, rt, config, params, warnings, req.duplicate_fields
-        )
+        config = bodies.decode_body(self.schema, rt, config, params, warnings, req.duplicate_fields)
         if meta(config).get("name", req.name) != req.name:
             raise errors.bad_request("the name of the object does not match the name on the URL")
         t = bodies.type_of(self.schema, rt)

@@ -32,6 +32,12 @@ def rfc3339(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_micro(seconds: float) -> str:
+    """``seconds`` since the epoch as Kubernetes writes a metav1.MicroTime."""
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def generate_name(prefix: str, rng: random.Random) -> str:
     """``prefix`` plus five random characters, as the name generator of Kubernetes
     (the prefix is cut so that the whole name stays within 63 characters)."""

@@ -63,6 +63,9 @@ class ResourceType:
     # answered by the server on each request (access reviews), never kept in etcd.
     verbs: tuple[str, ...] = ()
     stored: bool = True
+    # Whether a create keeps the status it was sent (Nodes: the kubelet registers its
+    # node with its capacity); for every other kind the status is the controllers'.
+    create_keeps_status: bool = False
 
     @property
     def api_version(self) -> str:

@@ -1,6 +1,6 @@
 """The scheduler: Kubernetes' scheduling framework (filter, score, bind) as a pure core
-with plugins; the actor that runs it against the API server comes with issue 7's next
-steps (see docs/scheduler.md)."""
+with plugins, and the actor that runs it against the API server (see
+docs/scheduler.md)."""
 
 from ._framework import (
     Code,
@@ -14,6 +14,7 @@ from ._framework import (
 from ._nodeinfo import NodeInfo
 from ._profiles import DEFAULT_WEIGHTS, default_framework
 from ._resources import pod_requests
+from ._scheduler import Scheduler, SchedulerConfig
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -23,6 +24,8 @@ __all__ = [
     "Framework",
     "NodeInfo",
     "Result",
+    "Scheduler",
+    "SchedulerConfig",
     "Status",
     "default_framework",
     "feasible_nodes_to_find",

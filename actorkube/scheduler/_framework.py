@@ -29,8 +29,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 
 from ._nodeinfo import NodeInfo
+from ._table import NodeTable
 
 MAX_NODE_SCORE = 100
 MIN_FEASIBLE_NODES = 100
@@ -135,9 +137,11 @@ class Framework:
     rng: random.Random = attrs.field(factory=lambda: random.Random(0))
     next_start: int = 0
 
-    def schedule(self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo]) -> Result:
+    def schedule(self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo] | NodeTable) -> Result:
         """The node for ``pod`` among ``nodes``; raises FitError if none fits."""
-        if not nodes:
+        table = nodes if isinstance(nodes, NodeTable) else NodeTable(nodes)
+        n = len(table)
+        if not n:
             raise FitError(pod, 0, {}, pre_filter="no nodes available to schedule pods")
         state = CycleState()
         for p in self.plugins:
@@ -147,72 +151,134 @@ class Framework:
                 if status.code is Code.SKIP:
                     state[("skip", p.name)] = True
                 elif not status.ok:
-                    raise FitError(pod, len(nodes), {}, pre_filter=", ".join(status.reasons))
-        feasible, statuses = self._filter(state, pod, nodes)
-        if not feasible:
-            raise FitError(pod, len(nodes), statuses)
-        evaluated = len(feasible) + len(statuses)
+                    raise FitError(pod, n, {}, pre_filter=", ".join(status.reasons))
+        start = self.next_start % n
+        feasible, checked = self._find_feasible(state, pod, table, start)
+        self.next_start = (start + checked) % n
+        if not len(feasible):
+            raise FitError(pod, n, self._statuses(state, pod, table))
         if len(feasible) == 1:
-            return Result(feasible[0].name, evaluated, 1)
-        totals = self._score(state, pod, feasible)
-        best = max(totals.values())
-        winners = [n for n, total in totals.items() if total == best]
-        return Result(self.rng.choice(sorted(winners)), evaluated, len(feasible))
+            return Result(table.names[feasible[0]], checked, 1)
+        totals = self._score(state, pod, table, feasible)
+        winners = sorted(table.names[i] for i in feasible[totals == totals.max()])
+        return Result(self.rng.choice(winners), checked, len(feasible))
 
     def _filters(self, state: CycleState) -> list:
-        return [p.filter for p in self.plugins
+        return [p for p in self.plugins
                 if hasattr(p, "filter") and not state.get(("skip", p.name))]  # fmt: skip
 
-    def _filter(self, state: CycleState, pod, nodes: Sequence[NodeInfo]):
-        filters = self._filters(state)
-        want = feasible_nodes_to_find(len(nodes), self.percentage)
-        feasible: list[NodeInfo] = []
-        statuses: dict[str, Status] = {}
-        start = self.next_start % len(nodes)
-        checked = 0
-        for i in range(len(nodes)):
-            node = nodes[(start + i) % len(nodes)]
-            checked += 1
-            for f in filters:
-                status = f(state, pod, node)
-                if not status.ok:
-                    statuses[node.name] = status
-                    break
+    def _find_feasible(self, state: CycleState, pod, table: NodeTable, start: int):
+        """The rows of the first ``feasible_nodes_to_find`` nodes that pass every
+        filter, scanning from ``start``, and how many nodes the scan covered."""
+        n = len(table)
+        mask = np.ones(n, dtype=bool)
+        one_by_one = []
+        for p in self._filters(state):
+            verdict = filter_verdicts(p, state, pod, table)
+            if verdict is None:
+                one_by_one.append(p)
             else:
-                feasible.append(node)
-                if len(feasible) >= want:
-                    break
-        self.next_start = (start + checked) % len(nodes)
-        return feasible, statuses
+                mask &= verdict
+        want = feasible_nodes_to_find(n, self.percentage)
+        rows = np.flatnonzero(mask)
+        rows = np.concatenate((rows[rows >= start], rows[rows < start]))
+        if one_by_one:
+            found = []
+            for i in rows:
+                info = table.infos[i]
+                if all(p.filter(state, pod, info).ok for p in one_by_one):
+                    found.append(i)
+                    if len(found) >= want:
+                        break
+            rows = np.array(found, dtype=np.int64)
+        feasible = rows[:want]
+        checked = int((feasible[-1] - start) % n) + 1 if len(feasible) >= want else n
+        return feasible, checked
 
-    def _score(self, state: CycleState, pod, nodes: list[NodeInfo]) -> dict[str, int]:
-        totals = {n.name: 0 for n in nodes}
+    def _statuses(self, state: CycleState, pod, table: NodeTable) -> dict[str, Status]:
+        """Each node's first failing filter (for FitError's message; only asked when no
+        node fits, so every node was checked)."""
+        filters = self._filters(state)
+        statuses: dict[str, Status] = {}
+        for info in table.infos:
+            for p in filters:
+                status = p.filter(state, pod, info)
+                if not status.ok:
+                    statuses[info.name] = status
+                    break
+        return statuses
+
+    def _score(self, state: CycleState, pod, table: NodeTable, rows: np.ndarray) -> np.ndarray:
+        totals = np.zeros(len(rows), dtype=np.int64)
         for p in self.plugins:
-            score = getattr(p, "score", None)
             weight = self.weights.get(p.name, 0)
-            if score is None or weight == 0:
+            if not hasattr(p, "score") or weight == 0:
                 continue
-            pre = getattr(p, "pre_score", None)
-            if pre is not None and pre(state, pod, nodes).code is Code.SKIP:
+            if self._skips_scoring(p, state, pod, table, rows):
                 continue
-            scores = {n.name: score(state, pod, n) for n in nodes}
+            scores = score_values(p, state, pod, table, rows)
             normalize = getattr(p, "normalize", None)
             if normalize is not None:
-                normalize(state, pod, scores)
-            for name, s in scores.items():
-                totals[name] += s * weight
+                scores = normalize(state, pod, scores)
+            totals += scores * weight
         return totals
 
+    @staticmethod
+    def _skips_scoring(p, state: CycleState, pod, table: NodeTable, rows) -> bool:
+        pre = getattr(p, "pre_score", None)
+        if pre is None:
+            return False
+        return pre(state, pod, [table.infos[i] for i in rows]).code is Code.SKIP
 
-def normalize_to_max(scores: dict[str, int], reverse: bool = False) -> None:
+
+def filter_verdicts(plugin, state: CycleState, pod, table: NodeTable) -> np.ndarray | None:
+    """Whether each node passes ``plugin``'s filter, answered for all nodes at once
+    (its ``filter_many``, or once per group of look-alike nodes); None: the plugin
+    must be asked node by node."""
+    many = getattr(plugin, "filter_many", None)
+    verdict = many(state, pod, table) if many is not None else None
+    if verdict is None:
+        verdict = _by_group(plugin, state, pod, table, None)
+    return verdict
+
+
+def score_values(plugin, state: CycleState, pod, table: NodeTable, rows: np.ndarray):
+    """``plugin``'s raw score of each node of ``rows``, by the cheapest exact way."""
+    many = getattr(plugin, "score_many", None)
+    scores = many(state, pod, table, rows) if many is not None else None
+    if scores is None:
+        scores = _by_group(plugin, state, pod, table, rows)
+    if scores is None:
+        infos = table.infos
+        scores = np.array([plugin.score(state, pod, infos[i]) for i in rows], dtype=np.int64)
+    return scores
+
+
+def _by_group(plugin, state: CycleState, pod, table: NodeTable, rows: np.ndarray | None):
+    """Ask ``plugin`` (its filter when ``rows`` is None, else its score of ``rows``)
+    once per group of nodes that look the same to it (its ``node_labels`` says which
+    labels it reads besides the spec; None: it reads more, so there is no shortcut)."""
+    reads = getattr(plugin, "node_labels", None)
+    keys = reads(state, pod) if reads is not None else None
+    if keys is None:
+        return None
+    group_of, representatives = table.grouping(keys)
+    wanted = group_of if rows is None else group_of[rows]
+    answers = np.zeros(len(representatives), dtype=bool if rows is None else np.int64)
+    for g in np.unique(wanted):
+        rep = representatives[g]
+        if rows is None:
+            answers[g] = plugin.filter(state, pod, rep).ok
+        else:
+            answers[g] = plugin.score(state, pod, rep)
+    return answers[wanted]
+
+
+def normalize_to_max(scores: np.ndarray, reverse: bool = False) -> np.ndarray:
     """Kubernetes' DefaultNormalizeScore: scale so the highest is 100 (``reverse``:
     then flip, so the lowest raw score is best)."""
-    highest = max(scores.values(), default=0)
+    highest = int(scores.max()) if len(scores) else 0
     if highest == 0:
-        if reverse:
-            for name in scores:
-                scores[name] = MAX_NODE_SCORE
-        return
-    for name, s in scores.items():
-        s = MAX_NODE_SCORE * s // highest
-        scores[name] = MAX_NODE_SCORE - s if reverse else s
+        return np.full(len(scores), MAX_NODE_SCORE, dtype=np.int64) if reverse else scores
+    scaled = MAX_NODE_SCORE * scores // highest
+    return MAX_NODE_SCORE - scaled if reverse else scaled

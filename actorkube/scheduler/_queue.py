@@ -72,13 +72,14 @@ class SchedulingQueue:
 
     # --- arrivals -----------------------------------------------------------------------
 
-    def add(self, pod: Mapping[str, Any], now: float) -> None:
-        """A pending pod arrived or changed."""
+    def add(self, pod: Mapping[str, Any], now: float, *, changed: bool = True) -> None:
+        """A pending pod arrived or changed (``changed`` False: only its status or
+        resourceVersion did, which cannot make it fit)."""
         key = pod_key(pod)
         queued = self._pods.get(key)
         if queued is not None:
             queued.pod = pod
-            if self._where[key] == "unschedulable":  # a change may make it fit
+            if changed and self._where[key] == "unschedulable":  # a change may make it fit
                 self._requeue(key, now)
             return
         self._pods[key] = QueuedPod(pod, now)

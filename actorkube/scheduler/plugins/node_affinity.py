@@ -73,5 +73,20 @@ class NodeAffinity:
         return sum(p.get("weight", 0) for p in preferred
                    if term_matches(p.get("preference") or {}, node))  # fmt: skip
 
-    def normalize(self, state: CycleState, pod: Mapping[str, Any], scores: dict[str, int]) -> None:
-        normalize_to_max(scores)
+    def normalize(self, state: CycleState, pod: Mapping[str, Any], scores):
+        return normalize_to_max(scores)
+
+    def node_labels(self, state: CycleState, pod: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """The labels it reads; None when a term matches on the node's name."""
+        spec = pod.get("spec") or {}
+        keys = set(spec.get("nodeSelector") or ())
+        affinity = _affinity(pod)
+        required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+        terms = list(required.get("nodeSelectorTerms") or ())
+        for p in affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or ():
+            terms.append(p.get("preference") or {})
+        for term in terms:
+            if term.get("matchFields"):
+                return None
+            keys.update(e.get("key", "") for e in term.get("matchExpressions") or ())
+        return tuple(sorted(keys))

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from .._framework import SUCCESS, CycleState, Status
 from .._nodeinfo import NodeInfo
 from .taints import tolerates
@@ -24,6 +26,9 @@ class NodeUnschedulable:
             return SUCCESS
         return Status.unresolvable("node(s) were unschedulable")
 
+    def node_labels(self, state: CycleState, pod: Mapping[str, Any]) -> tuple[str, ...]:
+        return ()  # it reads spec.unschedulable only
+
 
 class NodeName:
     name = "NodeName"
@@ -33,3 +38,13 @@ class NodeName:
         if wanted and wanted != node.name:
             return Status.unresolvable("node(s) didn't match the requested node name")
         return SUCCESS
+
+    def filter_many(self, state: CycleState, pod: Mapping[str, Any], table) -> np.ndarray:
+        wanted = (pod.get("spec") or {}).get("nodeName")
+        if not wanted:
+            return np.ones(len(table), dtype=bool)
+        mask = np.zeros(len(table), dtype=bool)
+        row = table.row.get(wanted)
+        if row is not None:
+            mask[row] = True
+        return mask

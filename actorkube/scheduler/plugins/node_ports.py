@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._framework import SUCCESS, CycleState, Status
+from .._framework import SKIP, SUCCESS, CycleState, Status
 from .._nodeinfo import NodeInfo, host_ports
 
 ANY_IP = "0.0.0.0"
@@ -18,7 +18,7 @@ class NodePorts:
 
     def pre_filter(self, state: CycleState, pod: Mapping[str, Any]) -> Status:
         state[self.name] = host_ports(pod)
-        return SUCCESS
+        return SUCCESS if state[self.name] else SKIP  # no host ports: nothing to check
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         wanted = state.get(self.name)

@@ -10,18 +10,26 @@ Rules (Kubernetes' noderesources plugins):
   they pack) or RequestedToCapacityRatio (a piecewise-linear function of the share
   used). Requests count with the scheduler's non-zero defaults.
 - BalancedAllocation scores how evenly the node's CPU and memory would be used:
-  100 x (1 - the standard deviation of the two used shares).
+  100 x (1 - the standard deviation of the used shares), each share at most 1, over
+  the resources the node has; with two, Kubernetes' |a - b| / 2.
+- ``filter_many`` and ``score_many`` give the same answers for many nodes at once
+  (``NodeTable`` columns); they return None for what has no column (extended
+  resources, RequestedToCapacityRatio), which the framework then asks node by node.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from .._framework import MAX_NODE_SCORE, SUCCESS, CycleState, Status
 from .._nodeinfo import NodeInfo
 from .._resources import CPU, MEMORY, PODS, pod_requests
+from .._table import COLUMNS, NodeTable
 
 SCORED = (CPU, MEMORY)
 
@@ -38,6 +46,13 @@ def _used_shares(
 ) -> list[tuple[int, int]]:
     asked = _requests(state, pod, True)
     return [(node.non_zero.get(r, 0) + asked.get(r, 0), node.allocatable.get(r, 0)) for r in SCORED]
+
+
+def _used_columns(state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows: np.ndarray):
+    """``_used_shares`` for many nodes: (used, capacity), each rows x (cpu, memory)."""
+    asked = _requests(state, pod, True)
+    used = table.non_zero[rows] + np.array([asked.get(r, 0) for r in SCORED], dtype=np.int64)
+    return used, table.allocatable[rows][:, : len(SCORED)]
 
 
 class NodeResourcesFit:
@@ -61,6 +76,29 @@ class NodeResourcesFit:
             if wanted > free:
                 reasons.append(f"Insufficient {name}")
         return Status.unschedulable(*reasons) if reasons else SUCCESS
+
+    def filter_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable):
+        asked = _requests(state, pod, False)
+        if any(v > 0 and name != PODS and name not in COLUMNS for name, v in asked.items()):
+            return None
+        fits = table.pods + 1 <= table.allowed_pods
+        for c, name in enumerate(COLUMNS):
+            wanted = asked.get(name, 0)
+            if wanted > 0:
+                fits &= wanted <= table.allocatable[:, c] - table.requested[:, c]
+        return fits
+
+    def score_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
+        if self.strategy == "RequestedToCapacityRatio":
+            return None
+        used, capacity = _used_columns(state, pod, table, rows)
+        safe = np.maximum(capacity, 1)
+        if self.strategy == "LeastAllocated":
+            each = np.where(used > capacity, 0, (capacity - used) * MAX_NODE_SCORE // safe)
+        else:
+            each = np.minimum(used, capacity) * MAX_NODE_SCORE // safe
+        each = np.where(capacity <= 0, 0, each)
+        return each.sum(axis=1) // len(SCORED)
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
         scores = [
@@ -98,6 +136,17 @@ class BalancedAllocation:
                   if capacity > 0]  # fmt: skip
         if len(shares) < 2:
             return MAX_NODE_SCORE
-        mean = sum(shares) / len(shares)
-        std = (sum((s - mean) ** 2 for s in shares) / len(shares)) ** 0.5
+        if len(shares) == 2:
+            std = abs((shares[0] - shares[1]) / 2)
+        else:
+            mean = sum(shares) / len(shares)
+            std = math.sqrt(sum((s - mean) * (s - mean) for s in shares) / len(shares))
         return int((1 - std) * MAX_NODE_SCORE)
+
+    def score_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
+        used, capacity = _used_columns(state, pod, table, rows)
+        shares = np.minimum(used / np.maximum(capacity, 1), 1.0)
+        both = (capacity > 0).all(axis=1)
+        std = np.abs((shares[:, 0] - shares[:, 1]) / 2)
+        scores = ((1 - std) * MAX_NODE_SCORE).astype(np.int64)
+        return np.where(both, scores, MAX_NODE_SCORE)

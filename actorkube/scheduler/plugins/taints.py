@@ -61,5 +61,8 @@ class TaintToleration:
             if taint.get("effect") == "PreferNoSchedule" and not tolerates(tolerations, taint)
         )
 
-    def normalize(self, state: CycleState, pod: Mapping[str, Any], scores: dict[str, int]) -> None:
-        normalize_to_max(scores, reverse=True)
+    def normalize(self, state: CycleState, pod: Mapping[str, Any], scores):
+        return normalize_to_max(scores, reverse=True)
+
+    def node_labels(self, state: CycleState, pod: Mapping[str, Any]) -> tuple[str, ...]:
+        return ()  # it reads the node's taints only

@@ -1,0 +1,342 @@
+"""The scheduler actor: watches nodes and pods through the API server, schedules each
+pending pod with the framework, and binds it (kube-scheduler's scheduleOne).
+
+Rules of this file:
+
+- Informers feed two places. Pods with a node (and not finished) go to the cache;
+  pending pods whose ``spec.schedulerName`` names one of this scheduler's profiles,
+  and that are not being deleted, go to the queue. A pod that gets its node leaves
+  the queue. Cluster events that could make room (a node added or changed, a bound pod
+  deleted) move every unschedulable pod back (``SchedulingQueue.move_all``).
+- One pod at a time is scheduled, synchronously against the cache (the cache is the
+  snapshot: nothing else runs during a cycle). A chosen pod is assumed in the cache at
+  once and bound in its own task (POST pods/binding), so the next cycle starts while
+  the bind is in flight (kube-scheduler's binding cycle). A bind that fails forgets
+  the pod and sends it to backoff; an assumed pod whose bind was never confirmed by
+  the informer expires (``SchedulerCache.cleanup``).
+- A pod no node fits gets ``PodScheduled=False`` (reason Unschedulable, the FitError
+  message) through the status subresource, and a Warning event FailedScheduling with
+  the same message; a bound pod gets a Normal event Scheduled ("Successfully assigned
+  ns/pod to node"). Events are best effort (``EventRecorder``).
+- Only the leader schedules (``LeaderElector`` on the Lease ``kube-system/
+  kube-scheduler``, when ``leader_elect``). Losing the lease fails the actor: its
+  supervisor starts it again, as a candidate with a fresh cache, as kube-scheduler's
+  process restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from actorkube.actor import Actor, ActorRef, handler, message
+from actorkube.apiserver import ApiError
+from actorkube.apiserver._meta import rfc3339
+from actorkube.client import ApiClient, InformerFactory
+from actorkube.client._events import EventRecorder
+from actorkube.client._leader import LeaderElector
+
+from ._cache import SchedulerCache, node_name_of
+from ._framework import FitError, Framework
+from ._nodeinfo import pod_key
+from ._profiles import default_framework
+from ._queue import SchedulingQueue
+
+log = logging.getLogger("actorkube.scheduler")
+
+DEFAULT_SCHEDULER = "default-scheduler"
+CLEANUP_PERIOD = 1.0  # kube-scheduler's cleanAssumedPeriod
+STRATEGIC = "application/strategic-merge-patch+json"
+
+
+@attrs.frozen
+class SchedulerConfig:
+    """What kube-scheduler's KubeSchedulerConfiguration and flags say."""
+
+    profiles: Mapping[str, Callable[[], Framework]] = attrs.field(
+        factory=lambda: {DEFAULT_SCHEDULER: default_framework}
+    )
+    leader_elect: bool = True
+    lease_name: str = "kube-scheduler"
+    lease_namespace: str = "kube-system"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    initial_backoff: float = 1.0
+    maximum_backoff: float = 10.0
+    assumed_ttl: float = 15 * 60.0
+
+
+def terminal(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def deleting(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _node_view(node: Mapping[str, Any]) -> tuple:
+    """What a node update must change to possibly make room: spec (taints,
+    unschedulable), labels, allocatable, images."""
+    status = node.get("status") or {}
+    labels = (node.get("metadata") or {}).get("labels")
+    return node.get("spec"), labels, status.get("allocatable"), status.get("images")
+
+
+def _scheduling_view(pod: Mapping[str, Any]) -> tuple:
+    """What a pod update must change to be worth another attempt: not its status,
+    resourceVersion or managedFields (kube-scheduler's isPodUpdated)."""
+    m = {
+        k: v
+        for k, v in (pod.get("metadata") or {}).items()
+        if k not in ("resourceVersion", "managedFields", "generation")
+    }
+    return m, pod.get("spec")
+
+
+@message(tag="scheduler._Run")
+class _Run:
+    pass
+
+
+class Scheduler(Actor):
+    """kube-scheduler as an actor (see the module rules). ``identity`` names this
+    replica in the Lease."""
+
+    def __init__(
+        self,
+        server: ActorRef,
+        *,
+        token: str,
+        identity: str,
+        config: SchedulerConfig | None = None,
+    ) -> None:
+        self.server = server
+        self.token = token
+        self.identity = identity
+        self.config = config or SchedulerConfig()
+        self.state: SchedulingState | None = None
+
+    async def started(self) -> None:
+        self.ref.tell(_Run())
+
+    @handler
+    async def on_run(self, msg: _Run) -> None:
+        client = ApiClient(self.system, self.server, token=self.token)
+        if not self.config.leader_elect:
+            await self._lead(client)
+            return
+        c = self.config
+        elector = LeaderElector(
+            client,
+            c.lease_name,
+            self.identity,
+            c.lease_namespace,
+            c.lease_duration,
+            c.renew_deadline,
+            c.retry_period,
+        )
+        await elector.run(lambda: self._lead(client))
+
+    async def _lead(self, client: ApiClient) -> None:
+        self.state = SchedulingState(client, self.config, self.identity)
+        await self.state.run()
+
+
+class SchedulingState:
+    """The leader's work: informers, queue, cache, the scheduling loop and binds."""
+
+    def __init__(self, client: ApiClient, config: SchedulerConfig, identity: str) -> None:
+        self.client = client
+        self.config = config
+        self.frameworks = {name: make() for name, make in config.profiles.items()}
+        self.queue = SchedulingQueue(
+            initial_backoff=config.initial_backoff, maximum_backoff=config.maximum_backoff
+        )
+        self.cache = SchedulerCache(ttl=config.assumed_ttl)
+        self.events = EventRecorder(client, DEFAULT_SCHEDULER, host=identity)
+        self.scheduled = 0  # binds confirmed by the API server
+        self.attempts = 0
+        self.failed_binds = 0
+        self._wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        factory = InformerFactory(self.client)
+        nodes = factory.informer("nodes")
+        pods = factory.informer("pods")
+        nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
+        pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.events.run)
+            await factory.start(nursery)
+            nursery.start_soon(self._cleanup_loop)
+            await self._loop()
+
+    # --- informer handlers (they only record and wake the loop) -----------------------
+
+    def _node_added(self, node: dict) -> None:
+        self.cache.add_node(node)
+        self._moved()
+
+    def _node_updated(self, old: dict, new: dict) -> None:
+        self.cache.update_node(new)
+        if _node_view(old) != _node_view(new):
+            self._moved()
+
+    def _node_deleted(self, node: dict) -> None:
+        self.cache.remove_node(node)
+
+    def _responsible(self, pod: dict) -> bool:
+        name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
+        return name in self.frameworks
+
+    def _pod_added(self, pod: dict) -> None:
+        if node_name_of(pod):
+            if not terminal(pod):
+                self.cache.add_pod(pod)
+            return
+        if self._responsible(pod) and not deleting(pod):
+            self.queue.add(pod, trio.current_time())
+            self._wake.set()
+
+    def _pod_updated(self, old: dict, new: dict) -> None:
+        if node_name_of(new):
+            self.queue.delete(new)
+            if terminal(new):
+                self._pod_deleted(new)
+            else:
+                self.cache.update_pod(old, new)
+            return
+        if deleting(new):
+            self.queue.delete(new)
+        elif self._responsible(new):
+            self.queue.add(
+                new, trio.current_time(), changed=_scheduling_view(old) != _scheduling_view(new)
+            )
+            self._wake.set()
+
+    def _pod_deleted(self, pod: dict) -> None:
+        self.queue.delete(pod)
+        if node_name_of(pod) or self.cache.is_assumed(pod):
+            self.cache.remove_pod(pod)
+            self._moved()
+
+    def _moved(self) -> None:
+        if self.queue.move_all(trio.current_time()):
+            self._wake.set()
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            pod = self.queue.pop(trio.current_time())
+            if pod is None:
+                self._wake = trio.Event()
+                ready = self.queue.next_ready()
+                with trio.move_on_at(math.inf if ready is None else ready):
+                    await self._wake.wait()
+                continue
+            self.schedule_one(pod)
+            await trio.sleep(0)  # binds and informers run between cycles
+
+    def schedule_one(self, pod: dict) -> None:
+        """One scheduling cycle for ``pod`` (see the module rules)."""
+        now = trio.current_time()
+        if self.cache.is_assumed(pod) or deleting(pod):
+            self.queue.done(pod)
+            return
+        self.attempts += 1
+        name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
+        framework = self.frameworks[name]
+        try:
+            result = framework.schedule(pod, self.cache.table())
+        except FitError as e:
+            self.queue.unschedulable(pod, now)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._unschedulable, pod, e.message())
+            return
+        assumed = self.cache.assume(pod, result.node)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._bind, pod, assumed, result.node)
+
+    async def _bind(self, pod: dict, assumed: Mapping[str, Any], node: str) -> None:
+        m = pod["metadata"]
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m.get("uid", "")},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        try:
+            await self.client.request(
+                "create",
+                "pods",
+                namespace=m["namespace"],
+                name=m["name"],
+                subresource="binding",
+                body=binding,
+            )
+        except ApiError as e:
+            self.failed_binds += 1
+            self.cache.forget(assumed)
+            if e.code == 404:
+                self.queue.delete(pod)  # gone
+            else:
+                log.info("binding %s to %s failed: %s", pod_key(pod), node, e)
+                self.queue.error(pod, trio.current_time())
+                self._wake.set()
+            return
+        self.scheduled += 1
+        self.cache.finish_binding(assumed, trio.current_time())
+        self.queue.done(pod)
+        self.events.event(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {m['namespace']}/{m['name']} to {node}",
+        )
+
+    async def _unschedulable(self, pod: dict, text: str) -> None:
+        m = pod["metadata"]
+        self.events.event(pod, "Warning", "FailedScheduling", text)
+        conditions = (pod.get("status") or {}).get("conditions") or ()
+        for c in conditions:
+            if (
+                c.get("type") == "PodScheduled"
+                and c.get("status") == "False"
+                and c.get("message") == text
+            ):
+                return  # already says so
+        condition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": text,
+            "lastProbeTime": None,
+            "lastTransitionTime": rfc3339(self.client.system.clock.now()),
+        }
+        try:
+            await self.client.patch(
+                "pods",
+                m["name"],
+                {"status": {"conditions": [condition]}},
+                namespace=m["namespace"],
+                subresource="status",
+                content_type=STRATEGIC,
+            )
+        except ApiError as e:
+            log.debug("status of %s not updated: %s", pod_key(pod), e)
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await trio.sleep(CLEANUP_PERIOD)
+            for pod in self.cache.cleanup(trio.current_time()):
+                log.warning("assumed pod %s expired: its bind was never confirmed", pod_key(pod))
+                self._moved()

@@ -1,0 +1,101 @@
+"""A columnar view of the nodes for the framework's vectorised filters and scores.
+
+Rules of this file:
+
+- Row ``i`` is ``infos[i]``; the columns hold each node's allocatable and requested
+  CPU (millicores), memory and ephemeral storage (bytes), its pod count and allowed
+  pods, and its requests with the scoring defaults (``non_zero``), as NodeInfo counts
+  them. ``refresh(info)`` copies one node's numbers again after a change.
+- ``grouping(keys)`` groups the nodes that have the same spec (taints,
+  unschedulable, ...) and the same values of the labels ``keys``: a plugin whose
+  verdict reads nothing else of a node (see ``node_labels`` in the framework) is asked
+  once per group, of a representative that holds just that, and its answer spread to
+  every node of the group. Groupings are kept until a Node object changes.
+- Other resources (extended resources, hugepages) have no column: a pod that asks for
+  them is filtered node by node (the plugin's own ``filter``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._nodeinfo import NodeInfo
+from ._resources import CPU, MEMORY, PODS
+
+EPHEMERAL = "ephemeral-storage"
+COLUMNS = (CPU, MEMORY, EPHEMERAL)  # the vectorised resources, in column order
+DEFAULT_PODS = 110
+
+
+def _spec_key(info: NodeInfo) -> str:
+    return json.dumps(info.spec, sort_keys=True, separators=(",", ":"))
+
+
+class NodeTable:
+    """See the module rules."""
+
+    def __init__(self, infos: Sequence[NodeInfo]) -> None:
+        self.infos = list(infos)
+        n = len(self.infos)
+        self.names = [info.name for info in self.infos]
+        self.row = {name: i for i, name in enumerate(self.names)}
+        self.allocatable = np.zeros((n, len(COLUMNS)), dtype=np.int64)
+        self.requested = np.zeros((n, len(COLUMNS)), dtype=np.int64)
+        self.non_zero = np.zeros((n, 2), dtype=np.int64)  # cpu, memory
+        self.pods = np.zeros(n, dtype=np.int64)
+        self.allowed_pods = np.zeros(n, dtype=np.int64)
+        self._seen: list[object] = [None] * n  # the Node object of each row's spec key
+        self._spec_keys: list[str] = [""] * n
+        self._groupings: dict[tuple[str, ...], tuple[np.ndarray, list[NodeInfo]]] = {}
+        self.generations = [-1] * n
+        for i in range(n):
+            self._fill(i)
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def refresh(self, info: NodeInfo) -> None:
+        i = self.row.get(info.name)
+        if i is not None and self.generations[i] != info.generation:
+            self._fill(i)
+
+    def _fill(self, i: int) -> None:
+        info = self.infos[i]
+        a, r = info.allocatable, info.requested
+        for c, name in enumerate(COLUMNS):
+            self.allocatable[i, c] = a.get(name, 0)
+            self.requested[i, c] = r.get(name, 0)
+        self.non_zero[i, 0] = info.non_zero.get(CPU, 0)
+        self.non_zero[i, 1] = info.non_zero.get(MEMORY, 0)
+        self.pods[i] = len(info.pods)
+        self.allowed_pods[i] = a.get(PODS, DEFAULT_PODS)
+        if info.node is not self._seen[i]:
+            self._seen[i] = info.node
+            self._spec_keys[i] = _spec_key(info)
+            self._groupings.clear()
+        self.generations[i] = info.generation
+
+    def grouping(self, keys: Sequence[str]) -> tuple[np.ndarray, list[NodeInfo]]:
+        """Each row's group, and a representative per group (see the module rules)."""
+        keys = tuple(keys)
+        found = self._groupings.get(keys)
+        if found is None:
+            ids: dict[tuple, int] = {}
+            representatives: list[NodeInfo] = []
+            group_of = np.zeros(len(self.infos), dtype=np.int64)
+            for i, info in enumerate(self.infos):
+                labels = info.labels
+                values = tuple(labels.get(k) for k in keys)
+                g = ids.get((self._spec_keys[i], values))
+                if g is None:
+                    g = ids[(self._spec_keys[i], values)] = len(representatives)
+                    kept = {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+                    representatives.append(
+                        NodeInfo({"metadata": {"labels": kept}, "spec": info.spec})
+                    )
+                group_of[i] = g
+            found = self._groupings[keys] = (group_of, representatives)
+        return found

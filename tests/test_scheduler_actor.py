@@ -1,0 +1,234 @@
+"""The scheduler actor against a real API server on a 3-member etcd group, in virtual
+time: pods are bound through pods/binding, never overcommitting a node; a pod that
+fits nowhere gets PodScheduled=False and a FailedScheduling event with Kubernetes'
+message, and is scheduled once a node makes room; with two replicas only the leader
+binds, and when it crashes the standby takes over and every pod is bound exactly
+once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import trio
+
+from actorkube.actor import ActorSystem
+from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
+from actorkube.client import ApiClient
+from actorkube.etcd import start_group
+from actorkube.scheduler import Scheduler, SchedulerConfig
+from actorkube.sim import SimNetwork, simulate
+
+TOKENS = "admin-token,admin,1,system:masters\n"
+
+
+def node(name: str, cpu: str = "1", memory: str = "4Gi", pods: str = "110") -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {
+            "capacity": {"cpu": cpu, "memory": memory, "pods": pods},
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": pods},
+        },
+    }
+
+
+def pod(name: str, cpu: str = "300m", **spec) -> dict:
+    container = {"name": "c", "image": "pause", "resources": {"requests": {"cpu": cpu}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [container], **spec},
+    }
+
+
+async def start_cluster(system: ActorSystem, audit=lambda event: None):
+    group = start_group(system, 3)
+    api = await start_apiserver(
+        system,
+        group.client(name="apiserver", timeout=30),
+        tokens=parse_token_file(TOKENS),
+        seed=3,
+        audit=audit,
+    )
+    await api.ready()
+    return api, ApiClient(system, api.ref, token="admin-token")
+
+
+async def wait_for(check, *, period: float = 0.5, limit: float = 120.0):
+    """Polls ``check`` in virtual time until it returns something true."""
+    with trio.fail_after(limit):
+        while True:
+            got = await check()
+            if got:
+                return got
+            await trio.sleep(period)
+
+
+async def bound_pods(client: ApiClient, want: int):
+    items = (await client.list("pods", namespace="default"))["items"]
+    bound = [p for p in items if p["spec"].get("nodeName")]
+    return bound if len(bound) >= want else None
+
+
+async def test_pods_are_bound_without_overcommitting(autojump_clock):
+    async with ActorSystem() as system:
+        api, client = await start_cluster(system)
+        for i in range(3):
+            await client.create("nodes", node(f"n{i}"))
+        system.spawn(
+            lambda: Scheduler(
+                api.ref,
+                token="admin-token",
+                identity="s1",
+                config=SchedulerConfig(leader_elect=False),
+            ),
+            name="scheduler",
+        )
+        for i in range(9):
+            await client.create("pods", pod(f"p{i}"), namespace="default")
+        bound = await wait_for(lambda: bound_pods(client, 9))
+        per_node = Counter(p["spec"]["nodeName"] for p in bound)
+        assert per_node == {"n0": 3, "n1": 3, "n2": 3}  # 3 x 300m fit in 1 cpu, 4 do not
+        events = (await client.list("events", namespace="default"))["items"]
+        scheduled = [e for e in events if e["reason"] == "Scheduled"]
+        assert len(scheduled) == 9
+        assert scheduled[0]["source"]["component"] == "default-scheduler"
+        assert scheduled[0]["message"].startswith("Successfully assigned default/p")
+
+
+async def test_an_unschedulable_pod_is_told_why_and_waits_for_room(autojump_clock):
+    async with ActorSystem() as system:
+        api, client = await start_cluster(system)
+        await client.create("nodes", node("small", cpu="1"))
+        tainted = node("tainted", cpu="8")
+        tainted["spec"] = {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}
+        await client.create("nodes", tainted)
+        system.spawn(
+            lambda: Scheduler(
+                api.ref,
+                token="admin-token",
+                identity="s1",
+                config=SchedulerConfig(leader_elect=False),
+            )
+        )
+        await client.create("pods", pod("big", cpu="2"), namespace="default")
+        expected = (
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {k: v}."
+        )
+
+        async def condition():
+            got = await client.get("pods", "big", namespace="default")
+            for c in got.get("status", {}).get("conditions") or ():
+                if c["type"] == "PodScheduled":
+                    return c
+            return None
+
+        c = await wait_for(condition)
+        assert (c["status"], c["reason"], c["message"]) == ("False", "Unschedulable", expected)
+
+        async def failed_event():
+            items = (await client.list("events", namespace="default"))["items"]
+            return [e for e in items if e["reason"] == "FailedScheduling"]
+
+        (event,) = await wait_for(failed_event)
+        assert event["type"] == "Warning" and event["message"] == expected
+        assert event["involvedObject"]["name"] == "big"
+        # A node with room arrives: the pod leaves the unschedulable pods at once.
+        await client.create("nodes", node("large", cpu="4"))
+        (placed,) = await wait_for(lambda: bound_pods(client, 1), limit=5)
+        assert placed["spec"]["nodeName"] == "large"
+
+
+async def test_a_pod_for_another_scheduler_is_left_alone(autojump_clock):
+    async with ActorSystem() as system:
+        api, client = await start_cluster(system)
+        await client.create("nodes", node("n0"))
+        system.spawn(
+            lambda: Scheduler(
+                api.ref,
+                token="admin-token",
+                identity="s1",
+                config=SchedulerConfig(leader_elect=False),
+            )
+        )
+        await client.create("pods", pod("mine"), namespace="default")
+        await client.create("pods", pod("theirs", schedulerName="other"), namespace="default")
+        await wait_for(lambda: bound_pods(client, 1))
+        await trio.sleep(30)
+        theirs = await client.get("pods", "theirs", namespace="default")
+        assert not theirs["spec"].get("nodeName")
+
+
+@pytest.mark.parametrize("seed", [7, 11, 23])
+def test_the_standby_takes_over_when_the_leader_crashes(seed: int) -> None:
+    pods = 60
+
+    async def scenario(net: SimNetwork) -> dict:
+        binds: Counter = Counter()
+
+        def audit(event: dict) -> None:
+            ref = event.get("objectRef", {})
+            if ref.get("subresource") == "binding" and event["responseStatus"]["code"] < 300:
+                binds[ref["name"]] += 1
+
+        async def boot_api(system: ActorSystem) -> None:
+            await start_cluster(system, audit=audit)
+
+        def boot_scheduler(name: str):
+            def boot(system: ActorSystem) -> None:
+                system.spawn(
+                    lambda: Scheduler(
+                        system.ref("ak://api/apiserver"), token="admin-token", identity=name
+                    ),
+                    name="scheduler",
+                )
+
+            return boot
+
+        await net.add_host("api", boot_api)
+        clients = await net.add_host("clients", lambda system: None)
+        client = ApiClient(clients, clients.ref("ak://api/apiserver"), token="admin-token")
+        for i in range(4):
+            await client.create("nodes", node(f"n{i}", cpu="16"))
+        await net.add_host("s1", boot_scheduler("s1"))
+        await net.add_host("s2", boot_scheduler("s2"))
+
+        async def holder():
+            try:
+                lease = await client.get(
+                    "leases", "kube-scheduler", namespace="kube-system", group="coordination.k8s.io"
+                )
+            except ApiError:
+                return None  # nobody has created it yet
+            return lease["spec"]["holderIdentity"]
+
+        first = await wait_for(holder)
+        for i in range(pods // 2):
+            await client.create("pods", pod(f"p{i}"), namespace="default")
+        await wait_for(lambda: bound_pods(client, 5), period=0.05)
+        await net.crash(first)
+        crashed_at = trio.current_time()
+        for i in range(pods // 2, pods):
+            await client.create("pods", pod(f"p{i}"), namespace="default")
+        await wait_for(lambda: bound_pods(client, pods))
+        second = await holder()
+        lease = await client.get(
+            "leases", "kube-scheduler", namespace="kube-system", group="coordination.k8s.io"
+        )
+        return {
+            "first": first,
+            "second": second,
+            "transitions": lease["spec"]["leaseTransitions"],
+            "binds": binds,
+            "takeover": trio.current_time() - crashed_at,
+        }
+
+    result = simulate(scenario, seed=seed).value
+    assert {result["first"], result["second"]} == {"s1", "s2"}
+    assert result["transitions"] == 1
+    assert sorted(result["binds"]) == sorted(f"p{i}" for i in range(pods))
+    assert set(result["binds"].values()) == {1}  # every pod bound exactly once
+    assert result["takeover"] <= 15 + 2 * 2 + 10  # lease, retries, the work itself

@@ -1,0 +1,119 @@
+"""The scheduler's cache: assumed pods count at once, are confirmed by the informer,
+forgotten when their bind fails and expire when never confirmed; pods may arrive
+before their node and stay after it; the node table the cache keeps is always the
+table built afresh."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actorkube.scheduler._cache import SchedulerCache
+from actorkube.scheduler._table import NodeTable
+
+
+def node(name: str, cpu: str = "2") -> dict:
+    return {"metadata": {"name": name}, "status": {"allocatable": {"cpu": cpu, "pods": "110"}}}
+
+
+def pod(name: str, cpu: str = "500m", node: str = "") -> dict:
+    spec: dict = {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
+def cpu(cache: SchedulerCache, name: str) -> int:
+    return cache.node(name).requested.get("cpu", 0)
+
+
+def test_an_assumed_pod_counts_until_confirmed_then_is_the_real_one() -> None:
+    cache = SchedulerCache(ttl=30)
+    cache.add_node(node("n1"))
+    cache.add_node(node("n2"))
+    assumed = cache.assume(pod("p"), "n1")
+    assert assumed["spec"]["nodeName"] == "n1" and cache.is_assumed(pod("p"))
+    assert cpu(cache, "n1") == 500
+    with pytest.raises(ValueError):
+        cache.assume(pod("p"), "n2")
+    cache.finish_binding(assumed, now=10)
+    # The informer says where the API server bound it (here: somewhere else).
+    cache.add_pod(pod("p", node="n2"))
+    assert not cache.is_assumed(pod("p"))
+    assert (cpu(cache, "n1"), cpu(cache, "n2")) == (0, 500)
+    assert cache.cleanup(now=1000) == []  # confirmed pods never expire
+
+
+def test_forget_and_expiry() -> None:
+    cache = SchedulerCache(ttl=30)
+    cache.add_node(node("n1"))
+    a = cache.assume(pod("a"), "n1")
+    b = cache.assume(pod("b"), "n1")
+    cache.forget(a)
+    assert cpu(cache, "n1") == 500 and not cache.is_assumed(pod("a"))
+    assert cache.cleanup(now=10_000) == []  # binding not finished: never expires
+    cache.finish_binding(b, now=100)
+    assert cache.cleanup(now=129) == []
+    assert [p["metadata"]["name"] for p in cache.cleanup(now=130)] == ["b"]
+    assert cpu(cache, "n1") == 0 and cache.pod_count() == 0
+    cache.forget(pod("c"))  # unknown: nothing happens
+
+
+def test_pods_before_their_node_and_after_it() -> None:
+    cache = SchedulerCache()
+    cache.add_pod(pod("early", node="n1"))
+    assert cache.nodes() == [] and cache.node("n1") is None
+    cache.add_node(node("n1"))
+    assert [n.name for n in cache.nodes()] == ["n1"] and cpu(cache, "n1") == 500
+    cache.remove_node(node("n1"))
+    assert cache.nodes() == []
+    cache.add_node(node("n1", cpu="4"))  # back, and its pod still counts
+    assert cpu(cache, "n1") == 500 and cache.node("n1").allocatable["cpu"] == 4000
+    cache.remove_node(node("n1"))
+    cache.remove_pod(pod("early", node="n1"))
+    assert cache.pod_count() == 0 and cache.nodes() == []
+    cache.add_pod(pod("unbound"))  # not bound: not the cache's
+    assert cache.pod_count() == 0
+
+
+def test_node_order_is_arrival_order() -> None:
+    cache = SchedulerCache()
+    for name in ("b", "a", "c"):
+        cache.add_node(node(name))
+    cache.update_node(node("a", cpu="8"))
+    assert [n.name for n in cache.nodes()] == ["b", "a", "c"]
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["node", "drop-node", "bound", "assume", "forget", "delete"]),
+              st.integers(0, 3), st.integers(0, 5), st.sampled_from(["1", "2", "4"])),
+    max_size=40,
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops)
+def test_the_kept_table_is_always_the_fresh_one(steps) -> None:
+    cache = SchedulerCache()
+    for op, n, p, size in steps:
+        name, key = f"n{n}", f"p{p}"
+        if op == "node":
+            cache.add_node(node(name, cpu=size))
+        elif op == "drop-node":
+            cache.remove_node(node(name))
+        elif op == "bound":
+            cache.add_pod(pod(key, node=name))
+        elif op == "assume" and not cache.is_assumed(pod(key)):
+            with contextlib.suppress(ValueError):  # bound already
+                cache.assume(pod(key), name)
+        elif op == "forget":
+            cache.forget(pod(key))
+        elif op == "delete":
+            cache.remove_pod(pod(key))
+        kept, fresh = cache.table(), NodeTable(cache.nodes())
+        assert kept.names == fresh.names
+        for column in ("allocatable", "requested", "non_zero", "pods", "allowed_pods"):
+            assert (getattr(kept, column) == getattr(fresh, column)).all(), column
