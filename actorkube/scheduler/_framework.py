@@ -160,8 +160,9 @@ class Framework:
         if len(feasible) == 1:
             return Result(table.names[feasible[0]], checked, 1)
         totals = self._score(state, pod, table, feasible)
-        winners = sorted(table.names[i] for i in feasible[totals == totals.max()])
-        return Result(self.rng.choice(winners), checked, len(feasible))
+        winners = feasible[totals == totals.max()]  # in scan order: deterministic
+        return Result(table.names[winners[self.rng.randrange(len(winners))]], checked,
+                      len(feasible))  # fmt: skip
 
     def _filters(self, state: CycleState) -> list:
         return [p for p in self.plugins
@@ -265,7 +266,8 @@ def _by_group(plugin, state: CycleState, pod, table: NodeTable, rows: np.ndarray
     group_of, representatives = table.grouping(keys)
     wanted = group_of if rows is None else group_of[rows]
     answers = np.zeros(len(representatives), dtype=bool if rows is None else np.int64)
-    for g in np.unique(wanted):
+    present = range(1) if len(representatives) == 1 else np.flatnonzero(np.bincount(wanted))
+    for g in present:
         rep = representatives[g]
         if rows is None:
             answers[g] = plugin.filter(state, pod, rep).ok
