@@ -17,6 +17,7 @@ from actorkube.scheduler import (
     feasible_nodes_to_find,
     pod_requests,
 )
+from actorkube.scheduler._table import NodeTable
 from actorkube.scheduler.plugins import (
     BalancedAllocation,
     NodeAffinity,
@@ -56,11 +57,16 @@ def pod(name="p", containers=None, **spec):
     }
 
 
-def check(plugin, p, n):
+def check(plugin, p, n, nodes=None):
+    """``plugin``'s verdict on node ``n`` for pod ``p`` (``nodes``: the whole cluster,
+    for the plugins whose pre-filter looks at it)."""
     state = CycleState()
     pre = getattr(plugin, "pre_filter", None)
     if pre is not None:
-        assert pre(state, p).ok
+        status = pre(state, p, NodeTable(nodes or [n]))
+        if status.code is Code.SKIP:
+            return status
+        assert status.ok
     return plugin.filter(state, p, n)
 
 

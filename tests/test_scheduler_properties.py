@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actorkube.scheduler import FitError, NodeInfo, default_framework
+from actorkube.scheduler import Code, FitError, NodeInfo, default_framework
 from actorkube.scheduler._framework import CycleState
 
 nodes_st = st.lists(
@@ -84,7 +84,8 @@ node_objects = st.lists(
         "pods": st.integers(0, 4),
         "taint": st.sampled_from([None, "NoSchedule", "PreferNoSchedule", "NoExecute"]),
         "cordoned": st.booleans(),
-        "used": st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 4096)), max_size=3),
+        "used": st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 4096),
+                                   st.sampled_from(["a", "b"])), max_size=3),
     }),
     min_size=1,
     max_size=10,
@@ -103,11 +104,21 @@ pod_objects = st.fixed_dictionaries({
     "preferred": st.lists(st.tuples(st.integers(1, 100), expressions), max_size=2),
     "tolerate": st.booleans(),
     "node_name": st.none() | st.sampled_from(["n0", "n1", "elsewhere"]),
+    "app": st.sampled_from(["a", "b"]),
+    "spread": st.lists(st.fixed_dictionaries({
+        "topologyKey": st.sampled_from(["zone", "kubernetes.io/hostname", "disk"]),
+        "maxSkew": st.integers(1, 3),
+        "whenUnsatisfiable": st.sampled_from(["DoNotSchedule", "ScheduleAnyway"]),
+        "labelSelector": st.sampled_from([{"matchLabels": {"app": "a"}}, {}, None]),
+        "minDomains": st.integers(1, 4),
+        "nodeTaintsPolicy": st.sampled_from(["Honor", "Ignore"]),
+    }), max_size=2),
 })  # fmt: skip
 
 
 def node_from(i, d) -> NodeInfo:
     labels = {k: d[k] for k in ("zone", "disk") if d[k] is not None}
+    labels["kubernetes.io/hostname"] = f"n{i}"
     spec: dict = {"unschedulable": d["cordoned"]}
     if d["taint"]:
         spec["taints"] = [{"key": "k", "value": "v", "effect": d["taint"]}]
@@ -117,8 +128,10 @@ def node_from(i, d) -> NodeInfo:
         "status": {"allocatable": {"cpu": str(d["cpu"]), "memory": f"{d['gib']}Gi",
                                    "pods": str(d["pods"])}},
     })  # fmt: skip
-    for j, (cpu, mem) in enumerate(d["used"]):
-        info.add_pod(make_pod(f"{i}-{j}", cpu, mem))
+    for j, (cpu, mem, app) in enumerate(d["used"]):
+        placed = make_pod(f"{i}-{j}", cpu, mem)
+        placed["metadata"]["labels"] = {"app": app}
+        info.add_pod(placed)
     return info
 
 
@@ -142,6 +155,11 @@ def pod_from(d) -> dict:
         spec["tolerations"] = [{"operator": "Exists"}]
     if d["node_name"]:
         spec["nodeName"] = d["node_name"]
+    p["metadata"]["labels"] = {"app": d["app"]}
+    if d["spread"]:
+        spec["topologySpreadConstraints"] = [
+            {k: v for k, v in c.items() if v is not None} for c in d["spread"]
+        ]
     return p
 
 
@@ -157,13 +175,21 @@ def test_vectorised_filters_and_scores_agree_with_node_by_node(node_dicts, pod_d
     rows = np.arange(len(infos))
     for plugin in default_framework().plugins:
         state = CycleState()
-        if hasattr(plugin, "pre_filter"):
-            plugin.pre_filter(state, p)
-        if hasattr(plugin, "filter"):
+        skip_filter = hasattr(plugin, "pre_filter") and (
+            plugin.pre_filter(state, p, table).code is Code.SKIP
+        )
+        if hasattr(plugin, "filter") and not skip_filter:
             one_by_one = [plugin.filter(state, p, n).ok for n in infos]
             got = filter_verdicts(plugin, state, p, table)
             if got is not None:
                 assert got.tolist() == one_by_one, plugin.name
-        if hasattr(plugin, "score"):
+        skip_score = hasattr(plugin, "pre_score") and (
+            plugin.pre_score(state, p, table, rows).code is Code.SKIP
+        )
+        if hasattr(plugin, "score") and not skip_score:
             one_by_one = [plugin.score(state, p, n) for n in infos]
-            assert score_values(plugin, state, p, table, rows).tolist() == one_by_one, plugin.name
+            got = score_values(plugin, state, p, table, rows)
+            assert got.tolist() == one_by_one, plugin.name
+            if hasattr(plugin, "normalize"):
+                normalized = plugin.normalize(state, p, got)
+                assert ((normalized >= 0) & (normalized <= 100)).all(), plugin.name

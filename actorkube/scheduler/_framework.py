@@ -3,9 +3,16 @@ scheduling cycle over a snapshot of nodes. Pure: no I/O, no clock, no actors.
 
 Rules of this file (Kubernetes' pkg/scheduler/framework and schedule_one.go):
 
-- A plugin implements any of ``pre_filter(state, pod)``, ``filter(state, pod, node)``,
-  ``pre_score(state, pod, nodes)``, ``score(state, pod, node) -> int`` and
-  ``normalize(state, pod, scores)``; the framework calls each in profile order.
+- A plugin implements any of ``pre_filter(state, pod, table)`` (``table``: every
+  node), ``filter(state, pod, node)``,
+  ``pre_score(state, pod, table, rows)`` (``rows``: the feasible nodes of ``table``),
+  ``score(state, pod, node) -> int`` and ``normalize(state, pod, scores) -> scores``
+  (numpy arrays); the framework calls each in profile order. For speed a plugin may
+  also answer for many nodes at once: ``filter_many(state, pod, table)``,
+  ``score_many(state, pod, table, rows)``, or ``node_labels(state, pod)`` (the label
+  keys its verdict reads besides the node's spec: it is then asked once per group of
+  look-alike nodes). These must agree with the node-by-node answers (a property test
+  checks it).
   Filters return a ``Status``: success, ``unschedulable`` (another node, or preemption,
   may do) or ``unresolvable`` (nothing on this node will change that); an ``error`` is
   the plugin's own failure.
@@ -77,7 +84,29 @@ SKIP = Status(Code.SKIP)
 
 
 class CycleState(dict):
-    """What plugins note for one pod's cycle (pre_filter's work, read by filter)."""
+    """What plugins note for one pod's cycle (pre_filter's work, read by filter), and
+    ``cluster``: what the scheduler knows beyond nodes and pods (services, workloads,
+    namespaces: ``ClusterView``)."""
+
+    cluster: ClusterView
+
+    def __init__(self, cluster: ClusterView | None = None) -> None:
+        super().__init__()
+        self.cluster = cluster if cluster is not None else ClusterView()
+
+
+class ClusterView:
+    """The objects some plugins read besides nodes and pods; this one has none. The
+    scheduler's own reads its informers."""
+
+    def services(self, namespace: str) -> list[Mapping[str, Any]]:
+        return []
+
+    def get(self, resource: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return None
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        return None
 
 
 def feasible_nodes_to_find(nodes: int, percentage: int = 0) -> int:
@@ -136,6 +165,7 @@ class Framework:
     percentage: int = 0
     rng: random.Random = attrs.field(factory=lambda: random.Random(0))
     next_start: int = 0
+    cluster: ClusterView = attrs.field(factory=ClusterView)
 
     def schedule(self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo] | NodeTable) -> Result:
         """The node for ``pod`` among ``nodes``; raises FitError if none fits."""
@@ -143,15 +173,7 @@ class Framework:
         n = len(table)
         if not n:
             raise FitError(pod, 0, {}, pre_filter="no nodes available to schedule pods")
-        state = CycleState()
-        for p in self.plugins:
-            pre = getattr(p, "pre_filter", None)
-            if pre is not None:
-                status = pre(state, pod)
-                if status.code is Code.SKIP:
-                    state[("skip", p.name)] = True
-                elif not status.ok:
-                    raise FitError(pod, n, {}, pre_filter=", ".join(status.reasons))
+        state = self._pre_filter(pod, table)
         start = self.next_start % n
         feasible, checked = self._find_feasible(state, pod, table, start)
         self.next_start = (start + checked) % n
@@ -163,6 +185,32 @@ class Framework:
         winners = feasible[totals == totals.max()]  # in scan order: deterministic
         return Result(table.names[winners[self.rng.randrange(len(winners))]], checked,
                       len(feasible))  # fmt: skip
+
+    def feasible_nodes(self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo] | NodeTable
+                       ) -> list[str]:  # fmt: skip
+        """Every node that passes the filters (no sampling; FitError if a pre-filter
+        refuses the pod)."""
+        table = nodes if isinstance(nodes, NodeTable) else NodeTable(nodes)
+        state = self._pre_filter(pod, table)
+        mask = np.ones(len(table), dtype=bool)
+        for p in self._filters(state):
+            verdict = filter_verdicts(p, state, pod, table)
+            if verdict is None:
+                verdict = [p.filter(state, pod, info).ok for info in table.infos]
+            mask &= verdict
+        return [table.names[i] for i in np.flatnonzero(mask)]
+
+    def _pre_filter(self, pod: Mapping[str, Any], table: NodeTable) -> CycleState:
+        state = CycleState(self.cluster)
+        for p in self.plugins:
+            pre = getattr(p, "pre_filter", None)
+            if pre is not None:
+                status = pre(state, pod, table)
+                if status.code is Code.SKIP:
+                    state[("skip", p.name)] = True
+                elif not status.ok:
+                    raise FitError(pod, len(table), {}, pre_filter=", ".join(status.reasons))
+        return state
 
     def _filters(self, state: CycleState) -> list:
         return [p for p in self.plugins
@@ -227,9 +275,7 @@ class Framework:
     @staticmethod
     def _skips_scoring(p, state: CycleState, pod, table: NodeTable, rows) -> bool:
         pre = getattr(p, "pre_score", None)
-        if pre is None:
-            return False
-        return pre(state, pod, [table.infos[i] for i in rows]).code is Code.SKIP
+        return pre is not None and pre(state, pod, table, rows).code is Code.SKIP
 
 
 def filter_verdicts(plugin, state: CycleState, pod, table: NodeTable) -> np.ndarray | None:

@@ -34,6 +34,11 @@ def host_ports(pod: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return out
 
 
+def normalized_image(name: str) -> str:
+    """An image name with the ``:latest`` tag it implies (none given, no digest)."""
+    return name if name.rfind(":") > name.rfind("/") or "@" in name else name + ":latest"
+
+
 class NodeInfo:
     """One node and its pods (see the module rules)."""
 
@@ -55,7 +60,7 @@ class NodeInfo:
         self.images: dict[str, int] = {}
         for image in status.get("images") or ():
             for name in image.get("names") or ():
-                self.images[name] = image.get("sizeBytes") or 0
+                self.images[normalized_image(name)] = image.get("sizeBytes") or 0
         self.generation += 1
 
     @property

@@ -1,6 +1,8 @@
 """Profiles: which plugins run, in which order, with which score weights. The default
-is kube-scheduler's for the plugins built so far (weights: TaintToleration 3,
-NodeAffinity 2, NodeResourcesFit 1, NodeResourcesBalancedAllocation 1)."""
+is kube-scheduler's (weights: TaintToleration 3, NodeAffinity 2, PodTopologySpread 2,
+InterPodAffinity 2, NodeResourcesFit 1, NodeResourcesBalancedAllocation 1,
+ImageLocality 1); the volume plugins are not built (actorkube has no volumes to
+bind)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import random
 from ._framework import Framework
 from .plugins import (
     BalancedAllocation,
+    ImageLocality,
     NodeAffinity,
     NodeName,
     NodePorts,
     NodeResourcesFit,
     NodeUnschedulable,
+    PodTopologySpread,
     TaintToleration,
 )
 
@@ -21,7 +25,9 @@ DEFAULT_WEIGHTS = {
     "TaintToleration": 3,
     "NodeAffinity": 2,
     "NodeResourcesFit": 1,
+    "PodTopologySpread": 2,
     "NodeResourcesBalancedAllocation": 1,
+    "ImageLocality": 1,
 }
 
 
@@ -35,6 +41,8 @@ def default_framework(*, seed: int = 0, percentage: int = 0) -> Framework:
         NodeAffinity(),
         NodePorts(),
         NodeResourcesFit(),
+        PodTopologySpread(),
         BalancedAllocation(),
+        ImageLocality(),
     ]
     return Framework(plugins, dict(DEFAULT_WEIGHTS), percentage, random.Random(seed))

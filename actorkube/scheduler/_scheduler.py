@@ -37,12 +37,12 @@ import trio
 from actorkube.actor import Actor, ActorRef, handler, message
 from actorkube.apiserver import ApiError
 from actorkube.apiserver._meta import rfc3339
-from actorkube.client import ApiClient, InformerFactory
+from actorkube.client import ApiClient, Informer, InformerFactory
 from actorkube.client._events import EventRecorder
 from actorkube.client._leader import LeaderElector
 
 from ._cache import SchedulerCache, node_name_of
-from ._framework import FitError, Framework
+from ._framework import ClusterView, FitError, Framework
 from ._nodeinfo import pod_key
 from ._profiles import default_framework
 from ._queue import SchedulingQueue
@@ -148,6 +148,27 @@ class Scheduler(Actor):
         await self.state.run()
 
 
+class InformerView(ClusterView):
+    """What plugins read besides nodes and pods, from the scheduler's informers."""
+
+    def __init__(self, services: Informer, namespaces: Informer,
+                 workloads: dict[str, Informer]) -> None:  # fmt: skip
+        self._services = services
+        self._namespaces = namespaces
+        self._workloads = workloads
+
+    def services(self, namespace: str) -> list[Mapping[str, Any]]:
+        return self._services.by_index("namespace", namespace)
+
+    def get(self, resource: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        informer = self._workloads.get(resource)
+        return informer.get(f"{namespace}/{name}") if informer is not None else None
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        found = self._namespaces.get(namespace)
+        return None if found is None else (found.get("metadata") or {}).get("labels") or {}
+
+
 class SchedulingState:
     """The leader's work: informers, queue, cache, the scheduling loop and binds."""
 
@@ -170,6 +191,11 @@ class SchedulingState:
         factory = InformerFactory(self.client)
         nodes = factory.informer("nodes")
         pods = factory.informer("pods")
+        replicasets = factory.informer("replicasets", group="apps")
+        view = InformerView(factory.informer("services"), factory.informer("namespaces"),
+                            {"replicasets": replicasets})  # fmt: skip
+        for framework in self.frameworks.values():
+            framework.cluster = view
         nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
         pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         async with trio.open_nursery() as nursery:

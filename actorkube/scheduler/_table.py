@@ -11,6 +11,13 @@ Rules of this file:
   verdict reads nothing else of a node (see ``node_labels`` in the framework) is asked
   once per group, of a representative that holds just that, and its answer spread to
   every node of the group. Groupings are kept until a Node object changes.
+- ``image_nodes`` counts, per image, the nodes that have it (ImageLocality's spread).
+- ``label_codes(key)``: each node's value of label ``key`` as a small integer (-1:
+  the node has no such label), so counts per topology domain are one ``bincount``.
+- ``matching(namespaces, selector)``: how many pods on each node are in one of
+  ``namespaces`` (None: any), match ``selector`` and are not being deleted (what
+  PodTopologySpread and InterPodAffinity count). Built on first use, then kept: a
+  refreshed row is counted again.
 - Other resources (extended resources, hugepages) have no column: a pod that asks for
   them is filtered node by node (the plugin's own ``filter``).
 """
@@ -28,6 +35,19 @@ from ._resources import CPU, MEMORY, PODS
 EPHEMERAL = "ephemeral-storage"
 COLUMNS = (CPU, MEMORY, EPHEMERAL)  # the vectorised resources, in column order
 DEFAULT_PODS = 110
+MAX_MATCHING = 64  # selectors whose counts are kept
+
+
+def count_matching(info: NodeInfo, namespaces: frozenset[str] | None, selector) -> int:
+    n = 0
+    for pod in info.pods.values():
+        m = pod.get("metadata") or {}
+        if namespaces is not None and m.get("namespace", "") not in namespaces:
+            continue
+        if m.get("deletionTimestamp") or not selector.matches(m.get("labels") or {}):
+            continue
+        n += 1
+    return n
 
 
 def _spec_key(info: NodeInfo) -> str:
@@ -50,6 +70,10 @@ class NodeTable:
         self._seen: list[object] = [None] * n  # the Node object of each row's spec key
         self._spec_keys: list[str] = [""] * n
         self._groupings: dict[tuple[str, ...], tuple[np.ndarray, list[NodeInfo]]] = {}
+        self.image_nodes: dict[str, int] = {}  # image -> how many nodes have it
+        self._codes: dict[str, tuple[np.ndarray, list[str]]] = {}
+        self._matching: dict[tuple, np.ndarray] = {}
+        self._images: list[dict[str, int]] = [{}] * n
         self.generations = [-1] * n
         for i in range(n):
             self._fill(i)
@@ -71,12 +95,48 @@ class NodeTable:
         self.non_zero[i, 0] = info.non_zero.get(CPU, 0)
         self.non_zero[i, 1] = info.non_zero.get(MEMORY, 0)
         self.pods[i] = len(info.pods)
+        for (namespaces, selector), counts in self._matching.items():
+            counts[i] = count_matching(info, namespaces, selector)
         self.allowed_pods[i] = a.get(PODS, DEFAULT_PODS)
         if info.node is not self._seen[i]:
             self._seen[i] = info.node
             self._spec_keys[i] = _spec_key(info)
             self._groupings.clear()
+            self._codes.clear()
+            for image in self._images[i]:
+                self.image_nodes[image] -= 1
+                if not self.image_nodes[image]:
+                    del self.image_nodes[image]
+            self._images[i] = info.images
+            for image in info.images:
+                self.image_nodes[image] = self.image_nodes.get(image, 0) + 1
         self.generations[i] = info.generation
+
+    def label_codes(self, key: str) -> tuple[np.ndarray, list[str]]:
+        """Each row's value of label ``key`` as an index into the returned values
+        (-1: no such label)."""
+        found = self._codes.get(key)
+        if found is None:
+            index: dict[str, int] = {}
+            codes = np.full(len(self.infos), -1, dtype=np.int64)
+            for i, info in enumerate(self.infos):
+                value = info.labels.get(key)
+                if value is not None:
+                    codes[i] = index.setdefault(value, len(index))
+            found = self._codes[key] = (codes, list(index))
+        return found
+
+    def matching(self, namespaces: frozenset[str] | None, selector) -> np.ndarray:
+        """See the module rules; do not modify the array returned."""
+        key = (namespaces, selector)
+        counts = self._matching.get(key)
+        if counts is None:
+            if len(self._matching) >= MAX_MATCHING:
+                self._matching.pop(next(iter(self._matching)))
+            counts = np.array([count_matching(info, namespaces, selector) for info in self.infos],
+                              dtype=np.int64)  # fmt: skip
+            self._matching[key] = counts
+        return counts
 
     def grouping(self, keys: Sequence[str]) -> tuple[np.ndarray, list[NodeInfo]]:
         """Each row's group, and a representative per group (see the module rules)."""

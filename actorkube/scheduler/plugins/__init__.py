@@ -1,19 +1,23 @@
 """The scheduler's plugins, one module per concern, each Kubernetes' plugin of the same
 name (pkg/scheduler/framework/plugins)."""
 
+from .image_locality import ImageLocality
 from .node_affinity import NodeAffinity
 from .node_basics import NodeName, NodeUnschedulable
 from .node_ports import NodePorts
 from .node_resources import BalancedAllocation, NodeResourcesFit
 from .taints import TaintToleration, tolerates
+from .topology_spread import PodTopologySpread
 
 __all__ = [
     "BalancedAllocation",
+    "ImageLocality",
     "NodeAffinity",
     "NodeName",
     "NodePorts",
     "NodeResourcesFit",
     "NodeUnschedulable",
+    "PodTopologySpread",
     "TaintToleration",
     "tolerates",
 ]

@@ -16,7 +16,7 @@ ANY_IP = "0.0.0.0"
 class NodePorts:
     name = "NodePorts"
 
-    def pre_filter(self, state: CycleState, pod: Mapping[str, Any]) -> Status:
+    def pre_filter(self, state: CycleState, pod: Mapping[str, Any], table) -> Status:
         state[self.name] = host_ports(pod)
         return SUCCESS if state[self.name] else SKIP  # no host ports: nothing to check
 
