@@ -75,6 +75,20 @@ def test_no_node_is_overcommitted_and_no_fitting_pod_is_left_pending(node_spec, 
 # --- the vectorised answers are the node-by-node answers ----------------------------------
 
 label_values = st.sampled_from(["a", "b", "c"])
+pod_terms = st.fixed_dictionaries({
+    "topologyKey": st.sampled_from(["zone", "kubernetes.io/hostname", "disk"]),
+    "labelSelector": st.sampled_from([{"matchLabels": {"app": "a"}},
+                                      {"matchLabels": {"app": "b"}}, {}]),
+}, optional={"namespaceSelector": st.just({})})  # fmt: skip
+weighted_terms = st.tuples(st.integers(1, 100), pod_terms).map(
+    lambda wt: {"weight": wt[0], "podAffinityTerm": wt[1]}
+)
+one_kind = st.fixed_dictionaries({}, optional={
+    "requiredDuringSchedulingIgnoredDuringExecution": st.lists(pod_terms, max_size=2),
+    "preferredDuringSchedulingIgnoredDuringExecution": st.lists(weighted_terms, max_size=2),
+})  # fmt: skip
+affinities = st.fixed_dictionaries({}, optional={"podAffinity": one_kind,
+                                                 "podAntiAffinity": one_kind})  # fmt: skip
 node_objects = st.lists(
     st.fixed_dictionaries({
         "zone": st.none() | label_values,
@@ -85,7 +99,8 @@ node_objects = st.lists(
         "taint": st.sampled_from([None, "NoSchedule", "PreferNoSchedule", "NoExecute"]),
         "cordoned": st.booleans(),
         "used": st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 4096),
-                                   st.sampled_from(["a", "b"])), max_size=3),
+                                   st.sampled_from(["a", "b"]), st.none() | affinities),
+                         max_size=3),
     }),
     min_size=1,
     max_size=10,
@@ -105,6 +120,7 @@ pod_objects = st.fixed_dictionaries({
     "tolerate": st.booleans(),
     "node_name": st.none() | st.sampled_from(["n0", "n1", "elsewhere"]),
     "app": st.sampled_from(["a", "b"]),
+    "pod_affinity": st.none() | affinities,
     "spread": st.lists(st.fixed_dictionaries({
         "topologyKey": st.sampled_from(["zone", "kubernetes.io/hostname", "disk"]),
         "maxSkew": st.integers(1, 3),
@@ -128,9 +144,11 @@ def node_from(i, d) -> NodeInfo:
         "status": {"allocatable": {"cpu": str(d["cpu"]), "memory": f"{d['gib']}Gi",
                                    "pods": str(d["pods"])}},
     })  # fmt: skip
-    for j, (cpu, mem, app) in enumerate(d["used"]):
+    for j, (cpu, mem, app, affinity) in enumerate(d["used"]):
         placed = make_pod(f"{i}-{j}", cpu, mem)
         placed["metadata"]["labels"] = {"app": app}
+        if affinity:
+            placed["spec"]["affinity"] = affinity
         info.add_pod(placed)
     return info
 
@@ -151,6 +169,8 @@ def pod_from(d) -> dict:
         ]
     if affinity:
         spec["affinity"] = {"nodeAffinity": affinity}
+    if d["pod_affinity"]:
+        spec.setdefault("affinity", {}).update(d["pod_affinity"])
     if d["tolerate"]:
         spec["tolerations"] = [{"operator": "Exists"}]
     if d["node_name"]:

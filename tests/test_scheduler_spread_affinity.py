@@ -1,6 +1,8 @@
-"""PodTopologySpread (and, below, InterPodAffinity) against Kubernetes' documented
-behaviour: skew per domain, minDomains, missing labels, soft spreading, the system
-default constraints from a Service's selector."""
+"""PodTopologySpread and InterPodAffinity against Kubernetes' documented behaviour:
+skew per domain, minDomains, missing labels, soft spreading, the system default
+constraints from a Service's selector; required (anti-)affinity per topology key, the
+first pod of a self-affine group, existing pods' anti-affinity, namespaces, and the
+scores of preferred terms and of existing pods' terms."""
 
 from __future__ import annotations
 
@@ -132,3 +134,87 @@ def test_system_defaults_spread_a_services_pods_over_hosts():
     framework = default_framework(percentage=100)
     framework.cluster = Services()
     assert chosen(p, nodes, framework) == {"n4"}  # the only host without its pods
+
+
+# --- InterPodAffinity ---------------------------------------------------------------------
+
+
+def term(key: str, app: str, **extra) -> dict:
+    return {"topologyKey": key, "labelSelector": {"matchLabels": {"app": app}}, **extra}
+
+
+def with_affinity(name: str, labels: dict, kind: str = "podAffinity", required=(),
+                  preferred=(), namespace: str = "default") -> dict:  # fmt: skip
+    rules: dict = {}
+    if required:
+        rules["requiredDuringSchedulingIgnoredDuringExecution"] = list(required)
+    if preferred:
+        rules["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {"weight": w, "podAffinityTerm": t} for w, t in preferred
+        ]
+    return pod(name, labels, namespace=namespace, affinity={kind: rules})
+
+
+def test_required_anti_affinity_keeps_a_pod_off_hosts_with_matching_pods():
+    nodes = cluster({"n1": 1, "n3": 1}, ZONES)
+    p = with_affinity("new", {"app": "web"}, "podAntiAffinity", [term(HOST, "web")])
+    assert feasible(p, nodes) == {"n2", "n4"}
+    zoned = with_affinity("new", {"app": "web"}, "podAntiAffinity", [term(ZONE, "web")])
+    with pytest.raises(FitError) as e:
+        default_framework().schedule(zoned, nodes)
+    assert str(e.value) == (
+        "0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules."
+    )
+
+
+def test_required_affinity_needs_a_matching_pod_in_the_domain_except_for_the_first():
+    nodes = cluster({"n3": 1}, ZONES, app="cache")
+    p = with_affinity("new", {"app": "web"}, required=[term(ZONE, "cache")])
+    assert feasible(p, nodes) == {"n3", "n4"}
+    # The first of a group with affinity to itself may go anywhere...
+    first = with_affinity("new", {"app": "web"}, required=[term(ZONE, "web")])
+    assert feasible(first, nodes) == {"n1", "n2", "n3", "n4"}
+    # ...but a pod whose terms select others only waits for them.
+    waits = with_affinity("new", {"app": "web"}, required=[term(ZONE, "db")])
+    with pytest.raises(FitError) as e:
+        default_framework().schedule(waits, nodes)
+    assert "4 node(s) didn't match pod affinity rules" in str(e.value)
+
+
+def test_an_existing_pods_anti_affinity_keeps_others_out_of_its_domain():
+    nodes = cluster({}, ZONES)
+    nodes[0].add_pod(with_affinity("loner", {"app": "db"}, "podAntiAffinity",
+                                   [term(ZONE, "web")]))  # fmt: skip
+    assert feasible(pod("new", {"app": "web"}), nodes) == {"n3", "n4"}
+    with pytest.raises(FitError) as e:
+        default_framework().schedule(pod("new", {"app": "web"}), nodes[:2])
+    assert "2 node(s) didn't satisfy existing pods anti-affinity rules" in str(e.value)
+    assert feasible(pod("new", {"app": "other"}), nodes) == {"n1", "n2", "n3", "n4"}
+
+
+def test_terms_look_in_their_namespaces():
+    nodes = cluster({}, ZONES)
+    nodes[0].add_pod(pod("web-elsewhere", {"app": "web"}, namespace="other"))
+    p = with_affinity("new", {"app": "x"}, "podAntiAffinity", [term(HOST, "web")])
+    assert feasible(p, nodes) == {"n1", "n2", "n3", "n4"}  # its own namespace only
+    everywhere = with_affinity("new", {"app": "x"}, "podAntiAffinity",
+                               [term(HOST, "web", namespaceSelector={})])  # fmt: skip
+    assert feasible(everywhere, nodes) == {"n2", "n3", "n4"}
+    listed = with_affinity("new", {"app": "x"}, "podAntiAffinity",
+                           [term(HOST, "web", namespaces=["other"])])  # fmt: skip
+    assert feasible(listed, nodes) == {"n2", "n3", "n4"}
+
+
+def test_preferred_terms_and_existing_pods_terms_score():
+    nodes = cluster({"n3": 2}, ZONES, app="cache")
+    near = with_affinity("new", {"app": "web"}, preferred=[(100, term(ZONE, "cache"))])
+    assert chosen(near, nodes) <= {"n3", "n4"}
+    far = with_affinity("new", {"app": "web"}, "podAntiAffinity",
+                        preferred=[(100, term(ZONE, "cache"))])  # fmt: skip
+    assert chosen(far, nodes) <= {"n1", "n2"}
+    # An existing pod's required affinity to web pods draws a web pod to its zone
+    # (hardPodAffinityWeight 1), and so does its preferred term.
+    for rules in ({"required": [term(ZONE, "web")]}, {"preferred": [(50, term(ZONE, "web"))]}):
+        drawn = cluster({}, ZONES)
+        drawn[2].add_pod(with_affinity("magnet", {"app": "m"}, **rules))
+        assert chosen(pod("new", {"app": "web"}), drawn) == {"n4"}  # n3 holds the magnet

@@ -108,6 +108,9 @@ class ClusterView:
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         return None
 
+    def namespace_names(self) -> list[str]:
+        return []
+
 
 def feasible_nodes_to_find(nodes: int, percentage: int = 0) -> int:
     """How many feasible nodes a cycle looks for before it stops filtering

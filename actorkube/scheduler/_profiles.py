@@ -12,6 +12,7 @@ from ._framework import Framework
 from .plugins import (
     BalancedAllocation,
     ImageLocality,
+    InterPodAffinity,
     NodeAffinity,
     NodeName,
     NodePorts,
@@ -26,6 +27,7 @@ DEFAULT_WEIGHTS = {
     "NodeAffinity": 2,
     "NodeResourcesFit": 1,
     "PodTopologySpread": 2,
+    "InterPodAffinity": 2,
     "NodeResourcesBalancedAllocation": 1,
     "ImageLocality": 1,
 }
@@ -42,6 +44,7 @@ def default_framework(*, seed: int = 0, percentage: int = 0) -> Framework:
         NodePorts(),
         NodeResourcesFit(),
         PodTopologySpread(),
+        InterPodAffinity(),
         BalancedAllocation(),
         ImageLocality(),
     ]

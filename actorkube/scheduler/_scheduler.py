@@ -168,6 +168,9 @@ class InformerView(ClusterView):
         found = self._namespaces.get(namespace)
         return None if found is None else (found.get("metadata") or {}).get("labels") or {}
 
+    def namespace_names(self) -> list[str]:
+        return list(self._namespaces.items)
+
 
 class SchedulingState:
     """The leader's work: informers, queue, cache, the scheduling loop and binds."""

@@ -17,7 +17,8 @@ Rules of this file:
 - ``matching(namespaces, selector)``: how many pods on each node are in one of
   ``namespaces`` (None: any), match ``selector`` and are not being deleted (what
   PodTopologySpread and InterPodAffinity count). Built on first use, then kept: a
-  refreshed row is counted again.
+  refreshed row is counted again. ``terms()`` likewise counts the inter-pod affinity
+  terms of the pods already placed, per topology domain.
 - Other resources (extended resources, hugepages) have no column: a pod that asks for
   them is filtered node by node (the plugin's own ``filter``).
 """
@@ -38,16 +39,35 @@ DEFAULT_PODS = 110
 MAX_MATCHING = 64  # selectors whose counts are kept
 
 
-def count_matching(info: NodeInfo, namespaces: frozenset[str] | None, selector) -> int:
+def count_matching(info: NodeInfo, namespaces: frozenset[str] | None, selector,
+                   deleting: bool = False) -> int:  # fmt: skip
     n = 0
     for pod in info.pods.values():
         m = pod.get("metadata") or {}
         if namespaces is not None and m.get("namespace", "") not in namespaces:
             continue
-        if m.get("deletionTimestamp") or not selector.matches(m.get("labels") or {}):
+        if (m.get("deletionTimestamp") and not deleting) or not selector.matches(
+            m.get("labels") or {}
+        ):
             continue
         n += 1
     return n
+
+
+def pod_terms(pod) -> list[tuple[str, int, dict]]:
+    """A pod's inter-pod affinity terms as (kind, weight, PodAffinityTerm): kinds
+    ``affinity``/``anti`` (required; weight 0) and ``affinity-preferred``/
+    ``anti-preferred``."""
+    affinity = (pod.get("spec") or {}).get("affinity") or {}
+    out = []
+    for field, kind in (("podAffinity", "affinity"), ("podAntiAffinity", "anti")):
+        rules = affinity.get(field) or {}
+        for term in rules.get("requiredDuringSchedulingIgnoredDuringExecution") or ():
+            out.append((kind, 0, term))
+        for weighted in rules.get("preferredDuringSchedulingIgnoredDuringExecution") or ():
+            out.append((kind + "-preferred", int(weighted.get("weight") or 0),
+                        weighted.get("podAffinityTerm") or {}))  # fmt: skip
+    return out
 
 
 def _spec_key(info: NodeInfo) -> str:
@@ -71,8 +91,10 @@ class NodeTable:
         self._spec_keys: list[str] = [""] * n
         self._groupings: dict[tuple[str, ...], tuple[np.ndarray, list[NodeInfo]]] = {}
         self.image_nodes: dict[str, int] = {}  # image -> how many nodes have it
-        self._codes: dict[str, tuple[np.ndarray, list[str]]] = {}
+        self._codes: dict[str, tuple[np.ndarray, list[str], dict[str, int]]] = {}
         self._matching: dict[tuple, np.ndarray] = {}
+        self._terms: dict[tuple, dict[str, int]] | None = None  # built on first use
+        self._row_terms: list[list[tuple[tuple, str]]] = []
         self._images: list[dict[str, int]] = [{}] * n
         self.generations = [-1] * n
         for i in range(n):
@@ -95,8 +117,12 @@ class NodeTable:
         self.non_zero[i, 0] = info.non_zero.get(CPU, 0)
         self.non_zero[i, 1] = info.non_zero.get(MEMORY, 0)
         self.pods[i] = len(info.pods)
-        for (namespaces, selector), counts in self._matching.items():
-            counts[i] = count_matching(info, namespaces, selector)
+        for (namespaces, selector, deleting), counts in self._matching.items():
+            counts[i] = count_matching(info, namespaces, selector, deleting)
+        if self._terms is not None:
+            self._count_terms(i, -1)
+            self._row_terms[i] = self._terms_of(info)
+            self._count_terms(i, +1)
         self.allowed_pods[i] = a.get(PODS, DEFAULT_PODS)
         if info.node is not self._seen[i]:
             self._seen[i] = info.node
@@ -115,6 +141,14 @@ class NodeTable:
     def label_codes(self, key: str) -> tuple[np.ndarray, list[str]]:
         """Each row's value of label ``key`` as an index into the returned values
         (-1: no such label)."""
+        codes, values, _ = self._label(key)
+        return codes, values
+
+    def label_index(self, key: str) -> dict[str, int]:
+        """Label ``key``'s values and their codes (``label_codes``)."""
+        return self._label(key)[2]
+
+    def _label(self, key: str) -> tuple[np.ndarray, list[str], dict[str, int]]:
         found = self._codes.get(key)
         if found is None:
             index: dict[str, int] = {}
@@ -123,20 +157,60 @@ class NodeTable:
                 value = info.labels.get(key)
                 if value is not None:
                     codes[i] = index.setdefault(value, len(index))
-            found = self._codes[key] = (codes, list(index))
+            found = self._codes[key] = (codes, list(index), index)
         return found
 
-    def matching(self, namespaces: frozenset[str] | None, selector) -> np.ndarray:
-        """See the module rules; do not modify the array returned."""
-        key = (namespaces, selector)
+    def matching(self, namespaces: frozenset[str] | None, selector,
+                 deleting: bool = False) -> np.ndarray:  # fmt: skip
+        """See the module rules (``deleting``: count pods being deleted too); do not
+        modify the array returned."""
+        key = (namespaces, selector, deleting)
         counts = self._matching.get(key)
         if counts is None:
             if len(self._matching) >= MAX_MATCHING:
                 self._matching.pop(next(iter(self._matching)))
-            counts = np.array([count_matching(info, namespaces, selector) for info in self.infos],
-                              dtype=np.int64)  # fmt: skip
+            counts = np.array([count_matching(info, namespaces, selector, deleting)
+                               for info in self.infos], dtype=np.int64)  # fmt: skip
             self._matching[key] = counts
         return counts
+
+    def terms(self) -> dict[tuple, dict[str, int]]:
+        """The inter-pod affinity terms of the pods on the nodes, counted per
+        topology domain: ``(kind, weight, owner namespace, term as JSON, topology
+        key) -> {domain value: pods}`` (see ``pod_terms``; a node without the
+        topology key adds nothing). Built on first use, then kept row by row."""
+        if self._terms is None:
+            self._terms = {}
+            self._row_terms = [self._terms_of(info) for info in self.infos]
+            for i in range(len(self.infos)):
+                self._count_terms(i, +1)
+        return self._terms
+
+    def _terms_of(self, info: NodeInfo) -> list[tuple[tuple, str]]:
+        out = []
+        labels = info.labels
+        for pod in info.pods.values():
+            affinity = (pod.get("spec") or {}).get("affinity")
+            if not affinity or not (affinity.get("podAffinity") or affinity.get("podAntiAffinity")):
+                continue
+            namespace = (pod.get("metadata") or {}).get("namespace", "")
+            for kind, weight, term in pod_terms(pod):
+                key = term.get("topologyKey") or ""
+                value = labels.get(key)
+                if value is not None:
+                    text = json.dumps(term, sort_keys=True, separators=(",", ":"))
+                    out.append(((kind, weight, namespace, text, key), value))
+        return out
+
+    def _count_terms(self, i: int, sign: int) -> None:
+        assert self._terms is not None
+        for key, value in self._row_terms[i]:
+            counts = self._terms.setdefault(key, {})
+            counts[value] = counts.get(value, 0) + sign
+            if not counts[value]:
+                del counts[value]
+                if not counts:
+                    del self._terms[key]
 
     def grouping(self, keys: Sequence[str]) -> tuple[np.ndarray, list[NodeInfo]]:
         """Each row's group, and a representative per group (see the module rules)."""

@@ -2,6 +2,7 @@
 name (pkg/scheduler/framework/plugins)."""
 
 from .image_locality import ImageLocality
+from .inter_pod_affinity import InterPodAffinity
 from .node_affinity import NodeAffinity
 from .node_basics import NodeName, NodeUnschedulable
 from .node_ports import NodePorts
@@ -12,6 +13,7 @@ from .topology_spread import PodTopologySpread
 __all__ = [
     "BalancedAllocation",
     "ImageLocality",
+    "InterPodAffinity",
     "NodeAffinity",
     "NodeName",
     "NodePorts",
