@@ -116,7 +116,9 @@ async def test_an_unschedulable_pod_is_told_why_and_waits_for_room(autojump_cloc
         )
         await client.create("pods", pod("big", cpu="2"), namespace="default")
         expected = (
-            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {k: v}."
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint "
+            "{k: v}. preemption: 0/2 nodes are available: 1 No preemption victims found for "
+            "incoming pod, 1 Preemption is not helpful for scheduling."
         )
 
         async def condition():
@@ -232,3 +234,36 @@ def test_the_standby_takes_over_when_the_leader_crashes(seed: int) -> None:
     assert sorted(result["binds"]) == sorted(f"p{i}" for i in range(pods))
     assert set(result["binds"].values()) == {1}  # every pod bound exactly once
     assert result["takeover"] <= 15 + 2 * 2 + 10  # lease, retries, the work itself
+
+
+async def test_a_higher_priority_pod_preempts_through_the_api(autojump_clock):
+    async with ActorSystem() as system:
+        api, client = await start_cluster(system)
+        await client.create("nodes", node("n0", cpu="4"))
+        system.spawn(lambda: Scheduler(api.ref, token="admin-token", identity="s1",
+                                       config=SchedulerConfig(leader_elect=False)))  # fmt: skip
+        for i in range(4):
+            low = pod(f"low{i}", cpu="900m", priority=0, terminationGracePeriodSeconds=0)
+            await client.create("pods", low, namespace="default")
+        await wait_for(lambda: bound_pods(client, 4))
+        high = pod("high", cpu="3", priority=10)
+        await client.create("pods", high, namespace="default")
+
+        async def placed():
+            got = await client.get("pods", "high", namespace="default")
+            return got if got["spec"].get("nodeName") else None
+
+        got = await wait_for(placed)
+        assert got["spec"]["nodeName"] == "n0"
+        assert got["status"].get("nominatedNodeName") == "n0"
+        left = (await client.list("pods", namespace="default"))["items"]
+        lows = sorted(p["metadata"]["name"] for p in left if p["metadata"]["name"] != "high")
+        assert len(lows) == 1  # three had to go: 4 - 3 x 0.9 leaves room for 3 cpu
+
+        async def preempted():
+            items = (await client.list("events", namespace="default"))["items"]
+            return [e for e in items if e["reason"] == "Preempted"] or None
+
+        events = await wait_for(preempted)
+        assert len(events) == 3
+        assert events[0]["message"] == f"Preempted by pod {got['metadata']['uid']} on node n0"

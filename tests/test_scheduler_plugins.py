@@ -291,7 +291,9 @@ def test_a_pod_no_node_fits_gets_kubernetes_message():
         default_framework().schedule(pod(containers=[container(cpu="2")]), nodes)
     assert str(e.value) == (
         "0/4 nodes are available: 1 node(s) had untolerated taint {k: v}, "
-        "1 node(s) were unschedulable, 2 Insufficient cpu."
+        "1 node(s) were unschedulable, 2 Insufficient cpu. preemption: 0/4 nodes are "
+        "available: 2 No preemption victims found for incoming pod, 2 Preemption is not "
+        "helpful for scheduling."
     )
     with pytest.raises(FitError) as e:
         default_framework().schedule(pod(), [])

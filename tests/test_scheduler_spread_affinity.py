@@ -86,7 +86,8 @@ def test_min_domains_treats_the_minimum_as_zero_while_domains_are_missing():
     with pytest.raises(FitError) as e:
         default_framework().schedule(p, nodes)
     assert str(e.value) == (
-        "0/4 nodes are available: 4 node(s) didn't match pod topology spread constraints."
+        "0/4 nodes are available: 4 node(s) didn't match pod topology spread constraints. "
+        "preemption: 0/4 nodes are available: 4 No preemption victims found for incoming pod."
     )
 
 
@@ -163,7 +164,8 @@ def test_required_anti_affinity_keeps_a_pod_off_hosts_with_matching_pods():
     with pytest.raises(FitError) as e:
         default_framework().schedule(zoned, nodes)
     assert str(e.value) == (
-        "0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules."
+        "0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules. "
+        "preemption: 0/4 nodes are available: 4 No preemption victims found for incoming pod."
     )
 
 

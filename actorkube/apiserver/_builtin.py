@@ -638,6 +638,15 @@ def builtin_registry() -> Registry:
             workload("DaemonSet", "daemonsets", "ds", False, STATUS),
             rt("coordination.k8s.io", "Lease", "leases", True),
             rt(
+                "policy",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+                True,
+                short_names=("pdb",),
+                subresources=STATUS,
+                generation=True,
+            ),
+            rt(
                 "discovery.k8s.io",
                 "EndpointSlice",
                 "endpointslices",

@@ -13,6 +13,10 @@ Rules of this file (Kubernetes' pkg/scheduler/internal/cache):
   expiry clock: if the informer never confirms it within ``ttl`` seconds, ``cleanup``
   drops it (the bind was lost). The informer's add of the bound pod confirms it: the
   assumed copy is replaced by the real one, on the node the API server says.
+- ``nominate(pod, node)`` holds room on the node a preemption freed for the pod
+  (Kubernetes' nominated pods): it counts there like an assumed pod until
+  ``unnominate`` (the pod is tried again, bound or deleted). Unlike Kubernetes, the
+  room is held against every other pod, not only those of lower priority.
 - ``nodes()`` lists the schedulable view in a stable order (the order nodes arrived),
   which the framework scans from its rotating start; ``table()`` is the same view as
   a NodeTable, kept up to date row by row as nodes and pods change.
@@ -58,6 +62,7 @@ class SchedulerCache:
         self._pods: dict[str, _PodState] = {}
         self._table: NodeTable | None = None
         self._dirty: set[str] = set()  # nodes changed since the table was last refreshed
+        self._nominated: dict[str, tuple[str, Mapping[str, Any]]] = {}
 
     # --- nodes --------------------------------------------------------------------------
 
@@ -180,6 +185,29 @@ class SchedulerCache:
         for pod in expired:
             self.remove_pod(pod)
         return expired
+
+    def nominate(self, pod: Mapping[str, Any], node: str) -> None:
+        self.unnominate(pod)
+        held = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node}}
+        self._nominated[pod_key(pod)] = (node, held)
+        self._info(node).add_pod(held)
+        self._dirty.add(node)
+
+    def unnominate(self, pod: Mapping[str, Any]) -> None:
+        entry = self._nominated.pop(pod_key(pod), None)
+        if entry is None:
+            return
+        node, held = entry
+        info = self._infos.get(node)
+        if info is not None:
+            info.remove_pod(held)
+            self._dirty.add(node)
+            if not info.pods and node not in self._real:
+                del self._infos[node]
+
+    def nominated(self, pod: Mapping[str, Any]) -> str | None:
+        entry = self._nominated.get(pod_key(pod))
+        return entry[0] if entry is not None else None
 
     def pod_count(self) -> int:
         return len(self._pods)

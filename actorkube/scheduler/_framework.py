@@ -94,6 +94,13 @@ class CycleState(dict):
         super().__init__()
         self.cluster = cluster if cluster is not None else ClusterView()
 
+    def clone(self) -> CycleState:
+        """A copy whose plugin states (those with a ``clone``) can change apart."""
+        copy = CycleState(self.cluster)
+        for key, value in self.items():
+            copy[key] = value.clone() if hasattr(value, "clone") else value
+        return copy
+
 
 class ClusterView:
     """The objects some plugins read besides nodes and pods; this one has none. The
@@ -111,6 +118,9 @@ class ClusterView:
     def namespace_names(self) -> list[str]:
         return []
 
+    def pod_disruption_budgets(self, namespace: str) -> list[Mapping[str, Any]]:
+        return []
+
 
 def feasible_nodes_to_find(nodes: int, percentage: int = 0) -> int:
     """How many feasible nodes a cycle looks for before it stops filtering
@@ -126,8 +136,9 @@ class FitError(Exception):
     """No node fits. ``statuses`` holds each filtered node's failing Status."""
 
     def __init__(self, pod: Mapping[str, Any], nodes: int, statuses: dict[str, Status],
-                 pre_filter: str = "", post_filter: str = "") -> None:  # fmt: skip
+                 pre_filter: str = "", post_filter: str = "", preemption=None) -> None:  # fmt: skip
         self.pod = pod
+        self.preemption = preemption  # what a PostFilter plugin chose to evict, if any
         self.nodes = nodes
         self.statuses = statuses
         self.pre_filter = pre_filter
@@ -181,7 +192,13 @@ class Framework:
         feasible, checked = self._find_feasible(state, pod, table, start)
         self.next_start = (start + checked) % n
         if not len(feasible):
-            raise FitError(pod, n, self._statuses(state, pod, table))
+            statuses = self._statuses(state, pod, table)
+            preemption, message = None, ""
+            for p in self.plugins:
+                post = getattr(p, "post_filter", None)
+                if post is not None and preemption is None:
+                    preemption, message = post(self, state, pod, table, statuses)
+            raise FitError(pod, n, statuses, post_filter=message, preemption=preemption)
         if len(feasible) == 1:
             return Result(table.names[feasible[0]], checked, 1)
         totals = self._score(state, pod, table, feasible)

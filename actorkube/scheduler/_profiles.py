@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 from ._framework import Framework
+from ._preemption import DefaultPreemption
 from .plugins import (
     BalancedAllocation,
     ImageLocality,
@@ -47,5 +48,6 @@ def default_framework(*, seed: int = 0, percentage: int = 0) -> Framework:
         InterPodAffinity(),
         BalancedAllocation(),
         ImageLocality(),
+        DefaultPreemption(random.Random(seed)),
     ]
     return Framework(plugins, dict(DEFAULT_WEIGHTS), percentage, random.Random(seed))

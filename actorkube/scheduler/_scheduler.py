@@ -18,6 +18,11 @@ Rules of this file:
   message) through the status subresource, and a Warning event FailedScheduling with
   the same message; a bound pod gets a Normal event Scheduled ("Successfully assigned
   ns/pod to node"). Events are best effort (``EventRecorder``).
+- When DefaultPreemption finds victims, each gets the DisruptionTarget condition
+  (PreemptionByScheduler) and a Preempted event, then is deleted (its own grace
+  period); the preemptor's ``status.nominatedNodeName`` names the node, whose room the
+  cache holds for it (``SchedulerCache.nominate``) until it is tried again. The
+  victims' deletion moves it back to the active queue.
 - Only the leader schedules (``LeaderElector`` on the Lease ``kube-system/
   kube-scheduler``, when ``leader_elect``). Losing the lease fails the actor: its
   supervisor starts it again, as a candidate with a fresh cache, as kube-scheduler's
@@ -44,6 +49,7 @@ from actorkube.client._leader import LeaderElector
 from ._cache import SchedulerCache, node_name_of
 from ._framework import ClusterView, FitError, Framework
 from ._nodeinfo import pod_key
+from ._preemption import Preemption
 from ._profiles import default_framework
 from ._queue import SchedulingQueue
 
@@ -152,10 +158,14 @@ class InformerView(ClusterView):
     """What plugins read besides nodes and pods, from the scheduler's informers."""
 
     def __init__(self, services: Informer, namespaces: Informer,
-                 workloads: dict[str, Informer]) -> None:  # fmt: skip
+                 workloads: dict[str, Informer], budgets: Informer) -> None:  # fmt: skip
         self._services = services
         self._namespaces = namespaces
         self._workloads = workloads
+        self._budgets = budgets
+
+    def pod_disruption_budgets(self, namespace: str) -> list[Mapping[str, Any]]:
+        return self._budgets.by_index("namespace", namespace)
 
     def services(self, namespace: str) -> list[Mapping[str, Any]]:
         return self._services.by_index("namespace", namespace)
@@ -187,6 +197,7 @@ class SchedulingState:
         self.scheduled = 0  # binds confirmed by the API server
         self.attempts = 0
         self.failed_binds = 0
+        self.preemptions = 0
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
 
@@ -196,7 +207,8 @@ class SchedulingState:
         pods = factory.informer("pods")
         replicasets = factory.informer("replicasets", group="apps")
         view = InformerView(factory.informer("services"), factory.informer("namespaces"),
-                            {"replicasets": replicasets})  # fmt: skip
+                            {"replicasets": replicasets},
+                            factory.informer("poddisruptionbudgets", group="policy"))  # fmt: skip
         for framework in self.frameworks.values():
             framework.cluster = view
         nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
@@ -253,6 +265,7 @@ class SchedulingState:
 
     def _pod_deleted(self, pod: dict) -> None:
         self.queue.delete(pod)
+        self.cache.unnominate(pod)
         if node_name_of(pod) or self.cache.is_assumed(pod):
             self.cache.remove_pod(pod)
             self._moved()
@@ -284,11 +297,20 @@ class SchedulingState:
         self.attempts += 1
         name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
         framework = self.frameworks[name]
+        held = self.cache.nominated(pod)
+        self.cache.unnominate(pod)  # its own held room must not keep it out
         try:
             result = framework.schedule(pod, self.cache.table())
         except FitError as e:
             self.queue.unschedulable(pod, now)
             assert self._nursery is not None
+            if e.preemption is not None:
+                self.preemptions += 1
+                self.cache.nominate(pod, e.preemption.node)
+                self._nursery.start_soon(self._preempt, pod, e.preemption, e.message())
+                return
+            if held is not None and self.cache.node(held) is not None:
+                self.cache.nominate(pod, held)  # still waiting for its victims to go
             self._nursery.start_soon(self._unschedulable, pod, e.message())
             return
         assumed = self.cache.assume(pod, result.node)
@@ -324,6 +346,7 @@ class SchedulingState:
             return
         self.scheduled += 1
         self.cache.finish_binding(assumed, trio.current_time())
+        self.cache.unnominate(pod)
         self.queue.done(pod)
         self.events.event(
             pod,
@@ -332,15 +355,15 @@ class SchedulingState:
             f"Successfully assigned {m['namespace']}/{m['name']} to {node}",
         )
 
-    async def _unschedulable(self, pod: dict, text: str) -> None:
-        m = pod["metadata"]
+    async def _unschedulable(self, pod: dict, text: str, nominated: str = "") -> None:
         self.events.event(pod, "Warning", "FailedScheduling", text)
-        conditions = (pod.get("status") or {}).get("conditions") or ()
-        for c in conditions:
+        status = pod.get("status") or {}
+        for c in status.get("conditions") or ():
             if (
                 c.get("type") == "PodScheduled"
                 and c.get("status") == "False"
                 and c.get("message") == text
+                and status.get("nominatedNodeName", "") == nominated
             ):
                 return  # already says so
         condition = {
@@ -351,17 +374,45 @@ class SchedulingState:
             "lastProbeTime": None,
             "lastTransitionTime": rfc3339(self.client.system.clock.now()),
         }
+        patch: dict = {"conditions": [condition]}
+        if nominated:
+            patch["nominatedNodeName"] = nominated
+        await self._patch_status(pod, patch)
+
+    async def _patch_status(self, pod: Mapping[str, Any], status: dict) -> bool:
+        m = pod["metadata"]
         try:
-            await self.client.patch(
-                "pods",
-                m["name"],
-                {"status": {"conditions": [condition]}},
-                namespace=m["namespace"],
-                subresource="status",
-                content_type=STRATEGIC,
-            )
+            await self.client.patch("pods", m["name"], {"status": status},
+                                    namespace=m["namespace"], subresource="status",
+                                    content_type=STRATEGIC)  # fmt: skip
         except ApiError as e:
             log.debug("status of %s not updated: %s", pod_key(pod), e)
+            return False
+        return True
+
+    async def _preempt(self, pod: dict, preemption: Preemption, text: str) -> None:
+        """Evict the victims, then say where the preemptor is nominated."""
+        uid = pod["metadata"].get("uid", "")
+        condition = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": f"{DEFAULT_SCHEDULER}: preempting to accommodate a higher priority pod",
+            "lastTransitionTime": rfc3339(self.client.system.clock.now()),
+        }
+        for victim in preemption.victims:
+            vm = victim["metadata"]
+            if not await self._patch_status(victim, {"conditions": [condition]}):
+                continue  # gone already, or not ours to touch now
+            try:
+                await self.client.delete("pods", vm["name"], namespace=vm["namespace"])
+            except ApiError as e:
+                if e.code != 404:  # gone already is what we wanted
+                    log.info("preempting %s failed: %s", pod_key(victim), e)
+                continue
+            self.events.event(victim, "Normal", "Preempted",
+                              f"Preempted by pod {uid} on node {preemption.node}")  # fmt: skip
+        await self._unschedulable(pod, text, nominated=preemption.node)
 
     async def _cleanup_loop(self) -> None:
         while True:

@@ -121,8 +121,46 @@ class _FilterState:
     any_affinity_pod: bool
     matches_itself: bool
     anti: list[tuple[Term, np.ndarray]]
-    blocked: dict[str, set[str]]  # topology key -> domains existing pods keep it out of
+    # topology key -> {domain: pods there whose anti-affinity keeps this pod out}
+    blocked: dict[str, dict[str, int]]
     table: Any
+    pod: Mapping[str, Any]
+    cluster: Any
+
+    def clone(self) -> _FilterState:
+        return attrs.evolve(
+            self,
+            affinity=[(t, c.copy()) for t, c in self.affinity],
+            anti=[(t, c.copy()) for t, c in self.anti],
+            blocked={k: dict(v) for k, v in self.blocked.items()},
+        )
+
+    def update(self, other: Mapping[str, Any], node: NodeInfo, delta: int) -> None:
+        """``other`` joins (1) or leaves (-1) ``node``: the counts follow."""
+        labels = node.labels
+
+        def bump(key: str, per_domain: np.ndarray) -> None:
+            code = self.table.label_index(key).get(labels.get(key)) if key in labels else None
+            if code is not None:
+                per_domain[code] += delta
+
+        if self.affinity and all(term_matches(t, other, self.cluster) for t, _ in self.affinity):
+            for t, per_domain in self.affinity:
+                bump(t.key, per_domain)
+            self.any_affinity_pod = any(int(c.sum()) > 0 for _, c in self.affinity)
+        for t, per_domain in self.anti:
+            if term_matches(t, other, self.cluster):
+                bump(t.key, per_domain)
+        owner = (other.get("metadata") or {}).get("namespace", "")
+        for kind, _, raw in pod_terms(other):
+            t = parse_term(raw, owner)
+            value = labels.get(t.key)
+            if kind != "anti" or value is None or not term_matches(t, self.pod, self.cluster):
+                continue
+            domains = self.blocked.setdefault(t.key, {})
+            domains[value] = domains.get(value, 0) + delta
+            if domains[value] <= 0:
+                del domains[value]
 
 
 def _combined(terms: list[Term], cluster) -> tuple[frozenset[str] | None, Selector]:
@@ -150,13 +188,15 @@ class InterPodAffinity:
         own = [(kind, parse_term(t, namespace)) for kind, _, t in pod_terms(pod)]
         affinity = [t for kind, t in own if kind == "affinity"]
         anti = [t for kind, t in own if kind == "anti"]
-        blocked: dict[str, set[str]] = defaultdict(set)
+        blocked: dict[str, dict[str, int]] = defaultdict(dict)
         for (kind, _, owner, text, key), counts in table.terms().items():
             if kind == "anti" and term_matches(_parsed(text, owner), pod, cluster):
-                blocked[key].update(counts)
+                domains = blocked[key]
+                for value, n in counts.items():
+                    domains[value] = domains.get(value, 0) + n
         if not affinity and not anti and not blocked:
             return SKIP
-        s = _FilterState([], False, False, [], dict(blocked), table)
+        s = _FilterState([], False, False, [], dict(blocked), table, pod, cluster)
         if affinity:
             namespaces, selector = _combined(affinity, cluster)
             per_node = table.matching(namespaces, selector, deleting=True)
@@ -168,6 +208,12 @@ class InterPodAffinity:
             s.anti.append((t, _per_domain(table, t.key, per_node)))
         state[self.name] = s
         return SUCCESS
+
+    def add_pod(self, state: CycleState, pod, other, node: NodeInfo) -> None:
+        state[self.name].update(other, node, +1)
+
+    def remove_pod(self, state: CycleState, pod, other, node: NodeInfo) -> None:
+        state[self.name].update(other, node, -1)
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         s: _FilterState = state[self.name]

@@ -157,6 +157,7 @@ class _Domains:
     index: dict[str, int]  # domain value -> code
     counts: np.ndarray  # per domain code
     present: np.ndarray  # per domain code: some counted node is in it
+    counted: np.ndarray  # per node: its pods count
 
 
 def _domains(state: CycleState, pod, table, c: Constraint, counted: np.ndarray) -> _Domains:
@@ -166,8 +167,55 @@ def _domains(state: CycleState, pod, table, c: Constraint, counted: np.ndarray) 
     rows = counted & (codes >= 0)
     counts = np.bincount(codes[rows], weights=per_node[rows], minlength=len(values))
     present = np.bincount(codes[rows], minlength=len(values)) > 0
-    index = {v: i for i, v in enumerate(values)}
-    return _Domains(c, codes, index, counts.astype(np.int64), present)
+    index = table.label_index(c.key)
+    return _Domains(c, codes, index, counts.astype(np.int64), present, counted)
+
+
+@attrs.define
+class _Check:
+    """A hard constraint's counts, its minimum, and whether the pod counts itself."""
+
+    d: _Domains
+    own: int
+    minimum: int = 0
+
+    def settle(self) -> None:
+        d = self.d
+        domains = int(d.present.sum())
+        if domains == 0:
+            self.minimum = 2**31 - 1  # nothing counted: no node makes a skew
+        elif domains < d.constraint.min_domains:
+            self.minimum = 0
+        else:
+            self.minimum = int(d.counts[d.present].min())
+
+
+@attrs.define
+class _FilterState:
+    checks: list[_Check]
+    namespace: str
+    table: Any
+
+    def clone(self) -> _FilterState:
+        return _FilterState(
+            [attrs.evolve(c, d=attrs.evolve(c.d, counts=c.d.counts.copy())) for c in self.checks],
+            self.namespace,
+            self.table,
+        )
+
+    def update(self, other: Mapping[str, Any], node: NodeInfo, delta: int) -> None:
+        """``other`` joins (1) or leaves (-1) ``node``: the counts follow."""
+        m = other.get("metadata") or {}
+        row = self.table.row.get(node.name)
+        if m.get("namespace", "") != self.namespace or row is None:
+            return
+        for c in self.checks:
+            code = c.d.codes[row]
+            if code < 0 or not c.d.counted[row]:
+                continue
+            if c.d.constraint.selector.matches(m.get("labels") or {}):
+                c.d.counts[code] += delta
+                c.settle()
 
 
 class PodTopologySpread:
@@ -183,20 +231,22 @@ class PodTopologySpread:
         checks = []
         for c in constraints:
             d = _domains(state, pod, table, c, _counted_nodes(state, pod, table, c, keys))
-            domains = int(d.present.sum())
-            if domains == 0:
-                minimum = 2**31 - 1  # nothing counted: no node makes a skew
-            elif domains < c.min_domains:
-                minimum = 0
-            else:
-                minimum = int(d.counts[d.present].min())
-            own = 1 if c.selector.matches(_labels(pod)) else 0
-            checks.append((d, minimum, own))
-        state[self.name] = checks
+            check = _Check(d, 1 if c.selector.matches(_labels(pod)) else 0)
+            check.settle()
+            checks.append(check)
+        namespace = (pod.get("metadata") or {}).get("namespace", "")
+        state[self.name] = _FilterState(checks, namespace, table)
         return SUCCESS
 
+    def add_pod(self, state: CycleState, pod, other, node: NodeInfo) -> None:
+        state[self.name].update(other, node, +1)
+
+    def remove_pod(self, state: CycleState, pod, other, node: NodeInfo) -> None:
+        state[self.name].update(other, node, -1)
+
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
-        for d, minimum, own in state[self.name]:
+        for check in state[self.name].checks:
+            d, minimum, own = check.d, check.minimum, check.own
             value = node.labels.get(d.constraint.key)
             if value is None:
                 return Status.unresolvable(MISSING_LABEL)
@@ -208,7 +258,8 @@ class PodTopologySpread:
 
     def filter_many(self, state: CycleState, pod: Mapping[str, Any], table) -> np.ndarray:
         fits = np.ones(len(table), dtype=bool)
-        for d, minimum, own in state[self.name]:
+        for check in state[self.name].checks:
+            d, minimum, own = check.d, check.minimum, check.own
             codes = d.codes
             counts = np.where(codes >= 0, d.counts[np.maximum(codes, 0)] if len(d.counts) else 0,
                               0)  # fmt: skip

@@ -1,0 +1,214 @@
+"""DefaultPreemption: when no node fits a pod, find lower-priority pods whose eviction
+would make room. Pure: it chooses; the scheduler deletes the victims and nominates
+the node.
+
+Rules (Kubernetes' defaultpreemption plugin and pkg/scheduler/framework/preemption):
+
+- A pod with ``preemptionPolicy: Never`` never preempts; nor does a pod nominated to
+  a node where lower-priority pods are still being deleted (it waits for them).
+- Only nodes whose filter failure was ``Unschedulable`` can help (not
+  ``UnschedulableAndUnresolvable``: a taint or a missing label stays whatever is
+  evicted). From a random offset, nodes are tried until ``max(10% of nodes, 100)``
+  candidates are found.
+- On a node, every pod of lower priority is removed; if the pod still does not fit,
+  the node is no candidate. Then victims are given back (reprieved) one by one, most
+  important first (higher priority, then earlier start), those whose eviction would
+  break a PodDisruptionBudget first: a pod that can come back without the preemptor
+  losing its fit is not a victim. The filters' pre-computed state (topology spread
+  counts, inter-pod affinity) follows each removal and return (``remove_pod`` /
+  ``add_pod`` of the plugins that keep such state).
+- The chosen node has, in order: the fewest PodDisruptionBudget violations, the
+  lowest highest-victim priority, the lowest sum of victim priorities, the fewest
+  victims, the latest start among its highest-priority victims; then the first found.
+- A PodDisruptionBudget covers a pod of its namespace that its (non-empty) selector
+  matches; each covered victim uses one of ``status.disruptionsAllowed`` (pods already
+  in ``status.disruptedPods`` do not), and a victim beyond that is a violation.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from actorkube.apiserver._selectors import InvalidSelector, Selector
+
+from ._framework import Code, CycleState, Status
+from ._nodeinfo import NodeInfo
+from ._queue import priority
+
+MIN_CANDIDATES_PERCENT = 10
+MIN_CANDIDATES = 100
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NO_VICTIMS = "No preemption victims found for incoming pod"
+MAX_INT32 = 2**31 - 1
+
+
+@attrs.frozen
+class Preemption:
+    """The node the preemptor is nominated to and the pods to evict there."""
+
+    node: str
+    victims: tuple[Mapping[str, Any], ...]
+    pdb_violations: int
+
+
+def _start(pod: Mapping[str, Any]) -> str:
+    # A pod that has not started (an assumed pod) counts as starting now: last.
+    return (pod.get("status") or {}).get("startTime") or "9999"
+
+
+def _importance(pod: Mapping[str, Any]) -> tuple:
+    """Sort key: more important first (higher priority, then earlier start)."""
+    return (-priority(pod), _start(pod))
+
+
+def ineligible(pod: Mapping[str, Any], nodes_by_name: Mapping[str, NodeInfo]) -> str:
+    """Why ``pod`` may not preempt now ("": it may)."""
+    spec = pod.get("spec") or {}
+    if spec.get("preemptionPolicy") == "Never":
+        return "not eligible due to preemptionPolicy=Never"
+    nominated = (pod.get("status") or {}).get("nominatedNodeName")
+    node = nodes_by_name.get(nominated) if nominated else None
+    if node is not None:
+        mine = priority(pod)
+        for other in node.pods.values():
+            if (other.get("metadata") or {}).get("deletionTimestamp") and priority(other) < mine:
+                return "not eligible due to a terminating pod on the nominated node"
+    return ""
+
+
+def split_by_budget(victims: Sequence[Mapping[str, Any]], budgets: Sequence[Mapping[str, Any]]):
+    """(violating, not violating), each in the given order."""
+    allowed = [int((b.get("status") or {}).get("disruptionsAllowed") or 0) for b in budgets]
+    selectors = []
+    for b in budgets:
+        try:
+            selectors.append(Selector.from_label_selector((b.get("spec") or {}).get("selector")))
+        except InvalidSelector:
+            selectors.append(Selector(selects_nothing=True))
+    violating, fine = [], []
+    for pod in victims:
+        m = pod.get("metadata") or {}
+        breaks = False
+        for i, b in enumerate(budgets):
+            if (b.get("metadata") or {}).get("namespace") != m.get("namespace"):
+                continue
+            if selectors[i].empty or not selectors[i].matches(m.get("labels") or {}):
+                continue  # an empty selector covers nothing here
+            if m.get("name") in ((b.get("status") or {}).get("disruptedPods") or {}):
+                continue
+            allowed[i] -= 1
+            if allowed[i] < 0:
+                breaks = True
+        (violating if breaks else fine).append(pod)
+    return violating, fine
+
+
+def _fits(framework, state: CycleState, pod, node: NodeInfo) -> bool:
+    return all(p.filter(state, pod, node).ok for p in framework._filters(state))
+
+
+def _change(framework, state: CycleState, pod, other, node: NodeInfo, added: bool) -> None:
+    (node.add_pod if added else node.remove_pod)(other)
+    for p in framework.plugins:
+        hook = getattr(p, "add_pod" if added else "remove_pod", None)
+        if hook is not None and p.name in state:
+            hook(state, pod, other, node)
+
+
+def victims_on(framework, state: CycleState, pod, node: NodeInfo, budgets):
+    """(victims, PDB violations) that make ``pod`` fit ``node``, or None."""
+    mine = priority(pod)
+    lower = [p for p in node.pods.values() if priority(p) < mine]
+    if not lower:
+        return None
+    state = state.clone()
+    trial = NodeInfo(node.node)
+    for p in node.pods.values():
+        trial.add_pod(p)
+    for p in lower:
+        _change(framework, state, pod, p, trial, added=False)
+    if not _fits(framework, state, pod, trial):
+        return None
+    lower.sort(key=_importance)
+    violating, fine = split_by_budget(lower, budgets)
+    victims: list = []
+    violations = 0
+    for group, counts in ((violating, True), (fine, False)):
+        for p in group:
+            _change(framework, state, pod, p, trial, added=True)
+            if not _fits(framework, state, pod, trial):
+                _change(framework, state, pod, p, trial, added=False)
+                victims.append(p)
+                violations += counts
+    return victims, violations
+
+
+def _pick(candidates: list[Preemption]) -> Preemption:
+    def rank(c: Preemption) -> tuple:
+        if not c.victims:
+            return (-1,)
+        highest = max(priority(v) for v in c.victims)
+        earliest = min(_start(v) for v in c.victims if priority(v) == highest)
+        total = sum(priority(v) + MAX_INT32 + 1 for v in c.victims)
+        # The latest start wins: negate by sorting on the reversed string order.
+        return (c.pdb_violations, highest, total, len(c.victims), _Reversed(earliest))
+
+    return min(candidates, key=rank)  # the first of equals: min is stable
+
+
+@attrs.frozen(order=False)
+class _Reversed:
+    text: str
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return self.text > other.text
+
+
+class DefaultPreemption:
+    """The PostFilter plugin (see the module rules)."""
+
+    name = "DefaultPreemption"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random(0)
+
+    def post_filter(self, framework, state: CycleState, pod, table,
+                    statuses: Mapping[str, Status]) -> tuple[Preemption | None, str]:  # fmt: skip
+        """The preemption to make (None: none helps) and the message part that says
+        why not (Kubernetes' "preemption: 0/N nodes are available: ...")."""
+        by_name = {info.name: info for info in table.infos}
+        n = len(table.infos)
+        why_not = ineligible(pod, by_name)
+        if why_not:
+            return None, f"preemption: {why_not}"
+        unschedulable = {name for name, s in statuses.items() if s.code is Code.UNSCHEDULABLE}
+        helpful = [info for info in table.infos if info.name in unschedulable]
+        not_helpful = n - len(helpful)
+        wanted = max(n * MIN_CANDIDATES_PERCENT // 100, MIN_CANDIDATES)
+        budgets = state.cluster.pod_disruption_budgets(
+            (pod.get("metadata") or {}).get("namespace", "")
+        )
+        candidates: list[Preemption] = []
+        offset = self.rng.randrange(len(helpful)) if helpful else 0
+        tried = 0
+        for i in range(len(helpful)):
+            info = helpful[(offset + i) % len(helpful)]
+            tried += 1
+            found = victims_on(framework, state, pod, info, budgets)
+            if found is not None:
+                candidates.append(Preemption(info.name, tuple(found[0]), found[1]))
+                if len(candidates) >= wanted:
+                    break
+        if candidates:
+            return _pick(candidates), ""
+        reasons = []
+        if not_helpful:
+            reasons.append(f"{not_helpful} {NOT_HELPFUL}")
+        if tried:
+            reasons.append(f"{tried} {NO_VICTIMS}")
+        return None, f"preemption: 0/{n} nodes are available: {', '.join(sorted(reasons))}"
+
