@@ -19,7 +19,10 @@ from actorkube.etcd import start_group
 from actorkube.scheduler import Scheduler, SchedulerConfig
 from actorkube.sim import SimNetwork, simulate
 
-TOKENS = "admin-token,admin,1,system:masters\n"
+TOKENS = (
+    "admin-token,admin,1,system:masters\n"
+    "scheduler-token,system:kube-scheduler,2\n"  # RBAC's system:kube-scheduler role only
+)
 
 
 def node(name: str, cpu: str = "1", memory: str = "4Gi", pods: str = "110") -> dict:
@@ -109,7 +112,7 @@ async def test_an_unschedulable_pod_is_told_why_and_waits_for_room(autojump_cloc
         system.spawn(
             lambda: Scheduler(
                 api.ref,
-                token="admin-token",
+                token="scheduler-token",
                 identity="s1",
                 config=SchedulerConfig(leader_elect=False),
             )
@@ -183,7 +186,7 @@ def test_the_standby_takes_over_when_the_leader_crashes(seed: int) -> None:
             def boot(system: ActorSystem) -> None:
                 system.spawn(
                     lambda: Scheduler(
-                        system.ref("ak://api/apiserver"), token="admin-token", identity=name
+                        system.ref("ak://api/apiserver"), token="scheduler-token", identity=name
                     ),
                     name="scheduler",
                 )
@@ -240,7 +243,7 @@ async def test_a_higher_priority_pod_preempts_through_the_api(autojump_clock):
     async with ActorSystem() as system:
         api, client = await start_cluster(system)
         await client.create("nodes", node("n0", cpu="4"))
-        system.spawn(lambda: Scheduler(api.ref, token="admin-token", identity="s1",
+        system.spawn(lambda: Scheduler(api.ref, token="scheduler-token", identity="s1",
                                        config=SchedulerConfig(leader_elect=False)))  # fmt: skip
         for i in range(4):
             low = pod(f"low{i}", cpu="900m", priority=0, terminationGracePeriodSeconds=0)

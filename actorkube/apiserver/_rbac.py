@@ -35,9 +35,9 @@ Rules of this file:
   an ALLOW's reason is always the same one.
 - ``default_cluster_roles`` is Kubernetes' bootstrap policy for the resources this
   project serves: cluster-admin, admin, edit, view (already aggregated: there is no
-  aggregation controller yet), system:discovery, system:basic-user and
-  system:public-info-viewer. The node and controller roles (system:node,
-  system:kube-scheduler, system:controller:*) come later, with those components.
+  aggregation controller yet), system:discovery, system:basic-user,
+  system:public-info-viewer and system:kube-scheduler. The node and controller roles
+  (system:node, system:controller:*) come later, with those components.
 """
 
 from __future__ import annotations
@@ -496,27 +496,50 @@ def default_cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("system:discovery", [_urls(["get"], discovery)]),
         _cluster_role("system:public-info-viewer", [_urls(["get"], health)]),
         _cluster_role("system:basic-user", self_reviews),
+        _cluster_role("system:kube-scheduler", _scheduler_rules()),
     ]
 
 
-def _cluster_role_binding(name: str, groups: list[str]) -> dict[str, Any]:
+def _scheduler_rules() -> list[dict[str, Any]]:
+    """What kube-scheduler may do (Kubernetes' bootstrap system:kube-scheduler role)."""
+    watch = ["get", "list", "watch"]
+    return [
+        _rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),
+        _rule(["create"], ["coordination.k8s.io"], ["leases"]),
+        _rule(["get", "update"], ["coordination.k8s.io"], ["leases"]),
+        _rule(["delete", *watch], [""], ["pods"]),
+        _rule(watch, [""], ["nodes", "namespaces"]),
+        _rule(["create"], [""], ["bindings", "pods/binding"]),
+        _rule(["patch", "update"], [""], ["pods/status"]),
+        _rule(watch, [""], ["replicationcontrollers", "services"]),
+        _rule(watch, ["apps", "extensions"], ["replicasets"]),
+        _rule(watch, ["apps"], ["statefulsets"]),
+        _rule(watch, ["policy"], ["poddisruptionbudgets"]),
+        _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
+        _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
+    ]
+
+
+def _cluster_role_binding(name: str, groups: list[str], kind: str = "Group") -> dict[str, Any]:
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "ClusterRoleBinding",
         "metadata": _bootstrap_metadata(name),
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": name},
-        "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": g} for g in groups],
+        "subjects": [{"apiGroup": RBAC_GROUP, "kind": kind, "name": g} for g in groups],
     }
 
 
 def default_cluster_role_bindings() -> list[dict[str, Any]]:
     """The bootstrap ClusterRoleBindings of ``default_cluster_roles``: cluster-admin to
     system:masters; discovery and basic-user to every authenticated user (not to
-    anonymous ones, since Kubernetes 1.14); health and version to everyone."""
+    anonymous ones, since Kubernetes 1.14); health and version to everyone;
+    system:kube-scheduler to the user of that name."""
     everyone = [ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]
     return [
         _cluster_role_binding("cluster-admin", [SYSTEM_MASTERS]),
         _cluster_role_binding("system:discovery", [ALL_AUTHENTICATED]),
         _cluster_role_binding("system:basic-user", [ALL_AUTHENTICATED]),
         _cluster_role_binding("system:public-info-viewer", everyone),
+        _cluster_role_binding("system:kube-scheduler", ["system:kube-scheduler"], "User"),
     ]

@@ -180,6 +180,7 @@ class Framework:
     rng: random.Random = attrs.field(factory=lambda: random.Random(0))
     next_start: int = 0
     cluster: ClusterView = attrs.field(factory=ClusterView)
+    no_filter: frozenset[str] = frozenset()  # plugins whose filtering is turned off
 
     def schedule(self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo] | NodeTable) -> Result:
         """The node for ``pod`` among ``nodes``; raises FitError if none fits."""
@@ -224,7 +225,7 @@ class Framework:
         state = CycleState(self.cluster)
         for p in self.plugins:
             pre = getattr(p, "pre_filter", None)
-            if pre is not None:
+            if pre is not None and p.name not in self.no_filter:
                 status = pre(state, pod, table)
                 if status.code is Code.SKIP:
                     state[("skip", p.name)] = True
@@ -233,8 +234,8 @@ class Framework:
         return state
 
     def _filters(self, state: CycleState) -> list:
-        return [p for p in self.plugins
-                if hasattr(p, "filter") and not state.get(("skip", p.name))]  # fmt: skip
+        return [p for p in self.plugins if hasattr(p, "filter") and p.name not in self.no_filter
+                and not state.get(("skip", p.name))]  # fmt: skip
 
     def _find_feasible(self, state: CycleState, pod, table: NodeTable, start: int):
         """The rows of the first ``feasible_nodes_to_find`` nodes that pass every

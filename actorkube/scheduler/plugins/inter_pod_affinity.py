@@ -180,6 +180,9 @@ def _combined(terms: list[Term], cluster) -> tuple[frozenset[str] | None, Select
 class InterPodAffinity:
     name = "InterPodAffinity"
 
+    def __init__(self, hard_pod_affinity_weight: int = HARD_POD_AFFINITY_WEIGHT) -> None:
+        self.hard_weight = hard_pod_affinity_weight
+
     # --- filter -------------------------------------------------------------------------
 
     def pre_filter(self, state: CycleState, pod: Mapping[str, Any], table) -> Status:
@@ -284,7 +287,7 @@ class InterPodAffinity:
         for (kind, w, owner, text, key), counts in existing:
             if not term_matches(_parsed(text, owner), pod, cluster):
                 continue
-            weight = {"affinity": HARD_POD_AFFINITY_WEIGHT, "affinity-preferred": w,
+            weight = {"affinity": self.hard_weight, "affinity-preferred": w,
                       "anti-preferred": -w}[kind]  # fmt: skip
             index = table.label_index(key)
             per_domain = np.zeros(len(index), dtype=np.int64)

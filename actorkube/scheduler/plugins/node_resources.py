@@ -32,6 +32,7 @@ from .._resources import CPU, MEMORY, PODS, pod_requests
 from .._table import COLUMNS, NodeTable
 
 SCORED = (CPU, MEMORY)
+DEFAULT_RESOURCES = ((CPU, 1), (MEMORY, 1))
 
 
 def _requests(state: CycleState, pod: Mapping[str, Any], non_zero: bool) -> dict[str, int]:
@@ -59,11 +60,16 @@ class NodeResourcesFit:
     name = "NodeResourcesFit"
 
     def __init__(self, strategy: str = "LeastAllocated",
-                 shape: Sequence[tuple[int, int]] = ((0, 0), (100, 10))) -> None:  # fmt: skip
+                 shape: Sequence[tuple[int, int]] = ((0, 0), (100, 10)),
+                 resources: Sequence[tuple[str, int]] = DEFAULT_RESOURCES) -> None:  # fmt: skip
         if strategy not in ("LeastAllocated", "MostAllocated", "RequestedToCapacityRatio"):
             raise ValueError(f"unknown scoring strategy {strategy!r}")
+        weights = dict(resources)
+        if set(weights) - set(SCORED) or not weights or min(weights.values()) < 1:
+            raise ValueError("only cpu and memory are scored, with weights of at least 1")
         self.strategy = strategy
         self.shape = tuple(shape)  # (utilization %, score 0-10) points, for the ratio
+        self.weights = [weights.get(r, 0) for r in SCORED]
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         reasons = []
@@ -98,14 +104,13 @@ class NodeResourcesFit:
         else:
             each = np.minimum(used, capacity) * MAX_NODE_SCORE // safe
         each = np.where(capacity <= 0, 0, each)
-        return each.sum(axis=1) // len(SCORED)
+        return (each * np.array(self.weights, dtype=np.int64)).sum(axis=1) // sum(self.weights)
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
-        scores = [
-            self._resource_score(used, capacity)
-            for used, capacity in _used_shares(state, pod, node)
-        ]
-        return sum(scores) // len(scores)
+        shares = _used_shares(state, pod, node)
+        total = sum(self._resource_score(used, capacity) * w
+                    for (used, capacity), w in zip(shares, self.weights, strict=True))  # fmt: skip
+        return total // sum(self.weights)
 
     def _resource_score(self, used: int, capacity: int) -> int:
         if capacity <= 0:

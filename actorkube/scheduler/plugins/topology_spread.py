@@ -112,19 +112,27 @@ def default_selector(pod: Mapping[str, Any], cluster) -> Selector:
     return Selector(requirements)
 
 
-def constraints_of(pod: Mapping[str, Any], cluster, hard: bool) -> tuple[list[Constraint], bool]:
-    """The pod's constraints of one kind, and whether they are the system defaults."""
+def constraints_of(
+    pod: Mapping[str, Any], cluster, hard: bool, defaults: list[Mapping[str, Any]] | None = None
+) -> tuple[list[Constraint], bool]:
+    """The pod's constraints of one kind, and whether they are defaults (``defaults``:
+    the profile's list; None: the system defaults)."""
+    wanted = "DoNotSchedule" if hard else "ScheduleAnyway"
     given = (pod.get("spec") or {}).get("topologySpreadConstraints") or ()
     if given:
-        wanted = "DoNotSchedule" if hard else "ScheduleAnyway"
         return [_constraint(pod, c) for c in given
                 if (c.get("whenUnsatisfiable") or "DoNotSchedule") == wanted], False  # fmt: skip
-    if hard:
+    if defaults is None:
+        defaults = [{"topologyKey": key, "maxSkew": skew, "whenUnsatisfiable": "ScheduleAnyway"}
+                    for key, skew in SYSTEM_DEFAULTS]  # fmt: skip
+    chosen = [c for c in defaults if (c.get("whenUnsatisfiable") or "DoNotSchedule") == wanted]
+    if not chosen:
         return [], True
     selector = default_selector(pod, cluster)
     if selector.empty:
         return [], True
-    return [Constraint(key, skew, selector) for key, skew in SYSTEM_DEFAULTS], True
+    return [Constraint(c["topologyKey"], int(c.get("maxSkew") or 1), selector)
+            for c in chosen], True  # fmt: skip
 
 
 def _counted_nodes(state: CycleState, pod, table, c: Constraint, keys: list[str]) -> np.ndarray:
@@ -221,10 +229,13 @@ class _FilterState:
 class PodTopologySpread:
     name = "PodTopologySpread"
 
+    def __init__(self, defaults: list[Mapping[str, Any]] | None = None) -> None:
+        self.defaults = defaults  # None: the system defaults
+
     # --- filter -------------------------------------------------------------------------
 
     def pre_filter(self, state: CycleState, pod: Mapping[str, Any], table) -> Status:
-        constraints, _ = constraints_of(pod, state.cluster, hard=True)
+        constraints, _ = constraints_of(pod, state.cluster, True, self.defaults)
         if not constraints:
             return SKIP
         keys = [c.key for c in constraints]
@@ -269,7 +280,7 @@ class PodTopologySpread:
     # --- score --------------------------------------------------------------------------
 
     def pre_score(self, state: CycleState, pod: Mapping[str, Any], table, rows) -> Status:
-        constraints, defaulted = constraints_of(pod, state.cluster, hard=False)
+        constraints, defaulted = constraints_of(pod, state.cluster, False, self.defaults)
         if not constraints:
             return SKIP
         keys = [c.key for c in constraints]
