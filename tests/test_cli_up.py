@@ -1,6 +1,7 @@
 """``actorkube up`` as a user runs it: a process that starts the control plane on a data
-directory, writes a kubeconfig the real kubectl uses, stops on Ctrl-C (SIGINT) with
-exit code 0 (SIGTERM too), and keeps its data, CA and credentials when started again."""
+directory, writes a kubeconfig the real kubectl uses, schedules pods, stops on Ctrl-C
+(SIGINT) with exit code 0 (SIGTERM too), and keeps its data, CA and credentials when
+started again; a bad scheduler configuration is refused before anything starts."""
 
 from __future__ import annotations
 
@@ -48,6 +49,21 @@ async def test_up_serves_kubectl_stops_on_ctrl_c_and_keeps_its_data(tmp_path):
         code, out, err = await kubectl(config, cache, "create", "--validate=false", "-f", "-",
                                        stdin=json.dumps(manifest).encode())  # fmt: skip
         assert code == 0, err
+        # The scheduler runs: a pod created with kubectl lands on the one node.
+        resources = {"cpu": "2", "memory": "4Gi", "pods": "10"}
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker"},
+                "status": {"capacity": resources, "allocatable": resources}}  # fmt: skip
+        code, out, err = await kubectl(config, cache, "create", "-f", "-",
+                                       stdin=json.dumps(node).encode())  # fmt: skip
+        assert code == 0, err
+        code, out, err = await kubectl(config, cache, "run", "web", "--image=nginx")
+        assert code == 0, err
+        code, out, err = await kubectl(config, cache, "wait", "--for=condition=PodScheduled",
+                                       "pod/web", "--timeout=60s")  # fmt: skip
+        assert code == 0, err
+        code, out, err = await kubectl(config, cache, "get", "pod", "web", "-o",
+                                       "jsonpath={.spec.nodeName}")  # fmt: skip
+        assert (code, out) == (0, "worker"), err
     finally:
         assert await stop(process) == 0
     first_ca = (data / "pki" / "ca.crt").read_bytes()
@@ -63,3 +79,15 @@ async def test_up_serves_kubectl_stops_on_ctrl_c_and_keeps_its_data(tmp_path):
     finally:
         assert await stop(process, signal.SIGTERM) == 0  # as a service manager stops it
     assert (data / "pki" / "ca.crt").read_bytes() == first_ca
+
+
+async def test_a_bad_scheduler_configuration_is_refused(tmp_path):
+    bad = tmp_path / "scheduler.yaml"
+    bad.write_text("apiVersion: kubescheduler.config.k8s.io/v1\nprofiles: [{plugins: {x: {}}}]\n")
+    done = await trio.run_process(
+        [sys.executable, "-m", "actorkube", "up", "--data-dir", str(tmp_path / "c"),
+         "--port", "0", "--scheduler-config", str(bad)],
+        capture_stderr=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert b"unknown extension point 'x'" in done.stderr

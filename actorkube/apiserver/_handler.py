@@ -520,7 +520,18 @@ class Handler:
                     req.name,
                     f"pod {req.name} is being deleted, cannot be assigned to a host",
                 )
-            return {**current, "spec": {**spec, "nodeName": node}}
+            # As Kubernetes' binding storage: the node, the binding's annotations, and
+            # the PodScheduled condition, true from now on.
+            status = current.get("status") or {}
+            conditions = [c for c in status.get("conditions") or ()
+                          if c.get("type") != "PodScheduled"]  # fmt: skip
+            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": rfc3339(self.clock())})  # fmt: skip
+            annotations = {**(meta(current).get("annotations") or {}),
+                           **((body.get("metadata") or {}).get("annotations") or {})}  # fmt: skip
+            m = {**meta(current), **({"annotations": annotations} if annotations else {})}
+            return {**current, "metadata": m, "spec": {**spec, "nodeName": node},
+                    "status": {**status, "conditions": conditions}}  # fmt: skip
 
         dry_run = bodies.dry_run(req.params or {})
         await self.store.update(rt, req.namespace, req.name, bind, dry_run=dry_run)

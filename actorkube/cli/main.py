@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import trio
 
 from actorkube.cli import demo, up
 from actorkube.heap import long_lived_heap_gc
+from actorkube.scheduler import ConfigError, load_config
 
 
 class _OneLine(logging.Formatter):
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                       "(default: .actorkube)")  # fmt: skip
     p_up.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p_up.add_argument("--port", type=int, default=6443, help="HTTPS port (0: any free one)")
+    p_up.add_argument("--scheduler-config", type=Path, metavar="FILE",
+                      help="the scheduler's KubeSchedulerConfiguration (YAML or JSON)")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="log tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -54,8 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         trio.run(demo.run, args.messages)
     elif args.command == "up":
+        config = None
+        if args.scheduler_config is not None:
+            try:
+                config = load_config(args.scheduler_config.read_text())
+            except (OSError, ConfigError) as e:
+                print(f"actorkube: --scheduler-config {args.scheduler_config}: {e}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
         with long_lived_heap_gc():
-            trio.run(up.run, args.data_dir, args.host, args.port)
+            trio.run(partial(up.run, args.data_dir, args.host, args.port,
+                             scheduler_config=config))  # fmt: skip
         print("actorkube: stopped", flush=True)
     return 0
 

@@ -2,20 +2,24 @@
 clients.
 
 What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
-and its HTTPS front end on ``HOST:PORT`` with the cluster's certificates
+the scheduler (user system:kube-scheduler, leader election on its Lease; profiles
+from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), and the API
+server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates
 (``DATA/pki``: a CA made on the first start and kept). It writes an admin kubeconfig
 (``DATA/admin.kubeconfig``: the CA and the admin's client certificate, user ``admin`` in
 ``system:masters``) and prints how to use it; ``DATA/tokens.csv`` (kube-apiserver's
 token file format) holds bearer tokens for clients without a certificate. Ctrl-C stops it; started
 again on the same directory it carries on with the same data, CA and credentials.
-Controllers, the scheduler and nodes come with later issues.
+Controllers and nodes come with later issues.
 """
 
 from __future__ import annotations
 
 import secrets
 import signal
+import socket
 import sys
+import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -28,6 +32,9 @@ from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
 from actorkube.etcd import start_group
 from actorkube.pki import SERVING_HOSTS, ClusterPki, kubeconfig, write_private
+from actorkube.scheduler import Scheduler, SchedulerConfig
+
+SCHEDULER_USER = "system:kube-scheduler"
 
 
 def _secret_file(path: Path, make: Callable[[], bytes]) -> bytes:
@@ -47,6 +54,7 @@ async def run(
     host: str = "127.0.0.1",
     port: int = 6443,
     *,
+    scheduler_config: SchedulerConfig | None = None,
     say: Callable[[str], None] = print,
 ) -> None:
     """Run the control plane on ``data_dir`` until Ctrl-C or SIGTERM (see the module)."""
@@ -57,6 +65,9 @@ async def run(
     hosts = SERVING_HOSTS if everywhere or host in SERVING_HOSTS else (*SERVING_HOSTS, host)
     pki = ClusterPki.load_or_create(data_dir / "pki", hosts)
     tokens = parse_token_file(_secret_file(data_dir / "tokens.csv", _admin_token_file).decode())
+    # The in-process components' own credentials: fresh at every start, never on disk.
+    scheduler_token = secrets.token_urlsafe(32)
+    tokens.update(parse_token_file(f"{scheduler_token},{SCHEDULER_USER},{SCHEDULER_USER}\n"))
     signing_key = _secret_file(data_dir / "pki" / "service-account.key", new_signing_key)
     async with trio.open_nursery() as outer:
         # Ctrl-C and SIGTERM are read as messages, not raised wherever the code happens
@@ -73,6 +84,10 @@ async def run(
                 client_ca=pki.ca.cert,
             )
             await api.ready()
+            system.spawn(lambda: Scheduler(api.ref, token=scheduler_token,
+                                           identity=f"{socket.gethostname()}_{uuid.uuid4()}",
+                                           config=scheduler_config),
+                         name="scheduler")  # fmt: skip
             app = HttpFrontEnd(system, api.ref, api.registry)
             serve = partial(serve_http, app, host, port, tls=pki.serving_files,
                             client_ca=pki.ca_file)  # fmt: skip

@@ -2,6 +2,7 @@
 with plugins, and the actor that runs it against the API server (see
 docs/scheduler.md)."""
 
+from ._config import ConfigError, load_config
 from ._framework import (
     Code,
     CycleState,
@@ -19,6 +20,7 @@ from ._scheduler import Scheduler, SchedulerConfig
 __all__ = [
     "DEFAULT_WEIGHTS",
     "Code",
+    "ConfigError",
     "CycleState",
     "FitError",
     "Framework",
@@ -29,5 +31,6 @@ __all__ = [
     "Status",
     "default_framework",
     "feasible_nodes_to_find",
+    "load_config",
     "pod_requests",
 ]
