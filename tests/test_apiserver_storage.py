@@ -133,6 +133,43 @@ async def test_an_update_based_on_a_stale_read_is_refused(autojump_clock):
         await group.stop()
 
 
+async def test_a_guess_from_the_cache_is_only_a_first_try(autojump_clock):
+    async with ActorSystem() as system:
+        group, store = await open_store(system)
+        first = await store.create(CONFIGMAPS, cm("a", k="1"))
+        two = {**first, "data": {"k": "2"}}
+        second = await store.update(CONFIGMAPS, "default", "a", lambda cur: two, guess=first)
+        assert second["data"] == {"k": "2"}  # the guess was current: one write, no read
+        seen = []
+
+        def add_one(cur: dict) -> dict:
+            seen.append(cur["data"]["k"])
+            return {**cur, "data": {"k": cur["data"]["k"] + "+"}}
+
+        # A stale guess: the write fails its condition and the change runs again on
+        # what etcd has; no 409 without an expected version.
+        third = await store.update(CONFIGMAPS, "default", "a", add_one, guess=first)
+        assert seen == ["1", "2"] and third["data"] == {"k": "2+"}
+        # With an expected version, a guess that matches it but is stale is still a 409
+        # (decided on the fresh read), and one that is merely old is not.
+        rv = third["metadata"]["resourceVersion"]
+        with pytest.raises(ApiError) as stale:
+            old = first["metadata"]["resourceVersion"]
+            await store.update(CONFIGMAPS, "default", "a", add_one, expect=old, guess=first)
+        assert stale.value.code == 409
+        fourth = await store.update(CONFIGMAPS, "default", "a", add_one, expect=rv, guess=first)
+        assert fourth["data"] == {"k": "2++"}
+        # A guess that changes nothing is checked on a fresh read before "no-op".
+        same = await store.update(CONFIGMAPS, "default", "a", lambda cur: cur, guess=first)
+        assert same["metadata"]["resourceVersion"] == fourth["metadata"]["resourceVersion"]
+        # A guess of an object that is gone: 404, as without one.
+        await store.delete(CONFIGMAPS, "default", "a")
+        with pytest.raises(ApiError) as gone:
+            await store.update(CONFIGMAPS, "default", "a", add_one, guess=fourth)
+        assert gone.value.code == 404
+        await group.stop()
+
+
 async def test_generation_counts_spec_changes_only_and_server_fields_stay(autojump_clock):
     async with ActorSystem() as system:
         group, store = await open_store(system)

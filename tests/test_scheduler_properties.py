@@ -213,3 +213,26 @@ def test_vectorised_filters_and_scores_agree_with_node_by_node(node_dicts, pod_d
             if hasattr(plugin, "normalize"):
                 normalized = plugin.normalize(state, p, got)
                 assert ((normalized >= 0) & (normalized <= 100)).all(), plugin.name
+
+
+@settings(max_examples=200, deadline=None)
+@given(node_objects, pod_objects)
+def test_failure_statuses_are_each_nodes_first_failing_filter(node_dicts, pod_dict):
+    from actorkube.scheduler._table import NodeTable
+
+    infos = [node_from(i, d) for i, d in enumerate(node_dicts)]
+    table = NodeTable(infos)
+    p = pod_from(pod_dict)
+    framework = default_framework()
+    try:
+        state = framework._pre_filter(p, table)
+    except FitError:
+        return  # refused before any node is looked at
+    naive = {}
+    for n in infos:
+        for plugin in framework._filters(state):
+            status = plugin.filter(state, p, n)
+            if not status.ok:
+                naive[n.name] = status
+                break
+    assert framework._statuses(state, p, table) == naive

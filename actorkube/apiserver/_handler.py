@@ -534,8 +534,14 @@ class Handler:
                     "status": {**status, "conditions": conditions}}  # fmt: skip
 
         dry_run = bodies.dry_run(req.params or {})
-        await self.store.update(rt, req.namespace, req.name, bind, dry_run=dry_run)
+        await self.store.update(rt, req.namespace, req.name, bind, dry_run=dry_run,
+                                guess=self._cached(rt, req.namespace, req.name))  # fmt: skip
         return {**errors.success_status(), "code": 201}, 201, None
+
+    def _cached(self, rt: ResourceType, namespace: str, name: str) -> dict | None:
+        """The watch cache's copy of an object (for ``ObjectStore.update``'s guess)."""
+        cache = self.caches.get((rt.group, rt.plural))
+        return None if cache is None else cache.objects.get(rt.key(namespace, name))
 
     async def _scale(self, rt: ResourceType, req: ApiRequest):
         """GET / PUT / PATCH <workload>/scale: an autoscaling/v1 Scale of spec.replicas."""

@@ -212,18 +212,33 @@ class ObjectStore:
         *,
         expect: str = "",
         dry_run: bool = False,
+        guess: dict | None = None,
     ) -> dict:
         """Apply ``change(current) -> new`` to the stored object and write the result if
         the object is still what it was read as. ``expect`` is the resourceVersion the
         caller based its change on ("": none, retry on races): a different one is 409
         Conflict. An object left with deletionTimestamp and no finalizers is deleted.
-        ``change`` may raise ApiError (validation); it may be called more than once.
-        ``dry_run``: the result is returned, not written (at the version it was read)."""
+        ``change`` may raise ApiError (validation); it may be called more than once, and
+        must not modify its argument. ``dry_run``: the result is returned, not written
+        (at the version it was read).
+
+        ``guess``: the object as the watch cache has it, tried first instead of a read
+        (Kubernetes' cachedExistingObject): the write is conditional on its version, so
+        a stale guess only costs a read and another try. A guess is never the reason for
+        a 409, a no-op or a dry-run answer: those are decided on a fresh read."""
         key = rt.key(namespace, name)
         expected = parse_resource_version(expect)
+        if dry_run:
+            guess = None
         while True:
-            revision, stored, current = await self._read(rt, key, name)
+            if guess is not None:
+                current, guess = guess, None
+                revision, stored = parse_resource_version(meta(current)["resourceVersion"]), None
+            else:
+                revision, stored, current = await self._read(rt, key, name)
             if expected and revision != expected:
+                if stored is None:
+                    continue  # the guess may be stale: read
                 raise errors.conflict(rt.plural, rt.group, name, errors.MODIFIED)
             new = prepare_for_update(change(current), current, generation=rt.generation)
             if dry_run:
@@ -234,12 +249,14 @@ class ObjectStore:
                 answer = await self.etcd.txn([unchanged], [DeleteRangeRequest(key)])
             else:
                 data = encode(new)
+                if stored is None and new == current:
+                    continue  # perhaps a no-op: only a fresh read can say
                 if data == stored:
                     return current  # a no-op update writes nothing and keeps the version
                 answer = await self.etcd.txn([unchanged], [PutRequest(key, data)])
             if answer.succeeded:
                 return with_meta(new, resourceVersion=str(answer.header.revision))
-            if expected:
+            if expected and stored is not None:
                 raise errors.conflict(rt.plural, rt.group, name, errors.MODIFIED)
 
     async def delete(

@@ -205,6 +205,17 @@ class SchedulerCache:
             if not info.pods and node not in self._real:
                 del self._infos[node]
 
+    def mark_deleting(self, pod: Mapping[str, Any], when: str) -> None:
+        """A bound pod the scheduler is evicting: it counts until the informer says it
+        is gone, but as a pod being deleted (so its preemptor waits for it)."""
+        state = self._pods.get(pod_key(pod))
+        if state is None or state.assumed:
+            return
+        m = state.pod.get("metadata") or {}
+        if m.get("deletionTimestamp"):
+            return
+        self.add_pod({**state.pod, "metadata": {**m, "deletionTimestamp": when}})
+
     def nominated(self, pod: Mapping[str, Any]) -> str | None:
         entry = self._nominated.get(pod_key(pod))
         return entry[0] if entry is not None else None

@@ -143,6 +143,7 @@ class FitError(Exception):
         self.statuses = statuses
         self.pre_filter = pre_filter
         self.post_filter = post_filter
+        self._message = ""
         super().__init__(self.message())
 
     def histogram(self) -> Counter:
@@ -152,6 +153,11 @@ class FitError(Exception):
         return counts
 
     def message(self) -> str:
+        if not self._message:
+            self._message = self._compose()
+        return self._message
+
+    def _compose(self) -> str:
         text = f"0/{self.nodes} nodes are available:"
         if self.pre_filter:
             text += f" {self.pre_filter}."
@@ -266,16 +272,27 @@ class Framework:
         return feasible, checked
 
     def _statuses(self, state: CycleState, pod, table: NodeTable) -> dict[str, Status]:
-        """Each node's first failing filter (for FitError's message; only asked when no
-        node fits, so every node was checked)."""
-        filters = self._filters(state)
+        """Each node's first failing filter (for FitError's message and preemption; only
+        asked when no node fits, so every node was checked). Vectorised like the scan:
+        a plugin is asked node by node only where it has no faster exact answer."""
+        names, infos = table.names, table.infos
+        pending = np.ones(len(table), dtype=bool)  # no failing filter found yet
         statuses: dict[str, Status] = {}
-        for info in table.infos:
-            for p in filters:
-                status = p.filter(state, pod, info)
+        for p in self._filters(state):
+            verdict = filter_verdicts(p, state, pod, table)
+            failing = np.flatnonzero(pending if verdict is None else pending & ~verdict)
+            explain = getattr(p, "statuses_many", None)
+            found = explain(state, pod, table, failing) if explain and verdict is not None else None
+            if found is None:
+                found = _group_statuses(p, state, pod, table, failing)
+            if found is None:
+                found = [p.filter(state, pod, infos[i]) for i in failing]
+            for i, status in zip(failing, found, strict=True):
                 if not status.ok:
-                    statuses[info.name] = status
-                    break
+                    statuses[names[i]] = status
+                    pending[i] = False
+            if not pending.any():
+                break
         return statuses
 
     def _score(self, state: CycleState, pod, table: NodeTable, rows: np.ndarray) -> np.ndarray:
@@ -320,6 +337,24 @@ def score_values(plugin, state: CycleState, pod, table: NodeTable, rows: np.ndar
         infos = table.infos
         scores = np.array([plugin.score(state, pod, infos[i]) for i in rows], dtype=np.int64)
     return scores
+
+
+def _group_statuses(plugin, state: CycleState, pod, table: NodeTable, rows) -> list | None:
+    """``plugin``'s filter status of each node of ``rows``, asked once per group of
+    look-alike nodes (None: the plugin reads more than labels and spec)."""
+    reads = getattr(plugin, "node_labels", None)
+    keys = reads(state, pod) if reads is not None else None
+    if keys is None:
+        return None
+    group_of, representatives = table.grouping(keys)
+    known: dict[int, Status] = {}
+    out = []
+    for g in group_of[rows]:
+        status = known.get(g)
+        if status is None:
+            status = known[g] = plugin.filter(state, pod, representatives[g])
+        out.append(status)
+    return out
 
 
 def _by_group(plugin, state: CycleState, pod, table: NodeTable, rows: np.ndarray | None):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._resources import allocatable, pod_requests
+from ._resources import CPU, MEMORY, allocatable, pod_requests
 
 
 def pod_key(pod: Mapping[str, Any]) -> str:
@@ -32,6 +32,31 @@ def host_ports(pod: Mapping[str, Any]) -> list[tuple[str, str, int]]:
             if port:
                 out.append((p.get("protocol") or "TCP", p.get("hostIP") or "0.0.0.0", port))
     return out
+
+
+Claims = tuple[dict[str, int], dict[str, int], list[tuple[str, str, int]]]
+_CLAIMS: dict[tuple[str, str], Claims] = {}
+_CLAIMS_KEPT = 200_000
+
+
+def claims_of(pod: Mapping[str, Any]) -> Claims:
+    """What a pod takes of its node: ``pod_requests`` exact and with the scoring
+    defaults (cpu and memory only), and its host ports; remembered per pod version
+    (uid and resourceVersion: a pod's spec never changes without a new version; its
+    assumed and nominated copies share its version). Do not modify what is returned."""
+    m = pod.get("metadata") or {}
+    uid, version = m.get("uid"), m.get("resourceVersion")
+    key = (uid, version) if uid and version else None
+    found = _CLAIMS.get(key) if key is not None else None
+    if found is None:
+        non_zero = pod_requests(pod, non_zero=True)
+        found = (pod_requests(pod), {k: v for k, v in non_zero.items() if k in (CPU, MEMORY)},
+                 host_ports(pod))  # fmt: skip
+        if key is not None:
+            if len(_CLAIMS) >= _CLAIMS_KEPT:
+                _CLAIMS.clear()
+            _CLAIMS[key] = found
+    return found
 
 
 def normalized_image(name: str) -> str:
@@ -75,6 +100,15 @@ class NodeInfo:
     def spec(self) -> Mapping[str, Any]:
         return self.node.get("spec") or {}
 
+    def clone(self) -> NodeInfo:
+        """A copy whose pods and totals can change apart (the Node object is shared)."""
+        copy = NodeInfo.__new__(NodeInfo)
+        copy.node, copy.allocatable, copy.images = self.node, self.allocatable, self.images
+        copy.pods, copy.requested = dict(self.pods), dict(self.requested)
+        copy.non_zero, copy.ports = dict(self.non_zero), dict(self.ports)
+        copy.generation = self.generation
+        return copy
+
     def add_pod(self, pod: Mapping[str, Any]) -> None:
         key = pod_key(pod)
         if key in self.pods:
@@ -88,12 +122,13 @@ class NodeInfo:
             self._count(stored, -1)
 
     def _count(self, pod: Mapping[str, Any], sign: int) -> None:
-        for name, v in pod_requests(pod).items():
-            self.requested[name] = self.requested.get(name, 0) + sign * v
-        for name, v in pod_requests(pod, non_zero=True).items():
-            if name in ("cpu", "memory"):
-                self.non_zero[name] = self.non_zero.get(name, 0) + sign * v
-        for port in host_ports(pod):
+        exact, non_zero, ports = claims_of(pod)
+        requested = self.requested
+        for name, v in exact.items():
+            requested[name] = requested.get(name, 0) + sign * v
+        for name, v in non_zero.items():
+            self.non_zero[name] = self.non_zero.get(name, 0) + sign * v
+        for port in ports:
             self.ports[port] = self.ports.get(port, 0) + sign
             if not self.ports[port]:
                 del self.ports[port]

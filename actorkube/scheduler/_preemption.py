@@ -32,10 +32,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 
 from actorkube.apiserver._selectors import InvalidSelector, Selector
 
-from ._framework import Code, CycleState, Status
+from ._framework import Code, CycleState, Status, filter_verdicts
 from ._nodeinfo import NodeInfo
 from ._queue import priority
 
@@ -107,41 +108,70 @@ def split_by_budget(victims: Sequence[Mapping[str, Any]], budgets: Sequence[Mapp
     return violating, fine
 
 
-def _fits(framework, state: CycleState, pod, node: NodeInfo) -> bool:
-    return all(p.filter(state, pod, node).ok for p in framework._filters(state))
+def _changes_with_pods(plugin, state: CycleState, pod) -> bool:
+    """Whether ``plugin``'s filter verdict on a node can change when its pods do (not
+    so for a plugin that reads only the node's labels and spec)."""
+    reads = getattr(plugin, "node_labels", None)
+    return reads is None or reads(state, pod) is None
 
 
-def _change(framework, state: CycleState, pod, other, node: NodeInfo, added: bool) -> None:
+def _change(hooks, state: CycleState, pod, other, node: NodeInfo, added: bool) -> None:
+    """``other`` joins or leaves ``node``; the plugins that keep pod counts in the
+    cycle state (``hooks``) learn of it."""
     (node.add_pod if added else node.remove_pod)(other)
-    for p in framework.plugins:
-        hook = getattr(p, "add_pod" if added else "remove_pod", None)
-        if hook is not None and p.name in state:
-            hook(state, pod, other, node)
+    for p in hooks:
+        (p.add_pod if added else p.remove_pod)(state, pod, other, node)
 
 
-def victims_on(framework, state: CycleState, pod, node: NodeInfo, budgets):
-    """(victims, PDB violations) that make ``pod`` fit ``node``, or None."""
+@attrs.frozen
+class _Trial:
+    """What is the same for every node one preemption looks at."""
+
+    state: CycleState
+    pod: Mapping[str, Any]
+    dynamic: list  # the filters whose verdict can change with the node's pods
+    hooks: list  # the plugins whose cycle state counts pods
+    budgets: Sequence[Mapping[str, Any]]
+
+
+def _trial(framework, state: CycleState, pod, budgets) -> tuple[_Trial, list]:
+    """The trial, and the filters that read only a node's labels and spec (their
+    verdict cannot change by evicting pods: asked once per node)."""
+    filters = framework._filters(state)
+    static = [p for p in filters if not _changes_with_pods(p, state, pod)]
+    dynamic = [p for p in filters if _changes_with_pods(p, state, pod)]
+    hooks = [p for p in framework.plugins if hasattr(p, "remove_pod") and p.name in state]
+    return _Trial(state, pod, dynamic, hooks, budgets), static
+
+
+def victims_on(trial: _Trial, node: NodeInfo):
+    """(victims, PDB violations) that make the pod fit ``node``, or None. The
+    caller has checked the filters that do not depend on pods."""
+    pod = trial.pod
     mine = priority(pod)
     lower = [p for p in node.pods.values() if priority(p) < mine]
     if not lower:
         return None
-    state = state.clone()
-    trial = NodeInfo(node.node)
-    for p in node.pods.values():
-        trial.add_pod(p)
+    state = trial.state.clone()
+    hooks, dynamic = trial.hooks, trial.dynamic
+    room = node.clone()
     for p in lower:
-        _change(framework, state, pod, p, trial, added=False)
-    if not _fits(framework, state, pod, trial):
+        _change(hooks, state, pod, p, room, added=False)
+
+    def fits() -> bool:
+        return all(p.filter(state, pod, room).ok for p in dynamic)
+
+    if not fits():
         return None
     lower.sort(key=_importance)
-    violating, fine = split_by_budget(lower, budgets)
+    violating, fine = split_by_budget(lower, trial.budgets)
     victims: list = []
     violations = 0
     for group, counts in ((violating, True), (fine, False)):
         for p in group:
-            _change(framework, state, pod, p, trial, added=True)
-            if not _fits(framework, state, pod, trial):
-                _change(framework, state, pod, p, trial, added=False)
+            _change(hooks, state, pod, p, room, added=True)
+            if not fits():
+                _change(hooks, state, pod, p, room, added=False)
                 victims.append(p)
                 violations += counts
     return victims, violations
@@ -192,13 +222,19 @@ class DefaultPreemption:
         budgets = state.cluster.pod_disruption_budgets(
             (pod.get("metadata") or {}).get("namespace", "")
         )
+        trial, static = _trial(framework, state, pod, budgets)
+        passes = np.ones(n, dtype=bool)
+        for p in static:
+            passes &= filter_verdicts(p, state, pod, table)
         candidates: list[Preemption] = []
         offset = self.rng.randrange(len(helpful)) if helpful else 0
         tried = 0
         for i in range(len(helpful)):
             info = helpful[(offset + i) % len(helpful)]
             tried += 1
-            found = victims_on(framework, state, pod, info, budgets)
+            if not passes[table.row[info.name]]:
+                continue  # a label or the spec keeps the pod out, whatever is evicted
+            found = victims_on(trial, info)
             if found is not None:
                 candidates.append(Preemption(info.name, tuple(found[0]), found[1]))
                 if len(candidates) >= wanted:

@@ -299,6 +299,8 @@ class SchedulingState:
         framework = self.frameworks[name]
         held = self.cache.nominated(pod)
         self.cache.unnominate(pod)  # its own held room must not keep it out
+        if held is not None:  # the nomination as we know it, before the API says so
+            pod = {**pod, "status": {**(pod.get("status") or {}), "nominatedNodeName": held}}
         try:
             result = framework.schedule(pod, self.cache.table())
         except FitError as e:
@@ -306,6 +308,9 @@ class SchedulingState:
             assert self._nursery is not None
             if e.preemption is not None:
                 self.preemptions += 1
+                when = rfc3339(self.client.system.clock.now())
+                for victim in e.preemption.victims:
+                    self.cache.mark_deleting(victim, when)
                 self.cache.nominate(pod, e.preemption.node)
                 self._nursery.start_soon(self._preempt, pod, e.preemption, e.message())
                 return

@@ -94,6 +94,27 @@ class NodeResourcesFit:
                 fits &= wanted <= table.allocatable[:, c] - table.requested[:, c]
         return fits
 
+    def statuses_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
+        """``filter``'s status for each node of ``rows`` (its reasons in its order)."""
+        asked = _requests(state, pod, False)
+        if any(v > 0 and name != PODS and name not in COLUMNS for name, v in asked.items()):
+            return None
+        checks = [("Too many pods", table.pods[rows] + 1 > table.allowed_pods[rows])]
+        for name, wanted in asked.items():
+            if wanted > 0 and name != PODS:
+                c = COLUMNS.index(name)
+                free = table.allocatable[rows, c] - table.requested[rows, c]
+                checks.append((f"Insufficient {name}", wanted > free))
+        made: dict[tuple[str, ...], Status] = {}
+        out = []
+        for k in range(len(rows)):
+            reasons = tuple(reason for reason, failing in checks if failing[k])
+            status = made.get(reasons)
+            if status is None:
+                status = made[reasons] = Status.unschedulable(*reasons) if reasons else SUCCESS
+            out.append(status)
+        return out
+
     def score_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
         if self.strategy == "RequestedToCapacityRatio":
             return None
