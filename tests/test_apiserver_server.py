@@ -269,6 +269,14 @@ async def test_binding_scale_and_eviction_subresources(autojump_clock):
         assert bound.code == 201
         got = await call(api, "get", "pods", namespace="default", name="web")
         assert got.body["spec"]["nodeName"] == "n1"
+        scheduled = [c for c in got.body["status"]["conditions"] if c["type"] == "PodScheduled"]
+        assert [c["status"] for c in scheduled] == ["True"]  # set by the binding
+        # A binding for another incarnation of the pod (its uid) is refused.
+        await call(api, "create", "pods", namespace="default", body=pod("other"))
+        stale = {**bind, "metadata": {"name": "other", "uid": "not-its-uid"}}
+        refused = await call(api, "create", "pods", namespace="default", name="other",
+                             subresource="binding", body=stale)  # fmt: skip
+        assert refused.code == 409 and "Precondition failed: UID" in refused.body["message"]
         again = await call(
             api, "create", "pods", namespace="default", name="web", subresource="binding", body=bind
         )

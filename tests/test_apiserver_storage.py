@@ -10,6 +10,7 @@ import random
 import pytest
 
 from actorkube.actor import ActorSystem
+from actorkube.apiserver import _errors as errors
 from actorkube.apiserver._errors import ApiError
 from actorkube.apiserver._registry import ResourceType
 from actorkube.apiserver._storage import ObjectStore
@@ -159,6 +160,16 @@ async def test_a_guess_from_the_cache_is_only_a_first_try(autojump_clock):
         assert stale.value.code == 409
         fourth = await store.update(CONFIGMAPS, "default", "a", add_one, expect=rv, guess=first)
         assert fourth["data"] == {"k": "2++"}
+        # A change refused on a stale guess is tried again on what etcd has.
+        def refuse_the_first(cur: dict) -> dict:
+            if cur["data"]["k"] == "1":
+                raise errors.conflict("configmaps", "", "a", "stale view")
+            return {**cur, "data": {"k": "3"}}
+
+        third_too = await store.update(CONFIGMAPS, "default", "a", refuse_the_first, guess=first)
+        assert third_too["data"] == {"k": "3"}
+        back = {"k": "2++"}
+        fourth = await store.update(CONFIGMAPS, "default", "a", lambda cur: {**cur, "data": back})
         # A guess that changes nothing is checked on a fresh read before "no-op".
         same = await store.update(CONFIGMAPS, "default", "a", lambda cur: cur, guess=first)
         assert same["metadata"]["resourceVersion"] == fourth["metadata"]["resourceVersion"]

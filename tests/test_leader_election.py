@@ -19,11 +19,14 @@ TOKENS = "admin-token,admin,1,system:masters\n"
 
 
 class FlakyClient(ApiClient):
-    """A client whose API server can be made unreachable."""
+    """A client whose API server can be made unreachable, or to hang."""
 
     broken = False
+    hanging = False
 
     async def request(self, verb, resource, **fields):
+        if self.hanging:
+            await trio.sleep_forever()
         if self.broken:
             raise ApiError(status(503, "ServiceUnavailable", "cut off"))
         return await super().request(verb, resource, **fields)
@@ -110,3 +113,28 @@ async def test_a_leader_that_cannot_renew_stops_leading(autojump_clock):
         # Broken at ~5 s; the last renewal was at or before it; the deadline is 10 s.
         assert 5 + 8 <= cancelled[0] <= 5 + 10 + 2.4
         assert not elector.leading
+
+
+async def test_a_renewal_that_hangs_is_given_up_at_the_deadline(autojump_clock):
+    async with ActorSystem() as system:
+        api = await start(system)
+        client = FlakyClient(system, api.ref, token="admin-token")
+        elector = LeaderElector(client, "demo", "a")
+        stopped = []
+        hung = []
+
+        async def lead() -> None:
+            try:
+                await trio.sleep(5)
+                client.hanging = True  # the API server takes requests and never answers
+                hung.append(trio.current_time())
+                await trio.sleep_forever()
+            finally:
+                stopped.append(trio.current_time())
+
+        with pytest.raises(LeadershipLost):
+            await elector.run(lead)
+        # The last renewal ended at most a retry period before the hang; the leader
+        # stops by its renew deadline (10 s) after it, before a standby's 15 s lease
+        # could run out.
+        assert 10 - 2.4 <= stopped[0] - hung[0] <= 10

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 import trio
+import trio.testing
 
 from actorkube.actor import ActorSystem
 from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
@@ -270,3 +271,43 @@ async def test_a_higher_priority_pod_preempts_through_the_api(autojump_clock):
         events = await wait_for(preempted)
         assert len(events) == 3
         assert events[0]["message"] == f"Preempted by pod {got['metadata']['uid']} on node n0"
+
+
+class RecordingClient:
+    """Stands in for the API client where a test drives the scheduler's handlers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.system = type("S", (), {"clock": type("C", (), {"now": staticmethod(lambda: 0.0)})})
+
+    async def request(self, verb, resource, **fields):
+        self.calls.append((verb, resource, fields.get("name"), fields.get("subresource")))
+        return {}
+
+    async def patch(self, resource, name, body, **fields):
+        self.calls.append(("patch", resource, name, fields.get("subresource")))
+        return {}
+
+
+async def test_a_pod_recreated_under_its_name_replaces_the_old_one_in_the_cache(autojump_clock):
+    # What a relist after 410 Gone delivers when a bound pod was deleted and made again
+    # under the same name (a StatefulSet's web-0): an update from bound to pending.
+    from actorkube.scheduler._scheduler import SchedulingState
+
+    client = RecordingClient()
+    state = SchedulingState(client, SchedulerConfig(leader_elect=False), "s1")
+    async with trio.open_nursery() as nursery:
+        state._nursery = nursery
+        state._node_added(node("n0", cpu="1"))
+        old = pod("web-0", cpu="800m", nodeName="n0")
+        old["metadata"].update(uid="u1", resourceVersion="5")
+        state._pod_added(old)
+        assert state.cache.node("n0").requested["cpu"] == 800
+        new = pod("web-0", cpu="800m")
+        new["metadata"].update(uid="u2", resourceVersion="9")
+        state._pod_updated(old, new)
+        assert state.cache.node("n0").requested.get("cpu", 0) == 0
+        state.schedule_one(state.queue.pop(trio.current_time()))
+        await trio.testing.wait_all_tasks_blocked()
+        assert ("create", "pods", "web-0", "binding") in client.calls
+        nursery.cancel_scope.cancel()

@@ -87,6 +87,11 @@ def test_sidecars_run_beside_everything_after_them():
     p = pod(containers=[container("a", "1")], initContainers=[sidecar, container("init", "1")])
     # The init container runs beside the sidecar (1.2 CPU); the app beside it too (1.2).
     assert pod_requests(p)["cpu"] == 1200
+    # A plain init container before a sidecar does not run beside it: app + sidecar
+    # (300m) against the init phase's peak (500m), as Kubernetes' PodRequests.
+    early = pod(containers=[container("a", "100m")],
+                initContainers=[container("init", "500m"), sidecar])  # fmt: skip
+    assert pod_requests(early)["cpu"] == 500
     assert pod_requests(pod(containers=[container("a")]), non_zero=True) == {
         "cpu": 100,
         "memory": 200 * 1024 * 1024,

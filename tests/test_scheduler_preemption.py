@@ -108,8 +108,8 @@ class Budgets(ClusterView):
     def __init__(self, budgets: list[dict]) -> None:
         self.budgets = budgets
 
-    def pod_disruption_budgets(self, namespace: str) -> list[dict]:
-        return [b for b in self.budgets if b["metadata"]["namespace"] == namespace]
+    def pod_disruption_budgets(self) -> list[dict]:
+        return self.budgets
 
 
 def budget(app: str, allowed: int, disrupted=()) -> dict:
@@ -145,3 +145,23 @@ def test_evicting_the_pod_that_repels_resolves_anti_affinity():
     n.add_pod(pod("bystander", "100m", priority=1, labels={"app": "cache"}))
     e = preempt(pod("web", "100m", priority=10, labels={"app": "web"}), [n])
     assert names(e.preemption) == ["repeller"]  # the bystander stays
+
+
+def test_a_pod_only_nominated_is_never_a_victim_but_yields_its_room():
+    n = node("n", cpu="1")
+    n.add_pod(pod("low", "500m", priority=0))
+    held = pod("a", "500m", priority=10)
+    n.add_pod({**held, "spec": {**held["spec"], "nodeName": "n"}})
+    n.nominated.add("default/a")  # as the cache holds a preemptor's room
+    e = preempt(pod("b", "900m", priority=100), [n])
+    assert names(e.preemption) == ["low"]  # the running pod goes; "a" is not running
+    assert [p["metadata"]["name"] for p in e.preemption.displaced] == ["a"]
+
+
+def test_a_nominated_pod_goes_to_its_node_when_it_fits():
+    busy, empty = node("busy"), node("empty")
+    busy.add_pod(pod("x", "2"))
+    p = pod("p", "1", priority=10)
+    p["status"]["nominatedNodeName"] = "busy"
+    # Scoring alone would pick the empty node; the nomination is tried first.
+    assert default_framework().schedule(p, [empty, busy]).node == "busy"

@@ -235,4 +235,4 @@ def test_failure_statuses_are_each_nodes_first_failing_filter(node_dicts, pod_di
             if not status.ok:
                 naive[n.name] = status
                 break
-    assert framework._statuses(state, p, table) == naive
+    assert framework._statuses(state, p, table)[0] == naive

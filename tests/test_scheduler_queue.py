@@ -86,3 +86,28 @@ def test_updates_deletes_and_done():
     assert names(q, 4) == ["b"]
     q.done(pod("b"))
     assert len(q) == 0 and q.where(pod("b")) is None
+
+
+def test_events_move_only_the_pods_they_could_help():
+    q = SchedulingQueue()
+    for name, plugins in (("spread", {"PodTopologySpread"}), ("fit", {"NodeResourcesFit"}),
+                          ("unknown", set())):  # fmt: skip
+        q.add(pod(name), now=0)
+        q.pop(now=0)
+        q.unschedulable(pod(name), now=0, plugins=frozenset(plugins))
+    # A bound pod added cannot free resources: only the spread-constrained pod (and the
+    # one whose reasons are unknown) may now fit.
+    assert q.move_all(now=20, event="AssignedPodAdd") == 2
+    assert q.where(pod("fit")) == "unschedulable"
+    assert q.move_all(now=20, event="AssignedPodDelete") == 1
+    assert q.where(pod("fit")) == "active"
+
+
+def test_a_parked_pod_is_due_after_five_minutes_even_without_events():
+    q = SchedulingQueue()
+    q.add(pod("a"), now=0)
+    q.pop(now=0)
+    q.unschedulable(pod("a"), now=10, plugins=frozenset({"NodeResourcesFit"}))
+    assert q.next_ready() == 10 + 300  # the loop wakes for it
+    assert q.pop(now=309) is None
+    assert q.pop(now=310)["metadata"]["name"] == "a"

@@ -220,3 +220,11 @@ def test_preferred_terms_and_existing_pods_terms_score():
         drawn = cluster({}, ZONES)
         drawn[2].add_pod(with_affinity("magnet", {"app": "m"}, **rules))
         assert chosen(pod("new", {"app": "web"}), drawn) == {"n4"}  # n3 holds the magnet
+
+
+def test_an_empty_spread_selector_counts_no_pods():
+    # Kubernetes' countPodsMatchSelector: an empty selector matches nothing to count.
+    nodes = cluster({"n1": 2}, ZONES)
+    everything = {**spread(HOST), "labelSelector": {}}
+    assert feasible(pod("new", {"app": "web"}, topologySpreadConstraints=[everything]),
+                    nodes) == {"n1", "n2", "n3", "n4"}  # fmt: skip

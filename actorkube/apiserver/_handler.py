@@ -504,8 +504,18 @@ class Handler:
                 errors.status(422, "Invalid", "Binding.target must name a Node", {"name": req.name})
             )
 
+        wanted_uid = (body.get("metadata") or {}).get("uid") or ""
+
         def bind(current: dict) -> dict:
             spec = current.get("spec") or {}
+            if wanted_uid and meta(current).get("uid") != wanted_uid:
+                raise errors.conflict(
+                    "pods/binding",
+                    "",
+                    req.name,
+                    f"Precondition failed: UID in precondition: {wanted_uid}, "
+                    f"UID in object meta: {meta(current).get('uid')}",
+                )
             if spec.get("nodeName"):
                 raise errors.conflict(
                     "pods/binding",

@@ -240,7 +240,12 @@ class ObjectStore:
                 if stored is None:
                     continue  # the guess may be stale: read
                 raise errors.conflict(rt.plural, rt.group, name, errors.MODIFIED)
-            new = prepare_for_update(change(current), current, generation=rt.generation)
+            try:
+                new = prepare_for_update(change(current), current, generation=rt.generation)
+            except errors.ApiError:
+                if stored is None:
+                    continue  # refused on the guess: only what etcd has decides
+                raise
             if dry_run:
                 return with_meta(new, resourceVersion=str(revision))
             unchanged = _unchanged(key, revision)

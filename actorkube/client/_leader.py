@@ -11,7 +11,8 @@ Rules of this file:
   an update at the resourceVersion read, so two candidates cannot both win.
 - Trying again every ``retry_period`` seconds (client-go's jitter: up to 20% more).
 - The leader renews every ``retry_period``; when no renewal has succeeded for
-  ``renew_deadline`` seconds it has lost: ``lead`` is cancelled and
+  ``renew_deadline`` seconds (a renewal still waiting for the API server is given up
+  then) it has lost: ``lead`` is cancelled and
   ``LeadershipLost`` raised (kube-scheduler exits then; an actor fails and its
   supervisor starts it again as a candidate).
 - Defaults are Kubernetes': lease 15 s, renew deadline 10 s, retry 2 s.
@@ -88,7 +89,12 @@ class LeaderElector:
         last = trio.current_time()
         while True:
             await trio.sleep(self.retry_period)
-            if await self._try():
+            renewed = False
+            # A renewal that hangs must not outlive the deadline (client-go bounds it
+            # by the same context): past it, a standby may take the lease.
+            with trio.move_on_at(last + self.renew_deadline):
+                renewed = await self._try()
+            if renewed:
                 last = trio.current_time()
             elif trio.current_time() - last >= self.renew_deadline:
                 log.warning("%s lost %s/%s", self.identity, self.namespace, self.name)

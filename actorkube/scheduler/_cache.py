@@ -16,7 +16,13 @@ Rules of this file (Kubernetes' pkg/scheduler/internal/cache):
 - ``nominate(pod, node)`` holds room on the node a preemption freed for the pod
   (Kubernetes' nominated pods): it counts there like an assumed pod until
   ``unnominate`` (the pod is tried again, bound or deleted). Unlike Kubernetes, the
-  room is held against every other pod, not only those of lower priority.
+  room is held against every other pod, not only those of lower priority (see
+  DefaultPreemption for how a higher-priority preemptor displaces it). A held pod is
+  in ``NodeInfo.nominated``: it is not running, so it is never a victim.
+- ``mark_deleting(pod)``: a victim being evicted counts as a pod being deleted by
+  preemption (deletionTimestamp and the DisruptionTarget condition) until the informer
+  says it is gone, whatever updates arrive meanwhile; ``unmark`` when the eviction
+  failed.
 - ``nodes()`` lists the schedulable view in a stable order (the order nodes arrived),
   which the framework scans from its rotating start; ``table()`` is the same view as
   a NodeTable, kept up to date row by row as nodes and pods change.
@@ -37,6 +43,18 @@ ASSUMED_POD_TTL = 15 * 60.0  # kube-scheduler's durationToExpireAssumedPod
 
 def node_name_of(pod: Mapping[str, Any]) -> str:
     return (pod.get("spec") or {}).get("nodeName") or ""
+
+
+def _being_evicted(pod: Mapping[str, Any], when: str) -> Mapping[str, Any]:
+    """``pod`` as the scheduler sees a victim of its own preemption."""
+    m = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    if m.get("deletionTimestamp"):
+        return pod
+    marked = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}
+    conditions = [c for c in status.get("conditions") or () if c.get("type") != "DisruptionTarget"]
+    return {**pod, "metadata": {**m, "deletionTimestamp": when},
+            "status": {**status, "conditions": [*conditions, marked]}}  # fmt: skip
 
 
 def _node_stub(name: str) -> dict:
@@ -63,6 +81,8 @@ class SchedulerCache:
         self._table: NodeTable | None = None
         self._dirty: set[str] = set()  # nodes changed since the table was last refreshed
         self._nominated: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        # pod key -> (when its eviction began, the pod as the API server last said)
+        self._evicting: dict[str, tuple[str, Mapping[str, Any]]] = {}
 
     # --- nodes --------------------------------------------------------------------------
 
@@ -125,6 +145,10 @@ class SchedulerCache:
         if not node:
             return
         key = pod_key(pod)
+        evicting = self._evicting.get(key)
+        if evicting is not None:
+            self._evicting[key] = (evicting[0], pod)
+            pod = _being_evicted(pod, evicting[0])
         state = self._pods.get(key)
         if state is not None:
             self._info(state.node).remove_pod(state.pod)
@@ -137,6 +161,7 @@ class SchedulerCache:
         self.add_pod(new)
 
     def remove_pod(self, pod: Mapping[str, Any]) -> None:
+        self._evicting.pop(pod_key(pod), None)
         state = self._pods.pop(pod_key(pod), None)
         if state is None:
             return
@@ -148,8 +173,14 @@ class SchedulerCache:
         if not info.pods and state.node not in self._real:
             del self._infos[state.node]
 
+    def uid_of(self, pod: Mapping[str, Any]) -> str | None:
+        """The uid of the pod of this name the cache holds (None: none)."""
+        state = self._pods.get(pod_key(pod))
+        return None if state is None else (state.pod.get("metadata") or {}).get("uid", "")
+
     def assume(self, pod: Mapping[str, Any], node: str) -> Mapping[str, Any]:
-        """Count ``pod`` on ``node`` now; the assumed copy (``spec.nodeName`` set)."""
+        """Count ``pod`` on ``node`` now; the assumed copy (``spec.nodeName`` set).
+        ValueError if a pod of that name is in the cache already."""
         key = pod_key(pod)
         if key in self._pods:
             raise ValueError(f"pod {key} is already in the cache")
@@ -189,8 +220,11 @@ class SchedulerCache:
     def nominate(self, pod: Mapping[str, Any], node: str) -> None:
         self.unnominate(pod)
         held = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node}}
-        self._nominated[pod_key(pod)] = (node, held)
-        self._info(node).add_pod(held)
+        key = pod_key(pod)
+        self._nominated[key] = (node, held)
+        info = self._info(node)
+        info.add_pod(held)
+        info.nominated.add(key)
         self._dirty.add(node)
 
     def unnominate(self, pod: Mapping[str, Any]) -> None:
@@ -206,15 +240,19 @@ class SchedulerCache:
                 del self._infos[node]
 
     def mark_deleting(self, pod: Mapping[str, Any], when: str) -> None:
-        """A bound pod the scheduler is evicting: it counts until the informer says it
-        is gone, but as a pod being deleted (so its preemptor waits for it)."""
-        state = self._pods.get(pod_key(pod))
-        if state is None or state.assumed:
+        """See the module rules."""
+        key = pod_key(pod)
+        state = self._pods.get(key)
+        if state is None or state.assumed or key in self._evicting:
             return
-        m = state.pod.get("metadata") or {}
-        if m.get("deletionTimestamp"):
-            return
-        self.add_pod({**state.pod, "metadata": {**m, "deletionTimestamp": when}})
+        self._evicting[key] = (when, state.pod)
+        self.add_pod(state.pod)
+
+    def unmark(self, pod: Mapping[str, Any]) -> None:
+        """The eviction of ``pod`` failed: it counts as it is again."""
+        evicting = self._evicting.pop(pod_key(pod), None)
+        if evicting is not None and pod_key(pod) in self._pods:
+            self.add_pod(evicting[1])
 
     def nominated(self, pod: Mapping[str, Any]) -> str | None:
         entry = self._nominated.get(pod_key(pod))

@@ -23,8 +23,11 @@ Rules of this file (Kubernetes' pkg/scheduler/framework and schedule_one.go):
 - Scores are 0-100 per plugin after normalizing, weighted and summed; the highest
   total wins, ties broken by the cycle's random source (seeded: the same inputs and
   seed give the same node).
+- A pod nominated to a node (a preemption freed it) is first tried there alone
+  (Kubernetes' evaluateNominatedNode).
 - A pod no node fits gets a ``FitError`` whose message is Kubernetes' ("0/5 nodes are
-  available: 3 Insufficient cpu, 2 node(s) were unschedulable.").
+  available: 3 Insufficient cpu, 2 node(s) were unschedulable."), naming the plugins
+  that turned it away.
 """
 
 from __future__ import annotations
@@ -118,7 +121,8 @@ class ClusterView:
     def namespace_names(self) -> list[str]:
         return []
 
-    def pod_disruption_budgets(self, namespace: str) -> list[Mapping[str, Any]]:
+    def pod_disruption_budgets(self) -> list[Mapping[str, Any]]:
+        """Every PodDisruptionBudget (each covers pods of its own namespace)."""
         return []
 
 
@@ -136,8 +140,10 @@ class FitError(Exception):
     """No node fits. ``statuses`` holds each filtered node's failing Status."""
 
     def __init__(self, pod: Mapping[str, Any], nodes: int, statuses: dict[str, Status],
-                 pre_filter: str = "", post_filter: str = "", preemption=None) -> None:  # fmt: skip
+                 pre_filter: str = "", post_filter: str = "", preemption=None,
+                 plugins: frozenset[str] = frozenset()) -> None:  # fmt: skip
         self.pod = pod
+        self.plugins = plugins  # the plugins that turned the pod away (for requeueing)
         self.preemption = preemption  # what a PostFilter plugin chose to evict, if any
         self.nodes = nodes
         self.statuses = statuses
@@ -195,17 +201,23 @@ class Framework:
         if not n:
             raise FitError(pod, 0, {}, pre_filter="no nodes available to schedule pods")
         state = self._pre_filter(pod, table)
+        nominated = (pod.get("status") or {}).get("nominatedNodeName")
+        row = table.row.get(nominated) if nominated else None
+        if row is not None and all(p.filter(state, pod, table.infos[row]).ok
+                                   for p in self._filters(state)):  # fmt: skip
+            return Result(nominated, 1, 1)  # the node a preemption freed for it
         start = self.next_start % n
         feasible, checked = self._find_feasible(state, pod, table, start)
         self.next_start = (start + checked) % n
         if not len(feasible):
-            statuses = self._statuses(state, pod, table)
+            statuses, rejected = self._statuses(state, pod, table)
             preemption, message = None, ""
             for p in self.plugins:
                 post = getattr(p, "post_filter", None)
                 if post is not None and preemption is None:
                     preemption, message = post(self, state, pod, table, statuses)
-            raise FitError(pod, n, statuses, post_filter=message, preemption=preemption)
+            raise FitError(pod, n, statuses, post_filter=message, preemption=preemption,
+                           plugins=frozenset(rejected))  # fmt: skip
         if len(feasible) == 1:
             return Result(table.names[feasible[0]], checked, 1)
         totals = self._score(state, pod, table, feasible)
@@ -236,7 +248,8 @@ class Framework:
                 if status.code is Code.SKIP:
                     state[("skip", p.name)] = True
                 elif not status.ok:
-                    raise FitError(pod, len(table), {}, pre_filter=", ".join(status.reasons))
+                    raise FitError(pod, len(table), {}, pre_filter=", ".join(status.reasons),
+                                   plugins=frozenset((p.name,)))  # fmt: skip
         return state
 
     def _filters(self, state: CycleState) -> list:
@@ -271,13 +284,15 @@ class Framework:
         checked = int((feasible[-1] - start) % n) + 1 if len(feasible) >= want else n
         return feasible, checked
 
-    def _statuses(self, state: CycleState, pod, table: NodeTable) -> dict[str, Status]:
+    def _statuses(self, state: CycleState, pod, table: NodeTable):
         """Each node's first failing filter (for FitError's message and preemption; only
-        asked when no node fits, so every node was checked). Vectorised like the scan:
-        a plugin is asked node by node only where it has no faster exact answer."""
+        asked when no node fits, so every node was checked), and the names of the
+        plugins that failed some node. Vectorised like the scan: a plugin is asked node
+        by node only where it has no faster exact answer."""
         names, infos = table.names, table.infos
         pending = np.ones(len(table), dtype=bool)  # no failing filter found yet
         statuses: dict[str, Status] = {}
+        rejected: set[str] = set()
         for p in self._filters(state):
             verdict = filter_verdicts(p, state, pod, table)
             failing = np.flatnonzero(pending if verdict is None else pending & ~verdict)
@@ -291,9 +306,10 @@ class Framework:
                 if not status.ok:
                     statuses[names[i]] = status
                     pending[i] = False
+                    rejected.add(p.name)
             if not pending.any():
                 break
-        return statuses
+        return statuses, rejected
 
     def _score(self, state: CycleState, pod, table: NodeTable, rows: np.ndarray) -> np.ndarray:
         totals = np.zeros(len(rows), dtype=np.int64)

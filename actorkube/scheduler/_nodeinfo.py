@@ -67,14 +67,15 @@ def normalized_image(name: str) -> str:
 class NodeInfo:
     """One node and its pods (see the module rules)."""
 
-    __slots__ = ("allocatable", "generation", "images", "node", "non_zero", "pods",
-                 "ports", "requested")  # fmt: skip
+    __slots__ = ("allocatable", "generation", "images", "node", "nominated", "non_zero",
+                 "pods", "ports", "requested")  # fmt: skip
 
     def __init__(self, node: Mapping[str, Any]) -> None:
         self.pods: dict[str, Mapping[str, Any]] = {}
         self.requested: dict[str, int] = {}
         self.non_zero: dict[str, int] = {}
         self.ports: dict[tuple[str, str, int], int] = {}
+        self.nominated: set[str] = set()  # keys of pods held here, not running (preemptors)
         self.generation = 0
         self.set_node(node)
 
@@ -106,6 +107,7 @@ class NodeInfo:
         copy.node, copy.allocatable, copy.images = self.node, self.allocatable, self.images
         copy.pods, copy.requested = dict(self.pods), dict(self.requested)
         copy.non_zero, copy.ports = dict(self.non_zero), dict(self.ports)
+        copy.nominated = set(self.nominated)
         copy.generation = self.generation
         return copy
 
@@ -117,7 +119,9 @@ class NodeInfo:
         self._count(pod, +1)
 
     def remove_pod(self, pod: Mapping[str, Any]) -> None:
-        stored = self.pods.pop(pod_key(pod), None)
+        key = pod_key(pod)
+        self.nominated.discard(key)
+        stored = self.pods.pop(key, None)
         if stored is not None:
             self._count(stored, -1)
 

@@ -49,11 +49,14 @@ MAX_INT32 = 2**31 - 1
 
 @attrs.frozen
 class Preemption:
-    """The node the preemptor is nominated to and the pods to evict there."""
+    """The node the preemptor is nominated to, the pods to evict there, and the
+    lower-priority pods nominated there whose held room it takes (their nomination
+    is cleared, as Kubernetes does; they are not running, so they are no victims)."""
 
     node: str
     victims: tuple[Mapping[str, Any], ...]
     pdb_violations: int
+    displaced: tuple[Mapping[str, Any], ...] = ()
 
 
 def _start(pod: Mapping[str, Any]) -> str:
@@ -66,17 +69,28 @@ def _importance(pod: Mapping[str, Any]) -> tuple:
     return (-priority(pod), _start(pod))
 
 
-def ineligible(pod: Mapping[str, Any], nodes_by_name: Mapping[str, NodeInfo]) -> str:
+def terminating_by_preemption(pod: Mapping[str, Any]) -> bool:
+    """Being deleted because a preemption chose it (Kubernetes' DisruptionTarget
+    condition with reason PreemptionByScheduler)."""
+    if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "DisruptionTarget" and c.get("reason") == "PreemptionByScheduler"
+               for c in (pod.get("status") or {}).get("conditions") or ())  # fmt: skip
+
+
+def ineligible(pod: Mapping[str, Any], nodes_by_name: Mapping[str, NodeInfo],
+               statuses: Mapping[str, Status]) -> str:  # fmt: skip
     """Why ``pod`` may not preempt now ("": it may)."""
     spec = pod.get("spec") or {}
     if spec.get("preemptionPolicy") == "Never":
         return "not eligible due to preemptionPolicy=Never"
     nominated = (pod.get("status") or {}).get("nominatedNodeName")
     node = nodes_by_name.get(nominated) if nominated else None
-    if node is not None:
+    status = statuses.get(nominated) if nominated else None
+    if node is not None and not (status is not None and status.code is Code.UNRESOLVABLE):
         mine = priority(pod)
         for other in node.pods.values():
-            if (other.get("metadata") or {}).get("deletionTimestamp") and priority(other) < mine:
+            if priority(other) < mine and terminating_by_preemption(other):
                 return "not eligible due to a terminating pod on the nominated node"
     return ""
 
@@ -145,17 +159,22 @@ def _trial(framework, state: CycleState, pod, budgets) -> tuple[_Trial, list]:
 
 
 def victims_on(trial: _Trial, node: NodeInfo):
-    """(victims, PDB violations) that make the pod fit ``node``, or None. The
-    caller has checked the filters that do not depend on pods."""
+    """(victims, PDB violations, displaced nominated pods) that make the pod fit
+    ``node``, or None. The caller has checked the filters that do not depend on pods.
+    Lower-priority pods only nominated here are not running: they make room without
+    being victims (Kubernetes' filters ignore them for a higher-priority pod)."""
     pod = trial.pod
     mine = priority(pod)
-    lower = [p for p in node.pods.values() if priority(p) < mine]
-    if not lower:
+    lower, displaced = [], []
+    for key, p in node.pods.items():
+        if priority(p) < mine:
+            (displaced if key in node.nominated else lower).append(p)
+    if not lower and not displaced:
         return None
     state = trial.state.clone()
     hooks, dynamic = trial.hooks, trial.dynamic
     room = node.clone()
-    for p in lower:
+    for p in (*displaced, *lower):
         _change(hooks, state, pod, p, room, added=False)
 
     def fits() -> bool:
@@ -174,7 +193,7 @@ def victims_on(trial: _Trial, node: NodeInfo):
                 _change(hooks, state, pod, p, room, added=False)
                 victims.append(p)
                 violations += counts
-    return victims, violations
+    return victims, violations, displaced
 
 
 def _pick(candidates: list[Preemption]) -> Preemption:
@@ -212,16 +231,14 @@ class DefaultPreemption:
         why not (Kubernetes' "preemption: 0/N nodes are available: ...")."""
         by_name = {info.name: info for info in table.infos}
         n = len(table.infos)
-        why_not = ineligible(pod, by_name)
+        why_not = ineligible(pod, by_name, statuses)
         if why_not:
             return None, f"preemption: {why_not}"
         unschedulable = {name for name, s in statuses.items() if s.code is Code.UNSCHEDULABLE}
         helpful = [info for info in table.infos if info.name in unschedulable]
         not_helpful = n - len(helpful)
         wanted = max(n * MIN_CANDIDATES_PERCENT // 100, MIN_CANDIDATES)
-        budgets = state.cluster.pod_disruption_budgets(
-            (pod.get("metadata") or {}).get("namespace", "")
-        )
+        budgets = state.cluster.pod_disruption_budgets()  # victims' namespaces vary
         trial, static = _trial(framework, state, pod, budgets)
         passes = np.ones(n, dtype=bool)
         for p in static:
@@ -236,7 +253,8 @@ class DefaultPreemption:
                 continue  # a label or the spec keeps the pod out, whatever is evicted
             found = victims_on(trial, info)
             if found is not None:
-                candidates.append(Preemption(info.name, tuple(found[0]), found[1]))
+                candidates.append(Preemption(info.name, tuple(found[0]), found[1],
+                                             tuple(found[2])))  # fmt: skip
                 if len(candidates) >= wanted:
                     break
         if candidates:

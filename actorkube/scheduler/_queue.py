@@ -11,12 +11,14 @@ Rules of this file (Kubernetes' PriorityQueue, pkg/scheduler/internal/queue):
 - A pod's backoff after its n-th failed attempt is ``initial * 2**(n-1)`` seconds,
   at most ``maximum`` (1 s and 10 s, kube-scheduler's podInitialBackoffSeconds and
   podMaxBackoffSeconds).
-- A pod that no node fitted goes to the unschedulable pods, unless a cluster event
-  arrived while it was being tried (the event may have made room): then to backoff.
-  ``move_all`` (a node added or changed, a pod deleted, ...) moves every unschedulable
-  pod to the backoff queue if its backoff has not passed, else to the active queue.
-  A pod stays unschedulable at most ``max_unschedulable`` seconds (5 minutes) before
-  it is tried again anyway.
+- A pod that no node fitted goes to the unschedulable pods with the plugins that
+  turned it away, unless a cluster event arrived while it was being tried (the event
+  may have made room): then to backoff. ``move_all(now, event)`` moves the
+  unschedulable pods that ``event`` could help (``EVENTS``: which plugins each kind of
+  event concerns, Kubernetes' EventsToRegister; no event: every pod) to the backoff
+  queue if their backoff has not passed, else to the active queue. A pod stays
+  unschedulable at most ``max_unschedulable`` seconds (5 minutes) before it is tried
+  again anyway (``next_ready`` says when that is due too).
 - Adding a pod that is already queued updates it where it is; deleting forgets it.
 """
 
@@ -30,6 +32,18 @@ from typing import Any
 import attrs
 
 from ._nodeinfo import pod_key
+
+# Which plugins' verdicts each kind of cluster event can change (a pod turned away by
+# none of them stays where it is). Node events concern every plugin.
+EVENTS: dict[str, frozenset[str] | None] = {
+    "NodeAdd": None,
+    "NodeUpdate": None,
+    "AssignedPodAdd": frozenset({"PodTopologySpread", "InterPodAffinity"}),
+    "AssignedPodUpdate": frozenset({"PodTopologySpread", "InterPodAffinity"}),
+    "AssignedPodDelete": frozenset(
+        {"NodeResourcesFit", "NodePorts", "PodTopologySpread", "InterPodAffinity"}
+    ),
+}
 
 
 def priority(pod: Mapping[str, Any]) -> int:
@@ -45,6 +59,7 @@ class QueuedPod:
     attempts: int = 0
     failed_at: float = 0.0
     cycle: int = 0  # the move cycle when it was last popped
+    plugins: frozenset[str] = frozenset()  # what turned it away last (empty: unknown)
 
 
 class SchedulingQueue:
@@ -62,6 +77,8 @@ class SchedulingQueue:
         ] = {}  # key -> "active" | "backoff" | "unschedulable" | "in-flight"
         self._pods: dict[str, QueuedPod] = {}
         self._seq = itertools.count()
+        # The unschedulable pods, in the order they were parked (oldest first).
+        self._parked: dict[str, None] = {}
         self._moves = 0  # bumped by every move_all: a cycle that saw one retries sooner
 
     def __len__(self) -> int:
@@ -89,6 +106,7 @@ class SchedulingQueue:
         key = pod_key(pod)
         self._pods.pop(key, None)
         self._where.pop(key, None)  # stale heap entries are skipped when popped
+        self._parked.pop(key, None)
 
     # --- the scheduler's side -----------------------------------------------------------
 
@@ -111,17 +129,20 @@ class SchedulingQueue:
         """The pod was bound (or given up on): it leaves the queue."""
         self.delete(pod)
 
-    def unschedulable(self, pod: Mapping[str, Any], now: float) -> None:
+    def unschedulable(self, pod: Mapping[str, Any], now: float,
+                      plugins: frozenset[str] = frozenset()) -> None:  # fmt: skip
         """No node fitted ``pod`` (see the module rules)."""
         key = pod_key(pod)
         queued = self._pods.get(key)
         if queued is None:
             return  # deleted while in flight
         queued.failed_at = now
+        queued.plugins = plugins
         if queued.cycle != self._moves:  # something changed while it was tried
             self._push_backoff(key)
         else:
             self._where[key] = "unschedulable"
+            self._parked[key] = None
 
     def error(self, pod: Mapping[str, Any], now: float) -> None:
         """The attempt failed for another reason (a bind refused): retry after backoff."""
@@ -131,10 +152,12 @@ class SchedulingQueue:
             queued.failed_at = now
             self._push_backoff(key)
 
-    def move_all(self, now: float) -> int:
+    def move_all(self, now: float, event: str = "") -> int:
         """A cluster event that could make unschedulable pods fit; how many moved."""
         self._moves += 1
-        moving = [k for k, where in self._where.items() if where == "unschedulable"]
+        concerned = EVENTS.get(event) if event else None
+        moving = [k for k in self._parked if concerned is None or not self._pods[k].plugins
+                  or self._pods[k].plugins & concerned]  # fmt: skip
         for key in moving:
             self._requeue(key, now)
         return len(moving)
@@ -146,19 +169,20 @@ class SchedulingQueue:
             _, _, key = heapq.heappop(self._backoff)
             if self._where.get(key) == "backoff":
                 self._push_active(key)
-        for key, where in list(self._where.items()):
-            if (
-                where == "unschedulable"
-                and now - self._pods[key].failed_at >= self.max_unschedulable
-            ):
-                self._push_active(key)
+        for key in list(self._parked):  # oldest first
+            if now - self._pods[key].failed_at < self.max_unschedulable:
+                break
+            self._push_active(key)
 
     def next_ready(self) -> float | None:
-        """When the earliest backed-off pod is ready (None: none is waiting)."""
-        for ready, _, key in sorted(self._backoff):
-            if self._where.get(key) == "backoff":
-                return ready
-        return None
+        """When the next pod is due: the earliest backed-off pod, or the oldest
+        unschedulable pod's time to be tried anyway (None: nothing waits)."""
+        due = [self._pods[k].failed_at + self.max_unschedulable for k in self._parked][:1]
+        while self._backoff and self._where.get(self._backoff[0][2]) != "backoff":
+            heapq.heappop(self._backoff)  # moved or deleted since it was pushed
+        if self._backoff:
+            due.append(self._backoff[0][0])
+        return min(due) if due else None
 
     # --- internals ----------------------------------------------------------------------
 
@@ -176,11 +200,13 @@ class SchedulingQueue:
     def _push_active(self, key: str) -> None:
         queued = self._pods[key]
         self._where[key] = "active"
+        self._parked.pop(key, None)
         entry = (-priority(queued.pod), queued.queued_at, next(self._seq), key)
         heapq.heappush(self._active, entry)
 
     def _push_backoff(self, key: str) -> None:
         queued = self._pods[key]
         self._where[key] = "backoff"
+        self._parked.pop(key, None)
         ready = queued.failed_at + self.backoff_of(queued)
         heapq.heappush(self._backoff, (ready, next(self._seq), key))

@@ -5,9 +5,9 @@ Rules of this file (Kubernetes' resource helpers, k8s.io/component-helpers):
 - Amounts are integers in the unit the scheduler compares: CPU in millicores, memory
   and storage in bytes, everything else (pods, extended resources) in units.
 - A pod's request is, per resource, the larger of the sum over its app containers plus
-  its restartable (sidecar) init containers, and the largest single init container
-  (init containers run one at a time, before the app containers, while the sidecars
-  started before them keep running), plus the pod's overhead.
+  its restartable (sidecar) init containers, and the most the init phase asks at once
+  (init containers run one at a time, before the app containers, beside the sidecars
+  started before them), plus the pod's overhead (Kubernetes' PodRequests).
 - For scoring, a container that requests no CPU or memory counts as asking 100m CPU
   and 200Mi memory (the scheduler's non-zero defaults), so that empty pods still
   spread.
@@ -75,16 +75,21 @@ def pod_requests(pod: Mapping[str, Any], *, non_zero: bool = False) -> dict[str,
     total: dict[str, int] = {}
     for c in spec.get("containers") or ():
         _add(total, _container_requests(c, non_zero))
-    sidecars: dict[str, int] = {}
+    sidecars: dict[str, int] = {}  # the sidecars started so far
+    busiest: dict[str, int] = {}  # the most the init phase ever asks at once
     for c in spec.get("initContainers") or ():
         asked = _container_requests(c, non_zero)
         if c.get("restartPolicy") == "Always":  # a sidecar: runs beside the app
             _add(total, asked)
             _add(sidecars, asked)
-            continue
-        # A plain init container runs alone, beside the sidecars started before it.
-        for name, v in asked.items():
-            total[name] = max(total.get(name, 0), v + sidecars.get(name, 0))
+            at_once = dict(sidecars)
+        else:  # a plain init container runs alone, beside the sidecars before it
+            at_once = dict(sidecars)
+            _add(at_once, asked)
+        for name, v in at_once.items():
+            busiest[name] = max(busiest.get(name, 0), v)
+    for name, v in busiest.items():
+        total[name] = max(total.get(name, 0), v)
     _add(total, resource_list(spec.get("overhead")))
     return total
 

@@ -49,9 +49,9 @@ from actorkube.client._leader import LeaderElector
 from ._cache import SchedulerCache, node_name_of
 from ._framework import ClusterView, FitError, Framework
 from ._nodeinfo import pod_key
-from ._preemption import Preemption
+from ._preemption import Preemption, terminating_by_preemption
 from ._profiles import default_framework
-from ._queue import SchedulingQueue
+from ._queue import SchedulingQueue, priority
 
 log = logging.getLogger("actorkube.scheduler")
 
@@ -164,8 +164,8 @@ class InformerView(ClusterView):
         self._workloads = workloads
         self._budgets = budgets
 
-    def pod_disruption_budgets(self, namespace: str) -> list[Mapping[str, Any]]:
-        return self._budgets.by_index("namespace", namespace)
+    def pod_disruption_budgets(self) -> list[Mapping[str, Any]]:
+        return self._budgets.list()
 
     def services(self, namespace: str) -> list[Mapping[str, Any]]:
         return self._services.by_index("namespace", namespace)
@@ -224,12 +224,12 @@ class SchedulingState:
 
     def _node_added(self, node: dict) -> None:
         self.cache.add_node(node)
-        self._moved()
+        self._moved("NodeAdd")
 
     def _node_updated(self, old: dict, new: dict) -> None:
         self.cache.update_node(new)
         if _node_view(old) != _node_view(new):
-            self._moved()
+            self._moved("NodeUpdate")
 
     def _node_deleted(self, node: dict) -> None:
         self.cache.remove_node(node)
@@ -242,36 +242,55 @@ class SchedulingState:
         if node_name_of(pod):
             if not terminal(pod):
                 self.cache.add_pod(pod)
+                self._moved("AssignedPodAdd")
             return
         if self._responsible(pod) and not deleting(pod):
-            self.queue.add(pod, trio.current_time())
-            self._wake.set()
+            self._pending(pod, changed=True)
 
     def _pod_updated(self, old: dict, new: dict) -> None:
         if node_name_of(new):
             self.queue.delete(new)
+            self.cache.unnominate(new)
             if terminal(new):
                 self._pod_deleted(new)
-            else:
-                self.cache.update_pod(old, new)
+                return
+            self.cache.update_pod(old, new)
+            if not node_name_of(old):
+                self._moved("AssignedPodAdd")
+            elif (old.get("metadata") or {}).get("labels") != (new.get("metadata") or {}).get(
+                "labels"
+            ):
+                self._moved("AssignedPodUpdate")
             return
+        if node_name_of(old):  # bound, then pending: another pod of that name (a relist)
+            self._forget_bound(old)
         if deleting(new):
             self.queue.delete(new)
+            self.cache.unnominate(new)
         elif self._responsible(new):
-            self.queue.add(
-                new, trio.current_time(), changed=_scheduling_view(old) != _scheduling_view(new)
-            )
-            self._wake.set()
+            self._pending(new, changed=_scheduling_view(old) != _scheduling_view(new))
+
+    def _pending(self, pod: dict, changed: bool) -> None:
+        """A pending pod of ours arrived or changed: queue it; hold the room of a node
+        it is nominated to (after a failover the API server is what remembers)."""
+        self.queue.add(pod, trio.current_time(), changed=changed)
+        nominated = (pod.get("status") or {}).get("nominatedNodeName")
+        if nominated and self.cache.nominated(pod) is None and self.cache.node(nominated):
+            self.cache.nominate(pod, nominated)
+        self._wake.set()
 
     def _pod_deleted(self, pod: dict) -> None:
         self.queue.delete(pod)
         self.cache.unnominate(pod)
         if node_name_of(pod) or self.cache.is_assumed(pod):
-            self.cache.remove_pod(pod)
-            self._moved()
+            self._forget_bound(pod)
 
-    def _moved(self) -> None:
-        if self.queue.move_all(trio.current_time()):
+    def _forget_bound(self, pod: Mapping[str, Any]) -> None:
+        self.cache.remove_pod(pod)
+        self._moved("AssignedPodDelete")
+
+    def _moved(self, event: str) -> None:
+        if self.queue.move_all(trio.current_time(), event):
             self._wake.set()
 
     # --- the loop -----------------------------------------------------------------------
@@ -294,33 +313,57 @@ class SchedulingState:
         if self.cache.is_assumed(pod) or deleting(pod):
             self.queue.done(pod)
             return
+        cached_uid = self.cache.uid_of(pod)
+        if cached_uid is not None:
+            if cached_uid == pod["metadata"].get("uid"):
+                self.queue.done(pod)  # bound already; the informer is behind
+                return
+            self.cache.remove_pod(pod)  # an earlier pod of that name, gone since
         self.attempts += 1
         name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
         framework = self.frameworks[name]
         held = self.cache.nominated(pod)
         self.cache.unnominate(pod)  # its own held room must not keep it out
+        status = pod.get("status") or {}
         if held is not None:  # the nomination as we know it, before the API says so
-            pod = {**pod, "status": {**(pod.get("status") or {}), "nominatedNodeName": held}}
+            pod = {**pod, "status": {**status, "nominatedNodeName": held}}
         try:
             result = framework.schedule(pod, self.cache.table())
         except FitError as e:
-            self.queue.unschedulable(pod, now)
+            self.queue.unschedulable(pod, now, e.plugins)
             assert self._nursery is not None
             if e.preemption is not None:
                 self.preemptions += 1
-                when = rfc3339(self.client.system.clock.now())
-                for victim in e.preemption.victims:
-                    self.cache.mark_deleting(victim, when)
-                self.cache.nominate(pod, e.preemption.node)
-                self._nursery.start_soon(self._preempt, pod, e.preemption, e.message())
+                self._start_preemption(pod, e)
                 return
-            if held is not None and self.cache.node(held) is not None:
-                self.cache.nominate(pod, held)  # still waiting for its victims to go
-            self._nursery.start_soon(self._unschedulable, pod, e.message())
+            if held is not None and self._waits_for_victims(pod, held):
+                self.cache.nominate(pod, held)  # its victims are still going
+                nominated = held
+            else:
+                nominated = ""  # a nomination that no longer helps is cleared
+            self._nursery.start_soon(self._unschedulable, pod, e.message(), nominated)
             return
         assumed = self.cache.assume(pod, result.node)
         assert self._nursery is not None
         self._nursery.start_soon(self._bind, pod, assumed, result.node)
+
+    def _waits_for_victims(self, pod: Mapping[str, Any], node: str) -> bool:
+        info = self.cache.node(node)
+        mine = priority(pod)
+        return info is not None and any(
+            priority(p) < mine and terminating_by_preemption(p) for p in info.pods.values()
+        )
+
+    def _start_preemption(self, pod: dict, e: FitError) -> None:
+        preemption = e.preemption
+        when = rfc3339(self.client.system.clock.now())
+        for victim in preemption.victims:
+            self.cache.mark_deleting(victim, when)
+        for other in preemption.displaced:
+            self.cache.unnominate(other)  # it was not running: its nomination goes
+        self.cache.nominate(pod, preemption.node)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._preempt, pod, preemption, e.message())
 
     async def _bind(self, pod: dict, assumed: Mapping[str, Any], node: str) -> None:
         m = pod["metadata"]
@@ -342,6 +385,7 @@ class SchedulingState:
         except ApiError as e:
             self.failed_binds += 1
             self.cache.forget(assumed)
+            self._moved("AssignedPodDelete")  # the room it held is free again
             if e.code == 404:
                 self.queue.delete(pod)  # gone
             else:
@@ -382,6 +426,8 @@ class SchedulingState:
         patch: dict = {"conditions": [condition]}
         if nominated:
             patch["nominatedNodeName"] = nominated
+        elif status.get("nominatedNodeName"):
+            patch["nominatedNodeName"] = None
         await self._patch_status(pod, patch)
 
     async def _patch_status(self, pod: Mapping[str, Any], status: dict) -> bool:
@@ -405,15 +451,19 @@ class SchedulingState:
             "message": f"{DEFAULT_SCHEDULER}: preempting to accommodate a higher priority pod",
             "lastTransitionTime": rfc3339(self.client.system.clock.now()),
         }
+        for other in preemption.displaced:
+            await self._patch_status(other, {"nominatedNodeName": None})
         for victim in preemption.victims:
             vm = victim["metadata"]
             if not await self._patch_status(victim, {"conditions": [condition]}):
-                continue  # gone already, or not ours to touch now
+                self.cache.unmark(victim)  # gone already, or not ours to touch now
+                continue
             try:
                 await self.client.delete("pods", vm["name"], namespace=vm["namespace"])
             except ApiError as e:
                 if e.code != 404:  # gone already is what we wanted
                     log.info("preempting %s failed: %s", pod_key(victim), e)
+                    self.cache.unmark(victim)
                 continue
             self.events.event(victim, "Normal", "Preempted",
                               f"Preempted by pod {uid} on node {preemption.node}")  # fmt: skip
@@ -424,4 +474,4 @@ class SchedulingState:
             await trio.sleep(CLEANUP_PERIOD)
             for pod in self.cache.cleanup(trio.current_time()):
                 log.warning("assumed pod %s expired: its bind was never confirmed", pod_key(pod))
-                self._moved()
+                self._moved("AssignedPodDelete")

@@ -11,7 +11,8 @@ Rules (Kubernetes' noderesources plugins):
   used). Requests count with the scheduler's non-zero defaults.
 - BalancedAllocation scores how evenly the node's CPU and memory would be used:
   100 x (1 - the standard deviation of the used shares), each share at most 1, over
-  the resources the node has; with two, Kubernetes' |a - b| / 2.
+  the resources the node has; with two, Kubernetes' |a - b| / 2. It counts the exact
+  requests, without the scoring defaults (Kubernetes' useRequested).
 - ``filter_many`` and ``score_many`` give the same answers for many nodes at once
   (``NodeTable`` columns); they return None for what has no column (extended
   resources, RequestedToCapacityRatio), which the framework then asks node by node.
@@ -43,16 +44,21 @@ def _requests(state: CycleState, pod: Mapping[str, Any], non_zero: bool) -> dict
 
 
 def _used_shares(
-    state: CycleState, pod: Mapping[str, Any], node: NodeInfo
+    state: CycleState, pod: Mapping[str, Any], node: NodeInfo, non_zero: bool = True
 ) -> list[tuple[int, int]]:
-    asked = _requests(state, pod, True)
-    return [(node.non_zero.get(r, 0) + asked.get(r, 0), node.allocatable.get(r, 0)) for r in SCORED]
+    """(used with the pod, allocatable) for cpu and memory; ``non_zero``: counting the
+    scoring defaults (NodeResourcesFit), else the exact requests (BalancedAllocation)."""
+    asked = _requests(state, pod, non_zero)
+    used = node.non_zero if non_zero else node.requested
+    return [(used.get(r, 0) + asked.get(r, 0), node.allocatable.get(r, 0)) for r in SCORED]
 
 
-def _used_columns(state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows: np.ndarray):
+def _used_columns(state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows: np.ndarray,
+                  non_zero: bool = True):  # fmt: skip
     """``_used_shares`` for many nodes: (used, capacity), each rows x (cpu, memory)."""
-    asked = _requests(state, pod, True)
-    used = table.non_zero[rows] + np.array([asked.get(r, 0) for r in SCORED], dtype=np.int64)
+    asked = _requests(state, pod, non_zero)
+    base = table.non_zero[rows] if non_zero else table.requested[rows][:, : len(SCORED)]
+    used = base + np.array([asked.get(r, 0) for r in SCORED], dtype=np.int64)
     return used, table.allocatable[rows][:, : len(SCORED)]
 
 
@@ -158,7 +164,8 @@ class BalancedAllocation:
     name = "NodeResourcesBalancedAllocation"
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
-        shares = [min(used / capacity, 1.0) for used, capacity in _used_shares(state, pod, node)
+        shares = [min(used / capacity, 1.0)
+                  for used, capacity in _used_shares(state, pod, node, non_zero=False)
                   if capacity > 0]  # fmt: skip
         if len(shares) < 2:
             return MAX_NODE_SCORE
@@ -170,7 +177,7 @@ class BalancedAllocation:
         return int((1 - std) * MAX_NODE_SCORE)
 
     def score_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
-        used, capacity = _used_columns(state, pod, table, rows)
+        used, capacity = _used_columns(state, pod, table, rows, non_zero=False)
         shares = np.minimum(used / np.maximum(capacity, 1), 1.0)
         both = (capacity > 0).all(axis=1)
         std = np.abs((shares[:, 0] - shares[:, 1]) / 2)

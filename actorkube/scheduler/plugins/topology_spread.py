@@ -5,8 +5,9 @@ Rules (Kubernetes' podtopologyspread plugin, v1.32 defaults):
 - A constraint (``spec.topologySpreadConstraints``) counts, per value of its
   ``topologyKey`` (a domain), the pods in the pod's namespace that match its
   ``labelSelector`` (plus ``key=value`` for each of its ``matchLabelKeys`` the pod
-  has), not being deleted, on the nodes that count: nodes with every constraint's
-  key, that the pod's nodeSelector / required node affinity accepts
+  has; an empty selector counts nothing), not being deleted, on the nodes that
+  count: nodes with every constraint's key, that the pod's nodeSelector / required
+  node affinity accepts
   (``nodeAffinityPolicy: Honor``, the default) and, with ``nodeTaintsPolicy: Honor``,
   whose taints it tolerates (the default ``Ignore`` does not look at taints).
 - Filter (``whenUnsatisfiable: DoNotSchedule``): a node without the key is
@@ -168,10 +169,18 @@ class _Domains:
     counted: np.ndarray  # per node: its pods count
 
 
+def _matching(table, pod, c: Constraint) -> np.ndarray:
+    """Each node's pods that count for ``c``: none for an empty selector (Kubernetes'
+    countPodsMatchSelector), though the pod itself still matches it."""
+    if c.selector.empty:
+        return np.zeros(len(table), dtype=np.int64)
+    namespace = (pod.get("metadata") or {}).get("namespace", "")
+    return table.matching(frozenset((namespace,)), c.selector)
+
+
 def _domains(state: CycleState, pod, table, c: Constraint, counted: np.ndarray) -> _Domains:
     codes, values = table.label_codes(c.key)
-    namespace = (pod.get("metadata") or {}).get("namespace", "")
-    per_node = table.matching(frozenset((namespace,)), c.selector)
+    per_node = _matching(table, pod, c)
     rows = counted & (codes >= 0)
     counts = np.bincount(codes[rows], weights=per_node[rows], minlength=len(values))
     present = np.bincount(codes[rows], minlength=len(values)) > 0
@@ -219,9 +228,10 @@ class _FilterState:
             return
         for c in self.checks:
             code = c.d.codes[row]
-            if code < 0 or not c.d.counted[row]:
+            selector = c.d.constraint.selector
+            if code < 0 or not c.d.counted[row] or selector.empty:
                 continue
-            if c.d.constraint.selector.matches(m.get("labels") or {}):
+            if selector.matches(m.get("labels") or {}):
                 c.d.counts[code] += delta
                 c.settle()
 
@@ -291,8 +301,7 @@ class PodTopologySpread:
         kept = rows[~ignored]
         scored = []
         for c in constraints:
-            namespace = (pod.get("metadata") or {}).get("namespace", "")
-            per_node = table.matching(frozenset((namespace,)), c.selector)
+            per_node = _matching(table, pod, c)
             codes = table.label_codes(c.key)[0]
             if c.key == HOSTNAME:
                 size = len(kept)
