@@ -17,7 +17,8 @@ from actorkube.actor import ActorSystem
 from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
 from actorkube.client import ApiClient
 from actorkube.etcd import start_group
-from actorkube.scheduler import Scheduler, SchedulerConfig
+from actorkube.scheduler import Scheduler, SchedulerConfig, Status, default_framework
+from actorkube.scheduler._framework import SUCCESS
 from actorkube.sim import SimNetwork, simulate
 
 TOKENS = (
@@ -311,3 +312,108 @@ async def test_a_pod_recreated_under_its_name_replaces_the_old_one_in_the_cache(
         await trio.testing.wait_all_tasks_blocked()
         assert ("create", "pods", "web-0", "binding") in client.calls
         nursery.cancel_scope.cancel()
+
+
+class Gate:
+    """A plugin at Reserve, Permit (it holds every pod up to 10 s) and PostBind."""
+
+    name = "Gate"
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+
+    def reserve(self, state, pod, node):
+        self.log.append(("reserve", pod["metadata"]["name"]))
+        return SUCCESS
+
+    def unreserve(self, state, pod, node):
+        self.log.append(("unreserve", pod["metadata"]["name"]))
+
+    def permit(self, state, pod, node):
+        return Status.wait(10)
+
+    def post_bind(self, state, pod, node):
+        self.log.append(("post_bind", pod["metadata"]["name"]))
+
+
+async def test_reserve_permit_and_post_bind_plugins(autojump_clock):
+    gate = Gate()
+
+    def profile():
+        framework = default_framework()
+        framework.plugins = [*framework.plugins, gate]
+        return framework
+
+    async with ActorSystem() as system:
+        api, client = await start_cluster(system)
+        await client.create("nodes", node("n0", cpu="4"))
+        config = SchedulerConfig(profiles={"default-scheduler": profile}, leader_elect=False)
+        scheduler = Scheduler(api.ref, token="scheduler-token", identity="s1", config=config)
+        system.spawn(lambda: scheduler)
+        for name in ("let-in", "kept-out"):
+            await client.create("pods", pod(name), namespace="default")
+
+        async def both_waiting():
+            state = scheduler.state
+            return state is not None and sorted(state.waiting_pods()) == [
+                "default/kept-out", "default/let-in"]  # fmt: skip
+
+        await wait_for(both_waiting, period=0.1, limit=5)
+        assert await bound_pods(client, 1) is None  # held at Permit: nothing bound yet
+        assert scheduler.state.allow(pod("let-in"))
+        (placed,) = await wait_for(lambda: bound_pods(client, 1), period=0.1, limit=5)
+        assert placed["metadata"]["name"] == "let-in"
+        await trio.sleep(10)  # kept-out's wait times out: unreserved, retried later
+
+        async def refused():
+            items = (await client.list("events", namespace="default"))["items"]
+            return [e for e in items if e["reason"] == "FailedScheduling"]
+
+        (event,) = await wait_for(refused, limit=5)
+        assert event["message"] == "rejected due to timeout after waiting 10s at Permit"
+        assert ("unreserve", "kept-out") in gate.log and ("post_bind", "let-in") in gate.log
+        assert ("unreserve", "let-in") not in gate.log
+
+
+class Refuse:
+    name = "Refuse"
+
+    def __init__(self, at: str) -> None:
+        self.at = at
+
+    def reserve(self, state, pod, node):
+        return Status.unschedulable("no room in the ledger") if self.at == "reserve" else SUCCESS
+
+    def permit(self, state, pod, node):
+        return Status.unschedulable("not today") if self.at == "permit" else SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("at", "message"),
+    [("reserve", 'running Reserve plugin "Refuse": no room in the ledger'),
+     ("permit", 'rejected pod "p" by Permit plugin "Refuse": not today')],
+)  # fmt: skip
+async def test_a_refusal_at_reserve_or_permit_leaves_the_pod_pending(autojump_clock, at, message):
+    def profile():
+        framework = default_framework()
+        framework.plugins = [*framework.plugins, Refuse(at)]
+        return framework
+
+    async with ActorSystem() as system:
+        api, client = await start_cluster(system)
+        await client.create("nodes", node("n0", cpu="4"))
+        config = SchedulerConfig(profiles={"default-scheduler": profile}, leader_elect=False)
+        system.spawn(lambda: Scheduler(api.ref, token="scheduler-token", identity="s1",
+                                       config=config))  # fmt: skip
+        await client.create("pods", pod("p"), namespace="default")
+
+        async def condition():
+            got = await client.get("pods", "p", namespace="default")
+            for c in got.get("status", {}).get("conditions") or ():
+                if c["type"] == "PodScheduled":
+                    return c
+            return None
+
+        c = await wait_for(condition)
+        assert (c["status"], c["message"]) == ("False", message)
+        assert await bound_pods(client, 1) is None

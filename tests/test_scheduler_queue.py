@@ -111,3 +111,13 @@ def test_a_parked_pod_is_due_after_five_minutes_even_without_events():
     assert q.next_ready() == 10 + 300  # the loop wakes for it
     assert q.pop(now=309) is None
     assert q.pop(now=310)["metadata"]["name"] == "a"
+
+
+def test_a_parked_pod_deleted_leaves_no_trace():
+    q = SchedulingQueue()
+    q.add(pod("a"), now=0)
+    q.pop(now=0)
+    q.unschedulable(pod("a"), now=0, plugins=frozenset({"InterPodAffinity"}))
+    q.delete(pod("a"))
+    assert q.move_all(now=1, event="AssignedPodAdd") == 0 and len(q) == 0
+    assert q.next_ready() is None

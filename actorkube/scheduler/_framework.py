@@ -23,6 +23,12 @@ Rules of this file (Kubernetes' pkg/scheduler/framework and schedule_one.go):
 - Scores are 0-100 per plugin after normalizing, weighted and summed; the highest
   total wins, ties broken by the cycle's random source (seeded: the same inputs and
   seed give the same node).
+- After the choice (the scheduler drives these, around its cache): ``reserve(state,
+  pod, node)`` / ``unreserve`` (undone in reverse when a later one fails or the pod is
+  not bound after all), ``permit`` (SUCCESS, a refusal, or ``Status.wait(timeout)``:
+  the pod waits, reserved, until ``SchedulingState.allow`` or ``reject`` or the
+  timeout), ``pre_bind``, ``bind`` (async; SKIP passes to the next, the last is the
+  DefaultBinder: ``pods/binding``) and ``post_bind``.
 - A pod nominated to a node (a preemption freed it) is first tried there alone
   (Kubernetes' evaluateNominatedNode).
 - A pod no node fits gets a ``FitError`` whose message is Kubernetes' ("0/5 nodes are
@@ -55,6 +61,7 @@ class Code(enum.IntEnum):
     UNSCHEDULABLE = 2
     UNRESOLVABLE = 3  # UnschedulableAndUnresolvable
     SKIP = 4
+    WAIT = 5  # Permit: hold the pod until allowed, rejected or timed out
 
 
 @attrs.frozen
@@ -64,6 +71,7 @@ class Status:
     code: Code = Code.SUCCESS
     reasons: tuple[str, ...] = ()
     plugin: str = ""
+    timeout: float = 0.0  # how long a WAIT may last
 
     @property
     def ok(self) -> bool:
@@ -80,6 +88,10 @@ class Status:
     @classmethod
     def error(cls, reason: str) -> Status:
         return cls(Code.ERROR, (reason,))
+
+    @classmethod
+    def wait(cls, timeout: float) -> Status:
+        return cls(Code.WAIT, (), timeout=timeout)
 
 
 SUCCESS = Status()
@@ -180,7 +192,7 @@ class Result:
     node: str
     evaluated: int
     feasible: int
-
+    state: CycleState | None = attrs.field(default=None, eq=False)  # for reserve, permit
 
 @attrs.define
 class Framework:
@@ -205,7 +217,7 @@ class Framework:
         row = table.row.get(nominated) if nominated else None
         if row is not None and all(p.filter(state, pod, table.infos[row]).ok
                                    for p in self._filters(state)):  # fmt: skip
-            return Result(nominated, 1, 1)  # the node a preemption freed for it
+            return Result(nominated, 1, 1, state)  # the node a preemption freed for it
         start = self.next_start % n
         feasible, checked = self._find_feasible(state, pod, table, start)
         self.next_start = (start + checked) % n
@@ -219,11 +231,55 @@ class Framework:
             raise FitError(pod, n, statuses, post_filter=message, preemption=preemption,
                            plugins=frozenset(rejected))  # fmt: skip
         if len(feasible) == 1:
-            return Result(table.names[feasible[0]], checked, 1)
+            return Result(table.names[feasible[0]], checked, 1, state)
         totals = self._score(state, pod, table, feasible)
         winners = feasible[totals == totals.max()]  # in scan order: deterministic
         return Result(table.names[winners[self.rng.randrange(len(winners))]], checked,
-                      len(feasible))  # fmt: skip
+                      len(feasible), state)  # fmt: skip
+
+    # --- after a node is chosen: Reserve, Permit, PreBind, Bind, PostBind -------------
+
+    def reserve(self, state: CycleState, pod: Mapping[str, Any], node: str) -> Status:
+        """Every Reserve plugin in order; when one fails, those before it are undone
+        (Unreserve, in reverse) and its status returned (with its plugin's name)."""
+        done = []
+        for p in self.plugins:
+            reserve = getattr(p, "reserve", None)
+            if reserve is None:
+                continue
+            status = reserve(state, pod, node)
+            if not status.ok:
+                self.unreserve(state, pod, node, done)
+                return attrs.evolve(status, plugin=p.name)
+            done.append(p)
+        return SUCCESS
+
+    def unreserve(self, state: CycleState, pod, node: str, plugins=None) -> None:
+        """Undo Reserve (every plugin's ``unreserve``, in reverse order)."""
+        for p in reversed(list(self.plugins if plugins is None else plugins)):
+            undo = getattr(p, "unreserve", None)
+            if undo is not None:
+                undo(state, pod, node)
+
+    def permit(self, state: CycleState, pod: Mapping[str, Any], node: str) -> Status:
+        """Every Permit plugin: a refusal wins (with its plugin's name); else WAIT with
+        the shortest timeout if any plugin waits; else SUCCESS."""
+        waits = []
+        for p in self.plugins:
+            permit = getattr(p, "permit", None)
+            if permit is None:
+                continue
+            status = permit(state, pod, node)
+            if status.code is Code.WAIT:
+                waits.append(status.timeout)
+            elif not status.ok:
+                return attrs.evolve(status, plugin=p.name)
+        return Status.wait(min(waits)) if waits else SUCCESS
+
+    def binders(self) -> list:
+        """The plugins with an async ``bind(state, pod, node) -> Status`` (SKIP: leave
+        it to the next); after them the scheduler's DefaultBinder."""
+        return [p for p in self.plugins if hasattr(p, "bind")]
 
     def feasible_nodes(self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo] | NodeTable
                        ) -> list[str]:  # fmt: skip

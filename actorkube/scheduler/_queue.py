@@ -79,6 +79,9 @@ class SchedulingQueue:
         self._seq = itertools.count()
         # The unschedulable pods, in the order they were parked (oldest first).
         self._parked: dict[str, None] = {}
+        # How many parked pods each plugin turned away ("": for reasons unknown), so an
+        # event that concerns none of them costs nothing.
+        self._parked_by: dict[str, int] = {}
         self._moves = 0  # bumped by every move_all: a cycle that saw one retries sooner
 
     def __len__(self) -> int:
@@ -104,9 +107,9 @@ class SchedulingQueue:
 
     def delete(self, pod: Mapping[str, Any]) -> None:
         key = pod_key(pod)
-        self._pods.pop(key, None)
+        self._unpark(key)
         self._where.pop(key, None)  # stale heap entries are skipped when popped
-        self._parked.pop(key, None)
+        self._pods.pop(key, None)
 
     # --- the scheduler's side -----------------------------------------------------------
 
@@ -143,6 +146,8 @@ class SchedulingQueue:
         else:
             self._where[key] = "unschedulable"
             self._parked[key] = None
+            for plugin in queued.plugins or ("",):
+                self._parked_by[plugin] = self._parked_by.get(plugin, 0) + 1
 
     def error(self, pod: Mapping[str, Any], now: float) -> None:
         """The attempt failed for another reason (a bind refused): retry after backoff."""
@@ -156,6 +161,10 @@ class SchedulingQueue:
         """A cluster event that could make unschedulable pods fit; how many moved."""
         self._moves += 1
         concerned = EVENTS.get(event) if event else None
+        if concerned is not None and not self._parked_by.get("") and not any(
+            self._parked_by.get(p) for p in concerned
+        ):
+            return 0
         moving = [k for k in self._parked if concerned is None or not self._pods[k].plugins
                   or self._pods[k].plugins & concerned]  # fmt: skip
         for key in moving:
@@ -177,7 +186,8 @@ class SchedulingQueue:
     def next_ready(self) -> float | None:
         """When the next pod is due: the earliest backed-off pod, or the oldest
         unschedulable pod's time to be tried anyway (None: nothing waits)."""
-        due = [self._pods[k].failed_at + self.max_unschedulable for k in self._parked][:1]
+        oldest = next(iter(self._parked), None)
+        due = [] if oldest is None else [self._pods[oldest].failed_at + self.max_unschedulable]
         while self._backoff and self._where.get(self._backoff[0][2]) != "backoff":
             heapq.heappop(self._backoff)  # moved or deleted since it was pushed
         if self._backoff:
@@ -197,16 +207,21 @@ class SchedulingQueue:
         else:
             self._push_active(key)
 
+    def _unpark(self, key: str) -> None:
+        if self._parked.pop(key, 0) is None:  # it was parked
+            for plugin in self._pods[key].plugins or ("",):
+                self._parked_by[plugin] -= 1
+
     def _push_active(self, key: str) -> None:
         queued = self._pods[key]
         self._where[key] = "active"
-        self._parked.pop(key, None)
+        self._unpark(key)
         entry = (-priority(queued.pod), queued.queued_at, next(self._seq), key)
         heapq.heappush(self._active, entry)
 
     def _push_backoff(self, key: str) -> None:
         queued = self._pods[key]
         self._where[key] = "backoff"
-        self._parked.pop(key, None)
+        self._unpark(key)
         ready = queued.failed_at + self.backoff_of(queued)
         heapq.heappush(self._backoff, (ready, next(self._seq), key))

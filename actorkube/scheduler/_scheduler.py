@@ -47,7 +47,7 @@ from actorkube.client._events import EventRecorder
 from actorkube.client._leader import LeaderElector
 
 from ._cache import SchedulerCache, node_name_of
-from ._framework import ClusterView, FitError, Framework
+from ._framework import ClusterView, Code, CycleState, FitError, Framework, Status
 from ._nodeinfo import pod_key
 from ._preemption import Preemption, terminating_by_preemption
 from ._profiles import default_framework
@@ -200,6 +200,8 @@ class SchedulingState:
         self.preemptions = 0
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
+        # pods a Permit plugin holds: key -> (event, verdict: [] or ["" | reason])
+        self._waiting: dict[str, tuple[trio.Event, list[str]]] = {}
 
     async def run(self) -> None:
         factory = InformerFactory(self.client)
@@ -344,8 +346,25 @@ class SchedulingState:
             self._nursery.start_soon(self._unschedulable, pod, e.message(), nominated)
             return
         assumed = self.cache.assume(pod, result.node)
+        state = result.state if result.state is not None else CycleState()
+        status = framework.reserve(state, pod, result.node)
+        if status.ok:
+            permit = framework.permit(state, pod, result.node)
+            if permit.ok or permit.code is Code.WAIT:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._bind, pod, assumed, result.node, framework,
+                                         state, permit)  # fmt: skip
+                return
+            framework.unreserve(state, pod, result.node)
+            why = (f'rejected pod "{pod["metadata"]["name"]}" by Permit plugin '
+                   f'"{permit.plugin}": {", ".join(permit.reasons)}')  # fmt: skip
+            status = permit
+        else:
+            why = f'running Reserve plugin "{status.plugin}": {", ".join(status.reasons)}'
+        self.cache.forget(assumed)
+        self.queue.unschedulable(pod, now, frozenset({status.plugin}))
         assert self._nursery is not None
-        self._nursery.start_soon(self._bind, pod, assumed, result.node)
+        self._nursery.start_soon(self._unschedulable, pod, why)
 
     def _waits_for_victims(self, pod: Mapping[str, Any], node: str) -> bool:
         info = self.cache.node(node)
@@ -365,7 +384,83 @@ class SchedulingState:
         assert self._nursery is not None
         self._nursery.start_soon(self._preempt, pod, preemption, e.message())
 
-    async def _bind(self, pod: dict, assumed: Mapping[str, Any], node: str) -> None:
+    # --- the binding cycle: permit's wait, pre-bind, bind, post-bind --------------------
+
+    def allow(self, pod: Mapping[str, Any]) -> bool:
+        """Let a pod that a Permit plugin holds go on to bind (False: none waits)."""
+        return self._settle(pod, "")
+
+    def reject(self, pod: Mapping[str, Any], reason: str) -> bool:
+        """Turn away a pod that a Permit plugin holds (False: none waits)."""
+        return self._settle(pod, reason or "rejected")
+
+    def _settle(self, pod: Mapping[str, Any], verdict: str) -> bool:
+        waiting = self._waiting.pop(pod_key(pod), None)
+        if waiting is None:
+            return False
+        waiting[1].append(verdict)
+        waiting[0].set()
+        return True
+
+    def waiting_pods(self) -> list[str]:
+        return list(self._waiting)
+
+    async def _bind(self, pod: dict, assumed: Mapping[str, Any], node: str,
+                    framework: Framework, state: CycleState, permit: Status) -> None:  # fmt: skip
+        m = pod["metadata"]
+        refusal = ""
+        if permit.code is Code.WAIT:
+            done, verdict = trio.Event(), []
+            self._waiting[pod_key(pod)] = (done, verdict)
+            with trio.move_on_after(permit.timeout):
+                await done.wait()
+            self._waiting.pop(pod_key(pod), None)
+            timed_out = f"rejected due to timeout after waiting {permit.timeout:g}s at Permit"
+            refusal = verdict[0] if verdict else timed_out
+        if not refusal:
+            refusal = await self._pre_bind_and_bind(pod, node, framework, state)
+        if refusal:
+            framework.unreserve(state, pod, node)
+            self.cache.forget(assumed)
+            self._moved("AssignedPodDelete")  # the room it held is free again
+            if refusal == "gone":
+                self.queue.delete(pod)
+            else:
+                log.info("binding %s to %s failed: %s", pod_key(pod), node, refusal)
+                self.queue.error(pod, trio.current_time())
+                self._wake.set()
+                self.events.event(pod, "Warning", "FailedScheduling", refusal)
+            return
+        self.scheduled += 1
+        self.cache.finish_binding(assumed, trio.current_time())
+        self.cache.unnominate(pod)
+        self.queue.done(pod)
+        for p in framework.plugins:
+            post = getattr(p, "post_bind", None)
+            if post is not None:
+                post(state, pod, node)
+        self.events.event(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {m['namespace']}/{m['name']} to {node}",
+        )
+
+    async def _pre_bind_and_bind(self, pod: dict, node: str, framework: Framework,
+                                 state: CycleState) -> str:  # fmt: skip
+        """PreBind, then the first Bind plugin that does not skip, else the
+        DefaultBinder; "" when bound, "gone" when the pod is, else why not."""
+        for p in framework.plugins:
+            pre = getattr(p, "pre_bind", None)
+            if pre is not None:
+                status = await pre(state, pod, node)
+                if not status.ok:
+                    return f"running PreBind plugin {p.name!r}: {', '.join(status.reasons)}"
+        for p in framework.binders():
+            status = await p.bind(state, pod, node)
+            if status.code is Code.SKIP:
+                continue
+            return "" if status.ok else f"binding by {p.name!r}: {', '.join(status.reasons)}"
         m = pod["metadata"]
         binding = {
             "apiVersion": "v1",
@@ -374,35 +469,12 @@ class SchedulingState:
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
         try:
-            await self.client.request(
-                "create",
-                "pods",
-                namespace=m["namespace"],
-                name=m["name"],
-                subresource="binding",
-                body=binding,
-            )
+            await self.client.request("create", "pods", namespace=m["namespace"], name=m["name"],
+                                      subresource="binding", body=binding)  # fmt: skip
         except ApiError as e:
             self.failed_binds += 1
-            self.cache.forget(assumed)
-            self._moved("AssignedPodDelete")  # the room it held is free again
-            if e.code == 404:
-                self.queue.delete(pod)  # gone
-            else:
-                log.info("binding %s to %s failed: %s", pod_key(pod), node, e)
-                self.queue.error(pod, trio.current_time())
-                self._wake.set()
-            return
-        self.scheduled += 1
-        self.cache.finish_binding(assumed, trio.current_time())
-        self.cache.unnominate(pod)
-        self.queue.done(pod)
-        self.events.event(
-            pod,
-            "Normal",
-            "Scheduled",
-            f"Successfully assigned {m['namespace']}/{m['name']} to {node}",
-        )
+            return "gone" if e.code == 404 else f"binding rejected: {e}"
+        return ""
 
     async def _unschedulable(self, pod: dict, text: str, nominated: str = "") -> None:
         self.events.event(pod, "Warning", "FailedScheduling", text)
