@@ -165,3 +165,28 @@ def test_a_nominated_pod_goes_to_its_node_when_it_fits():
     p["status"]["nominatedNodeName"] = "busy"
     # Scoring alone would pick the empty node; the nomination is tried first.
     assert default_framework().schedule(p, [empty, busy]).node == "busy"
+
+
+def test_remembered_answers_follow_the_node():
+    # The plugin remembers each node's victims for a preemptor of the same shape; a
+    # change to the node (any pod added or removed) must be seen.
+    n = node("n", cpu="4")
+    for i in range(4):
+        n.add_pod(pod(f"low{i}", "900m", priority=1))
+    framework = default_framework()
+    first = preempt_with(framework, pod("h1", "3", priority=10), [n])
+    assert len(first.victims) == 3
+    n.remove_pod(pod("low0", "900m"))
+    n.remove_pod(pod("low1", "900m"))  # now 1.8 cpu used: one victim is enough
+    second = preempt_with(framework, pod("h2", "3", priority=10), [n])
+    assert len(second.victims) == 1
+    n.add_pod(pod("mid", "2", priority=5))
+    third = preempt_with(framework, pod("h3", "3", priority=10), [n])
+    assert [v["metadata"]["name"] for v in third.victims] != [
+        v["metadata"]["name"] for v in second.victims]  # fmt: skip
+
+
+def preempt_with(framework, p: dict, nodes: list[NodeInfo]):
+    with pytest.raises(FitError) as e:
+        framework.schedule(p, nodes)
+    return e.value.preemption

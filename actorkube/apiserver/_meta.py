@@ -15,6 +15,7 @@ Rules of this file:
 from __future__ import annotations
 
 import datetime
+import functools
 import random
 from typing import Any
 
@@ -28,7 +29,14 @@ SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "deletionTimestam
 
 def rfc3339(seconds: float) -> str:
     """``seconds`` since the epoch as Kubernetes writes a metav1.Time."""
-    moment = datetime.datetime.fromtimestamp(int(seconds), tz=datetime.UTC)
+    return _rfc3339_second(int(seconds))
+
+
+@functools.lru_cache(maxsize=64)
+def _rfc3339_second(second: int) -> str:
+    # Every request stamps a few times (audit, managedFields, conditions), mostly within
+    # the same second; formatting a datetime costs microseconds each time.
+    moment = datetime.datetime.fromtimestamp(second, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -6,11 +6,13 @@ Rules of this file:
 - Adding and removing a pod updates the requested resources (exact and with the
   scoring defaults), the host ports in use and the pod count; removing a pod that is
   not there changes nothing. Pods are keyed by namespace/name.
-- ``generation`` grows with every change, so that a snapshot can tell what changed.
+- ``generation`` changes with every change, to a number no NodeInfo had before (one
+  counter for all), so that a generation names one state of one node.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,6 +61,9 @@ def claims_of(pod: Mapping[str, Any]) -> Claims:
     return found
 
 
+_GENERATIONS = itertools.count(1)
+
+
 def normalized_image(name: str) -> str:
     """An image name with the ``:latest`` tag it implies (none given, no digest)."""
     return name if name.rfind(":") > name.rfind("/") or "@" in name else name + ":latest"
@@ -76,7 +81,7 @@ class NodeInfo:
         self.non_zero: dict[str, int] = {}
         self.ports: dict[tuple[str, str, int], int] = {}
         self.nominated: set[str] = set()  # keys of pods held here, not running (preemptors)
-        self.generation = 0
+        self.generation = next(_GENERATIONS)
         self.set_node(node)
 
     def set_node(self, node: Mapping[str, Any]) -> None:
@@ -87,7 +92,7 @@ class NodeInfo:
         for image in status.get("images") or ():
             for name in image.get("names") or ():
                 self.images[normalized_image(name)] = image.get("sizeBytes") or 0
-        self.generation += 1
+        self.generation = next(_GENERATIONS)
 
     @property
     def name(self) -> str:
@@ -136,4 +141,4 @@ class NodeInfo:
             self.ports[port] = self.ports.get(port, 0) + sign
             if not self.ports[port]:
                 del self.ports[port]
-        self.generation += 1
+        self.generation = next(_GENERATIONS)

@@ -27,6 +27,7 @@ Rules (Kubernetes' defaultpreemption plugin and pkg/scheduler/framework/preempti
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +46,8 @@ MIN_CANDIDATES = 100
 NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 MAX_INT32 = 2**31 - 1
+MAX_KNOWN = 50_000
+MISSING = object()
 
 
 @attrs.frozen
@@ -196,6 +199,17 @@ def victims_on(trial: _Trial, node: NodeInfo):
     return victims, violations, displaced
 
 
+def _shape(pod: Mapping[str, Any], budgets: Sequence[Mapping[str, Any]]) -> str:
+    """What victims_on reads of a preemptor (not its name or status) and of the
+    budgets."""
+    m = pod.get("metadata") or {}
+    spec = {k: v for k, v in (pod.get("spec") or {}).items() if k != "nodeName"}
+    versions = [((b.get("metadata") or {}).get("uid"), (b.get("metadata") or {}).get(
+        "resourceVersion"), b.get("status")) for b in budgets]  # fmt: skip
+    return json.dumps([spec, m.get("namespace"), m.get("labels"), versions], sort_keys=True,
+                      default=str)  # fmt: skip
+
+
 def _pick(candidates: list[Preemption]) -> Preemption:
     def rank(c: Preemption) -> tuple:
         if not c.victims:
@@ -224,6 +238,8 @@ class DefaultPreemption:
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random(0)
+        # victims_on's answers, by node version and preemptor (see post_filter)
+        self._known: dict[tuple, Any] = {}
 
     def post_filter(self, framework, state: CycleState, pod, table,
                     statuses: Mapping[str, Status]) -> tuple[Preemption | None, str]:  # fmt: skip
@@ -243,6 +259,12 @@ class DefaultPreemption:
         passes = np.ones(n, dtype=bool)
         for p in static:
             passes &= filter_verdicts(p, state, pod, table)
+        # Without plugin state that counts pods elsewhere, a node's answer depends only on
+        # the node (its generation), the preemptor's spec and the budgets: the same
+        # preemptor shape meets the same nodes again and again (a Deployment's pods).
+        shape = None if trial.hooks else _shape(pod, budgets)
+        if len(self._known) > MAX_KNOWN:
+            self._known.clear()
         candidates: list[Preemption] = []
         offset = self.rng.randrange(len(helpful)) if helpful else 0
         tried = 0
@@ -251,7 +273,13 @@ class DefaultPreemption:
             tried += 1
             if not passes[table.row[info.name]]:
                 continue  # a label or the spec keeps the pod out, whatever is evicted
-            found = victims_on(trial, info)
+            if shape is None:
+                found = victims_on(trial, info)
+            else:
+                key = (info.name, info.generation, shape)
+                found = self._known.get(key, MISSING)
+                if found is MISSING:
+                    found = self._known[key] = victims_on(trial, info)
             if found is not None:
                 candidates.append(Preemption(info.name, tuple(found[0]), found[1],
                                              tuple(found[2])))  # fmt: skip
