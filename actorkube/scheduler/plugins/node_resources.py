@@ -111,15 +111,15 @@ class NodeResourcesFit:
                 c = COLUMNS.index(name)
                 free = table.allocatable[rows, c] - table.requested[rows, c]
                 checks.append((f"Insufficient {name}", wanted > free))
-        made: dict[tuple[str, ...], Status] = {}
-        out = []
-        for k in range(len(rows)):
-            reasons = tuple(reason for reason, failing in checks if failing[k])
-            status = made.get(reasons)
-            if status is None:
-                status = made[reasons] = Status.unschedulable(*reasons) if reasons else SUCCESS
-            out.append(status)
-        return out
+        # Each row's failing checks as a bit mask; one Status per distinct mask.
+        masks = np.zeros(len(rows), dtype=np.int64)
+        for bit, (_, failing) in enumerate(checks):
+            masks |= failing.astype(np.int64) << bit
+        made: dict[int, Status] = {}
+        for mask in np.unique(masks).tolist():
+            reasons = tuple(reason for bit, (reason, _) in enumerate(checks) if mask >> bit & 1)
+            made[mask] = Status.unschedulable(*reasons) if reasons else SUCCESS
+        return [made[m] for m in masks.tolist()]
 
     def score_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
         if self.strategy == "RequestedToCapacityRatio":
