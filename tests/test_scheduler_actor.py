@@ -72,6 +72,15 @@ async def wait_for(check, *, period: float = 0.5, limit: float = 120.0):
             await trio.sleep(period)
 
 
+async def pod_scheduled(client: ApiClient, name: str) -> dict | None:
+    """The pod's PodScheduled condition, if it has one."""
+    got = await client.get("pods", name, namespace="default")
+    for c in got.get("status", {}).get("conditions") or ():
+        if c["type"] == "PodScheduled":
+            return c
+    return None
+
+
 async def bound_pods(client: ApiClient, want: int):
     items = (await client.list("pods", namespace="default"))["items"]
     bound = [p for p in items if p["spec"].get("nodeName")]
@@ -126,14 +135,7 @@ async def test_an_unschedulable_pod_is_told_why_and_waits_for_room(autojump_cloc
             "incoming pod, 1 Preemption is not helpful for scheduling."
         )
 
-        async def condition():
-            got = await client.get("pods", "big", namespace="default")
-            for c in got.get("status", {}).get("conditions") or ():
-                if c["type"] == "PodScheduled":
-                    return c
-            return None
-
-        c = await wait_for(condition)
+        c = await wait_for(lambda: pod_scheduled(client, "big"))
         assert (c["status"], c["reason"], c["message"]) == ("False", "Unschedulable", expected)
 
         async def failed_event():
@@ -407,13 +409,6 @@ async def test_a_refusal_at_reserve_or_permit_leaves_the_pod_pending(autojump_cl
                                        config=config))  # fmt: skip
         await client.create("pods", pod("p"), namespace="default")
 
-        async def condition():
-            got = await client.get("pods", "p", namespace="default")
-            for c in got.get("status", {}).get("conditions") or ():
-                if c["type"] == "PodScheduled":
-                    return c
-            return None
-
-        c = await wait_for(condition)
+        c = await wait_for(lambda: pod_scheduled(client, "p"))
         assert (c["status"], c["message"]) == ("False", message)
         assert await bound_pods(client, 1) is None

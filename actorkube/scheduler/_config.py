@@ -34,27 +34,12 @@ from typing import Any
 import yaml
 
 from ._framework import Framework
-from ._preemption import DefaultPreemption
-from ._profiles import DEFAULT_WEIGHTS
+from ._profiles import DEFAULT_WEIGHTS, PLUGINS, make_plugin
 from ._scheduler import DEFAULT_SCHEDULER, SchedulerConfig
-from .plugins import (
-    BalancedAllocation,
-    ImageLocality,
-    InterPodAffinity,
-    NodeAffinity,
-    NodeName,
-    NodePorts,
-    NodeResourcesFit,
-    NodeUnschedulable,
-    PodTopologySpread,
-    TaintToleration,
-)
+from .plugins import InterPodAffinity, NodeResourcesFit, PodTopologySpread
 
 API_VERSION = "kubescheduler.config.k8s.io/v1"
-ORDER = ("PrioritySort", "NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity",
-         "NodePorts", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity",
-         "DefaultPreemption", "NodeResourcesBalancedAllocation", "ImageLocality",
-         "DefaultBinder")  # fmt: skip
+ORDER = ("PrioritySort", *PLUGINS, "DefaultBinder")
 # Always there: the queue sorts by priority and the scheduler binds through the API.
 BUILT_IN = {"PrioritySort", "DefaultBinder"}
 TOP_LEVEL = {"apiVersion", "kind", "percentageOfNodesToScore", "podInitialBackoffSeconds",
@@ -143,15 +128,9 @@ def _plugin(name: str, args: Mapping[str, Any], seed: int, where: str):
         if constraints:
             raise ConfigError(f"{where}: defaultConstraints need defaultingType List")
         return PodTopologySpread()
-    if name == "DefaultPreemption":
-        return DefaultPreemption(random.Random(seed))
-    simple = {"NodeUnschedulable": NodeUnschedulable, "NodeName": NodeName,
-              "TaintToleration": TaintToleration, "NodeAffinity": NodeAffinity,
-              "NodePorts": NodePorts, "NodeResourcesBalancedAllocation": BalancedAllocation,
-              "ImageLocality": ImageLocality}  # fmt: skip
     if args:
         raise ConfigError(f"{where}: {name} takes no args here")
-    return simple[name]()
+    return make_plugin(name, seed)
 
 
 def _profile(raw: Mapping[str, Any], percentage: int, seed: int, where: str):

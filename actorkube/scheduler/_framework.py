@@ -117,6 +117,20 @@ class CycleState(dict):
         return copy
 
 
+class FollowsPods:
+    """For plugins whose pre-filter state counts pods across nodes (its ``update(pod,
+    node, delta)``): the state follows a pod added to or removed from a node, as
+    preemption's trials add and remove victims (Kubernetes' PreFilterExtensions)."""
+
+    name: str
+
+    def add_pod(self, state: CycleState, pod, other, node) -> None:
+        state[self.name].update(other, node, +1)
+
+    def remove_pod(self, state: CycleState, pod, other, node) -> None:
+        state[self.name].update(other, node, -1)
+
+
 class ClusterView:
     """The objects some plugins read besides nodes and pods; this one has none. The
     scheduler's own reads its informers."""

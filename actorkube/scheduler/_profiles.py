@@ -34,20 +34,30 @@ DEFAULT_WEIGHTS = {
 }
 
 
+# Every plugin by name, in kube-scheduler's default order (filters: cheap checks first).
+PLUGINS: dict[str, type] = {
+    "NodeUnschedulable": NodeUnschedulable,
+    "NodeName": NodeName,
+    "TaintToleration": TaintToleration,
+    "NodeAffinity": NodeAffinity,
+    "NodePorts": NodePorts,
+    "NodeResourcesFit": NodeResourcesFit,
+    "PodTopologySpread": PodTopologySpread,
+    "InterPodAffinity": InterPodAffinity,
+    "DefaultPreemption": DefaultPreemption,
+    "NodeResourcesBalancedAllocation": BalancedAllocation,
+    "ImageLocality": ImageLocality,
+}
+
+
+def make_plugin(name: str, seed: int = 0, **args):
+    """A plugin by name (DefaultPreemption gets a random source seeded ``seed``)."""
+    if name == "DefaultPreemption":
+        return DefaultPreemption(random.Random(seed))
+    return PLUGINS[name](**args)
+
+
 def default_framework(*, seed: int = 0, percentage: int = 0) -> Framework:
-    """kube-scheduler's default profile (the plugins that exist so far), filters in
-    its order: cheap checks first."""
-    plugins = [
-        NodeUnschedulable(),
-        NodeName(),
-        TaintToleration(),
-        NodeAffinity(),
-        NodePorts(),
-        NodeResourcesFit(),
-        PodTopologySpread(),
-        InterPodAffinity(),
-        BalancedAllocation(),
-        ImageLocality(),
-        DefaultPreemption(random.Random(seed)),
-    ]
+    """kube-scheduler's default profile (the plugins that exist)."""
+    plugins = [make_plugin(name, seed) for name in PLUGINS]
     return Framework(plugins, dict(DEFAULT_WEIGHTS), percentage, random.Random(seed))

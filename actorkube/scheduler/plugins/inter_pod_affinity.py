@@ -38,7 +38,7 @@ import numpy as np
 
 from actorkube.apiserver._selectors import InvalidSelector, Selector
 
-from .._framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Status
+from .._framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, FollowsPods, Status
 from .._nodeinfo import NodeInfo
 from .._table import pod_terms
 
@@ -177,7 +177,7 @@ def _combined(terms: list[Term], cluster) -> tuple[frozenset[str] | None, Select
     return namespaces, Selector(requirements)
 
 
-class InterPodAffinity:
+class InterPodAffinity(FollowsPods):
     name = "InterPodAffinity"
 
     def __init__(self, hard_pod_affinity_weight: int = HARD_POD_AFFINITY_WEIGHT) -> None:
@@ -211,12 +211,6 @@ class InterPodAffinity:
             s.anti.append((t, _per_domain(table, t.key, per_node)))
         state[self.name] = s
         return SUCCESS
-
-    def add_pod(self, state: CycleState, pod, other, node: NodeInfo) -> None:
-        state[self.name].update(other, node, +1)
-
-    def remove_pod(self, state: CycleState, pod, other, node: NodeInfo) -> None:
-        state[self.name].update(other, node, -1)
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         s: _FilterState = state[self.name]

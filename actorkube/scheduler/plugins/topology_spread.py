@@ -38,7 +38,7 @@ import numpy as np
 
 from actorkube.apiserver._selectors import InvalidSelector, Operator, Requirement, Selector
 
-from .._framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Status
+from .._framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, FollowsPods, Status
 from .._nodeinfo import NodeInfo
 from .node_affinity import NodeAffinity
 from .taints import TaintToleration
@@ -236,7 +236,7 @@ class _FilterState:
                 c.settle()
 
 
-class PodTopologySpread:
+class PodTopologySpread(FollowsPods):
     name = "PodTopologySpread"
 
     def __init__(self, defaults: list[Mapping[str, Any]] | None = None) -> None:
@@ -258,12 +258,6 @@ class PodTopologySpread:
         namespace = (pod.get("metadata") or {}).get("namespace", "")
         state[self.name] = _FilterState(checks, namespace, table)
         return SUCCESS
-
-    def add_pod(self, state: CycleState, pod, other, node: NodeInfo) -> None:
-        state[self.name].update(other, node, +1)
-
-    def remove_pod(self, state: CycleState, pod, other, node: NodeInfo) -> None:
-        state[self.name].update(other, node, -1)
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         for check in state[self.name].checks:
