@@ -513,6 +513,22 @@ class SchedulingState:
             return False
         return True
 
+    async def _evict(self, victim: Mapping[str, Any], condition: dict, message: str) -> None:
+        """DisruptionTarget, then delete (the victim's own grace period), then the
+        Preempted event; a victim that cannot be evicted counts as it was."""
+        vm = victim["metadata"]
+        if not await self._patch_status(victim, {"conditions": [condition]}):
+            self.cache.unmark(victim)  # gone already, or not ours to touch now
+            return
+        try:
+            await self.client.delete("pods", vm["name"], namespace=vm["namespace"])
+        except ApiError as e:
+            if e.code != 404:  # gone already is what we wanted
+                log.info("preempting %s failed: %s", pod_key(victim), e)
+                self.cache.unmark(victim)
+            return
+        self.events.event(victim, "Normal", "Preempted", message)
+
     async def _preempt(self, pod: dict, preemption: Preemption, text: str) -> None:
         """Evict the victims, then say where the preemptor is nominated."""
         uid = pod["metadata"].get("uid", "")
@@ -525,20 +541,10 @@ class SchedulingState:
         }
         for other in preemption.displaced:
             await self._patch_status(other, {"nominatedNodeName": None})
-        for victim in preemption.victims:
-            vm = victim["metadata"]
-            if not await self._patch_status(victim, {"conditions": [condition]}):
-                self.cache.unmark(victim)  # gone already, or not ours to touch now
-                continue
-            try:
-                await self.client.delete("pods", vm["name"], namespace=vm["namespace"])
-            except ApiError as e:
-                if e.code != 404:  # gone already is what we wanted
-                    log.info("preempting %s failed: %s", pod_key(victim), e)
-                    self.cache.unmark(victim)
-                continue
-            self.events.event(victim, "Normal", "Preempted",
-                              f"Preempted by pod {uid} on node {preemption.node}")  # fmt: skip
+        message = f"Preempted by pod {uid} on node {preemption.node}"
+        async with trio.open_nursery() as nursery:  # victims go in parallel, as Kubernetes'
+            for victim in preemption.victims:
+                nursery.start_soon(self._evict, victim, condition, message)
         await self._unschedulable(pod, text, nominated=preemption.node)
 
     async def _cleanup_loop(self) -> None:
