@@ -117,3 +117,16 @@ def test_the_kept_table_is_always_the_fresh_one(steps) -> None:
         assert kept.names == fresh.names
         for column in ("allocatable", "requested", "non_zero", "pods", "allowed_pods"):
             assert (getattr(kept, column) == getattr(fresh, column)).all(), column
+
+
+def test_a_nomination_never_hides_an_assumed_pod() -> None:
+    # Found by scheduler_perf's PreemptionBasic: the pod's own status update (naming its
+    # nominated node) arrived while it was assumed there; holding room for it replaced
+    # the assumed entry, and dropping the hold after the bind left the node empty.
+    cache = SchedulerCache()
+    cache.add_node(node("n1", cpu="4"))
+    assumed = cache.assume(pod("p", cpu="3"), "n1")
+    cache.nominate(pod("p", cpu="3"), "n1")
+    cache.finish_binding(assumed, now=0)
+    cache.unnominate(pod("p", cpu="3"))
+    assert cpu(cache, "n1") == 3000 and cache.is_assumed(pod("p"))

@@ -218,9 +218,13 @@ class SchedulerCache:
         return expired
 
     def nominate(self, pod: Mapping[str, Any], node: str) -> None:
+        """Hold room on ``node`` for ``pod`` (nothing if the pod is assumed or bound
+        already: it counts where it is)."""
         self.unnominate(pod)
-        held = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node}}
         key = pod_key(pod)
+        if key in self._pods:
+            return
+        held = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node}}
         self._nominated[key] = (node, held)
         info = self._info(node)
         info.add_pod(held)
