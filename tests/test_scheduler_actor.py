@@ -72,6 +72,14 @@ async def wait_for(check, *, period: float = 0.5, limit: float = 120.0):
             await trio.sleep(period)
 
 
+def spawn_scheduler(system: ActorSystem, api, config: SchedulerConfig | None = None):
+    """A scheduler without leader election, as system:kube-scheduler; the instance."""
+    scheduler = Scheduler(api.ref, token="scheduler-token", identity="s1",
+                          config=config or SchedulerConfig(leader_elect=False))  # fmt: skip
+    system.spawn(lambda: scheduler)
+    return scheduler
+
+
 async def pod_scheduled(client: ApiClient, name: str) -> dict | None:
     """The pod's PodScheduled condition, if it has one."""
     got = await client.get("pods", name, namespace="default")
@@ -92,15 +100,7 @@ async def test_pods_are_bound_without_overcommitting(autojump_clock):
         api, client = await start_cluster(system)
         for i in range(3):
             await client.create("nodes", node(f"n{i}"))
-        system.spawn(
-            lambda: Scheduler(
-                api.ref,
-                token="admin-token",
-                identity="s1",
-                config=SchedulerConfig(leader_elect=False),
-            ),
-            name="scheduler",
-        )
+        spawn_scheduler(system, api)
         for i in range(9):
             await client.create("pods", pod(f"p{i}"), namespace="default")
         bound = await wait_for(lambda: bound_pods(client, 9))
@@ -120,14 +120,7 @@ async def test_an_unschedulable_pod_is_told_why_and_waits_for_room(autojump_cloc
         tainted = node("tainted", cpu="8")
         tainted["spec"] = {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}
         await client.create("nodes", tainted)
-        system.spawn(
-            lambda: Scheduler(
-                api.ref,
-                token="scheduler-token",
-                identity="s1",
-                config=SchedulerConfig(leader_elect=False),
-            )
-        )
+        spawn_scheduler(system, api)
         await client.create("pods", pod("big", cpu="2"), namespace="default")
         expected = (
             "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint "
@@ -155,14 +148,7 @@ async def test_a_pod_for_another_scheduler_is_left_alone(autojump_clock):
     async with ActorSystem() as system:
         api, client = await start_cluster(system)
         await client.create("nodes", node("n0"))
-        system.spawn(
-            lambda: Scheduler(
-                api.ref,
-                token="admin-token",
-                identity="s1",
-                config=SchedulerConfig(leader_elect=False),
-            )
-        )
+        spawn_scheduler(system, api)
         await client.create("pods", pod("mine"), namespace="default")
         await client.create("pods", pod("theirs", schedulerName="other"), namespace="default")
         await wait_for(lambda: bound_pods(client, 1))
@@ -247,8 +233,7 @@ async def test_a_higher_priority_pod_preempts_through_the_api(autojump_clock):
     async with ActorSystem() as system:
         api, client = await start_cluster(system)
         await client.create("nodes", node("n0", cpu="4"))
-        system.spawn(lambda: Scheduler(api.ref, token="scheduler-token", identity="s1",
-                                       config=SchedulerConfig(leader_elect=False)))  # fmt: skip
+        spawn_scheduler(system, api)
         for i in range(4):
             low = pod(f"low{i}", cpu="900m", priority=0, terminationGracePeriodSeconds=0)
             await client.create("pods", low, namespace="default")
@@ -350,8 +335,7 @@ async def test_reserve_permit_and_post_bind_plugins(autojump_clock):
         api, client = await start_cluster(system)
         await client.create("nodes", node("n0", cpu="4"))
         config = SchedulerConfig(profiles={"default-scheduler": profile}, leader_elect=False)
-        scheduler = Scheduler(api.ref, token="scheduler-token", identity="s1", config=config)
-        system.spawn(lambda: scheduler)
+        scheduler = spawn_scheduler(system, api, config)
         for name in ("let-in", "kept-out"):
             await client.create("pods", pod(name), namespace="default")
 
@@ -405,8 +389,7 @@ async def test_a_refusal_at_reserve_or_permit_leaves_the_pod_pending(autojump_cl
         api, client = await start_cluster(system)
         await client.create("nodes", node("n0", cpu="4"))
         config = SchedulerConfig(profiles={"default-scheduler": profile}, leader_elect=False)
-        system.spawn(lambda: Scheduler(api.ref, token="scheduler-token", identity="s1",
-                                       config=config))  # fmt: skip
+        spawn_scheduler(system, api, config)
         await client.create("pods", pod("p"), namespace="default")
 
         c = await wait_for(lambda: pod_scheduled(client, "p"))
