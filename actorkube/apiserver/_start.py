@@ -106,7 +106,7 @@ async def start_apiserver(
     anonymous: bool = False,
     service_account_key: bytes | None = None,
     client_ca: bytes | None = None,
-    audit: Callable[[dict], None] = lambda event: None,
+    audit: Callable[[dict], None] | None = None,
     seed: int | None = None,
     workers: int = 32,
     cache_capacity: int = 1000,
