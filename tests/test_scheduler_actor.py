@@ -356,9 +356,22 @@ async def test_reserve_permit_and_post_bind_plugins(autojump_clock):
             return [e for e in items if e["reason"] == "FailedScheduling"]
 
         (event,) = await wait_for(refused, limit=5)
-        assert event["message"] == "rejected due to timeout after waiting 10s at Permit"
+        assert event["message"] == "rejected due to timeout after waiting 10s at plugin Gate"
+        c = await pod_scheduled(client, "kept-out")
+        assert (c["status"], c["reason"]) == ("False", "Unschedulable")
         assert ("unreserve", "kept-out") in gate.log and ("post_bind", "let-in") in gate.log
         assert ("unreserve", "let-in") not in gate.log
+        # Retried, it waits again; deleted while it waits, it is let go at once (not at
+        # its timeout) and its room freed.
+        await wait_for(lambda: _waits(scheduler, "kept-out"), limit=20)
+        await client.delete("pods", "kept-out", namespace="default", grace_period=0)
+        await wait_for(lambda: _waits(scheduler, "kept-out", present=False), limit=2)
+        assert scheduler.state.cache.node("n0").requested["cpu"] == 300  # let-in's only
+
+
+async def _waits(scheduler, name: str, present: bool = True) -> bool:
+    state = scheduler.state
+    return state is not None and (f"default/{name}" in state.waiting_pods()) == present
 
 
 class Refuse:
@@ -395,3 +408,48 @@ async def test_a_refusal_at_reserve_or_permit_leaves_the_pod_pending(autojump_cl
         c = await wait_for(lambda: pod_scheduled(client, "p"))
         assert (c["status"], c["message"]) == ("False", message)
         assert await bound_pods(client, 1) is None
+
+
+async def test_a_victim_held_at_permit_is_turned_away_not_deleted(autojump_clock):
+    # Kubernetes' prepareCandidate: a waiting pod is rejected; only running ones are
+    # deleted. Here the low-priority pod waits at Permit when a higher one needs room.
+    from actorkube.scheduler._scheduler import SchedulingState
+
+    class Holds(Gate):
+        def permit(self, state, pod, node):
+            return Status.wait(60) if pod["spec"].get("priority", 0) == 0 else SUCCESS
+
+    def profile():
+        framework = default_framework()
+        framework.plugins = [*framework.plugins, Holds()]
+        return framework
+
+    client = RecordingClient()
+
+    async def delete(resource, name, **fields):
+        client.calls.append(("delete", resource, name, None))
+
+    client.delete = delete
+    config = SchedulerConfig(profiles={"default-scheduler": profile}, leader_elect=False)
+    state = SchedulingState(client, config, "s1")
+    async with trio.open_nursery() as nursery:
+        state._nursery = nursery
+        state._node_added(node("n0", cpu="1"))
+        low = pod("low", cpu="800m", priority=0)
+        low["metadata"].update(uid="u-low", resourceVersion="1")
+        state._pod_added(low)
+        state.schedule_one(state.queue.pop(trio.current_time()))
+        assert state.waiting_pods() == ["default/low"]
+        high = pod("high", cpu="800m", priority=10)
+        high["metadata"].update(uid="u-high", resourceVersion="2")
+        state._pod_added(high)
+        state.schedule_one(state.queue.pop(trio.current_time()))
+        await trio.testing.wait_all_tasks_blocked()
+        assert state.preemptions == 1 and state.waiting_pods() == []
+        assert not [c for c in client.calls if c[0] == "delete"]  # nothing deleted
+        assert not state.cache.is_assumed(low) and state.cache.nominated(high) == "n0"
+        assert state.cache.node("n0").requested["cpu"] == 800  # the preemptor's room only
+        # Back to the queue; its own freed room was a cluster event during its attempt,
+        # so it waits out a backoff (Kubernetes' moveRequestCycle rule).
+        assert state.queue.where(low) == "backoff"
+        nursery.cancel_scope.cancel()

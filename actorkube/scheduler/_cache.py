@@ -196,10 +196,15 @@ class SchedulerCache:
             state.deadline = now + self.ttl
 
     def forget(self, pod: Mapping[str, Any]) -> None:
-        """An assumed pod whose bind failed: it no longer counts."""
+        """An assumed pod whose bind failed: it no longer counts (only that pod: not a
+        later one of the same name)."""
         state = self._pods.get(pod_key(pod))
-        if state is not None and state.assumed:
-            self.remove_pod(state.pod)
+        uid = (pod.get("metadata") or {}).get("uid")
+        if state is None or not state.assumed:
+            return
+        if uid and (state.pod.get("metadata") or {}).get("uid", uid) != uid:
+            return
+        self.remove_pod(state.pod)
 
     def is_assumed(self, pod: Mapping[str, Any]) -> bool:
         state = self._pods.get(pod_key(pod))

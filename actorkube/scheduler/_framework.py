@@ -254,41 +254,43 @@ class Framework:
     # --- after a node is chosen: Reserve, Permit, PreBind, Bind, PostBind -------------
 
     def reserve(self, state: CycleState, pod: Mapping[str, Any], node: str) -> Status:
-        """Every Reserve plugin in order; when one fails, those before it are undone
-        (Unreserve, in reverse) and its status returned (with its plugin's name)."""
-        done = []
+        """Every Reserve plugin in order; when one fails, every plugin's Unreserve runs
+        (in reverse; Unreserve must be idempotent) and its status is returned (with its
+        plugin's name)."""
         for p in self.plugins:
             reserve = getattr(p, "reserve", None)
             if reserve is None:
                 continue
             status = reserve(state, pod, node)
             if not status.ok:
-                self.unreserve(state, pod, node, done)
+                self.unreserve(state, pod, node)  # all of them, as Kubernetes: idempotent
                 return attrs.evolve(status, plugin=p.name)
-            done.append(p)
         return SUCCESS
 
-    def unreserve(self, state: CycleState, pod, node: str, plugins=None) -> None:
+    def unreserve(self, state: CycleState, pod, node: str) -> None:
         """Undo Reserve (every plugin's ``unreserve``, in reverse order)."""
-        for p in reversed(list(self.plugins if plugins is None else plugins)):
+        for p in reversed(list(self.plugins)):
             undo = getattr(p, "unreserve", None)
             if undo is not None:
                 undo(state, pod, node)
 
     def permit(self, state: CycleState, pod: Mapping[str, Any], node: str) -> Status:
         """Every Permit plugin: a refusal wins (with its plugin's name); else WAIT with
-        the shortest timeout if any plugin waits; else SUCCESS."""
-        waits = []
+        the shortest timeout if any plugin waits (``reasons``: the waiting plugins, each
+        of which must allow the pod); else SUCCESS."""
+        waits: dict[str, float] = {}
         for p in self.plugins:
             permit = getattr(p, "permit", None)
             if permit is None:
                 continue
             status = permit(state, pod, node)
             if status.code is Code.WAIT:
-                waits.append(status.timeout)
+                waits[p.name] = status.timeout
             elif not status.ok:
                 return attrs.evolve(status, plugin=p.name)
-        return Status.wait(min(waits)) if waits else SUCCESS
+        if not waits:
+            return SUCCESS
+        return Status(Code.WAIT, tuple(waits), timeout=min(waits.values()))
 
     def binders(self) -> list:
         """The plugins with an async ``bind(state, pod, node) -> Status`` (SKIP: leave

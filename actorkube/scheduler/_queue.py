@@ -130,15 +130,24 @@ class SchedulingQueue:
 
     def done(self, pod: Mapping[str, Any]) -> None:
         """The pod was bound (or given up on): it leaves the queue."""
-        self.delete(pod)
+        if self._same(pod):
+            self.delete(pod)
+
+    def _same(self, pod: Mapping[str, Any]) -> bool:
+        """Whether the queued pod of this name is ``pod`` (its uid), not a later one."""
+        queued = self._pods.get(pod_key(pod))
+        uid = (pod.get("metadata") or {}).get("uid")
+        if queued is None or not uid:
+            return queued is not None
+        return (queued.pod.get("metadata") or {}).get("uid", uid) == uid
 
     def unschedulable(self, pod: Mapping[str, Any], now: float,
                       plugins: frozenset[str] = frozenset()) -> None:  # fmt: skip
         """No node fitted ``pod`` (see the module rules)."""
         key = pod_key(pod)
         queued = self._pods.get(key)
-        if queued is None:
-            return  # deleted while in flight
+        if queued is None or not self._same(pod) or self._where.get(key) != "in-flight":
+            return  # deleted (or replaced) while in flight
         queued.failed_at = now
         queued.plugins = plugins
         if queued.cycle != self._moves:  # something changed while it was tried
@@ -153,7 +162,7 @@ class SchedulingQueue:
         """The attempt failed for another reason (a bind refused): retry after backoff."""
         key = pod_key(pod)
         queued = self._pods.get(key)
-        if queued is not None:
+        if queued is not None and self._same(pod) and self._where.get(key) == "in-flight":
             queued.failed_at = now
             self._push_backoff(key)
 

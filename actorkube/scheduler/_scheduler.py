@@ -154,6 +154,17 @@ class Scheduler(Actor):
         await self.state.run()
 
 
+@attrs.define
+class _Waiting:
+    """A pod a Permit plugin holds: released when no plugin is pending, turned away
+    with ``refusal`` (plugin, why), or timed out."""
+
+    uid: str
+    pending: set[str]
+    refusal: tuple[str, str] | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+
 class InformerView(ClusterView):
     """What plugins read besides nodes and pods, from the scheduler's informers."""
 
@@ -200,8 +211,7 @@ class SchedulingState:
         self.preemptions = 0
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
-        # pods a Permit plugin holds: key -> (event, verdict: [] or ["" | reason])
-        self._waiting: dict[str, tuple[trio.Event, list[str]]] = {}
+        self._waiting: dict[str, _Waiting] = {}  # pods a Permit plugin holds, by key
 
     async def run(self) -> None:
         factory = InformerFactory(self.client)
@@ -282,6 +292,7 @@ class SchedulingState:
         self._wake.set()
 
     def _pod_deleted(self, pod: dict) -> None:
+        self.reject(pod, "pod deleted")  # one waiting at Permit goes at once
         self.queue.delete(pod)
         self.cache.unnominate(pod)
         if node_name_of(pod) or self.cache.is_assumed(pod):
@@ -351,9 +362,13 @@ class SchedulingState:
         if status.ok:
             permit = framework.permit(state, pod, result.node)
             if permit.ok or permit.code is Code.WAIT:
+                waiting = None
+                if permit.code is Code.WAIT:  # registered now: allow() works at once
+                    waiting = _Waiting(pod["metadata"].get("uid", ""), set(permit.reasons))
+                    self._waiting[pod_key(pod)] = waiting
                 assert self._nursery is not None
                 self._nursery.start_soon(self._bind, pod, assumed, result.node, framework,
-                                         state, permit)  # fmt: skip
+                                         state, permit, waiting)  # fmt: skip
                 return
             framework.unreserve(state, pod, result.node)
             why = (f'rejected pod "{pod["metadata"]["name"]}" by Permit plugin '
@@ -376,6 +391,11 @@ class SchedulingState:
     def _start_preemption(self, pod: dict, e: FitError) -> None:
         preemption = e.preemption
         when = rfc3339(self.client.system.clock.now())
+        waiting = [v for v in preemption.victims
+                   if self.reject(v, "preempted", "DefaultPreemption")]  # fmt: skip
+        # A victim held at Permit is not running: turned away, not deleted (Kubernetes).
+        preemption = attrs.evolve(preemption, victims=tuple(
+            v for v in preemption.victims if not any(v is w for w in waiting)))  # fmt: skip
         for victim in preemption.victims:
             self.cache.mark_deleting(victim, when)
         for other in preemption.displaced:
@@ -386,50 +406,74 @@ class SchedulingState:
 
     # --- the binding cycle: permit's wait, pre-bind, bind, post-bind --------------------
 
-    def allow(self, pod: Mapping[str, Any]) -> bool:
-        """Let a pod that a Permit plugin holds go on to bind (False: none waits)."""
-        return self._settle(pod, "")
-
-    def reject(self, pod: Mapping[str, Any], reason: str) -> bool:
-        """Turn away a pod that a Permit plugin holds (False: none waits)."""
-        return self._settle(pod, reason or "rejected")
-
-    def _settle(self, pod: Mapping[str, Any], verdict: str) -> bool:
-        waiting = self._waiting.pop(pod_key(pod), None)
+    def allow(self, pod: Mapping[str, Any], plugin: str = "") -> bool:
+        """A Permit plugin that holds the pod lets it go (``plugin`` "": all of them);
+        it binds once none holds it. False: no such pod waits."""
+        waiting = self._waiting_for(pod)
         if waiting is None:
             return False
-        waiting[1].append(verdict)
-        waiting[0].set()
+        waiting.pending = set() if not plugin else waiting.pending - {plugin}
+        if not waiting.pending:
+            waiting.done.set()
         return True
+
+    def reject(self, pod: Mapping[str, Any], reason: str, plugin: str = "") -> bool:
+        """Turn away a pod a Permit plugin holds (False: no such pod waits)."""
+        waiting = self._waiting_for(pod)
+        if waiting is None:
+            return False
+        waiting.refusal = (plugin or "Permit", reason or "rejected")
+        waiting.done.set()
+        return True
+
+    def _waiting_for(self, pod: Mapping[str, Any]) -> _Waiting | None:
+        waiting = self._waiting.get(pod_key(pod))
+        uid = (pod.get("metadata") or {}).get("uid")
+        if waiting is None or (uid and waiting.uid and uid != waiting.uid):
+            return None  # none, or another pod of that name
+        return waiting
 
     def waiting_pods(self) -> list[str]:
         return list(self._waiting)
 
     async def _bind(self, pod: dict, assumed: Mapping[str, Any], node: str,
-                    framework: Framework, state: CycleState, permit: Status) -> None:  # fmt: skip
+                    framework: Framework, state: CycleState, permit: Status,
+                    waiting: _Waiting | None) -> None:  # fmt: skip
+        """The binding cycle (see the module rules). Every step after a failure acts on
+        this pod only (its uid): another pod of the same name may be queued by then."""
         m = pod["metadata"]
-        refusal = ""
-        if permit.code is Code.WAIT:
-            done, verdict = trio.Event(), []
-            self._waiting[pod_key(pod)] = (done, verdict)
+        refusal: tuple[str, str, str] | None = None  # (kind, plugin, message)
+        if waiting is not None:
             with trio.move_on_after(permit.timeout):
-                await done.wait()
-            self._waiting.pop(pod_key(pod), None)
-            timed_out = f"rejected due to timeout after waiting {permit.timeout:g}s at Permit"
-            refusal = verdict[0] if verdict else timed_out
-        if not refusal:
+                await waiting.done.wait()
+            if self._waiting.get(pod_key(pod)) is waiting:
+                del self._waiting[pod_key(pod)]
+            if waiting.refusal is not None:
+                plugin, why = waiting.refusal
+                refusal = ("unschedulable", plugin, f'rejected pod "{m["name"]}" by Permit '
+                           f'plugin "{plugin}": {why}')  # fmt: skip
+            elif waiting.pending:
+                plugin = sorted(waiting.pending)[0]
+                refusal = ("unschedulable", plugin, f"rejected due to timeout after waiting "
+                           f"{permit.timeout:g}s at plugin {plugin}")  # fmt: skip
+        if refusal is None:
             refusal = await self._pre_bind_and_bind(pod, node, framework, state)
-        if refusal:
+        if refusal is not None:
+            kind, plugin, text = refusal
             framework.unreserve(state, pod, node)
             self.cache.forget(assumed)
             self._moved("AssignedPodDelete")  # the room it held is free again
-            if refusal == "gone":
+            if kind == "gone":
                 self.queue.delete(pod)
+                return
+            log.info("scheduling %s on %s failed: %s", pod_key(pod), node, text)
+            if kind == "unschedulable":
+                self.queue.unschedulable(pod, trio.current_time(), frozenset({plugin}))
             else:
-                log.info("binding %s to %s failed: %s", pod_key(pod), node, refusal)
                 self.queue.error(pod, trio.current_time())
-                self._wake.set()
-                self.events.event(pod, "Warning", "FailedScheduling", refusal)
+            self._wake.set()
+            reason = "Unschedulable" if kind == "unschedulable" else "SchedulerError"
+            await self._unschedulable(pod, text, reason=reason)
             return
         self.scheduled += 1
         self.cache.finish_binding(assumed, trio.current_time())
@@ -447,20 +491,23 @@ class SchedulingState:
         )
 
     async def _pre_bind_and_bind(self, pod: dict, node: str, framework: Framework,
-                                 state: CycleState) -> str:  # fmt: skip
+                                 state: CycleState) -> tuple[str, str, str] | None:  # fmt: skip
         """PreBind, then the first Bind plugin that does not skip, else the
-        DefaultBinder; "" when bound, "gone" when the pod is, else why not."""
+        DefaultBinder. None when bound; else (kind: "gone" or "error", plugin, why)."""
         for p in framework.plugins:
             pre = getattr(p, "pre_bind", None)
             if pre is not None:
                 status = await pre(state, pod, node)
                 if not status.ok:
-                    return f"running PreBind plugin {p.name!r}: {', '.join(status.reasons)}"
+                    why = f"running PreBind plugin {p.name!r}: {', '.join(status.reasons)}"
+                    return "error", p.name, why
         for p in framework.binders():
             status = await p.bind(state, pod, node)
             if status.code is Code.SKIP:
                 continue
-            return "" if status.ok else f"binding by {p.name!r}: {', '.join(status.reasons)}"
+            if status.ok:
+                return None
+            return "error", p.name, f"binding by {p.name!r}: {', '.join(status.reasons)}"
         m = pod["metadata"]
         binding = {
             "apiVersion": "v1",
@@ -473,10 +520,13 @@ class SchedulingState:
                                       subresource="binding", body=binding)  # fmt: skip
         except ApiError as e:
             self.failed_binds += 1
-            return "gone" if e.code == 404 else f"binding rejected: {e}"
-        return ""
+            if e.code == 404:
+                return "gone", "DefaultBinder", str(e)
+            return "error", "DefaultBinder", f"binding rejected: {e}"
+        return None
 
-    async def _unschedulable(self, pod: dict, text: str, nominated: str = "") -> None:
+    async def _unschedulable(self, pod: dict, text: str, nominated: str = "",
+                             reason: str = "Unschedulable") -> None:  # fmt: skip
         self.events.event(pod, "Warning", "FailedScheduling", text)
         status = pod.get("status") or {}
         for c in status.get("conditions") or ():
@@ -484,13 +534,14 @@ class SchedulingState:
                 c.get("type") == "PodScheduled"
                 and c.get("status") == "False"
                 and c.get("message") == text
+                and c.get("reason") == reason
                 and status.get("nominatedNodeName", "") == nominated
             ):
                 return  # already says so
         condition = {
             "type": "PodScheduled",
             "status": "False",
-            "reason": "Unschedulable",
+            "reason": reason,
             "message": text,
             "lastProbeTime": None,
             "lastTransitionTime": rfc3339(self.client.system.clock.now()),
