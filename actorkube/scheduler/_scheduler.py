@@ -14,6 +14,12 @@ Rules of this file:
   the bind is in flight (kube-scheduler's binding cycle). A bind that fails forgets
   the pod and sends it to backoff; an assumed pod whose bind was never confirmed by
   the informer expires (``SchedulerCache.cleanup``).
+- The binding cycle, after the choice: Reserve (a failure undoes every Reserve),
+  Permit (a refusal parks the pod; a wait registers it at once: every waiting plugin
+  must ``allow`` it before its timeout, a ``reject``, its deletion or the timeout turn
+  it away), PreBind, Bind plugins, the DefaultBinder, PostBind. After a failure the
+  pod is unreserved, forgotten and requeued (unschedulable, or backoff for errors,
+  with PodScheduled=False), each step acting on that pod only (its uid).
 - A pod no node fits gets ``PodScheduled=False`` (reason Unschedulable, the FitError
   message) through the status subresource, and a Warning event FailedScheduling with
   the same message; a bound pod gets a Normal event Scheduled ("Successfully assigned
