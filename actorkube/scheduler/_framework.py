@@ -305,10 +305,7 @@ class Framework:
         state = self._pre_filter(pod, table)
         mask = np.ones(len(table), dtype=bool)
         for p in self._filters(state):
-            verdict = filter_verdicts(p, state, pod, table)
-            if verdict is None:
-                verdict = [p.filter(state, pod, info).ok for info in table.infos]
-            mask &= verdict
+            mask &= filter_mask(p, state, pod, table)
         return [table.names[i] for i in np.flatnonzero(mask)]
 
     def _pre_filter(self, pod: Mapping[str, Any], table: NodeTable) -> CycleState:
@@ -412,6 +409,15 @@ def filter_verdicts(plugin, state: CycleState, pod, table: NodeTable) -> np.ndar
     verdict = many(state, pod, table) if many is not None else None
     if verdict is None:
         verdict = _by_group(plugin, state, pod, table, None)
+    return verdict
+
+
+def filter_mask(plugin, state: CycleState, pod, table: NodeTable) -> np.ndarray:
+    """Whether each node passes ``plugin``'s filter: ``filter_verdicts``, else asked
+    node by node."""
+    verdict = filter_verdicts(plugin, state, pod, table)
+    if verdict is None:
+        verdict = np.array([plugin.filter(state, pod, i).ok for i in table.infos], dtype=bool)
     return verdict
 
 

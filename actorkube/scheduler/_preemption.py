@@ -90,12 +90,17 @@ def ineligible(pod: Mapping[str, Any], nodes_by_name: Mapping[str, NodeInfo],
     nominated = (pod.get("status") or {}).get("nominatedNodeName")
     node = nodes_by_name.get(nominated) if nominated else None
     status = statuses.get(nominated) if nominated else None
-    if node is not None and not (status is not None and status.code is Code.UNRESOLVABLE):
-        mine = priority(pod)
-        for other in node.pods.values():
-            if priority(other) < mine and terminating_by_preemption(other):
-                return "not eligible due to a terminating pod on the nominated node"
+    unresolvable = status is not None and status.code is Code.UNRESOLVABLE
+    if node is not None and not unresolvable and waits_for_victims(pod, node):
+        return "not eligible due to a terminating pod on the nominated node"
     return ""
+
+
+def waits_for_victims(pod: Mapping[str, Any], node: NodeInfo) -> bool:
+    """Whether lower-priority pods on ``node`` are still being deleted by preemption
+    (the preemptor waits for them rather than preempting again)."""
+    mine = priority(pod)
+    return any(priority(p) < mine and terminating_by_preemption(p) for p in node.pods.values())
 
 
 def split_by_budget(victims: Sequence[Mapping[str, Any]], budgets: Sequence[Mapping[str, Any]]):

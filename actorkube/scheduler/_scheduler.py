@@ -55,9 +55,9 @@ from actorkube.client._leader import LeaderElector
 from ._cache import SchedulerCache, node_name_of
 from ._framework import ClusterView, Code, CycleState, FitError, Framework, Status
 from ._nodeinfo import pod_key
-from ._preemption import Preemption, terminating_by_preemption
+from ._preemption import Preemption, waits_for_victims
 from ._profiles import default_framework
-from ._queue import SchedulingQueue, priority
+from ._queue import SchedulingQueue
 
 log = logging.getLogger("actorkube.scheduler")
 
@@ -389,10 +389,7 @@ class SchedulingState:
 
     def _waits_for_victims(self, pod: Mapping[str, Any], node: str) -> bool:
         info = self.cache.node(node)
-        mine = priority(pod)
-        return info is not None and any(
-            priority(p) < mine and terminating_by_preemption(p) for p in info.pods.values()
-        )
+        return info is not None and waits_for_victims(pod, info)
 
     def _start_preemption(self, pod: dict, e: FitError) -> None:
         preemption = e.preemption

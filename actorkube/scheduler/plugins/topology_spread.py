@@ -38,7 +38,15 @@ import numpy as np
 
 from actorkube.apiserver._selectors import InvalidSelector, Operator, Requirement, Selector
 
-from .._framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, FollowsPods, Status
+from .._framework import (
+    MAX_NODE_SCORE,
+    SKIP,
+    SUCCESS,
+    CycleState,
+    FollowsPods,
+    Status,
+    filter_mask,
+)
 from .._nodeinfo import NodeInfo
 from .node_affinity import NodeAffinity
 from .taints import TaintToleration
@@ -143,18 +151,8 @@ def _counted_nodes(state: CycleState, pod, table, c: Constraint, keys: list[str]
         mask &= table.label_codes(key)[0] >= 0
     for honored, plugin in ((c.honor_affinity, _AFFINITY), (c.honor_taints, _TAINTS)):
         if honored:
-            verdict = _by_plugin(plugin, state, pod, table)
-            mask &= verdict
+            mask &= filter_mask(plugin, state, pod, table)
     return mask
-
-
-def _by_plugin(plugin, state: CycleState, pod, table) -> np.ndarray:
-    from .._framework import filter_verdicts
-
-    verdict = filter_verdicts(plugin, state, pod, table)
-    if verdict is None:
-        verdict = np.array([plugin.filter(state, pod, i).ok for i in table.infos], dtype=bool)
-    return verdict
 
 
 @attrs.define
