@@ -1,0 +1,1 @@
+"""The worker node: the kubelet, container runtimes and kube-proxy (see docs/node.md)."""
