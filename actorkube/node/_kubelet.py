@@ -1,0 +1,718 @@
+"""The kubelet: registers its node, keeps its Lease and status, and runs the pods bound
+to it through a container runtime.
+
+Rules of this file:
+
+- Registration first (create the Node, or bring an existing one's labels, taints and
+  annotations up to date), retried with backoff; then, side by side: the Lease renewed
+  every ``lease_duration / 4`` seconds (10 s of 40), the node status checked every
+  ``status_update`` seconds and written when it changed or every ``status_report``
+  seconds, an informer on the pods with ``spec.nodeName`` = this node, an informer on
+  Services (for the containers' environment), the runtime's container events, and the
+  timers (probes, backoff expiries, periodic resync).
+- One worker per pod. An informer event, a runtime event or a timer only marks the
+  pod's worker dirty and wakes it; the worker syncs the pod, once per wake-up however
+  many events came, in its own task, and no two syncs of one pod overlap. The task ends
+  when nothing is left to do; timers wake it again.
+- A sync (``_sync``): admission the first time a pod is seen (a pod that does not fit
+  is Failed with OutOf<resource>); a pod that is being deleted, gone from the API, or
+  terminal is terminated (its containers stopped with the pod's grace period, SIGTERM
+  then SIGKILL, then its sandbox); otherwise ``compute_actions`` decides and the worker
+  carries it out, holding each restart back by the crash-loop backoff. Then the status
+  is written (status subresource, full status, optimistic concurrency; on a conflict
+  the pod is read again).
+- A pod with a deletionTimestamp, once its containers have stopped, is deleted by the
+  kubelet with grace period 0 (uid precondition), as Kubernetes does; what the runtime
+  held for it is removed then, and its volumes.
+- The kubelet touches only sandboxes and containers labelled with its node
+  (``kubelet.actorkube.io/node``): what others made in the same runtime is left alone.
+  Sandboxes of pods the API no longer has (the kubelet was down when they were
+  deleted) are stopped and removed at start.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from actorkube.actor import Actor, ActorRef, handler, message
+from actorkube.apiserver import ApiError
+from actorkube.client import ApiClient, Informer
+
+from ._backoff import Backoff
+from ._env import ConfigError, command_line, container_env, referenced_sources
+from ._nodestatus import (
+    LEASE_NAMESPACE,
+    NodeConfig,
+    admit,
+    lease_object,
+    node_object,
+    node_status,
+    status_changed,
+)
+from ._podstate import (
+    CONTAINER_HASH,
+    CONTAINER_NAME,
+    INIT,
+    NODE,
+    POD_NAME,
+    POD_NAMESPACE,
+    POD_UID,
+    RESTART_COUNT,
+    PodActions,
+    PodRuntime,
+    compute_actions,
+    container_hash,
+)
+from ._podstatus import TERMINAL, pod_status
+from ._probes import READINESS, STARTUP, NetworkProber, ProbeWorker, probe_specs
+from ._volumes import mounts, prepare, remove
+from .runtime import (
+    ContainerConfig,
+    ContainerRuntime,
+    ContainerState,
+    CriError,
+    ImagePullError,
+    PodSandboxConfig,
+    PortMapping,
+    ProbeResult,
+    Resources,
+    SandboxState,
+)
+
+log = logging.getLogger("actorkube.node")
+
+
+@attrs.frozen
+class KubeletConfig:
+    """The kubelet's configuration (KubeletConfiguration's names, in seconds)."""
+
+    node: NodeConfig
+    root_dir: Path | None = None  # None: volumes are not written (simulated runtime)
+    lease_duration: int = 40
+    status_update: float = 10.0  # nodeStatusUpdateFrequency
+    status_report: float = 300.0  # nodeStatusReportFrequency
+    sync_frequency: float = 60.0  # syncFrequency: every pod is synced this often
+    image_backoff: tuple[float, float] = (10.0, 300.0)
+    crash_backoff: tuple[float, float] = (10.0, 300.0)
+
+
+@message(tag="kubelet._Run")
+class _Run:
+    pass
+
+
+class Kubelet(Actor):
+    """The kubelet of one node (see the module rules). ``server`` is the API server;
+    ``prober`` answers tcpSocket/httpGet probes (the runtime's own ``probe_network``
+    when it has one, as the simulated runtime does; else the real network)."""
+
+    def __init__(
+        self,
+        server: ActorRef,
+        runtime: ContainerRuntime,
+        config: KubeletConfig,
+        *,
+        token: str,
+    ) -> None:
+        self.server = server
+        self.runtime = runtime
+        self.config = config
+        self.token = token
+        self.state: KubeletState | None = None
+
+    async def started(self) -> None:
+        self.ref.tell(_Run())
+
+    @handler
+    async def on_run(self, msg: _Run) -> None:
+        client = ApiClient(self.system, self.server, token=self.token)
+        self.state = KubeletState(client, self.runtime, self.config, self.system.clock.now,
+                                  server_address=str(self.ref.address))  # fmt: skip
+        await self.state.run()
+
+
+@attrs.define
+class _Worker:
+    uid: str
+    pod: dict
+    gone: bool = False  # deleted from the API
+    admitted: bool = False
+    rejected: bool = False
+    dirty: bool = True
+    busy: bool = False
+    finished: bool = False  # terminated, nothing more to do but keep the status
+    last_status: dict | None = None
+    reasons: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    probes: dict[str, dict[str, ProbeWorker]] = attrs.field(factory=dict)  # by container id
+    names: dict[str, str] = attrs.field(factory=dict)  # container id -> container name
+    pull_failed: dict[str, float] = attrs.field(factory=dict)  # container name -> when
+
+
+class KubeletState:
+    """The kubelet's running state (see the module rules)."""
+
+    def __init__(self, client: ApiClient, runtime: ContainerRuntime, config: KubeletConfig,
+                 now, *, server_address: str = "") -> None:  # fmt: skip
+        self.client = client
+        self.runtime = runtime
+        self.config = config
+        self.node = config.node
+        self.now = now
+        self.server_address = server_address
+        self.workers: dict[str, _Worker] = {}
+        self.crash = Backoff(*config.crash_backoff)
+        self.pulls = Backoff(*config.image_backoff)
+        self.prober = (runtime if hasattr(runtime, "probe_network") else None)
+        self.network_prober = NetworkProber(runtime)
+        self.node_uid = ""
+        self._timers: list[tuple[float, int, str, str, str]] = []  # deadline, seq, uid, what
+        self._seq = 0
+        self._timer_wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.services: Informer | None = None
+        self.sandbox_uids: dict[str, str] = {}  # sandbox id -> pod uid
+        self.syncs = 0
+        self.registered = trio.Event()
+
+    # --- running ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._register()
+        pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={self.node.name}")
+        self.services = Informer(self.client, "services")
+        pods.add_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_pod_gone)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.services.run)
+            await nursery.start(pods.run)
+            await self._clean_orphans(pods)
+            nursery.start_soon(self._lease_loop)
+            nursery.start_soon(self._status_loop)
+            nursery.start_soon(self._runtime_events)
+            nursery.start_soon(self._timer_loop)
+            self.registered.set()
+
+    async def _retrying(self, what: str, call) -> Any:
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except ApiError as e:
+                log.warning("kubelet %s: %s failed (%s); retrying", self.node.name, what, e)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 7.0)  # the kubelet's registration backoff caps at 7 s
+
+    async def _register(self) -> None:
+        wanted = node_object(self.node, self.server_address)
+
+        async def create() -> dict:
+            try:
+                return await self.client.create("nodes", wanted)
+            except ApiError as e:
+                if e.code != 409:
+                    raise
+            current = await self.client.get("nodes", self.node.name)
+            meta = current["metadata"]
+            meta["labels"] = {**(meta.get("labels") or {}), **wanted["metadata"]["labels"]}
+            meta["annotations"] = {**(meta.get("annotations") or {}),
+                                   **wanted["metadata"]["annotations"]}  # fmt: skip
+            current["spec"] = {**(current.get("spec") or {}), **wanted["spec"]}
+            return await self.client.update("nodes", current)
+
+        node = await self._retrying("registering the node", create)
+        self.node_uid = node["metadata"].get("uid", "")
+        await self._write_node_status(node, force=True)
+
+    async def _lease_loop(self) -> None:
+        every = self.config.lease_duration / 4
+        while True:
+            await self._retrying("renewing the lease", self._renew)
+            await trio.sleep(every)
+
+    async def _renew(self) -> None:
+        lease = lease_object(self.node.name, self.node_uid, self.config.lease_duration,
+                             self.now())  # fmt: skip
+        try:
+            current = await self.client.get("leases", self.node.name, namespace=LEASE_NAMESPACE,
+                                             group="coordination.k8s.io")  # fmt: skip
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            await self.client.create("leases", lease, namespace=LEASE_NAMESPACE,
+                                     group="coordination.k8s.io")  # fmt: skip
+            return
+        current["spec"] = {**(current.get("spec") or {}), **lease["spec"]}
+        await self.client.update("leases", current, namespace=LEASE_NAMESPACE,
+                                 group="coordination.k8s.io")  # fmt: skip
+
+    async def _status_loop(self) -> None:
+        last_report = trio.current_time()
+        while True:
+            await trio.sleep(self.config.status_update)
+            force = trio.current_time() - last_report >= self.config.status_report
+            try:
+                node = await self.client.get("nodes", self.node.name)
+                if await self._write_node_status(node, force=force):
+                    last_report = trio.current_time()
+            except ApiError as e:
+                log.warning("kubelet %s: node status: %s", self.node.name, e)
+
+    async def _write_node_status(self, node: dict, *, force: bool) -> bool:
+        images = [{"names": list(i.names), "sizeBytes": i.size_bytes}
+                  for i in await self.runtime.list_images()]  # fmt: skip
+        status = node_status(self.node, node.get("status"), self.now(),
+                             runtime_version=f"{self.runtime.name}://0.1.0",
+                             images=images)  # fmt: skip
+        if not force and not status_changed(node.get("status"), status):
+            return False
+        node["status"] = status
+        await self._retrying("writing the node status",
+                             lambda: self.client.update_status("nodes", node))  # fmt: skip
+        return True
+
+    # --- events into workers -------------------------------------------------------------
+
+    def _on_pod(self, pod: dict) -> None:
+        uid = pod["metadata"].get("uid", "")
+        worker = self.workers.get(uid)
+        if worker is None:
+            worker = self.workers[uid] = _Worker(uid, pod)
+        else:
+            worker.pod = pod
+        self._kick(uid)
+
+    def _on_pod_gone(self, pod: dict) -> None:
+        uid = pod["metadata"].get("uid", "")
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.gone = True
+            self._kick(uid)
+
+    def _kick(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is None:
+            return
+        worker.dirty = True
+        if not worker.busy and self._nursery is not None:
+            worker.busy = True
+            self._nursery.start_soon(self._work, worker)
+
+    async def _work(self, worker: _Worker) -> None:
+        try:
+            while worker.dirty:
+                worker.dirty = False
+                try:
+                    await self._sync(worker)
+                except (CriError, ApiError, OSError) as e:
+                    log.warning("kubelet %s: sync of pod %s: %s", self.node.name,
+                                _pod_name(worker.pod), e)  # fmt: skip
+                    self._after(1.0, worker.uid)
+        finally:
+            worker.busy = False
+
+    def _after(self, delay: float, uid: str, what: str = "sync", container: str = "") -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (trio.current_time() + delay, self._seq, uid, what,
+                                      container))  # fmt: skip
+        self._timer_wake.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now = trio.current_time()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, uid, what, container = heapq.heappop(self._timers)
+                if what == "sync":
+                    self._kick(uid)
+                else:
+                    self._nursery.start_soon(self._probe, uid, container, what)
+            self._timer_wake = trio.Event()
+            deadline = self._timers[0][0] if self._timers else math.inf
+            with trio.move_on_at(deadline):
+                await self._timer_wake.wait()
+
+    async def _runtime_events(self) -> None:
+        async for event in self.runtime.events():
+            uid = self.sandbox_uids.get(event.sandbox_id)
+            if uid is not None:
+                self._kick(uid)
+
+    async def _clean_orphans(self, pods: Informer) -> None:
+        """Sandboxes of this node whose pod the API no longer has go (see the rules)."""
+        known = {p["metadata"].get("uid") for p in pods.list()}
+        for sandbox in await self.runtime.list_pod_sandboxes({NODE: self.node.name}):
+            uid = sandbox.labels.get(POD_UID, "")
+            self.sandbox_uids[sandbox.id] = uid
+            if uid in known:
+                continue
+            for c in await self.runtime.list_containers({POD_UID: uid, NODE: self.node.name}):
+                await self.runtime.stop_container(c.id, 0)
+                await self.runtime.remove_container(c.id)
+            await self.runtime.stop_pod_sandbox(sandbox.id)
+            await self.runtime.remove_pod_sandbox(sandbox.id)
+
+    # --- one pod's sync ------------------------------------------------------------------
+
+    async def _pod_runtime(self, uid: str) -> PodRuntime:
+        labels = {POD_UID: uid, NODE: self.node.name}
+        return PodRuntime.of(await self.runtime.list_pod_sandboxes(labels),
+                             await self.runtime.list_containers(labels))  # fmt: skip
+
+    def _running_pods(self, but: str) -> list[dict]:
+        return [w.pod for w in self.workers.values()
+                if w.uid != but and w.admitted and not w.rejected and not w.gone
+                and (w.pod.get("status") or {}).get("phase") not in TERMINAL]  # fmt: skip
+
+    async def _sync(self, worker: _Worker) -> None:
+        self.syncs += 1
+        pod = worker.pod
+        if not worker.admitted and not worker.gone:
+            worker.admitted = True
+            refusal = None
+            if (pod.get("status") or {}).get("phase") not in TERMINAL:
+                refusal = admit(pod, self._running_pods(worker.uid), self.node.allocatable())
+            if refusal is not None:
+                worker.rejected = True
+                failed = {**(pod.get("status") or {}), "phase": "Failed",
+                          "reason": refusal[0], "message": refusal[1]}  # fmt: skip
+                await self._write_status(worker, failed)
+                return
+        if worker.rejected and not worker.gone:
+            return
+        runtime = await self._pod_runtime(worker.uid)
+        meta = pod.get("metadata") or {}
+        phase = (pod.get("status") or {}).get("phase")
+        if worker.gone or meta.get("deletionTimestamp") or phase in TERMINAL:
+            await self._terminate(worker, runtime)
+            return
+        actions = compute_actions(pod, runtime, self._probe_results(worker))
+        await self._carry_out(worker, actions, runtime)
+        runtime = await self._pod_runtime(worker.uid)
+        status = self._status(worker, runtime)
+        await self._write_status(worker, status)
+        if status["phase"] in TERMINAL:
+            self._kick(worker.uid)  # stop the sandbox now that nothing will run again
+
+    def _probe_results(self, worker: _Worker) -> dict[str, dict[str, bool]]:
+        return {cid: {kind: w.result for kind, w in probes.items()}
+                for cid, probes in worker.probes.items()}  # fmt: skip
+
+    def _status(self, worker: _Worker, runtime: PodRuntime) -> dict:
+        ready, started = {}, {}
+        for cid, probes in worker.probes.items():
+            if READINESS in probes:
+                ready[cid] = probes[READINESS].result
+            if STARTUP in probes:
+                started[cid] = probes[STARTUP].done
+        return pod_status(worker.pod, runtime, runtime_name=self.runtime.name,
+                          host_ip=self.node.ip, now=self.now(), ready=ready,
+                          started=started, reasons=worker.reasons)  # fmt: skip
+
+    async def _write_status(self, worker: _Worker, status: dict) -> None:
+        if worker.gone or status == worker.last_status:
+            return
+        pod = worker.pod
+        for _ in range(5):
+            body = {**pod, "status": status}
+            try:
+                worker.pod = await self.client.update_status(
+                    "pods", body, namespace=pod["metadata"].get("namespace", "")
+                )
+                worker.last_status = status
+                return
+            except ApiError as e:
+                if e.code == 404:
+                    return
+                if e.code != 409:
+                    raise
+            pod = await self.client.get("pods", pod["metadata"]["name"],
+                                        namespace=pod["metadata"].get("namespace", ""))  # fmt: skip
+            if pod["metadata"].get("uid") != worker.uid:
+                return
+            worker.pod = pod
+            ours = {x.get("type") for x in status.get("conditions") or ()}
+            kept = [c for c in (pod.get("status") or {}).get("conditions") or ()
+                    if c.get("type") not in ours]  # fmt: skip
+            status = {**status, "conditions": kept + status.get("conditions", [])}
+
+    def _grace(self, pod: dict) -> float:
+        meta = pod.get("metadata") or {}
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        return float(grace or 0)
+
+    async def _kill_pod(self, worker: _Worker, runtime: PodRuntime, grace: float) -> None:
+        async with trio.open_nursery() as n:
+            for c in runtime.running():
+                n.start_soon(self.runtime.stop_container, c.id, grace)
+        for s in runtime.sandboxes:
+            if s.state is SandboxState.READY:
+                await self.runtime.stop_pod_sandbox(s.id)
+        worker.probes.clear()
+
+    async def _terminate(self, worker: _Worker, runtime: PodRuntime) -> None:
+        pod = worker.pod
+        await self._kill_pod(worker, runtime, self._grace(pod))
+        runtime = await self._pod_runtime(worker.uid)
+        meta = pod.get("metadata") or {}
+        if not worker.gone and not worker.rejected:
+            await self._write_status(worker, self._status(worker, runtime))
+        if worker.gone or meta.get("deletionTimestamp"):
+            if not worker.gone:
+                try:
+                    await self.client.delete("pods", meta["name"],
+                                             namespace=meta.get("namespace", ""),
+                                             grace_period=0, uid=worker.uid)  # fmt: skip
+                except ApiError as e:
+                    if e.code not in (404, 409):
+                        raise
+            for c in runtime.containers:
+                await self.runtime.remove_container(c.id)
+            for s in runtime.sandboxes:
+                await self.runtime.remove_pod_sandbox(s.id)
+                self.sandbox_uids.pop(s.id, None)
+            if self.config.root_dir is not None:
+                remove(self.config.root_dir, worker.uid)
+            self.crash.forget(worker.uid)
+            self.pulls.forget(worker.uid)
+            if worker.gone:
+                self.workers.pop(worker.uid, None)
+
+    async def _carry_out(self, worker: _Worker, actions: PodActions, runtime: PodRuntime) -> None:
+        pod = worker.pod
+        sandbox_id = actions.sandbox_id
+        if actions.kill_pod:
+            await self._kill_pod(worker, runtime, self._grace(pod))
+        if actions.create_sandbox:
+            config = self._sandbox_config(pod, actions.attempt)
+            sandbox_id = await self.runtime.run_pod_sandbox(config)
+            self.sandbox_uids[sandbox_id] = worker.uid
+        if not sandbox_id:
+            return
+        for kill in actions.kill:
+            await self.runtime.stop_container(kill.container_id, self._grace(pod))
+            worker.probes.pop(kill.container_id, None)
+        sandbox_status = await self.runtime.pod_sandbox_status(sandbox_id)
+        sandbox = sandbox_status.config
+        # The containers' environment and downward API read status.podIP and hostIP,
+        # which the API has once this sync's status is written.
+        ip = sandbox_status.ip
+        status = {**(pod.get("status") or {}), "podIP": ip, "podIPs": [{"ip": ip}],
+                  "hostIP": self.node.ip}  # fmt: skip
+        worker.pod = {**pod, "status": status}
+        if actions.next_init:
+            await self._start(worker, sandbox_id, sandbox, actions.next_init, init=True)
+        for name in actions.start:
+            await self._start(worker, sandbox_id, sandbox, name, init=False)
+
+    def _sandbox_config(self, pod: dict, attempt: int) -> PodSandboxConfig:
+        meta = pod["metadata"]
+        ports = tuple(
+            PortMapping(int(p.get("containerPort", 0)), str(p.get("protocol", "TCP")),
+                        int(p.get("hostPort", 0)), str(p.get("hostIP", "")))
+            for c in (pod.get("spec") or {}).get("containers") or ()
+            for p in c.get("ports") or ()
+        )  # fmt: skip
+        return PodSandboxConfig(
+            name=meta["name"], namespace=meta.get("namespace", ""), uid=meta["uid"],
+            attempt=attempt, hostname=(pod.get("spec") or {}).get("hostname") or meta["name"],
+            labels={**(meta.get("labels") or {}), POD_NAME: meta["name"],
+                    POD_NAMESPACE: meta.get("namespace", ""), POD_UID: meta["uid"],
+                    NODE: self.node.name},
+            annotations=dict(meta.get("annotations") or {}),
+            port_mappings=ports,
+        )  # fmt: skip
+
+    async def _sources(self, pod: dict) -> dict[tuple[str, str], dict]:
+        namespace = pod["metadata"].get("namespace", "")
+        out = {}
+        for kind, name in referenced_sources(pod):
+            resource = "configmaps" if kind == "ConfigMap" else "secrets"
+            try:
+                out[(kind, name)] = await self.client.get(resource, name, namespace=namespace)
+            except ApiError as e:
+                if e.code != 404:
+                    raise
+        return out
+
+    async def _start(self, worker: _Worker, sandbox_id: str, sandbox: PodSandboxConfig,
+                     name: str, *, init: bool) -> None:  # fmt: skip
+        pod = worker.pod
+        field = "initContainers" if init else "containers"
+        spec = next(c for c in pod["spec"].get(field) or () if c.get("name") == name)
+        runtime = await self._pod_runtime(worker.uid)
+        latest = runtime.latest(name)
+        key = (worker.uid, name, container_hash(spec))
+        now = self.now()
+        if latest is not None and latest.state is ContainerState.EXITED:
+            wait = self.crash.remaining(key, latest.finished_at, now)
+            if wait > 0:
+                meta = pod["metadata"]
+                worker.reasons[name] = (
+                    "CrashLoopBackOff",
+                    f"back-off {self.crash.get(key, now):g}s restarting failed container={name} "
+                    f"pod={meta['name']}_{meta.get('namespace', '')}({worker.uid})",
+                )
+                self._after(wait, worker.uid)
+                return
+            self.crash.next(key, now)
+        image = str(spec.get("image", ""))
+        pull_key = (worker.uid, name, image)
+        try:
+            image_ref = await self._pull(spec, image, pull_key, worker)
+            if image_ref is None:
+                return
+            services = [s for s in self.services.list()
+                        if s["metadata"].get("namespace") == pod["metadata"].get("namespace")
+                        or (s["metadata"].get("namespace") == "default"
+                            and s["metadata"].get("name") == "kubernetes")]  # fmt: skip
+            sources = await self._sources(pod)
+            env = container_env(pod, spec, services=services, sources=sources,
+                                allocatable=self.node.allocatable())  # fmt: skip
+            command, args = command_line(spec, env)
+            paths = prepare(self.config.root_dir, pod, sources)
+            config = ContainerConfig(
+                name=name, image=image, attempt=latest.config.attempt + 1 if latest else 0,
+                command=command, args=args, working_dir=str(spec.get("workingDir") or ""),
+                envs=tuple(env), mounts=mounts(spec, paths),
+                labels={POD_UID: worker.uid, POD_NAME: sandbox.name,
+                        POD_NAMESPACE: sandbox.namespace, CONTAINER_NAME: name,
+                        CONTAINER_HASH: container_hash(spec), NODE: self.node.name,
+                        **({INIT: "true"} if init else {})},
+                annotations={**sandbox.annotations,
+                             RESTART_COUNT: str(latest.config.attempt + 1 if latest else 0)},
+                resources=_resources(spec),
+            )  # fmt: skip
+        except ConfigError as e:
+            worker.reasons[name] = ("CreateContainerConfigError", str(e))
+            self._after(self.pulls.initial, worker.uid)
+            return
+        try:
+            cid = await self.runtime.create_container(sandbox_id, config, sandbox)
+        except ImagePullError as e:
+            worker.reasons[name] = (e.reason, str(e))
+            self._after(self.pulls.next(pull_key, now), worker.uid)
+            return
+        except CriError as e:
+            worker.reasons[name] = ("CreateContainerError", str(e))
+            self._after(self.crash.next(key, now), worker.uid)
+            return
+        try:
+            await self.runtime.start_container(cid)
+        except CriError as e:
+            worker.reasons[name] = ("RunContainerError", str(e))
+            self._after(self.crash.next(key, now), worker.uid)
+            return
+        worker.reasons.pop(name, None)
+        worker.names[cid] = name
+        self._watch_probes(worker, spec, cid, init)
+
+    async def _pull(self, spec: Mapping, image: str, key: tuple, worker: _Worker) -> str | None:
+        now = self.now()
+        policy = spec.get("imagePullPolicy") or (
+            "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]
+            else "IfNotPresent"
+        )
+        name = spec["name"]
+        if policy != "Always":
+            present = await self.runtime.image_status(image)
+            if present is not None:
+                return present.id
+            if policy == "Never":
+                worker.reasons[name] = ("ErrImageNeverPull", f'Container image "{image}" is '
+                                        "not present with pull policy of Never")  # fmt: skip
+                return None
+        if self.pulls.get(key, now) and worker.reasons.get(name, ("",))[0] in (
+            "ErrImagePull", "ImagePullBackOff"
+        ):
+            remaining = self.pulls.get(key, now) - (now - worker.pull_failed.get(name, 0.0))
+            if remaining > 0:
+                worker.reasons[name] = ("ImagePullBackOff",
+                                        f'Back-off pulling image "{image}"')  # fmt: skip
+                self._after(remaining, worker.uid)
+                return None
+        try:
+            ref = await self.runtime.pull_image(image)
+        except ImagePullError as e:
+            worker.reasons[name] = ("ErrImagePull", str(e))
+            worker.pull_failed[name] = now
+            self._after(self.pulls.next(key, now), worker.uid)
+            return None
+        self.pulls.forget_key(key)
+        worker.pull_failed.pop(name, None)
+        return ref
+
+    # --- probes -------------------------------------------------------------------------
+
+    def _watch_probes(self, worker: _Worker, spec: Mapping, cid: str, init: bool) -> None:
+        if init:
+            return
+        specs = probe_specs(spec)
+        if not specs:
+            return
+        workers = worker.probes[cid] = {k: ProbeWorker.new(k, s) for k, s in specs.items()}
+        for kind, w in workers.items():
+            if kind == STARTUP or STARTUP not in workers:
+                self._after(w.initial_delay, worker.uid, kind, cid)
+
+    async def _probe(self, uid: str, cid: str, kind: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is None or cid not in worker.probes:
+            return
+        probes = worker.probes[cid]
+        w = probes.get(kind)
+        if w is None:
+            return
+        container = self._container_spec(worker, cid) or {}
+        pod_ip = (worker.pod.get("status") or {}).get("podIP", "")
+        result = await self._run_probe(container, cid, w.spec, pod_ip)
+        if cid not in worker.probes:
+            return  # the container was stopped while the probe ran
+        if w.record(result.success):
+            if kind == STARTUP and w.done:
+                for other, ow in probes.items():
+                    if other != STARTUP:
+                        self._after(ow.initial_delay, uid, other, cid)
+            self._kick(uid)
+        if not w.done:
+            self._after(w.period, uid, kind, cid)
+
+    def _container_spec(self, worker: _Worker, cid: str) -> Mapping | None:
+        name = worker.names.get(cid)
+        for c in worker.pod["spec"].get("containers") or ():
+            if c.get("name") == name:
+                return c
+        return None
+
+    async def _run_probe(self, container: Mapping, cid: str, spec: Mapping,
+                         pod_ip: str) -> ProbeResult:  # fmt: skip
+        if "exec" not in spec and self.prober is not None:
+            return await self.prober.probe_network(cid, spec, pod_ip,
+                                                   float(spec.get("timeoutSeconds") or 1))
+        return await self.network_prober.probe(container, cid, spec, pod_ip)
+
+
+def _pod_name(pod: Mapping) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _resources(spec: Mapping) -> Resources:
+    from actorkube.scheduler._resources import amount
+
+    resources = spec.get("resources") or {}
+    limits = resources.get("limits") or {}
+    requests = resources.get("requests") or {}
+    return Resources(
+        cpu_millis=amount("cpu", limits["cpu"]) if "cpu" in limits else 0,
+        memory_bytes=amount("memory", limits["memory"]) if "memory" in limits else 0,
+        cpu_request_millis=amount("cpu", requests["cpu"]) if "cpu" in requests else 0,
+    )
