@@ -313,7 +313,7 @@ def test_probe_thresholds():
 
 def test_service_links_follow_docker_links_names():
     svc = {"metadata": {"name": "redis-primary"},
-           "spec": {"clusterIP": "127.96.0.9", "ports": [{"name": "db", "port": 6379}]}}  # fmt: skip
+           "spec": {"clusterIP": "127.96.0.9", "ports": [{"name": "db", "port": 6379}]}}
     env = service_env([svc, {"metadata": {"name": "h"}, "spec": {"clusterIP": "None"}}])
     assert env["REDIS_PRIMARY_SERVICE_HOST"] == "127.96.0.9"
     assert env["REDIS_PRIMARY_SERVICE_PORT"] == "6379"
@@ -345,7 +345,7 @@ def test_env_sources_and_expansion():
         "command": ["echo", "$(NAME)"],
     }  # fmt: skip
     sources = {("ConfigMap", "cm"): {"data": {"k": "v"}},
-               ("Secret", "s"): {"data": {"pw": base64.b64encode(b"hunter2").decode()}}}  # fmt: skip
+               ("Secret", "s"): {"data": {"pw": base64.b64encode(b"hunter2").decode()}}}
     env = dict(container_env(p, container, services=[], sources=sources,
                              allocatable={"memory": "2Gi"}))  # fmt: skip
     assert env["B"] == "x-$(MISSING)-$(A)"
@@ -359,7 +359,7 @@ def test_env_sources_and_expansion():
 def test_missing_config_is_a_config_error():
     container = {"name": "a",
                  "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm",
-                                                                         "key": "k"}}}]}  # fmt: skip
+                                                                         "key": "k"}}}]}
     with pytest.raises(ConfigError, match='ConfigMap "cm" not found'):
         container_env(pod(), container, services=[], sources={}, allocatable={})
     with pytest.raises(ConfigError, match="couldn't find key k in ConfigMap ns/cm"):
