@@ -28,6 +28,9 @@ from ._api import (
     SandboxStatus,
     StartError,
 )
+from ._process import Isolation, ProcessRuntime
+from ._sim import SimRuntime
+from ._sim_profile import SimProfile
 
 __all__ = [
     "ContainerConfig",
@@ -42,6 +45,7 @@ __all__ = [
     "ExecResult",
     "Image",
     "ImagePullError",
+    "Isolation",
     "LogChunk",
     "Mount",
     "NetworkProbes",
@@ -49,9 +53,12 @@ __all__ = [
     "PodSandboxConfig",
     "PortMapping",
     "ProbeResult",
+    "ProcessRuntime",
     "Resources",
     "RuntimeFailure",
     "SandboxState",
     "SandboxStatus",
+    "SimProfile",
+    "SimRuntime",
     "StartError",
 ]
