@@ -16,6 +16,7 @@ Rules of this file:
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
@@ -377,10 +378,38 @@ def validate_workload(obj: dict, old: dict | None, *, replicas: bool) -> list[Fi
 # --- services -------------------------------------------------------------------------------
 
 
+SESSION_AFFINITIES = ("ClientIP", "None")
+TRAFFIC_POLICIES = ("Cluster", "Local")
+IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
+IP_FAMILIES = ("IPv4", "IPv6")
+DEFAULT_AFFINITY_TIMEOUT = 10800  # Kubernetes' DefaultClientIPServiceAffinitySeconds
+MAX_AFFINITY_TIMEOUT = 86400
+
+
 def default_service(obj: dict) -> dict:
+    """SetDefaults_Service, and clusterIP / clusterIPs made one (as conversion does).
+    The cluster IP, node ports and IP families are the allocator's (``_services``)."""
     spec = dict(_dict(obj.get("spec")))
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
+    kind = spec["type"]
+    if spec["sessionAffinity"] == "ClientIP":
+        config = _dict(spec.get("sessionAffinityConfig"))
+        client = _dict(config.get("clientIP"))
+        if "timeoutSeconds" not in client:
+            client = {**client, "timeoutSeconds": DEFAULT_AFFINITY_TIMEOUT}
+            spec["sessionAffinityConfig"] = {**config, "clientIP": client}
+    if kind != "ExternalName":
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    if kind in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    if kind == "LoadBalancer":
+        spec.setdefault("allocateLoadBalancerNodePorts", True)
+    ips = spec.get("clusterIPs")
+    if spec.get("clusterIP") and not ips:
+        spec["clusterIPs"] = [spec["clusterIP"]]
+    elif isinstance(ips, list) and ips and isinstance(ips[0], str) and not spec.get("clusterIP"):
+        spec["clusterIP"] = ips[0]
     if isinstance(spec.get("ports"), list):
         spec["ports"] = [
             {
@@ -395,6 +424,117 @@ def default_service(obj: dict) -> dict:
     return {**obj, "spec": spec}
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _validate_cluster_ips(spec: dict, path: Path) -> list[FieldError]:
+    errors: list[FieldError] = []
+    ip = spec.get("clusterIP")
+    ips = spec.get("clusterIPs")
+    if ip is not None and not isinstance(ip, str):
+        return [FieldError.type_invalid(path.child("clusterIP"), ip, "string")]
+    if ips is not None and not isinstance(ips, list):
+        return [FieldError.type_invalid(path.child("clusterIPs"), ips, "array")]
+    ips = ips or ([ip] if ip else [])
+    if ip and ips[0] != ip:
+        errors.append(FieldError.invalid(path.child("clusterIPs"), ips,
+                                         "first value must match `clusterIP`"))  # fmt: skip
+    for i, value in enumerate(ips):
+        at = path.child("clusterIPs").index(i)
+        if value == "None" and i == 0:
+            if len(ips) > 1:
+                errors.append(FieldError.invalid(at, value, "must not be 'None' when multiple "
+                                                 "values are specified"))  # fmt: skip
+            continue
+        if not isinstance(value, str) or not _is_ip(value):
+            errors.append(FieldError.invalid(at, value, "must be a valid IP address, (e.g. "
+                                             "10.9.8.7 or 2001:db8::ffff)"))  # fmt: skip
+    kind = spec.get("type", "ClusterIP")
+    if kind == "ExternalName" and ips:
+        errors.append(FieldError.forbidden(path.child("clusterIPs"),
+                                           "may not be set for ExternalName services"))  # fmt: skip
+    if kind in ("NodePort", "LoadBalancer") and ip == "None":
+        why = f"may not be set to 'None' for {kind} services"
+        errors.append(FieldError.invalid(path.child("clusterIPs").index(0), ip, why))
+    return errors
+
+
+def _validate_service_policies(spec: dict, path: Path) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for field, supported in (("internalTrafficPolicy", TRAFFIC_POLICIES),
+                             ("externalTrafficPolicy", TRAFFIC_POLICIES),
+                             ("ipFamilyPolicy", IP_FAMILY_POLICIES)):  # fmt: skip
+        value = spec.get(field)
+        if value is not None and value not in supported:
+            errors.append(_not_supported(path.child(field), value, supported))
+    families = spec.get("ipFamilies")
+    for i, family in enumerate(_list(families)):
+        if family not in IP_FAMILIES:
+            errors.append(_not_supported(path.child("ipFamilies").index(i), family, IP_FAMILIES))
+    affinity = spec.get("sessionAffinity", "None")
+    if affinity not in SESSION_AFFINITIES:
+        errors.append(_not_supported(path.child("sessionAffinity"), affinity, SESSION_AFFINITIES))
+    config = spec.get("sessionAffinityConfig")
+    if affinity == "ClientIP":
+        at = path.child("sessionAffinityConfig", "clientIP", "timeoutSeconds")
+        timeout = _dict(_dict(config).get("clientIP")).get("timeoutSeconds")
+        valid = isinstance(timeout, int) and not isinstance(timeout, bool)
+        if not valid or not 0 < timeout <= MAX_AFFINITY_TIMEOUT:
+            errors.append(FieldError.invalid(at, timeout, "must be greater than 0 and less than "
+                                             f"{MAX_AFFINITY_TIMEOUT}"))  # fmt: skip
+    elif config:
+        errors.append(FieldError.forbidden(path.child("sessionAffinityConfig"),
+                                           f"must not be set when session affinity is "
+                                           f"{affinity}"))  # fmt: skip
+    return errors
+
+
+def _validate_service_port(p: dict, at: Path, kind: str, dropped: bool) -> list[FieldError]:
+    """A port's targetPort and nodePort (``dropped``: its node port is being let go of
+    by a change of type, so it is not the caller's to have left in)."""
+    errors: list[FieldError] = []
+    target = p.get("targetPort")
+    if isinstance(target, bool) or not isinstance(target, int | str | None):
+        errors.append(FieldError.type_invalid(at.child("targetPort"), target, "integer or string"))
+    elif isinstance(target, int):
+        errors += [FieldError.invalid(at.child("targetPort"), target, m)
+                   for m in is_valid_port_num(target)]  # fmt: skip
+    elif isinstance(target, str):
+        errors += [FieldError.invalid(at.child("targetPort"), target, m)
+                   for m in is_valid_port_name(target)]  # fmt: skip
+    node_port = p.get("nodePort")
+    if node_port in (None, 0) or dropped:
+        return errors
+    if isinstance(node_port, bool) or not isinstance(node_port, int):
+        errors.append(FieldError.type_invalid(at.child("nodePort"), node_port, "integer"))
+    elif kind not in ("NodePort", "LoadBalancer"):
+        errors.append(FieldError.forbidden(at.child("nodePort"),
+                                           f"may not be used when `type` is '{kind}'"))  # fmt: skip
+    else:
+        errors += [FieldError.invalid(at.child("nodePort"), node_port, m)
+                   for m in is_valid_port_num(node_port)]  # fmt: skip
+    return errors
+
+
+def _node_ports_dropped(spec: dict, old: dict | None) -> bool:
+    """An update away from NodePort/LoadBalancer that left the node ports as they were:
+    the allocator drops them (Kubernetes' dropTypeDependentFields)."""
+    if old is None:
+        return False
+    before = _dict(old.get("spec"))
+    if before.get("type") not in ("NodePort", "LoadBalancer"):
+        return False
+    if spec.get("type") in ("NodePort", "LoadBalancer"):
+        return False
+    held = {p.get("nodePort") for p in _list(before.get("ports")) if isinstance(p, dict)}
+    return all(p.get("nodePort") in held for p in _list(spec.get("ports")) if isinstance(p, dict))
+
+
 def validate_service(obj: dict, old: dict | None) -> list[FieldError]:
     spec = obj.get("spec")
     path = Path("spec")
@@ -404,10 +544,17 @@ def validate_service(obj: dict, old: dict | None) -> list[FieldError]:
     kind = spec.get("type", "ClusterIP")
     if kind not in SERVICE_TYPES:
         errors.append(_not_supported(path.child("type"), kind, SERVICE_TYPES))
+    if kind == "ExternalName" and not spec.get("externalName"):
+        errors.append(FieldError.required(path.child("externalName")))
     ports = spec.get("ports")
     if kind != "ExternalName" and spec.get("clusterIP") != "None" and not ports:
         errors.append(FieldError.required(path.child("ports")))
+    selector = spec.get("selector")
+    if selector is not None and not isinstance(selector, dict):
+        errors.append(FieldError.type_invalid(path.child("selector"), selector, "object"))
     names: set[str] = set()
+    node_ports: set[tuple] = set()
+    dropped = _node_ports_dropped(spec, old)
     for i, p in enumerate(_list(ports)):
         at = path.child("ports").index(i)
         if not isinstance(p, dict):
@@ -416,6 +563,18 @@ def validate_service(obj: dict, old: dict | None) -> list[FieldError]:
         if len(_list(ports)) > 1 and not p.get("name"):
             errors.append(FieldError.required(at.child("name")))
         errors += _validate_port(p, at, "port", is_dns1123_label, names)
+        errors += _validate_service_port(p, at, kind, dropped)
+        node_port = (str(p.get("protocol", "TCP")), p.get("nodePort"))
+        if isinstance(node_port[1], int) and node_port[1]:
+            if node_port in node_ports:
+                errors.append(_duplicate(at.child("nodePort"), node_port[1]))
+            node_ports.add(node_port)
+    if kind == "ExternalName" and old is not None and _dict(old.get("spec")).get("type") != kind:
+        # The allocator lets go of an IP the change of type left as it was.
+        spec = {k: v for k, v in spec.items() if k not in ("clusterIP", "clusterIPs")
+                or v != _dict(old.get("spec")).get(k)}  # fmt: skip
+    errors += _validate_cluster_ips(spec, path)
+    errors += _validate_service_policies(spec, path)
     if old is not None:
         before = _dict(old.get("spec")).get("clusterIP")
         if before and spec.get("clusterIP") not in (None, "", before):

@@ -36,8 +36,12 @@ Rules of this file:
 - ``default_cluster_roles`` is Kubernetes' bootstrap policy for the resources this
   project serves: cluster-admin, admin, edit, view (already aggregated: there is no
   aggregation controller yet), system:discovery, system:basic-user,
-  system:public-info-viewer and system:kube-scheduler. The node and controller roles
-  (system:node, system:controller:*) come later, with those components.
+  system:public-info-viewer, system:kube-scheduler, system:node-proxier (kube-proxy)
+  and system:node. system:node is bound to the group system:nodes (Kubernetes'
+  bootstrap policy before its Node authorizer, which would narrow each kubelet to its
+  own node's objects: there is no Node authorizer here). The controller roles
+  (system:controller:*) come with the controllers: endpointslice-controller and
+  endpoint-controller so far, each bound to its service account in kube-system.
 """
 
 from __future__ import annotations
@@ -497,6 +501,72 @@ def default_cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("system:public-info-viewer", [_urls(["get"], health)]),
         _cluster_role("system:basic-user", self_reviews),
         _cluster_role("system:kube-scheduler", _scheduler_rules()),
+        _cluster_role("system:node", _node_rules()),
+        _cluster_role("system:node-proxier", _node_proxier_rules()),
+        *_controller_roles(),
+    ]
+
+
+def _events_rule() -> dict[str, Any]:
+    return _rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"])
+
+
+def _node_proxier_rules() -> list[dict[str, Any]]:
+    """What kube-proxy may do (Kubernetes' bootstrap system:node-proxier role)."""
+    return [
+        _rule(["list", "watch"], [""], ["services", "endpoints"]),
+        _rule(["get", "list", "watch"], [""], ["nodes"]),
+        _events_rule(),
+        _rule(["list", "watch"], ["discovery.k8s.io"], ["endpointslices"]),
+    ]
+
+
+def _controller_roles() -> list[dict[str, Any]]:
+    """Kubernetes' roles of the controllers that run here. Each also watches what it
+    writes: in kube-controller-manager that watch is the shared informers', made under
+    the manager's own identity, while here each controller's informers are its own."""
+    watch = ["get", "list", "watch"]
+    write = ["get", "list", "watch", "create", "update", "delete"]
+    slices = [
+        _rule(watch, [""], ["services", "pods", "nodes"]),
+        _rule(["update"], [""], ["services/finalizers"]),
+        _rule(write, ["discovery.k8s.io"], ["endpointslices"]),
+        _events_rule(),
+    ]
+    endpoints = [
+        _rule(watch, [""], ["services", "pods"]),
+        _rule(write, [""], ["endpoints"]),
+        _rule(["create"], [""], ["endpoints/restricted"]),
+        _events_rule(),
+    ]
+    return [
+        _cluster_role("system:controller:endpointslice-controller", slices),
+        _cluster_role("system:controller:endpoint-controller", endpoints),
+    ]
+
+
+def _node_rules() -> list[dict[str, Any]]:
+    """What a kubelet may do (Kubernetes' bootstrap system:node role)."""
+    watch = ["get", "list", "watch"]
+    return [
+        _rule(["create", "update", "patch"], ["", "events.k8s.io"], ["events"]),
+        _rule(["create", *watch], [""], ["nodes"]),
+        _rule(["update", "patch"], [""], ["nodes/status"]),
+        _rule(["update", "patch", "delete"], [""], ["nodes"]),
+        _rule(watch, [""], ["pods"]),
+        _rule(["create", "delete"], [""], ["pods"]),
+        _rule(["update", "patch"], [""], ["pods/status"]),
+        _rule(["create"], [""], ["pods/eviction"]),
+        _rule(watch, [""], ["services"]),
+        _rule(["get"], [""], ["endpoints"]),
+        _rule(["get", "list", "watch"], [""], ["configmaps", "secrets"]),
+        _rule(["get"], [""], ["persistentvolumeclaims", "persistentvolumes"]),
+        _rule(["get", "create", "update", "patch", "delete"], ["coordination.k8s.io"],
+              ["leases"]),
+        _rule(["create"], [""], ["serviceaccounts/token"]),
+        _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
+        _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews",
+                                                     "localsubjectaccessreviews"]),
     ]
 
 
@@ -530,11 +600,22 @@ def _cluster_role_binding(name: str, groups: list[str], kind: str = "Group") -> 
     }
 
 
+def _controller_binding(controller: str) -> dict[str, Any]:
+    """A controller's role bound to its service account in kube-system (Kubernetes'
+    controller bindings, used with --use-service-account-credentials)."""
+    binding = _cluster_role_binding(f"system:controller:{controller}", [])
+    binding["subjects"] = [{"kind": "ServiceAccount", "name": controller,
+                            "namespace": "kube-system"}]  # fmt: skip
+    return binding
+
+
 def default_cluster_role_bindings() -> list[dict[str, Any]]:
     """The bootstrap ClusterRoleBindings of ``default_cluster_roles``: cluster-admin to
     system:masters; discovery and basic-user to every authenticated user (not to
     anonymous ones, since Kubernetes 1.14); health and version to everyone;
-    system:kube-scheduler to the user of that name."""
+    system:kube-scheduler to the user of that name; system:node to system:nodes;
+    system:node-proxier to the user system:kube-proxy; each controller's role to its
+    service account."""
     everyone = [ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]
     return [
         _cluster_role_binding("cluster-admin", [SYSTEM_MASTERS]),
@@ -542,4 +623,8 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
         _cluster_role_binding("system:basic-user", [ALL_AUTHENTICATED]),
         _cluster_role_binding("system:public-info-viewer", everyone),
         _cluster_role_binding("system:kube-scheduler", ["system:kube-scheduler"], "User"),
+        _cluster_role_binding("system:node", ["system:nodes"]),
+        _cluster_role_binding("system:node-proxier", ["system:kube-proxy"], "User"),
+        _controller_binding("endpointslice-controller"),
+        _controller_binding("endpoint-controller"),
     ]

@@ -38,6 +38,15 @@ from ._rbac import (
 )
 from ._registry import Registry
 from ._server import ApiServer
+from ._services import (
+    DEFAULT_NODE_PORT_RANGE,
+    DEFAULT_SERVICE_CIDR,
+    AllocationRepair,
+    IPRange,
+    PortRange,
+    ServiceAllocations,
+    ServiceStore,
+)
 from ._storage import ObjectStore
 from ._watchcache import DELETED, RESET, WatchCache, feed
 
@@ -111,14 +120,22 @@ async def start_apiserver(
     workers: int = 32,
     cache_capacity: int = 1000,
     bookmark_interval: float = 60.0,
+    service_cidr: str = DEFAULT_SERVICE_CIDR,
+    service_node_port_range: str = DEFAULT_NODE_PORT_RANGE,
 ) -> ApiServerHandle:
     """Start the API server on ``etcd`` and bootstrap the cluster's defaults (see the
     module rules). ``tokens``: bearer token -> user (a parsed token file);
     ``client_ca``: the PEM CA whose client certificates authenticate users; ``seed``
-    makes uids and generated names reproducible."""
+    makes uids and generated names reproducible. ``service_cidr`` and
+    ``service_node_port_range``: where Services' cluster IPs and node ports come from
+    (kube-apiserver's --service-cluster-ip-range and --service-node-port-range;
+    ``ValueError`` if malformed)."""
     registry = builtin_registry()
     clock = system.clock.now
-    store = ObjectStore(etcd, clock=clock, rng=random.Random(seed))
+    allocations = ServiceAllocations(etcd, ips=IPRange.parse(service_cidr),
+                                     node_ports=PortRange.parse(service_node_port_range),
+                                     rng=random.Random(seed))  # fmt: skip
+    store = ServiceStore(etcd, clock=clock, rng=random.Random(seed), allocations=allocations)
     caches = {(rt.group, rt.plural): WatchCache(rt, capacity=cache_capacity)
               for rt in registry if rt.stored}  # fmt: skip
     rbac = RBACAuthorizer()
@@ -159,6 +176,7 @@ async def start_apiserver(
         clock=clock,
         audit=audit,
     )
+    handler_.kubelets = system.ref  # pods/log: a kubelet's server, by its address
     feeders = [
         system.spawn(
             lambda cache=cache: _CacheFeeder(cache, etcd, bookmark_interval),
@@ -166,6 +184,8 @@ async def start_apiserver(
         )
         for cache in caches.values()
     ]
+    services = registry.resource("", "services")
+    system.spawn(lambda: AllocationRepair(allocations, services), name=f"{name}-allocation-repair")
     ref = system.spawn(lambda: ApiServer(handler_, workers=workers), name=name)
     handle = ApiServerHandle(ref, registry, store, caches, accounts, feeders)
     await _bootstrap(registry, store)

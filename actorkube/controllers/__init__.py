@@ -1,0 +1,9 @@
+"""actorkube's controllers: kube-controller-manager's control loops as actors, each
+with informers, a rate-limited work queue and a ``reconcile(key)`` (see docs/node.md).
+
+Everything public is re-exported here; ``Controller`` is the shape they share.
+"""
+
+from ._controller import Controller as Controller
+from .endpoints import EndpointsController as EndpointsController
+from .endpointslice import EndpointSliceController as EndpointSliceController
