@@ -231,3 +231,51 @@ async def test_a_list_from_the_cache_is_each_objects_json_as_of_its_latest_versi
         assert [o["data"]["v"] for o in again] == ["2"]
         assert c.cache.snapshot_json(lambda o: False) == []
         nursery.cancel_scope.cancel()
+
+
+def test_indexed_watchers_see_exactly_what_a_filtered_watcher_sees():
+    """Pods' watchers that ask for one spec.nodeName are offered only that node's
+    events (Kubernetes' indexed triggers), and see the same events as an unindexed
+    watcher with the same filter, including pods moving onto and off the node."""
+    from actorkube.apiserver._builtin import builtin_registry
+
+    pods = builtin_registry().resource("", "pods")
+    cache = WatchCache(pods)
+    cache.replace({}, 1)
+
+    def on(node: str):
+        return lambda o: o["spec"].get("nodeName", "") == node
+
+    indexed = cache.watch("", on("n1"), trigger="n1")
+    plain = cache.watch("", on("n1"))
+    other = cache.watch("", on("n2"), trigger="n2")
+    rng = random.Random(7)
+    objects: dict[str, dict] = {}
+    for rv in range(2, 300):
+        name = f"p{rng.randrange(20)}"
+        old = objects.get(name)
+        if old is not None and rng.random() < 0.2:
+            gone = {**old, "metadata": {**old["metadata"], "resourceVersion": str(rv)}}
+            cache._push(rv, {"type": "DELETED", "object": gone}, old)
+            del objects[name]
+            continue
+        new = {"metadata": {"name": name, "namespace": "default", "resourceVersion": str(rv)},
+               "spec": {"nodeName": rng.choice(["", "n1", "n2", "n3"])}}  # fmt: skip
+        cache._push(rv, {"type": "MODIFIED" if old else "ADDED", "object": new}, old)
+        objects[name] = new
+
+    def events(w):
+        out = []
+        while True:
+            try:
+                e = w.receive_channel.receive_nowait()
+            except trio.WouldBlock:
+                return out
+            out.append((e["type"], e["object"]["metadata"]["resourceVersion"]))
+
+    mine = events(indexed)
+    assert mine == events(plain) and mine
+    assert all(e not in mine for e in events(other))
+    assert cache._indexed.keys() == {"n1", "n2"}
+    cache.stop(indexed)
+    assert cache._indexed.keys() == {"n2"} and indexed not in cache.watchers

@@ -34,6 +34,7 @@ from ._admission import AdmissionChain, AdmissionRequest
 from ._apply import ApplyConflict, apply
 from ._authn import Authenticator
 from ._impersonation import impersonate
+from ._kubeletclient import PlainText, ask_kubelet, kubelet_address, log_request
 from ._messages import ApiRequest, ApiResponse
 from ._meta import generate_name, meta, rfc3339
 from ._metrics import ApiMetrics
@@ -86,6 +87,9 @@ class Handler:
         self.schema = builtin_schema()
         self.openapi = OpenApi(registry, self.schema)
         self._audit_ids = 0
+        # Resolves a kubelet's server address (pods/log); set by whoever starts the
+        # server, which knows the actor system.
+        self.kubelets: Callable[[str], Any] | None = None
 
     async def handle(self, req: ApiRequest) -> tuple[ApiResponse, Watcher | None]:
         """The response, and for a watch the cache watcher to pump events from."""
@@ -108,7 +112,10 @@ class Handler:
             body, code, watcher = await self._serve(req, user, warnings)
             # Each warning once, and not without end (kube-apiserver bounds them too).
             told = tuple(dict.fromkeys(warnings))[:MAX_WARNINGS]
-            if isinstance(body, bytes):
+            if isinstance(body, PlainText):
+                response = ApiResponse(code, raw=body.data, warnings=told,
+                                       content_type=body.content_type)  # fmt: skip
+            elif isinstance(body, bytes):
                 response = ApiResponse(code, raw=body, warnings=told)
             else:
                 response = ApiResponse(code, body, warnings=told)
@@ -315,8 +322,13 @@ class Handler:
         keep = self._filter(rt, namespace, params)
         await cache.ready.wait()
         bookmarks = is_true(params.get("allowWatchBookmarks"))
+        trigger = None
+        if cache.trigger_field is not None:
+            # The selector parsed without error in _filter.
+            fields = FieldSelector.parse(params.get("fieldSelector", ""))
+            trigger = fields.requires_exact_match(cache.trigger_field)
         watcher = cache.watch(params.get("resourceVersion", ""), keep, bookmarks=bookmarks,
-                              prefix=rt.prefix(namespace))  # fmt: skip
+                              prefix=rt.prefix(namespace), trigger=trigger)  # fmt: skip
         if as_table:
             watcher.present = self._as_table_event(rt)
         return {"kind": "Status", "apiVersion": "v1", "status": "Success"}, 200, watcher
@@ -603,6 +615,29 @@ class Handler:
                                 grace_period=int(grace) if grace is not None else None)  # fmt: skip
         return {**errors.success_status(), "code": 201}, 201, None
 
+    async def _log(self, rt: ResourceType, req: ApiRequest):
+        """GET pods/log: the container's log from the pod's kubelet (see
+        ``_kubeletclient``); with follow, streamed by the kubelet to the watcher."""
+        if req.verb != "get":
+            raise errors.method_not_allowed("pods/log only accepts get")
+        pod = await self.store.get(rt, req.namespace, req.name)
+        msg = log_request(pod, req.params or {}, self.clock())
+        node = None
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if node_name:
+            with contextlib.suppress(errors.ApiError):
+                node = await self.store.get(self.registry.resource("", "nodes"), "", node_name)
+        address = kubelet_address(pod, node)
+        if self.kubelets is None:
+            raise errors.ApiError(errors.status(503, "ServiceUnavailable",
+                                                "this API server reaches no kubelet"))  # fmt: skip
+        if msg.follow:
+            if req.watcher is None:
+                raise errors.bad_request("follow needs a streaming connection")
+            msg = attrs.evolve(msg, receiver=req.watcher, stream_id=req.watch_id)
+        data = await ask_kubelet(self.kubelets(address), msg)
+        return PlainText(data), 200, None
+
     # --- audit --------------------------------------------------------------------------
 
     def _audit(self, req, user, decision, response: ApiResponse, received: float,
@@ -650,6 +685,7 @@ class Handler:
 
 
 _SUBRESOURCES = {
+    "log": Handler._log,
     "binding": Handler._binding,
     "scale": Handler._scale,
     "eviction": Handler._eviction,

@@ -45,12 +45,11 @@ from ._bodies import APPLY_PATCH
 from ._messages import ApiRequest, ApiResponse
 from ._metrics import CONTENT_TYPE
 from ._registry import Registry
-from ._rest import AGGREGATED, is_non_resource, parse_request
+from ._rest import AGGREGATED, is_non_resource, is_true, parse_request
 
 log = logging.getLogger("actorkube.apiserver.http")
 
 MAX_BODY = 3 * 1024 * 1024
-_JSON = [(b"content-type", b"application/json")]
 _TEXT = b"text/plain; charset=utf-8"
 METRICS_TYPE = CONTENT_TYPE.encode()
 _DISCOVERY = "APIGroupDiscoveryList"
@@ -125,6 +124,9 @@ class HttpFrontEnd:
         if req.verb == "watch":
             await self._watch(req, receive, send)
             return
+        if req.subresource == "log" and is_true((req.params or {}).get("follow", "")):
+            await self._watch(req, receive, send, kind=_TEXT, separator=b"")
+            return
         text = METRICS_TYPE if path.rstrip("/") == "/metrics" else _TEXT
         response = await self.client.send(req)
         content = response.content
@@ -156,14 +158,20 @@ class HttpFrontEnd:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _watch(self, req: ApiRequest, receive: Receive, send: Send) -> None:
+    async def _watch(
+        self, req: ApiRequest, receive: Receive, send: Send,
+        kind: bytes = b"application/json", separator: bytes = b"\n",
+    ) -> None:  # fmt: skip
+        """A stream of chunks until the server ends it or the client goes: watch events
+        (one JSON per line), or a followed container log (its bytes as they come)."""
         try:
             async with self.client.watch_request(req) as stream:
-                await send({"type": "http.response.start", "status": 200, "headers": _JSON})
+                headers = [(b"content-type", kind)]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_until_disconnect, receive, nursery.cancel_scope)
                     while (event := await stream.next_json()) is not None:
-                        chunk = {"type": "http.response.body", "body": event + b"\n"}
+                        chunk = {"type": "http.response.body", "body": event + separator}
                         await send(chunk | {"more_body": True})
                     nursery.cancel_scope.cancel()
                 await send({"type": "http.response.body", "body": b""})
@@ -217,6 +225,9 @@ async def _respond_with(send: Send, response: ApiResponse, text: bytes = _TEXT) 
     ``text``."""
     if isinstance(response.content, str):
         await _send(send, response.code, response.content.encode(), text)
+        return
+    if response.content_type:
+        await _send(send, response.code, response.raw, response.content_type.encode())
         return
     data = response.raw or json.dumps(response.content, separators=(",", ":")).encode()
     warnings = [(b"warning", _warning(w)) for w in response.warnings]

@@ -66,12 +66,14 @@ class ApiResponse:
     which the cache encodes once per version, and what the HTTP front end writes);
     ``body`` decodes it (each time it is read). ``warnings``: what the client should be
     told without failing the request (unknown fields dropped), as HTTP ``Warning``
-    headers carry them."""
+    headers carry them. ``content_type``: what ``raw`` is when it is not JSON (a
+    container's log is text/plain)."""
 
     code: int
     content: Any = None
     raw: bytes = b""
     warnings: tuple[str, ...] = ()
+    content_type: str = ""
 
     @property
     def body(self) -> Any:

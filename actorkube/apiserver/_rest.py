@@ -38,8 +38,8 @@ _SUBRESOURCES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "scale": (("get", "patch", "update"), "Scale", "autoscaling", "v1"),
     "binding": (("create",), "Binding", "", ""),
     "eviction": (("create",), "Eviction", "policy", "v1"),
+    "log": (("get",), "", "", ""),
 }
-# pods/log is declared but comes with the kubelet: discovery leaves out what is not served.
 _RESOURCE_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 
 

@@ -19,6 +19,11 @@ Rules of this file:
   cacheWatcher does, so that a client's view of "the matching objects" stays exact.
 - A watcher that does not keep up (its buffer full) is ended, never silently skipped:
   its stream closes and the client watches again from the last resourceVersion it saw.
+- Indexed triggers, as Kubernetes' cacher has them: a resource may name one field
+  (``TRIGGERS``: pods by ``spec.nodeName``, nodes by name); a watcher whose field
+  selector asks for one value of it (every kubelet's watches) is only offered the
+  events whose object had or has that value. Thousands of kubelets' watches then
+  cost nothing for the events of other nodes.
 """
 
 from __future__ import annotations
@@ -42,6 +47,12 @@ RESET = "RESET"
 _PROGRESS_EVERY = 0.05  # seconds between progress requests while reads wait
 
 Filter = Callable[[dict], bool]
+
+# The field a resource's watchers may be indexed by (Kubernetes' trigger functions).
+TRIGGERS: dict[tuple[str, str], str] = {
+    ("", "pods"): "spec.nodeName",  # every kubelet watches its node's pods
+    ("", "nodes"): "metadata.name",  # and its own Node
+}
 
 
 class Event(dict):
@@ -74,6 +85,7 @@ class Watcher:
         self.bookmarks = bookmarks
         self.send, self.receive_channel = trio.open_memory_channel(buffer)
         self.ended = ""
+        self.trigger: str | None = None  # the trigger value it is indexed by
         self.seen_rv = 0  # every change up to here was delivered or filtered out
         self.told_rv = 0  # the last version the watcher was told (an event or a bookmark)
         # How this watcher's client wants events shown (a Table of one row, say); the
@@ -117,7 +129,14 @@ class WatchCache:
         self.window: deque[tuple[int, dict, dict | None]] = deque()  # (rv, event, old)
         self.revision = 0  # everything up to here is in the cache
         self.ready = trio.Event()
-        self.watchers: set[Watcher] = set()
+        self.watchers: set[Watcher] = set()  # all of them
+        self._plain: set[Watcher] = set()  # those offered every event
+        self._indexed: dict[str, set[Watcher]] = {}  # by the trigger value they ask for
+        field = TRIGGERS.get((rt.group, rt.plural))
+        self.trigger_field = field
+        self._trigger: Callable[[dict], str] | None = (
+            None if field is None else lambda obj: rt.field_labels(obj).get(field, "")
+        )
         self._oldest = 0  # the revision the window starts after
         # Called with (type, object) for every change, and ("RESET", None) then ADDED
         # for every object when the cache starts over (an authorizer keeps its roles so).
@@ -137,9 +156,7 @@ class WatchCache:
         self._json.clear()
         self.window.clear()
         self.revision = self._oldest = revision
-        for w in list(self.watchers):
-            w.end("the watch cache was reinitialised")
-        self.watchers.clear()
+        self.close("the watch cache was reinitialised")
         for listener in self.listeners:
             listener(RESET, None)
             for obj in self.objects.values():
@@ -211,15 +228,22 @@ class WatchCache:
         self.window.append((rv, event, old))
         while len(self.window) > self.capacity:
             self._oldest = self.window.popleft()[0]
-        for w in list(self.watchers):
+        for w in list(self._plain):
             self._deliver(w, event, old)
+        if self._indexed:
+            values = {self._trigger(event["object"])}
+            if old is not None:
+                values.add(self._trigger(old))
+            for value in values:
+                for w in list(self._indexed.get(value, ())):
+                    self._deliver(w, event, old)
 
     def _deliver(self, w: Watcher, event: dict, old: dict | None) -> None:
         if _rv(event["object"]) <= w.seen_rv:
             return  # a watch from a version the cache had not reached yet: seen already
         converted = filtered(event, old, w.keep)
         if converted is not None and not w.offer(converted):
-            self.watchers.discard(w)
+            self._forget(w)
             return
         w.seen_rv = _rv(event["object"])
         if converted is not None:
@@ -259,12 +283,14 @@ class WatchCache:
         return self.objects.irange(prefix, prefix_end(prefix), inclusive=(True, False))
 
     def watch(self, resource_version: str, keep: Filter, *, buffer: int = 1000,
-              bookmarks: bool = False, prefix: bytes = b"") -> Watcher:  # fmt: skip
+              bookmarks: bool = False, prefix: bytes = b"",
+              trigger: str | None = None) -> Watcher:  # fmt: skip
         """A new watcher from ``resource_version`` (see the module rules); its buffer
         holds what it must catch up on plus ``buffer`` live events. Raises 410 Gone
         when that version is older than the window, 400 if it is not a version.
         ``prefix`` only narrows the initial snapshot; ``keep`` must reject what is
-        outside it."""
+        outside it. ``trigger``: the one value of the cache's trigger field that
+        ``keep`` requires (None: no such requirement)."""
         if resource_version in ("", "0"):
             initial = [Event(type=ADDED, object=o) for o in self.snapshot(keep, prefix)]
             start = self.revision
@@ -284,7 +310,22 @@ class WatchCache:
             w.offer(event)
         w.seen_rv = w.told_rv = max([start] + [_rv(e["object"]) for e in initial[-1:]])
         self.watchers.add(w)
+        w.trigger = trigger if self._trigger is not None else None
+        if w.trigger is None:
+            self._plain.add(w)
+        else:
+            self._indexed.setdefault(w.trigger, set()).add(w)
         return w
+
+    def _forget(self, w: Watcher) -> None:
+        self.watchers.discard(w)
+        self._plain.discard(w)
+        if w.trigger is not None:
+            group = self._indexed.get(w.trigger)
+            if group is not None:
+                group.discard(w)
+                if not group:
+                    del self._indexed[w.trigger]
 
     def bookmark(self) -> None:
         """Tell every watcher that asked for bookmarks how far the cache is."""
@@ -295,16 +336,18 @@ class WatchCache:
             if w.bookmarks and self.revision > w.told_rv and w.offer(event):
                 w.told_rv = self.revision
             elif w.ended:
-                self.watchers.discard(w)
+                self._forget(w)
 
     def stop(self, w: Watcher) -> None:
         w.end("stopped")
-        self.watchers.discard(w)
+        self._forget(w)
 
     def close(self, why: str) -> None:
         for w in list(self.watchers):
             w.end(why)
         self.watchers.clear()
+        self._plain.clear()
+        self._indexed.clear()
 
 
 def filtered(event: dict, old: dict | None, keep: Filter) -> dict | None:

@@ -32,6 +32,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import math
@@ -73,6 +74,7 @@ from ._podstate import (
 )
 from ._podstatus import TERMINAL, pod_status
 from ._probes import READINESS, STARTUP, NetworkProber, ProbeWorker, probe_specs
+from ._server import KubeletServer
 from ._volumes import mounts, prepare, remove
 from .runtime import (
     ContainerConfig,
@@ -80,6 +82,7 @@ from .runtime import (
     ContainerState,
     CriError,
     ImagePullError,
+    NotFound,
     PodSandboxConfig,
     PortMapping,
     ProbeResult,
@@ -129,13 +132,17 @@ class Kubelet(Actor):
         self.state: KubeletState | None = None
 
     async def started(self) -> None:
+        # The server answers the API server (logs) while this actor runs the node.
+        name = self.config.node.name
+        self.kubelet_server = self.spawn(lambda: KubeletServer(self.runtime, name),
+                                         name=f"kubelet-server-{name}")  # fmt: skip
         self.ref.tell(_Run())
 
     @handler
     async def on_run(self, msg: _Run) -> None:
         client = ApiClient(self.system, self.server, token=self.token)
         self.state = KubeletState(client, self.runtime, self.config, self.system.clock.now,
-                                  server_address=str(self.ref.address))  # fmt: skip
+                                  server_address=str(self.kubelet_server.address))  # fmt: skip
         await self.state.run()
 
 
@@ -179,6 +186,7 @@ class KubeletState:
         self._nursery: trio.Nursery | None = None
         self.services: Informer | None = None
         self.sandbox_uids: dict[str, str] = {}  # sandbox id -> pod uid
+        self._lease: dict | None = None  # the Lease as the last renewal left it
         self.syncs = 0
         self.registered = trio.Event()
 
@@ -187,15 +195,20 @@ class KubeletState:
     async def run(self) -> None:
         await self._register()
         pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={self.node.name}")
+        node = Informer(self.client, "nodes", field_selector=f"metadata.name={self.node.name}")
         self.services = Informer(self.client, "services")
-        pods.add_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_pod_gone)
+        pods.add_handler(self._on_pod, self._on_pod_update, self._on_pod_gone)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            run = getattr(self.runtime, "run", None)
+            if run is not None:  # the runtime's own background work, while the kubelet runs
+                await nursery.start(run)
             await nursery.start(self.services.run)
+            await nursery.start(node.run)
             await nursery.start(pods.run)
             await self._clean_orphans(pods)
             nursery.start_soon(self._lease_loop)
-            nursery.start_soon(self._status_loop)
+            nursery.start_soon(self._status_loop, node)
             nursery.start_soon(self._runtime_events)
             nursery.start_soon(self._timer_loop)
             self.registered.set()
@@ -238,29 +251,43 @@ class KubeletState:
             await trio.sleep(every)
 
     async def _renew(self) -> None:
-        lease = lease_object(self.node.name, self.node_uid, self.config.lease_duration,
-                             self.now())  # fmt: skip
+        """Renew the node's Lease: an update of the copy from the last renewal, as
+        client-go's lease controller does (a read only when that copy is stale)."""
+        group, ns = "coordination.k8s.io", LEASE_NAMESPACE
+        wanted = lease_object(self.node.name, self.node_uid, self.config.lease_duration,
+                              self.now())  # fmt: skip
+        if self._lease is None:
+            try:
+                self._lease = await self.client.get("leases", self.node.name, namespace=ns,
+                                                    group=group)  # fmt: skip
+            except ApiError as e:
+                if e.code != 404:
+                    raise
+                self._lease = await self.client.create("leases", wanted, namespace=ns,
+                                                       group=group)  # fmt: skip
+                return
+        body = {**self._lease, "spec": {**(self._lease.get("spec") or {}), **wanted["spec"]}}
         try:
-            current = await self.client.get("leases", self.node.name, namespace=LEASE_NAMESPACE,
-                                             group="coordination.k8s.io")  # fmt: skip
+            self._lease = await self.client.update("leases", body, namespace=ns, group=group)
         except ApiError as e:
-            if e.code != 404:
-                raise
-            await self.client.create("leases", lease, namespace=LEASE_NAMESPACE,
-                                     group="coordination.k8s.io")  # fmt: skip
-            return
-        current["spec"] = {**(current.get("spec") or {}), **lease["spec"]}
-        await self.client.update("leases", current, namespace=LEASE_NAMESPACE,
-                                 group="coordination.k8s.io")  # fmt: skip
+            if e.code in (404, 409):
+                self._lease = None  # read (or make) it again, at once
+                await self._renew()
+                return
+            raise
 
-    async def _status_loop(self) -> None:
+    async def _status_loop(self, node: Informer) -> None:
+        """Every ``status_update`` seconds, the node's status as it would be written now;
+        written when it says something new, or when ``status_report`` has passed."""
         last_report = trio.current_time()
         while True:
             await trio.sleep(self.config.status_update)
+            current = node.get(self.node.name)
+            if current is None:
+                continue  # deleted: the kubelet registers again when it restarts
             force = trio.current_time() - last_report >= self.config.status_report
             try:
-                node = await self.client.get("nodes", self.node.name)
-                if await self._write_node_status(node, force=force):
+                if await self._write_node_status(current, force=force):
                     last_report = trio.current_time()
             except ApiError as e:
                 log.warning("kubelet %s: node status: %s", self.node.name, e)
@@ -273,9 +300,17 @@ class KubeletState:
                              images=images)  # fmt: skip
         if not force and not status_changed(node.get("status"), status):
             return False
-        node["status"] = status
-        await self._retrying("writing the node status",
-                             lambda: self.client.update_status("nodes", node))  # fmt: skip
+        node = {**node, "status": status}
+
+        async def write() -> None:
+            try:
+                await self.client.update_status("nodes", node)
+            except ApiError as e:
+                if e.code != 409:
+                    raise
+                # Someone else wrote the node meanwhile: the next round uses their copy.
+
+        await self._retrying("writing the node status", write)
         return True
 
     # --- events into workers -------------------------------------------------------------
@@ -288,6 +323,16 @@ class KubeletState:
         else:
             worker.pod = pod
         self._kick(uid)
+
+    def _on_pod_update(self, old: dict, new: dict) -> None:
+        # The kubelet's own status writes come back as updates: only a change of what
+        # the kubelet acts on (spec, labels, annotations, deletion) is worth a sync, as
+        # the kubelet's pod config source decides.
+        worker = self.workers.get(new["metadata"].get("uid", ""))
+        if worker is not None and _sync_view(old) == _sync_view(new):
+            worker.pod = new
+            return
+        self._on_pod(new)
 
     def _on_pod_gone(self, pod: dict) -> None:
         uid = pod["metadata"].get("uid", "")
@@ -352,11 +397,13 @@ class KubeletState:
             self.sandbox_uids[sandbox.id] = uid
             if uid in known:
                 continue
-            for c in await self.runtime.list_containers({POD_UID: uid, NODE: self.node.name}):
-                await self.runtime.stop_container(c.id, 0)
-                await self.runtime.remove_container(c.id)
-            await self.runtime.stop_pod_sandbox(sandbox.id)
-            await self.runtime.remove_pod_sandbox(sandbox.id)
+            with contextlib.suppress(NotFound):  # gone meanwhile: what we wanted
+                labels = {POD_UID: uid, NODE: self.node.name}
+                for c in await self.runtime.list_containers(labels):
+                    await self.runtime.stop_container(c.id, 0)
+                    await self.runtime.remove_container(c.id)
+                await self.runtime.stop_pod_sandbox(sandbox.id)
+                await self.runtime.remove_pod_sandbox(sandbox.id)
 
     # --- one pod's sync ------------------------------------------------------------------
 
@@ -475,10 +522,12 @@ class KubeletState:
                     if e.code not in (404, 409):
                         raise
             for c in runtime.containers:
-                await self.runtime.remove_container(c.id)
-            for s in runtime.sandboxes:
-                await self.runtime.remove_pod_sandbox(s.id)
-                self.sandbox_uids.pop(s.id, None)
+                with contextlib.suppress(NotFound):
+                    await self.runtime.remove_container(c.id)
+            for sandbox in runtime.sandboxes:
+                with contextlib.suppress(NotFound):
+                    await self.runtime.remove_pod_sandbox(sandbox.id)
+                self.sandbox_uids.pop(sandbox.id, None)
             if self.config.root_dir is not None:
                 remove(self.config.root_dir, worker.uid)
             self.crash.forget(worker.uid)
@@ -644,7 +693,10 @@ class KubeletState:
         except ImagePullError as e:
             worker.reasons[name] = ("ErrImagePull", str(e))
             worker.pull_failed[name] = now
-            self._after(self.pulls.next(key, now), worker.uid)
+            self.pulls.next(key, now)
+            # Synced again at once, the container shows ImagePullBackOff until its
+            # backoff ends and the next pull.
+            self._after(1.0, worker.uid)
             return None
         self.pulls.forget_key(key)
         worker.pull_failed.pop(name, None)
@@ -698,6 +750,12 @@ class KubeletState:
             return await self.prober.probe_network(cid, spec, pod_ip,
                                                    float(spec.get("timeoutSeconds") or 1))
         return await self.network_prober.probe(container, cid, spec, pod_ip)
+
+
+def _sync_view(pod: Mapping) -> tuple:
+    meta = pod.get("metadata") or {}
+    return (pod.get("spec"), meta.get("labels"), meta.get("annotations"),
+            meta.get("deletionTimestamp"), meta.get("deletionGracePeriodSeconds"))  # fmt: skip
 
 
 def _pod_name(pod: Mapping) -> str:

@@ -27,11 +27,11 @@ from typing import Any
 
 import attrs
 
+from actorkube.apiserver._kubeletclient import SERVER_ANNOTATION
 from actorkube.apiserver._meta import rfc3339, rfc3339_micro
 from actorkube.scheduler._resources import pod_requests, resource_list
 
 KUBELET_VERSION = "v1.32.0-actorkube"
-SERVER_ANNOTATION = "kubelet.actorkube.io/server"
 LEASE_NAMESPACE = "kube-node-lease"
 
 

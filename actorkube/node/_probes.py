@@ -25,7 +25,7 @@ import attrs
 import h11
 import trio
 
-from .runtime import ContainerRuntime, ProbeResult
+from .runtime import ContainerRuntime, CriError, ProbeResult
 
 LIVENESS, READINESS, STARTUP = "liveness", "readiness", "startup"
 FIELDS = {LIVENESS: "livenessProbe", READINESS: "readinessProbe", STARTUP: "startupProbe"}
@@ -114,7 +114,8 @@ class NetworkProber:
                 return ProbeResult(False, "probe has no exec, tcpSocket nor httpGet")
             if scope.cancelled_caught:
                 return ProbeResult(False, f"probe timed out after {timeout:g}s")
-        except (OSError, ValueError, h11.ProtocolError) as e:
+        except (OSError, ValueError, h11.ProtocolError, CriError) as e:
+            # A container that exits or goes while it is probed fails its probe.
             return ProbeResult(False, str(e))
         return ProbeResult(False, "probe gave no answer")
 

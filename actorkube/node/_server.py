@@ -1,0 +1,151 @@
+"""The kubelet's server: what the API server asks a node for (the kubelet's HTTPS
+server on port 10250, as an actor). Today: container logs, for ``pods/log``.
+
+Rules of this file:
+
+- ``ContainerLogs`` names the pod (namespace, name) and the container; the server
+  finds it among the containers this node's kubelet made (by their labels), the
+  newest one, or the one before it with ``previous``. Errors are ``LogsError`` replies
+  with an HTTP code and Kubernetes' wording, never failures of the server.
+- Without ``follow`` the reply is ``LogsReply`` with the whole (option-filtered) log.
+- With ``follow`` the reply is an empty ``LogsReply`` and the log streams to
+  ``receiver`` as ``WatchEvent``s of ``stream_id`` (data: the next bytes), ended by
+  one without data when the container has exited and everything was sent. Each
+  stream is a child actor that pumps one chunk per message, so it notices between
+  chunks that its receiver is gone (``Terminated``) and stops; ``send`` waits for a
+  slow receiver instead of dropping its bytes.
+"""
+
+from __future__ import annotations
+
+import attrs
+import trio
+
+from actorkube.actor import Actor, ActorRef, Terminated, handler, message
+from actorkube.apiserver import WatchEvent
+from actorkube.apiserver._kubeletclient import ContainerLogs, LogsError, LogsReply
+
+from ._logs import LogOptions, LogReader, read_all
+from ._podstate import CONTAINER_NAME, NODE, POD_NAME, POD_NAMESPACE
+from .runtime import ContainerRuntime, ContainerState, ContainerStatus, NotFound
+
+QUIET_CHECK = 1.0  # seconds a follower waits for bytes before it looks at its receiver
+
+
+@message(tag="kubelet._Pump")
+class _Pump:
+    pass
+
+
+class KubeletServer(Actor):
+    """Answers ``ContainerLogs`` for the containers of ``node`` in ``runtime``."""
+
+    def __init__(self, runtime: ContainerRuntime, node: str) -> None:
+        self.runtime = runtime
+        self.node = node
+
+    async def _find(self, msg: ContainerLogs) -> ContainerStatus | LogsError:
+        labels = {NODE: self.node, POD_NAMESPACE: msg.namespace, POD_NAME: msg.pod,
+                  CONTAINER_NAME: msg.container}  # fmt: skip
+        found = sorted(await self.runtime.list_containers(labels),
+                       key=lambda c: (c.config.attempt, c.created_at), reverse=True)  # fmt: skip
+        if msg.previous:
+            if len(found) < 2:
+                return LogsError(400, f'previous terminated container "{msg.container}" in '
+                                      f'pod "{msg.pod}" not found')  # fmt: skip
+            return found[1]
+        if not found:
+            return LogsError(400, f'container "{msg.container}" in pod "{msg.pod}" is waiting '
+                                  "to start: ContainerCreating")  # fmt: skip
+        return found[0]
+
+    @handler
+    async def on_logs(self, msg: ContainerLogs) -> LogsReply | LogsError:
+        """Never a failure of the server: every error is a ``LogsError`` answer."""
+        container = await self._find(msg)
+        if isinstance(container, LogsError):
+            return container
+        if not msg.follow:
+            try:
+                data, _ = await _read_everything(self.runtime, container.id)
+            except NotFound:
+                return LogsError(404, f'container "{msg.container}" in pod "{msg.pod}" is gone')
+            return LogsReply(read_all(data, _options(msg)))
+        if msg.receiver is None:
+            return LogsError(400, "follow needs a receiver")
+        self.spawn(lambda: _LogStream(self.runtime, container.id, msg))
+        return LogsReply()
+
+
+def _options(msg: ContainerLogs) -> LogOptions:
+    return LogOptions(msg.timestamps, msg.since, msg.tail_lines, msg.limit_bytes)
+
+
+async def _read_everything(runtime: ContainerRuntime, container_id: str) -> tuple[bytes, int]:
+    """The log kept so far, and the offset after it."""
+    chunks = []
+    offset = 0
+    while True:
+        chunk = await runtime.read_log(container_id, offset)
+        if not chunk.data:
+            return b"".join(chunks), offset
+        chunks.append(chunk.data)
+        offset = chunk.next_offset
+
+
+class _LogStream(Actor):
+    """One ``kubectl logs -f`` (see the module rules)."""
+
+    def __init__(self, runtime: ContainerRuntime, container_id: str, msg: ContainerLogs) -> None:
+        self.runtime = runtime
+        self.container_id = container_id
+        self.msg = msg
+        self.receiver: ActorRef = msg.receiver
+        self.reader = LogReader(attrs.evolve(_options(msg), tail_lines=None))
+        self.offset = 0
+
+    async def started(self) -> None:
+        self.watch(self.receiver)
+        if self.msg.tail_lines is not None:
+            # The tail first, then everything written after what it covered.
+            data, self.offset = await _read_everything(self.runtime, self.container_id)
+            tail = read_all(data, _options(self.msg))
+            self.reader.written = len(tail)  # limitBytes counts the tail too
+            await self._send(tail)
+        self.ref.tell(_Pump())
+
+    async def _send(self, data: bytes) -> None:
+        if data:
+            await self.receiver.send(WatchEvent(self.msg.stream_id, data))
+
+    async def _end(self, why: str = "") -> None:
+        await self.receiver.send(WatchEvent(self.msg.stream_id, b"", why or "the log ended"))
+        self.stop()
+
+    @handler
+    async def on_pump(self, msg: _Pump) -> None:
+        try:
+            chunk = await self.runtime.read_log(self.container_id, self.offset)
+            if chunk.data:
+                self.offset = chunk.next_offset
+                await self._send(self.reader.feed(chunk.data))
+                if self.reader.exhausted:
+                    await self._end()
+                    return
+                self.ref.tell(msg)
+                return
+            status = await self.runtime.container_status(self.container_id)
+            if status.state is ContainerState.EXITED:
+                # Nothing past the offset and nothing more will come.
+                await self._end()
+                return
+            with trio.move_on_after(QUIET_CHECK):
+                await self.runtime.wait_log(self.container_id, self.offset)
+        except NotFound:
+            await self._end("the container is gone")
+            return
+        self.ref.tell(msg)
+
+    @handler
+    async def on_terminated(self, msg: Terminated) -> None:
+        self.stop()

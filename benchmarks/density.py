@@ -1,0 +1,236 @@
+"""density: Kubernetes' density test on simulated nodes: pods created at a steady rate,
+startup latency from creation to Running seen by a watch, and the process's memory.
+
+    python -m benchmarks.density [--quick] [--json PATH]
+
+Rules of this file:
+
+- One ``ActorSystem`` on one trio thread holds the control plane (a 3-member etcd
+  group in memory, the API server, the scheduler) and N nodes, each a real kubelet
+  (its own user, Node, Lease, informers, pod workers, status writes) on its own
+  simulated runtime, whose containers start at once and run until stopped.
+- The nodes register first (not measured). Then ``30 * N`` pods (the pause image,
+  10m CPU, 20Mi) are created at ``rate`` pods/s by closed-loop clients that never
+  start a create before its turn; a watch on the pods records when each is first
+  seen Running with every container ready. Startup latency is that moment minus
+  the moment its create was sent (Kubernetes' e2e pod startup latency: creation to
+  watch observation); Kubernetes' SLO is p99 <= 5 s.
+- The kubelets keep Kubernetes' timings: a Lease renewed every 10 s (40 s lease),
+  the node status checked every 10 s and written on change or every 5 minutes.
+- Peak memory is the process's peak resident set (``ru_maxrss``); CPU is the
+  process's CPU time over the measured phase.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import sys
+import time
+from typing import Any
+
+import trio
+
+from actorkube.actor import ActorSystem
+from actorkube.apiserver._authn import parse_token_file
+from actorkube.apiserver._start import start_apiserver
+from actorkube.client import ApiClient
+from actorkube.etcd import start_group
+from actorkube.heap import long_lived_heap_gc
+from actorkube.node._kubelet import Kubelet, KubeletConfig
+from actorkube.node._nodestatus import NodeConfig
+from actorkube.node.runtime import SimRuntime
+from actorkube.scheduler import Scheduler, SchedulerConfig
+
+from ._report import Report, Result, environment, run_main
+
+BENCHMARK = "density"
+PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "numpy")
+TOKEN = "bench-admin-token"
+NAMESPACE = "density"
+PODS_PER_NODE = 30
+SLO_P99 = 5.0
+
+
+def pod_cidr(i: int) -> str:
+    return f"10.{64 + i // 256}.{i % 256}.0/24"
+
+
+def density_pod(name: str) -> dict:
+    resources = {"cpu": "10m", "memory": "20Mi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "density"}},
+        "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+                                 "resources": {"requests": resources, "limits": resources}}]},
+    }  # fmt: skip
+
+
+def _running(pod: dict) -> bool:
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or ()
+    return status.get("phase") == "Running" and bool(containers) and all(
+        c.get("ready") for c in containers
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _watch_running(client: ApiClient, seen: dict[str, float], ready: trio.Event) -> None:
+    """Record when each pod is first seen running (the watch goes on across ends)."""
+    rv = ""
+    first = True
+    while True:
+        async with client.watch("pods", namespace=NAMESPACE, resource_version=rv) as events:
+            if first:
+                ready.set()
+                first = False
+            async for event in events:
+                pod = event["object"]
+                rv = pod["metadata"].get("resourceVersion", rv)
+                name = pod["metadata"]["name"]
+                if name not in seen and _running(pod):
+                    seen[name] = time.perf_counter()
+
+
+async def run(nodes: int, pods_per_node: int, rate: float, creators: int) -> dict[str, Any]:
+    tokens = f"{TOKEN},admin,1,system:masters\n" + "".join(
+        f"node-{i}-token,system:node:node-{i},n{i},system:nodes\n" for i in range(nodes)
+    )
+    async with ActorSystem(name="density") as system:
+        group = start_group(system, 3)
+        api = await start_apiserver(system, group.client(name="apiserver", timeout=60),
+                                    tokens=parse_token_file(tokens), seed=1)  # fmt: skip
+        await api.ready()
+        client = ApiClient(system, api.ref, token=TOKEN, timeout=120)
+        await client.create("namespaces", {"metadata": {"name": NAMESPACE}})
+        await client.create("serviceaccounts", {"metadata": {"name": "default"}},
+                            namespace=NAMESPACE)  # fmt: skip
+        scheduler = Scheduler(api.ref, token=TOKEN, identity="bench",
+                              config=SchedulerConfig(leader_elect=False))  # fmt: skip
+        system.spawn(lambda: scheduler, name="scheduler")
+        registered = time.perf_counter()
+        kubelets = []
+        for i in range(nodes):
+            runtime = SimRuntime(pod_cidr(i), wall_clock=system.clock.now)
+            config = KubeletConfig(NodeConfig(f"node-{i}", ip=f"127.1.{i // 256}.{i % 256}",
+                                              capacity={"cpu": "4", "memory": "32Gi",
+                                                        "pods": "110"}))  # fmt: skip
+            kubelet = Kubelet(api.ref, runtime, config, token=f"node-{i}-token")
+            kubelets.append(kubelet)
+            system.spawn(lambda k=kubelet: k, name=f"kubelet-node-{i}")
+            if i % 100 == 99:
+                await trio.sleep(0)  # let registrations proceed while more start
+        with trio.fail_after(1800):
+            while not all(k.state is not None and k.state.registered.is_set() for k in kubelets):
+                await trio.sleep(0.1)
+            while scheduler.state is None or len(scheduler.state.cache.nodes()) < nodes:
+                await trio.sleep(0.1)
+        registered = time.perf_counter() - registered
+        total = nodes * pods_per_node
+        sent: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        watching = trio.Event()
+        gc.collect()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_running, client, seen, watching)
+            await watching.wait()
+            cpu0, start = time.process_time(), time.perf_counter()
+            turns = iter(range(total))
+
+            async def creator() -> None:
+                for i in turns:
+                    due = start + i / rate
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await trio.sleep(delay)
+                    name = f"density-{i}"
+                    sent[name] = time.perf_counter()
+                    await client.create("pods", density_pod(name), namespace=NAMESPACE)
+
+            async with trio.open_nursery() as creating:
+                for _ in range(creators):
+                    creating.start_soon(creator)
+            created = time.perf_counter() - start
+            with trio.fail_after(1800):
+                while len(seen) < total:
+                    await trio.sleep(0.1)
+            elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu0
+            nursery.cancel_scope.cancel()
+        latencies = [seen[name] - sent[name] for name in sent]
+        syncs = sum(k.state.syncs for k in kubelets if k.state is not None)
+        return {
+            "nodes": nodes,
+            "pods": total,
+            "register_seconds": registered,
+            "create_rate": total / created,
+            "elapsed": elapsed,
+            "cpu_per_pod_ms": 1000 * cpu / total,
+            "p50": percentile(latencies, 0.50),
+            "p90": percentile(latencies, 0.90),
+            "p99": percentile(latencies, 0.99),
+            "max": max(latencies),
+            "syncs_per_pod": syncs / total,
+        }
+
+
+def build(quick: bool) -> Report:
+    nodes = 1000 if quick else 5000
+    rate = 100.0
+    creators = 50
+    print(f"density: {nodes} nodes, {nodes * PODS_PER_NODE} pods at {rate:g} pods/s ...",
+          file=sys.stderr)  # fmt: skip
+    with long_lived_heap_gc():
+        got = trio.run(run, nodes, PODS_PER_NODE, rate, creators)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    met = got["p99"] <= SLO_P99 and got["create_rate"] >= 0.95 * rate
+    common = {"nodes": nodes, "pods": got["pods"]}
+    results = [
+        Result("create_rate", round(got["create_rate"], 1), "pods/s",
+               {**common, "asked": rate, "note": f"asked {rate:g}"}),
+        Result("startup_latency.p50", round(got["p50"], 3), "s", common),
+        Result("startup_latency.p90", round(got["p90"], 3), "s", common),
+        Result("startup_latency.p99", round(got["p99"], 3), "s",
+               {**common, "slo": SLO_P99, "met": got["p99"] <= SLO_P99,
+                "note": f"Kubernetes' SLO: p99 <= {SLO_P99:g} s"}),
+        Result("startup_latency.max", round(got["max"], 3), "s", common),
+        Result("peak_rss", round(peak, 1), "MiB", {**common, "note": "whole process"}),
+        Result("cpu_per_pod", round(got["cpu_per_pod_ms"], 3), "ms",
+               {**common, "note": "whole process, measured phase"}),
+        Result("register_time", round(got["register_seconds"], 1), "s",
+               {**common, "note": "every node registered and seen by the scheduler"}),
+        Result("kubelet_syncs_per_pod", round(got["syncs_per_pod"], 2), "syncs", common),
+    ]  # fmt: skip
+    verdict = "met" if met else "NOT met"
+    summary = (
+        f"{nodes} nodes, {got['pods']} pods created at {got['create_rate']:.0f} pods/s: "
+        f"startup p50 {got['p50']:.2f} s, p99 {got['p99']:.2f} s (SLO 5 s), peak "
+        f"{peak:,.0f} MiB; target (5,000 nodes, 150,000 pods, >= 100 pods/s, p99 <= 5 s): "
+        f"{verdict if not quick else 'quick run, not judged'}",
+    )
+    return Report(
+        BENCHMARK,
+        tuple(results),
+        environment(PACKAGES),
+        {"nodes": nodes, "pods_per_node": PODS_PER_NODE, "rate": rate, "creators": creators,
+         "lease_duration": 40, "lease_renew": 10, "node_status_update": 10},
+        notes={"method": "one ActorSystem, one trio thread: 3 etcd members, the API server, "
+               "the scheduler and a kubelet with a simulated runtime per node; latency from "
+               "each create sent to the watch seeing the pod Running and ready"},
+        summary=summary,
+    )  # fmt: skip
+
+
+def main(argv=None) -> int:
+    return run_main(__doc__.splitlines()[0], build, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

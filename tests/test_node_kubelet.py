@@ -1,0 +1,378 @@
+"""The kubelet actor against a real API server on a 3-member etcd group, with the
+simulated runtime, in virtual time: registration and Lease, the pod state machine
+(phases, restart policies, crash-loop backoff, init containers, probes), graceful
+termination, admission, image pull errors, configuration errors, environment, logs
+through pods/log, and a kubelet restart that finds its pods again."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import trio
+
+from actorkube.actor import ActorSystem, WallClock
+from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
+from actorkube.client import ApiClient
+from actorkube.etcd import start_group
+from actorkube.node._kubelet import Kubelet, KubeletConfig
+from actorkube.node._nodestatus import NodeConfig
+from actorkube.node._podstate import NODE
+from actorkube.node.runtime._sim import SimRuntime
+from actorkube.node.runtime._sim_profile import SimProfile
+
+TOKENS = "admin-token,admin,1,system:masters\nnode-token,system:node:n1,2,system:nodes\n"
+EPOCH = 1_700_000_000.0
+
+
+async def wait_for(check, *, period: float = 0.5, limit: float = 600.0):
+    """Polls ``check`` in virtual time until it returns something true."""
+    with trio.fail_after(limit):
+        while True:
+            got = await check()
+            if got:
+                return got
+            await trio.sleep(period)
+
+
+class Cluster:
+    def __init__(self, system, api, client, runtime):
+        self.system, self.api, self.client, self.runtime = system, api, client, runtime
+        self.kubelet = None
+
+    def start_kubelet(self, **config):
+        config.setdefault("node", NodeConfig("n1", capacity={"cpu": "2", "memory": "4Gi",
+                                                            "pods": "10"}))  # fmt: skip
+        kubelet = Kubelet(self.api.ref, self.runtime, KubeletConfig(**config), token="node-token")
+        self.kubelet = self.system.spawn(lambda: kubelet, name=f"kubelet-{self.system.unique()}")
+        return kubelet
+
+    async def pod(self, name, *, containers=None, namespace="default", **spec):
+        containers = containers or [{"name": "app", "image": "server"}]
+        body = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"nodeName": "n1", "containers": containers, **spec}}  # fmt: skip
+        return await self.client.create("pods", body, namespace=namespace)
+
+    async def get(self, name, namespace="default"):
+        try:
+            return await self.client.get("pods", name, namespace=namespace)
+        except ApiError as e:
+            if e.code == 404:
+                return None
+            raise
+
+    async def until_phase(self, name, phase):
+        async def check():
+            p = await self.get(name)
+            return p if p and p.get("status", {}).get("phase") == phase else None
+
+        return await wait_for(check)
+
+    async def until(self, name, predicate):
+        async def check():
+            p = await self.get(name)
+            return p if p and predicate(p) else None
+
+        return await wait_for(check)
+
+
+PROFILES = {
+    "server": SimProfile(log_lines=("listening on :8080",)),
+    "crash": SimProfile(run_for=1.0, exit_code=1),
+    "done": SimProfile(run_for=2.0, exit_code=0),
+    "fail": SimProfile(run_for=2.0, exit_code=3),
+    "stubborn": SimProfile(term_delay=math.inf),
+    "polite": SimProfile(term_delay=5.0, term_exit_code=0),
+    "broken": SimProfile(pull_fails=True),
+    "sick": SimProfile(healthy_for=20.0),
+    "slow": SimProfile(ready_after=15.0),
+}
+
+
+@pytest.fixture
+async def cluster():
+    async with ActorSystem(clock=WallClock(epoch=EPOCH)) as system:
+        group = start_group(system, 3)
+        api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
+                                    tokens=parse_token_file(TOKENS), seed=5)  # fmt: skip
+        await api.ready()
+        runtime = SimRuntime("10.244.1.0/24", profiles=PROFILES, wall_clock=system.clock.now)
+        c = Cluster(system, api, ApiClient(system, api.ref, token="admin-token"), runtime)
+        yield c
+        if c.kubelet is not None:
+            await system.stop(c.kubelet)
+        await runtime.aclose()
+
+
+def cstatus(pod, name="app"):
+    """The container's status; before the kubelet wrote one, an empty one."""
+    for s in pod["status"].get("containerStatuses") or ():
+        if s["name"] == name:
+            return s
+    return {"state": {}, "lastState": {}, "restartCount": -1, "ready": False}
+
+
+def condition(pod, kind):
+    return next((c for c in pod["status"].get("conditions", ()) if c["type"] == kind), {})
+
+
+async def test_registers_the_node_and_renews_its_lease(autojump_clock, cluster):
+    cluster.start_kubelet()
+
+    async def node():
+        try:
+            return await cluster.client.get("nodes", "n1")
+        except ApiError:
+            return None
+
+    n = await wait_for(node)
+    assert n["metadata"]["labels"]["kubernetes.io/hostname"] == "n1"
+    assert n["metadata"]["annotations"]["kubelet.actorkube.io/server"]
+    n = await wait_for(lambda: _with_status(cluster))
+    assert n["status"]["allocatable"] == {"cpu": "2", "memory": "4Gi", "pods": "10"}
+    ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "KubeletReady")
+
+    async def lease():
+        try:
+            return await cluster.client.get("leases", "n1", namespace="kube-node-lease",
+                                            group="coordination.k8s.io")  # fmt: skip
+        except ApiError:
+            return None
+
+    first = await wait_for(lease)
+    assert first["spec"]["holderIdentity"] == "n1" and first["spec"]["leaseDurationSeconds"] == 40
+    assert first["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    await trio.sleep(11)
+    assert (await lease())["spec"]["renewTime"] > first["spec"]["renewTime"]
+
+
+async def _with_status(cluster):
+    n = await cluster.client.get("nodes", "n1")
+    return n if n.get("status", {}).get("conditions") else None
+
+
+async def test_a_pod_runs_and_is_ready_with_an_ip(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("web")
+    p = await cluster.until("web", lambda p: condition(p, "Ready").get("status") == "True")
+    assert p["status"]["phase"] == "Running"
+    assert p["status"]["podIP"].startswith("10.244.1.") and p["status"]["hostIP"] == "127.0.0.1"
+    s = cstatus(p)
+    assert "running" in s["state"] and s["ready"] and s["started"] and s["restartCount"] == 0
+    assert s["containerID"].startswith("sim://")
+    for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady"):
+        assert condition(p, kind)["status"] == "True"
+    containers = await cluster.runtime.list_containers({NODE: "n1"})
+    assert [c.name for c in containers] == ["app"]
+
+
+async def test_crash_loop_backoff_doubles_between_restarts(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("crashy", containers=[{"name": "app", "image": "crash"}])
+    starts = []
+    seen = -1
+    with trio.fail_after(400):
+        while len(starts) < 5:
+            p = await cluster.get("crashy")
+            count = cstatus(p)["restartCount"] if p["status"].get("containerStatuses") else -1
+            if count != seen and count >= 0:
+                seen = count
+                starts.append(trio.current_time())
+            await trio.sleep(0.25)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # Each run lasts 1 s; the first restart is at once (Kubernetes' backoff starts at
+    # the first restart), then the kubelet waits 10, 20, 40 s before the next.
+    for gap, backoff in zip(gaps, (0, 10, 20, 40), strict=True):
+        assert backoff + 0.5 <= gap <= backoff + 3
+    p = await cluster.until("crashy", lambda p: "waiting" in cstatus(p)["state"])
+    s = cstatus(p)
+    assert s["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert "back-off" in s["state"]["waiting"]["message"]
+    assert s["lastState"]["terminated"]["exitCode"] == 1
+    assert p["status"]["phase"] == "Running"
+
+
+@pytest.mark.parametrize(("image", "phase", "code"), [("done", "Succeeded", 0),
+                                                      ("fail", "Failed", 3)])  # fmt: skip
+async def test_restart_policy_never_ends_in_a_terminal_phase(
+    autojump_clock, cluster, image, phase, code
+):
+    cluster.start_kubelet()
+    await cluster.pod("job", containers=[{"name": "app", "image": image}], restartPolicy="Never")
+    p = await cluster.until_phase("job", phase)
+    s = cstatus(p)
+    assert s["state"]["terminated"]["exitCode"] == code and s["restartCount"] == 0
+    assert condition(p, "Ready")["reason"] == "PodCompleted"
+    await trio.sleep(30)
+    assert (await cluster.get("job"))["status"]["phase"] == phase  # and it stays so
+
+
+async def test_on_failure_restarts_failures_only(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("ok", containers=[{"name": "app", "image": "done"}],
+                      restartPolicy="OnFailure")  # fmt: skip
+    await cluster.pod("bad", containers=[{"name": "app", "image": "fail"}],
+                      restartPolicy="OnFailure")  # fmt: skip
+    await cluster.until_phase("ok", "Succeeded")
+    p = await cluster.until("bad", lambda p: cstatus(p)["restartCount"] >= 2)
+    assert p["status"]["phase"] == "Running"
+
+
+async def test_init_containers_run_in_order_before_the_app(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("init", initContainers=[{"name": "one", "image": "done"},
+                                              {"name": "two", "image": "done"}])  # fmt: skip
+    p = await cluster.until("init", lambda p: condition(p, "Initialized").get("status") == "False")
+    assert p["status"]["phase"] == "Pending"
+    p = await cluster.until("init", lambda p: condition(p, "Ready").get("status") == "True")
+    inits = {s["name"]: s for s in p["status"]["initContainerStatuses"]}
+    one, two = inits["one"]["state"]["terminated"], inits["two"]["state"]["terminated"]
+    assert one["finishedAt"] <= two["startedAt"]
+    assert two["finishedAt"] <= cstatus(p)["state"]["running"]["startedAt"]
+
+
+async def test_a_failing_init_container_under_never_fails_the_pod(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("bad-init", initContainers=[{"name": "one", "image": "fail"}],
+                      restartPolicy="Never")  # fmt: skip
+    p = await cluster.until_phase("bad-init", "Failed")
+    assert "terminated" not in cstatus(p)["state"]  # the app never ran
+
+
+async def test_liveness_failure_restarts_the_container(autojump_clock, cluster):
+    cluster.start_kubelet()
+    probe = {"tcpSocket": {"port": 8080}, "periodSeconds": 5, "failureThreshold": 3}
+    await cluster.pod("sick", containers=[{"name": "app", "image": "sick",
+                                           "livenessProbe": probe}])  # fmt: skip
+    p = await cluster.until("sick", lambda p: cstatus(p)["restartCount"] >= 1)
+    # Healthy for 20 s, then three failed probes 5 s apart: restarted at ~35 s.
+    assert trio.current_time() >= 30
+    assert cstatus(p)["lastState"]["terminated"]["exitCode"] in (0, 137, 143)
+
+
+async def test_readiness_gates_the_ready_condition(autojump_clock, cluster):
+    cluster.start_kubelet()
+    probe = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 2}
+    await cluster.pod("slow", containers=[{"name": "app", "image": "slow",
+                                           "readinessProbe": probe}])  # fmt: skip
+    p = await cluster.until_phase("slow", "Running")
+    assert not cstatus(p)["ready"] and condition(p, "Ready")["status"] == "False"
+    started = trio.current_time()
+    p = await cluster.until("slow", lambda p: cstatus(p)["ready"])
+    assert trio.current_time() - started >= 10
+    assert condition(p, "Ready")["status"] == "True"
+
+
+async def test_graceful_deletion_waits_for_the_container_then_removes_it(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("polite", containers=[{"name": "app", "image": "polite"}])
+    await cluster.until_phase("polite", "Running")
+    await cluster.client.delete("pods", "polite", namespace="default")
+    deleted_at = trio.current_time()
+    await wait_for(lambda: _gone(cluster, "polite"))
+    assert 5 <= trio.current_time() - deleted_at <= 8  # its own 5 s, not the 30 s grace
+    assert await cluster.runtime.list_containers({NODE: "n1"}) == []
+    assert await cluster.runtime.list_pod_sandboxes({NODE: "n1"}) == []
+
+
+async def test_a_container_ignoring_sigterm_is_killed_at_the_grace_period(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("stubborn", containers=[{"name": "app", "image": "stubborn"}],
+                      terminationGracePeriodSeconds=12)  # fmt: skip
+    await cluster.until_phase("stubborn", "Running")
+    await cluster.client.delete("pods", "stubborn", namespace="default")
+    deleted_at = trio.current_time()
+    await wait_for(lambda: _gone(cluster, "stubborn"))
+    assert 12 <= trio.current_time() - deleted_at <= 15
+
+
+async def _gone(cluster, name):
+    return await cluster.get(name) is None
+
+
+async def test_admission_rejects_a_pod_that_does_not_fit(autojump_clock, cluster):
+    cluster.start_kubelet()
+    big = [{"name": "app", "image": "server", "resources": {"requests": {"cpu": "3"}}}]
+    await cluster.pod("big", containers=big)
+    p = await cluster.until_phase("big", "Failed")
+    assert p["status"]["reason"] == "OutOfcpu"
+    assert p["status"]["message"].startswith("Pod was rejected: Node didn't have enough "
+                                             "resource: cpu, requested: 3000")  # fmt: skip
+    assert await cluster.runtime.list_containers({NODE: "n1"}) == []
+
+
+async def test_image_pull_errors_back_off(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("pull", containers=[{"name": "app", "image": "broken"}])
+    first = await cluster.until(
+        "pull", lambda p: cstatus(p)["state"].get("waiting", {}).get("reason") == "ErrImagePull"
+    )
+    assert first["status"]["phase"] == "Pending"
+    await cluster.until("pull", lambda p: cstatus(p)["state"].get("waiting", {}).get("reason")
+                        == "ImagePullBackOff")  # fmt: skip
+
+
+async def test_missing_configuration_waits_until_it_exists(autojump_clock, cluster):
+    cluster.start_kubelet()
+    env = [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}}]
+    await cluster.pod("cfg", containers=[{"name": "app", "image": "server", "env": env}])
+    p = await cluster.until("cfg", lambda p: cstatus(p)["state"].get("waiting", {}).get(
+        "reason") == "CreateContainerConfigError")  # fmt: skip
+    assert cstatus(p)["state"]["waiting"]["message"] == 'ConfigMap "cfg" not found'
+    await cluster.client.create("configmaps", {"metadata": {"name": "cfg"},
+                                               "data": {"mode": "fast"}},
+                                namespace="default")  # fmt: skip
+    await cluster.until_phase("cfg", "Running")
+    (c,) = await cluster.runtime.list_containers({NODE: "n1"})
+    assert ("MODE", "fast") in c.config.envs
+
+
+async def test_environment_has_service_links_and_the_pod_ip(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.client.create("services", {
+        "metadata": {"name": "db"},
+        "spec": {"clusterIP": "127.96.0.50", "ports": [{"port": 5432}], "selector": {"a": "b"}},
+    }, namespace="default")  # fmt: skip
+    await cluster.pod("envy")
+    p = await cluster.until_phase("envy", "Running")
+    (c,) = await cluster.runtime.list_containers({NODE: "n1"})
+    env = dict(c.config.envs)
+    assert env["DB_SERVICE_HOST"] == "127.96.0.50" and env["DB_SERVICE_PORT"] == "5432"
+    assert env["POD_IP"] == p["status"]["podIP"]
+
+
+async def test_logs_through_the_api_server(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("talk")
+    await cluster.until_phase("talk", "Running")
+    response = await cluster.client.send(_log_request("talk"))
+    assert response.code == 200 and response.raw == b"listening on :8080\n"
+    stamped = await cluster.client.send(_log_request("talk", timestamps="true"))
+    assert stamped.raw.decode().split(" ", 1)[1] == "listening on :8080\n"
+    previous = await cluster.client.send(_log_request("talk", previous="true"))
+    assert previous.code == 400 and "previous terminated container" in previous.body["message"]
+    wrong = await cluster.client.send(_log_request("talk", container="nope"))
+    assert wrong.code == 400 and wrong.body["message"] == "container nope is not valid for pod talk"
+
+
+def _log_request(pod, **params):
+    from actorkube.apiserver import ApiRequest
+
+    return ApiRequest("get", "pods", namespace="default", name=pod, subresource="log",
+                      params=params or None, token="admin-token")  # fmt: skip
+
+
+async def test_a_restarted_kubelet_adopts_its_running_pods(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("keep")
+    p = await cluster.until("keep", lambda p: condition(p, "Ready").get("status") == "True")
+    before = cstatus(p)["containerID"]
+    await cluster.system.stop(cluster.kubelet)
+    cluster.start_kubelet()
+    await trio.sleep(30)
+    p = await cluster.get("keep")
+    assert cstatus(p)["containerID"] == before and cstatus(p)["restartCount"] == 0
+    assert len(await cluster.runtime.list_containers({NODE: "n1"})) == 1
