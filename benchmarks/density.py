@@ -115,70 +115,81 @@ async def run(nodes: int, pods_per_node: int, rate: float, creators: int) -> dic
         scheduler = Scheduler(api.ref, token=TOKEN, identity="bench",
                               config=SchedulerConfig(leader_elect=False))  # fmt: skip
         system.spawn(lambda: scheduler, name="scheduler")
-        registered = time.perf_counter()
-        kubelets = []
-        for i in range(nodes):
-            runtime = SimRuntime(pod_cidr(i), wall_clock=system.clock.now)
-            config = KubeletConfig(NodeConfig(f"node-{i}", ip=f"127.1.{i // 256}.{i % 256}",
-                                              capacity={"cpu": "4", "memory": "32Gi",
-                                                        "pods": "110"}))  # fmt: skip
-            kubelet = Kubelet(api.ref, runtime, config, token=f"node-{i}-token")
-            kubelets.append(kubelet)
-            system.spawn(lambda k=kubelet: k, name=f"kubelet-node-{i}")
-            if i % 100 == 99:
-                await trio.sleep(0)  # let registrations proceed while more start
+        async with trio.open_nursery() as running:
+            got = await _measure(system, api, client, scheduler, running, nodes,
+                                 pods_per_node, rate, creators)  # fmt: skip
+            running.cancel_scope.cancel()
+        return got
+
+
+async def _measure(system, api, client, scheduler, running, nodes, pods_per_node, rate,
+                   creators) -> dict[str, Any]:  # fmt: skip
+    """Start the nodes (their runtimes in ``running``), then create and time the pods."""
+    kubelets = []
+    registered = time.perf_counter()
+    for i in range(nodes):
+        runtime = SimRuntime(pod_cidr(i), wall_clock=system.clock.now)
+        running.start_soon(runtime.run)  # each node's runtime runs beside its kubelet
+        config = KubeletConfig(NodeConfig(f"node-{i}", ip=f"127.1.{i // 256}.{i % 256}",
+                                          capacity={"cpu": "4", "memory": "32Gi",
+                                                    "pods": "110"}))  # fmt: skip
+        kubelet = Kubelet(api.ref, runtime, config, token=f"node-{i}-token")
+        kubelets.append(kubelet)
+        system.spawn(lambda k=kubelet: k, name=f"kubelet-node-{i}")
+        if i % 100 == 99:
+            await trio.sleep(0)  # let registrations proceed while more start
+    with trio.fail_after(1800):
+        while not all(k.state is not None and k.state.registered.is_set() for k in kubelets):
+            await trio.sleep(0.1)
+        while scheduler.state is None or len(scheduler.state.cache.nodes()) < nodes:
+            await trio.sleep(0.1)
+    registered = time.perf_counter() - registered
+    total = nodes * pods_per_node
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    watching = trio.Event()
+    gc.collect()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_running, client, seen, watching)
+        await watching.wait()
+        cpu0, start = time.process_time(), time.perf_counter()
+        turns = iter(range(total))
+
+        async def creator() -> None:
+            for i in turns:
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await trio.sleep(delay)
+                name = f"density-{i}"
+                sent[name] = time.perf_counter()
+                await client.create("pods", density_pod(name), namespace=NAMESPACE)
+
+        async with trio.open_nursery() as creating:
+            for _ in range(creators):
+                creating.start_soon(creator)
+        created = time.perf_counter() - start
         with trio.fail_after(1800):
-            while not all(k.state is not None and k.state.registered.is_set() for k in kubelets):
+            while len(seen) < total:
                 await trio.sleep(0.1)
-            while scheduler.state is None or len(scheduler.state.cache.nodes()) < nodes:
-                await trio.sleep(0.1)
-        registered = time.perf_counter() - registered
-        total = nodes * pods_per_node
-        sent: dict[str, float] = {}
-        seen: dict[str, float] = {}
-        watching = trio.Event()
-        gc.collect()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_running, client, seen, watching)
-            await watching.wait()
-            cpu0, start = time.process_time(), time.perf_counter()
-            turns = iter(range(total))
-
-            async def creator() -> None:
-                for i in turns:
-                    due = start + i / rate
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        await trio.sleep(delay)
-                    name = f"density-{i}"
-                    sent[name] = time.perf_counter()
-                    await client.create("pods", density_pod(name), namespace=NAMESPACE)
-
-            async with trio.open_nursery() as creating:
-                for _ in range(creators):
-                    creating.start_soon(creator)
-            created = time.perf_counter() - start
-            with trio.fail_after(1800):
-                while len(seen) < total:
-                    await trio.sleep(0.1)
-            elapsed = time.perf_counter() - start
-            cpu = time.process_time() - cpu0
-            nursery.cancel_scope.cancel()
-        latencies = [seen[name] - sent[name] for name in sent]
-        syncs = sum(k.state.syncs for k in kubelets if k.state is not None)
-        return {
-            "nodes": nodes,
-            "pods": total,
-            "register_seconds": registered,
-            "create_rate": total / created,
-            "elapsed": elapsed,
-            "cpu_per_pod_ms": 1000 * cpu / total,
-            "p50": percentile(latencies, 0.50),
-            "p90": percentile(latencies, 0.90),
-            "p99": percentile(latencies, 0.99),
-            "max": max(latencies),
-            "syncs_per_pod": syncs / total,
-        }
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
+        nursery.cancel_scope.cancel()
+    latencies = [seen[name] - sent[name] for name in sent]
+    syncs = sum(k.state.syncs for k in kubelets if k.state is not None)
+    return {
+        "nodes": nodes,
+        "pods": total,
+        "register_seconds": registered,
+        "create_rate": total / created,
+        "elapsed": elapsed,
+        "cpu_per_pod_ms": 1000 * cpu / total,
+        "p50": percentile(latencies, 0.50),
+        "p90": percentile(latencies, 0.90),
+        "p99": percentile(latencies, 0.99),
+        "max": max(latencies),
+        "syncs_per_pod": syncs / total,
+    }
 
 
 def build(quick: bool) -> Report:

@@ -11,6 +11,7 @@ import math
 
 import pytest
 import trio
+from virtual_time import wait_for
 
 from actorkube.actor import ActorSystem, WallClock
 from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
@@ -18,22 +19,12 @@ from actorkube.client import ApiClient
 from actorkube.etcd import start_group
 from actorkube.node._kubelet import Kubelet, KubeletConfig
 from actorkube.node._nodestatus import NodeConfig
-from actorkube.node._podstate import NODE
+from actorkube.node._podstate import NODE, POD_UID
 from actorkube.node.runtime._sim import SimRuntime
 from actorkube.node.runtime._sim_profile import SimProfile
 
 TOKENS = "admin-token,admin,1,system:masters\nnode-token,system:node:n1,2,system:nodes\n"
 EPOCH = 1_700_000_000.0
-
-
-async def wait_for(check, *, period: float = 0.5, limit: float = 600.0):
-    """Polls ``check`` in virtual time until it returns something true."""
-    with trio.fail_after(limit):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await trio.sleep(period)
 
 
 class Cluster:
@@ -88,6 +79,9 @@ PROFILES = {
     "broken": SimProfile(pull_fails=True),
     "sick": SimProfile(healthy_for=20.0),
     "slow": SimProfile(ready_after=15.0),
+    "sick-stubborn": SimProfile(healthy_for=20.0, term_delay=math.inf),
+    "chatty": SimProfile(log_lines=("start",), periodic_log_line="tick", log_every=5.0,
+                         run_for=12.0),
 }
 
 
@@ -99,11 +93,13 @@ async def cluster():
                                     tokens=parse_token_file(TOKENS), seed=5)  # fmt: skip
         await api.ready()
         runtime = SimRuntime("10.244.1.0/24", profiles=PROFILES, wall_clock=system.clock.now)
-        c = Cluster(system, api, ApiClient(system, api.ref, token="admin-token"), runtime)
-        yield c
-        if c.kubelet is not None:
-            await system.stop(c.kubelet)
-        await runtime.aclose()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)  # the runtime runs beside the kubelet
+            c = Cluster(system, api, ApiClient(system, api.ref, token="admin-token"), runtime)
+            yield c
+            if c.kubelet is not None:
+                await system.stop(c.kubelet)
+            await runtime.aclose()
 
 
 def cstatus(pod, name="app"):
@@ -376,3 +372,114 @@ async def test_a_restarted_kubelet_adopts_its_running_pods(autojump_clock, clust
     p = await cluster.get("keep")
     assert cstatus(p)["containerID"] == before and cstatus(p)["restartCount"] == 0
     assert len(await cluster.runtime.list_containers({NODE: "n1"})) == 1
+
+
+async def test_a_rejected_pod_can_still_be_deleted(autojump_clock, cluster):
+    cluster.start_kubelet()
+    big = [{"name": "app", "image": "server", "resources": {"requests": {"cpu": "3"}}}]
+    await cluster.pod("big", containers=big)
+    await cluster.until_phase("big", "Failed")
+    await cluster.client.delete("pods", "big", namespace="default")
+    await wait_for(lambda: _gone(cluster, "big"))
+
+
+async def test_a_new_sandbox_runs_every_init_container_again(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("ini", initContainers=[{"name": "i1", "image": "done"},
+                                             {"name": "i2", "image": "done"}])  # fmt: skip
+    p = await cluster.until_phase("ini", "Running")
+    uid = p["metadata"]["uid"]
+    (sandbox,) = await cluster.runtime.list_pod_sandboxes({POD_UID: uid})
+    await cluster.runtime.stop_pod_sandbox(sandbox.id)  # the sandbox dies
+    await cluster.until("ini", lambda p: cstatus(p)["restartCount"] == 1
+                        and "running" in cstatus(p)["state"])  # fmt: skip
+    containers = await cluster.runtime.list_containers({POD_UID: uid})
+    sandboxes = await cluster.runtime.list_pod_sandboxes({POD_UID: uid})
+    new = max(sandboxes, key=lambda s: s.config.attempt)
+    mine = sorted((c for c in containers if c.sandbox_id == new.id), key=lambda c: c.started_at)
+    assert [c.name for c in mine] == ["i1", "i2", "app"]
+    assert mine[0].finished_at <= mine[1].started_at <= mine[1].finished_at <= mine[2].started_at
+
+
+async def test_a_pod_deleted_during_a_sync_is_not_started_again(autojump_clock, cluster):
+    kubelet = cluster.start_kubelet()
+    probe = {"tcpSocket": {"port": 80}, "periodSeconds": 1}
+    await cluster.pod("lv", containers=[{"name": "app", "image": "sick-stubborn",
+                                         "livenessProbe": probe}],
+                      terminationGracePeriodSeconds=30)  # fmt: skip
+    p = await cluster.until_phase("lv", "Running")
+    uid = p["metadata"]["uid"]
+    # Healthy for 20 s, then the liveness kill waits the 30 s grace (SIGTERM ignored);
+    # the pod is deleted in the middle of that kill.
+    await wait_for(lambda: _busy(kubelet), period=0.25)
+    await trio.sleep(5)
+    await cluster.client.delete("pods", "lv", namespace="default")
+    await wait_for(lambda: _gone(cluster, "lv"))
+    assert await cluster.runtime.list_containers({POD_UID: uid}) == []
+    # No container was made for it after its deletion (the only one has attempt 0).
+    assert kubelet.state.workers == {}
+
+
+async def _busy(cluster_kubelet):
+    return any(w.busy for w in cluster_kubelet.state.workers.values())
+
+
+async def test_probes_stop_with_their_containers_and_dead_ones_are_collected(
+    autojump_clock, cluster
+):
+    kubelet = cluster.start_kubelet()
+    probe = {"tcpSocket": {"port": 80}, "periodSeconds": 1}
+    await cluster.pod("cr", containers=[{"name": "app", "image": "crash",
+                                         "readinessProbe": probe}])  # fmt: skip
+    p = await cluster.until("cr", lambda p: cstatus(p)["restartCount"] >= 5)
+    (worker,) = kubelet.state.workers.values()
+    assert len(worker.probes) <= 1  # at most the running container's
+    containers = await cluster.runtime.list_containers({POD_UID: p["metadata"]["uid"]})
+    assert len(containers) <= 2  # the newest and the one before it (kubectl logs -p)
+
+
+async def test_a_deleted_pod_ends_in_a_terminal_phase(autojump_clock, cluster):
+    kubelet = cluster.start_kubelet()
+    await cluster.pod("srv")
+    await cluster.until_phase("srv", "Running")
+    written = []
+    write = kubelet.state._write_status
+
+    async def record(worker, status):
+        written.append(status["phase"])
+        await write(worker, status)
+
+    kubelet.state._write_status = record
+    await cluster.client.delete("pods", "srv", namespace="default")
+    await wait_for(lambda: _gone(cluster, "srv"))
+    assert written[-1] == "Failed"  # killed by SIGTERM: exit 143
+
+
+async def test_the_periodic_resync_notices_an_image_that_appeared(autojump_clock, cluster):
+    cluster.start_kubelet()
+    never = [{"name": "app", "image": "server:v9", "imagePullPolicy": "Never"}]
+    await cluster.pod("np", containers=never)
+    await cluster.until("np", lambda p: cstatus(p)["state"].get("waiting", {}).get("reason")
+                        == "ErrImageNeverPull")  # fmt: skip
+    await cluster.runtime.pull_image("server:v9")  # someone loads the image on the node
+    await cluster.until_phase("np", "Running")
+
+
+async def test_logs_follow_until_the_container_exits(autojump_clock, cluster):
+    cluster.start_kubelet()
+    await cluster.pod("chat", containers=[{"name": "app", "image": "chatty"}],
+                      restartPolicy="Never")  # fmt: skip
+    await cluster.until_phase("chat", "Running")
+    got = b""
+    async with cluster.client.watch_request(_log_request("chat", follow="true")) as stream:
+        while (chunk := await stream.next_json()) is not None:
+            got += chunk
+    # Everything so far, then each line as it is written, until the exit at 12 s.
+    assert got == b"start\ntick\ntick\n"
+    tail = b""
+    async with cluster.client.watch_request(
+        _log_request("chat", follow="true", tailLines="1")
+    ) as stream:
+        while (chunk := await stream.next_json()) is not None:
+            tail += chunk
+    assert tail == b"tick\n"  # the container has exited: the tail, then the end

@@ -399,3 +399,49 @@ def test_node_status_conditions_and_change_detection():
     down = node_status(config, later, 3000.0, runtime_version="sim://0.1",
                        ready=(False, "container runtime is down"))  # fmt: skip
     assert status_changed(later, down)
+
+
+def test_init_containers_are_ready_once_completed():
+    s = status(pod(inits=("i",)), rt(ctr("i", R)))
+    assert not s["initContainerStatuses"][0]["ready"]
+    done = status(pod(inits=("i",)), rt(ctr("i", X), ctr("app", R)))
+    assert done["initContainerStatuses"][0]["ready"]
+
+
+def test_readiness_gates_hold_ready_back():
+    p = pod(readinessGates=[{"conditionType": "example.com/lb"}])
+    s = status(p, rt(ctr("app", R)))
+    assert cond(s, "ContainersReady")["status"] == "True"
+    ready = cond(s, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ReadinessGatesNotReady")
+    assert ready["message"] == ('corresponding condition of pod readiness gate '
+                                '"example.com/lb" does not exist.')  # fmt: skip
+    p["status"]["conditions"] = [{"type": "example.com/lb", "status": "True"}]
+    assert cond(status(p, rt(ctr("app", R))), "Ready")["status"] == "True"
+
+
+def test_the_reason_of_a_phase_stays_with_it():
+    p = pod()
+    p["status"] = {"phase": "Failed", "reason": "OutOfcpu", "message": "Pod was rejected"}
+    s = status(p, rt(sandboxes=[]))
+    assert (s["phase"], s["reason"], s["message"]) == ("Failed", "OutOfcpu", "Pod was rejected")
+
+
+def test_a_pod_stopped_for_good_is_terminal_even_under_always():
+    killed = rt(ctr("a", X, exit_code=143), ctr("b", X))
+    assert status(pod(("a", "b")), killed, terminal=True)["phase"] == "Failed"
+    clean = rt(ctr("a", X), ctr("b", X))
+    assert status(pod(("a", "b")), clean, terminal=True)["phase"] == "Succeeded"
+    assert status(pod(("a", "b")), clean)["phase"] == "Running"  # Always restarts them
+
+
+def test_the_master_service_is_in_every_environment():
+    master = {"metadata": {"name": "kubernetes", "namespace": "default"},
+              "spec": {"clusterIP": "127.96.0.1", "ports": [{"name": "https", "port": 443}]}}
+    other = {"metadata": {"name": "db", "namespace": "ns"},
+             "spec": {"clusterIP": "127.96.0.9", "ports": [{"port": 5432}]}}  # fmt: skip
+    p = pod(enableServiceLinks=False)
+    env = dict(container_env(p, {"name": "app"}, services=[master, other], sources={},
+                             allocatable={}))  # fmt: skip
+    assert env["KUBERNETES_SERVICE_HOST"] == "127.96.0.1"
+    assert "DB_SERVICE_HOST" not in env

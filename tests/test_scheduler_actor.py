@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 import trio
 import trio.testing
+from virtual_time import wait_for
 
 from actorkube.actor import ActorSystem
 from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
@@ -60,16 +61,6 @@ async def start_cluster(system: ActorSystem, audit=lambda event: None):
     )
     await api.ready()
     return api, ApiClient(system, api.ref, token="admin-token")
-
-
-async def wait_for(check, *, period: float = 0.5, limit: float = 120.0):
-    """Polls ``check`` in virtual time until it returns something true."""
-    with trio.fail_after(limit):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await trio.sleep(period)
 
 
 def spawn_scheduler(system: ActorSystem, api, config: SchedulerConfig | None = None):

@@ -1,8 +1,9 @@
 """``actorkube``: the command line entry point.
 
 Subcommands:
-  up     the control plane in one process (etcd, the API server over HTTPS), for
-         kubectl: see actorkube/cli/up.py.
+  up     a cluster in one process (etcd, the API server over HTTPS, the scheduler,
+         controllers, nodes running pods as processes), for kubectl: see
+         actorkube/cli/up.py.
   demo   a runnable example of the actor runtime: a supervised pipeline of actors that
          survives a crash, with the system's statistics at the end.
 """
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="run a small supervised actor example")
     p_demo.add_argument("--messages", type=int, default=100_000, help="messages to send")
-    p_up = sub.add_parser("up", help="run the control plane; Ctrl-C stops it")
+    p_up = sub.add_parser("up", help="run a cluster; Ctrl-C stops it")
     p_up.add_argument("--data-dir", type=Path, default=Path(".actorkube"),
                       help="where etcd's data, the certificates and the kubeconfig live "
                       "(default: .actorkube)")  # fmt: skip
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--port", type=int, default=6443, help="HTTPS port (0: any free one)")
     p_up.add_argument("--scheduler-config", type=Path, metavar="FILE",
                       help="the scheduler's KubeSchedulerConfiguration (YAML or JSON)")  # fmt: skip
+    p_up.add_argument("--nodes", type=int, default=1, metavar="N",
+                      help="worker nodes whose pods run as processes (default: 1)")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="log tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         trio.run(demo.run, args.messages)
     elif args.command == "up":
+        if not 0 <= args.nodes <= 12:
+            print("actorkube: --nodes must be between 0 and 12 (node i takes 127.(244+i).0.0/16 "
+                  "for its pods)", file=sys.stderr)  # fmt: skip
+            return 2
         config = None
         if args.scheduler_config is not None:
             try:
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         with long_lived_heap_gc():
             trio.run(partial(up.run, args.data_dir, args.host, args.port,
-                             scheduler_config=config))  # fmt: skip
+                             scheduler_config=config, nodes=args.nodes))  # fmt: skip
         print("actorkube: stopped", flush=True)
     return 0
 

@@ -1,20 +1,25 @@
-"""``actorkube up``: the control plane in one process, for kubectl and the official
-clients.
+"""``actorkube up``: a cluster in one process, for kubectl and the official clients.
 
 What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
 the scheduler (user system:kube-scheduler, leader election on its Lease; profiles
-from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), and the API
+from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), the
+EndpointSlice and Endpoints controllers (each as its service account), ``nodes``
+worker nodes (default 1: a kubelet whose pods are real processes, ``ProcessRuntime``
+under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the
+next /16 for each other one, node IPs 127.1.0.1, 127.1.0.2, ...; and a kube-proxy
+that forwards Service cluster IPs, from 127.96.0.0/12, and node ports), and the API
 server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates
 (``DATA/pki``: a CA made on the first start and kept). It writes an admin kubeconfig
 (``DATA/admin.kubeconfig``: the CA and the admin's client certificate, user ``admin`` in
 ``system:masters``) and prints how to use it; ``DATA/tokens.csv`` (kube-apiserver's
-token file format) holds bearer tokens for clients without a certificate. Ctrl-C stops it; started
-again on the same directory it carries on with the same data, CA and credentials.
-Controllers and nodes come with later issues.
+token file format) holds bearer tokens for clients without a certificate. Ctrl-C stops
+it, and every pod's processes with it; started again on the same directory it carries
+on with the same data, CA and credentials, and the kubelets start the pods again.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import socket
@@ -30,11 +35,19 @@ from actorkube.actor import ActorSystem
 from actorkube.apiserver._authn import new_signing_key, parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
+from actorkube.controllers import EndpointsController, EndpointSliceController
 from actorkube.etcd import start_group
+from actorkube.node._kubelet import Kubelet, KubeletConfig
+from actorkube.node._nodestatus import NodeConfig
+from actorkube.node.proxy import KubeProxy
+from actorkube.node.runtime import ProcessRuntime
 from actorkube.pki import SERVING_HOSTS, ClusterPki, kubeconfig, write_private
 from actorkube.scheduler import Scheduler, SchedulerConfig
 
 SCHEDULER_USER = "system:kube-scheduler"
+PROXY_USER = "system:kube-proxy"
+CONTROLLERS = {"endpointslice-controller": EndpointSliceController,
+               "endpoint-controller": EndpointsController}  # fmt: skip
 
 
 def _secret_file(path: Path, make: Callable[[], bytes]) -> bytes:
@@ -49,12 +62,62 @@ def _admin_token_file() -> bytes:
     return f"{secrets.token_urlsafe(32)},admin,admin,system:masters\n".encode()
 
 
+def _component_tokens(nodes: int) -> tuple[dict[str, str], str]:
+    """Fresh credentials of the in-process components (never on disk): token by user,
+    and the token file lines that make the API server accept them."""
+    users = [SCHEDULER_USER, PROXY_USER]
+    users += [f"system:node:{node_name(i)}" for i in range(nodes)]
+    users += [f"system:serviceaccount:kube-system:{c}" for c in CONTROLLERS]
+    tokens = {user: secrets.token_urlsafe(32) for user in users}
+    lines = []
+    for user, token in tokens.items():
+        if user.startswith("system:node:"):
+            groups = "system:nodes"
+        elif user.startswith("system:serviceaccount:"):
+            groups = '"system:serviceaccounts,system:serviceaccounts:kube-system"'
+        else:
+            groups = user
+        lines.append(f"{token},{user},{user},{groups}\n")
+    return tokens, "".join(lines)
+
+
+def node_name(i: int) -> str:
+    return socket.gethostname().split(".")[0].lower() + ("" if i == 0 else f"-{i}")
+
+
+async def _start_node(system: ActorSystem, api, data_dir: Path, i: int, tokens: dict[str, str],
+                      nursery: trio.Nursery) -> None:  # fmt: skip
+    """Node ``i``: its process runtime (running in ``nursery``, as containerd runs beside
+    the kubelet: when the cluster stops, every pod's processes stop with it), its
+    kubelet and its kube-proxy."""
+    name = node_name(i)
+    ip = f"127.1.0.{i + 1}"
+    root = data_dir / "nodes" / name
+    runtime = ProcessRuntime(root / "runtime", f"127.{244 + i}.0.0/16",
+                             wall_clock=system.clock.now)  # fmt: skip
+    config = KubeletConfig(NodeConfig(name, ip=ip, capacity=_capacity(),
+                                      pod_cidr=f"127.{244 + i}.0.0/16"),
+                           root_dir=root / "kubelet")  # fmt: skip
+    await nursery.start(runtime.run)
+    system.spawn(lambda: Kubelet(api.ref, runtime, config, token=tokens[f"system:node:{name}"]),
+                 name=f"kubelet-{name}")  # fmt: skip
+    system.spawn(lambda: KubeProxy(api.ref, token=tokens[PROXY_USER], node_name=name,
+                                   node_ip=ip), name=f"kube-proxy-{name}")  # fmt: skip
+
+
+def _capacity() -> dict[str, str]:
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return {"cpu": str(os.cpu_count() or 1), "memory": f"{pages // 1024}Ki", "pods": "110",
+            "ephemeral-storage": "100Gi"}  # fmt: skip
+
+
 async def run(
     data_dir: Path,
     host: str = "127.0.0.1",
     port: int = 6443,
     *,
     scheduler_config: SchedulerConfig | None = None,
+    nodes: int = 1,
     say: Callable[[str], None] = print,
 ) -> None:
     """Run the control plane on ``data_dir`` until Ctrl-C or SIGTERM (see the module)."""
@@ -66,8 +129,9 @@ async def run(
     pki = ClusterPki.load_or_create(data_dir / "pki", hosts)
     tokens = parse_token_file(_secret_file(data_dir / "tokens.csv", _admin_token_file).decode())
     # The in-process components' own credentials: fresh at every start, never on disk.
-    scheduler_token = secrets.token_urlsafe(32)
-    tokens.update(parse_token_file(f"{scheduler_token},{SCHEDULER_USER},{SCHEDULER_USER}\n"))
+    component_tokens, token_lines = _component_tokens(nodes)
+    tokens.update(parse_token_file(token_lines))
+    scheduler_token = component_tokens[SCHEDULER_USER]
     signing_key = _secret_file(data_dir / "pki" / "service-account.key", new_signing_key)
     async with trio.open_nursery() as outer:
         # Ctrl-C and SIGTERM are read as messages, not raised wherever the code happens
@@ -88,6 +152,12 @@ async def run(
                                            identity=f"{socket.gethostname()}_{uuid.uuid4()}",
                                            config=scheduler_config),
                          name="scheduler")  # fmt: skip
+            for controller, make in CONTROLLERS.items():
+                token = component_tokens[f"system:serviceaccount:kube-system:{controller}"]
+                system.spawn(lambda make=make, token=token: make(api.ref, token=token),
+                             name=controller)  # fmt: skip
+            for i in range(nodes):
+                await _start_node(system, api, data_dir, i, component_tokens, nursery)
             app = HttpFrontEnd(system, api.ref, api.registry)
             serve = partial(serve_http, app, host, port, tls=pki.serving_files,
                             client_ca=pki.ca_file)  # fmt: skip

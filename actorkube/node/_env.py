@@ -2,9 +2,9 @@
 
 Rules of this file:
 
-- Order, later wins: the Service variables (``enableServiceLinks``: every Service of
-  the pod's namespace, plus the ``kubernetes`` Service of ``default``, that has a
-  ClusterIP), ``POD_IP``, then ``envFrom`` sources in order, then ``env`` in order.
+- Order, later wins: the Service variables (every Service of the pod's namespace that
+  has a ClusterIP, with ``enableServiceLinks``; the ``kubernetes`` Service of
+  ``default`` always), ``POD_IP``, then ``envFrom`` sources in order, then ``env``.
 - ``env`` values expand ``$(NAME)`` from what is defined before them (``$$`` is a
   literal ``$``; an undefined name stays as written), as do ``command`` and ``args``.
 - ``valueFrom``: ``fieldRef`` (metadata.name, namespace, uid, labels['k'],
@@ -186,6 +186,11 @@ def referenced_sources(pod: Mapping[str, Any]) -> set[tuple[str, str]]:
     return refs
 
 
+def _is_master(svc: Mapping[str, Any]) -> bool:
+    meta = svc.get("metadata") or {}
+    return meta.get("namespace") == "default" and meta.get("name") == "kubernetes"
+
+
 def container_env(
     pod: Mapping[str, Any],
     container: Mapping[str, Any],
@@ -198,8 +203,9 @@ def container_env(
     spec = pod.get("spec") or {}
     namespace = (pod.get("metadata") or {}).get("namespace", "")
     env: dict[str, str] = {}
-    if spec.get("enableServiceLinks", True):
-        env.update(service_env(services))
+    links = spec.get("enableServiceLinks", True)
+    # The API server's own Service (default/kubernetes) is always there, links or not.
+    env.update(service_env([s for s in services if links or _is_master(s)]))
     pod_ip = (pod.get("status") or {}).get("podIP")
     if pod_ip:
         env["POD_IP"] = pod_ip

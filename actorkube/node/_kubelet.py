@@ -10,6 +10,8 @@ Rules of this file:
   seconds, an informer on the pods with ``spec.nodeName`` = this node, an informer on
   Services (for the containers' environment), the runtime's container events, and the
   timers (probes, backoff expiries, periodic resync).
+- The runtime runs on its own (its owner starts its ``run``, as containerd runs beside
+  the kubelet): a kubelet that restarts finds its containers still running.
 - One worker per pod. An informer event, a runtime event or a timer only marks the
   pod's worker dirty and wakes it; the worker syncs the pod, once per wake-up however
   many events came, in its own task, and no two syncs of one pod overlap. The task ends
@@ -36,6 +38,7 @@ import contextlib
 import heapq
 import logging
 import math
+import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -161,6 +164,7 @@ class _Worker:
     probes: dict[str, dict[str, ProbeWorker]] = attrs.field(factory=dict)  # by container id
     names: dict[str, str] = attrs.field(factory=dict)  # container id -> container name
     pull_failed: dict[str, float] = attrs.field(factory=dict)  # container name -> when
+    resync_pending: bool = False  # a periodic resync is in the timer heap
 
 
 class KubeletState:
@@ -193,16 +197,13 @@ class KubeletState:
     # --- running ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self._register()
         pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={self.node.name}")
         node = Informer(self.client, "nodes", field_selector=f"metadata.name={self.node.name}")
         self.services = Informer(self.client, "services")
         pods.add_handler(self._on_pod, self._on_pod_update, self._on_pod_gone)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            run = getattr(self.runtime, "run", None)
-            if run is not None:  # the runtime's own background work, while the kubelet runs
-                await nursery.start(run)
+            await self._register()
             await nursery.start(self.services.run)
             await nursery.start(node.run)
             await nursery.start(pods.run)
@@ -289,7 +290,7 @@ class KubeletState:
             try:
                 if await self._write_node_status(current, force=force):
                     last_report = trio.current_time()
-            except ApiError as e:
+            except (ApiError, CriError) as e:
                 log.warning("kubelet %s: node status: %s", self.node.name, e)
 
     async def _write_node_status(self, node: dict, *, force: bool) -> bool:
@@ -302,16 +303,16 @@ class KubeletState:
             return False
         node = {**node, "status": status}
 
-        async def write() -> None:
+        async def write() -> bool:
             try:
                 await self.client.update_status("nodes", node)
             except ApiError as e:
                 if e.code != 409:
                     raise
-                # Someone else wrote the node meanwhile: the next round uses their copy.
+                return False  # someone else wrote the node: the next round uses their copy
+            return True
 
-        await self._retrying("writing the node status", write)
-        return True
+        return await self._retrying("writing the node status", write)
 
     # --- events into workers -------------------------------------------------------------
 
@@ -360,6 +361,12 @@ class KubeletState:
                     log.warning("kubelet %s: sync of pod %s: %s", self.node.name,
                                 _pod_name(worker.pod), e)  # fmt: skip
                     self._after(1.0, worker.uid)
+                except Exception:
+                    # A bug in one pod's sync must not stop the node's other pods: it
+                    # is logged whole, and the pod is tried again later.
+                    log.exception("kubelet %s: sync of pod %s failed", self.node.name,
+                                  _pod_name(worker.pod))  # fmt: skip
+                    self._after(10.0, worker.uid)
         finally:
             worker.busy = False
 
@@ -374,7 +381,12 @@ class KubeletState:
             now = trio.current_time()
             while self._timers and self._timers[0][0] <= now:
                 _, _, uid, what, container = heapq.heappop(self._timers)
-                if what == "sync":
+                if what == "resync":
+                    worker = self.workers.get(uid)
+                    if worker is not None:
+                        worker.resync_pending = False
+                    self._kick(uid)
+                elif what == "sync":
                     self._kick(uid)
                 else:
                     self._nursery.start_soon(self._probe, uid, container, what)
@@ -397,13 +409,18 @@ class KubeletState:
             self.sandbox_uids[sandbox.id] = uid
             if uid in known:
                 continue
-            with contextlib.suppress(NotFound):  # gone meanwhile: what we wanted
+            try:
                 labels = {POD_UID: uid, NODE: self.node.name}
                 for c in await self.runtime.list_containers(labels):
                     await self.runtime.stop_container(c.id, 0)
-                    await self.runtime.remove_container(c.id)
+                    with contextlib.suppress(NotFound):  # gone meanwhile: as wanted
+                        await self.runtime.remove_container(c.id)
                 await self.runtime.stop_pod_sandbox(sandbox.id)
-                await self.runtime.remove_pod_sandbox(sandbox.id)
+                with contextlib.suppress(NotFound):
+                    await self.runtime.remove_pod_sandbox(sandbox.id)
+            except CriError as e:  # left for the next start of the kubelet
+                log.warning("kubelet %s: removing the orphaned pod %s: %s", self.node.name,
+                            uid, e)  # fmt: skip
 
     # --- one pod's sync ------------------------------------------------------------------
 
@@ -431,14 +448,19 @@ class KubeletState:
                           "reason": refusal[0], "message": refusal[1]}  # fmt: skip
                 await self._write_status(worker, failed)
                 return
-        if worker.rejected and not worker.gone:
+        meta = pod.get("metadata") or {}
+        if worker.rejected and not worker.gone and not meta.get("deletionTimestamp"):
             return
         runtime = await self._pod_runtime(worker.uid)
-        meta = pod.get("metadata") or {}
+        # Probes of containers that are no longer running stop.
+        running = {c.id for c in runtime.running()}
+        for cid in [cid for cid in worker.probes if cid not in running]:
+            del worker.probes[cid]
         phase = (pod.get("status") or {}).get("phase")
         if worker.gone or meta.get("deletionTimestamp") or phase in TERMINAL:
             await self._terminate(worker, runtime)
             return
+        await self._refresh_volumes(pod)
         actions = compute_actions(pod, runtime, self._probe_results(worker))
         await self._carry_out(worker, actions, runtime)
         runtime = await self._pod_runtime(worker.uid)
@@ -446,12 +468,30 @@ class KubeletState:
         await self._write_status(worker, status)
         if status["phase"] in TERMINAL:
             self._kick(worker.uid)  # stop the sandbox now that nothing will run again
+        elif self.config.sync_frequency and not worker.resync_pending:
+            # Every pod is looked at again now and then (the kubelet's syncFrequency,
+            # with its jitter): what no event announces (an image that appeared, a
+            # changed ConfigMap of a volume, a status write that lost) is caught up.
+            # One pending resync per pod, however many syncs ran meanwhile.
+            worker.resync_pending = True
+            delay = self.config.sync_frequency * (1 + 0.5 * random.random())
+            self._after(delay, worker.uid, "resync")
+
+    async def _refresh_volumes(self, pod: dict) -> None:
+        """Rewrite the pod's configMap, secret and downwardAPI volumes, so that running
+        containers see updates (a missing source is the container start's to report)."""
+        kinds = ("configMap", "secret", "downwardAPI")
+        volumes = (pod.get("spec") or {}).get("volumes") or ()
+        if self.config.root_dir is None or not any(k in v for v in volumes for k in kinds):
+            return
+        with contextlib.suppress(ConfigError):
+            prepare(self.config.root_dir, pod, await self._sources(pod))
 
     def _probe_results(self, worker: _Worker) -> dict[str, dict[str, bool]]:
         return {cid: {kind: w.result for kind, w in probes.items()}
                 for cid, probes in worker.probes.items()}  # fmt: skip
 
-    def _status(self, worker: _Worker, runtime: PodRuntime) -> dict:
+    def _status(self, worker: _Worker, runtime: PodRuntime, *, terminal: bool = False) -> dict:
         ready, started = {}, {}
         for cid, probes in worker.probes.items():
             if READINESS in probes:
@@ -460,7 +500,8 @@ class KubeletState:
                 started[cid] = probes[STARTUP].done
         return pod_status(worker.pod, runtime, runtime_name=self.runtime.name,
                           host_ip=self.node.ip, now=self.now(), ready=ready,
-                          started=started, reasons=worker.reasons)  # fmt: skip
+                          started=started, reasons=worker.reasons,
+                          terminal=terminal)  # fmt: skip
 
     async def _write_status(self, worker: _Worker, status: dict) -> None:
         if worker.gone or status == worker.last_status:
@@ -496,10 +537,19 @@ class KubeletState:
             grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
         return float(grace or 0)
 
+    async def _stop(self, container_id: str, grace: float) -> None:
+        """Stop one container; a runtime error is logged, not raised, so that the others
+        of the pod are stopped all the same (the next sync tries again)."""
+        try:
+            await self.runtime.stop_container(container_id, grace)
+        except CriError as e:
+            log.warning("kubelet %s: stopping container %s: %s", self.node.name,
+                        container_id, e)  # fmt: skip
+
     async def _kill_pod(self, worker: _Worker, runtime: PodRuntime, grace: float) -> None:
         async with trio.open_nursery() as n:
             for c in runtime.running():
-                n.start_soon(self.runtime.stop_container, c.id, grace)
+                n.start_soon(self._stop, c.id, grace)
         for s in runtime.sandboxes:
             if s.state is SandboxState.READY:
                 await self.runtime.stop_pod_sandbox(s.id)
@@ -511,7 +561,8 @@ class KubeletState:
         runtime = await self._pod_runtime(worker.uid)
         meta = pod.get("metadata") or {}
         if not worker.gone and not worker.rejected:
-            await self._write_status(worker, self._status(worker, runtime))
+            deleting = bool(meta.get("deletionTimestamp"))
+            await self._write_status(worker, self._status(worker, runtime, terminal=deleting))
         if worker.gone or meta.get("deletionTimestamp"):
             if not worker.gone:
                 try:
@@ -546,21 +597,32 @@ class KubeletState:
             self.sandbox_uids[sandbox_id] = worker.uid
         if not sandbox_id:
             return
+        if actions.create_sandbox:
+            # A new sandbox runs every init container again: the old ones go
+            # (Kubernetes' purgeInitContainers).
+            for c in runtime.containers:
+                if c.labels.get(INIT) and c.state is not ContainerState.RUNNING:
+                    with contextlib.suppress(NotFound):
+                        await self.runtime.remove_container(c.id)
         for kill in actions.kill:
-            await self.runtime.stop_container(kill.container_id, self._grace(pod))
+            await self._stop(kill.container_id, self._grace(pod))
             worker.probes.pop(kill.container_id, None)
         sandbox_status = await self.runtime.pod_sandbox_status(sandbox_id)
         sandbox = sandbox_status.config
         # The containers' environment and downward API read status.podIP and hostIP,
-        # which the API has once this sync's status is written.
+        # which the API has once this sync's status is written. The pod may have
+        # changed while containers were stopped: the live copy is the one to extend.
         ip = sandbox_status.ip
-        status = {**(pod.get("status") or {}), "podIP": ip, "podIPs": [{"ip": ip}],
+        live = worker.pod
+        status = {**(live.get("status") or {}), "podIP": ip, "podIPs": [{"ip": ip}],
                   "hostIP": self.node.ip}  # fmt: skip
-        worker.pod = {**pod, "status": status}
-        if actions.next_init:
-            await self._start(worker, sandbox_id, sandbox, actions.next_init, init=True)
-        for name in actions.start:
-            await self._start(worker, sandbox_id, sandbox, name, init=False)
+        worker.pod = {**live, "status": status}
+        for name, init in [(actions.next_init, True)] * bool(actions.next_init) + [
+            (name, False) for name in actions.start
+        ]:
+            if worker.gone or (worker.pod.get("metadata") or {}).get("deletionTimestamp"):
+                return  # deleted meantime: the next sync stops the pod instead
+            await self._start(worker, sandbox_id, sandbox, name, init=init)
 
     def _sandbox_config(self, pod: dict, attempt: int) -> PodSandboxConfig:
         meta = pod["metadata"]
@@ -663,6 +725,13 @@ class KubeletState:
         worker.reasons.pop(name, None)
         worker.names[cid] = name
         self._watch_probes(worker, spec, cid, init)
+        # Dead containers of this name beyond the one before the new container (what
+        # `kubectl logs --previous` reads) go, as the kubelet's container GC keeps one.
+        dead = [c for c in runtime.containers
+                if c.name == name and c.state is ContainerState.EXITED]  # fmt: skip
+        for c in dead[1:]:
+            with contextlib.suppress(NotFound):
+                await self.runtime.remove_container(c.id)
 
     async def _pull(self, spec: Mapping, image: str, key: tuple, worker: _Worker) -> str | None:
         now = self.now()
@@ -725,7 +794,11 @@ class KubeletState:
             return
         container = self._container_spec(worker, cid) or {}
         pod_ip = (worker.pod.get("status") or {}).get("podIP", "")
-        result = await self._run_probe(container, cid, w.spec, pod_ip)
+        try:
+            result = await self._run_probe(container, cid, w.spec, pod_ip)
+        except Exception as e:  # a probe that breaks is a failed probe, never the kubelet's end
+            log.exception("kubelet %s: probe of %s", self.node.name, cid)
+            result = ProbeResult(False, f"probe error: {e}")
         if cid not in worker.probes:
             return  # the container was stopped while the probe ran
         if w.record(result.success):

@@ -12,9 +12,9 @@ Rules of this file:
   containers. Under ``restartPolicy: Never`` a pod whose sandbox died after its
   containers ran gets no new sandbox; under ``OnFailure`` the app containers that
   succeeded are not run again.
-- Init containers run one at a time, in order, each to success before the next. A
-  failed one is run again unless the policy is ``Never``: then the pod is killed (and
-  its phase is Failed).
+- Init containers run one at a time, in order, each to success before the next, in
+  each sandbox (those of an old sandbox count for nothing). A failed one is run again
+  unless the policy is ``Never``: then the pod is killed (and its phase is Failed).
 - App containers: one that is not running is started if it should be restarted:
   never started, ``Always``, or ``OnFailure`` after a non-zero exit; never once the
   pod is being deleted. A running one is killed (and restarted if the policy allows)
@@ -164,9 +164,14 @@ def next_init_container(
     inits = _names(pod, "initContainers")
     if not inits:
         return None, "", True
-    # The last init container that ran decides what is next.
+    # The last init container that ran in the current sandbox decides what is next: a
+    # new sandbox runs them all again (the kubelet purges the old ones).
+    sandbox = runtime.sandbox
+    current = sandbox.id if sandbox is not None else ""
     for i in range(len(inits) - 1, -1, -1):
         status = runtime.latest(inits[i]["name"])
+        if status is not None and status.sandbox_id != current:
+            status = None
         if status is None:
             continue
         if status.state is ContainerState.RUNNING:

@@ -19,7 +19,9 @@ Rules of this file:
   succeeded; ``ready``: started and its readiness probe (if any) succeeded.
 - Conditions the kubelet owns (PodReadyToStartContainers, Initialized,
   ContainersReady, Ready) are computed; every other condition (PodScheduled,
-  DisruptionTarget, readiness gates' own) is kept. ``lastTransitionTime`` changes only
+  DisruptionTarget, readiness gates' own) is kept. Ready also needs every readiness
+  gate's condition True (else ReadinessGatesNotReady). The reason and message of the
+  phase stay while the phase does. ``lastTransitionTime`` changes only
   when a condition's status does.
 """
 
@@ -92,7 +94,11 @@ def container_statuses(
             status["containerID"] = f"{runtime_name}://{latest.id}"
             status["imageID"] = latest.image_ref
         running = latest is not None and latest.state is ContainerState.RUNNING
-        if running:
+        if field == "initContainers":
+            # An init container is ready once it has completed (Kubernetes' rule).
+            status["started"] = running
+            status["ready"] = succeeded(latest)
+        elif running:
             status["started"] = started.get(latest.id, True)
             status["ready"] = status["started"] and ready.get(latest.id, True)
         reason = reasons.get(name)
@@ -115,8 +121,11 @@ def container_statuses(
     return out
 
 
-def phase(pod: Mapping[str, Any], init: list[dict], apps: list[dict]) -> str:
-    """Kubernetes' getPhase over computed container statuses."""
+def phase(pod: Mapping[str, Any], init: list[dict], apps: list[dict],
+          terminal: bool = False) -> str:  # fmt: skip
+    """Kubernetes' getPhase over computed container statuses. ``terminal``: the kubelet
+    stopped the pod for good (it is being deleted): once nothing runs, it ends
+    Succeeded if every container exited 0, else Failed."""
     old = (pod.get("status") or {}).get("phase")
     if old in TERMINAL:
         return old
@@ -152,6 +161,8 @@ def phase(pod: Mapping[str, Any], init: list[dict], apps: list[dict]) -> str:
         return "Pending"
     if running and not unknown:
         return "Running"
+    if terminal and not running:
+        return "Succeeded" if stopped == ok and not waiting else "Failed"
     if not running and stopped and not unknown:
         if policy == "Always":
             return "Running"
@@ -209,11 +220,12 @@ def pod_status(
     ready: Mapping[str, bool] | None = None,
     started: Mapping[str, bool] | None = None,
     reasons: Mapping[str, tuple[str, str]] | None = None,
+    terminal: bool = False,
 ) -> dict[str, Any]:
     """The pod's new ``status`` (see the module rules). ``ready``/``started`` map a
     container id to its readiness/startup probe's latest result (absent: the
     container has no such probe); ``reasons`` a container name to (reason, message)
-    of its last failed start."""
+    of its last failed start; ``terminal``: the pod was stopped for good."""
     old = pod.get("status") or {}
     ready, started, reasons = ready or {}, started or {}, reasons or {}
     kw = dict(runtime_name=runtime_name, ready=ready, started=started, reasons=reasons)
@@ -222,7 +234,7 @@ def pod_status(
         "terminated" in s["state"] and s["state"]["terminated"]["exitCode"] == 0 for s in init
     ) or all(succeeded(runtime.latest(s["name"])) for s in init)
     apps = container_statuses(pod, "containers", runtime, initializing=not inits_done, **kw)
-    new_phase = phase(pod, init, apps)
+    new_phase = phase(pod, init, apps, terminal)
     sandbox = runtime.sandbox
     ip = sandbox.ip if sandbox is not None and sandbox.state is SandboxState.READY else ""
     ip = ip or old.get("podIP", "")
@@ -245,8 +257,15 @@ def pod_status(
         reason = "ContainersNotReady"
         message = f"containers with unready status: [{' '.join(unready)}]"
     all_ready = not unready and new_phase not in TERMINAL
-    for kind in ("ContainersReady", "Ready"):
-        conditions.append(_condition(conditions_before, kind, all_ready, now, reason, message))
+    conditions.append(
+        _condition(conditions_before, "ContainersReady", all_ready, now, reason, message)
+    )
+    gates = _unready_gates(pod, conditions_before)
+    if all_ready and gates:
+        reason, message = "ReadinessGatesNotReady", "; ".join(gates)
+    conditions.append(
+        _condition(conditions_before, "Ready", all_ready and not gates, now, reason, message)
+    )
     status: dict[str, Any] = {
         "phase": new_phase,
         "conditions": conditions,
@@ -259,9 +278,29 @@ def pod_status(
     if ip:
         status["podIP"] = ip
         status["podIPs"] = [{"ip": ip}]
+    if new_phase == old.get("phase"):
+        # The reason and message that came with the phase (an admission's OutOfcpu)
+        # stay as long as the phase does.
+        for key in ("reason", "message"):
+            if old.get(key):
+                status[key] = old[key]
     if init:
         status["initContainerStatuses"] = init
     return status
+
+
+def _unready_gates(pod: Mapping[str, Any], conditions: Mapping[str, Mapping]) -> list[str]:
+    """Why the pod's readiness gates hold it back (Kubernetes' wording), if they do."""
+    out = []
+    for gate in (pod.get("spec") or {}).get("readinessGates") or ():
+        kind = (gate or {}).get("conditionType", "")
+        condition = conditions.get(kind)
+        if condition is None:
+            out.append(f'corresponding condition of pod readiness gate "{kind}" does not exist.')
+        elif condition.get("status") != "True":
+            out.append(f'the status of pod readiness gate "{kind}" is not "True", but '
+                       f'{condition.get("status")}')  # fmt: skip
+    return out
 
 
 def _init_ok(s: Mapping[str, Any]) -> bool:

@@ -114,7 +114,7 @@ class NetworkProber:
                 return ProbeResult(False, "probe has no exec, tcpSocket nor httpGet")
             if scope.cancelled_caught:
                 return ProbeResult(False, f"probe timed out after {timeout:g}s")
-        except (OSError, ValueError, h11.ProtocolError, CriError) as e:
+        except (OSError, ValueError, h11.ProtocolError, CriError, trio.BrokenResourceError) as e:
             # A container that exits or goes while it is probed fails its probe.
             return ProbeResult(False, str(e))
         return ProbeResult(False, "probe gave no answer")

@@ -21,13 +21,13 @@ from __future__ import annotations
 import attrs
 import trio
 
-from actorkube.actor import Actor, ActorRef, Terminated, handler, message
+from actorkube.actor import Actor, ActorRef, Restart, Terminated, handler, message
 from actorkube.apiserver import WatchEvent
 from actorkube.apiserver._kubeletclient import ContainerLogs, LogsError, LogsReply
 
 from ._logs import LogOptions, LogReader, read_all
 from ._podstate import CONTAINER_NAME, NODE, POD_NAME, POD_NAMESPACE
-from .runtime import ContainerRuntime, ContainerState, ContainerStatus, NotFound
+from .runtime import ContainerRuntime, ContainerState, ContainerStatus, CriError, NotFound
 
 QUIET_CHECK = 1.0  # seconds a follower waits for bytes before it looks at its receiver
 
@@ -73,7 +73,9 @@ class KubeletServer(Actor):
             return LogsReply(read_all(data, _options(msg)))
         if msg.receiver is None:
             return LogsError(400, "follow needs a receiver")
-        self.spawn(lambda: _LogStream(self.runtime, container.id, msg))
+        # A stream that fails ends (its receiver is told); it is never started again,
+        # which would send the log twice.
+        self.spawn(lambda: _LogStream(self.runtime, container.id, msg), restart=Restart.TEMPORARY)
         return LogsReply()
 
 
@@ -108,10 +110,17 @@ class _LogStream(Actor):
         self.watch(self.receiver)
         if self.msg.tail_lines is not None:
             # The tail first, then everything written after what it covered.
-            data, self.offset = await _read_everything(self.runtime, self.container_id)
+            try:
+                data, self.offset = await _read_everything(self.runtime, self.container_id)
+            except CriError as e:
+                await self._end(f"the container's log cannot be read: {e}")
+                return
             tail = read_all(data, _options(self.msg))
             self.reader.written = len(tail)  # limitBytes counts the tail too
             await self._send(tail)
+            if self.reader.exhausted:
+                await self._end()
+                return
         self.ref.tell(_Pump())
 
     async def _send(self, data: bytes) -> None:
@@ -141,8 +150,8 @@ class _LogStream(Actor):
                 return
             with trio.move_on_after(QUIET_CHECK):
                 await self.runtime.wait_log(self.container_id, self.offset)
-        except NotFound:
-            await self._end("the container is gone")
+        except CriError as e:
+            await self._end(f"the container's log cannot be read: {e}")
             return
         self.ref.tell(msg)
 
