@@ -410,6 +410,19 @@ def test_the_static_bands_follow_kubernetes():
     assert IPRange.parse("10.0.0.0/28").band == 0  # too small to keep a band
     assert PortRange.parse("30000-32767").band == 86  # 2768 / 32
     assert PortRange.parse("30000-30009").band == 0
+    assert PortRange.parse("30000-30015").band == 0  # 16 ports: no band (Kubernetes' <=)
+    assert PortRange.parse("30000-30016").band == 16
+
+
+async def test_a_range_of_16_node_ports_hands_out_all_of_them(autojump_clock):
+    async with ActorSystem() as system:
+        _, client, _ = await start(system, service_node_port_range="30000-30015")
+        made = [await create(client, service(f"s{i}", type="NodePort")) for i in range(16)]
+        ports = sorted(m["spec"]["ports"][0]["nodePort"] for m in made)
+        assert ports == list(range(30000, 30016))
+        full = await refused(client, service("one-more", type="NodePort"))
+        assert (full["code"], full["message"]) == (
+            500, "Internal error occurred: failed to allocate a nodePort: range is full")
 
 
 def test_assign_asks_for_what_is_missing_then_fills_it():

@@ -193,6 +193,104 @@ async def test_a_udp_session_ends_after_its_idle_timeout(mock_clock):
         sock.close()
 
 
+async def test_a_datagram_as_its_session_idles_out_still_gets_its_reply(mock_clock):
+    """The datagram arrives as the idle time ends: its session's idle time is renewed
+    before it is sent, so the reply is not lost to a session ending meanwhile."""
+    stats = ProxyStats()
+    front = Frontend("127.83.0.5", 5300, "UDP")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(udp_backend, "b", "127.83.0.6", 5301)
+        sock = await udp.bind(front)
+        nursery.start_soon(udp.serve, sock, "s", Balancer((Backend("127.83.0.6", 5301),)),
+                           stats, 1.0)  # fmt: skip
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.setblocking(False)
+            client.connect((front.ip, front.port))
+            # Either task may run first once the clock jumps: try both orders often.
+            for i in range(20):
+                client.send(b"%d" % i)
+                if i:
+                    mock_clock.jump(1.0)  # the session's idle time ends just now
+                await trio.testing.wait_all_tasks_blocked()
+                assert client.recv(100) == b"b:%d" % i  # BlockingIOError: reply lost
+        assert stats.udp_dropped == 0
+        nursery.cancel_scope.cancel()
+        sock.close()
+
+
+async def test_a_flood_of_udp_clients_costs_datagrams_not_the_frontend(mock_clock, monkeypatch):
+    stats = ProxyStats()
+    front = Frontend("127.83.0.7", 5300, "UDP")
+    monkeypatch.setattr(udp, "MAX_SESSIONS", 2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(udp_backend, "b", "127.83.0.8", 5301)
+        sock = await udp.bind(front)
+        nursery.start_soon(udp.serve, sock, "s", Balancer((Backend("127.83.0.8", 5301),)),
+                           stats, 1.0)  # fmt: skip
+        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+        for client in clients:
+            client.setblocking(False)
+            client.connect((front.ip, front.port))
+
+        async def ask(client: socket.socket) -> bytes | None:
+            client.send(b"x")
+            await trio.testing.wait_all_tasks_blocked()
+            try:
+                return client.recv(100)
+            except BlockingIOError:
+                return None
+
+        try:
+            assert [await ask(c) for c in clients[:3]] == [b"b:x", b"b:x", None]  # the cap
+            assert (stats.udp_sessions, stats.udp_dropped) == (2, 1)
+            mock_clock.jump(1.0)  # the sessions idle out
+            await trio.testing.wait_all_tasks_blocked()
+            # Out of file descriptors: the session cannot be made, the datagram is lost.
+            real_socket = trio.socket.socket
+            with monkeypatch.context() as patch:
+
+                def no_descriptor(*args, **kwargs):
+                    raise OSError(errno.EMFILE, "Too many open files")
+
+                patch.setattr(trio.socket, "socket", no_descriptor)
+                assert await ask(clients[2]) is None
+            assert trio.socket.socket is real_socket
+            assert (stats.udp_sessions, stats.udp_dropped) == (2, 2)
+            # The frontend still serves, up to the cap again.
+            assert [await ask(c) for c in clients[2:]] == [b"b:x", b"b:x"]
+            assert (stats.udp_sessions, stats.udp_dropped) == (4, 2)
+        finally:
+            for client in clients:
+                client.close()
+        nursery.cancel_scope.cancel()
+        sock.close()
+
+
+async def test_a_frontend_that_fails_is_logged_and_opened_again(autojump_clock, monkeypatch,
+                                                                 caplog):  # fmt: skip
+    """An error nobody expected in one frontend's serving is not the proxy's end: the
+    frontend is closed, counted, logged, and the sync loop is woken RETRY later."""
+    proxy = KubeProxy(None, token="t", node_name="n1", node_ip="127.0.0.1")
+    front = Frontend("127.83.0.9", 5300, "UDP")
+
+    async def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(udp, "serve", broken)
+    entry = Entry("default/dns", (Backend("127.83.0.10", 53),))
+    async with trio.open_nursery() as nursery:
+        proxy._connections = nursery
+        await proxy._open(front, entry)
+        listener = proxy.listeners[front]
+        await trio.testing.wait_all_tasks_blocked()
+        assert proxy.programmed == {} and listener.sock.fileno() == -1
+        assert proxy.stats.serve_errors == 1 and "a bug" in caplog.text
+        assert not proxy._dirty.is_set()
+        await trio.sleep(1.0)  # RETRY
+        await trio.testing.wait_all_tasks_blocked()
+        assert proxy._dirty.is_set()
+
+
 async def test_a_connection_with_no_backend_is_reset():
     stats = ProxyStats()
     front = Frontend("127.83.0.3", 8080, "TCP")

@@ -25,6 +25,7 @@ import pytest
 import trio
 import trio.testing
 
+from actorkube.node.runtime import _process, _procs, _records
 from actorkube.node.runtime._api import (
     ContainerConfig,
     ContainerState,
@@ -198,6 +199,43 @@ async def test_lifecycle_states_exit_codes_and_events(runtime):
     mine = [e.type for e in seen if e.container_id == cid]
     assert mine == [EventType.CREATED, EventType.STARTED, EventType.STOPPED, EventType.DELETED]
     assert all(e.sandbox_id == sid for e in seen)
+
+
+async def test_a_container_removed_while_its_log_drains_is_stopped_first(runtime, monkeypatch):
+    """Its main process has exited (pid 0) but its log is still being read: removing
+    it waits for the exit to be recorded, so STOPPED comes before DELETED."""
+    outputs_ended, release = trio.Semaphore(0), trio.Event()
+    real_pump = _process.pump_log
+
+    async def slow_drain(fd, stream, write, clock, drain):
+        await real_pump(fd, stream, write, clock, _process.Drain(1))
+        outputs_ended.release()
+        await release.wait()  # as an escaped process would keep the log open
+        drain.finished()
+
+    monkeypatch.setattr(_process, "pump_log", slow_drain)
+    monkeypatch.setattr(_process, "LOG_DRAIN_SECONDS", WAIT)
+    sid, _ = await sandbox(runtime)
+    events = runtime.events()
+    cid = await run(runtime, sid, shell("echo bye"))
+    c = runtime._containers[cid]
+    if c.pid:  # else the supervisor has reaped it already
+        await wait_gone(c.pid)
+    with trio.fail_after(WAIT):
+        for _ in range(2):  # stdout and stderr
+            await outputs_ended.acquire()
+    await trio.testing.wait_all_tasks_blocked()  # the supervisor has seen the exit
+    assert (c.pid, c.state) == (0, ContainerState.RUNNING)
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(runtime.remove_container, cid)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+    with trio.fail_after(WAIT):
+        seen = [(await events.receive()).type for _ in range(4)]
+    assert seen == [EventType.CREATED, EventType.STARTED, EventType.STOPPED, EventType.DELETED]
+    with pytest.raises(NotFound):
+        await runtime.container_status(cid)
 
 
 async def test_a_killed_container_shows_128_plus_the_signal(runtime):
@@ -491,6 +529,28 @@ async def test_exec_sync_success_failure_not_found_and_timeout(runtime):
         await runtime.exec_sync(cid, ("true",), 1)
 
 
+async def test_an_exec_running_when_run_ends_is_killed_not_an_error(tmp_path):
+    """run() ends (its nursery cancelled, no aclose) during an exec: the command is
+    killed with everything else and the call returns 137, never a raw ECHILD."""
+    rt = ProcessRuntime(tmp_path / "rt", POD_CIDR)
+    results = []
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as callers, trio.open_nursery() as kubelet:
+            await kubelet.start(rt.run)
+            sid, _ = await sandbox(rt)
+            cid = await run(rt, sid, shell("exec sleep 1000"))
+
+            async def exec_sleep():
+                results.append(await rt.exec_sync(cid, ("sleep", "1000"), 0))
+
+            callers.start_soon(exec_sleep)
+            await trio.testing.wait_all_tasks_blocked()
+            [pid] = rt._containers[cid].execs
+            kubelet.cancel_scope.cancel()
+    assert [r.exit_code for r in results] == [137]
+    assert gone(pid) and not rt._containers[cid].execs
+
+
 # --- limits and stats ---------------------------------------------------------------------
 
 
@@ -701,6 +761,80 @@ async def test_a_crashed_runtime_leaves_nothing_running_once_restarted(tmp_path,
     await rt.aclose()
 
 
+async def test_a_record_that_cannot_be_written_stops_nothing(runtime, monkeypatch, caplog):
+    sid, _ = await sandbox(runtime)
+    other = await run(runtime, sid, shell("exec sleep 1000", name="other"))
+    real_write = _records.write
+
+    def disk_full(path, record):
+        if path.name == "container.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, record)
+
+    monkeypatch.setattr(_records, "write", disk_full)
+    done = await exited(runtime, await run(runtime, sid, shell("echo hi")))
+    assert (done.state, done.exit_code, done.reason) == (ContainerState.EXITED, 0, "Completed")
+    assert "No space left on device" in caplog.text
+    assert (await runtime.container_status(other)).state is ContainerState.RUNNING
+    await runtime.stop_container(other, 0)  # the runtime still serves
+    assert (await runtime.container_status(other)).exit_code == 137
+
+
+async def test_a_container_that_cannot_be_ended_does_not_spare_the_others(tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    root = tmp_path / "rt"
+    rt = ProcessRuntime(root, POD_CIDR)
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as kubelet:
+            await kubelet.start(rt.run)
+            sid, _ = await sandbox(rt)
+            stuck = await run(rt, sid, shell("exec sleep 1000", name="stuck"))
+            other = await run(rt, sid, shell("exec sleep 1000", name="other"))
+            stuck_pid, other_pid = rt._containers[stuck].pid, rt._containers[other].pid
+            real_kill = _procs.kill_session
+
+            def failing(session: int) -> None:
+                if session == stuck_pid:
+                    raise OSError(errno.EIO, "injected")
+                real_kill(session)
+
+            monkeypatch.setattr(_procs, "kill_session", failing)
+            kubelet.cancel_scope.cancel()  # run() ends without aclose
+        await rt.aclose()  # returns: the runtime is closed
+    monkeypatch.undo()
+    assert gone(other_pid)  # killed and reaped after the first one failed
+    os.killpg(stuck_pid, signal.SIGKILL)  # what the injected failure left
+    os.waitpid(stuck_pid, 0)
+    again = ProcessRuntime(root, POD_CIDR)  # root_dir's lock was released
+    async with trio.open_nursery() as nursery:
+        await nursery.start(again.run)
+        found = {c.name: c for c in await again.list_containers()}
+        assert (found["other"].exit_code, found["stuck"].exit_code) == (137, 255)
+        await again.aclose()
+
+
+async def _stop_sandbox(rt: ProcessRuntime, sid: str, raised: list[Exception]) -> None:
+    try:
+        await rt.stop_pod_sandbox(sid)
+    except RuntimeFailure as e:
+        raised.append(e)
+
+
+async def test_a_sandbox_stopped_as_the_runtime_closes_is_a_runtime_failure(tmp_path, nursery):
+    # The two calls interleave either way at random; each attempt must hold.
+    for attempt in range(12):
+        rt = ProcessRuntime(tmp_path / f"rt{attempt}", POD_CIDR)
+        await nursery.start(rt.run)
+        sid, _ = await sandbox(rt)
+        await rt.create_container(sid, shell("true"), pod())
+        raised: list[Exception] = []
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as calls:
+                calls.start_soon(_stop_sandbox, rt, sid, raised)
+                calls.start_soon(rt.aclose)
+        assert [str(e) for e in raised] == ["the process runtime is closed"]
+
+
 async def test_one_root_dir_one_runtime(tmp_path, nursery):
     first = ProcessRuntime(tmp_path / "rt", POD_CIDR)
     await nursery.start(first.run)
@@ -761,6 +895,28 @@ async def test_start_errors_are_clear_and_leave_an_exited_container(runtime):
         await runtime.start_container(cid)
     ok = await exited(runtime, await run(runtime, sid, shell("exit 0")))
     assert ok.reason == "Completed"  # the runtime carries on
+
+
+async def test_a_start_failing_before_its_launcher_leaves_an_exited_container(runtime, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    config = shell("echo never", log_path=str(tmp_path / "a-file" / "c.log"))
+    sid, _ = await sandbox(runtime)
+    events = runtime.events()
+    cid = await runtime.create_container(sid, config, pod())
+    with pytest.raises(StartError, match=f"cannot start container {cid}"):
+        await runtime.start_container(cid)  # its log cannot be opened
+    status = await runtime.container_status(cid)
+    assert (status.state, status.exit_code, status.reason) == (
+        ContainerState.EXITED, 128, "StartError")  # fmt: skip
+    assert status.message.startswith(f"cannot start container {cid}")
+    assert status.finished_at >= status.created_at
+    assert [events.receive_nowait().type for _ in range(2)] == [EventType.CREATED,
+                                                                EventType.STOPPED]  # fmt: skip
+    with trio.fail_after(WAIT):
+        await runtime.wait_log(cid, 0)  # an exited container: no waiting
+    with pytest.raises(StartError, match="CONTAINER_EXITED"):
+        await runtime.start_container(cid)
+    await runtime.remove_container(cid)
 
 
 async def test_unknown_ids_wrong_arguments_and_a_closed_runtime(runtime, tmp_path):

@@ -572,6 +572,26 @@ async def test_log_is_bounded_by_whole_lines(autojump_clock, nursery):
     assert (past.data, past.next_offset) == (b"", 25 * entry)
 
 
+async def test_periodic_lines_that_fell_behind_are_not_replayed(autojump_clock, nursery):
+    runtime = SimRuntime("10.244.0.0/24", profiles={"app": SimProfile(
+        periodic_log_line="tick", log_every=0.001)}, wall_clock=wall)  # fmt: skip
+    async with trio.open_nursery() as first_kubelet:
+        await first_kubelet.start(runtime.run)
+        _, container_id = await run_pod(runtime, container=ctr(image="app"))
+        await runtime.wait_log(container_id, 0)
+        first_kubelet.cancel_scope.cancel()  # the timer task is away...
+    assert trio.current_time() == 0.001
+    await trio.sleep(60)  # ...for a minute: 60,000 lines would be due
+    await nursery.start(runtime.run)
+    await trio.testing.wait_all_tasks_blocked()
+    chunk = await runtime.read_log(container_id)
+    # The line due first, one now, and on from there.
+    assert chunk.data == b"".join(cri_entries(EPOCH + t, "stdout", "tick")
+                                  for t in (0.001, 0.002, 60.001))  # fmt: skip
+    await runtime.wait_log(container_id, chunk.next_offset)
+    assert trio.current_time() == pytest.approx(60.002)
+
+
 def test_log_buffer_rules():
     log = LogBuffer(limit=100)
     log.write(b"a" * 39 + b"\n" + b"b" * 39 + b"\n")
@@ -657,7 +677,8 @@ async def test_annotation_overrides(autojump_clock, nursery):
         ("sim.actorkube.io/exit-code", "1.5", "exit code"),
         ("sim.actorkube.io/memory", "lots", "invalid quantity"),
         ("sim.actorkube.io/memory", "-1Gi", "at least 0"),
-        ("sim.actorkube.io/log-every", "0s", "more than 0"),
+        ("sim.actorkube.io/log-every", "0s", "at least 1ms"),
+        ("sim.actorkube.io/log-every", "1ns", "at least 1ms"),
         ("sim.actorkube.io/start-delay", "forever", "finite"),
         ("sim.actorkube.io/pull-delay", "5s", "cannot be set for a pod"),
         ("sim.actorkube.io/restart-me", "yes", "unknown simulation field"),
@@ -709,7 +730,8 @@ def test_parse_duration_refuses(text):
 
 
 def test_profile_validation():
-    for bad in ({"exit_code": 256}, {"exit_code": True}, {"log_every": 0}, {"run_for": -1},
+    for bad in ({"exit_code": 256}, {"exit_code": True}, {"log_every": 0},
+                {"log_every": 0.0009}, {"log_every": float("nan")}, {"run_for": -1},
                 {"pull_delay": math.inf}, {"memory_bytes": -1}, {"cpu_millis": 1.5},
                 {"term_delay": float("nan")}, {"pull_fails": "yes"}):  # fmt: skip
         with pytest.raises((ValueError, TypeError)):

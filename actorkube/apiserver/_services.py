@@ -28,9 +28,9 @@ Rules of this file:
   were (Kubernetes' patchAllocatedValues and dropTypeDependentFields).
 - Fresh values are picked at random from the upper part of the range, then the lower
   band, which Kubernetes keeps for values asked for by name (1/16 of an IP range, from
-  16 to 256 addresses; 1/32 of the port range, from 16 to 128 ports). A range with no
-  free value is a 500 ("range is full"); a named value out of range or taken is 422
-  Invalid, in Kubernetes' words.
+  16 to 256 addresses; 1/32 of the port range, from 16 to 128 ports; none in a range of
+  16 values or fewer). A range with no free value is a 500 ("range is full"); a named
+  value out of range or taken is 422 Invalid, in Kubernetes' words.
 - A dry run claims nothing: it checks that what a real write would claim is free.
 """
 
@@ -79,8 +79,9 @@ NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 
 
 def _static_band(size: int, step: int, most: int) -> int:
-    """Kubernetes' calcRangeOffset: the lower band kept for values asked for by name."""
-    if size < 16:
+    """Kubernetes' calculateRangeOffset: the lower band kept for values asked for by
+    name; none in a range of 16 values or fewer, so fresh values have room."""
+    if size <= 16:
         return 0
     return min(max(16, size // step), most)
 

@@ -12,7 +12,9 @@ Rules of this file:
   has backends and no listener is opened (bound, then served); the others get their new
   backends and affinity in place, so established connections are untouched.
 - A frontend that cannot be bound (its address taken) is counted, logged, and tried
-  again at the next sync, and at least every ``RETRY`` seconds.
+  again at the next sync, and at least every ``RETRY`` seconds. A frontend whose
+  serving fails with an error nobody expected is counted, logged and closed, and opened
+  again ``RETRY`` seconds later: one frontend's failure never stops the proxy.
 - ``programmed`` is what is applied: each open frontend and its entry (service port,
   backends, affinity). ``wait_until(predicate)`` returns once ``predicate(programmed)``
   is true, checked now and after every sync: callers wait for a state, never a delay.
@@ -176,7 +178,15 @@ class KubeProxy(Actor):
                     await udp.serve(listener.sock, listener.entry.name, listener.balancer,
                                     self.stats, self.udp_idle_timeout)  # fmt: skip
             except trio.ClosedResourceError:
-                pass  # closed by _close, which cancelled this scope too
+                return  # closed by _close, which cancelled this scope too
+            except Exception:
+                self.stats.serve_errors += 1
+                log.exception("kube-proxy %s: serving %s for %s failed", self.node_name,
+                              frontend, listener.entry.name)  # fmt: skip
+                if self.listeners.get(frontend) is listener:
+                    del self.listeners[frontend]
             finally:
                 listener.sock.close()
+            await trio.sleep(RETRY)
+            self._dirty.set()  # the sync opens it again
 

@@ -16,10 +16,12 @@ class ProxyStats:
     to send back (as they arrive), datagrams dropped (no backend, or a send failed),
     sessions opened. ``connections`` counts TCP connections and UDP sessions per service
     port name. ``syncs``: tables applied; ``bind_errors``: listeners that could not be
-    opened."""
+    opened; ``serve_errors``: listeners whose serving failed unexpectedly (closed, then
+    opened again)."""
 
     syncs: int = 0
     bind_errors: int = 0
+    serve_errors: int = 0
     tcp_accepted: int = 0
     tcp_rejected: int = 0
     tcp_dial_errors: int = 0

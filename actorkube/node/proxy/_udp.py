@@ -11,7 +11,12 @@ Rules of this file:
   A backend that refuses (ICMP port unreachable) ends the session too, and so does a
   backend that is no longer among the frontend's backends, at the client's next
   datagram (kube-proxy clears the conntrack entries of removed UDP endpoints).
-- With no backend a datagram is dropped, and counted: UDP has nothing else to say.
+- With no backend a datagram is dropped, and counted: UDP has nothing else to say. So
+  is the datagram of a new client when the frontend already has ``MAX_SESSIONS``
+  sessions, or when no socket can be had for its session (the process is out of file
+  descriptors): a flood of clients costs their datagrams, never the frontend.
+- A datagram forwarded renews its session's idle time before it is sent, so the
+  session cannot end between the datagram and the backend's reply.
 - Sessions live in the listener's nursery: closing a frontend ends its sessions.
 """
 
@@ -28,6 +33,7 @@ from ._table import Backend, Frontend
 
 DATAGRAM = 65535
 DEFAULT_IDLE = 0.25
+MAX_SESSIONS = 1024  # per frontend: each holds a socket
 
 
 async def bind(frontend: Frontend) -> trio.socket.SocketType:
@@ -65,20 +71,23 @@ async def serve(sock: trio.socket.SocketType, name: str, balancer: Balancer, sta
             session = sessions.get(client)
             if session is not None and session.backend not in balancer.backends:
                 session.scope.cancel()  # its backend is gone: start over elsewhere
+                del sessions[client]
                 session = None
             if session is None:
+                if len(sessions) >= MAX_SESSIONS:
+                    stats.udp_dropped += 1
+                    continue
                 session = await _open(client, name, balancer, stats, idle)
                 if session is None:
                     continue
                 sessions[client] = session
                 nursery.start_soon(_replies, sock, client, session, sessions, stats, idle)
             stats.udp_forwarded += 1
+            session.deadline = trio.current_time() + idle
             try:
                 await session.upstream.send(data)
             except (OSError, trio.ClosedResourceError):
                 stats.udp_dropped += 1  # the session ended meanwhile
-                continue
-            session.deadline = trio.current_time() + idle
 
 
 async def _open(client: tuple[str, int], name: str, balancer: Balancer, stats: ProxyStats,
@@ -87,7 +96,11 @@ async def _open(client: tuple[str, int], name: str, balancer: Balancer, stats: P
     if backend is None:
         stats.udp_dropped += 1
         return None
-    upstream = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        upstream = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:  # no file descriptor left (see the module rules)
+        stats.udp_dropped += 1
+        return None
     try:
         await upstream.connect((backend.ip, backend.port))
     except OSError:

@@ -12,8 +12,9 @@ Rules of this file:
   ``timeout`` seconds after the call (0: no timeout, as in CRI) is killed with its
   session and gives exit code 137 with "timed out" on stderr.
 - Nothing it starts outlives the call: when the command ends (or the call is
-  cancelled) what is left of its session is killed. The container's end kills its
-  running commands too (they are in ``ContainerRecord.execs`` until reaped).
+  cancelled) what is left of its session is killed. The container's end, and the
+  runtime's, kill its running commands too (they are in ``ContainerRecord.execs``
+  until reaped); only the call that started a command reaps it.
 - ``StartError`` when the container is not running or the call is malformed.
 """
 

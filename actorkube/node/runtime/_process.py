@@ -45,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import trio
@@ -179,12 +180,14 @@ class ProcessRuntime:
                 nursery.cancel_scope.cancel()
         finally:
             self._phase = "closed"
-            self._kill_everything_now()
-            self._limits.close()
-            self._send.close()
-            if self._lock_fd >= 0:
-                os.close(self._lock_fd)  # releases the lock
-            self._closed.set()
+            try:
+                self._kill_everything_now()
+                self._limits.close()
+            finally:
+                self._send.close()
+                if self._lock_fd >= 0:
+                    os.close(self._lock_fd)  # releases the lock
+                self._closed.set()
 
     async def aclose(self) -> None:
         """Kills every process the runtime started, records their exits, closes the
@@ -227,27 +230,35 @@ class ProcessRuntime:
             )
 
     def _kill_everything_now(self) -> None:
-        """On the way out of ``run``: the tasks are gone, so kill and reap here,
-        synchronously, and record what was still running."""
+        """On the way out of ``run``: the supervisors are gone, so kill and reap here,
+        synchronously, and record what was still running. Each container on its own:
+        one that cannot be cleaned up does not spare the others."""
         for c in self._containers.values():
-            for pid in list(c.execs):
-                _procs.kill_session(pid)
-                _procs.reap(pid)
-            c.execs.clear()
-            if c.pid:
-                _procs.kill_session(c.pid)
-                if c.limits is not None:
-                    c.limits.kill()
-                _procs.reap(c.pid)
-                c.pid = 0
-            if c.limits is not None and not c.launched.is_set():  # closed while starting
-                c.launch_error = {"stage": "launch", "message": "the runtime was closed"}
-                c.launched.set()
-            if c.limits is not None and not c.exited.is_set():
-                self._exited(c, 128 + signal.SIGKILL, "Error", "killed: the runtime was closed")
+            try:
+                self._kill_now(c)
+            except Exception:
+                log.exception("cannot end container %s as the runtime closes", c.id)
+
+    def _kill_now(self, c: ContainerRecord) -> None:
+        # Exec'd commands are killed, not reaped: the exec_sync call that started one
+        # (in its caller's task, which outlives run) reaps it; a second reaper would
+        # make its wait fail with ECHILD.
+        for pid in c.execs:
+            _procs.kill_session(pid)
+        if c.pid:
+            _procs.kill_session(c.pid)
             if c.limits is not None:
-                _remove_now(c.limits)
-            c.wake_log_readers()
+                c.limits.kill()
+            _procs.reap(c.pid)
+            c.pid = 0
+        if c.limits is not None and not c.launched.is_set():  # closed while starting
+            c.launch_error = {"stage": "launch", "message": "the runtime was closed"}
+            c.launched.set()
+        if c.limits is not None and not c.exited.is_set():
+            self._exited(c, 128 + signal.SIGKILL, "Error", "killed: the runtime was closed")
+        if c.limits is not None:
+            _remove_now(c.limits)
+        c.wake_log_readers()
 
     async def _probe_mounts(self) -> str:
         """Why containers cannot have a mount namespace here ("" if they can), found by
@@ -355,12 +366,15 @@ class ProcessRuntime:
         async with trio.open_nursery() as nursery:
             for c in self._containers_of(s.id):
                 nursery.start_soon(self._kill_quietly, c.id)
+        self._check()  # closed meanwhile: aclose killed them
         if s.state is not SandboxState.NOTREADY:
             s.state = SandboxState.NOTREADY
             s.save()
 
     async def _kill_quietly(self, container_id: str) -> None:
-        with contextlib.suppress(NotFound):  # removed meanwhile
+        # Nothing may be raised in the nursery: stop_pod_sandbox would raise an
+        # ExceptionGroup instead of the CriError the kubelet handles.
+        with contextlib.suppress(NotFound, RuntimeFailure):  # removed, or closing, meanwhile
             await self.stop_container(container_id, 0)
 
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
@@ -481,7 +495,7 @@ class ProcessRuntime:
         try:
             limits = self._limits.create(c.id, c.config.resources)
         except OSError as e:
-            raise StartError(f"cannot make the cgroup of container {c.id}: {e}") from e
+            self._start_failed(c, f"cannot make the cgroup of container {c.id}: {e}", e)
         c.has_rootfs = not self._mount_problem
         spec = {
             "mode": "run", "parent": os.getpid(), "cgroups": list(limits.procs),
@@ -506,13 +520,19 @@ class ProcessRuntime:
             for fd in fds:
                 os.close(fd)
             _remove_now(limits)
-            raise StartError(f"cannot start container {c.id}: {e}") from e
+            self._start_failed(c, f"cannot start container {c.id}: {e}", e)
         log_fd, out_r, out_w, err_r, err_w = fds
         os.close(out_w)
         os.close(err_w)
         c.pid, c.limits = pid, limits
         assert self._nursery is not None
         self._nursery.start_soon(self._supervise, c, pidfd, status_fd, out_r, err_r, log_fd)
+
+    def _start_failed(self, c: ContainerRecord, message: str, cause: OSError) -> NoReturn:
+        """A start that failed before there was a process: the container ends as one
+        whose launcher failed (see the module rules)."""
+        self._exited(c, START_ERROR_EXIT_CODE, "StartError", message)
+        raise StartError(message) from cause
 
     async def _supervise(
         self, c: ContainerRecord, pidfd: int, status_fd: int, out_r: int, err_r: int,
@@ -622,14 +642,14 @@ class ProcessRuntime:
         async with c.lock:
             if c.removed:
                 raise NotFound(f"no container {container_id!r}")
-            if c.pid:
+            if c.state is ContainerState.RUNNING:  # its pid is 0 while its log drains
                 self._kill(c)
                 await c.exited.wait()
             c.removed = True
             del self._containers[container_id]
             if c.limits is not None:
                 await remove(c.limits)
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # never made
                 os.unlink(c.log_path)
             shutil.rmtree(c.dir, ignore_errors=True)
             c.wake_log_readers()

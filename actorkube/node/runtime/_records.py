@@ -6,6 +6,9 @@ Rules of this file:
 - A record is written whole to a temporary file that then replaces the old one, so a
   crash leaves the old record or the new one, never half of one. A removed sandbox or
   container is never written again.
+- A record that cannot be written (a full disk) is logged, never raised: the state in
+  memory is the truth while the runtime runs, and a runtime started again later reads
+  the last record that was written.
 - Configs survive the round trip: a config read back equals the config written (tuples
   stay tuples, mappings become dicts).
 - Reading a malformed record raises ``ValueError`` (the caller skips it).
@@ -17,6 +20,7 @@ Rules of this file:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ from ._api import (
 )
 from ._limits import ContainerLimits
 
+log = logging.getLogger("actorkube.node.runtime")
+
 
 def write(path: Path, record: dict[str, Any]) -> None:
     """Writes ``record`` at ``path`` atomically (see the module rules)."""
@@ -44,6 +50,13 @@ def write(path: Path, record: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(record, f)
     os.replace(tmp, path)
+
+
+def _save(path: Path, record: dict[str, Any]) -> None:
+    try:
+        write(path, record)
+    except OSError as e:  # see the module rules
+        log.warning("cannot write %s, kept in memory only: %s", path, e)
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -93,7 +106,7 @@ class SandboxRecord:
 
     def save(self) -> None:
         if not self.removed:
-            write(self.dir / "sandbox.json", {
+            _save(self.dir / "sandbox.json", {
                 "config": attrs.asdict(self.config), "created_at": self.created_at,
                 "ip": self.ip, "state": self.state.value,
             })  # fmt: skip
@@ -156,7 +169,7 @@ class ContainerRecord:
     def save(self) -> None:
         if self.removed:
             return
-        write(self.dir / "container.json", {
+        _save(self.dir / "container.json", {
             "sandbox_id": self.sandbox_id, "config": attrs.asdict(self.config),
             "created_at": self.created_at, "image_ref": self.image_ref,
             "log_path": self.log_path, "argv": list(self.argv),

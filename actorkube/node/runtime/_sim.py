@@ -8,7 +8,9 @@ Rules of this file (on top of the interface's, in ``_api.py``):
   must be running for anything to happen on its own (exits, OOM kills, periodic log
   lines, exits after SIGTERM, SIGKILL at a stop's timeout); the kubelet starts it in
   its nursery, and a restarted kubelet starts it again (timers that fell due
-  meanwhile act at once, stamped with the time they were due).
+  meanwhile act at once, stamped with the time they were due; a periodic log line
+  that fell behind is written once more, now, and goes on every ``log_every`` from
+  there, so the lines missed are not replayed).
 - Timers act only on a RUNNING container; a container runs once (a restart is a new
   container), so the timers of an exited one are stale: dropped when due, or all at
   once when they make up most of the heap (the heap stays as large as what runs). Timers
@@ -255,7 +257,8 @@ class SimRuntime:
     def _periodic_log(self, container: _Container, when: float, at: float) -> None:
         profile = container.profile
         self._write_log(container, (profile.periodic_log_line,), at)
-        self._push(when + profile.log_every, _LOG, container)
+        # Behind (run() was away, or late): the lines missed are not replayed one by one.
+        self._push(max(when + profile.log_every, trio.current_time()), _LOG, container)
 
     # --- sandboxes --------------------------------------------------------------------------
 

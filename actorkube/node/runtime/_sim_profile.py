@@ -37,6 +37,7 @@ import attrs
 from actorkube.apiserver import InvalidQuantity, Quantity
 
 ANNOTATION_PREFIX = "sim.actorkube.io/"
+MIN_LOG_EVERY = 0.001  # seconds
 
 
 class AnnotationError(ValueError):
@@ -62,9 +63,11 @@ def _finite(_instance: object, attribute: attrs.Attribute, value: float) -> None
         raise ValueError(f"{attribute.name} must be finite")
 
 
-def _positive(_instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be more than 0, not {value}")
+def _log_interval(_instance: object, attribute: attrs.Attribute, value: float) -> None:
+    # A floor, so that a periodic line cannot keep the timer task busy for ever.
+    if not value >= MIN_LOG_EVERY:
+        raise ValueError(f"{attribute.name} must be at least {MIN_LOG_EVERY * 1000:g}ms, "
+                         f"not {value:g} seconds")
 
 
 def _exit_code(_instance: object, attribute: attrs.Attribute, value: int) -> None:
@@ -109,7 +112,7 @@ class SimProfile:
       runs (CPU is capped at the container's CPU limit). Memory above the container's
       memory limit gets it killed as it starts: ``OOMKilled``, exit 137.
     - ``log_lines``: written to stdout as it starts; ``periodic_log_line`` is written
-      every ``log_every`` seconds while it runs.
+      every ``log_every`` seconds (at least 1 ms) while it runs.
     - ``term_delay``: seconds from SIGTERM to exiting with ``term_exit_code``; ``inf``
       ignores SIGTERM. If the stop timeout comes first, SIGKILL: exit 137.
     - ``ready_after`` and ``healthy_for``: probes (tcpSocket, httpGet, exec) succeed
@@ -126,7 +129,7 @@ class SimProfile:
     memory_bytes: int = attrs.field(default=0, validator=_amount)
     log_lines: tuple[str, ...] = attrs.field(default=(), converter=_lines)
     periodic_log_line: str = attrs.field(default="", validator=_text)
-    log_every: float = attrs.field(default=math.inf, converter=_seconds, validator=_positive)
+    log_every: float = attrs.field(default=math.inf, converter=_seconds, validator=_log_interval)
     term_delay: float = attrs.field(default=0.0, converter=_seconds, validator=_non_negative)
     term_exit_code: int = attrs.field(default=143, validator=_exit_code)
     ready_after: float = attrs.field(default=0.0, converter=_seconds, validator=_non_negative)
