@@ -34,7 +34,7 @@ import trio
 from actorkube.actor import ActorSystem
 from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._start import start_apiserver
-from actorkube.client import ApiClient
+from actorkube.client import ApiClient, Informer
 from actorkube.etcd import start_group
 from actorkube.heap import long_lived_heap_gc
 from actorkube.node._kubelet import Kubelet, KubeletConfig
@@ -82,21 +82,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _watch_running(client: ApiClient, seen: dict[str, float], ready: trio.Event) -> None:
-    """Record when each pod is first seen running (the watch goes on across ends)."""
-    rv = ""
-    first = True
-    while True:
-        async with client.watch("pods", namespace=NAMESPACE, resource_version=rv) as events:
-            if first:
-                ready.set()
-                first = False
-            async for event in events:
-                pod = event["object"]
-                rv = pod["metadata"].get("resourceVersion", rv)
-                name = pod["metadata"]["name"]
-                if name not in seen and _running(pod):
-                    seen[name] = time.perf_counter()
+def _recorder(seen: dict[str, float]):
+    """An informer handler that records when each pod is first seen running."""
+
+    def record(*objects: dict) -> None:
+        pod = objects[-1]
+        name = pod["metadata"]["name"]
+        if name not in seen and _running(pod):
+            seen[name] = time.perf_counter()
+
+    return record
 
 
 async def run(nodes: int, pods_per_node: int, rate: float, creators: int) -> dict[str, Any]:
@@ -147,11 +142,13 @@ async def _measure(system, api, client, scheduler, running, nodes, pods_per_node
     total = nodes * pods_per_node
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
-    watching = trio.Event()
     gc.collect()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_running, client, seen, watching)
-        await watching.wait()
+        # An informer, as Kubernetes' density test watches: it lists again when its
+        # watch falls too far behind (410 Gone), so no pod is missed.
+        informer = Informer(client, "pods", namespace=NAMESPACE)
+        informer.add_handler(_recorder(seen), _recorder(seen))
+        await nursery.start(informer.run)
         cpu0, start = time.process_time(), time.perf_counter()
         turns = iter(range(total))
 

@@ -56,7 +56,7 @@ WAIT = 15  # bound, in seconds, of every wait on a real process
 POD_CIDR = "127.250.0.0/16"
 PROGRAMS = Path(__file__).with_name("node_programs")
 BEHAVE = str(PROGRAMS / "behave.py")
-ENTRY = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (stdout|stderr) ([PF]) (.*)$")
+ENTRY = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) (stdout|stderr) ([PF]) (.*)$")
 ROOT = os.geteuid() == 0
 
 
@@ -673,7 +673,7 @@ def test_stream_lines_cut_and_keep_partial_lines():
     assert lines.feed(b"ab", 0.0) == b""
     out = entries(lines.feed(b"c\nde", 1.5) + lines.close(2.0))
     assert out == [("stdout", "F", "abc"), ("stdout", "P", "de")]
-    assert lines.feed(b"\n", 3.0).startswith(b"1970-01-01T00:00:03.000000000Z stdout F \n"[:31])
+    assert lines.feed(b"\n", 3.0) == b"1970-01-01T00:00:03Z stdout F \n"
     assert lines.close(4.0) == b""
 
 

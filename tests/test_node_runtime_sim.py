@@ -32,9 +32,10 @@ from actorkube.node.runtime._api import (
     SandboxState,
     StartError,
 )
+from actorkube.node.runtime._crilog import MAX_LINE, line_entries, timestamp
 from actorkube.node.runtime._sim import EVENT_BUFFER, SimRuntime
 from actorkube.node.runtime._sim_ipam import PodIPs, PodIPsExhausted
-from actorkube.node.runtime._sim_log import MAX_LINE, LogBuffer, cri_entries, cri_time
+from actorkube.node.runtime._sim_log import LogBuffer
 from actorkube.node.runtime._sim_profile import (
     AnnotationError,
     SimProfile,
@@ -534,7 +535,7 @@ async def test_log_lines_at_start_and_periodically(autojump_clock, nursery):
     chunk = await runtime.read_log(container_id)
     assert log_lines(chunk.data) == [(b"stdout", b"F", b"starting"),
                                      (b"stdout", b"F", b"listening on :8080")]  # fmt: skip
-    assert chunk.data.startswith(cri_time(EPOCH).encode() + b" stdout F starting\n")
+    assert chunk.data.startswith(timestamp(EPOCH) + b" stdout F starting\n")
     assert chunk.next_offset == len(chunk.data)
 
     offset = chunk.next_offset
@@ -542,7 +543,7 @@ async def test_log_lines_at_start_and_periodically(autojump_clock, nursery):
         await runtime.wait_log(container_id, offset)
         assert trio.current_time() == expected_time
         more = await runtime.read_log(container_id, offset)
-        assert more.data == cri_entries(EPOCH + expected_time, "stdout", "tick")
+        assert more.data == line_entries(EPOCH + expected_time, "stdout", b"tick")
         offset = more.next_offset
     await runtime.stop_container(container_id, 0)
     await runtime.wait_log(container_id, offset)  # an exited container: no waiting
@@ -552,7 +553,7 @@ async def test_log_lines_at_start_and_periodically(autojump_clock, nursery):
 
 async def test_log_is_bounded_by_whole_lines(autojump_clock, nursery):
     line = "x" * 60
-    entry = len(cri_entries(EPOCH + 1, "stdout", line))
+    entry = len(line_entries(EPOCH + 1, "stdout", line.encode()))
     profile = SimProfile(periodic_log_line=line, log_every=1)
     runtime = await started(nursery, {"chatty": profile}, log_limit=10 * entry + 5)
     _, container_id = await run_pod(runtime, container=ctr(image="chatty"))
@@ -567,7 +568,7 @@ async def test_log_is_bounded_by_whole_lines(autojump_clock, nursery):
     assert chunk.next_offset == 25 * entry
     assert log_lines(chunk.data) == [(b"stdout", b"F", line.encode())] * 10
     tail = await runtime.read_log(container_id, 24 * entry)  # offsets still hold
-    assert tail.data == cri_entries(EPOCH + 25, "stdout", line)
+    assert tail.data == line_entries(EPOCH + 25, "stdout", line.encode())
     past = await runtime.read_log(container_id, 99 * entry)
     assert (past.data, past.next_offset) == (b"", 25 * entry)
 
@@ -586,7 +587,7 @@ async def test_periodic_lines_that_fell_behind_are_not_replayed(autojump_clock, 
     await trio.testing.wait_all_tasks_blocked()
     chunk = await runtime.read_log(container_id)
     # The line due first, one now, and on from there.
-    assert chunk.data == b"".join(cri_entries(EPOCH + t, "stdout", "tick")
+    assert chunk.data == b"".join(line_entries(EPOCH + t, "stdout", b"tick")
                                   for t in (0.001, 0.002, 60.001))  # fmt: skip
     await runtime.wait_log(container_id, chunk.next_offset)
     assert trio.current_time() == pytest.approx(60.002)
@@ -606,16 +607,16 @@ def test_log_buffer_rules():
 
 def test_long_lines_become_partial_entries():
     text = "y" * (2 * MAX_LINE + 10)
-    entries = cri_entries(EPOCH, "stdout", text)
+    entries = line_entries(EPOCH, "stdout", text.encode())
     parsed = log_lines(entries)
     assert [tag for _, tag, _ in parsed] == [b"P", b"P", b"F"]
     assert b"".join(piece for _, _, piece in parsed) == text.encode()
 
 
 def test_cri_time_is_rfc3339_nano():
-    assert cri_time(0) == "1970-01-01T00:00:00Z"
-    assert cri_time(1.5) == "1970-01-01T00:00:01.5Z"
-    assert cri_time(1_700_000_000.000123) == "2023-11-14T22:13:20.000123Z"
+    assert timestamp(0) == b"1970-01-01T00:00:00Z"
+    assert timestamp(1.5) == b"1970-01-01T00:00:01.5Z"
+    assert timestamp(1_700_000_000.000123) == b"2023-11-14T22:13:20.000123Z"
 
 
 async def test_wait_log_ends_on_removal(autojump_clock, nursery):

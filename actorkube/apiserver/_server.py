@@ -78,7 +78,9 @@ class ApiServer(Actor):
     async def started(self) -> None:
         for i in range(self.size):
             worker = _Worker(self.handler, self.slow_after)
-            self.free.append(self.spawn(lambda worker=worker: worker, name=f"worker-{i}"))
+            # Actor names are the system's: each server's workers carry its name.
+            name = f"{self.ref.name}-worker-{i}"
+            self.free.append(self.spawn(lambda worker=worker: worker, name=name))
 
     @handler
     def on_request(self, msg: ApiRequest) -> None:

@@ -18,6 +18,7 @@ Rules of this file (containerd's CRI logger, which the kubelet's log reader expe
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -27,15 +28,37 @@ MAX_LINE = 16 * 1024  # containerd's default max_container_log_line_size
 PAGE = 256 * 1024
 
 
+@functools.lru_cache(maxsize=64)
+def _second_text(second: int) -> str:
+    # Entries come in bursts within a second; formatting the second costs microseconds.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def timestamp(seconds: float) -> bytes:
-    """``seconds`` since the epoch as RFC 3339 with nanoseconds, in UTC."""
-    nanos = round(seconds * 1e9)
-    whole, fraction = divmod(nanos, 1_000_000_000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{fraction:09d}Z".encode()
+    """``seconds`` since the epoch as Go's RFC3339Nano in UTC, as containerd writes it:
+    trailing zeros of the fraction trimmed (``2016-10-06T00:17:09.669794Z``; none for a
+    whole second). The fraction stops at microseconds: a float of seconds since 1970
+    holds no finer."""
+    micros = round(seconds * 1e6)
+    whole, fraction = divmod(micros, 1_000_000)
+    text = _second_text(whole)
+    if fraction:
+        text += "." + f"{fraction:06d}".rstrip("0")
+    return (text + "Z").encode()
 
 
 def entry(at: float, stream: str, tag: bytes, text: bytes) -> bytes:
     return b"%s %s %s %s\n" % (timestamp(at), stream.encode(), tag, text)
+
+
+def line_entries(at: float, stream: str, text: bytes) -> bytes:
+    """The entries of one whole line of ``text`` written to ``stream`` at ``at``: cut
+    into ``P`` pieces of ``MAX_LINE`` bytes ended by an ``F`` one."""
+    if len(text) <= MAX_LINE:
+        return entry(at, stream, b"F", text)
+    pieces = [text[i : i + MAX_LINE] for i in range(0, len(text), MAX_LINE)]
+    tags = [b"P"] * (len(pieces) - 1) + [b"F"]
+    return b"".join(entry(at, stream, tag, piece) for tag, piece in zip(tags, pieces, strict=True))
 
 
 class StreamLines:

@@ -68,8 +68,9 @@ from ._api import (
     SandboxStatus,
     StartError,
 )
+from ._crilog import line_entries
 from ._sim_ipam import PodIPs, PodIPsExhausted
-from ._sim_log import LogBuffer, cri_entries
+from ._sim_log import LogBuffer
 from ._sim_profile import (
     AnnotationError,
     SimProfile,
@@ -612,7 +613,7 @@ class SimRuntime:
     def _write_log(self, container: _Container, lines: tuple[str, ...], at: float) -> None:
         if container.log is None:
             container.log = LogBuffer(self._log_limit)
-        container.log.write(b"".join(cri_entries(at, "stdout", line) for line in lines))
+        container.log.write(b"".join(line_entries(at, "stdout", line.encode()) for line in lines))
         self._notify(container)
 
     def _emit(self, container: _Container, type: EventType, at: float) -> None:

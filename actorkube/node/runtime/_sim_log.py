@@ -2,9 +2,7 @@
 
 Rules of this file:
 
-- Entries are CRI log lines: ``<RFC 3339 nano time> <stream> <F|P> <text>\\n``; text
-  longer than ``MAX_LINE`` bytes is cut into partial (``P``) entries ended by a full
-  (``F``) one, as containerd cuts at its max_container_log_line_size (16 KiB).
+- Entries are CRI log lines, as ``_crilog`` makes them (``line_entries``).
 - Offsets are positions in the whole log as written since the container started; they
   never change when old entries are dropped. ``start`` is the offset of the oldest
   entry kept, ``end`` the offset after the newest.
@@ -15,41 +13,6 @@ Rules of this file:
 """
 
 from __future__ import annotations
-
-import datetime
-import functools
-
-MAX_LINE = 16 * 1024
-
-
-@functools.lru_cache(maxsize=64)
-def _second_text(second: int) -> str:
-    # Entries come in bursts within a second; formatting a datetime costs microseconds.
-    moment = datetime.datetime.fromtimestamp(second, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def cri_time(at: float) -> str:
-    """``at`` (seconds since the epoch) as Go's RFC3339Nano in UTC, trailing zeros of the
-    fraction trimmed (``2016-10-06T00:17:09.669794Z``; none for a whole second). The
-    fraction stops at microseconds: a float of seconds since 1970 holds no finer."""
-    micros = round(at * 1e6)
-    second, fraction = divmod(micros, 1_000_000)
-    text = _second_text(second)
-    if fraction:
-        text += "." + f"{fraction:06d}".rstrip("0")
-    return text + "Z"
-
-
-def cri_entries(at: float, stream: str, text: str) -> bytes:
-    """The CRI log entries for one line of ``text`` written to ``stream`` at ``at``."""
-    data = text.encode()
-    head = f"{cri_time(at)} {stream} ".encode()
-    if len(data) <= MAX_LINE:
-        return head + b"F " + data + b"\n"
-    pieces = [data[i : i + MAX_LINE] for i in range(0, len(data), MAX_LINE)]
-    tags = [b"P "] * (len(pieces) - 1) + [b"F "]
-    return b"".join(head + tag + piece + b"\n" for tag, piece in zip(tags, pieces, strict=True))
 
 
 class LogBuffer:
