@@ -56,7 +56,9 @@ WAIT = 15  # bound, in seconds, of every wait on a real process
 POD_CIDR = "127.250.0.0/16"
 PROGRAMS = Path(__file__).with_name("node_programs")
 BEHAVE = str(PROGRAMS / "behave.py")
-ENTRY = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) (stdout|stderr) ([PF]) (.*)$")
+ENTRY = re.compile(
+    rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) (stdout|stderr) ([PF]) (.*)$"
+)
 ROOT = os.geteuid() == 0
 
 
