@@ -10,6 +10,8 @@ Rules of this file:
   ClusterRoles and the bindings that give every authenticated user discovery, and a
   ``default`` service account in each of those namespaces (for other namespaces that
   is the service-account controller's job).
+- Beside the handler run the repair of Service allocations and the etcd compactor
+  (``_compaction``: every 5 minutes, as kube-apiserver's).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from . import _errors as errors
 from ._admission import default_chain
 from ._authn import Authenticator, ServiceAccountTokens, new_signing_key
 from ._builtin import builtin_registry
+from ._compaction import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
+from ._compaction import Compactor
 from ._handler import Handler
 from ._rbac import (
     PrivilegedGroups,
@@ -122,6 +126,7 @@ async def start_apiserver(
     bookmark_interval: float = 60.0,
     service_cidr: str = DEFAULT_SERVICE_CIDR,
     service_node_port_range: str = DEFAULT_NODE_PORT_RANGE,
+    compaction_interval: float = DEFAULT_COMPACTION_INTERVAL,
 ) -> ApiServerHandle:
     """Start the API server on ``etcd`` and bootstrap the cluster's defaults (see the
     module rules). ``tokens``: bearer token -> user (a parsed token file);
@@ -129,7 +134,8 @@ async def start_apiserver(
     makes uids and generated names reproducible. ``service_cidr`` and
     ``service_node_port_range``: where Services' cluster IPs and node ports come from
     (kube-apiserver's --service-cluster-ip-range and --service-node-port-range;
-    ``ValueError`` if malformed)."""
+    ``ValueError`` if malformed). ``compaction_interval``: how often etcd's history is
+    compacted (--etcd-compaction-interval; 0: never)."""
     registry = builtin_registry()
     clock = system.clock.now
     allocations = ServiceAllocations(etcd, ips=IPRange.parse(service_cidr),
@@ -186,6 +192,8 @@ async def start_apiserver(
     ]
     services = registry.resource("", "services")
     system.spawn(lambda: AllocationRepair(allocations, services), name=f"{name}-allocation-repair")
+    if compaction_interval:
+        system.spawn(lambda: Compactor(etcd, compaction_interval), name=f"{name}-compactor")
     ref = system.spawn(lambda: ApiServer(handler_, workers=workers), name=name)
     handle = ApiServerHandle(ref, registry, store, caches, accounts, feeders)
     await _bootstrap(registry, store)
