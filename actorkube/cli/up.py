@@ -31,7 +31,7 @@ from pathlib import Path
 
 import trio
 
-from actorkube.actor import ActorSystem
+from actorkube.actor import ActorSystem, Backoff, OneForOne
 from actorkube.apiserver._authn import new_signing_key, parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
@@ -138,7 +138,11 @@ async def run(
         # to be: the shutdown is a cancellation of the whole tree, at any moment, even
         # while the start waits for etcd.
         await outer.start(_stop_on_signal, outer.cancel_scope)
-        async with ActorSystem() as system, trio.open_nursery() as nursery:
+        # A component that fails is started again, with a growing pause (1 s doubling
+        # to 30 s), as systemd or the kubelet restart Kubernetes' components: one
+        # failing component never stops the others.
+        supervision = OneForOne(intensity=10, period=60.0, backoff=Backoff(min=1.0, max=30.0))
+        async with ActorSystem(supervision=supervision) as system, trio.open_nursery() as nursery:
             group = start_group(system, 3, data_dir=data_dir / "etcd")
             api = await start_apiserver(
                 system,
