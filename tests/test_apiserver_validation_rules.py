@@ -590,3 +590,13 @@ def test_every_dns1123_label_is_a_subdomain_label_and_qualified_name(value: str)
     assert is_dns1123_subdomain(value) == []
     assert is_qualified_name(value) == []
     assert is_valid_label_value(value) == []
+
+
+def test_rbac_names_are_path_segments_and_may_hold_colons():
+    """Kubernetes' ValidateRBACName: ``system:coredns`` is a valid ClusterRole name; a
+    slash, a percent sign, ``.`` and ``..`` are not."""
+    from actorkube.apiserver._validation import name_is_path_segment
+
+    assert name_is_path_segment("system:coredns", False) == []
+    assert name_is_path_segment("a/b%c", False) == ["may not contain '/'", "may not contain '%'"]
+    assert name_is_path_segment("..", False) == ["may not be '..'"]

@@ -2,8 +2,9 @@
 processes) driven by the real kubectl. Three pods of a small HTTP server behind a
 Service: 300 requests to the cluster IP spread evenly over them; a killed container
 process is restarted and its restartCount goes up; a failing liveness probe restarts a
-container; ``kubectl logs`` shows the server's output; deleting a pod stops its process
-with SIGTERM (the server's own handler runs) and removes it."""
+container; ``kubectl logs`` shows the server's output; a pod resolves the Service's
+name through the cluster DNS; deleting a pod stops its process with SIGTERM (the
+server's own handler runs) and removes it."""
 
 from __future__ import annotations
 
@@ -126,6 +127,19 @@ async def test_pods_behind_a_service_with_restarts_probes_logs_and_deletion(tmp_
         # A failing liveness probe restarts its container.
         await k("wait", "--for=jsonpath={.status.containerStatuses[0].restartCount}=1",
                 "pod/sick", "--timeout=60s")  # fmt: skip
+
+        # The cluster DNS: a pod finds the Service by its full name and by the short one
+        # its resolv.conf's search path completes.
+        lookup = ("import socket; print(socket.gethostbyname('echo.default.svc.cluster.local'));"
+                  " print(socket.gethostbyname('echo'))")  # fmt: skip
+        resolver = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "resolver"},
+                    "spec": {"restartPolicy": "Never", "containers": [{
+                        "name": "lookup", "image": "python:3.11",
+                        "command": ["python", "-c", lookup]}]}}  # fmt: skip
+        await k("create", "-f", "-", stdin=json.dumps(resolver).encode())
+        await k("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/resolver",
+                "--timeout=60s")  # fmt: skip
+        assert (await k("logs", "resolver")).split() == [ip, ip]
 
         # Deletion: SIGTERM, the server's handler runs (its marker), then the pod goes.
         doomed_ip = await jsonpath("pod", "echo-2", "{.status.podIP}")

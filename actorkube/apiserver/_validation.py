@@ -462,6 +462,14 @@ def name_is_dns1035_label(name: str, prefix: bool) -> list[str]:
     return is_dns1035_label(_mask_trailing_dash(name) if prefix else name)
 
 
+def name_is_path_segment(name: str, prefix: bool) -> list[str]:
+    """RBAC objects' names (ValidateRBACName: path.IsValidPathSegmentName), which may
+    hold colons (``system:node``): anything but ``.``/``..`` and without ``/`` or ``%``."""
+    if not prefix and name in (".", ".."):
+        return [f"may not be '{name}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in name]
+
+
 NameValidator = Callable[[str, bool], list[str]]
 
 

@@ -8,8 +8,11 @@ worker nodes (default 1: a kubelet whose pods are real processes, ``ProcessRunti
 under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the
 next /16 for each other one, node IPs 127.1.0.1, 127.1.0.2, ...; and a kube-proxy
 that forwards Service cluster IPs, from 127.96.0.0/12, and node ports), and the API
-server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates
-(``DATA/pki``: a CA made on the first start and kept). It writes an admin kubeconfig
+server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates (``DATA/pki``:
+a CA made on the first start and kept). Run as root, it also runs the cluster DNS on
+``kube-system/kube-dns`` (127.96.0.10:53; pods resolve
+``<service>.<namespace>.svc.cluster.local``), whose RBAC and Service it installs as
+kubeadm installs CoreDNS's. It writes an admin kubeconfig
 (``DATA/admin.kubeconfig``: the CA and the admin's client certificate, user ``admin`` in
 ``system:masters``) and prints how to use it; ``DATA/tokens.csv`` (kube-apiserver's
 token file format) holds bearer tokens for clients without a certificate. Ctrl-C stops
@@ -32,13 +35,16 @@ from pathlib import Path
 import trio
 
 from actorkube.actor import ActorSystem, Backoff, OneForOne
+from actorkube.apiserver import ApiError
 from actorkube.apiserver._authn import new_signing_key, parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
+from actorkube.client import ApiClient
 from actorkube.controllers import EndpointsController, EndpointSliceController
 from actorkube.etcd import start_group
 from actorkube.node._kubelet import Kubelet, KubeletConfig
 from actorkube.node._nodestatus import NodeConfig
+from actorkube.node.dns import ClusterDNS
 from actorkube.node.proxy import KubeProxy
 from actorkube.node.runtime import ProcessRuntime
 from actorkube.pki import SERVING_HOSTS, ClusterPki, kubeconfig, write_private
@@ -46,6 +52,9 @@ from actorkube.scheduler import Scheduler, SchedulerConfig
 
 SCHEDULER_USER = "system:kube-scheduler"
 PROXY_USER = "system:kube-proxy"
+ADDON_USER = "system:addon-manager"  # installs the DNS addon's objects, as kubeadm does
+DNS_USER = "system:serviceaccount:kube-system:coredns"
+DNS_IP = "127.96.0.10"  # kube-dns's address, as 10.96.0.10 in a kubeadm cluster
 CONTROLLERS = {"endpointslice-controller": EndpointSliceController,
                "endpoint-controller": EndpointsController}  # fmt: skip
 
@@ -65,7 +74,7 @@ def _admin_token_file() -> bytes:
 def _component_tokens(nodes: int) -> tuple[dict[str, str], str]:
     """Fresh credentials of the in-process components (never on disk): token by user,
     and the token file lines that make the API server accept them."""
-    users = [SCHEDULER_USER, PROXY_USER]
+    users = [SCHEDULER_USER, PROXY_USER, ADDON_USER, DNS_USER]
     users += [f"system:node:{node_name(i)}" for i in range(nodes)]
     users += [f"system:serviceaccount:kube-system:{c}" for c in CONTROLLERS]
     tokens = {user: secrets.token_urlsafe(32) for user in users}
@@ -73,6 +82,8 @@ def _component_tokens(nodes: int) -> tuple[dict[str, str], str]:
     for user, token in tokens.items():
         if user.startswith("system:node:"):
             groups = "system:nodes"
+        elif user == ADDON_USER:
+            groups = "system:masters"
         elif user.startswith("system:serviceaccount:"):
             groups = '"system:serviceaccounts,system:serviceaccounts:kube-system"'
         else:
@@ -85,8 +96,45 @@ def node_name(i: int) -> str:
     return socket.gethostname().split(".")[0].lower() + ("" if i == 0 else f"-{i}")
 
 
+async def _start_dns(system: ActorSystem, api, tokens: dict[str, str]) -> None:
+    """The DNS addon: its RBAC, its ``kube-system/kube-dns`` Service (which holds its
+    cluster IP), and the server itself on that IP."""
+    client = ApiClient(system, api.ref, token=tokens[ADDON_USER])
+    rbac = "rbac.authorization.k8s.io"
+    role = {"metadata": {"name": "system:coredns"}, "rules": [
+        {"apiGroups": [""], "resources": ["services", "endpoints", "pods", "namespaces"],
+         "verbs": ["list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+         "verbs": ["list", "watch"]}]}  # fmt: skip
+    binding = {"metadata": {"name": "system:coredns"},
+               "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "system:coredns"},
+               "subjects": [{"kind": "ServiceAccount", "name": "coredns",
+                             "namespace": "kube-system"}]}  # fmt: skip
+    service = {"metadata": {"name": "kube-dns", "namespace": "kube-system",
+                            "labels": {"k8s-app": "kube-dns"}},
+               "spec": {"clusterIP": DNS_IP, "ports": [
+                   {"name": "dns", "port": 53, "protocol": "UDP"},
+                   {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}  # fmt: skip
+    for resource, group, namespace, body in (
+        ("serviceaccounts", "", "kube-system", {"metadata": {"name": "coredns"}}),
+        ("clusterroles", rbac, "", role),
+        ("clusterrolebindings", rbac, "", binding),
+        ("services", "", "kube-system", service),
+    ):
+        try:  # there from an earlier start? (a Service's IP would be refused as taken)
+            await client.get(resource, body["metadata"]["name"], namespace=namespace,
+                             group=group)  # fmt: skip
+            continue
+        except ApiError as e:
+            if e.code != 404:
+                raise
+        await client.create(resource, body, namespace=namespace, group=group)
+    system.spawn(lambda: ClusterDNS(api.ref, token=tokens[DNS_USER], ip=DNS_IP),
+                 name="cluster-dns")  # fmt: skip
+
+
 async def _start_node(system: ActorSystem, api, data_dir: Path, i: int, tokens: dict[str, str],
-                      nursery: trio.Nursery) -> None:  # fmt: skip
+                      nursery: trio.Nursery, *, dns: bool) -> None:  # fmt: skip
     """Node ``i``: its process runtime (running in ``nursery``, as containerd runs beside
     the kubelet: when the cluster stops, every pod's processes stop with it), its
     kubelet and its kube-proxy."""
@@ -97,7 +145,8 @@ async def _start_node(system: ActorSystem, api, data_dir: Path, i: int, tokens: 
                              wall_clock=system.clock.now)  # fmt: skip
     config = KubeletConfig(NodeConfig(name, ip=ip, capacity=_capacity(),
                                       pod_cidr=f"127.{244 + i}.0.0/16"),
-                           root_dir=root / "kubelet")  # fmt: skip
+                           root_dir=root / "kubelet",
+                           cluster_dns=(DNS_IP,) if dns else ())  # fmt: skip
     await nursery.start(runtime.run)
     system.spawn(lambda: Kubelet(api.ref, runtime, config, token=tokens[f"system:node:{name}"]),
                  name=f"kubelet-{name}")  # fmt: skip
@@ -160,8 +209,12 @@ async def run(
                 token = component_tokens[f"system:serviceaccount:kube-system:{controller}"]
                 system.spawn(lambda make=make, token=token: make(api.ref, token=token),
                              name=controller)  # fmt: skip
+            # The cluster DNS serves port 53, which only root may bind.
+            dns = os.geteuid() == 0
+            if dns:
+                await _start_dns(system, api, component_tokens)
             for i in range(nodes):
-                await _start_node(system, api, data_dir, i, component_tokens, nursery)
+                await _start_node(system, api, data_dir, i, component_tokens, nursery, dns=dns)
             app = HttpFrontEnd(system, api.ref, api.registry)
             serve = partial(serve_http, app, host, port, tls=pki.serving_files,
                             client_ca=pki.ca_file)  # fmt: skip

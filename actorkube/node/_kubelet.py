@@ -51,6 +51,7 @@ from actorkube.apiserver import ApiError
 from actorkube.client import ApiClient, Informer
 
 from ._backoff import Backoff
+from ._dnsconfig import resolv_conf
 from ._env import ConfigError, command_line, container_env, referenced_sources
 from ._nodestatus import (
     LEASE_NAMESPACE,
@@ -78,13 +79,14 @@ from ._podstate import (
 from ._podstatus import TERMINAL, pod_status
 from ._probes import READINESS, STARTUP, NetworkProber, ProbeWorker, probe_specs
 from ._server import KubeletServer
-from ._volumes import mounts, prepare, remove
+from ._volumes import mounts, pod_dir, prepare, remove
 from .runtime import (
     ContainerConfig,
     ContainerRuntime,
     ContainerState,
     CriError,
     ImagePullError,
+    Mount,
     NotFound,
     PodSandboxConfig,
     PortMapping,
@@ -94,6 +96,8 @@ from .runtime import (
 )
 
 log = logging.getLogger("actorkube.node")
+
+RESOLV = "/etc/resolv.conf"
 
 
 @attrs.frozen
@@ -108,6 +112,8 @@ class KubeletConfig:
     sync_frequency: float = 60.0  # syncFrequency: every pod is synced this often
     image_backoff: tuple[float, float] = (10.0, 300.0)
     crash_backoff: tuple[float, float] = (10.0, 300.0)
+    cluster_dns: tuple[str, ...] = ()  # clusterDNS: the pods' nameservers
+    cluster_domain: str = "cluster.local"  # clusterDomain
 
 
 @message(tag="kubelet._Run")
@@ -191,6 +197,7 @@ class KubeletState:
         self.services: Informer | None = None
         self.sandbox_uids: dict[str, str] = {}  # sandbox id -> pod uid
         self._lease: dict | None = None  # the Lease as the last renewal left it
+        self._host_resolv = _read(RESOLV) if config.root_dir is not None else ""
         self.syncs = 0
         self.registered = trio.Event()
 
@@ -693,7 +700,7 @@ class KubeletState:
             config = ContainerConfig(
                 name=name, image=image, attempt=latest.config.attempt + 1 if latest else 0,
                 command=command, args=args, working_dir=str(spec.get("workingDir") or ""),
-                envs=tuple(env), mounts=mounts(spec, paths),
+                envs=tuple(env), mounts=mounts(spec, paths) + self._resolv_mount(pod, spec),
                 labels={POD_UID: worker.uid, POD_NAME: sandbox.name,
                         POD_NAMESPACE: sandbox.namespace, CONTAINER_NAME: name,
                         CONTAINER_HASH: container_hash(spec), NODE: self.node.name,
@@ -732,6 +739,25 @@ class KubeletState:
         for c in dead[1:]:
             with contextlib.suppress(NotFound):
                 await self.runtime.remove_container(c.id)
+
+    def _resolv_mount(self, pod: dict, spec: Mapping) -> tuple[Mount, ...]:
+        """The pod's resolv.conf (``_dnsconfig``), written in its directory and mounted
+        at /etc/resolv.conf; nothing when the host's serves or nothing is written here
+        (a simulated node)."""
+        if self.config.root_dir is None:
+            return ()
+        if any(m.get("mountPath") == RESOLV for m in spec.get("volumeMounts") or ()):
+            return ()
+        text = resolv_conf(pod, self.config.cluster_dns, self.config.cluster_domain,
+                           self._host_resolv)  # fmt: skip
+        if text is None:
+            return ()
+        path = pod_dir(self.config.root_dir, pod["metadata"]["uid"]) / "resolv.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".resolv.conf.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return (Mount(RESOLV, str(path), readonly=True),)
 
     async def _pull(self, spec: Mapping, image: str, key: tuple, worker: _Worker) -> str | None:
         now = self.now()
@@ -823,6 +849,14 @@ class KubeletState:
             return await self.prober.probe_network(cid, spec, pod_ip,
                                                    float(spec.get("timeoutSeconds") or 1))
         return await self.network_prober.probe(container, cid, spec, pod_ip)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _sync_view(pod: Mapping) -> tuple:
