@@ -50,7 +50,10 @@ async def compact_round(etcd: EtcdClient, seen_version: int, last_revision: int)
         kvs = answer.responses[0].kvs if answer.responses else ()
         return (kvs[0].version if kvs else 0), revision
     if last_revision:
-        await etcd.compact(last_revision)
+        try:
+            await etcd.compact(last_revision)
+        except EtcdError as e:  # this round's compaction is lost; the next one goes on
+            log.warning("etcd compaction to %d failed: %s", last_revision, e)
     return seen_version + 1, revision
 
 

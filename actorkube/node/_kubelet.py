@@ -746,6 +746,9 @@ class KubeletState:
         (a simulated node)."""
         if self.config.root_dir is None:
             return ()
+        isolation = getattr(self.runtime, "isolation", None)
+        if isolation is not None and not isolation.mount_namespaces:
+            return ()  # the runtime cannot mount: the host's file serves, pods still run
         if any(m.get("mountPath") == RESOLV for m in spec.get("volumeMounts") or ()):
             return ()
         text = resolv_conf(pod, self.config.cluster_dns, self.config.cluster_domain,

@@ -1,18 +1,23 @@
-"""The cluster DNS server: an actor that answers the cluster's names over UDP (what
-CoreDNS is to a Kubernetes cluster).
+"""The cluster DNS server: an actor that answers the cluster's names over UDP and TCP
+(what CoreDNS is to a Kubernetes cluster).
 
 Rules of this file:
 
 - Informers on Services and EndpointSlices keep a ``ClusterZone`` current; each
-  datagram is one query, answered from it. Names outside the zone are forwarded to
-  the upstream nameservers (by default the host's, from /etc/resolv.conf; none: the
-  answer is SERVFAIL), with a 2 s timeout each, as CoreDNS's forward plugin does.
-- A datagram that is not a DNS query gets FORMERR if its header can be read, and is
-  dropped otherwise; nothing a client sends stops the server. An answer longer than
-  512 bytes (a headless Service with many endpoints) is truncated with the TC flag,
-  as over UDP without EDNS; there is no TCP listener (clients then get the first
-  records only).
-- ``ready`` is set once the informers have listed and the socket listens, so tests
+  datagram (or each length-prefixed message on a TCP connection) is one query,
+  answered from it. Names outside the zone are forwarded to the upstream nameservers
+  (by default the host's, from /etc/resolv.conf; none: the answer is SERVFAIL), with a
+  2 s timeout each, at most ``MAX_FORWARDS`` at once (then SERVFAIL at once), as
+  CoreDNS's forward plugin caps them. A CNAME of ours (an ExternalName Service) comes
+  with its target's records, looked up in the zone or upstream, since stub resolvers
+  do not chase CNAMEs themselves.
+- Nothing a client sends stops the server: a message that is not a query is dropped
+  (a response, QR set) or answered FORMERR (a readable header); any error while
+  answering is SERVFAIL for that query alone.
+- A UDP answer fits the client's EDNS payload size (512 bytes without EDNS): whole
+  record sets while they fit, else as many records as fit and the TC flag, and the
+  client asks again over TCP, where answers are whole.
+- ``ready`` is set once the informers have listed and both sockets listen, so tests
   and callers wait for it, not for a delay. ``queries`` and ``forwarded`` count.
 """
 
@@ -27,6 +32,7 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
@@ -37,7 +43,8 @@ from ._zone import ClusterZone
 log = logging.getLogger("actorkube.dns")
 
 UPSTREAM_TIMEOUT = 2.0
-UDP_LIMIT = 512
+UDP_LIMIT = 512  # without EDNS
+MAX_FORWARDS = 100  # queries forwarded at once
 
 
 def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
@@ -74,6 +81,7 @@ class ClusterDNS(Actor):
         self.queries = 0
         self.forwarded = 0
         self.bound_port = 0
+        self._forwards = trio.Semaphore(MAX_FORWARDS)
 
     async def started(self) -> None:
         self.ref.tell(_Serve())
@@ -86,13 +94,15 @@ class ClusterDNS(Actor):
         slices = factory.informer("endpointslices", group="discovery.k8s.io")
         z = self.zone
         services.add_handler(z.set_service, lambda old, new: z.set_service(new), z.remove_service)
-        slices.add_handler(z.set_slice, lambda old, new: z.set_slice(new), z.remove_slice)
+        slices.add_handler(z.set_slice, z.update_slice, z.remove_slice)
         sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
         with sock:
             await sock.bind((self.ip, self.port))
             self.bound_port = sock.getsockname()[1]
             async with trio.open_nursery() as nursery:
                 await factory.start(nursery)
+                listeners = await trio.open_tcp_listeners(self.bound_port, host=self.ip)
+                nursery.start_soon(trio.serve_listeners, self._serve_tcp, listeners)
                 self.ready.set()
                 while True:
                     data, peer = await sock.recvfrom(65535)
@@ -100,57 +110,138 @@ class ClusterDNS(Actor):
 
     async def _reply(self, sock, data: bytes, peer) -> None:
         self.queries += 1
-        response = await self.respond(data)
+        response = await self.respond(data, udp=True)
         if response is not None:
             try:
                 await sock.sendto(response, peer)
             except OSError as e:  # the client went away: its loss only
                 log.debug("dns: reply to %s: %s", peer, e)
 
-    async def respond(self, data: bytes) -> bytes | None:
-        """The wire answer to one datagram (None: drop it)."""
+    async def _serve_tcp(self, stream: trio.SocketStream) -> None:
+        """Queries on one TCP connection, each with its two-byte length, in turn."""
+        buffer = b""
+        try:
+            async with stream:
+                while True:
+                    while len(buffer) < 2 or len(buffer) < 2 + int.from_bytes(buffer[:2], "big"):
+                        chunk = await stream.receive_some(65536)
+                        if not chunk:
+                            return
+                        buffer += chunk
+                    size = int.from_bytes(buffer[:2], "big")
+                    data, buffer = buffer[2 : 2 + size], buffer[2 + size :]
+                    self.queries += 1
+                    response = await self.respond(data, udp=False)
+                    if response is None:
+                        return
+                    await stream.send_all(len(response).to_bytes(2, "big") + response)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the client went away
+
+    async def respond(self, data: bytes, *, udp: bool = True) -> bytes | None:
+        """The wire answer to one query (None: drop it). Never raises."""
         try:
             query = dns.message.from_wire(data)
         except dns.exception.DNSException:
             return _formerr(data)
-        response = self.zone.answer(query)
-        if response is None:
-            response = await self._forward(query)
-        return _wire(response) if response is not None else None
+        if query.flags & dns.flags.QR:
+            return None  # a response, not a query: nothing to answer (CoreDNS drops it)
+        try:
+            response = self.zone.answer(query)
+            if response is None:
+                response = await self._forward(query)
+            else:
+                await self._chase(query, response)
+            limit = max(UDP_LIMIT, query.payload) if query.edns >= 0 else UDP_LIMIT
+            return _wire(response, min(limit, 65535) if udp else 65535)
+        except Exception:  # that query's failure alone, never the server's
+            log.exception("dns: answering %s", query.question)
+            failed = dns.message.make_response(query)
+            failed.set_rcode(dns.rcode.SERVFAIL)
+            return failed.to_wire()
+
+    async def _chase(self, query: dns.message.Message, response: dns.message.Message) -> None:
+        """Add the records a CNAME of ours points at (an ExternalName's target)."""
+        question = query.question[0]
+        if question.rdtype == dns.rdatatype.CNAME:
+            return
+        for rrset in list(response.answer):
+            if rrset.rdtype != dns.rdatatype.CNAME:
+                continue
+            target = next(iter(rrset)).target
+            follow = dns.message.make_query(target, question.rdtype)
+            found = self.zone.answer(follow)
+            if found is None:
+                found = await self._forward(follow)
+            response.answer.extend(r for r in found.answer if r not in response.answer)
 
     async def _forward(self, query: dns.message.Message) -> dns.message.Message:
-        backend = dns.asyncbackend.get_backend("trio")
-        for upstream in self.upstream:
-            host, _, port = upstream.partition(":")
-            try:
-                self.forwarded += 1
-                return await dns.asyncquery.udp(
-                    query, host, port=int(port or 53), timeout=UPSTREAM_TIMEOUT, backend=backend
-                )
-            except (dns.exception.DNSException, OSError) as e:
-                log.debug("dns: upstream %s: %s", upstream, e)
         failed = dns.message.make_response(query)
         failed.set_rcode(dns.rcode.SERVFAIL)
+        if self._forwards.value == 0:
+            return failed  # too many forwarded queries wait already: fail fast
+        backend = dns.asyncbackend.get_backend("trio")
+        async with self._forwards:
+            for upstream in self.upstream:
+                host, port = _host_port(upstream)
+                try:
+                    self.forwarded += 1
+                    return await dns.asyncquery.udp(
+                        query, host, port=port, timeout=UPSTREAM_TIMEOUT, backend=backend
+                    )
+                except (dns.exception.DNSException, OSError, ValueError) as e:
+                    log.debug("dns: upstream %s: %s", upstream, e)
         return failed
 
 
-def _wire(response: dns.message.Message) -> bytes:
-    """``response`` in at most 512 bytes: whole record sets while they fit, then the TC
-    flag (the client may ask again over TCP)."""
+def _host_port(upstream: str) -> tuple[str, int]:
+    """``ip``, ``ip:port``, ``v6`` or ``[v6]:port`` as (host, port)."""
+    if upstream.startswith("["):
+        host, _, rest = upstream[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 53
+    if upstream.count(":") == 1:
+        host, _, port = upstream.partition(":")
+        return host, int(port)
+    return upstream, 53
+
+
+def _wire(response: dns.message.Message, limit: int) -> bytes:
+    """``response`` in at most ``limit`` bytes: whole if it fits; else, with the TC flag,
+    as many answer records as fit (found by bisection: a few renderings, not one per
+    record); at worst the header and the question alone."""
     try:
-        return response.to_wire(max_size=UDP_LIMIT)
+        return response.to_wire(max_size=limit)
     except dns.exception.TooBig:
         pass
-    response.flags |= dns.flags.TC
-    for rrset in response.answer:
-        while len(rrset) > 1:
-            rrset.discard(list(rrset)[-1])
-            try:
-                return response.to_wire(max_size=UDP_LIMIT)
-            except dns.exception.TooBig:
-                continue
-    response.answer.clear()
-    return response.to_wire(max_size=UDP_LIMIT)
+    records = [(rrset, rdata) for rrset in response.answer for rdata in rrset]
+
+    def render(keep: int) -> bytes | None:
+        trimmed = dns.message.make_response(_query_of(response))
+        trimmed.flags = response.flags | dns.flags.TC
+        trimmed.set_rcode(response.rcode())
+        for rrset, rdata in records[:keep]:
+            trimmed.find_rrset(trimmed.answer, rrset.name, rrset.rdclass, rrset.rdtype,
+                               create=True).add(rdata, rrset.ttl)  # fmt: skip
+        try:
+            return trimmed.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            return None
+
+    low, high = 0, len(records)  # render(low) fits (no answers always does)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if render(middle) is None:
+            high = middle - 1
+        else:
+            low = middle
+    return render(low) or b""
+
+
+def _query_of(response: dns.message.Message) -> dns.message.Message:
+    question = response.question[0]
+    query = dns.message.make_query(question.name, question.rdtype)
+    query.id = response.id
+    return query
 
 
 def _formerr(data: bytes) -> bytes | None:

@@ -6,10 +6,14 @@ Rules of this file:
 - Pure: Services and EndpointSlices in (``set_service``, ``set_slice`` and their
   removals), answers out (``answer``: a DNS query message in, its response out).
 - ``<service>.<namespace>.svc.<zone>``: A records of the Service's cluster IP; for a
-  headless Service (``clusterIP: None``) the addresses of its ready endpoints. An
-  ExternalName Service is a CNAME to its external name.
+  headless Service (``clusterIP: None``) the addresses of its ready endpoints (IPv4
+  slices only), and ``<hostname>.<service>.<namespace>.svc.<zone>`` for each ready
+  endpoint with a hostname. An ExternalName Service is a CNAME to its external name,
+  whatever the type asked (the server adds the target's records).
 - ``_<port>._<proto>.<service>.<namespace>.svc.<zone>``: SRV records of a named port
-  (priority 0, weight 100, the port, the Service's name as target).
+  (priority 0, weight 100, the port; the Service's name as target, or for a headless
+  Service one record per ready endpoint, named by its hostname or its address).
+- Names are compared case-insensitively; a label that is not text matches nothing.
 - ``<a-b-c-d>.<namespace>.pod.<zone>``: the A record of that address.
 - A name inside the zone that matches nothing is NXDOMAIN; one that exists without
   records of the asked type is an empty answer (NODATA). Both carry the zone's SOA in
@@ -23,6 +27,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -44,8 +49,8 @@ class ClusterZone:
     def __init__(self, zone: str = "cluster.local") -> None:
         self.zone = dns.name.from_text(zone)
         self._services: dict[tuple[str, str], Mapping[str, Any]] = {}
-        # (namespace, service) -> slice name -> ready addresses
-        self._endpoints: dict[tuple[str, str], dict[str, list[str]]] = {}
+        # (namespace, service) -> slice name -> ready (address, hostname) pairs
+        self._endpoints: dict[tuple[str, str], dict[str, list[tuple[str, str]]]] = {}
 
     # --- fed by informers ----------------------------------------------------------------
 
@@ -60,15 +65,23 @@ class ClusterZone:
     def set_slice(self, endpoint_slice: Mapping[str, Any]) -> None:
         m = _meta(endpoint_slice)
         service = (m.get("labels") or {}).get("kubernetes.io/service-name")
-        if not service:
-            return
-        ready = [
-            address
-            for endpoint in endpoint_slice.get("endpoints") or ()
-            if (endpoint.get("conditions") or {}).get("ready", True) is not False
-            for address in endpoint.get("addresses") or ()
-        ]
+        if not service or endpoint_slice.get("addressType", "IPv4") != "IPv4":
+            return  # A records come from IPv4 slices only
+        ready = []
+        for endpoint in endpoint_slice.get("endpoints") or ():
+            if (endpoint.get("conditions") or {}).get("ready", True) is False:
+                continue
+            for address in endpoint.get("addresses") or ():
+                try:
+                    ipaddress.IPv4Address(address)
+                except ValueError:
+                    continue  # not an address a record can hold
+                ready.append((address, str(endpoint.get("hostname") or "").lower()))
         self._endpoints.setdefault((m.get("namespace", ""), service), {})[m.get("name", "")] = ready
+
+    def update_slice(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        self.remove_slice(old)  # its service-name label may have changed
+        self.set_slice(new)
 
     def remove_slice(self, endpoint_slice: Mapping[str, Any]) -> None:
         m = _meta(endpoint_slice)
@@ -90,7 +103,12 @@ class ClusterZone:
             return None
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
-        found, records = self._lookup(question.name, question.rdtype)
+        relative = question.name.relativize(self.zone).labels
+        try:
+            labels: list[str] | None = [label.decode().lower() for label in relative]
+        except UnicodeDecodeError:
+            labels = None  # no name of ours
+        found, records = self._lookup(question.name, labels, question.rdtype)
         if records:
             response.answer.append(records)
         else:
@@ -103,9 +121,13 @@ class ClusterZone:
         text = f"ns.dns.{self.zone} hostmaster.{self.zone} 1 7200 1800 86400 {TTL}"
         return dns.rrset.from_text(self.zone, TTL, "IN", "SOA", text)
 
-    def _lookup(self, name: dns.name.Name, rdtype: int) -> tuple[bool, dns.rrset.RRset | None]:
+    def _lookup(self, name: dns.name.Name, labels: list[str] | None,
+                rdtype: int) -> tuple[bool, dns.rrset.RRset | None]:  # fmt: skip
         """(the name exists, its records of ``rdtype``)."""
-        labels = [label.decode().lower() for label in name.relativize(self.zone).labels]
+        if labels is None:
+            return False, None
+        if len(labels) == 4 and labels[3] == "svc":
+            return self._endpoint(name, labels, rdtype)
         if len(labels) == 3 and labels[2] == "pod":
             return self._pod(name, labels, rdtype)
         if len(labels) < 3 or labels[-1] != "svc":
@@ -121,21 +143,37 @@ class ClusterZone:
             return False, None
         spec = svc.get("spec") or {}
         if spec.get("type") == "ExternalName":
-            if rdtype not in (dns.rdatatype.CNAME, dns.rdatatype.A):
-                return True, None
             target = str(spec.get("externalName", "")).rstrip(".") + "."
-            return True, dns.rrset.from_text(name, TTL, "IN", "CNAME", target)
+            try:
+                return True, dns.rrset.from_text(name, TTL, "IN", "CNAME", target)
+            except dns.exception.DNSException:
+                return True, None  # an externalName that is no DNS name
         if rdtype != dns.rdatatype.A:
             return True, None
         ip = spec.get("clusterIP")
-        addresses = self._ready(namespace, service) if ip in (None, "", "None") else [ip]
+        if ip in (None, "", "None"):
+            addresses = [address for address, _ in self._ready(namespace, service)]
+        else:
+            addresses = [ip]
         if not addresses:
             return True, None
         return True, dns.rrset.from_text_list(name, TTL, "IN", "A", sorted(set(addresses)))
 
-    def _ready(self, namespace: str, service: str) -> list[str]:
+    def _ready(self, namespace: str, service: str) -> list[tuple[str, str]]:
         slices = self._endpoints.get((namespace, service)) or {}
-        return [address for addresses in slices.values() for address in addresses]
+        return [pair for pairs in slices.values() for pair in pairs]
+
+    def _endpoint(self, name, labels, rdtype) -> tuple[bool, dns.rrset.RRset | None]:
+        """``<hostname>.<service>.<namespace>.svc``: a headless Service's endpoint."""
+        hostname, service, namespace = labels[0], labels[1], labels[2]
+        # An endpoint without a hostname is named by its address, dashed (CoreDNS's).
+        addresses = [a for a, h in self._ready(namespace, service)
+                     if (h or a.replace(".", "-")) == hostname]  # fmt: skip
+        if not addresses:
+            return False, None
+        if rdtype != dns.rdatatype.A:
+            return True, None
+        return True, dns.rrset.from_text_list(name, TTL, "IN", "A", sorted(set(addresses)))
 
     def _srv(self, name, labels, rdtype) -> tuple[bool, dns.rrset.RRset | None]:
         port_name, proto = labels[0][1:], labels[1][1:]
@@ -143,14 +181,22 @@ class ClusterZone:
         svc = self._services.get((namespace, service))
         if svc is None:
             return False, None
-        for port in (svc.get("spec") or {}).get("ports") or ():
+        spec = svc.get("spec") or {}
+        for port in spec.get("ports") or ():
             if (port.get("name") == port_name
                     and str(port.get("protocol", "TCP")).lower() == proto):  # fmt: skip
                 if rdtype != dns.rdatatype.SRV:
                     return True, None
-                target = f"{service}.{namespace}.svc.{self.zone}"
-                return True, dns.rrset.from_text(name, TTL, "IN", "SRV",
-                                                 f"0 100 {port.get('port')} {target}")  # fmt: skip
+                base = f"{service}.{namespace}.svc.{self.zone}"
+                if spec.get("clusterIP") not in (None, "", "None"):
+                    targets = [base]
+                else:  # headless: one record per endpoint, as the DNS specification says
+                    targets = sorted({f"{h or a.replace('.', '-')}.{base}"
+                                      for a, h in self._ready(namespace, service)})  # fmt: skip
+                if not targets:
+                    return True, None
+                texts = [f"0 100 {port.get('port')} {t}" for t in targets]
+                return True, dns.rrset.from_text_list(name, TTL, "IN", "SRV", texts)
         return False, None
 
     def _pod(self, name, labels, rdtype) -> tuple[bool, dns.rrset.RRset | None]:
