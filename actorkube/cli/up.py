@@ -34,7 +34,7 @@ from pathlib import Path
 
 import trio
 
-from actorkube.actor import ActorSystem, Backoff, OneForOne
+from actorkube.actor import Actor, ActorSystem, Backoff, OneForOne
 from actorkube.apiserver import ApiError
 from actorkube.apiserver._authn import new_signing_key, parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
@@ -69,6 +69,27 @@ def _secret_file(path: Path, make: Callable[[], bytes]) -> bytes:
 
 def _admin_token_file() -> bytes:
     return f"{secrets.token_urlsafe(32)},admin,admin,system:masters\n".encode()
+
+
+class Component(Actor):
+    """Supervises one component of the cluster, with its own restart history: a
+    component that fails is started again after a pause that doubles from 1 s with each
+    restart in the last minute (at most 30 s, so it is never given up on), as systemd
+    or the kubelet restart Kubernetes' components; one that crash-loops never delays
+    or stops the others."""
+
+    supervision = OneForOne(intensity=10, period=60.0, backoff=Backoff(min=1.0, max=30.0))
+
+    def __init__(self, make: Callable[[], Actor], name: str) -> None:
+        self.make = make
+        self.child_name = name
+
+    async def started(self) -> None:
+        self.spawn(self.make, name=self.child_name)
+
+
+def run_component(system: ActorSystem, make: Callable[[], Actor], name: str) -> None:
+    system.spawn(lambda: Component(make, name), name=f"{name}-supervisor")
 
 
 def _component_tokens(nodes: int) -> tuple[dict[str, str], str]:
@@ -129,8 +150,8 @@ async def _start_dns(system: ActorSystem, api, tokens: dict[str, str]) -> None:
             if e.code != 404:
                 raise
         await client.create(resource, body, namespace=namespace, group=group)
-    system.spawn(lambda: ClusterDNS(api.ref, token=tokens[DNS_USER], ip=DNS_IP),
-                 name="cluster-dns")  # fmt: skip
+    run_component(system, lambda: ClusterDNS(api.ref, token=tokens[DNS_USER], ip=DNS_IP),
+                  "cluster-dns")  # fmt: skip
 
 
 async def _start_node(system: ActorSystem, api, data_dir: Path, i: int, tokens: dict[str, str],
@@ -148,10 +169,11 @@ async def _start_node(system: ActorSystem, api, data_dir: Path, i: int, tokens: 
                            root_dir=root / "kubelet",
                            cluster_dns=(DNS_IP,) if dns else ())  # fmt: skip
     await nursery.start(runtime.run)
-    system.spawn(lambda: Kubelet(api.ref, runtime, config, token=tokens[f"system:node:{name}"]),
-                 name=f"kubelet-{name}")  # fmt: skip
-    system.spawn(lambda: KubeProxy(api.ref, token=tokens[PROXY_USER], node_name=name,
-                                   node_ip=ip), name=f"kube-proxy-{name}")  # fmt: skip
+    run_component(system, lambda: Kubelet(api.ref, runtime, config,
+                                           token=tokens[f"system:node:{name}"]),
+                  f"kubelet-{name}")  # fmt: skip
+    run_component(system, lambda: KubeProxy(api.ref, token=tokens[PROXY_USER], node_name=name,
+                                            node_ip=ip), f"kube-proxy-{name}")  # fmt: skip
 
 
 def _capacity() -> dict[str, str]:
@@ -187,11 +209,7 @@ async def run(
         # to be: the shutdown is a cancellation of the whole tree, at any moment, even
         # while the start waits for etcd.
         await outer.start(_stop_on_signal, outer.cancel_scope)
-        # A component that fails is started again, with a growing pause (1 s doubling
-        # to 30 s), as systemd or the kubelet restart Kubernetes' components: one
-        # failing component never stops the others.
-        supervision = OneForOne(intensity=10, period=60.0, backoff=Backoff(min=1.0, max=30.0))
-        async with ActorSystem(supervision=supervision) as system, trio.open_nursery() as nursery:
+        async with ActorSystem() as system, trio.open_nursery() as nursery:
             group = start_group(system, 3, data_dir=data_dir / "etcd")
             api = await start_apiserver(
                 system,
@@ -201,14 +219,14 @@ async def run(
                 client_ca=pki.ca.cert,
             )
             await api.ready()
-            system.spawn(lambda: Scheduler(api.ref, token=scheduler_token,
-                                           identity=f"{socket.gethostname()}_{uuid.uuid4()}",
-                                           config=scheduler_config),
-                         name="scheduler")  # fmt: skip
+            run_component(system, lambda: Scheduler(
+                api.ref, token=scheduler_token,
+                identity=f"{socket.gethostname()}_{uuid.uuid4()}", config=scheduler_config,
+            ), "scheduler")  # fmt: skip
             for controller, make in CONTROLLERS.items():
                 token = component_tokens[f"system:serviceaccount:kube-system:{controller}"]
-                system.spawn(lambda make=make, token=token: make(api.ref, token=token),
-                             name=controller)  # fmt: skip
+                run_component(system, lambda make=make, token=token: make(api.ref, token=token),
+                              controller)  # fmt: skip
             # The cluster DNS serves port 53, which only root may bind.
             dns = os.geteuid() == 0
             if dns:
