@@ -92,6 +92,16 @@ def test_resolv_conf_by_dns_policy():
     )
 
 
+async def admin_api(system):
+    """An API server on a 3-member etcd group, with the admin token ``t``."""
+    group = start_group(system, 3)
+    tokens = parse_token_file("t,admin,1,system:masters\n")
+    api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
+                                tokens=tokens)  # fmt: skip
+    await api.ready()
+    return api
+
+
 async def _upstream(task_status=trio.TASK_STATUS_IGNORED):
     """A nameserver that answers every A query with 192.0.2.1."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
@@ -109,11 +119,7 @@ async def _upstream(task_status=trio.TASK_STATUS_IGNORED):
 
 async def test_the_server_answers_forwards_and_survives_bad_datagrams(tmp_path):
     async with ActorSystem() as system, trio.open_nursery() as nursery:
-        group = start_group(system, 3)
-        tokens = parse_token_file("t,admin,1,system:masters\n")
-        api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
-                                    tokens=tokens)  # fmt: skip
-        await api.ready()
+        api = await admin_api(system)
         client = ApiClient(system, api.ref, token="t")
         await client.create("services", service("web", ip="127.96.0.21"), namespace="default")
         port = await nursery.start(_upstream)
@@ -180,11 +186,7 @@ async def _until(ask_, done):
 
 async def test_big_answers_are_truncated_over_udp_and_whole_over_tcp():
     async with ActorSystem() as system, trio.open_nursery() as nursery:
-        group = start_group(system, 3)
-        tokens = parse_token_file("t,admin,1,system:masters\n")
-        api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
-                                    tokens=tokens)  # fmt: skip
-        await api.ready()
+        api = await admin_api(system)
         server = ClusterDNS(api.ref, token="t", ip="127.53.0.3", port=0, upstream=[])
         system.spawn(lambda: server, name="dns")
         with trio.fail_after(30):
