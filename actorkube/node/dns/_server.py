@@ -17,14 +17,15 @@ Rules of this file:
 - A UDP answer fits the client's EDNS payload size (512 bytes without EDNS): whole
   record sets while they fit, else as many records as fit and the TC flag, and the
   client asks again over TCP, where answers are whole.
-- ``ready`` is set once the informers have listed and both sockets listen, so tests
-  and callers wait for it, not for a delay. ``queries`` and ``forwarded`` count.
+- ``ready`` is set once the informers have listed and both sockets listen, and
+  ``wait_until(predicate)`` returns once the zone satisfies it, so tests and callers
+  wait for a state, not for a delay. ``queries`` and ``forwarded`` count.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dns.asyncbackend
 import dns.asyncquery
@@ -82,6 +83,7 @@ class ClusterDNS(Actor):
         self.forwarded = 0
         self.bound_port = 0
         self._forwards = trio.Semaphore(MAX_FORWARDS)
+        self._changed = trio.lowlevel.ParkingLot()
 
     async def started(self) -> None:
         self.ref.tell(_Serve())
@@ -92,9 +94,10 @@ class ClusterDNS(Actor):
         factory = InformerFactory(client)
         services = factory.informer("services")
         slices = factory.informer("endpointslices", group="discovery.k8s.io")
-        z = self.zone
-        services.add_handler(z.set_service, lambda old, new: z.set_service(new), z.remove_service)
-        slices.add_handler(z.set_slice, z.update_slice, z.remove_slice)
+        z, told = self.zone, self._told
+        services.add_handler(told(z.set_service), told(lambda old, new: z.set_service(new)),
+                             told(z.remove_service))  # fmt: skip
+        slices.add_handler(told(z.set_slice), told(z.update_slice), told(z.remove_slice))
         sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
         with sock:
             await sock.bind((self.ip, self.port))
@@ -107,6 +110,20 @@ class ClusterDNS(Actor):
                 while True:
                     data, peer = await sock.recvfrom(65535)
                     nursery.start_soon(self._reply, sock, data, peer)
+
+    def _told(self, change: Callable[..., None]) -> Callable[..., None]:
+        """``change`` of the zone, then everyone in ``wait_until`` looks again."""
+
+        def changed(*objects: dict) -> None:
+            change(*objects)
+            self._changed.unpark_all()
+
+        return changed
+
+    async def wait_until(self, predicate: Callable[[ClusterZone], bool]) -> None:
+        """Return once ``predicate(zone)`` holds (checked after every change)."""
+        while not predicate(self.zone):
+            await self._changed.park()
 
     async def _reply(self, sock, data: bytes, peer) -> None:
         self.queries += 1

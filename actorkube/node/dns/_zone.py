@@ -58,6 +58,9 @@ class ClusterZone:
         m = _meta(svc)
         self._services[(m.get("namespace", ""), m.get("name", ""))] = svc
 
+    def has_service(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._services
+
     def remove_service(self, svc: Mapping[str, Any]) -> None:
         m = _meta(svc)
         self._services.pop((m.get("namespace", ""), m.get("name", "")), None)
