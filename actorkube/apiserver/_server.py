@@ -74,6 +74,9 @@ class ApiServer(Actor):
         self.pending: dict[int, Reply] = {}
         self.next_id = 0
         self.pumps: dict[tuple[ActorRef, int], ActorRef] = {}
+        # The other way round: a pump's watch, so that its end is one lookup, not a
+        # scan of every watch (thousands of kubelets' watches end and start again).
+        self.watch_of: dict[ActorRef, tuple[ActorRef, int]] = {}
 
     async def started(self) -> None:
         for i in range(self.size):
@@ -100,17 +103,20 @@ class ApiServer(Actor):
     @handler
     def on_pump_started(self, msg: _PumpStarted) -> None:
         self.pumps[(msg.watcher, msg.watch_id)] = msg.pump
+        self.watch_of[msg.pump] = (msg.watcher, msg.watch_id)
         self.watch(msg.pump)
 
     @handler
     def on_terminated(self, msg: Terminated) -> None:
-        for key in [k for k, pump in self.pumps.items() if pump == msg.actor]:
+        key = self.watch_of.pop(msg.actor, None)
+        if key is not None and self.pumps.get(key) == msg.actor:
             del self.pumps[key]
 
     @handler
     async def on_stop_watch(self, msg: StopWatch) -> None:
         pump = self.pumps.pop((msg.watcher, msg.watch_id), None)
         if pump is not None:
+            self.watch_of.pop(pump, None)
             await self.system.stop(pump)
 
     def _assign(self) -> None:
