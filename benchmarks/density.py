@@ -9,8 +9,8 @@ Rules of this file:
   group in memory, the API server, the scheduler) and N nodes, each a real kubelet
   (its own user, Node, Lease, informers, pod workers, status writes) on its own
   simulated runtime, whose containers start at once and run until stopped.
-- The nodes register first (not measured). Then ``30 * N`` pods (the pause image,
-  10m CPU, 20Mi) are created at ``rate`` pods/s by closed-loop clients that never
+- The nodes register first, 250 at a time (not measured). Then ``30 * N`` pods (the
+  pause image, 10m CPU, 20Mi) are created at ``rate`` pods/s by closed-loop clients that never
   start a create before its turn; a watch on the pods records when each is first
   seen Running with every container ready. Startup latency is that moment minus
   the moment its create was sent (Kubernetes' e2e pod startup latency: creation to
@@ -50,6 +50,7 @@ TOKEN = "bench-admin-token"
 NAMESPACE = "density"
 PODS_PER_NODE = 30
 SLO_P99 = 5.0
+JOIN_BATCH = 250  # nodes started at once
 
 
 def pod_cidr(i: int) -> str:
@@ -131,11 +132,14 @@ async def _measure(system, api, client, scheduler, running, nodes, pods_per_node
         kubelet = Kubelet(api.ref, runtime, config, token=f"node-{i}-token")
         kubelets.append(kubelet)
         system.spawn(lambda k=kubelet: k, name=f"kubelet-node-{i}")
-        if i % 100 == 99:
-            await trio.sleep(0)  # let registrations proceed while more start
+        if i % JOIN_BATCH == JOIN_BATCH - 1 or i == nodes - 1:
+            # Nodes join a few hundred at a time, as machines come up, rather than all
+            # their lists and watches at one instant.
+            with trio.fail_after(1800):
+                while not all(k.state is not None and k.state.registered.is_set()
+                              for k in kubelets[-JOIN_BATCH:]):  # fmt: skip
+                    await trio.sleep(0.1)
     with trio.fail_after(1800):
-        while not all(k.state is not None and k.state.registered.is_set() for k in kubelets):
-            await trio.sleep(0.1)
         while scheduler.state is None or len(scheduler.state.cache.nodes()) < nodes:
             await trio.sleep(0.1)
     registered = time.perf_counter() - registered
