@@ -49,6 +49,7 @@ import trio
 from actorkube.actor import Actor, ActorRef, handler, message
 from actorkube.apiserver import ApiError
 from actorkube.client import ApiClient, Informer
+from actorkube.scheduler._resources import amount
 
 from ._backoff import Backoff
 from ._dnsconfig import resolv_conf
@@ -874,8 +875,6 @@ def _pod_name(pod: Mapping) -> str:
 
 
 def _resources(spec: Mapping) -> Resources:
-    from actorkube.scheduler._resources import amount
-
     resources = spec.get("resources") or {}
     limits = resources.get("limits") or {}
     requests = resources.get("requests") or {}

@@ -104,9 +104,10 @@ def container_statuses(
         reason = reasons.get(name)
         if reason is not None and not running:
             status["state"] = {"waiting": {"reason": reason[0], "message": reason[1]}}
-            status["lastState"] = _state(latest if latest else None, runtime_name)
-            if latest is not None and latest.state is not ContainerState.EXITED:
-                status["lastState"] = _state(previous, runtime_name)
+            # The last termination: the newest container's if it exited, else the one
+            # before it.
+            exited = latest.state is ContainerState.EXITED if latest is not None else False
+            status["lastState"] = _state(latest if exited else previous, runtime_name)
         elif latest is None:
             waiting = "PodInitializing" if initializing or field == "initContainers" else (
                 "ContainerCreating"
@@ -115,8 +116,6 @@ def container_statuses(
         else:
             status["state"] = _state(latest, runtime_name)
             status["lastState"] = _state(previous, runtime_name)
-        if not status["lastState"]:
-            status["lastState"] = {}
         out.append(status)
     return out
 

@@ -91,18 +91,20 @@ def prepare(
         base = pod_dir(root or Path("/"), uid) / "volumes" / PLUGINS[kind] / name
         spec = volume[kind] or {}
         mode = int(spec.get("defaultMode", 0o644))
-        if root is None:
-            if kind in ("configMap", "secret") and not spec.get("optional"):
-                _check_source(kind, spec, sources)
-        elif kind == "emptyDir":
-            base.mkdir(parents=True, exist_ok=True)
-        elif kind in ("configMap", "secret"):
+        data: dict[str, str] = {}
+        if kind in ("configMap", "secret"):
+            # A missing source that is not optional stops the pod on any node.
             source_kind = "ConfigMap" if kind == "configMap" else "Secret"
             source_name = str(spec.get("name") if kind == "configMap" else spec.get("secretName"))
             obj = sources.get((source_kind, source_name))
             if obj is None and not spec.get("optional"):
                 raise ConfigError(f'{source_kind.lower()} "{source_name}" not found')
             data = _data(source_kind, obj) if obj is not None else {}
+        if root is None:
+            pass  # a simulated node writes nothing
+        elif kind == "emptyDir":
+            base.mkdir(parents=True, exist_ok=True)
+        elif kind in ("configMap", "secret"):
             _write_files(base, _items(spec, data, source_name), mode)
         else:  # downwardAPI
             files = {
@@ -114,13 +116,6 @@ def prepare(
             _write_files(base, files, mode)
         paths[name] = str(base)
     return paths
-
-
-def _check_source(kind: str, spec: Mapping[str, Any], sources: Mapping) -> None:
-    source_kind = "ConfigMap" if kind == "configMap" else "Secret"
-    source_name = str(spec.get("name") if kind == "configMap" else spec.get("secretName"))
-    if (source_kind, source_name) not in sources:
-        raise ConfigError(f'{source_kind.lower()} "{source_name}" not found')
 
 
 def mounts(container: Mapping[str, Any], paths: Mapping[str, str]) -> tuple[Mount, ...]:
