@@ -2,8 +2,10 @@
 messages, canonical quantities; and the schema itself."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from actorkube.apiserver._decode import DecodeError, decode
+from actorkube.apiserver._decode import DecodeError, _fast, _Slow, _Walker, decode
 from actorkube.apiserver._schema import SCALARS, builtin_schema
 
 SCHEMA = builtin_schema()
@@ -151,3 +153,77 @@ def test_the_schema_agrees_with_the_official_clients_models():
         assert set(SCHEMA[name].fields) <= known, (name, set(SCHEMA[name].fields) - known)
         checked += 1
     assert checked > 150
+
+
+# --- the fast path agrees with the walk ---------------------------------------------------
+
+_SCALAR_VALUES = {
+    "string": st.text(max_size=5),
+    "boolean": st.booleans(),
+    "int32": st.integers(-(2**31) - 1, 2**31),
+    "int64": st.integers(-(2**63), 2**63 - 1),
+    "double": st.one_of(st.integers(-5, 5), st.floats(allow_nan=False)),
+    "quantity": st.sampled_from(["1", "100m", "0.5", "1Gi", "1e3", "1.5Ki", "x", "", "07"]),
+    "intstr": st.one_of(st.integers(0, 70000), st.sampled_from(["http", "50%"])),
+    "byte": st.sampled_from(["", "aGk=", "not base64!", "aGk"]),
+    "time": st.sampled_from(["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.5+01:00", "noon"]),
+    "microtime": st.sampled_from(["2026-01-02T03:04:05.123456Z", "x"]),
+    "duration": st.sampled_from(["1h2m", "5s", "0", "-1.5ms", "soon"]),
+    "raw": st.one_of(st.none(), st.integers(), st.text(max_size=3)),
+    "fieldsv1": st.sampled_from([{}, {"f:spec": {}}, "f:spec"]),
+}
+_ODD = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
+                 st.text(max_size=3), st.just([]), st.just({}))  # fmt: skip
+
+
+def _value_of(data, type_name: str, depth: int):
+    """A value shaped like ``type_name``, now and then of the wrong shape, null, or with
+    a field the type does not have."""
+    if data.draw(st.integers(0, 19), label="odd") == 0:
+        return data.draw(_ODD)
+    if type_name in _SCALAR_VALUES:
+        return data.draw(_SCALAR_VALUES[type_name])
+    if type_name.startswith("[]") or type_name.startswith("{}"):
+        n = 0 if depth > 4 else data.draw(st.integers(0, 2))
+        items = [_value_of(data, type_name[2:], depth + 1) for _ in range(n)]
+        return items if type_name.startswith("[]") else {f"k{i}": v for i, v in enumerate(items)}
+    t = SCHEMA.types.get(type_name)
+    if t is None:
+        return data.draw(_ODD)
+    names = sorted(t.fields)
+    chosen = [] if depth > 4 else data.draw(st.lists(st.sampled_from(names), max_size=4))
+    out = {name: _value_of(data, t.fields[name].type, depth + 1) for name in chosen}
+    if data.draw(st.integers(0, 19), label="unknown") == 0:
+        out["notAField"] = 1
+    return out
+
+
+def _walked(t, obj):
+    unknown: list[str] = []
+    try:
+        return _Walker(SCHEMA, unknown).struct(t, obj, "", ""), tuple(unknown)
+    except DecodeError as e:
+        return "error", str(e)
+
+
+@pytest.mark.parametrize("kind", ["Pod", "Service", "Node", "ConfigMap", "Secret", "Event"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_fast_path_decodes_exactly_as_the_walk(kind, data):
+    t = SCHEMA.kind("v1", kind)
+    obj = _value_of(data, t.name, 0)
+    try:
+        got = decode(SCHEMA, t, obj)
+        fast = got.obj, got.unknown
+    except DecodeError as e:
+        fast = "error", str(e)
+    assert fast == _walked(t, obj)
+
+
+def test_a_well_formed_pod_takes_the_fast_path():
+    body = pod(containers=[{"name": "c", "image": "i", "resources": {"limits": {"cpu": "0.5"}}}])
+    assert _fast(SCHEMA, POD.name)(body)["spec"]["containers"][0]["resources"] == {
+        "limits": {"cpu": "500m"}
+    }
+    with pytest.raises(_Slow):
+        _fast(SCHEMA, POD.name)(pod(containerz=[]))

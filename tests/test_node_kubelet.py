@@ -483,3 +483,35 @@ async def test_logs_follow_until_the_container_exits(autojump_clock, cluster):
         while (chunk := await stream.next_json()) is not None:
             tail += chunk
     assert tail == b"tick\n"  # the container has exited: the tail, then the end
+
+
+async def test_a_steady_pod_is_written_when_it_changes_and_never_the_same_again(
+    autojump_clock, cluster
+):  # fmt: skip
+    # Bound as the scheduler binds (PodScheduled set by the binding), then left alone:
+    # the kubelet writes its status when it changes, never the same status again, even
+    # though its copy of the pod comes back from the server with the server's own form.
+    versions = []
+    update = cluster.api.store.update
+
+    async def counted(rt, namespace, name, change, **options):
+        got = await update(rt, namespace, name, change, **options)
+        if rt.plural == "pods":
+            versions.append(got["metadata"]["resourceVersion"])
+        return got
+
+    cluster.api.store.update = counted  # every write of a pod goes through here
+    kubelet = cluster.start_kubelet()
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "calm"},
+            "spec": {"containers": [{"name": "app", "image": "server"}]}}  # fmt: skip
+    await cluster.client.create("pods", body, namespace="default")
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "calm"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}}  # fmt: skip
+    await cluster.client.request("create", "pods", namespace="default", name="calm",
+                                 subresource="binding", body=binding)  # fmt: skip
+    await cluster.until("calm", lambda p: condition(p, "Ready").get("status") == "True")
+    syncs = kubelet.state.syncs
+    await trio.sleep(150)  # resyncs come and go
+    assert kubelet.state.syncs > syncs
+    assert len(versions) >= 2  # the binding, the kubelet's status
+    assert len(set(versions)) == len(versions), "a write that changed nothing"

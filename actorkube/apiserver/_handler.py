@@ -443,8 +443,11 @@ class Handler:
         # object, unless its body names one, as Kubernetes does for both).
         expect = meta(req.body).get("resourceVersion", "") if isinstance(req.body, dict) else ""
         dry_run = bodies.dry_run(params)
+        # The watch cache's copy is tried first, as Kubernetes does (its
+        # cachedExistingObject): most updates then need no read from etcd.
         return await self.store.update(rt, req.namespace, req.name, change, expect=expect,
-                                       dry_run=dry_run)  # fmt: skip
+                                       dry_run=dry_run,
+                                       guess=self._cached(rt, req.namespace, req.name))  # fmt: skip
 
     async def _apply(self, rt: ResourceType, req: ApiRequest, warnings: list[str]):
         """PATCH with an apply configuration (server-side apply): merged into the
@@ -548,7 +551,9 @@ class Handler:
             status = current.get("status") or {}
             conditions = [c for c in status.get("conditions") or ()
                           if c.get("type") != "PodScheduled"]  # fmt: skip
-            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+            # (No null lastProbeTime: a stored object has no nulls, as one decoded has
+            # none, so that its readers compare what they write with what they read.)
+            conditions.append({"type": "PodScheduled", "status": "True",
                                "lastTransitionTime": rfc3339(self.clock())})  # fmt: skip
             annotations = {**(meta(current).get("annotations") or {}),
                            **((body.get("metadata") or {}).get("annotations") or {})}  # fmt: skip

@@ -648,6 +648,10 @@ def _writes(req: TxnRequest, path: Iterator[bool]) -> bool:
 
 def _check_duplicates(req: TxnRequest) -> None:
     """etcd refuses a txn that may write one key twice, branch by branch."""
+    if len(req.success) <= 1 and len(req.failure) <= 1:
+        nested = req.success and type(req.success[0]) is TxnRequest
+        if not nested and not (req.failure and type(req.failure[0]) is TxnRequest):
+            return  # one write per branch at most: the usual conditional put
     _writes_of(req.success)
     _writes_of(req.failure)
 

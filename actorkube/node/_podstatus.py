@@ -199,7 +199,6 @@ def _condition(
     out: dict[str, Any] = {
         "type": kind,
         "status": status,
-        "lastProbeTime": None,
         "lastTransitionTime": since or rfc3339(now),
     }
     if not ok and reason:
