@@ -46,6 +46,21 @@ def rfc3339_micro(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_rfc3339(text: object) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp (``rfc3339``'s or
+    ``rfc3339_micro``'s form, or any offset); None for anything else (a missing or
+    malformed time is Go's zero time to the callers)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.timestamp()
+
+
 def generate_name(prefix: str, rng: random.Random) -> str:
     """``prefix`` plus five random characters, as the name generator of Kubernetes
     (the prefix is cut so that the whole name stays within 63 characters)."""

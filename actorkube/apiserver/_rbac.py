@@ -40,7 +40,8 @@ Rules of this file:
   and system:node. system:node is bound to the group system:nodes (Kubernetes'
   bootstrap policy before its Node authorizer, which would narrow each kubelet to its
   own node's objects: there is no Node authorizer here). The controller roles
-  (system:controller:*) come with the controllers: endpointslice-controller and
+  (system:controller:*) come with the controllers: replicaset-controller,
+  deployment-controller, endpointslice-controller and
   endpoint-controller so far, each bound to its service account in kube-system.
 """
 
@@ -539,9 +540,26 @@ def _controller_roles() -> list[dict[str, Any]]:
         _rule(["create"], [""], ["endpoints/restricted"]),
         _events_rule(),
     ]
+    replica_sets = [
+        _rule(["get", "list", "watch", "update"], ["apps", "extensions"], ["replicasets"]),
+        _rule(["update"], ["apps", "extensions"], ["replicasets/status"]),
+        _rule(["update"], ["apps", "extensions"], ["replicasets/finalizers"]),
+        _rule(["list", "watch", "patch", "create", "delete"], [""], ["pods"]),
+        _events_rule(),
+    ]
+    deployments = [
+        _rule(["get", "list", "watch", "update"], ["apps", "extensions"], ["deployments"]),
+        _rule(["update"], ["apps", "extensions"], ["deployments/status"]),
+        _rule(["update"], ["apps", "extensions"], ["deployments/finalizers"]),
+        _rule([*write, "patch"], ["apps", "extensions"], ["replicasets"]),
+        _rule(["get", "list", "watch", "update"], [""], ["pods"]),
+        _events_rule(),
+    ]
     return [
         _cluster_role("system:controller:endpointslice-controller", slices),
         _cluster_role("system:controller:endpoint-controller", endpoints),
+        _cluster_role("system:controller:replicaset-controller", replica_sets),
+        _cluster_role("system:controller:deployment-controller", deployments),
     ]
 
 
@@ -627,4 +645,6 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
         _cluster_role_binding("system:node-proxier", ["system:kube-proxy"], "User"),
         _controller_binding("endpointslice-controller"),
         _controller_binding("endpoint-controller"),
+        _controller_binding("replicaset-controller"),
+        _controller_binding("deployment-controller"),
     ]

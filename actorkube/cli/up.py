@@ -3,7 +3,7 @@
 What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
 the scheduler (user system:kube-scheduler, leader election on its Lease; profiles
 from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), the
-EndpointSlice and Endpoints controllers (each as its service account), ``nodes``
+ReplicaSet, EndpointSlice and Endpoints controllers (each as its service account), ``nodes``
 worker nodes (default 1: a kubelet whose pods are real processes, ``ProcessRuntime``
 under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the
 next /16 for each other one, node IPs 127.1.0.1, 127.1.0.2, ...; and a kube-proxy
@@ -40,7 +40,11 @@ from actorkube.apiserver._authn import new_signing_key, parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiClient
-from actorkube.controllers import EndpointsController, EndpointSliceController
+from actorkube.controllers import (
+    EndpointsController,
+    EndpointSliceController,
+    ReplicaSetController,
+)
 from actorkube.etcd import start_group
 from actorkube.node._kubelet import Kubelet, KubeletConfig
 from actorkube.node._nodestatus import NodeConfig
@@ -55,7 +59,8 @@ PROXY_USER = "system:kube-proxy"
 ADDON_USER = "system:addon-manager"  # installs the DNS addon's objects, as kubeadm does
 DNS_USER = "system:serviceaccount:kube-system:coredns"
 DNS_IP = "127.96.0.10"  # kube-dns's address, as 10.96.0.10 in a kubeadm cluster
-CONTROLLERS = {"endpointslice-controller": EndpointSliceController,
+CONTROLLERS = {"replicaset-controller": ReplicaSetController,
+               "endpointslice-controller": EndpointSliceController,
                "endpoint-controller": EndpointsController}  # fmt: skip
 
 

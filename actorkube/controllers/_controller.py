@@ -13,6 +13,11 @@ Rules of this file:
 - ``workers`` tasks reconcile at once; the work queue never gives one key to two of them.
 - Reconciles start only once every informer has listed (Kubernetes' WaitForCacheSync),
   so a first reconcile never mistakes a cache still filling for a cluster without pods.
+- A controller that creates or deletes records what it expects to see in
+  ``expectations`` and acts again for a key only once they are met (see
+  ``_expectations``). ``events`` records Kubernetes Events as the controller's
+  component; ``requeue_after(key, seconds)`` looks at a key again later (a deadline,
+  minReadySeconds).
 - ``synced`` is set then; ``reconciles`` and ``errors`` count what the workers did (for
   metrics), and ``wait_until(predicate)`` waits until a reconcile leaves the predicate
   true (for tests and callers that need a state, not a delay).
@@ -28,11 +33,14 @@ import trio
 from actorkube.actor import Actor, ActorRef, handler, message
 from actorkube.client import (
     ApiClient,
+    EventRecorder,
     InformerFactory,
     RateLimitingQueue,
     ShutDown,
     default_controller_rate_limiter,
 )
+
+from ._expectations import Expectations
 
 log = logging.getLogger("actorkube.controllers")
 
@@ -58,6 +66,8 @@ class Controller(Actor):
         self.queue: RateLimitingQueue[str] = RateLimitingQueue(
             rate_limiter=default_controller_rate_limiter()
         )
+        self.expectations = Expectations()
+        self.events: EventRecorder | None = None
         self.synced = trio.Event()
         self.reconciles = 0
         self.errors = 0
@@ -69,9 +79,11 @@ class Controller(Actor):
     @handler
     async def on_run(self, msg: _Run) -> None:
         self.client = ApiClient(self.system, self.server, token=self.token)
+        self.events = EventRecorder(self.client, self.name)
         factory = InformerFactory(self.client)
         self.watch_cluster(factory)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.events.run)
             await factory.start(nursery)
             self.synced.set()
             for _ in range(self.workers):
@@ -79,6 +91,9 @@ class Controller(Actor):
 
     def enqueue(self, key: str) -> None:
         self.queue.add(key)
+
+    def requeue_after(self, key: str, seconds: float) -> None:
+        self.queue.add_after(key, seconds)
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` is true, checked now and after each reconcile."""

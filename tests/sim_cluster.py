@@ -1,0 +1,150 @@
+"""A whole cluster in the deterministic simulation, for the controllers' tests: a host
+"api" (a 3-member etcd group and the API server), a host "scheduler", a host
+"controllers", and one host per node (a kubelet beside its simulated runtime), all on
+one SimNetwork in virtual time. Crashing a node's host stops its kubelet and its
+runtime, as a machine that dies.
+
+    async def scenario(net):
+        cluster = await SimCluster.start(net, nodes=3)
+        cluster.spawn_controller(ReplicaSetController, "replicaset-controller")
+        ...
+
+    simulate(scenario, seed=seed)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from virtual_time import wait_for
+
+from actorkube.actor import Actor, ActorSystem, handler, message
+from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
+from actorkube.client import ApiClient
+from actorkube.etcd import start_group
+from actorkube.node._kubelet import Kubelet, KubeletConfig
+from actorkube.node._nodestatus import NodeConfig
+from actorkube.node.runtime import SimRuntime
+from actorkube.scheduler import Scheduler, SchedulerConfig
+from actorkube.sim import SimNetwork
+
+API = "ak://api/apiserver"
+CONTROLLERS = ("replicaset-controller", "deployment-controller", "endpointslice-controller",
+               "endpoint-controller")  # fmt: skip
+
+
+def _tokens(nodes: int) -> str:
+    lines = ["admin-token,admin,1,system:masters",
+             "scheduler-token,system:kube-scheduler,2"]  # fmt: skip
+    for name in CONTROLLERS:
+        lines.append(f"{name}-token,system:serviceaccount:kube-system:{name},{name},"
+                     f'"system:serviceaccounts,system:serviceaccounts:kube-system"')  # fmt: skip
+    for i in range(nodes):
+        lines.append(f"node-{i}-token,system:node:node-{i},node-{i},system:nodes")
+    return "\n".join(lines) + "\n"
+
+
+@message(tag="tests.sim_cluster._Go")
+class _Go:
+    pass
+
+
+class RuntimeTask(Actor):
+    """Runs a node's runtime for as long as the node's host lives."""
+
+    def __init__(self, runtime: SimRuntime) -> None:
+        self.runtime = runtime
+
+    async def started(self) -> None:
+        self.ref.tell(_Go())
+
+    @handler
+    async def on_go(self, msg: _Go) -> None:
+        await self.runtime.run()
+
+
+def pod_cidr(i: int) -> str:
+    return f"10.244.{i}.0/24"
+
+
+class SimCluster:
+    """The cluster of one simulation (see the module docstring)."""
+
+    def __init__(self, net: SimNetwork, nodes: int, client_system: ActorSystem) -> None:
+        self.net = net
+        self.nodes = nodes
+        self.client = ApiClient(client_system, client_system.ref(API), token="admin-token")
+        self.controllers: dict[str, Any] = {}
+
+    @classmethod
+    async def start(cls, net: SimNetwork, *, nodes: int = 3, cpu: str = "4",
+                    profiles: dict | None = None) -> SimCluster:  # fmt: skip
+        tokens = parse_token_file(_tokens(nodes))
+
+        async def boot_api(system: ActorSystem) -> None:
+            group = start_group(system, 3)
+            api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
+                                        tokens=tokens, seed=1)  # fmt: skip
+            await api.ready()
+
+        def boot_scheduler(system: ActorSystem) -> None:
+            scheduler = Scheduler(system.ref(API), token="scheduler-token", identity="s1",
+                                  config=SchedulerConfig(leader_elect=False))  # fmt: skip
+            system.spawn(lambda: scheduler, name="scheduler")
+
+        await net.add_host("api", boot_api)
+        clients = await net.add_host("clients", lambda system: None)
+        cluster = cls(net, nodes, clients)
+        cluster.profiles = profiles or {}
+        cluster.cpu = cpu
+        await net.add_host("scheduler", boot_scheduler)
+        await net.add_host("controllers", lambda system: None)
+        for i in range(nodes):
+            await net.add_host(f"node-{i}", cluster.node_boot(i))
+        await wait_for(cluster._nodes_ready)
+        return cluster
+
+    def node_boot(self, i: int) -> Callable[[ActorSystem], None]:
+        """What starts node ``i`` on its host (again, after a restart)."""
+
+        def boot(system: ActorSystem) -> None:
+            runtime = SimRuntime(pod_cidr(i), profiles=self.profiles, wall_clock=system.clock.now)
+            system.spawn(lambda: RuntimeTask(runtime), name="runtime")
+            capacity = {"cpu": self.cpu, "memory": "8Gi", "pods": "110"}
+            node = NodeConfig(f"node-{i}", ip=f"127.1.0.{i + 1}", capacity=capacity)
+            kubelet = Kubelet(system.ref(API), runtime, KubeletConfig(node),
+                              token=f"node-{i}-token")  # fmt: skip
+            system.spawn(lambda: kubelet, name="kubelet")
+
+        return boot
+
+    async def _nodes_ready(self) -> bool:
+        try:
+            listed = await self.client.list("nodes")
+        except ApiError:
+            return False
+        ready = [n for n in listed["items"]
+                 if any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in (n.get("status") or {}).get("conditions") or ())]  # fmt: skip
+        return len(ready) == self.nodes
+
+    def spawn_controller(self, cls: type, name: str, **options: Any) -> Any:
+        """Start controller ``cls`` as its service account on the host "controllers";
+        the instance (its informers and counters are there to look at)."""
+        system = self.net.system("controllers")
+        controller = cls(system.ref(API), token=f"{name}-token", **options)
+        system.spawn(lambda: controller, name=name)
+        self.controllers[name] = controller
+        return controller
+
+    async def pods(self, namespace: str = "default", **options: Any) -> list[dict]:
+        return (await self.client.list("pods", namespace=namespace, **options))["items"]
+
+    async def running_pods(self, namespace: str = "default", **options: Any) -> list[dict]:
+        """Pods Running and ready, not being deleted."""
+        return [p for p in await self.pods(namespace, **options)
+                if not p["metadata"].get("deletionTimestamp")
+                and p.get("status", {}).get("phase") == "Running"
+                and any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in p["status"].get("conditions") or ())]  # fmt: skip
