@@ -1,10 +1,11 @@
 """A node end to end, as a user meets it: ``actorkube up`` (one node whose pods are real
-processes) driven by the real kubectl. Three pods of a small HTTP server behind a
-Service: 300 requests to the cluster IP spread evenly over them; a killed container
+processes) driven by the real kubectl. A Deployment of three pods of a small HTTP server
+behind a Service: 300 requests to the cluster IP spread evenly over them; a killed container
 process is restarted and its restartCount goes up; a failing liveness probe restarts a
 container; ``kubectl logs`` shows the server's output; a pod resolves the Service's
 name through the cluster DNS; deleting a pod stops its process with SIGTERM (the
-server's own handler runs) and removes it."""
+server's own handler runs) and removes it, and the Deployment replaces it;
+``kubectl rollout restart``, ``history``, ``undo`` and ``status`` work."""
 
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ def echo_pod(name: str, marker_dir: str, *, sick: bool = False) -> dict:
     }  # fmt: skip
 
 
+def echo_deployment(marker_dir: str) -> dict:
+    pod = echo_pod("", marker_dir)
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echo"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "echo"}},
+                     "template": {"metadata": {"labels": {"app": "echo"}},
+                                  "spec": pod["spec"]}}}  # fmt: skip
+
+
 SERVICE = {
     "apiVersion": "v1",
     "kind": "Service",
@@ -82,12 +91,15 @@ async def test_pods_behind_a_service_with_restarts_probes_logs_and_deletion(tmp_
         return await k("get", kind, name, "-o", f"jsonpath={path}")
 
     try:
-        names = ["echo-0", "echo-1", "echo-2"]
-        manifests = [echo_pod(n, str(markers)) for n in names] + [SERVICE]
-        manifests.append(echo_pod("sick", str(markers), sick=True))
+        manifests = [echo_deployment(str(markers)), SERVICE,
+                     echo_pod("sick", str(markers), sick=True)]  # fmt: skip
         for m in manifests:
             await k("create", "-f", "-", stdin=json.dumps(m).encode())
-        await k("wait", "--for=condition=Ready", "pod", "-l", "app=echo", "--timeout=90s")
+        rolled = await k("rollout", "status", "deployment/echo", "--timeout=90s")
+        assert 'deployment "echo" successfully rolled out' in rolled
+        names = (await k("get", "pods", "-l", "app=echo", "-o",
+                         "jsonpath={.items[*].metadata.name}")).split()  # fmt: skip
+        assert len(names) == 3 and all(n.startswith("echo-") for n in names)
         ip = await jsonpath("service", "echo", "{.spec.clusterIP}")
         assert ip.startswith("127.")
 
@@ -110,19 +122,19 @@ async def test_pods_behind_a_service_with_restarts_probes_logs_and_deletion(tmp_
             assert 90 <= seen[name] <= 112, seen
 
         # kubectl logs shows what the server wrote.
-        logs = await k("logs", "echo-0")
+        logs = await k("logs", names[0])
         assert "listening on " in logs and "served /" in logs
 
         # A killed container process is restarted, and counted.
-        pod_ip = await jsonpath("pod", "echo-1", "{.status.podIP}")
+        pod_ip = await jsonpath("pod", names[1], "{.status.podIP}")
         killed = _kill_server(pod_ip)
         assert killed
         await k("wait", "--for=jsonpath={.status.containerStatuses[0].restartCount}=1",
-                "pod/echo-1", "--timeout=60s")  # fmt: skip
-        last = json.loads(await jsonpath("pod", "echo-1",
+                f"pod/{names[1]}", "--timeout=60s")  # fmt: skip
+        last = json.loads(await jsonpath("pod", names[1],
                                          "{.status.containerStatuses[0].lastState}"))  # fmt: skip
         assert last["terminated"]["exitCode"] == 137
-        assert "listening" in await k("logs", "echo-1", "--previous")
+        assert "listening" in await k("logs", names[1], "--previous")
 
         # A failing liveness probe restarts its container.
         await k("wait", "--for=jsonpath={.status.containerStatuses[0].restartCount}=1",
@@ -142,13 +154,25 @@ async def test_pods_behind_a_service_with_restarts_probes_logs_and_deletion(tmp_
         assert (await k("logs", "resolver")).split() == [ip, ip]
 
         # Deletion: SIGTERM, the server's handler runs (its marker), then the pod goes.
-        doomed_ip = await jsonpath("pod", "echo-2", "{.status.podIP}")
+        doomed_ip = await jsonpath("pod", names[2], "{.status.podIP}")
         assert _server_pids(doomed_ip)
         started = trio.current_time()
-        await k("delete", "pod", "echo-2", "--wait=true", "--timeout=60s")
+        await k("delete", "pod", names[2], "--wait=true", "--timeout=60s")
         assert trio.current_time() - started < 20  # its own 1 s, not the 20 s grace
-        assert (markers / "echo-2").read_text() == "SIGTERM\n"
+        assert (markers / names[2]).read_text() == "SIGTERM\n"
         assert not _server_pids(doomed_ip)
+
+        # The Deployment replaced it; a restart rolls every pod, and undo rolls back.
+        await k("rollout", "status", "deployment/echo", "--timeout=90s")
+        await k("rollout", "restart", "deployment/echo")
+        await k("rollout", "status", "deployment/echo", "--timeout=120s")
+        history = await k("rollout", "history", "deployment/echo")
+        assert history.split()[-2:] == ["2", "<none>"], history
+        await k("rollout", "undo", "deployment/echo")
+        await k("rollout", "status", "deployment/echo", "--timeout=120s")
+        annotation = "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+        assert await jsonpath("deployment", "echo", annotation) == "3"
+        assert await jsonpath("deployment", "echo", "{.status.availableReplicas}") == "3"
     finally:
         assert await stop(process) == 0
     assert not _server_pids(None), "a pod's process outlived the cluster"

@@ -153,7 +153,8 @@ def test_the_public_surface_is_small_and_documented():
 
     for module, names in ((proxy, {"Backend", "Balancer", "Entry", "Frontend", "KubeProxy",
                                    "ProxyStats", "TableDiff", "build", "diff", "listening"}),
-                          (controllers, {"Controller", "EndpointSliceController",
+                          (controllers, {"Controller", "DeploymentController",
+                                         "EndpointSliceController",
                                          "EndpointsController",
                                          "ReplicaSetController"})):  # fmt: skip
         public = {n for n in vars(module) if not n.startswith("_")

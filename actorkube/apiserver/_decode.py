@@ -304,34 +304,33 @@ def _as_is(v: Any) -> Any:
     return v
 
 
-def _string(v: Any) -> Any:
-    if type(v) is str:
-        return v
-    raise _Slow
+def _of_types(*types: type) -> Any:
+    """A check that passes values of exactly these types (bool is not an int here)."""
+
+    def check(v: Any) -> Any:
+        if type(v) in types:
+            return v
+        raise _Slow
+
+    return check
 
 
-def _boolean(v: Any) -> Any:
-    if type(v) is bool:
-        return v
-    raise _Slow
+def _integer(low: int, high: int) -> Any:
+    def check(v: Any) -> Any:
+        if type(v) is int and low <= v <= high:
+            return v
+        raise _Slow
+
+    return check
 
 
-def _int32(v: Any) -> Any:
-    if type(v) is int and _INT32[0] <= v <= _INT32[1]:
-        return v
-    raise _Slow
+def _matching(pattern: re.Pattern) -> Any:
+    def check(v: Any) -> Any:
+        if type(v) is str and pattern.match(v):
+            return v
+        raise _Slow
 
-
-def _int64(v: Any) -> Any:
-    if type(v) is int and _INT64[0] <= v <= _INT64[1]:
-        return v
-    raise _Slow
-
-
-def _double(v: Any) -> Any:
-    if type(v) is float or type(v) is int:
-        return v
-    raise _Slow
+    return check
 
 
 def _quantity(v: Any) -> Any:
@@ -349,12 +348,6 @@ def _quantity(v: Any) -> Any:
     return canonical
 
 
-def _intstr(v: Any) -> Any:
-    if type(v) is str or type(v) is int:
-        return v
-    raise _Slow
-
-
 def _byte(v: Any) -> Any:
     if type(v) is not str:
         raise _Slow
@@ -365,36 +358,18 @@ def _byte(v: Any) -> Any:
     return v
 
 
-def _time(v: Any) -> Any:
-    if type(v) is str and _RFC3339.match(v):
-        return v
-    raise _Slow
-
-
-def _duration(v: Any) -> Any:
-    if type(v) is str and _GO_DURATION.match(v):
-        return v
-    raise _Slow
-
-
-def _fieldsv1(v: Any) -> Any:
-    if type(v) is dict:
-        return v
-    raise _Slow
-
-
 _CHECKS = {
-    "string": _string,
-    "boolean": _boolean,
-    "int32": _int32,
-    "int64": _int64,
-    "double": _double,
+    "string": _of_types(str),
+    "boolean": _of_types(bool),
+    "int32": _integer(*_INT32),
+    "int64": _integer(*_INT64),
+    "double": _of_types(float, int),
     "quantity": _quantity,
-    "intstr": _intstr,
+    "intstr": _of_types(str, int),
     "byte": _byte,
-    "time": _time,
-    "microtime": _time,
-    "duration": _duration,
+    "time": _matching(_RFC3339),
+    "microtime": _matching(_RFC3339),
+    "duration": _matching(_GO_DURATION),
     "raw": _as_is,
-    "fieldsv1": _fieldsv1,
+    "fieldsv1": _of_types(dict),
 }

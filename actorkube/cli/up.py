@@ -3,9 +3,9 @@
 What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
 the scheduler (user system:kube-scheduler, leader election on its Lease; profiles
 from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), the
-ReplicaSet, EndpointSlice and Endpoints controllers (each as its service account), ``nodes``
-worker nodes (default 1: a kubelet whose pods are real processes, ``ProcessRuntime``
-under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the
+Deployment, ReplicaSet, EndpointSlice and Endpoints controllers (each as its service
+account), ``nodes`` worker nodes (default 1: a kubelet whose pods are real processes,
+``ProcessRuntime`` under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the
 next /16 for each other one, node IPs 127.1.0.1, 127.1.0.2, ...; and a kube-proxy
 that forwards Service cluster IPs, from 127.96.0.0/12, and node ports), and the API
 server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates (``DATA/pki``:
@@ -41,6 +41,7 @@ from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiClient
 from actorkube.controllers import (
+    DeploymentController,
     EndpointsController,
     EndpointSliceController,
     ReplicaSetController,
@@ -59,7 +60,8 @@ PROXY_USER = "system:kube-proxy"
 ADDON_USER = "system:addon-manager"  # installs the DNS addon's objects, as kubeadm does
 DNS_USER = "system:serviceaccount:kube-system:coredns"
 DNS_IP = "127.96.0.10"  # kube-dns's address, as 10.96.0.10 in a kubeadm cluster
-CONTROLLERS = {"replicaset-controller": ReplicaSetController,
+CONTROLLERS = {"deployment-controller": DeploymentController,
+               "replicaset-controller": ReplicaSetController,
                "endpointslice-controller": EndpointSliceController,
                "endpoint-controller": EndpointsController}  # fmt: skip
 

@@ -6,6 +6,7 @@ Everything public is re-exported here; ``Controller`` is the shape they share.
 """
 
 from ._controller import Controller as Controller
+from .deployment import DeploymentController as DeploymentController
 from .endpoints import EndpointsController as EndpointsController
 from .endpointslice import EndpointSliceController as EndpointSliceController
 from .replicaset import ReplicaSetController as ReplicaSetController
