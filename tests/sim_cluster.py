@@ -21,6 +21,7 @@ from virtual_time import wait_for
 
 from actorkube.actor import Actor, ActorSystem, handler, message
 from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
+from actorkube.apiserver._rbac import CONTROLLER_ACCOUNTS
 from actorkube.client import ApiClient
 from actorkube.etcd import start_group
 from actorkube.node._kubelet import Kubelet, KubeletConfig
@@ -30,14 +31,13 @@ from actorkube.scheduler import Scheduler, SchedulerConfig
 from actorkube.sim import SimNetwork
 
 API = "ak://api/apiserver"
-CONTROLLERS = ("replicaset-controller", "deployment-controller", "endpointslice-controller",
-               "endpoint-controller")  # fmt: skip
 
 
 def _tokens(nodes: int) -> str:
     lines = ["admin-token,admin,1,system:masters",
-             "scheduler-token,system:kube-scheduler,2"]  # fmt: skip
-    for name in CONTROLLERS:
+             "scheduler-token,system:kube-scheduler,2",
+             "controller-manager-token,system:kube-controller-manager,3"]  # fmt: skip
+    for name in CONTROLLER_ACCOUNTS:
         lines.append(f"{name}-token,system:serviceaccount:kube-system:{name},{name},"
                      f'"system:serviceaccounts,system:serviceaccounts:kube-system"')  # fmt: skip
     for i in range(nodes):
@@ -78,9 +78,11 @@ class SimCluster:
         self.controllers: dict[str, Any] = {}
 
     @classmethod
-    async def start(cls, net: SimNetwork, *, nodes: int = 3, cpu: str = "4",
-                    profiles: dict | None = None) -> SimCluster:  # fmt: skip
-        tokens = parse_token_file(_tokens(nodes))
+    async def start(cls, net: SimNetwork, *, nodes: int = 3, spare_nodes: int = 2,
+                    cpu: str = "4", profiles: dict | None = None) -> SimCluster:  # fmt: skip
+        """The cluster with ``nodes`` nodes up and Ready; ``spare_nodes`` more have
+        credentials and can join later (``add_node``)."""
+        tokens = parse_token_file(_tokens(nodes + spare_nodes))
 
         async def boot_api(system: ActorSystem) -> None:
             group = start_group(system, 3)
@@ -104,6 +106,13 @@ class SimCluster:
             await net.add_host(f"node-{i}", cluster.node_boot(i))
         await wait_for(cluster._nodes_ready)
         return cluster
+
+    async def add_node(self) -> str:
+        """Another node joins (its host boots; it registers by itself); its name."""
+        i = self.nodes
+        self.nodes += 1
+        await self.net.add_host(f"node-{i}", self.node_boot(i))
+        return f"node-{i}"
 
     def node_boot(self, i: int) -> Callable[[ActorSystem], None]:
         """What starts node ``i`` on its host (again, after a restart)."""
@@ -129,11 +138,13 @@ class SimCluster:
                         for c in (n.get("status") or {}).get("conditions") or ())]  # fmt: skip
         return len(ready) == self.nodes
 
-    def spawn_controller(self, cls: type, name: str, **options: Any) -> Any:
-        """Start controller ``cls`` as its service account on the host "controllers";
-        the instance (its informers and counters are there to look at)."""
+    def spawn_controller(self, cls: type, name: str, *, account: str = "",
+                         **options: Any) -> Any:  # fmt: skip
+        """Start controller ``cls`` on the host "controllers" as the service account
+        ``account`` (default: its ``name``, as kube-controller-manager's controllers
+        are); the instance (its informers and counters are there to look at)."""
         system = self.net.system("controllers")
-        controller = cls(system.ref(API), token=f"{name}-token", **options)
+        controller = cls(system.ref(API), token=f"{account or name}-token", **options)
         system.spawn(lambda: controller, name=name)
         self.controllers[name] = controller
         return controller

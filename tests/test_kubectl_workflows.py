@@ -230,6 +230,20 @@ async def test_everyday_edits_describe_and_delete(tmp_path):
         assert fields["Name"].strip() == "web" and fields["Namespace"].strip() == "default"
         assert fields["Replicas"].strip().startswith("5 desired")
         assert "Image:      nginx:4" in out and "Tolerations:     k2 op=Exists" in out
+        # describe finds the object's events by field selectors on involvedObject.
+        event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "web.1"},
+                 "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                    "name": "web", "namespace": "default",
+                                    "uid": web["metadata"]["uid"]},
+                 "reason": "ScalingReplicaSet", "message": "Scaled up replica set web-1",
+                 "type": "Normal", "source": {"component": "deployment-controller"}}  # fmt: skip
+        await run("create", "-f", "-", stdin=json.dumps(event))
+        _, out, _ = await run("describe", "deployment", "web")
+        assert "ScalingReplicaSet" in out.split("Events:", 1)[1], out
+        _, out, _ = await run("get", "events", "--field-selector",
+                              "involvedObject.kind=Deployment,reason=ScalingReplicaSet",
+                              "-o", "name")  # fmt: skip
+        assert out.split() == ["event/web.1"]
         # Each cascade mode deletes (there is no garbage collector yet to wait for).
         for mode, name in (("orphan", "a"), ("foreground", "b"), ("background", "c")):
             await run("create", "configmap", name)
@@ -267,7 +281,8 @@ async def test_auth_explain_api_resources_and_errors(tmp_path):
             "FIELD: ports <[]ContainerPort>" in out and "containerPort\t<integer> -required-" in out
         )
         _, out, _ = await run("api-resources", "--api-group=apps", "-o", "name")
-        assert out.split() == ["daemonsets.apps", "deployments.apps", "replicasets.apps"]
+        assert out.split() == ["controllerrevisions.apps", "daemonsets.apps", "deployments.apps",
+                               "replicasets.apps"]  # fmt: skip
         # Errors as kubectl shows them for a real cluster.
         await run("create", "configmap", "cfg", "--from-literal=a=1")
         stale = await get_json(run, "configmap", "cfg")

@@ -153,10 +153,13 @@ def test_the_public_surface_is_small_and_documented():
 
     for module, names in ((proxy, {"Backend", "Balancer", "Entry", "Frontend", "KubeProxy",
                                    "ProxyStats", "TableDiff", "build", "diff", "listening"}),
-                          (controllers, {"Controller", "DeploymentController",
-                                         "EndpointSliceController",
-                                         "EndpointsController",
-                                         "ReplicaSetController"})):  # fmt: skip
+                          (controllers, {"Controller", "ControllerManager",
+                                         "DaemonSetController", "DeploymentController",
+                                         "EndpointSliceController", "EndpointsController",
+                                         "NodeLifecycleConfig", "NodeLifecycleController",
+                                         "PodGCConfig", "PodGCController",
+                                         "ReplicaSetController", "ServiceAccountController",
+                                         "TaintEvictionController"})):  # fmt: skip
         public = {n for n in vars(module) if not n.startswith("_")
                   and not isinstance(getattr(module, n), types.ModuleType)}  # fmt: skip
         assert public == names

@@ -299,6 +299,32 @@ def pod_fields(obj: dict) -> dict[str, str]:
     }
 
 
+def validate_controller_revision(obj: dict, old: dict | None) -> list[FieldError]:
+    """A ControllerRevision (apps/v1): a revision number of at least 0, and data that
+    never changes once written (ValidateControllerRevisionUpdate)."""
+    errors: list[FieldError] = []
+    revision = obj.get("revision")
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        errors.append(FieldError.invalid(Path("revision"), revision,
+                                         "must be greater than or equal to 0"))  # fmt: skip
+    if old is not None and obj.get("data") != old.get("data"):
+        errors.append(FieldError.invalid(Path("data"), obj.get("data"), "field is immutable"))
+    return errors
+
+
+def event_fields(obj: dict) -> dict[str, str]:
+    """The fields an Event list or watch selects on (Kubernetes' event
+    GetAttrs), which ``kubectl describe`` uses to find an object's events."""
+    involved = _dict(obj.get("involvedObject"))
+    source = _dict(obj.get("source"))
+    fields = {f"involvedObject.{name}": str(involved.get(name, ""))
+              for name in ("kind", "namespace", "name", "uid", "apiVersion",
+                           "resourceVersion", "fieldPath")}  # fmt: skip
+    return {**fields, "reason": str(obj.get("reason", "")),
+            "reportingComponent": str(obj.get("reportingComponent", "")),
+            "source": str(source.get("component", "")), "type": str(obj.get("type", ""))}
+
+
 # --- workloads (apps/v1) --------------------------------------------------------------------
 
 
@@ -792,10 +818,13 @@ def builtin_registry() -> Registry:
                 True,
                 short_names=("ev",),
                 rule=_requires("involvedObject.kind", "involvedObject.name"),
+                fields=event_fields,
             ),
             workload("Deployment", "deployments", "deploy", True, frozenset({"status", "scale"})),
             workload("ReplicaSet", "replicasets", "rs", True, frozenset({"status", "scale"})),
             workload("DaemonSet", "daemonsets", "ds", False, STATUS),
+            rt("apps", "ControllerRevision", "controllerrevisions", True,
+               rule=validate_controller_revision),
             rt("coordination.k8s.io", "Lease", "leases", True),
             rt(
                 "policy",

@@ -40,9 +40,8 @@ Rules of this file:
   and system:node. system:node is bound to the group system:nodes (Kubernetes'
   bootstrap policy before its Node authorizer, which would narrow each kubelet to its
   own node's objects: there is no Node authorizer here). The controller roles
-  (system:controller:*) come with the controllers: replicaset-controller,
-  deployment-controller, endpointslice-controller and
-  endpoint-controller so far, each bound to its service account in kube-system.
+  (system:controller:*) are Kubernetes' for the controllers here (``CONTROLLER_ACCOUNTS``),
+  each bound to its service account in kube-system.
 """
 
 from __future__ import annotations
@@ -502,6 +501,7 @@ def default_cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("system:public-info-viewer", [_urls(["get"], health)]),
         _cluster_role("system:basic-user", self_reviews),
         _cluster_role("system:kube-scheduler", _scheduler_rules()),
+        _cluster_role("system:kube-controller-manager", _controller_manager_rules()),
         _cluster_role("system:node", _node_rules()),
         _cluster_role("system:node-proxier", _node_proxier_rules()),
         *_controller_roles(),
@@ -520,6 +520,14 @@ def _node_proxier_rules() -> list[dict[str, Any]]:
         _events_rule(),
         _rule(["list", "watch"], ["discovery.k8s.io"], ["endpointslices"]),
     ]
+
+
+# The controllers' service accounts in kube-system, each bound to its role.
+CONTROLLER_ACCOUNTS = ("replicaset-controller", "deployment-controller",
+                       "daemon-set-controller", "node-controller", "namespace-controller",
+                       "generic-garbage-collector", "service-account-controller",
+                       "job-controller", "pod-garbage-collector", "endpointslice-controller",
+                       "endpoint-controller")  # fmt: skip
 
 
 def _controller_roles() -> list[dict[str, Any]]:
@@ -555,7 +563,56 @@ def _controller_roles() -> list[dict[str, Any]]:
         _rule(["get", "list", "watch", "update"], [""], ["pods"]),
         _events_rule(),
     ]
+    daemon_sets = [
+        _rule(watch, ["apps", "extensions"], ["daemonsets"]),
+        _rule(["update"], ["apps", "extensions"], ["daemonsets/status"]),
+        _rule(["update"], ["apps", "extensions"], ["daemonsets/finalizers"]),
+        _rule(["get", "list", "watch"], [""], ["nodes"]),
+        _rule(["get", "list", "watch", "create", "delete", "patch"], [""], ["pods"]),
+        _rule(["create"], [""], ["pods/binding"]),
+        _rule([*write, "patch"], ["apps"], ["controllerrevisions"]),
+        _events_rule(),
+    ]
+    nodes = [
+        _rule(["get", "list", "watch", "update", "delete", "patch"], [""], ["nodes"]),
+        _rule(["patch", "update"], [""], ["nodes/status"]),
+        _rule(["get", "list", "watch", "delete"], [""], ["pods"]),
+        _rule(["update", "patch"], [""], ["pods/status"]),
+        _rule(watch, ["coordination.k8s.io"], ["leases"]),
+        _rule(watch, ["apps"], ["daemonsets"]),
+        _events_rule(),
+    ]
+    namespaces = [
+        _rule(["get", "list", "watch", "delete"], [""], ["namespaces"]),
+        _rule(["update"], [""], ["namespaces/finalize", "namespaces/status"]),
+        _rule(["get", "list", "delete", "deletecollection"], ["*"], ["*"]),
+    ]
+    garbage = [_rule(["get", "list", "watch", "patch", "update", "delete"], ["*"], ["*"])]
+    service_accounts = [
+        _rule(watch, [""], ["namespaces", "serviceaccounts"]),
+        _rule(["create"], [""], ["serviceaccounts"]),
+        _events_rule(),
+    ]
+    jobs = [
+        _rule(["get", "list", "watch", "update", "patch"], ["batch"], ["jobs"]),
+        _rule(["update"], ["batch"], ["jobs/status"]),
+        _rule(["update"], ["batch"], ["jobs/finalizers"]),
+        _rule(["get", "list", "watch", "create", "delete", "patch"], [""], ["pods"]),
+        _events_rule(),
+    ]
+    pod_gc = [
+        _rule(["list", "watch", "delete"], [""], ["pods"]),
+        _rule(["get", "list", "watch"], [""], ["nodes"]),
+        _rule(["patch", "update"], [""], ["pods/status"]),
+    ]
     return [
+        _cluster_role("system:controller:daemon-set-controller", daemon_sets),
+        _cluster_role("system:controller:node-controller", nodes),
+        _cluster_role("system:controller:namespace-controller", namespaces),
+        _cluster_role("system:controller:generic-garbage-collector", garbage),
+        _cluster_role("system:controller:service-account-controller", service_accounts),
+        _cluster_role("system:controller:job-controller", jobs),
+        _cluster_role("system:controller:pod-garbage-collector", pod_gc),
         _cluster_role("system:controller:endpointslice-controller", slices),
         _cluster_role("system:controller:endpoint-controller", endpoints),
         _cluster_role("system:controller:replicaset-controller", replica_sets),
@@ -585,6 +642,19 @@ def _node_rules() -> list[dict[str, Any]]:
         _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
         _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews",
                                                      "localsubjectaccessreviews"]),
+    ]
+
+
+def _controller_manager_rules() -> list[dict[str, Any]]:
+    """What kube-controller-manager itself may do (Kubernetes' bootstrap
+    system:kube-controller-manager role, for its own identity: its Lease and events;
+    each controller acts as its own service account)."""
+    return [
+        _rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),
+        _rule(["create"], ["coordination.k8s.io"], ["leases"]),
+        _rule(["get", "update"], ["coordination.k8s.io"], ["leases"]),
+        _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
+        _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
     ]
 
 
@@ -631,9 +701,9 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
     """The bootstrap ClusterRoleBindings of ``default_cluster_roles``: cluster-admin to
     system:masters; discovery and basic-user to every authenticated user (not to
     anonymous ones, since Kubernetes 1.14); health and version to everyone;
-    system:kube-scheduler to the user of that name; system:node to system:nodes;
-    system:node-proxier to the user system:kube-proxy; each controller's role to its
-    service account."""
+    system:kube-scheduler and system:kube-controller-manager to the users of those
+    names; system:node to system:nodes; system:node-proxier to the user
+    system:kube-proxy; each controller's role to its service account."""
     everyone = [ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]
     return [
         _cluster_role_binding("cluster-admin", [SYSTEM_MASTERS]),
@@ -641,10 +711,9 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
         _cluster_role_binding("system:basic-user", [ALL_AUTHENTICATED]),
         _cluster_role_binding("system:public-info-viewer", everyone),
         _cluster_role_binding("system:kube-scheduler", ["system:kube-scheduler"], "User"),
+        _cluster_role_binding("system:kube-controller-manager",
+                              ["system:kube-controller-manager"], "User"),
         _cluster_role_binding("system:node", ["system:nodes"]),
         _cluster_role_binding("system:node-proxier", ["system:kube-proxy"], "User"),
-        _controller_binding("endpointslice-controller"),
-        _controller_binding("endpoint-controller"),
-        _controller_binding("replicaset-controller"),
-        _controller_binding("deployment-controller"),
+        *(_controller_binding(c) for c in CONTROLLER_ACCOUNTS),
     ]

@@ -28,7 +28,6 @@ Rules of this file:
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from collections.abc import Callable
 import trio
 from sortedcontainers import SortedDict
 
+from actorkube import _json as fastjson
 from actorkube.etcd import EtcdClient, EtcdError, EventType, prefix_end
 
 from . import _errors as errors
@@ -68,7 +68,7 @@ class Event(dict):
 
     def json(self) -> bytes:
         if self._json is None:
-            self._json = json.dumps(self, separators=(",", ":")).encode()
+            self._json = fastjson.dumps(self)
         return self._json
 
 
@@ -270,7 +270,7 @@ class WatchCache:
                 obj = objects[k]
                 if keep is not None and not keep(obj):
                     continue
-                text = made[k] = json.dumps(obj, separators=(",", ":")).encode()
+                text = made[k] = fastjson.dumps(obj)
             elif keep is not None and not keep(objects[k]):
                 continue
             out.append(text)

@@ -2,11 +2,13 @@
 
 What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
 the scheduler (user system:kube-scheduler, leader election on its Lease; profiles
-from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), the
-Deployment, ReplicaSet, EndpointSlice and Endpoints controllers (each as its service
-account), ``nodes`` worker nodes (default 1: a kubelet whose pods are real processes,
-``ProcessRuntime`` under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the
-next /16 for each other one, node IPs 127.1.0.1, 127.1.0.2, ...; and a kube-proxy
+from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), the controller
+manager (leader election on its Lease; the Deployment, ReplicaSet, DaemonSet, node
+lifecycle, taint eviction, pod garbage collector, service account, EndpointSlice and
+Endpoints controllers, each as its service account), ``nodes`` worker
+nodes (default 1: a kubelet whose pods are real processes, ``ProcessRuntime`` under
+``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the next /16
+for each other one, node IPs 127.1.0.1, 127.1.0.2, ...; and a kube-proxy
 that forwards Service cluster IPs, from 127.96.0.0/12, and node ports), and the API
 server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates (``DATA/pki``:
 a CA made on the first start and kept). Run as root, it also runs the cluster DNS on
@@ -41,10 +43,16 @@ from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiClient
 from actorkube.controllers import (
+    ControllerManager,
+    DaemonSetController,
     DeploymentController,
     EndpointsController,
     EndpointSliceController,
+    NodeLifecycleController,
+    PodGCController,
     ReplicaSetController,
+    ServiceAccountController,
+    TaintEvictionController,
 )
 from actorkube.etcd import start_group
 from actorkube.node._kubelet import Kubelet, KubeletConfig
@@ -56,14 +64,23 @@ from actorkube.pki import SERVING_HOSTS, ClusterPki, kubeconfig, write_private
 from actorkube.scheduler import Scheduler, SchedulerConfig
 
 SCHEDULER_USER = "system:kube-scheduler"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 PROXY_USER = "system:kube-proxy"
 ADDON_USER = "system:addon-manager"  # installs the DNS addon's objects, as kubeadm does
 DNS_USER = "system:serviceaccount:kube-system:coredns"
 DNS_IP = "127.96.0.10"  # kube-dns's address, as 10.96.0.10 in a kubeadm cluster
-CONTROLLERS = {"deployment-controller": DeploymentController,
-               "replicaset-controller": ReplicaSetController,
-               "endpointslice-controller": EndpointSliceController,
-               "endpoint-controller": EndpointsController}  # fmt: skip
+# The controllers the controller manager runs: name -> (service account, class).
+CONTROLLERS = {
+    "deployment-controller": ("deployment-controller", DeploymentController),
+    "replicaset-controller": ("replicaset-controller", ReplicaSetController),
+    "daemon-set-controller": ("daemon-set-controller", DaemonSetController),
+    "node-lifecycle-controller": ("node-controller", NodeLifecycleController),
+    "taint-eviction-controller": ("node-controller", TaintEvictionController),
+    "pod-garbage-collector": ("pod-garbage-collector", PodGCController),
+    "service-account-controller": ("service-account-controller", ServiceAccountController),
+    "endpointslice-controller": ("endpointslice-controller", EndpointSliceController),
+    "endpoint-controller": ("endpoint-controller", EndpointsController),
+}  # fmt: skip
 
 
 def _secret_file(path: Path, make: Callable[[], bytes]) -> bytes:
@@ -102,9 +119,9 @@ def run_component(system: ActorSystem, make: Callable[[], Actor], name: str) -> 
 def _component_tokens(nodes: int) -> tuple[dict[str, str], str]:
     """Fresh credentials of the in-process components (never on disk): token by user,
     and the token file lines that make the API server accept them."""
-    users = [SCHEDULER_USER, PROXY_USER, ADDON_USER, DNS_USER]
+    users = [SCHEDULER_USER, CONTROLLER_MANAGER_USER, PROXY_USER, ADDON_USER, DNS_USER]
     users += [f"system:node:{node_name(i)}" for i in range(nodes)]
-    users += [f"system:serviceaccount:kube-system:{c}" for c in CONTROLLERS]
+    users += sorted({f"system:serviceaccount:kube-system:{a}" for a, _ in CONTROLLERS.values()})
     tokens = {user: secrets.token_urlsafe(32) for user in users}
     lines = []
     for user, token in tokens.items():
@@ -230,10 +247,15 @@ async def run(
                 api.ref, token=scheduler_token,
                 identity=f"{socket.gethostname()}_{uuid.uuid4()}", config=scheduler_config,
             ), "scheduler")  # fmt: skip
-            for controller, make in CONTROLLERS.items():
-                token = component_tokens[f"system:serviceaccount:kube-system:{controller}"]
-                run_component(system, lambda make=make, token=token: make(api.ref, token=token),
-                              controller)  # fmt: skip
+            controllers = {
+                name: lambda make=make, account=account: make(
+                    api.ref, token=component_tokens[f"system:serviceaccount:kube-system:{account}"])
+                for name, (account, make) in CONTROLLERS.items()
+            }  # fmt: skip
+            run_component(system, lambda: ControllerManager(
+                api.ref, controllers, token=component_tokens[CONTROLLER_MANAGER_USER],
+                identity=f"{socket.gethostname()}_{uuid.uuid4()}",
+            ), "kube-controller-manager")  # fmt: skip
             # The cluster DNS serves port 53, which only root may bind.
             dns = os.geteuid() == 0
             if dns:

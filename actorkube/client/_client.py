@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import attrs
 import trio
 
+from actorkube import _json as fastjson
 from actorkube.actor import (
     Actor,
     ActorError,
@@ -250,7 +250,7 @@ class WatchStream:
         data = await self.next_json()
         if data is None:
             raise StopAsyncIteration
-        return json.loads(data)
+        return fastjson.loads(data)
 
     async def next_json(self) -> bytes | None:
         """The next event as the server encoded it (JSON), None once the watch ended."""

@@ -6,7 +6,15 @@ Everything public is re-exported here; ``Controller`` is the shape they share.
 """
 
 from ._controller import Controller as Controller
+from .daemonset import DaemonSetController as DaemonSetController
 from .deployment import DeploymentController as DeploymentController
 from .endpoints import EndpointsController as EndpointsController
 from .endpointslice import EndpointSliceController as EndpointSliceController
+from .manager import ControllerManager as ControllerManager
+from .nodelifecycle import NodeLifecycleConfig as NodeLifecycleConfig
+from .nodelifecycle import NodeLifecycleController as NodeLifecycleController
+from .podgc import PodGCConfig as PodGCConfig
+from .podgc import PodGCController as PodGCController
 from .replicaset import ReplicaSetController as ReplicaSetController
+from .serviceaccounts import ServiceAccountController as ServiceAccountController
+from .tainteviction import TaintEvictionController as TaintEvictionController

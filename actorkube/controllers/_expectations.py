@@ -54,13 +54,19 @@ class Expectations:
             return True
         return self.clock() - record.set_at > self.ttl
 
+    def expect(self, key: str, creations: int, deletions: Iterable[str] = ()) -> None:
+        """``creations`` creations and the deletions of the pods ``deletions`` are on
+        their way, both at once (replacing what was pending: Kubernetes'
+        SetExpectations), for a sync that creates on some nodes and deletes on others."""
+        self._records[key] = _Record(creations, set(deletions), self.clock())
+
     def expect_creations(self, key: str, count: int) -> None:
         """``count`` creations are on their way (replacing what was pending)."""
-        self._records[key] = _Record(count, set(), self.clock())
+        self.expect(key, count)
 
     def expect_deletions(self, key: str, pod_keys: Iterable[str]) -> None:
         """The deletions of ``pod_keys`` are on their way (replacing what was pending)."""
-        self._records[key] = _Record(0, set(pod_keys), self.clock())
+        self.expect(key, 0, pod_keys)
 
     def creation_observed(self, key: str) -> None:
         record = self._records.get(key)

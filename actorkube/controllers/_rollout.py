@@ -240,7 +240,7 @@ def template_hash(template: dict, collision_count: int | None) -> str:
     return "".join(_SAFE_ALPHABET[b % len(_SAFE_ALPHABET)] for b in str(h).encode())
 
 
-def _scaled_value(value: Any, total: int, round_up: bool) -> int:
+def scaled_value(value: Any, total: int, round_up: bool) -> int:
     """GetScaledValueFromIntOrPercent: an int as is, "N%" as N% of ``total`` rounded up
     or down (an absent value is 0)."""
     if value is None:
@@ -258,8 +258,8 @@ def _scaled_value(value: Any, total: int, round_up: bool) -> int:
 def resolve_fenceposts(max_surge: Any, max_unavailable: Any, desired: int) -> tuple[int, int]:
     """ResolveFenceposts: (surge rounded up, unavailable rounded down); when both come to
     0, unavailable is 1, on the theory that a surge may not fit the quota."""
-    surge = _scaled_value(max_surge, desired, round_up=True)
-    unavailable = _scaled_value(max_unavailable, desired, round_up=False)
+    surge = scaled_value(max_surge, desired, round_up=True)
+    unavailable = scaled_value(max_unavailable, desired, round_up=False)
     if surge == 0 and unavailable == 0:
         unavailable = 1
     return _int32(surge), _int32(unavailable)
