@@ -106,7 +106,7 @@ async def test_discovery_version_and_health():
         assert "pods" in [r["name"] for r in core["resources"]]
         code, apps = await http.call("GET", "/apis/apps/v1")
         assert code == 200 and apps["groupVersion"] == "apps/v1"
-        code, nothing = await http.call("GET", "/apis/batch/v1")
+        code, nothing = await http.call("GET", "/apis/storage.k8s.io/v1")
         assert code == 404 and nothing["kind"] == "Status"
         # Aggregated discovery, for the client that asks (kubectl does): one document, with
         # the exact media type, which kubectl checks before it reads it.

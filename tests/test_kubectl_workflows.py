@@ -1,8 +1,9 @@
 """What people do with kubectl every day, against the API server's HTTPS front end, with
 the real kubectl (found on PATH; the tests fail loudly without it): apply (client- and
 server-side, with conflicts), the generator commands (which send protobuf), describe,
-label, annotate, scale, the three patch types, edit, delete with each cascade, auth,
-explain, api-resources; and the errors as kubectl shows them for a real cluster."""
+label, annotate, scale, the three patch types, edit, delete with each cascade (the
+garbage collector running), auth, explain, api-resources; and the errors as kubectl
+shows them for a real cluster."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from http_cluster import serve_cluster
 from kubectl_run import kubectl
 
 from actorkube.actor import ActorSystem
+from actorkube.controllers.garbagecollector import GarbageCollector
 
 DEPLOYMENT_V1 = """\
 apiVersion: apps/v1
@@ -59,8 +61,11 @@ spec:
 """
 
 
-async def _cluster(tmp_path, nursery, system):
+async def _cluster(tmp_path, nursery, system, *, garbage_collector: bool = False):
     served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
+    if garbage_collector:  # cascading deletion needs it (as admin: the test's token file)
+        collector = GarbageCollector(served.api.ref, token="admin-token")
+        system.spawn(lambda: collector, name="generic-garbage-collector")
     admin = served.kubeconfig(tmp_path / "admin.kubeconfig")
     alice = served.kubeconfig(tmp_path / "alice.kubeconfig", "alice", "alice-token")
     cache = tmp_path / "cache"
@@ -181,7 +186,7 @@ async def test_everyday_edits_describe_and_delete(tmp_path):
         f"p.write_text(p.read_text().replace('nginx:3', 'nginx:4'))\""
     )
     async with ActorSystem() as system, trio.open_nursery() as nursery:
-        run, _ = await _cluster(tmp_path, nursery, system)
+        run, _ = await _cluster(tmp_path, nursery, system, garbage_collector=True)
         await run("apply", "-f", "-", stdin=DEPLOYMENT_V2)
         _, out, _ = await run("scale", "deployment", "web", "--replicas=5")
         assert out.strip() == "deployment.apps/web scaled"
@@ -244,14 +249,48 @@ async def test_everyday_edits_describe_and_delete(tmp_path):
                               "involvedObject.kind=Deployment,reason=ScalingReplicaSet",
                               "-o", "name")  # fmt: skip
         assert out.split() == ["event/web.1"]
-        # Each cascade mode deletes (there is no garbage collector yet to wait for).
-        for mode, name in (("orphan", "a"), ("foreground", "b"), ("background", "c")):
-            await run("create", "configmap", name)
-            _, out, _ = await run("delete", "configmap", name, f"--cascade={mode}")
-            assert out.strip() == f'configmap "{name}" deleted'
+        # Each cascade mode, on an owner with a dependent (kubectl waits until the owner
+        # is gone): orphan keeps the dependent without its reference, foreground deletes
+        # the dependent first, background deletes it after.
+        for mode in ("orphan", "foreground", "background"):
+            await owner_and_dependent(run, f"owner-{mode}", f"dep-{mode}")
+            _, out, _ = await run("delete", "configmap", f"owner-{mode}", f"--cascade={mode}")
+            assert out.strip() == f'configmap "owner-{mode}" deleted'
+        orphan = (await get_json(run, "configmap", "dep-orphan"))["metadata"]
+        assert not orphan.get("ownerReferences")  # ([] here: see docs/apiserver.md)
+        code, _, err = await run("get", "configmap", "dep-foreground", ok=False)
+        assert code == 1 and "NotFound" in err
+        await run("wait", "--for=delete", "configmap/dep-background", "--timeout=60s")
+        # Foreground half-way: the owner waits, marked, while a finalizer holds its dependent.
+        await owner_and_dependent(run, "owner-held", "dep-held", "example.com/hold")
+        _, out, _ = await run("delete", "configmap", "owner-held", "--cascade=foreground",
+                              "--wait=false")  # fmt: skip
+        assert out.strip() == 'configmap "owner-held" deleted'
+        owner = (await get_json(run, "configmap", "owner-held"))["metadata"]
+        assert owner["finalizers"] == ["foregroundDeletion"] and owner["deletionTimestamp"]
+        with trio.fail_after(60):  # the garbage collector deletes the dependent
+            while "deletionTimestamp" not in (await get_json(run, "configmap",
+                                                             "dep-held"))["metadata"]:  # fmt: skip
+                await trio.sleep(0.2)
+        await run("patch", "configmap", "dep-held", "--type=json",
+                  "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')  # fmt: skip
+        await run("wait", "--for=delete", "configmap/owner-held", "--timeout=60s")
         _, out, _ = await run("get", "configmaps", "-o", "name")
-        assert out.split() == []
+        assert out.split() == ["configmap/dep-orphan"]
         nursery.cancel_scope.cancel()
+
+
+async def owner_and_dependent(run, owner: str, dependent: str, *finalizers: str) -> None:
+    """ConfigMap ``owner``, and ``dependent`` naming it in a blocking ownerReference."""
+    await run("create", "configmap", owner)
+    uid = (await get_json(run, "configmap", owner))["metadata"]["uid"]
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid,
+                 "blockOwnerDeletion": True}  # fmt: skip
+    m = {"name": dependent, "ownerReferences": [reference]}
+    if finalizers:
+        m["finalizers"] = list(finalizers)
+    await run("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                                     "metadata": m}))  # fmt: skip
 
 
 async def test_auth_explain_api_resources_and_errors(tmp_path):
@@ -365,4 +404,39 @@ async def test_server_side_dry_runs_go_through_everything_and_store_nothing(tmp_
         _, out, _ = await run("delete", "deployment", "web", "--dry-run=server")
         assert out.strip() == 'deployment.apps "web" deleted (server dry run)'
         assert await get_json(run, "deployment", "web") == before
+        nursery.cancel_scope.cancel()
+
+
+async def test_create_token_gives_a_token_the_server_accepts_and_binding_ends_it(tmp_path):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        run, _ = await _cluster(tmp_path, nursery, system)
+        await run("create", "serviceaccount", "bot")
+        _, token, _ = await run("create", "token", "bot", "--duration=20m")
+        _, out, _ = await run("auth", "whoami", "--token", token.strip(), "-o", "json")
+        user = json.loads(out)["status"]["userInfo"]
+        assert user["username"] == "system:serviceaccount:default:bot"
+        assert "system:serviceaccounts:default" in user["groups"]
+        code, _, err = await run("create", "token", "bot", "--duration=5m", ok=False)
+        assert code != 0 and "may not specify a duration less than 10 minutes" in err
+        code, _, err = await run("create", "token", "nobody", ok=False)
+        assert code != 0 and 'serviceaccounts "nobody" not found' in err
+
+        # A token bound to a pod dies with the pod.
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "holder"},
+               "spec": {"serviceAccountName": "bot",
+                        "containers": [{"name": "c", "image": "pause"}]}}  # fmt: skip
+        await run("create", "-f", "-", stdin=json.dumps(pod))
+        _, bound, _ = await run("create", "token", "bot", "--bound-object-kind=Pod",
+                                "--bound-object-name=holder")  # fmt: skip
+        await run("auth", "whoami", "--token", bound.strip())
+        await run("delete", "pod", "holder", "--grace-period=0", "--force")
+
+        async def rejected() -> bool:
+            code, _, err = await run("auth", "whoami", "--token", bound.strip(), ok=False)
+            return code != 0 and "Unauthorized" in err
+
+        with trio.fail_after(30):
+            while not await rejected():  # the watch cache learns of the deletion
+                await trio.sleep(0.1)
+        await run("auth", "whoami", "--token", token.strip())  # the unbound one lives on
         nursery.cancel_scope.cancel()

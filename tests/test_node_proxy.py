@@ -156,6 +156,8 @@ def test_the_public_surface_is_small_and_documented():
                           (controllers, {"Controller", "ControllerManager",
                                          "DaemonSetController", "DeploymentController",
                                          "EndpointSliceController", "EndpointsController",
+                                         "GarbageCollector", "JobController",
+                                         "NamespaceController",
                                          "NodeLifecycleConfig", "NodeLifecycleController",
                                          "PodGCConfig", "PodGCController",
                                          "ReplicaSetController", "ServiceAccountController",

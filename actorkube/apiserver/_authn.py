@@ -44,6 +44,8 @@ from ._rbac import ALL_AUTHENTICATED, UserInfo
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+# What a token may be bound to, by its claim (a bound token dies with its object).
+_BOUND_KINDS = ("pod", "secret", "node")
 
 
 class InvalidTokenFile(ValueError):
@@ -93,9 +95,17 @@ class ServiceAccountTokens:
         now: float,
         expires_in: int = 3600,
         audiences: tuple[str, ...] = (DEFAULT_AUDIENCE,),
+        bound: tuple[str, str, str] | None = None,
     ) -> str:
         """A token for service account ``namespace/name`` (uid ``uid``), valid from
-        ``now`` for ``expires_in`` seconds (TokenRequest's default is one hour)."""
+        ``now`` for ``expires_in`` seconds (TokenRequest's default is one hour).
+        ``bound``: (kind, name, uid) of a Pod, Secret or Node the token lives no longer
+        than (its claim ``kubernetes.io.<kind>``, as Kubernetes' bound tokens)."""
+        info: dict[str, Any] = {"namespace": namespace,
+                                "serviceaccount": {"name": name, "uid": uid}}  # fmt: skip
+        if bound is not None:
+            kind, bound_name, bound_uid = bound
+            info[kind.lower()] = {"name": bound_name, "uid": bound_uid}
         claims = {
             "iss": self.issuer,
             "sub": f"system:serviceaccount:{namespace}:{name}",
@@ -103,7 +113,7 @@ class ServiceAccountTokens:
             "iat": int(now),
             "nbf": int(now),
             "exp": int(now) + expires_in,
-            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}},
+            "kubernetes.io": info,
         }
         return jwt.encode(claims, self._private, algorithm="RS256")
 
@@ -138,6 +148,7 @@ class Authenticator:
         tokens: dict[str, UserInfo] | None = None,
         service_accounts: ServiceAccountTokens | None = None,
         account_exists: Callable[[str, str, str], bool] = lambda ns, name, uid: True,
+        bound_exists: Callable[[str, str, str, str], bool] = lambda ns, kind, name, uid: True,
         anonymous: bool = False,
         client_ca: bytes | None = None,
         clock: Callable[[], float],
@@ -147,6 +158,7 @@ class Authenticator:
         self._tokens = {_digest(token): user for token, user in (tokens or {}).items()}
         self.service_accounts = service_accounts
         self.account_exists = account_exists
+        self.bound_exists = bound_exists
         self.anonymous = anonymous
         self.clock = clock
         self._client_ca = x509.load_pem_x509_certificate(client_ca) if client_ca else None
@@ -169,7 +181,12 @@ class Authenticator:
                 info: dict[str, Any] = claims["kubernetes.io"]
                 namespace, account = info.get("namespace", ""), info["serviceaccount"]
                 name, uid = account.get("name", ""), account.get("uid", "")
-                if namespace and name and self.account_exists(namespace, name, uid):
+                if namespace and name and self.account_exists(namespace, name, uid) and all(
+                    isinstance(info.get(kind), dict)
+                    and self.bound_exists(namespace, kind, info[kind].get("name", ""),
+                                          info[kind].get("uid", ""))
+                    for kind in _BOUND_KINDS if kind in info
+                ):  # fmt: skip
                     return UserInfo.service_account(namespace, name, uid)
         raise errors.unauthorized()
 

@@ -28,6 +28,7 @@ from ._validation import (
     FieldError,
     Path,
     is_dns1123_label,
+    is_qualified_name,
     is_valid_port_name,
     is_valid_port_num,
     name_is_dns1035_label,
@@ -653,12 +654,49 @@ def default_secret(obj: dict) -> dict:
     return new
 
 
+# --- namespaces -------------------------------------------------------------------------------
+
+NAMESPACE_FINALIZER = "kubernetes"  # the namespace controller's
+# Finalizer names that need no domain (Kubernetes' IsStandardFinalizerName).
+STANDARD_FINALIZERS = frozenset({NAMESPACE_FINALIZER, "orphan", "foregroundDeletion"})
+
+
 def default_namespace(obj: dict) -> dict:
+    """Phase Active, and ``kubernetes`` among spec.finalizers, added if missing (the
+    namespace strategy's PrepareForCreate: every namespace is emptied by the namespace
+    controller before it goes)."""
     spec = dict(_dict(obj.get("spec")))
-    spec.setdefault("finalizers", ["kubernetes"])
+    finalizers = [f for f in _list(spec.get("finalizers"))]
+    if NAMESPACE_FINALIZER not in finalizers:
+        finalizers.append(NAMESPACE_FINALIZER)
+    spec["finalizers"] = finalizers
     status = dict(_dict(obj.get("status")))
     status.setdefault("phase", "Active")
     return {**obj, "spec": spec, "status": status}
+
+
+def keep_namespace_finalizers(new: dict, old: dict) -> dict:
+    """An update of a namespace (not of its finalize subresource) keeps the stored
+    spec.finalizers, as Kubernetes' namespace strategy PrepareForUpdate: only
+    namespaces/finalize changes them."""
+    spec = {**_dict(new.get("spec")), "finalizers": _dict(old.get("spec")).get("finalizers", [])}
+    return {**new, "spec": spec}
+
+
+def validate_namespace(obj: dict, old: dict | None) -> list[FieldError]:
+    """Each spec.finalizers entry a qualified name, and one without a domain a standard
+    finalizer name (Kubernetes' validateFinalizerName)."""
+    errors: list[FieldError] = []
+    path = Path("spec").child("finalizers")
+    for name in _list(_dict(obj.get("spec")).get("finalizers")):
+        if not isinstance(name, str):
+            errors.append(FieldError.type_invalid(path, name, "string"))
+            continue
+        errors += [FieldError.invalid(path, name, m) for m in is_qualified_name(name)]
+        if "/" not in name and name not in STANDARD_FINALIZERS:
+            errors.append(FieldError.invalid(path, name, "name is neither a standard finalizer "
+                                             "name nor is it fully qualified"))  # fmt: skip
+    return errors
 
 
 def node_fields(obj: dict) -> dict[str, str]:
@@ -691,6 +729,569 @@ def _role_ref_immutable(obj: dict, old: dict | None) -> list[FieldError]:
 
 def _no_rules(obj: dict, old: dict | None) -> list[FieldError]:
     return []
+
+
+# --- batch/v1 -------------------------------------------------------------------------------
+
+# The labels the API server puts on a Job's pod template to select its pods, unprefixed
+# (legacy) and prefixed (batch.kubernetes.io/, Kubernetes 1.27+).
+JOB_NAME_LABELS = ("job-name", "batch.kubernetes.io/job-name")
+CONTROLLER_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
+JOB_RESTART_POLICIES = ("OnFailure", "Never")
+COMPLETION_MODES = ("NonIndexed", "Indexed")
+POD_REPLACEMENT_POLICIES = ("Failed", "TerminatingOrFailed")
+CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
+MAX_INDEXED_PARALLELISM = 100_000
+MAX_INT32 = 2**31 - 1
+_NOT_NEGATIVE = "must be greater than or equal to 0"
+
+
+def default_job_spec(spec: Any) -> Any:
+    """SetDefaults_Job on a JobSpec: completions and parallelism 1 when both are unset,
+    backoffLimit 6 (the int32 maximum with backoffLimitPerIndex), completionMode
+    NonIndexed, suspend and manualSelector false, podReplacementPolicy Failed with a
+    podFailurePolicy and TerminatingOrFailed without, and the pod template's defaults."""
+    if not isinstance(spec, dict):
+        return spec
+    spec = dict(spec)
+    if "completions" not in spec and "parallelism" not in spec:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", MAX_INT32 if "backoffLimitPerIndex" in spec else 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    failure_policy = spec.get("podFailurePolicy")
+    spec.setdefault("podReplacementPolicy",
+                    "Failed" if failure_policy is not None else "TerminatingOrFailed")  # fmt: skip
+    spec.setdefault("manualSelector", False)
+    if isinstance(failure_policy, dict) and isinstance(failure_policy.get("rules"), list):
+        spec["podFailurePolicy"] = {**failure_policy, "rules": [
+            {**r, "onPodConditions": [{"status": "True", **p} if isinstance(p, dict) else p
+                                      for p in r["onPodConditions"]]}
+            if isinstance(r, dict) and isinstance(r.get("onPodConditions"), list) else r
+            for r in failure_policy["rules"]]}  # fmt: skip
+    template = spec.get("template")
+    if isinstance(template, dict):
+        spec["template"] = {**template, "spec": default_pod_spec(template.get("spec"))}
+    return spec
+
+
+def generate_job_selector(obj: dict) -> dict:
+    """The job strategy's generateSelector: the template gets the job-name and
+    controller-uid labels (both spellings) unless it has them, and the selector
+    ``batch.kubernetes.io/controller-uid=<uid>`` unless it selects that key. Needs
+    ``metadata.uid``; a label the user set to another value is validation's to
+    refuse."""
+    m = _dict(obj.get("metadata"))
+    spec = dict(_dict(obj.get("spec")))
+    template = dict(_dict(spec.get("template")))
+    tm = dict(_dict(template.get("metadata")))
+    labels = dict(_dict(tm.get("labels")))
+    for key in JOB_NAME_LABELS:
+        labels.setdefault(key, m.get("name", ""))
+    for key in CONTROLLER_UID_LABELS:
+        labels.setdefault(key, m.get("uid", ""))
+    selector = dict(_dict(spec.get("selector")))
+    match = dict(_dict(selector.get("matchLabels")))
+    match.setdefault(CONTROLLER_UID_LABELS[1], m.get("uid", ""))
+    spec["selector"] = {**selector, "matchLabels": match}
+    spec["template"] = {**template, "metadata": {**tm, "labels": labels}}
+    return {**obj, "spec": spec}
+
+
+def _template_labels(job: dict) -> dict:
+    return _dict(_dict(_dict(_dict(job.get("spec")).get("template")).get("metadata")).get("labels"))
+
+
+def default_job(obj: dict) -> dict:
+    """SetDefaults_Job: the spec's defaults (``default_job_spec``), and a Job without
+    labels of its own takes its template's."""
+    new = {**obj, "spec": default_job_spec(obj.get("spec"))}
+    m = _dict(new.get("metadata"))
+    if _template_labels(new) and not m.get("labels"):
+        new["metadata"] = {**m, "labels": dict(_template_labels(new))}
+    return new
+
+
+def prepare_job_for_create(obj: dict) -> dict:
+    """What the job strategy does to a new Job once it has its name and uid, before
+    validating it: the generated selector and labels unless ``manualSelector`` is
+    true (``generate_job_selector``). Labels the Job took from its template follow it
+    (in Kubernetes they are the same map), so a Job without labels of its own ends
+    with the generated ones, as ``kubectl get job -o yaml`` shows."""
+    if _dict(obj.get("spec")).get("manualSelector") is True:
+        return obj
+    new = generate_job_selector(obj)
+    m = _dict(new.get("metadata"))
+    if _dict(m.get("labels")) == _template_labels(obj):
+        new["metadata"] = {**m, "labels": dict(_template_labels(new))}
+    return new
+
+
+def _non_negative(spec: dict, path: Path, *fields: str) -> list[FieldError]:
+    errors = []
+    for field in fields:
+        value = spec.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(FieldError.type_invalid(path.child(field), value, "integer"))
+        elif value < 0:
+            errors.append(FieldError.invalid(path.child(field), value, _NOT_NEGATIVE))
+    return errors
+
+
+def _validate_job_modes(spec: dict, path: Path) -> list[FieldError]:
+    """completionMode and what it allows (validateJobSpec)."""
+    errors: list[FieldError] = []
+    mode = spec.get("completionMode")
+    if mode is not None and mode not in COMPLETION_MODES:
+        errors.append(_not_supported(path.child("completionMode"), mode, COMPLETION_MODES))
+    if mode == "Indexed":
+        if spec.get("completions") is None:
+            errors.append(FieldError.required(path.child("completions"),
+                                              "when completion mode is Indexed"))  # fmt: skip
+        parallelism = spec.get("parallelism")
+        if isinstance(parallelism, int) and parallelism > MAX_INDEXED_PARALLELISM:
+            errors.append(FieldError.invalid(
+                path.child("parallelism"), parallelism,
+                f"must be less than or equal to {MAX_INDEXED_PARALLELISM} when completion "
+                "mode is Indexed"))  # fmt: skip
+    else:
+        for field in ("backoffLimitPerIndex", "maxFailedIndexes"):
+            if spec.get(field) is not None:
+                errors.append(FieldError.invalid(path.child(field), spec[field],
+                                                 "requires indexed completion mode"))  # fmt: skip
+    if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
+        errors.append(FieldError.required(path.child("backoffLimitPerIndex"),
+                                          "when maxFailedIndexes is specified"))  # fmt: skip
+    if spec.get("successPolicy") is not None and mode != "Indexed":
+        errors.append(FieldError.invalid(path.child("successPolicy"), spec["successPolicy"],
+                                         "requires indexed completion mode"))  # fmt: skip
+    replacement = spec.get("podReplacementPolicy")
+    allowed = ("Failed",) if spec.get("podFailurePolicy") is not None else POD_REPLACEMENT_POLICIES
+    if replacement is not None and replacement not in allowed:
+        errors.append(_not_supported(path.child("podReplacementPolicy"), replacement, allowed))
+    return errors
+
+
+def _validate_job_template(spec: dict, path: Path) -> list[FieldError]:
+    """The pod template, whose restartPolicy must be OnFailure or Never."""
+    template = _dict(spec.get("template"))
+    at = path.child("template", "spec")
+    errors = validate_pod_spec(template.get("spec"), at)
+    policy = _dict(template.get("spec")).get("restartPolicy", "")
+    if policy in ("Always", ""):
+        errors.append(FieldError.required(at.child("restartPolicy"),
+                                          'valid values: "OnFailure", "Never"'))  # fmt: skip
+    elif policy not in JOB_RESTART_POLICIES:
+        errors.append(_not_supported(at.child("restartPolicy"), policy, JOB_RESTART_POLICIES))
+    elif spec.get("podFailurePolicy") is not None and policy != "Never":
+        errors.append(FieldError.invalid(at.child("restartPolicy"), policy,
+                                         'only "Never" is supported when podFailurePolicy is '
+                                         "specified"))  # fmt: skip
+    return errors
+
+
+def validate_job_spec(spec: Any, path: Path, *, template_only: bool = False) -> list[FieldError]:
+    """ValidateJobSpec (``template_only``: validateJobSpec, for a CronJob's job template,
+    whose selector is not given)."""
+    if not isinstance(spec, dict):
+        return [FieldError.required(path)]
+    errors = _non_negative(spec, path, "parallelism", "completions", "activeDeadlineSeconds",
+                           "backoffLimit", "ttlSecondsAfterFinished", "backoffLimitPerIndex",
+                           "maxFailedIndexes")  # fmt: skip
+    errors += _validate_job_modes(spec, path)
+    errors += _validate_job_template(spec, path)
+    if template_only:
+        return errors
+    selector = spec.get("selector")
+    labels = _dict(_dict(_dict(spec.get("template")).get("metadata")).get("labels"))
+    if not isinstance(selector, dict):
+        return [*errors, FieldError.required(path.child("selector"))]
+    try:
+        parsed = Selector.from_label_selector(selector)
+    except InvalidSelector as e:
+        return [*errors, FieldError.invalid(path.child("selector"), selector, str(e))]
+    if not parsed.matches(labels):
+        at = path.child("template", "metadata", "labels")
+        errors.append(FieldError.invalid(at, labels, "`selector` does not match template "
+                                         "`labels`"))  # fmt: skip
+    return errors
+
+
+def _has_label(labels: dict, path: Path, key: str, value: str) -> list[FieldError]:
+    """ValidateHasLabel."""
+    at = path.key(key)
+    if key not in labels:
+        return [FieldError.required(at, f"must be '{value}'")]
+    if labels[key] != value:
+        return [FieldError.invalid(at, labels, f"must be '{value}'")]
+    return []
+
+
+def _validate_generated_selector(obj: dict, prefixed: bool) -> list[FieldError]:
+    """validateGeneratedSelector: unless the selector is manual, the template carries
+    the job's name and uid in the generated labels and the selector selects them.
+    ``prefixed``: the batch.kubernetes.io/ labels are required too (new jobs)."""
+    m = _dict(obj.get("metadata"))
+    spec = _dict(obj.get("spec"))
+    selector = spec.get("selector")
+    if spec.get("manualSelector") is True or not isinstance(selector, dict):
+        return []
+    errors = [] if m.get("uid") else [FieldError.required(Path("metadata").child("uid"))]
+    uid, name = str(m.get("uid", "")), str(m.get("name", ""))
+    labels = _dict(_dict(_dict(spec.get("template")).get("metadata")).get("labels"))
+    at = Path("spec").child("template", "metadata", "labels")
+    expected = {}
+    for uid_key, name_key in zip(CONTROLLER_UID_LABELS, JOB_NAME_LABELS, strict=True):
+        if uid_key == CONTROLLER_UID_LABELS[1] and not prefixed:
+            continue
+        errors += _has_label(labels, at, uid_key, uid) + _has_label(labels, at, name_key, name)
+        expected[uid_key], expected[name_key] = uid, name
+    try:
+        if not Selector.from_label_selector(selector).matches(expected):
+            errors.append(FieldError.invalid(Path("spec").child("selector"), selector,
+                                             "`selector` not auto-generated"))  # fmt: skip
+    except InvalidSelector:
+        pass  # ValidateJobSpec says so
+    return errors
+
+
+# Template fields a suspended Job that never started may change (the scheduling
+# directives a queueing controller sets before it lets the Job run).
+_SCHEDULING_DIRECTIVES = ("nodeSelector", "tolerations", "schedulingGates")
+
+
+def _template_for_compare(template: dict, mutable: bool) -> dict:
+    if not mutable:
+        return template
+    spec = {k: v for k, v in _dict(template.get("spec")).items()
+            if k not in _SCHEDULING_DIRECTIVES}  # fmt: skip
+    affinity = {k: v for k, v in _dict(spec.get("affinity")).items() if k != "nodeAffinity"}
+    spec.pop("affinity", None)
+    if affinity:
+        spec["affinity"] = affinity
+    metadata = {k: v for k, v in _dict(template.get("metadata")).items()
+                if k not in ("labels", "annotations")}  # fmt: skip
+    return {**template, "metadata": metadata, "spec": spec}
+
+
+def _validate_job_update(spec: dict, before: dict, old: dict) -> list[FieldError]:
+    """ValidateJobSpecUpdate: what may not change."""
+    path = Path("spec")
+    errors = []
+    for field in ("selector", "completionMode", "podFailurePolicy", "backoffLimitPerIndex",
+                  "managedBy", "successPolicy"):  # fmt: skip
+        if spec.get(field) != before.get(field):
+            errors.append(FieldError.invalid(path.child(field), spec.get(field),
+                                             "field is immutable"))  # fmt: skip
+    if spec.get("completions") != before.get("completions"):
+        elastic = spec.get("completionMode") == "Indexed" and spec.get("completions") is not None
+        if not elastic:
+            errors.append(FieldError.invalid(path.child("completions"), spec.get("completions"),
+                                             "field is immutable"))  # fmt: skip
+        elif spec.get("completions") != spec.get("parallelism"):
+            errors.append(FieldError.invalid(path.child("completions"), spec.get("completions"),
+                                             "can only be modified in tandem with "
+                                             "spec.parallelism"))  # fmt: skip
+    status = _dict(old.get("status"))
+    mutable = before.get("suspend") is True and not status.get("startTime")
+    template, old_template = _dict(spec.get("template")), _dict(before.get("template"))
+    if _template_for_compare(template, mutable) != _template_for_compare(old_template, mutable):
+        errors.append(FieldError.invalid(path.child("template"), template, "field is immutable"))
+    return errors
+
+
+def _condition_true(status: dict, kind: str) -> bool:
+    return any(isinstance(c, dict) and c.get("type") == kind and c.get("status") == "True"
+               for c in _list(status.get("conditions")))  # fmt: skip
+
+
+def _validate_job_status_update(status: dict, before: dict) -> list[FieldError]:
+    """The rules of ValidateJobStatusUpdate that keep a Job's history: its counters
+    never go down, a terminal condition stays, completionTime never changes."""
+    path = Path("status")
+    errors = _non_negative(status, path, "active", "succeeded", "failed")
+    for kind in ("Failed", "Complete", "FailureTarget"):
+        if _condition_true(before, kind) and not _condition_true(status, kind):
+            errors.append(FieldError.invalid(path.child("conditions"), None,
+                                             f"cannot disable the terminal {kind}=True "
+                                             "condition"))  # fmt: skip
+    for field in ("failed", "succeeded"):
+        now, then = status.get(field, 0), before.get(field, 0)
+        if isinstance(now, int) and isinstance(then, int) and now < then:
+            errors.append(FieldError.invalid(path.child(field), now,
+                                             f"cannot decrease the {field} counter"))  # fmt: skip
+    done, was = status.get("completionTime"), before.get("completionTime")
+    if done and was and done != was:
+        errors.append(FieldError.invalid(path.child("completionTime"), done,
+                                         "completionTime cannot be mutated"))  # fmt: skip
+    return errors
+
+
+def validate_job(obj: dict, old: dict | None) -> list[FieldError]:
+    """ValidateJob, and on update ValidateJobSpecUpdate and the status rules."""
+    spec = obj.get("spec")
+    errors = validate_job_spec(spec, Path("spec"))
+    if not isinstance(spec, dict):
+        return errors
+    old_spec = _dict((old or {}).get("spec"))
+    old_labels = _dict(_dict(_dict(old_spec.get("template")).get("metadata")).get("labels"))
+    prefixed = old is None or CONTROLLER_UID_LABELS[1] in old_labels
+    errors += _validate_generated_selector(obj, prefixed)
+    completions = spec.get("completions")
+    name = str(_dict(obj.get("metadata")).get("name", ""))
+    if spec.get("completionMode") == "Indexed" and isinstance(completions, int) and completions > 0:
+        hostname = f"{name}-{completions - 1}"
+        if is_dns1123_label(hostname):
+            errors.append(FieldError.invalid(Path("metadata").child("name"), name,
+                                             "will not able to create pod with invalid DNS "
+                                             f"label: {hostname}"))  # fmt: skip
+    if old is not None:
+        errors += _validate_job_update(spec, old_spec, old)
+        errors += _validate_job_status_update(_dict(obj.get("status")), _dict(old.get("status")))
+    return errors
+
+
+def job_fields(obj: dict) -> dict[str, str]:
+    """The field a Job list may select on beyond its name (JobToSelectableFields)."""
+    return {"status.successful": str(_dict(obj.get("status")).get("succeeded", 0))}
+
+
+def default_cron_job(obj: dict) -> dict:
+    """SetDefaults_CronJob; the job template gets its pod template's defaults (a Job's
+    own defaults come when the CronJob controller creates it)."""
+    spec = dict(_dict(obj.get("spec")))
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    job_template = spec.get("jobTemplate")
+    if isinstance(job_template, dict) and isinstance(job_template.get("spec"), dict):
+        job_spec = dict(job_template["spec"])
+        template = job_spec.get("template")
+        if isinstance(template, dict):
+            job_spec["template"] = {**template, "spec": default_pod_spec(template.get("spec"))}
+        spec["jobTemplate"] = {**job_template, "spec": job_spec}
+    return {**obj, "spec": spec}
+
+
+_CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
+                     "@hourly")  # fmt: skip
+_CRON_FIELD = re.compile(r"(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\*|\?|[0-9A-Za-z]+"
+                         r"(-[0-9A-Za-z]+)?)(/[0-9]+)?)*")  # fmt: skip
+_GO_DURATION = re.compile(r"([0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+")
+
+
+def cron_schedule_problem(schedule: str) -> str:
+    """Why robfig/cron's ParseStandard refuses ``schedule`` ("" if it does not): five
+    fields, or a descriptor (``@daily``, ``@every 1h30m``). Field values are checked
+    for their syntax, not their ranges."""
+    if schedule.startswith("@"):
+        if schedule in _CRON_DESCRIPTORS:
+            return ""
+        every = schedule.removeprefix("@every ")
+        if every != schedule and _GO_DURATION.fullmatch(every):
+            return ""
+        return f"unrecognized descriptor: {schedule}"
+    fields = schedule.split()
+    if len(fields) != 5:
+        return f"expected exactly 5 fields, found {len(fields)}: [{' '.join(fields)}]"
+    for field in fields:
+        if not _CRON_FIELD.fullmatch(field):
+            return f'failed to parse int from {field}: strconv.Atoi: parsing "{field}": invalid ' \
+                   "syntax"
+    return ""
+
+
+def validate_cron_job(obj: dict, old: dict | None) -> list[FieldError]:
+    """ValidateCronJobCreate / ValidateCronJobUpdate: the schedule, the policies and
+    the job template (whose selector is always generated)."""
+    spec = obj.get("spec")
+    path = Path("spec")
+    if not isinstance(spec, dict):
+        return [FieldError.required(path)]
+    errors: list[FieldError] = []
+    schedule = spec.get("schedule")
+    if not schedule:
+        errors.append(FieldError.required(path.child("schedule")))
+    elif not isinstance(schedule, str):
+        errors.append(FieldError.type_invalid(path.child("schedule"), schedule, "string"))
+    else:
+        problem = cron_schedule_problem(schedule)
+        if problem:
+            errors.append(FieldError.invalid(path.child("schedule"), schedule, problem))
+        if "TZ" in schedule:
+            errors.append(FieldError.invalid(path.child("schedule"), schedule,
+                                             "cannot use TZ or CRON_TZ in schedule, use "
+                                             "timeZone field instead"))  # fmt: skip
+    errors += _non_negative(spec, path, "startingDeadlineSeconds", "successfulJobsHistoryLimit",
+                            "failedJobsHistoryLimit")  # fmt: skip
+    policy = spec.get("concurrencyPolicy")
+    if policy not in CONCURRENCY_POLICIES:
+        errors.append(_not_supported(path.child("concurrencyPolicy"), policy, CONCURRENCY_POLICIES))
+    at = path.child("jobTemplate", "spec")
+    job_spec = _dict(spec.get("jobTemplate")).get("spec")
+    errors += validate_job_spec(job_spec, at, template_only=True)
+    if isinstance(job_spec, dict) and job_spec.get("selector") is not None:
+        errors.append(FieldError.invalid(at.child("selector"), job_spec["selector"],
+                                         "`selector` will be auto-generated"))  # fmt: skip
+    if isinstance(job_spec, dict) and job_spec.get("manualSelector") is True:
+        errors.append(_not_supported(at.child("manualSelector"), True, ("nil", "false")))
+    name = str(_dict(obj.get("metadata")).get("name", ""))
+    if old is None and len(name) > 52:
+        errors.append(FieldError.invalid(Path("metadata").child("name"), name,
+                                         "must be no more than 52 characters"))  # fmt: skip
+    return errors
+
+
+# --- autoscaling/v2 -------------------------------------------------------------------------
+
+METRIC_SOURCE_TYPES = ("ContainerResource", "External", "Object", "Pods", "Resource")
+METRIC_TARGET_TYPES = ("AverageValue", "Utilization", "Value")
+SCALING_POLICY_TYPES = ("Percent", "Pods")
+SELECT_POLICIES = ("Disabled", "Max", "Min")
+DEFAULT_CPU_UTILIZATION = 80
+# GenerateHPAScaleUpRules / GenerateHPAScaleDownRules: what a direction of a given
+# behavior that leaves a field out gets.
+_SCALE_UP = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
+             "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
+                          {"type": "Percent", "value": 100, "periodSeconds": 15}]}  # fmt: skip
+_SCALE_DOWN = {"stabilizationWindowSeconds": 300, "selectPolicy": "Max",
+               "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}  # fmt: skip
+
+
+def default_hpa(obj: dict) -> dict:
+    """SetDefaults_HorizontalPodAutoscaler (autoscaling/v2): minReplicas 1, the CPU
+    metric at 80% average utilization when no metric is given, and a given behavior's
+    missing fields filled from Kubernetes' scale-up and scale-down rules."""
+    spec = dict(_dict(obj.get("spec")))
+    spec.setdefault("minReplicas", 1)
+    if not spec.get("metrics"):
+        spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": DEFAULT_CPU_UTILIZATION}}}]  # fmt: skip
+    behavior = spec.get("behavior")
+    if isinstance(behavior, dict):
+        behavior = dict(behavior)
+        for direction, rules in (("scaleUp", _SCALE_UP), ("scaleDown", _SCALE_DOWN)):
+            given = behavior.get(direction)
+            behavior[direction] = {**rules, **(given if isinstance(given, dict) else {})}
+        spec["behavior"] = behavior
+    return {**obj, "spec": spec}
+
+
+def _validate_metric_target(target: Any, path: Path) -> list[FieldError]:
+    if not isinstance(target, dict):
+        return [FieldError.required(path)]
+    errors: list[FieldError] = []
+    kind = target.get("type")
+    if not kind:
+        errors.append(FieldError.required(path.child("type")))
+    elif kind not in METRIC_TARGET_TYPES:
+        errors.append(_not_supported(path.child("type"), kind, METRIC_TARGET_TYPES))
+    utilization = target.get("averageUtilization")
+    if isinstance(utilization, int) and utilization < 1:
+        errors.append(FieldError.invalid(path.child("averageUtilization"), utilization,
+                                         "must be greater than 0"))  # fmt: skip
+    field = {"Utilization": "averageUtilization", "Value": "value",
+             "AverageValue": "averageValue"}.get(kind)  # fmt: skip
+    if field and target.get(field) is None:
+        errors.append(FieldError.required(path.child(field),
+                                          f"must set {field} when type is {kind}"))  # fmt: skip
+    return errors
+
+
+def _validate_metrics(metrics: Any, path: Path) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for i, metric in enumerate(_list(metrics)):
+        at = path.index(i)
+        kind = _dict(metric).get("type")
+        if not kind:
+            errors.append(FieldError.required(at.child("type"), "must specify a metric source "
+                                              "type"))  # fmt: skip
+            continue
+        if kind not in METRIC_SOURCE_TYPES:
+            errors.append(_not_supported(at.child("type"), kind, METRIC_SOURCE_TYPES))
+            continue
+        field = kind[0].lower() + kind[1:]
+        source = _dict(metric).get(field)
+        if not isinstance(source, dict):
+            errors.append(FieldError.required(at.child(field), "must populate information for "
+                                              "the given metric source"))  # fmt: skip
+            continue
+        if kind in ("Resource", "ContainerResource") and not source.get("name"):
+            errors.append(FieldError.required(at.child(field, "name"),
+                                              "must specify a resource name"))  # fmt: skip
+        errors += _validate_metric_target(source.get("target"), at.child(field, "target"))
+    return errors
+
+
+def _validate_scaling_rules(rules: Any, path: Path) -> list[FieldError]:
+    if not isinstance(rules, dict):
+        return []
+    errors: list[FieldError] = []
+    window = rules.get("stabilizationWindowSeconds")
+    if isinstance(window, int) and not 0 <= window <= 3600:
+        errors.append(FieldError.invalid(path.child("stabilizationWindowSeconds"), window,
+                                         "must be less than or equal to 3600"
+                                         if window > 3600 else _NOT_NEGATIVE))  # fmt: skip
+    select = rules.get("selectPolicy")
+    if select is not None and select not in SELECT_POLICIES:
+        errors.append(_not_supported(path.child("selectPolicy"), select, SELECT_POLICIES))
+    policies = _list(rules.get("policies"))
+    if not policies:
+        errors.append(FieldError.required(path.child("policies"), "must specify at least one "
+                                          "Policy"))  # fmt: skip
+    for i, policy in enumerate(policies):
+        at, policy = path.child("policies").index(i), _dict(policy)
+        if policy.get("type") not in SCALING_POLICY_TYPES:
+            errors.append(_not_supported(at.child("type"), policy.get("type"),
+                                         SCALING_POLICY_TYPES))  # fmt: skip
+        value, period = policy.get("value"), policy.get("periodSeconds")
+        if not isinstance(value, int) or value <= 0:
+            errors.append(FieldError.invalid(at.child("value"), value, "must be greater than "
+                                             "zero"))  # fmt: skip
+        if not isinstance(period, int) or period <= 0:
+            errors.append(FieldError.invalid(at.child("periodSeconds"), period, "must be "
+                                             "greater than zero"))  # fmt: skip
+        elif period > 1800:
+            errors.append(FieldError.invalid(at.child("periodSeconds"), period, "must be less "
+                                             "than or equal to 1800"))  # fmt: skip
+    return errors
+
+
+def validate_hpa(obj: dict, old: dict | None) -> list[FieldError]:
+    """ValidateHorizontalPodAutoscaler (autoscaling/v2): the target, the replica range,
+    the metrics and the behavior."""
+    spec = obj.get("spec")
+    path = Path("spec")
+    if not isinstance(spec, dict):
+        return [FieldError.required(path)]
+    errors: list[FieldError] = []
+    ref = _dict(spec.get("scaleTargetRef"))
+    for field in ("kind", "name"):
+        if not ref.get(field):
+            errors.append(FieldError.required(path.child("scaleTargetRef", field)))
+    if ref.get("name"):
+        errors += [FieldError.invalid(path.child("scaleTargetRef", "name"), ref["name"], m)
+                   for m in name_is_path_segment(str(ref["name"]), False)]  # fmt: skip
+    low, high = spec.get("minReplicas", 1), spec.get("maxReplicas")
+    if isinstance(low, int) and low < 1:
+        errors.append(FieldError.invalid(path.child("minReplicas"), low,
+                                         "must be greater than or equal to 1"))  # fmt: skip
+    if not isinstance(high, int) or isinstance(high, bool) or high < 1:
+        errors.append(FieldError.invalid(path.child("maxReplicas"), high,
+                                         "must be greater than 0"))  # fmt: skip
+    elif isinstance(low, int) and high < low:
+        errors.append(FieldError.invalid(path.child("maxReplicas"), high, "must be greater "
+                                         "than or equal to `minReplicas`"))  # fmt: skip
+    errors += _validate_metrics(spec.get("metrics"), path.child("metrics"))
+    behavior = _dict(spec.get("behavior"))
+    for direction in ("scaleUp", "scaleDown"):
+        errors += _validate_scaling_rules(behavior.get(direction),
+                                          path.child("behavior", direction))  # fmt: skip
+    return errors
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -751,8 +1352,9 @@ def builtin_registry() -> Registry:
                 "namespaces",
                 False,
                 short_names=("ns",),
-                subresources=STATUS,
+                subresources=frozenset({"status", "finalize"}),
                 name_rule=name_is_dns_label,
+                rule=validate_namespace,
                 default=default_namespace,
             ),
             rt(
@@ -810,7 +1412,8 @@ def builtin_registry() -> Registry:
                 default=default_secret,
                 fields=lambda o: {"type": str(o.get("type", ""))},
             ),
-            rt("", "ServiceAccount", "serviceaccounts", True, short_names=("sa",)),
+            rt("", "ServiceAccount", "serviceaccounts", True, short_names=("sa",),
+               subresources=frozenset({"token"})),
             rt(
                 "",
                 "Event",
@@ -825,6 +1428,16 @@ def builtin_registry() -> Registry:
             workload("DaemonSet", "daemonsets", "ds", False, STATUS),
             rt("apps", "ControllerRevision", "controllerrevisions", True,
                rule=validate_controller_revision),
+            rt("batch", "Job", "jobs", True, categories=("all",), subresources=STATUS,
+               generation=True, rule=validate_job, default=default_job, fields=job_fields,
+               prepare_create=prepare_job_for_create),
+            rt("batch", "CronJob", "cronjobs", True, short_names=("cj",), categories=("all",),
+               subresources=STATUS, generation=True, rule=validate_cron_job,
+               default=default_cron_job),
+            ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler",
+                         "horizontalpodautoscalers", True, short_names=("hpa",),
+                         categories=("all",), subresources=STATUS, default=default_hpa,
+                         validate=_with_meta(True, validate_hpa)),
             rt("coordination.k8s.io", "Lease", "leases", True),
             rt(
                 "policy",

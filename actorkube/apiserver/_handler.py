@@ -11,7 +11,12 @@ Rules of this file:
   their HTTP code. Nothing a client sends can raise out of ``handle``: an unexpected
   failure is a 500 with the exception's text, and the server goes on.
 - Status and spec are written apart: an update of the main resource keeps the stored
-  status, an update of the status subresource keeps everything but the status.
+  status, an update of the status subresource keeps everything but the status. A
+  namespace's spec.finalizers change only through namespaces/finalize (update only),
+  which changes everything but the status.
+- A delete reads its DeleteOptions from the body, else from the query parameters
+  (``delete_options``); the propagation policy reaches storage, which sets the garbage
+  collector's finalizers (see ``_storage``).
 - Watches and lists at resourceVersion "0" are served from the watch cache; other reads
   from etcd (linearizable).
 """
@@ -32,7 +37,8 @@ from . import _bodies as bodies
 from . import _errors as errors
 from ._admission import AdmissionChain, AdmissionRequest
 from ._apply import ApplyConflict, apply
-from ._authn import Authenticator
+from ._authn import DEFAULT_AUDIENCE, Authenticator
+from ._builtin import keep_namespace_finalizers
 from ._impersonation import impersonate
 from ._kubeletclient import PlainText, ask_kubelet, kubelet_address, log_request
 from ._messages import ApiRequest, ApiResponse
@@ -46,8 +52,8 @@ from ._rest import accepts_aggregated, is_true, non_resource
 from ._reviews import answer
 from ._schema import builtin_schema
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
-from ._storage import ObjectStore
-from ._validation import FieldError, Path
+from ._storage import PROPAGATION_POLICIES, ObjectStore
+from ._validation import ErrorType, FieldError, Path
 from ._watchcache import BOOKMARK, Event, WatchCache, Watcher
 
 log = logging.getLogger("actorkube.apiserver")
@@ -217,7 +223,9 @@ class Handler:
         verb = req.verb
         if req.subresource in _SUBRESOURCES:
             return await _SUBRESOURCES[req.subresource](self, rt, req)
-        if req.subresource not in ("", "status"):
+        if req.subresource == "finalize" and verb != "update":
+            raise errors.method_not_allowed(f"{rt.plural}/finalize only accepts update")
+        if req.subresource not in ("", "status", "finalize"):
             raise errors.method_not_allowed(
                 f"the {req.subresource} subresource of {rt.plural} is not served yet"
             )
@@ -249,7 +257,7 @@ class Handler:
 
             return await self._update(rt, req, patch, warnings), 200, None
         if verb == "delete":
-            return await self._delete(rt, req), 200, None
+            return (*await self._delete(rt, req, warnings), None)
         raise errors.method_not_allowed(f"verb {verb!r} is not supported on {rt.plural}")
 
     def _filter(self, rt: ResourceType, namespace: str, params: dict) -> Callable[[dict], bool]:
@@ -367,8 +375,6 @@ class Handler:
             m["namespace"] = req.namespace
         else:
             m.pop("namespace", None)
-        if not m.get("name") and m.get("generateName"):
-            m["name"] = generate_name(m["generateName"], self.store.rng)
         obj = {**obj, "metadata": m}
         if rt.has_status and not rt.create_keeps_status:
             # The status is the controllers' to write, through the subresource: what a
@@ -377,15 +383,25 @@ class Handler:
             # A Node keeps it, as Kubernetes' node strategy does.
             obj = {k: v for k, v in obj.items() if k != "status"}
         obj = rt.default(obj)
-        name = m.get("name", "")
+        # Admission sees the generateName prefix (a refusal names it, the same on every
+        # retry); the name is generated after, as Kubernetes' BeforeCreate does.
+        name = m.get("name") or m.get("generateName", "")
         obj = await self.admission.run(
             AdmissionRequest("CREATE", rt, req.namespace, name, obj, None)
         )
+        generated = meta(obj)
+        if not generated.get("name") and generated.get("generateName"):
+            new_name = generate_name(generated["generateName"], self.store.rng)
+            obj = {**obj, "metadata": {**generated, "name": new_name}}
+        # The uid now, before validation, as Kubernetes' BeforeCreate: what a strategy
+        # prepares may depend on it (a Job's generated selector).
+        uid = self.store.new_uid()
+        obj = rt.prepare_create({**obj, "metadata": {**meta(obj), "uid": uid}})
         self._validate(rt, obj, None)
         if not applied:
             obj = bodies.track(self.schema, rt, None, obj, params=params, subresource="",
                                now=rfc3339(self.clock()))  # fmt: skip
-        return await self.store.create(rt, obj, dry_run=bodies.dry_run(params))
+        return await self.store.create(rt, obj, uid=uid, dry_run=bodies.dry_run(params))
 
     async def _update(self, rt: ResourceType, req: ApiRequest, make: Callable[[dict], dict],
                       warnings: list[str], *, applied: bool = False):  # fmt: skip
@@ -426,12 +442,15 @@ class Handler:
                     kept["metadata"] = {**meta(current), "managedFields": managed}
                 new = kept
             elif rt.has_status:
+                # (namespaces/finalize too: it changes metadata and spec, never status.)
                 new = (
                     {**new, "status": current.get("status")}
                     if "status" in current
                     else {k: v for k, v in new.items() if k != "status"}
                 )
             new = rt.default(new) if not req.subresource else new
+            if rt.plural == "namespaces" and not rt.group and not req.subresource:
+                new = keep_namespace_finalizers(new, current)
             self._validate(rt, new, current)
             if not applied:
                 now = rfc3339(self.clock())
@@ -483,23 +502,36 @@ class Handler:
         new = {**new, "metadata": {**meta(new), "name": req.name}}
         return await self._create(rt, req, new, warnings, applied=True), 201, None
 
-    async def _delete(self, rt: ResourceType, req: ApiRequest) -> dict:
+    async def _delete(self, rt: ResourceType, req: ApiRequest,
+                      warnings: list[str]) -> tuple[dict, int]:  # fmt: skip
+        """DELETE with its DeleteOptions (the body's, else the query parameters', as
+        kube-apiserver reads them). 202 for an object that stays while the legacy
+        ``orphanDependents: false`` asked for its dependents to go (Kubernetes' code).
+        A batch/v1 Job deleted without a policy orphans its pods, with Kubernetes'
+        warning (its strategy's default; kubectl always asks for one)."""
         params = req.params or {}
-        options = req.body if isinstance(req.body, dict) else {}
-        grace = options.get("gracePeriodSeconds", params.get("gracePeriodSeconds"))
-        grace = int(grace) if grace not in (None, "") else None
+        options = delete_options(req.body, params)
+        if ((rt.group, rt.plural) == ("batch", "jobs") and not options.get("propagationPolicy")
+                and options.get("orphanDependents") is None):  # fmt: skip
+            options = {**options, "propagationPolicy": "Orphan"}
+            warnings.append("child pods are preserved by default when jobs are deleted; set "
+                            "propagationPolicy=Background to remove them or set "
+                            "propagationPolicy=Orphan to suppress this warning")  # fmt: skip
+        grace = options.get("gracePeriodSeconds")
         pre = options.get("preconditions") or {}
         await self.admission.run(AdmissionRequest("DELETE", rt, req.namespace, req.name, None, {}))
-        obj, _gone = await self.store.delete(
+        obj, gone = await self.store.delete(
             rt,
             req.namespace,
             req.name,
-            grace_period=grace,
+            grace_period=int(grace) if grace is not None else None,
             uid=pre.get("uid", ""),
             resource_version=pre.get("resourceVersion", ""),
             dry_run=bodies.dry_run(params) or options.get("dryRun") == ["All"],
+            propagation_policy=options.get("propagationPolicy") or "",
+            orphan_dependents=options.get("orphanDependents"),
         )
-        return obj
+        return obj, 202 if not gone and options.get("orphanDependents") is False else 200
 
     def _validate(self, rt: ResourceType, obj: dict, old: dict | None) -> None:
         problems = rt.validate(obj, old)
@@ -620,6 +652,75 @@ class Handler:
                                 grace_period=int(grace) if grace is not None else None)  # fmt: skip
         return {**errors.success_status(), "code": 201}, 201, None
 
+    async def _token(self, rt: ResourceType, req: ApiRequest):
+        """POST serviceaccounts/token (TokenRequest, what ``kubectl create token`` sends):
+        a signed token of the account for ``spec.audiences`` (the API server's by
+        default), ``spec.expirationSeconds`` (3600 by default; 10 minutes at least, 2^32
+        s at most), bound to ``spec.boundObjectRef`` if given (a Pod, Secret or Node that
+        must exist, whose deletion ends the token)."""
+        if req.verb != "create":
+            raise errors.method_not_allowed("serviceaccounts/token only accepts create")
+        tokens = self.authenticator.service_accounts
+        if tokens is None:
+            raise errors.ApiError(errors.status(503, "ServiceUnavailable",
+                                                "this API server has no service-account "
+                                                "signing key"))  # fmt: skip
+        account = await self.store.get(rt, req.namespace, req.name)
+        body = _body(req)
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        path = Path("spec")
+        seconds = spec.get("expirationSeconds", 3600)
+        failures = []
+        if not isinstance(seconds, int) or isinstance(seconds, bool):
+            failures.append(FieldError.invalid(path.child("expirationSeconds"), seconds,
+                                               "must be an integer"))  # fmt: skip
+        elif seconds < 600:
+            failures.append(FieldError.invalid(path.child("expirationSeconds"), seconds,
+                                               "may not specify a duration less than 10 "
+                                               "minutes"))  # fmt: skip
+        elif seconds > 2**32:
+            failures.append(FieldError.invalid(path.child("expirationSeconds"), seconds,
+                                               "may not specify a duration larger than 2^32 "
+                                               "seconds"))  # fmt: skip
+        audiences = spec.get("audiences") or [DEFAULT_AUDIENCE]
+        if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+            failures.append(FieldError.invalid(path.child("audiences"), audiences,
+                                               "must be a list of strings"))  # fmt: skip
+        ref = spec.get("boundObjectRef")
+        bound = None
+        if ref is not None:
+            kind = ref.get("kind") if isinstance(ref, dict) else None
+            plural = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}.get(kind)
+            if plural is None:
+                at = str(path.child("boundObjectRef", "kind"))
+                failures.append(FieldError(ErrorType.NOT_SUPPORTED, at, kind,
+                                           'supported values: "Pod", "Node", "Secret"'))
+        if failures:
+            raise errors.invalid("TokenRequest", "authentication.k8s.io", req.name, failures)
+        if ref is not None:
+            target_rt = self.registry.resource("", plural)
+            target = await self.store.get(target_rt, req.namespace if target_rt.namespaced
+                                          else "", ref.get("name", ""))  # fmt: skip
+            target_uid = meta(target).get("uid", "")
+            if ref.get("uid") and ref["uid"] != target_uid:
+                why = (f"the UID in the bound object reference ({ref['uid']}) does not match "
+                       f"the UID in record ({target_uid})")  # fmt: skip
+                raise errors.conflict(plural, "", ref.get("name", ""), why)
+            bound = (kind, ref.get("name", ""), target_uid)
+            ref = {**ref, "uid": target_uid}
+        now = self.clock()
+        uid = meta(account).get("uid", "")
+        token = tokens.issue(req.namespace, req.name, uid, now=now, expires_in=seconds,
+                             audiences=tuple(audiences), bound=bound)
+        answer = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                  "metadata": {"name": req.name, "namespace": req.namespace,
+                               "creationTimestamp": rfc3339(now)},
+                  "spec": {"audiences": list(audiences), "expirationSeconds": seconds,
+                           **({"boundObjectRef": ref} if ref is not None else {})},
+                  "status": {"token": token,
+                             "expirationTimestamp": rfc3339(int(now) + seconds)}}  # fmt: skip
+        return answer, 201, None
+
     async def _log(self, rt: ResourceType, req: ApiRequest):
         """GET pods/log: the container's log from the pod's kubelet (see
         ``_kubeletclient``); with follow, streamed by the kubelet to the watcher."""
@@ -690,6 +791,7 @@ class Handler:
 
 
 _SUBRESOURCES = {
+    "token": Handler._token,
     "log": Handler._log,
     "binding": Handler._binding,
     "scale": Handler._scale,
@@ -735,6 +837,50 @@ def _check_kind(rt: ResourceType, obj: dict) -> None:
         )
     if not isinstance(obj.get("metadata", {}), dict):
         raise errors.bad_request("metadata must be an object")
+
+
+_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+          **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}  # fmt: skip
+
+
+def delete_options(body: Any, params: dict) -> dict:
+    """A delete's DeleteOptions: the body if there is one, else the query parameters
+    (gracePeriodSeconds, propagationPolicy, orphanDependents, dryRun), as kube-apiserver
+    reads them; checked as its ValidateDeleteOptions (422 for a policy it does not know,
+    or one given together with orphanDependents)."""
+    if isinstance(body, dict):
+        options = body
+    else:
+        options = {}
+        grace = params.get("gracePeriodSeconds")
+        if grace not in (None, ""):
+            try:
+                options["gracePeriodSeconds"] = int(grace)
+            except (TypeError, ValueError):
+                raise errors.bad_request(f"gracePeriodSeconds: invalid integer {grace!r}") from None
+        if params.get("propagationPolicy") not in (None, ""):
+            options["propagationPolicy"] = params["propagationPolicy"]
+        if params.get("orphanDependents") not in (None, ""):
+            if params["orphanDependents"] not in _BOOLS:
+                raise errors.bad_request(f"orphanDependents: invalid boolean "
+                                         f"{params['orphanDependents']!r}")  # fmt: skip
+            options["orphanDependents"] = _BOOLS[params["orphanDependents"]]
+    orphan, policy = options.get("orphanDependents"), options.get("propagationPolicy")
+    if orphan is not None and not isinstance(orphan, bool):
+        raise errors.bad_request("json: cannot unmarshal into Go struct field "
+                                 "DeleteOptions.orphanDependents of type bool")  # fmt: skip
+    problems = []
+    if orphan is not None and policy is not None:
+        problems.append(FieldError.invalid(Path("propagationPolicy"), policy,
+                                           "orphanDependents and deletionPropagation cannot "
+                                           "be both set"))  # fmt: skip
+    if policy is not None and policy not in PROPAGATION_POLICIES:
+        supported = ", ".join(f'"{p}"' for p in (*PROPAGATION_POLICIES, "nil"))
+        problems.append(FieldError(ErrorType.NOT_SUPPORTED, "propagationPolicy", policy,
+                                   f"supported values: {supported}"))  # fmt: skip
+    if problems:
+        raise errors.invalid("DeleteOptions", "meta.k8s.io", "", problems)
+    return options
 
 
 def _int_param(params: dict, name: str) -> int:

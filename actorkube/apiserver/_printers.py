@@ -336,6 +336,94 @@ def _event_object(event: dict, now: float) -> str:
     return f"{(involved.get('kind') or '').lower()}/{involved.get('name', '')}"
 
 
+# --- batch, autoscaling ----------------------------------------------------------------
+
+
+def _condition_true(obj: dict, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or ())  # fmt: skip
+
+
+def _job_status(job: dict, now: float) -> str:
+    """printJob's Status: the terminal condition, else Terminating, Suspended, the
+    interim conditions, else Running."""
+    for kind in ("Complete", "Failed"):
+        if _condition_true(job, kind):
+            return kind
+    if _meta(job).get("deletionTimestamp"):
+        return "Terminating"
+    for kind in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if _condition_true(job, kind):
+            return kind
+    return "Running"
+
+
+def _job_completions(job: dict, now: float) -> str:
+    spec, succeeded = job.get("spec") or {}, int((job.get("status") or {}).get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def _stamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _job_duration(job: dict, now: float) -> str:
+    status = job.get("status") or {}
+    if not status.get("startTime"):
+        return ""
+    end = _stamp(status["completionTime"]) if status.get("completionTime") else now
+    return human_duration(end - _stamp(status["startTime"]))
+
+
+def _job_template(cron: dict) -> dict:
+    return ((cron.get("spec") or {}).get("jobTemplate")) or {}
+
+
+def _cron_last_schedule(cron: dict, now: float) -> str:
+    last = (cron.get("status") or {}).get("lastScheduleTime")
+    return _since(last, now) if last else _NONE
+
+
+def _cron_suspend(cron: dict, now: float) -> str:
+    suspend = (cron.get("spec") or {}).get("suspend")
+    return "<unset>" if suspend is None else str(bool(suspend))
+
+
+def _hpa_reference(hpa: dict, now: float) -> str:
+    ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+    return f"{ref.get('kind', '')}/{ref.get('name', '')}"
+
+
+def _hpa_metric(spec: dict, status: dict) -> str:
+    """One metric of formatHPAMetrics: current/target (a resource named first)."""
+    kind = spec.get("type", "")
+    field = kind[:1].lower() + kind[1:]
+    source, current = spec.get(field) or {}, (status.get(field) or {}).get("current") or {}
+    target = source.get("target") or {}
+    prefix = f"{source['name']}: " if kind in ("Resource", "ContainerResource") else ""
+    if target.get("averageUtilization") is not None or target.get("type") == "Utilization":
+        now_ = current.get("averageUtilization")
+        goal = target.get("averageUtilization")
+        return (f"{prefix}{'<unknown>' if now_ is None else f'{now_}%'}/"
+                f"{'<auto>' if goal is None else f'{goal}%'}")  # fmt: skip
+    key = "averageValue" if target.get("averageValue") is not None else "value"
+    return f"{prefix}{current.get(key, '<unknown>')}/{target.get(key, '<unknown>')}"
+
+
+def _hpa_targets(hpa: dict, now: float) -> str:
+    specs = (hpa.get("spec") or {}).get("metrics") or []
+    statuses = (hpa.get("status") or {}).get("currentMetrics") or []
+    if not specs:
+        return _NONE
+    cells = [_hpa_metric(s, statuses[i] if i < len(statuses) else {})
+             for i, s in enumerate(specs)]  # fmt: skip
+    shown = ", ".join(cells[:2])
+    return f"{shown} + {len(cells) - 2} more..." if len(cells) > 2 else shown
+
+
 # --- the tables -------------------------------------------------------------------------
 
 Column = tuple[str, int, Cell, str, str]  # (name, priority, cell, type, format)
@@ -429,6 +517,36 @@ PRINTERS: dict[tuple[str, str], list[Column]] = {
         _c("Node Selector", _daemonset_node_selector),
         _AGE,
         *_WORKLOAD_WIDE,
+    ],
+    ("batch", "jobs"): [
+        _NAME,
+        _c("Status", _job_status),
+        _c("Completions", _job_completions),
+        _c("Duration", _job_duration),
+        _AGE,
+        *_WORKLOAD_WIDE,
+    ],
+    ("batch", "cronjobs"): [
+        _NAME,
+        _c("Schedule", _at("spec.schedule")),
+        _c("Timezone", _at("spec.timeZone")),
+        _c("Suspend", _cron_suspend, type_="boolean"),
+        _c("Active", lambda cron, now: len((cron.get("status") or {}).get("active") or ()),
+           type_="integer"),
+        _c("Last Schedule", _cron_last_schedule),
+        _AGE,
+        _c("Containers", lambda cron, now: _containers(_job_template(cron), now), 1),
+        _c("Images", lambda cron, now: _images(_job_template(cron), now), 1),
+        _c("Selector", lambda cron, now: _workload_selector(_job_template(cron), now), 1),
+    ],
+    ("autoscaling", "horizontalpodautoscalers"): [
+        _NAME,
+        _c("Reference", _hpa_reference),
+        _c("Targets", _hpa_targets),
+        _c("MinPods", lambda hpa, now: str((hpa.get("spec") or {}).get("minReplicas", "<unset>"))),
+        _c("MaxPods", _spec_int("maxReplicas"), type_="integer"),
+        _c("Replicas", _status_int("currentReplicas"), type_="integer"),
+        _AGE,
     ],
     ("coordination.k8s.io", "leases"): [_NAME, _c("Holder", _at("spec.holderIdentity")), _AGE],
     ("discovery.k8s.io", "endpointslices"): [

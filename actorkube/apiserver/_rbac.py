@@ -335,6 +335,9 @@ def _aggregate(errors: Sequence[str]) -> str:
     return distinct[0] if len(distinct) == 1 else "[" + ", ".join(distinct) + "]"
 
 
+_MAX_DECISIONS = 50_000  # remembered decisions; all are forgotten beyond that
+
+
 @attrs.define(eq=False)
 class RBACAuthorizer:
     """The RBAC authorizer over the objects it was given (see the module's rules).
@@ -345,6 +348,11 @@ class RBACAuthorizer:
     _stores: dict[str, SortedDict] = attrs.field(
         init=False, factory=lambda: {kind: SortedDict() for kind in _NAMESPACED_KINDS}
     )
+    # Decisions already made, by what they depend on: a decision is a function of the
+    # request's attributes (the user's name and groups, not its uid or extra) and of
+    # the RBAC objects, so any change to those forgets them all. Thousands of kubelets
+    # renewing their Leases ask the same few questions every ten seconds.
+    _decisions: dict[tuple, Decision] = attrs.field(init=False, factory=dict)
 
     @classmethod
     def from_objects(cls, objects: Iterable[Mapping[str, Any]]) -> RBACAuthorizer:
@@ -361,6 +369,7 @@ class RBACAuthorizer:
         kind = obj.get("kind", "")
         metadata = obj.get("metadata") or {}
         key = _identity(kind, metadata.get("namespace") or "", metadata.get("name") or "")
+        self._decisions.clear()
         if kind.endswith("Binding"):
             self._stores[kind][key] = _Binding.from_dict(*key, obj)
         else:
@@ -369,9 +378,21 @@ class RBACAuthorizer:
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Forgets the object; one it does not hold is already forgotten."""
         key = _identity(kind, namespace, name)
+        self._decisions.clear()
         self._stores[kind].pop(key, None)
 
     def authorize(self, attrs: Attributes) -> Decision:
+        key = (attrs.user.name, attrs.user.groups, attrs.verb, attrs.namespace,
+               attrs.api_group, attrs.resource, attrs.subresource, attrs.name,
+               attrs.resource_request, attrs.path)  # fmt: skip
+        decision = self._decisions.get(key)
+        if decision is None:
+            if len(self._decisions) >= _MAX_DECISIONS:
+                self._decisions.clear()
+            decision = self._decisions[key] = self._decide(attrs)
+        return decision
+
+    def _decide(self, attrs: Attributes) -> Decision:
         errors: list[str] = []
         for binding in self._bindings_for(attrs.namespace):
             subject = binding.subject_for(attrs.user)

@@ -56,6 +56,9 @@ class ResourceType:
     graceful: bool = False
     validate: Callable[[dict, dict | None], list] = _no_errors
     default: Callable[[dict], dict] = _unchanged
+    # What a new object gets once it has its name and uid, before it is validated
+    # (Kubernetes' PrepareForCreate where it needs them: a Job's generated selector).
+    prepare_create: Callable[[dict], dict] = _unchanged
     fields: Callable[[dict], dict[str, str]] = _no_fields
     # The name rule: a function returning Kubernetes' messages for a bad name.
     validate_name: Callable[[str], list[str]] | None = None

@@ -39,6 +39,8 @@ _SUBRESOURCES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "binding": (("create",), "Binding", "", ""),
     "eviction": (("create",), "Eviction", "policy", "v1"),
     "log": (("get",), "", "", ""),
+    "finalize": (("update",), "", "", ""),  # namespaces/finalize
+    "token": (("create",), "TokenRequest", "authentication.k8s.io", "v1"),
 }
 _RESOURCE_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 

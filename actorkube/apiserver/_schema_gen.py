@@ -6,7 +6,8 @@ types. Run by a developer when the served types change, not by the server:
 
 - ``PROTO_FIELDS``: every message of the ``generated.proto`` files of k8s.io/api
   (core, apps, rbac, coordination, discovery, policy, autoscaling, authorization,
-  authentication /v1) and k8s.io/apimachinery (meta/v1, runtime, intstr, resource), as
+  authentication /v1; batch/v1 and autoscaling/v2 were added by ``_schema_add``) and
+  k8s.io/apimachinery (meta/v1, runtime, intstr, resource), as
   JSON ``{"messages": {"k8s.io.api.core.v1.Pod": {"spec": [2, "<type>", "optional"]}}}``
   (type: a proto scalar, a message's full name or ``map<string,V>``; label
   ``optional``, ``repeated`` or ``map``). Field names, types and numbers come from here.
@@ -57,6 +58,7 @@ GROUPS = {
     "discovery": "discovery.k8s.io",
     "policy": "policy",
     "autoscaling": "autoscaling",
+    "batch": "batch",
     "authorization": "authorization.k8s.io",
     "authentication": "authentication.k8s.io",
 }
@@ -231,14 +233,18 @@ def add_go_fields(data: dict, go: dict) -> dict:
     return data
 
 
+def load_inputs(paths: list[str]) -> tuple[Any, Any, Any]:
+    """The three inputs (PROTO_FIELDS, MARKERS, GO_FIELDS) from their files."""
+    loaded = []
+    for path in paths[:3]:
+        with open(path) as f:
+            loaded.append(json.load(f))
+    proto, markers, go = loaded
+    return proto, markers, go
+
+
 def main() -> None:
-    proto_path, marker_path, go_path = sys.argv[1], sys.argv[2], sys.argv[3]
-    with open(proto_path) as f:
-        proto = json.load(f)
-    with open(marker_path) as f:
-        markers = json.load(f)
-    with open(go_path) as f:
-        go = json.load(f)
+    proto, markers, go = load_inputs(sys.argv[1:4])
     data = add_go_fields(generate(proto, markers), go)
     json.dump(data, sys.stdout, separators=(",", ":"), sort_keys=True)
 

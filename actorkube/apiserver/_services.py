@@ -581,9 +581,11 @@ class ServiceStore(ObjectStore):
         super().__init__(etcd, clock=clock, rng=rng)
         self.allocations = allocations
 
-    async def create(self, rt: ResourceType, obj: dict, *, dry_run: bool = False) -> dict:
+    async def create(
+        self, rt: ResourceType, obj: dict, *, uid: str = "", dry_run: bool = False
+    ) -> dict:
         if not _is_services(rt):
-            return await super().create(rt, obj, dry_run=dry_run)
+            return await super().create(rt, obj, uid=uid, dry_run=dry_run)
         claims = Claims()
         while True:
             try:
@@ -592,7 +594,7 @@ class ServiceStore(ObjectStore):
             except Unclaimed as needs:
                 await self._claim(obj, needs, claims, dry_run)
         try:
-            return await super().create(rt, assigned, dry_run=dry_run)
+            return await super().create(rt, assigned, uid=uid, dry_run=dry_run)
         except errors.ApiError:
             await self._release(obj, claims.ips(), claims.node_ports(), dry_run)
             raise

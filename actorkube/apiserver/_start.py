@@ -164,10 +164,18 @@ async def start_apiserver(
         found = caches[("", "serviceaccounts")].objects.get(rt.key(namespace, account))
         return found is not None and (not uid or found["metadata"].get("uid") == uid)
 
+    def bound_exists(namespace: str, kind: str, name: str, uid: str) -> bool:
+        plural = {"pod": "pods", "secret": "secrets", "node": "nodes"}[kind]
+        rt = registry.resource("", plural)
+        key = rt.key(namespace if rt.namespaced else "", name)
+        found = caches[("", plural)].objects.get(key)
+        return found is not None and found["metadata"].get("uid") == uid
+
     authenticator = Authenticator(
         tokens=tokens,
         service_accounts=accounts,
         account_exists=account_exists,
+        bound_exists=bound_exists,
         anonymous=anonymous,
         client_ca=client_ca,
         clock=clock,

@@ -12,9 +12,19 @@ Rules of this file:
   no update based on a stale read is ever applied: the loser gets 409 Conflict.
 - An update that does not name a resourceVersion is applied to the current object
   (Kubernetes' unconditional update), retried if the object moved meanwhile.
-- Deleting an object with finalizers only marks it (deletionTimestamp); it goes when an
-  update leaves it with no finalizers. Deleting a pod with a grace period only marks it
-  too; deleting it with grace period 0 (as the kubelet does) removes it.
+- Deleting an object with finalizers only marks it (deletionTimestamp, grace period 0);
+  it goes when an update leaves it with no finalizers. Deleting a pod with a grace
+  period only marks it too; deleting it with grace period 0 (as the kubelet does)
+  removes it, and a pod marked with a grace period stays, finalizers gone or not, until
+  that delete (Kubernetes' BeforeDelete and ShouldDeleteDuringUpdate).
+- A delete's propagation policy is the garbage collector's finalizers, set as the
+  object is marked (Kubernetes' deletionFinalizersForGarbageCollection): Orphan adds
+  ``orphan``, Foreground ``foregroundDeletion`` (the object then waits for the garbage
+  collector), Background (every resource's default here) neither. Once a pod is in
+  its grace period a delete changes nothing but a shorter grace period.
+- A namespace is terminated, not deleted: the first delete sets its deletionTimestamp
+  and status.phase Terminating; it goes once an update (namespaces/finalize) leaves it
+  with no spec.finalizers and no metadata.finalizers, or a later delete finds none.
 - Reads with resourceVersion "" are linearizable (a quorum read); "0" may be served
   from any member (serializable), as Kubernetes serves them from its cache; an exact
   resourceVersion reads at that etcd revision (410 Expired if it was compacted).
@@ -28,6 +38,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from actorkube import _json as fastjson
 from actorkube.etcd import (
     Compare,
     CompareResult,
@@ -40,10 +51,24 @@ from actorkube.etcd import (
 )
 
 from . import _errors as errors
-from ._meta import meta, prepare_for_create, prepare_for_update, rfc3339, with_meta
+from ._meta import (
+    meta,
+    parse_rfc3339,
+    prepare_for_create,
+    prepare_for_update,
+    rfc3339,
+    with_meta,
+)
 from ._registry import ResourceType
 
 Filter = Callable[[dict], bool]
+
+ORPHAN = "orphan"
+FOREGROUND = "foregroundDeletion"
+PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
+# Resources whose strategy says the garbage collector has nothing to do with them
+# (Kubernetes' event strategy: DefaultGarbageCollectionPolicy Unsupported).
+GC_UNSUPPORTED = frozenset({("", "events"), ("events.k8s.io", "events")})
 
 
 def encode(obj: dict) -> bytes:
@@ -51,11 +76,11 @@ def encode(obj: dict) -> bytes:
     m = meta(obj)
     if "resourceVersion" in m:
         obj = with_meta(obj, resourceVersion=None)
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return fastjson.dumps(obj)
 
 
 def decode(value: bytes, mod_revision: int) -> dict:
-    obj = json.loads(value)
+    obj = fastjson.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(mod_revision)
     return obj
 
@@ -98,7 +123,7 @@ class ObjectStore:
         self.clock = clock
         self.rng = rng
 
-    def _uid(self) -> str:
+    def new_uid(self) -> str:
         b = self.rng.getrandbits(128).to_bytes(16, "big")
         h = bytearray(b)
         h[6] = (h[6] & 0x0F) | 0x40  # a version-4 UUID, as Kubernetes makes
@@ -185,13 +210,17 @@ class ObjectStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    async def create(self, rt: ResourceType, obj: dict, *, dry_run: bool = False) -> dict:
+    async def create(
+        self, rt: ResourceType, obj: dict, *, uid: str = "", dry_run: bool = False
+    ) -> dict:
         """Store a new object (already defaulted, validated and admitted). 409
-        AlreadyExists if the name is taken. ``dry_run``: everything but the write (the
+        AlreadyExists if the name is taken. ``uid``: the one the handler gave it before
+        validation (a new one if empty). ``dry_run``: everything but the write (the
         object comes back without a resourceVersion)."""
         m = meta(obj)
         namespace, name = m.get("namespace", ""), m["name"]
-        new = prepare_for_create(obj, uid=self._uid(), now=self.clock(), generation=rt.generation)
+        new = prepare_for_create(obj, uid=uid or self.new_uid(), now=self.clock(),
+                                 generation=rt.generation)  # fmt: skip
         key = rt.key(namespace, name)
         if dry_run:
             if (await self.etcd.get(key, count_only=True)).count:
@@ -217,7 +246,8 @@ class ObjectStore:
         """Apply ``change(current) -> new`` to the stored object and write the result if
         the object is still what it was read as. ``expect`` is the resourceVersion the
         caller based its change on ("": none, retry on races): a different one is 409
-        Conflict. An object left with deletionTimestamp and no finalizers is deleted.
+        Conflict. An object being deleted that the change leaves with no finalizers is
+        deleted (see ``should_delete_during_update``).
         ``change`` may raise ApiError (validation); it may be called more than once, and
         must not modify its argument. ``dry_run``: the result is returned, not written
         (at the version it was read).
@@ -249,8 +279,7 @@ class ObjectStore:
             if dry_run:
                 return with_meta(new, resourceVersion=str(revision))
             unchanged = _unchanged(key, revision)
-            m = meta(new)
-            if m.get("deletionTimestamp") and not m.get("finalizers"):
+            if should_delete_during_update(rt, new, current):
                 answer = await self.etcd.txn([unchanged], [DeleteRangeRequest(key)])
             else:
                 data = encode(new)
@@ -274,13 +303,19 @@ class ObjectStore:
         uid: str = "",
         resource_version: str = "",
         dry_run: bool = False,
+        propagation_policy: str = "",
+        orphan_dependents: bool | None = None,
     ) -> tuple[dict, bool]:
         """Delete (or mark for deletion) one object. Returns the object and whether it
         is gone now (False: it carries a deletionTimestamp and waits for its finalizers
         or its grace period). ``uid`` / ``resource_version``: preconditions (409 if they
-        do not hold). ``dry_run``: what the delete would do, done to nothing."""
+        do not hold). ``propagation_policy`` (Foreground, Background, Orphan; "" for the
+        resource's default) or the legacy ``orphan_dependents``: what the garbage
+        collector does with the object's dependents (the caller checked they are not
+        both given). ``dry_run``: what the delete would do, done to nothing."""
         key = rt.key(namespace, name)
         expected = parse_resource_version(resource_version)
+        cascade = (propagation_policy, orphan_dependents)
         while True:
             revision, _, current = await self._read(rt, key, name)
             m = meta(current)
@@ -292,7 +327,12 @@ class ObjectStore:
                 why = (f"Precondition failed: ResourceVersion in precondition: {expected}, "
                        f"ResourceVersion in object meta: {revision}")  # fmt: skip
                 raise errors.conflict(rt.plural, rt.group, name, why)
-            marked = self._mark_for_deletion(rt, current, grace_period)
+            if _is_namespace(rt) and not m.get("deletionTimestamp"):
+                marked = terminating_namespace(current, self.clock(), *cascade)
+            elif _is_namespace(rt) and (current.get("spec") or {}).get("finalizers"):
+                marked = current  # terminating: it goes once its finalizers are done
+            else:
+                marked = self._mark_for_deletion(rt, current, grace_period, *cascade)
             if dry_run:
                 return (current, True) if marked is None else (marked, False)
             unchanged = _unchanged(key, revision)
@@ -300,7 +340,7 @@ class ObjectStore:
                 answer = await self.etcd.txn([unchanged], [DeleteRangeRequest(key)])
                 if answer.succeeded:
                     return current, True
-            elif marked is current:
+            elif marked == current:
                 return current, False  # marked already, nothing shortens
             else:
                 answer = await self.etcd.txn([unchanged], [PutRequest(key, encode(marked))])
@@ -315,28 +355,137 @@ class ObjectStore:
         kv = got.kvs[0]
         return kv.mod_revision, kv.value, decode(kv.value, kv.mod_revision)
 
-    def _mark_for_deletion(self, rt: ResourceType, obj: dict, grace: int | None) -> dict | None:
-        """What a delete makes of ``obj``: None to remove it now, ``obj`` itself if it
-        stays as it is, or a copy with deletionTimestamp (and grace period) set."""
+    def _mark_for_deletion(
+        self, rt: ResourceType, obj: dict, grace: int | None, policy: str, orphan: bool | None
+    ) -> dict | None:
+        """What a delete makes of ``obj``: None to remove it now, or the object to
+        store (``obj`` itself if nothing changes): with deletionTimestamp, grace period
+        and the garbage collector's finalizers set (Kubernetes' BeforeDelete, then
+        updateForGracefulDeletionAndFinalizers)."""
         m = meta(obj)
         now = self.clock()
-        if rt.graceful:
-            if grace is None:
-                grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-            # A pod never scheduled has no kubelet to wait for: it goes at once.
-            if not (obj.get("spec") or {}).get("nodeName"):
-                grace = 0
-        else:
-            grace = 0
-        if grace == 0 and not m.get("finalizers"):
+        if grace is not None and grace < 0:
+            grace = 1  # as Kubernetes reads a negative grace period
+        new, graceful = obj, False
+        if rt.graceful and m.get("deletionTimestamp"):
+            old_grace = m.get("deletionGracePeriodSeconds") or 0
+            if old_grace:
+                if grace is None or grace >= old_grace:
+                    return obj  # graceful deletion pending: only a shorter one changes it
+                # A shorter grace period brings the deadline forward.
+                start = (parse_rfc3339(m["deletionTimestamp"]) or now) - old_grace
+                new = with_meta(obj, deletionTimestamp=rfc3339(start + grace),
+                                deletionGracePeriodSeconds=grace)  # fmt: skip
+                graceful = True
+        elif rt.graceful:
+            period = _pod_grace_period(obj, grace)
+            new = with_meta(obj, deletionTimestamp=rfc3339(now + period),
+                            deletionGracePeriodSeconds=period, **_next_generation(m))  # fmt: skip
+            graceful = True
+        finalizers = m.get("finalizers") or []
+        wanted = gc_finalizers(finalizers, policy, orphan,
+                               supported=(rt.group, rt.plural) not in GC_UNSUPPORTED)  # fmt: skip
+        if set(wanted) != set(finalizers):
+            new = with_meta(new, finalizers=wanted or None)
+        pending = bool(meta(new).get("finalizers"))
+        if not graceful:
+            return _marked_as_deleting(new, now) if pending else None
+        if not pending and not meta(new).get("deletionGracePeriodSeconds"):
             return None
-        if m.get("deletionTimestamp"):
-            # Already going: a shorter grace period brings the deadline forward.
-            old_grace = m.get("deletionGracePeriodSeconds", 0)
-            if grace >= old_grace:
-                return obj
-        return with_meta(obj, deletionTimestamp=rfc3339(now + grace),
-                         deletionGracePeriodSeconds=grace)  # fmt: skip
+        return new
+
+
+def gc_finalizers(
+    finalizers: list[str], policy: str, orphan: bool | None, *, supported: bool = True
+) -> list[str]:
+    """The finalizers an object gets as it is deleted: ``orphan`` and
+    ``foregroundDeletion`` as ``policy`` or the legacy ``orphan`` flag ask, else as
+    they were (Kubernetes' shouldOrphanDependents and shouldDeleteDependents; every
+    resource here defaults to Background). ``supported``: False for resources the
+    garbage collector ignores, which keep what they have."""
+    if not supported:
+        return list(finalizers)
+    if orphan is not None:
+        wants_orphan, wants_foreground = orphan, False
+    elif policy:
+        wants_orphan, wants_foreground = policy == "Orphan", policy == "Foreground"
+    else:
+        given = [f for f in finalizers if f in (ORPHAN, FOREGROUND)]
+        wants_orphan = bool(given) and given[0] == ORPHAN
+        wants_foreground = bool(given) and given[0] == FOREGROUND
+    kept = [f for f in finalizers if f not in (ORPHAN, FOREGROUND)]
+    return kept + [ORPHAN] * wants_orphan + [FOREGROUND] * wants_foreground
+
+
+def terminating_namespace(ns: dict, now: float, policy: str, orphan: bool | None) -> dict:
+    """A namespace's first delete: deletionTimestamp now, phase Terminating, and the
+    garbage collector's finalizers only as the delete asks explicitly (Kubernetes'
+    namespace storage Delete). Its spec.finalizers (``kubernetes``: the namespace
+    controller's) keep it until its content is gone."""
+    finalizers = list(meta(ns).get("finalizers") or [])
+    wanted = [f for f in finalizers if f not in (ORPHAN, FOREGROUND)]
+    for name, explicit in ((ORPHAN, _namespace_orphans(policy, orphan)),
+                           (FOREGROUND, _namespace_foreground(policy, orphan))):  # fmt: skip
+        if explicit if explicit is not None else name in finalizers:
+            wanted.append(name)
+    status = {**(ns.get("status") or {}), "phase": "Terminating"}
+    marked = with_meta(ns, deletionTimestamp=rfc3339(now), finalizers=wanted or None)
+    return {**marked, "status": status}
+
+
+def _namespace_orphans(policy: str, orphan: bool | None) -> bool | None:
+    if orphan is not None:
+        return orphan
+    return policy == "Orphan" if policy else None
+
+
+def _namespace_foreground(policy: str, orphan: bool | None) -> bool | None:
+    # (orphanDependents=false meant "delete them first" for namespaces, as Kubernetes.)
+    if orphan is not None:
+        return not orphan
+    return policy == "Foreground" if policy else None
+
+
+def should_delete_during_update(rt: ResourceType, new: dict, old: dict) -> bool:
+    """Whether an update removes the object (Kubernetes' ShouldDeleteDuringUpdate): it
+    was being deleted, the update leaves no finalizers, and no grace period is running
+    (a pod's goes with the kubelet's delete). A namespace also needs no spec.finalizers."""
+    before = meta(old)
+    if meta(new).get("finalizers") or not before.get("deletionTimestamp"):
+        return False
+    if _is_namespace(rt) and (new.get("spec") or {}).get("finalizers"):
+        return False
+    return not before.get("deletionGracePeriodSeconds")
+
+
+def _is_namespace(rt: ResourceType) -> bool:
+    return rt.plural == "namespaces" and not rt.group
+
+
+def _pod_grace_period(pod: dict, grace: int | None) -> int:
+    """Kubernetes' pod CheckGracefulDelete: the grace period asked for, else the pod's
+    own; none for a pod never scheduled (no kubelet to wait for) or already finished."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+        return 0
+    return grace if grace is not None else spec.get("terminationGracePeriodSeconds") or 0
+
+
+def _next_generation(m: dict) -> dict:
+    """A resource that counts generations counts its deletion as one (Kubernetes)."""
+    generation = m.get("generation") or 0
+    return {"generation": generation + 1} if generation > 0 else {}
+
+
+def _marked_as_deleting(obj: dict, now: float) -> dict:
+    """An object that waits for its finalizers (Kubernetes' markAsDeleting): a
+    deletionTimestamp no later than now and grace period 0."""
+    m = meta(obj)
+    stamp = m.get("deletionTimestamp")
+    if stamp is None or (parse_rfc3339(stamp) or 0) > now:
+        stamp = rfc3339(now)
+    bump = {} if m.get("deletionTimestamp") else _next_generation(m)
+    return with_meta(obj, deletionTimestamp=stamp, deletionGracePeriodSeconds=0, **bump)
 
 
 def _unchanged(key: bytes, revision: int) -> Compare:

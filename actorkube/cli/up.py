@@ -3,10 +3,11 @@
 What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
 the scheduler (user system:kube-scheduler, leader election on its Lease; profiles
 from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), the controller
-manager (leader election on its Lease; the Deployment, ReplicaSet, DaemonSet, node
-lifecycle, taint eviction, pod garbage collector, service account, EndpointSlice and
-Endpoints controllers, each as its service account), ``nodes`` worker
-nodes (default 1: a kubelet whose pods are real processes, ``ProcessRuntime`` under
+manager (leader election on its Lease; the Deployment, ReplicaSet, DaemonSet, Job, node
+lifecycle, taint eviction, pod garbage collector, namespace, garbage collector,
+service account, EndpointSlice and Endpoints controllers, each as its service account),
+``nodes`` worker nodes (default 1: a kubelet whose pods are real processes,
+``ProcessRuntime`` under
 ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the next /16
 for each other one, node IPs 127.1.0.1, 127.1.0.2, ...; and a kube-proxy
 that forwards Service cluster IPs, from 127.96.0.0/12, and node ports), and the API
@@ -48,6 +49,9 @@ from actorkube.controllers import (
     DeploymentController,
     EndpointsController,
     EndpointSliceController,
+    GarbageCollector,
+    JobController,
+    NamespaceController,
     NodeLifecycleController,
     PodGCController,
     ReplicaSetController,
@@ -74,9 +78,12 @@ CONTROLLERS = {
     "deployment-controller": ("deployment-controller", DeploymentController),
     "replicaset-controller": ("replicaset-controller", ReplicaSetController),
     "daemon-set-controller": ("daemon-set-controller", DaemonSetController),
+    "job-controller": ("job-controller", JobController),
     "node-lifecycle-controller": ("node-controller", NodeLifecycleController),
     "taint-eviction-controller": ("node-controller", TaintEvictionController),
     "pod-garbage-collector": ("pod-garbage-collector", PodGCController),
+    "namespace-controller": ("namespace-controller", NamespaceController),
+    "garbage-collector-controller": ("generic-garbage-collector", GarbageCollector),
     "service-account-controller": ("service-account-controller", ServiceAccountController),
     "endpointslice-controller": ("endpointslice-controller", EndpointSliceController),
     "endpoint-controller": ("endpoint-controller", EndpointsController),

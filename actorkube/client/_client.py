@@ -173,10 +173,16 @@ class ApiClient:
         grace_period: int | None = None,
         uid: str = "",
         resource_version: str = "",
+        propagation_policy: str = "",
     ) -> dict:
+        """DELETE, with DeleteOptions: a grace period, preconditions (``uid``,
+        ``resource_version``), and ``propagation_policy`` (Background, Foreground or
+        Orphan; "" leaves it to the resource's default)."""
         options: dict[str, Any] = {}
         if grace_period is not None:
             options["gracePeriodSeconds"] = grace_period
+        if propagation_policy:
+            options["propagationPolicy"] = propagation_policy
         pre = _params(uid=uid, resourceVersion=resource_version)
         if pre:
             options["preconditions"] = pre

@@ -46,6 +46,7 @@ class EventRecorder:
         self._seen: dict[tuple, tuple[str, str, int, float]] = {}  # -> ns, name, count, at
         self.written = 0
         self.dropped = 0
+        self._last_ns = 0
 
     def event(self, obj: dict, type_: str, reason: str, message: str) -> None:
         """Queue an event about ``obj`` (``type_``: Normal or Warning)."""
@@ -82,7 +83,10 @@ class EventRecorder:
                 "events", name, {"count": count + 1, "lastTimestamp": stamp}, namespace=ns
             )
             return
-        name = f"{m['name']}.{math.floor(wall * 1e9):x}"
+        # Two events at one instant (virtual time has many) would share a name and the
+        # second would be refused: this recorder's nanoseconds only ever go forward.
+        self._last_ns = max(math.floor(wall * 1e9), self._last_ns + 1)
+        name = f"{m['name']}.{self._last_ns:x}"
         source = {"component": self.component, **({"host": self.host} if self.host else {})}
         await self.client.create(
             "events",

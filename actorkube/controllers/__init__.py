@@ -10,7 +10,10 @@ from .daemonset import DaemonSetController as DaemonSetController
 from .deployment import DeploymentController as DeploymentController
 from .endpoints import EndpointsController as EndpointsController
 from .endpointslice import EndpointSliceController as EndpointSliceController
+from .garbagecollector import GarbageCollector as GarbageCollector
+from .job import JobController as JobController
 from .manager import ControllerManager as ControllerManager
+from .namespace import NamespaceController as NamespaceController
 from .nodelifecycle import NodeLifecycleConfig as NodeLifecycleConfig
 from .nodelifecycle import NodeLifecycleController as NodeLifecycleController
 from .podgc import PodGCConfig as PodGCConfig

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
+from actorkube.apiserver import ApiError
 from actorkube.client import (
     ApiClient,
     EventRecorder,
@@ -94,6 +95,35 @@ class Controller(Actor):
 
     def requeue_after(self, key: str, seconds: float) -> None:
         self.queue.add_after(key, seconds)
+
+    async def write_status(self, resource: str, group: str, obj: dict,
+                           status_of: Callable[[dict], dict | None]) -> None:  # fmt: skip
+        """Write ``status_of(obj)`` through the status subresource (None: nothing to
+        write); on a conflict once more, onto a fresh read, as Kubernetes' controllers
+        do (updateReplicaSetStatus, storeDaemonSetStatus). What the status says of the
+        spec (observedGeneration) stays what this sync saw: the change that moved the
+        object enqueued the next sync. An object gone is not an error."""
+        m = obj.get("metadata") or {}
+        name, namespace = m.get("name", ""), m.get("namespace", "")
+        for attempt in range(2):
+            status = status_of(obj)
+            if status is None:
+                return
+            try:
+                await self.client.update_status(resource, {**obj, "status": status},
+                                                namespace=namespace, group=group)  # fmt: skip
+                return
+            except ApiError as e:
+                if e.code == 404:
+                    return
+                if e.code != 409 or attempt:
+                    raise
+            try:
+                obj = await self.client.get(resource, name, namespace=namespace, group=group)
+            except ApiError as e:
+                if e.code == 404:
+                    return
+                raise
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` is true, checked now and after each reconcile."""

@@ -370,27 +370,6 @@ class DaemonSetController(Controller):
     async def _write_status(
         self, ds: dict, counts: dict[str, int], observed_generation: int | None
     ) -> None:
-        """storeDaemonSetStatus: write ``counts``; on a conflict once more onto a fresh
-        read (observedGeneration stays what this sync saw: the change that moved it
-        enqueued the next sync)."""
-        m = _meta(ds)
-        name, namespace = m.get("name", ""), m.get("namespace", "")
-        for attempt in range(2):
-            status = daemons.updated_status(ds, counts, observed_generation)
-            if status is None:
-                return
-            try:
-                await self.client.update_status(PLURAL, {**ds, "status": status},
-                                                namespace=namespace, group=GROUP)  # fmt: skip
-                return
-            except ApiError as e:
-                if e.code == 404:
-                    return
-                if e.code != 409 or attempt:
-                    raise
-            try:
-                ds = await self.client.get(PLURAL, name, namespace=namespace, group=GROUP)
-            except ApiError as e:
-                if e.code == 404:
-                    return
-                raise
+        """storeDaemonSetStatus: write ``counts`` (see ``Controller.write_status``)."""
+        await self.write_status(PLURAL, GROUP, ds, lambda current: daemons.updated_status(
+            current, counts, observed_generation))  # fmt: skip

@@ -160,7 +160,7 @@ class ReplicaSetController(Controller):
         now = self.now()
         status = replicas.replica_set_status(rs, owned, now, failure)
         if status != (rs.get("status") or {}):
-            await self._write_status(rs, status)
+            await self.write_status(PLURAL, GROUP, rs, lambda current: status)
         if failure is not None:
             raise RuntimeError(failure[1])  # the queue retries with backoff
         if replicas.needs_requeue_for_availability(rs, status):
@@ -243,26 +243,3 @@ class ReplicaSetController(Controller):
         return [p for p in self.pods.by_index("namespace", namespace)
                 if replicas.is_active(p)
                 and (replicas.controller_of(p) or {}).get("uid") in siblings]  # fmt: skip
-
-    async def _write_status(self, rs: dict, status: dict) -> None:
-        """Write ``status``; on a conflict once more onto a fresh read, as Kubernetes'
-        updateReplicaSetStatus (the spec may have changed: observedGeneration stays
-        what this sync saw, so the next sync, which the change enqueued, corrects it)."""
-        m = _meta(rs)
-        name, namespace = m.get("name", ""), m.get("namespace", "")
-        for attempt in range(2):
-            try:
-                await self.client.update_status(PLURAL, {**rs, "status": status},
-                                                namespace=namespace, group=GROUP)  # fmt: skip
-                return
-            except ApiError as e:
-                if e.code == 404:
-                    return
-                if e.code != 409 or attempt:
-                    raise
-            try:
-                rs = await self.client.get(PLURAL, name, namespace=namespace, group=GROUP)
-            except ApiError as e:
-                if e.code == 404:
-                    return
-                raise
