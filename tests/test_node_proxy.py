@@ -153,7 +153,7 @@ def test_the_public_surface_is_small_and_documented():
 
     for module, names in ((proxy, {"Backend", "Balancer", "Entry", "Frontend", "KubeProxy",
                                    "ProxyStats", "TableDiff", "build", "diff", "listening"}),
-                          (controllers, {"Controller", "ControllerManager",
+                          (controllers, {"Controller", "ControllerManager", "CronJobController",
                                          "DaemonSetController", "DeploymentController",
                                          "EndpointSliceController", "EndpointsController",
                                          "GarbageCollector", "JobController",

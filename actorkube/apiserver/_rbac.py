@@ -547,7 +547,8 @@ def _node_proxier_rules() -> list[dict[str, Any]]:
 CONTROLLER_ACCOUNTS = ("replicaset-controller", "deployment-controller",
                        "daemon-set-controller", "node-controller", "namespace-controller",
                        "generic-garbage-collector", "service-account-controller",
-                       "job-controller", "pod-garbage-collector", "endpointslice-controller",
+                       "job-controller", "cronjob-controller", "pod-garbage-collector",
+                       "endpointslice-controller",
                        "endpoint-controller")  # fmt: skip
 
 
@@ -621,6 +622,14 @@ def _controller_roles() -> list[dict[str, Any]]:
         _rule(["get", "list", "watch", "create", "delete", "patch"], [""], ["pods"]),
         _events_rule(),
     ]
+    cron_jobs = [
+        _rule(["get", "list", "watch", "update"], ["batch"], ["cronjobs"]),
+        _rule([*write, "patch"], ["batch"], ["jobs"]),
+        _rule(["update"], ["batch"], ["cronjobs/status"]),
+        _rule(["update"], ["batch"], ["cronjobs/finalizers"]),
+        _rule(["list", "delete"], [""], ["pods"]),
+        _events_rule(),
+    ]
     pod_gc = [
         _rule(["list", "watch", "delete"], [""], ["pods"]),
         _rule(["get", "list", "watch"], [""], ["nodes"]),
@@ -633,6 +642,7 @@ def _controller_roles() -> list[dict[str, Any]]:
         _cluster_role("system:controller:generic-garbage-collector", garbage),
         _cluster_role("system:controller:service-account-controller", service_accounts),
         _cluster_role("system:controller:job-controller", jobs),
+        _cluster_role("system:controller:cronjob-controller", cron_jobs),
         _cluster_role("system:controller:pod-garbage-collector", pod_gc),
         _cluster_role("system:controller:endpointslice-controller", slices),
         _cluster_role("system:controller:endpoint-controller", endpoints),

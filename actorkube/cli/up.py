@@ -3,14 +3,14 @@
 What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
 the scheduler (user system:kube-scheduler, leader election on its Lease; profiles
 from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), the controller
-manager (leader election on its Lease; the Deployment, ReplicaSet, DaemonSet, Job, node
-lifecycle, taint eviction, pod garbage collector, namespace, garbage collector,
-service account, EndpointSlice and Endpoints controllers, each as its service account),
-``nodes`` worker nodes (default 1: a kubelet whose pods are real processes,
-``ProcessRuntime`` under
-``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16 for the first node and the next /16
-for each other one, node IPs 127.1.0.1, 127.1.0.2, ...; and a kube-proxy
-that forwards Service cluster IPs, from 127.96.0.0/12, and node ports), and the API
+manager (leader election on its Lease; the Deployment, ReplicaSet, DaemonSet, Job,
+CronJob, node lifecycle, taint eviction, pod garbage collector, namespace, garbage
+collector, service account, EndpointSlice and Endpoints controllers, each as its
+service account), ``nodes`` worker nodes (default 1: a kubelet whose pods are real
+processes, ``ProcessRuntime`` under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16
+for the first node and the next /16 for each other one, node IPs 127.1.0.1, 127.1.0.2,
+...; and a kube-proxy that forwards Service cluster IPs, from 127.96.0.0/12, and node
+ports), and the API
 server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates (``DATA/pki``:
 a CA made on the first start and kept). Run as root, it also runs the cluster DNS on
 ``kube-system/kube-dns`` (127.96.0.10:53; pods resolve
@@ -45,6 +45,7 @@ from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiClient
 from actorkube.controllers import (
     ControllerManager,
+    CronJobController,
     DaemonSetController,
     DeploymentController,
     EndpointsController,
@@ -79,6 +80,7 @@ CONTROLLERS = {
     "replicaset-controller": ("replicaset-controller", ReplicaSetController),
     "daemon-set-controller": ("daemon-set-controller", DaemonSetController),
     "job-controller": ("job-controller", JobController),
+    "cronjob-controller": ("cronjob-controller", CronJobController),
     "node-lifecycle-controller": ("node-controller", NodeLifecycleController),
     "taint-eviction-controller": ("node-controller", TaintEvictionController),
     "pod-garbage-collector": ("pod-garbage-collector", PodGCController),

@@ -6,6 +6,7 @@ Everything public is re-exported here; ``Controller`` is the shape they share.
 """
 
 from ._controller import Controller as Controller
+from .cronjob import CronJobController as CronJobController
 from .daemonset import DaemonSetController as DaemonSetController
 from .deployment import DeploymentController as DeploymentController
 from .endpoints import EndpointsController as EndpointsController
