@@ -305,15 +305,16 @@ def test_a_pod_that_does_not_tolerate_a_no_execute_taint_goes_now():
     assert te.eviction(pod_tolerating(wrong), [MAINTENANCE], NOW).at == NOW
 
 
-def test_a_pod_tolerating_for_a_while_goes_when_the_shortest_runs_out_from_time_added():
+def test_a_pod_tolerating_for_a_while_gets_its_whole_toleration_from_when_it_is_found():
+    # Kubernetes' processPodOnNode starts a countdown when it first finds the pod so,
+    # whenever the taint was added: a pod bound to a node tainted long ago (MAINTENANCE
+    # was added 100 s before NOW) still gets its 300 s.
     p = pod_tolerating({"key": "example.com/maintenance", "operator": "Exists",
                         "tolerationSeconds": 300})  # fmt: skip
-    assert te.eviction(p, [MAINTENANCE], NOW) == te.Eviction(NOW + 200, NOW - 100)
+    assert te.eviction(p, [MAINTENANCE], NOW) == te.Eviction(NOW + 300, NOW)
     zero = pod_tolerating({"operator": "Exists", "tolerationSeconds": 0})
-    assert te.eviction(zero, [MAINTENANCE], NOW).at == NOW - 100  # due: goes now
-    untimed = {**MAINTENANCE, "timeAdded": None}
-    assert te.eviction(p, [untimed], NOW).at == NOW + 300  # counts from now...
-    assert te.eviction(p, [untimed], NOW + 60, since=NOW).at == NOW + 300  # ...and keeps it
+    assert te.eviction(zero, [MAINTENANCE], NOW).at == NOW  # no time at all: goes now
+    assert te.eviction(p, [MAINTENANCE], NOW + 60, scheduled=(NOW, NOW + 300)).at == NOW + 300
 
 
 def test_a_pod_tolerating_for_ever_stays_and_no_taint_means_no_eviction():
@@ -330,19 +331,26 @@ def test_a_taint_tolerated_for_ever_does_not_hasten_another():
     assert te.eviction(p, [MAINTENANCE, unreachable], NOW).at == NOW + 300
 
 
-def test_a_countdown_survives_unreachable_swapped_for_not_ready():
+def test_a_running_countdown_is_kept_whatever_the_taints_do():
     defaults = [{"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
                 for k in (nh.NOT_READY, nh.UNREACHABLE)]  # fmt: skip
     p = pod_tolerating(*defaults)
     first = te.eviction(p, [{**nh.UNREACHABLE_NO_EXECUTE, "timeAdded": rfc3339(NOW)}], NOW)
-    assert first.at == NOW + 300
+    assert first == te.Eviction(NOW + 300, NOW)
+    # The swap of a flapping node neither restarts the countdown nor shortens it.
     swapped = [{**nh.NOT_READY_NO_EXECUTE, "timeAdded": rfc3339(NOW + 120)}]
-    assert te.eviction(p, swapped, NOW + 120, since=first.since).at == NOW + 300
-    # A taint of its own is not hastened by a countdown that started before it.
-    late = {**MAINTENANCE, "timeAdded": rfc3339(NOW + 120)}
+    assert te.eviction(p, swapped, NOW + 120, scheduled=(NOW, NOW + 300)).at == NOW + 300
+    # Nor does a new taint with a shorter toleration: the scheduled eviction stands, as
+    # Kubernetes keeps it (a pod tolerating maintenance for an hour whose node then goes
+    # NotReady is not deleted at once).
     p = pod_tolerating(*defaults, {"key": "example.com/maintenance", "operator": "Exists",
-                                   "tolerationSeconds": 60})  # fmt: skip
-    assert te.eviction(p, [swapped[0], late], NOW + 120, since=NOW).at == NOW + 180
+                                   "tolerationSeconds": 3600})  # fmt: skip
+    hour = te.eviction(p, [MAINTENANCE], NOW)
+    assert hour == te.Eviction(NOW + 3600, NOW)
+    later = [MAINTENANCE, {**nh.NOT_READY_NO_EXECUTE, "timeAdded": rfc3339(NOW + 3000)}]
+    assert te.eviction(p, later, NOW + 3000, scheduled=(NOW, NOW + 3600)).at == NOW + 3600
+    # Only a countdown started at this very instant is worked out again.
+    assert te.eviction(p, later, NOW, scheduled=(NOW, NOW + 3600)).at == NOW + 300
 
 
 # --- the whole cluster ----------------------------------------------------------------------

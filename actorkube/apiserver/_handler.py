@@ -221,6 +221,8 @@ class Handler:
             return reviewed, 201, None
         params = req.params or {}
         verb = req.verb
+        if req.subresource == "token" and rt.plural == "serviceaccounts":
+            return await self._token(rt, req, user)
         if req.subresource in _SUBRESOURCES:
             return await _SUBRESOURCES[req.subresource](self, rt, req)
         if req.subresource == "finalize" and verb != "update":
@@ -513,7 +515,8 @@ class Handler:
         options = delete_options(req.body, params)
         if ((rt.group, rt.plural) == ("batch", "jobs") and not options.get("propagationPolicy")
                 and options.get("orphanDependents") is None):  # fmt: skip
-            options = {**options, "propagationPolicy": "Orphan"}
+            # (The orphaning itself is the store's: a cascade finalizer already on the
+            # Job wins over the default, as Kubernetes' shouldOrphanDependents.)
             warnings.append("child pods are preserved by default when jobs are deleted; set "
                             "propagationPolicy=Background to remove them or set "
                             "propagationPolicy=Orphan to suppress this warning")  # fmt: skip
@@ -652,12 +655,14 @@ class Handler:
                                 grace_period=int(grace) if grace is not None else None)  # fmt: skip
         return {**errors.success_status(), "code": 201}, 201, None
 
-    async def _token(self, rt: ResourceType, req: ApiRequest):
+    async def _token(self, rt: ResourceType, req: ApiRequest, user: UserInfo):
         """POST serviceaccounts/token (TokenRequest, what ``kubectl create token`` sends):
         a signed token of the account for ``spec.audiences`` (the API server's by
         default), ``spec.expirationSeconds`` (3600 by default; 10 minutes at least, 2^32
         s at most), bound to ``spec.boundObjectRef`` if given (a Pod, Secret or Node that
-        must exist, whose deletion ends the token)."""
+        must exist, whose deletion ends the token; a pod must run as this account). A
+        node may only ask for tokens bound to a pod on itself (Kubernetes' NodeRestriction:
+        without it any kubelet could act as any account)."""
         if req.verb != "create":
             raise errors.method_not_allowed("serviceaccounts/token only accepts create")
         tokens = self.authenticator.service_accounts
@@ -687,14 +692,21 @@ class Handler:
             failures.append(FieldError.invalid(path.child("audiences"), audiences,
                                                "must be a list of strings"))  # fmt: skip
         ref = spec.get("boundObjectRef")
+        node = _node_name(user)
+        if node is not None:
+            _restrict_node_token(ref, req.name)
         bound = None
         if ref is not None:
             kind = ref.get("kind") if isinstance(ref, dict) else None
             plural = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}.get(kind)
-            if plural is None:
-                at = str(path.child("boundObjectRef", "kind"))
-                failures.append(FieldError(ErrorType.NOT_SUPPORTED, at, kind,
-                                           'supported values: "Pod", "Node", "Secret"'))
+            if not isinstance(ref, dict):
+                raise errors.bad_request("spec.boundObjectRef must be an object")
+            version = ref.get("apiVersion", "v1")
+            if plural is None or version not in ("", "v1"):  # core Pods, Nodes, Secrets only
+                raise errors.bad_request(f"cannot bind token for object of type "
+                                         f"{version}, Kind={kind}")  # fmt: skip
+            if not ref.get("name"):
+                failures.append(FieldError.required(path.child("boundObjectRef", "name")))
         if failures:
             raise errors.invalid("TokenRequest", "authentication.k8s.io", req.name, failures)
         if ref is not None:
@@ -702,6 +714,16 @@ class Handler:
             target = await self.store.get(target_rt, req.namespace if target_rt.namespaced
                                           else "", ref.get("name", ""))  # fmt: skip
             target_uid = meta(target).get("uid", "")
+            if kind == "Pod":
+                running_as = (target.get("spec") or {}).get("serviceAccountName", "default")
+                if running_as != req.name:
+                    raise errors.bad_request(f'cannot bind token for serviceaccount "{req.name}" '
+                                             "to pod running with different serviceaccount "
+                                             "name.")  # fmt: skip
+                if node is not None and (target.get("spec") or {}).get("nodeName") != node:
+                    raise errors.namespace_forbidden("serviceaccounts", "", req.name,
+                                                     "node requested token bound to a pod "
+                                                     "scheduled on a different node")  # fmt: skip
             if ref.get("uid") and ref["uid"] != target_uid:
                 why = (f"the UID in the bound object reference ({ref['uid']}) does not match "
                        f"the UID in record ({target_uid})")  # fmt: skip
@@ -791,7 +813,6 @@ class Handler:
 
 
 _SUBRESOURCES = {
-    "token": Handler._token,
     "log": Handler._log,
     "binding": Handler._binding,
     "scale": Handler._scale,
@@ -865,10 +886,8 @@ def delete_options(body: Any, params: dict) -> dict:
                 raise errors.bad_request(f"orphanDependents: invalid boolean "
                                          f"{params['orphanDependents']!r}")  # fmt: skip
             options["orphanDependents"] = _BOOLS[params["orphanDependents"]]
+    _check_option_types(options)
     orphan, policy = options.get("orphanDependents"), options.get("propagationPolicy")
-    if orphan is not None and not isinstance(orphan, bool):
-        raise errors.bad_request("json: cannot unmarshal into Go struct field "
-                                 "DeleteOptions.orphanDependents of type bool")  # fmt: skip
     problems = []
     if orphan is not None and policy is not None:
         problems.append(FieldError.invalid(Path("propagationPolicy"), policy,
@@ -881,6 +900,32 @@ def delete_options(body: Any, params: dict) -> dict:
     if problems:
         raise errors.invalid("DeleteOptions", "meta.k8s.io", "", problems)
     return options
+
+
+def _check_option_types(options: dict) -> None:
+    """A body whose fields have the wrong types is a 400, as Go's decoder refuses it
+    (not a 500 further in)."""
+
+    def wrong(field: str, go_type: str) -> errors.ApiError:
+        return errors.bad_request(f"json: cannot unmarshal into Go struct field "
+                                  f"DeleteOptions.{field} of type {go_type}")  # fmt: skip
+
+    grace = options.get("gracePeriodSeconds")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int)):
+        raise wrong("gracePeriodSeconds", "int64")
+    orphan = options.get("orphanDependents")
+    if orphan is not None and not isinstance(orphan, bool):
+        raise wrong("orphanDependents", "bool")
+    policy = options.get("propagationPolicy")
+    if policy is not None and not isinstance(policy, str):
+        raise wrong("propagationPolicy", "v1.DeletionPropagation")
+    pre = options.get("preconditions")
+    if pre is not None and (not isinstance(pre, dict) or not all(
+            isinstance(pre.get(k, ""), str) for k in ("uid", "resourceVersion"))):  # fmt: skip
+        raise wrong("preconditions", "v1.Preconditions")
+    dry = options.get("dryRun")
+    if dry is not None and (not isinstance(dry, list) or not all(isinstance(d, str) for d in dry)):
+        raise wrong("dryRun", "[]string")
 
 
 def _int_param(params: dict, name: str) -> int:
@@ -899,3 +944,23 @@ def _name_from_field_selector(text: str) -> str:
         return FieldSelector.parse(text).requires_exact_match("metadata.name") or ""
     except InvalidSelector:
         return ""
+
+
+def _node_name(user: UserInfo) -> str | None:
+    """The node a kubelet's user is (``system:node:<name>`` in ``system:nodes``)."""
+    if "system:nodes" in user.groups and user.name.startswith("system:node:"):
+        return user.name[len("system:node:"):]
+    return None
+
+
+def _restrict_node_token(ref: Any, account: str) -> None:
+    """NodeRestriction's rule for a node's TokenRequest: bound to a pod, with its uid
+    (the pod's node is checked once the pod is read)."""
+    why = ""
+    pod = isinstance(ref, dict) and ref.get("kind") == "Pod"
+    if not pod or ref.get("apiVersion", "v1") not in ("", "v1"):
+        why = "node requested token not bound to a pod"
+    elif not ref.get("uid"):
+        why = "node requested token with a pod binding without a uid"
+    if why:
+        raise errors.namespace_forbidden("serviceaccounts", "", account, why)

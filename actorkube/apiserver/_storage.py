@@ -69,6 +69,9 @@ PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
 # Resources whose strategy says the garbage collector has nothing to do with them
 # (Kubernetes' event strategy: DefaultGarbageCollectionPolicy Unsupported).
 GC_UNSUPPORTED = frozenset({("", "events"), ("events.k8s.io", "events")})
+# Resources whose strategy orphans by default (Kubernetes' batch/v1 Job: its pods stay
+# unless the delete asks otherwise, or a cascade finalizer is on the Job already).
+ORPHAN_BY_DEFAULT = frozenset({("batch", "jobs")})
 
 
 def encode(obj: dict) -> bytes:
@@ -383,8 +386,9 @@ class ObjectStore:
                             deletionGracePeriodSeconds=period, **_next_generation(m))  # fmt: skip
             graceful = True
         finalizers = m.get("finalizers") or []
-        wanted = gc_finalizers(finalizers, policy, orphan,
-                               supported=(rt.group, rt.plural) not in GC_UNSUPPORTED)  # fmt: skip
+        which = (rt.group, rt.plural)
+        wanted = gc_finalizers(finalizers, policy, orphan, supported=which not in GC_UNSUPPORTED,
+                               orphan_by_default=which in ORPHAN_BY_DEFAULT)  # fmt: skip
         if set(wanted) != set(finalizers):
             new = with_meta(new, finalizers=wanted or None)
         pending = bool(meta(new).get("finalizers"))
@@ -396,13 +400,15 @@ class ObjectStore:
 
 
 def gc_finalizers(
-    finalizers: list[str], policy: str, orphan: bool | None, *, supported: bool = True
-) -> list[str]:
+    finalizers: list[str], policy: str, orphan: bool | None, *, supported: bool = True,
+    orphan_by_default: bool = False,
+) -> list[str]:  # fmt: skip
     """The finalizers an object gets as it is deleted: ``orphan`` and
     ``foregroundDeletion`` as ``policy`` or the legacy ``orphan`` flag ask, else as
-    they were (Kubernetes' shouldOrphanDependents and shouldDeleteDependents; every
-    resource here defaults to Background). ``supported``: False for resources the
-    garbage collector ignores, which keep what they have."""
+    they were (Kubernetes' shouldOrphanDependents and shouldDeleteDependents), else
+    Background, or Orphan for a resource ``orphan_by_default`` (a batch/v1 Job).
+    ``supported``: False for resources the garbage collector ignores, which keep what
+    they have."""
     if not supported:
         return list(finalizers)
     if orphan is not None:
@@ -411,7 +417,7 @@ def gc_finalizers(
         wants_orphan, wants_foreground = policy == "Orphan", policy == "Foreground"
     else:
         given = [f for f in finalizers if f in (ORPHAN, FOREGROUND)]
-        wants_orphan = bool(given) and given[0] == ORPHAN
+        wants_orphan = given[0] == ORPHAN if given else orphan_by_default
         wants_foreground = bool(given) and given[0] == FOREGROUND
     kept = [f for f in finalizers if f not in (ORPHAN, FOREGROUND)]
     return kept + [ORPHAN] * wants_orphan + [FOREGROUND] * wants_foreground

@@ -190,7 +190,14 @@ def assess(
     if ready is None:
         grace = config.node_startup_grace_period
         # Never posted: the startup grace counts from the node's creation.
-        health = Health(probe=now if created is None else created) if saved is None else saved
+        if saved is None:
+            health = Health(probe=now if created is None else created)
+        elif saved.heartbeat is not None:
+            # Its Ready condition was there and is gone: a new start, as Kubernetes
+            # ("ReadyCondition was removed from Status") resets the probe time.
+            health = Health(probe=now)
+        else:
+            health = saved
         health = attrs.evolve(health, heartbeat=None)
     else:
         grace = config.node_monitor_grace_period

@@ -9,18 +9,17 @@ Rules of this file:
   ToleratesTaint: same effect or none, same key or an empty key with Exists, then
   Exists any value, Equal the same value).
 - A pod with a taint it does not tolerate goes now. A pod that tolerates every taint
-  goes when the first of them runs out: a taint tolerated with ``tolerationSeconds``
-  runs out that many seconds after it was added (0 or less: at once), one tolerated
-  without them never does. No NoExecute taint, or all tolerated forever: the pod stays
-  and any countdown is cancelled.
-- A taint's clock starts at its ``timeAdded`` (the node lifecycle controller stamps
-  it; never later than now). A taint without one counts from the start of the pod's
-  countdown (``since``, which the caller keeps between calls), or from now.
-- The not-ready and unreachable taints replace each other as the node's Ready goes
-  from False to Unknown and back; the one that comes counts from the countdown already
-  running (``since``) too. As in Kubernetes, where a scheduled eviction keeps its
-  start, a node whose Ready flaps does not give its pods a fresh five minutes at each
-  flap (they would never go).
+  gets a countdown of the shortest ``tolerationSeconds`` among the tolerations used
+  (0 or less: at once), started when the controller first finds it so (Kubernetes'
+  processPodOnNode: ``now``, not the taint's ``timeAdded``, so a pod bound to a node
+  tainted long ago still gets its whole toleration). Tolerated for ever, or no
+  NoExecute taint: the pod stays and any countdown is cancelled.
+- A countdown already running is kept as it is, whatever the taints do meanwhile
+  (``scheduled``: its start and end, which the caller keeps between calls): a new
+  taint or the not-ready/unreachable swap of a node whose Ready flaps neither restarts
+  it nor shortens it, as Kubernetes keeps a scheduled eviction (otherwise the pods of
+  a flapping node would never go). Only a countdown started at this very instant is
+  worked out again.
 - Time is given (``now``, seconds since the epoch); nothing here reads a clock.
 """
 
@@ -31,10 +30,8 @@ from typing import Any
 
 import attrs
 
-from actorkube.apiserver._meta import parse_rfc3339, rfc3339
+from actorkube.apiserver._meta import rfc3339
 from actorkube.scheduler.plugins.taints import toleration_matches
-
-from ._node_health import NOT_READY, UNREACHABLE
 
 NO_EXECUTE = "NoExecute"
 DISRUPTION_TARGET = "DisruptionTarget"
@@ -98,29 +95,25 @@ def eviction(
     pod: Mapping[str, Any],
     taints: Sequence[Mapping[str, Any]],
     now: float,
-    since: float | None = None,
+    scheduled: tuple[float, float] | None = None,
 ) -> Eviction:
     """When ``pod``, on a node with the NoExecute ``taints``, is to be deleted (see the
-    module rules). ``since``: the start of the countdown the last call gave, if any."""
+    module rules). ``scheduled``: (start, end) of the countdown the last call gave, if
+    any."""
     if not taints:
         return NEVER
     tolerations = (pod.get("spec") or {}).get("tolerations") or ()
     used = matching_tolerations(taints, tolerations)
     if used is None:
         return Eviction(now, now)
-    ends, starts = [], []
-    for taint, toleration in zip(taints, used, strict=True):
-        seconds = toleration_seconds(toleration)
-        if seconds is None:
-            continue
-        added = parse_rfc3339(taint.get("timeAdded"))
-        carried = since if added is None or taint.get("key") in (NOT_READY, UNREACHABLE) else None
-        start = min(s for s in (added, carried, now) if s is not None)
-        starts.append(start)
-        ends.append(start + seconds)
-    if not ends:
+    shortest = min_toleration_seconds(used)
+    if shortest is None:
         return NEVER
-    return Eviction(min(ends), min(starts))
+    if scheduled is not None and scheduled[0] < now:
+        start, end = scheduled
+        return Eviction(end, start)
+    start = scheduled[0] if scheduled is not None else now
+    return Eviction(start + shortest, start)
 
 
 def disruption_condition(now: float) -> dict:

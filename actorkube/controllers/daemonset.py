@@ -224,6 +224,9 @@ class DaemonSetController(Controller):
         counts = daemons.status_counts(ds, nodes, pods, hash_, now)
         if not self._satisfied(key):
             await self._write_status(ds, counts, None)
+            # An event that never comes (a pod made and gone between two lists) must
+            # not freeze the DaemonSet: look again when the expectations expire.
+            self.requeue_after(key, self.expectations.ttl)
             return
         self.backoff = {k: b for k, b in self.backoff.items() if not b.expired(now)}
         step = daemons.sync_pods(ds, nodes, pods, hash_, now, self.backoff)

@@ -10,14 +10,15 @@ Rules of this file:
     (DeletionByPodGC) unless it already finished, then deleted at once (grace period
     0): no kubelet will ever confirm its end.
   - **Unscheduled and terminating**: a pod marked for deletion that was never bound
-    has no kubelet to wait for: deleted at once.
+    has no kubelet to wait for: marked Failed (no condition) and deleted at once.
   - **Out of service**: a terminating pod on a node that is not Ready and carries the
     ``node.kubernetes.io/out-of-service`` taint (an operator's word that the node is
     down for good) is marked and deleted at once.
   - **Terminated, above the threshold**: when more than ``terminated_threshold``
     (12,500) pods have finished, the oldest beyond it are deleted.
 - Deletions carry the pod's uid as a precondition, so a pod made again under the same
-  name is never the one deleted. A pod already gone is not an error.
+  name is never the one deleted. A pod already gone is not an error; one that cannot
+  be collected fails the pass only after every other pod had its turn.
 - The decisions are the pure ``plan``; the actor reads informers, checks quarantined
   nodes and writes.
 """
@@ -57,8 +58,8 @@ class PodGCConfig:
 @attrs.frozen
 class Plan:
     """One pass: pods to delete now (those in ``fail`` marked Failed first, with that
-    message on their DisruptionTarget condition), and the nodes to check with a live
-    read before their pods are deleted."""
+    message on their DisruptionTarget condition, or none for ""), and the nodes to
+    check with a live read before their pods are deleted."""
 
     delete: tuple[dict, ...]
     fail: dict[str, str]  # pod key -> why
@@ -106,6 +107,8 @@ def plan(pods: Iterable[dict], nodes: Mapping[str, dict], gone: Iterable[str],
                 check.add(node_name)
         elif deleting and not node_name:
             delete[key] = pod
+            if not _terminated(pod):
+                fail[key] = ""  # Failed, with no condition (Kubernetes' own)
         elif deleting and node_name:
             node = nodes[node_name]
             if not _ready(node) and _out_of_service(node):
@@ -150,8 +153,15 @@ class PodGCController(Controller):
         first = self.plan_of(pods, nodes, ())
         gone = await self._confirm_gone(first.check_nodes)
         decided = self.plan_of(pods, nodes, gone)
+        failed = []
         for pod in decided.delete:
-            await self._delete(pod, decided.fail.get(replicas.pod_key(pod)))
+            # One pod that cannot be collected must not stop the pass for the others.
+            try:
+                await self._delete(pod, decided.fail.get(replicas.pod_key(pod)))
+            except ApiError as e:
+                failed.append(f"{replicas.pod_key(pod)}: {e}")
+        if failed:
+            raise RuntimeError(f"{len(failed)} pods not collected, first {failed[0]}")
 
     def plan_of(self, pods, nodes, gone) -> Plan:
         return plan(pods, nodes, gone, self.config)
@@ -197,10 +207,11 @@ class PodGCController(Controller):
     async def _mark_failed(self, pod: dict, why: str) -> None:
         status = dict(pod.get("status") or {})
         conditions = [c for c in status.get("conditions") or ()
-                      if c.get("type") != "DisruptionTarget"]  # fmt: skip
-        conditions.append({"type": "DisruptionTarget", "status": "True",
-                           "reason": "DeletionByPodGC",
-                           "message": why,
-                           "lastTransitionTime": rfc3339(self.system.clock.now())})  # fmt: skip
+                      if not why or c.get("type") != "DisruptionTarget"]  # fmt: skip
+        if why:
+            conditions.append({"type": "DisruptionTarget", "status": "True",
+                               "reason": "DeletionByPodGC",
+                               "message": why,
+                               "lastTransitionTime": rfc3339(self.system.clock.now())})  # fmt: skip
         body = {**pod, "status": {**status, "phase": "Failed", "conditions": conditions}}
         await self.client.update_status("pods", body, namespace=_meta(pod).get("namespace", ""))

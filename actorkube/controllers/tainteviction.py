@@ -65,7 +65,8 @@ class TaintEvictionController(Controller):
 
     def __init__(self, server: ActorRef, *, token: str, workers: int = 5) -> None:
         super().__init__(server, token=token, workers=workers)
-        self.since: dict[str, tuple[str, float]] = {}  # pod key -> (uid, countdown start)
+        # pod key -> (uid, countdown start, countdown end)
+        self.since: dict[str, tuple[str, float, float]] = {}
         self.deletions = 0
 
     def watch_cluster(self, factory: InformerFactory) -> None:
@@ -110,16 +111,16 @@ class TaintEvictionController(Controller):
         now = self.now()
         uid = _meta(pod).get("uid", "")
         counting = self.since.get(key)
-        since = counting[1] if counting is not None and counting[0] == uid else None
+        scheduled = counting[1:] if counting is not None and counting[0] == uid else None
         taints = eviction.no_execute_taints(self.nodes.get(node_name))
-        decision = eviction.eviction(pod, taints, now, since)
+        decision = eviction.eviction(pod, taints, now, scheduled)
         if not decision.scheduled:
             if self.since.pop(key, None) is not None:
                 self.events.event(pod, "Normal", "TaintManagerEviction",
                                   f"Cancelling deletion of Pod {key}")  # fmt: skip
             return
         if decision.at > now:
-            self.since[key] = (uid, decision.since)
+            self.since[key] = (uid, decision.since, decision.at)
             self.requeue_after(key, decision.at - now)
             return
         await self._evict(key, pod)
