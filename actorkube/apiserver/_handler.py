@@ -52,7 +52,7 @@ from ._rest import accepts_aggregated, is_true, non_resource
 from ._reviews import answer
 from ._schema import builtin_schema
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
-from ._storage import PROPAGATION_POLICIES, ObjectStore
+from ._storage import ORPHAN_BY_DEFAULT, PROPAGATION_POLICIES, ObjectStore
 from ._validation import ErrorType, FieldError, Path
 from ._watchcache import BOOKMARK, Event, WatchCache, Watcher
 
@@ -513,7 +513,7 @@ class Handler:
         warning (its strategy's default; kubectl always asks for one)."""
         params = req.params or {}
         options = delete_options(req.body, params)
-        if ((rt.group, rt.plural) == ("batch", "jobs") and not options.get("propagationPolicy")
+        if ((rt.group, rt.plural) in ORPHAN_BY_DEFAULT and not options.get("propagationPolicy")
                 and options.get("orphanDependents") is None):  # fmt: skip
             # (The orphaning itself is the store's: a cascade finalizer already on the
             # Job wins over the default, as Kubernetes' shouldOrphanDependents.)

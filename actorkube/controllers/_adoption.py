@@ -16,17 +16,14 @@ Rules of this file:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from actorkube.apiserver import ApiError
 from actorkube.client import ApiClient
 
+from ._fields import meta as _meta
+
 SMP = "application/strategic-merge-patch+json"
 _SKIPPED = (404, 409, 422)
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 async def can_adopt(client: ApiClient, resource: str, group: str, owner: Mapping) -> bool:

@@ -51,6 +51,9 @@ import attrs
 from actorkube.apiserver._meta import parse_rfc3339, rfc3339
 
 from . import _replicas as replicas
+from ._fields import meta as _meta
+from ._fields import spec as _spec
+from ._fields import status as _status
 
 API_VERSION, KIND = "batch/v1", "CronJob"
 JOB_API_VERSION, JOB_KIND = "batch/v1", "Job"
@@ -272,18 +275,6 @@ class Schedule:
 
 
 # --- the CronJob's times ----------------------------------------------------------------------
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
-
-
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("spec") or {}
-
-
-def _status(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("status") or {}
 
 
 def schedule_of(cronjob: Mapping[str, Any]) -> Schedule:

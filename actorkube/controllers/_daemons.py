@@ -89,6 +89,8 @@ from actorkube.scheduler import CycleState, NodeInfo
 from actorkube.scheduler.plugins.node_affinity import NodeAffinity
 from actorkube.scheduler.plugins.taints import tolerates
 
+from ._fields import meta as _meta
+from ._fields import spec as _spec
 from ._replicas import (
     controller_reference,
     is_available,
@@ -126,14 +128,6 @@ _NODE_AFFINITY = NodeAffinity()
 _NO_STATE = CycleState()  # NodeAffinity's filter keeps nothing between calls
 
 Event = tuple[str, str, str]  # (type, reason, message)
-
-
-def _meta(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return (obj or {}).get("metadata") or {}
-
-
-def _spec(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return (obj or {}).get("spec") or {}
 
 
 def _name(obj: Mapping[str, Any]) -> str:

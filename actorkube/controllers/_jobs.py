@@ -48,6 +48,9 @@ import attrs
 from actorkube.apiserver._meta import parse_rfc3339, rfc3339
 
 from . import _replicas as replicas
+from ._fields import meta as _meta
+from ._fields import spec as _spec
+from ._fields import status as _status
 
 API_VERSION, KIND = "batch/v1", "Job"
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
@@ -68,18 +71,6 @@ POD_FAILURE_POLICY = "PodFailurePolicy"
 
 
 # --- the job --------------------------------------------------------------------------------
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
-
-
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("spec") or {}
-
-
-def _status(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("status") or {}
 
 
 def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:

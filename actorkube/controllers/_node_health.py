@@ -47,6 +47,8 @@ import attrs
 
 from actorkube.apiserver._meta import parse_rfc3339, rfc3339
 
+from ._fields import meta as _meta
+
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 MEMORY_PRESSURE = "node.kubernetes.io/memory-pressure"
@@ -102,10 +104,6 @@ class NodeLifecycleConfig:
 
 
 # --- reading nodes ----------------------------------------------------------------------
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 def condition(node: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:

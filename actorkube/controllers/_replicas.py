@@ -35,6 +35,8 @@ import attrs
 from actorkube.apiserver._meta import parse_rfc3339, rfc3339
 from actorkube.apiserver._selectors import InvalidSelector, Selector
 
+from ._fields import meta as _meta
+
 BURST_REPLICAS = 500  # Kubernetes' BurstReplicas: creations or deletions per sync
 SLOW_START_INITIAL_BATCH = 1
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -43,10 +45,6 @@ _PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
 # --- pods -----------------------------------------------------------------------------------
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 def pod_key(pod: Mapping[str, Any]) -> str:

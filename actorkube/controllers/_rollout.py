@@ -65,6 +65,9 @@ import attrs
 
 from actorkube.apiserver._meta import parse_rfc3339, rfc3339
 
+from ._fields import meta as _meta
+from ._fields import spec as _spec
+
 REVISION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
@@ -122,14 +125,6 @@ def _count(value: Any) -> int:
 
 def _sum(values: Any) -> int:
     return _int32(sum(values))
-
-
-def _meta(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return (obj or {}).get("metadata") or {}
-
-
-def _spec(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return (obj or {}).get("spec") or {}
 
 
 def _status_of(obj: Mapping[str, Any] | None, field: str) -> int:

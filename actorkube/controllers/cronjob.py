@@ -36,15 +36,12 @@ from actorkube.client import InformerFactory, object_key
 from . import _cron as cron
 from . import _replicas as replicas
 from ._controller import Controller
+from ._fields import meta as _meta
 
 log = logging.getLogger("actorkube.controllers")
 
 CONTROLLER_NAME = "cronjob-controller"
 GROUP, PLURAL = "batch", "cronjobs"
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 class CronJobController(Controller):

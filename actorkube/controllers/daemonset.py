@@ -50,15 +50,12 @@ from . import _adoption as adoption
 from . import _daemons as daemons
 from . import _replicas as replicas
 from ._controller import Controller
+from ._fields import meta as _meta
 
 log = logging.getLogger("actorkube.controllers")
 
 CONTROLLER_NAME = "daemonset-controller"
 GROUP, PLURAL, REVISIONS = "apps", "daemonsets", "controllerrevisions"
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 class DaemonSetController(Controller):

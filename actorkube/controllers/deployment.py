@@ -36,15 +36,12 @@ from . import _adoption as adoption
 from . import _replicas as replicas
 from . import _rollout as rollout
 from ._controller import Controller
+from ._fields import meta as _meta
 
 log = logging.getLogger("actorkube.controllers")
 
 CONTROLLER_NAME = "deployment-controller"
 GROUP, API_VERSION, KIND = "apps", "apps/v1", "Deployment"
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 def _recreate(deployment: Mapping[str, Any]) -> bool:

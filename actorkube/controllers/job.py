@@ -47,6 +47,7 @@ from . import _adoption as adoption
 from . import _jobs as jobs
 from . import _replicas as replicas
 from ._controller import Controller
+from ._fields import meta as _meta
 
 log = logging.getLogger("actorkube.controllers")
 
@@ -57,10 +58,6 @@ ORPHAN = "orphan:"
 SMP = "application/strategic-merge-patch+json"
 _REMOVE_FINALIZER = {"metadata": {"$deleteFromPrimitiveList/finalizers":
                                   [jobs.TRACKING_FINALIZER]}}  # fmt: skip
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 class JobController(Controller):

@@ -44,6 +44,7 @@ from actorkube.client import InformerFactory, object_key
 
 from . import _node_health as node_health
 from ._controller import Controller
+from ._fields import meta as _meta
 from ._node_health import TRUE
 from ._node_health import NodeLifecycleConfig as NodeLifecycleConfig
 
@@ -54,10 +55,6 @@ MONITOR = ":monitor"  # node names never hold a colon
 TAINT = ":taint"
 RETRIES = 5  # Kubernetes' NodeStatusUpdateRetry
 RETRY_NO_READY = 0.05  # a queued node with no Ready condition: look again this soon
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 def _node_name(pod: Mapping[str, Any]) -> list[str]:

@@ -37,6 +37,7 @@ from actorkube.client import InformerFactory
 
 from . import _replicas as replicas
 from ._controller import Controller
+from ._fields import meta as _meta
 
 log = logging.getLogger("actorkube.controllers")
 
@@ -64,10 +65,6 @@ class Plan:
     delete: tuple[dict, ...]
     fail: dict[str, str]  # pod key -> why
     check_nodes: frozenset[str]
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 def _terminated(pod: Mapping[str, Any]) -> bool:

@@ -35,15 +35,12 @@ from actorkube.client import InformerFactory, object_key
 from . import _adoption as adoption
 from . import _replicas as replicas
 from ._controller import Controller
+from ._fields import meta as _meta
 
 log = logging.getLogger("actorkube.controllers")
 
 CONTROLLER_NAME = "replicaset-controller"
 GROUP, API_VERSION, KIND, PLURAL = "apps", "apps/v1", "ReplicaSet", "replicasets"
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 class ReplicaSetController(Controller):

@@ -36,15 +36,12 @@ from actorkube.client import InformerFactory, object_key
 from . import _taint_eviction as eviction
 from ._adoption import SMP
 from ._controller import Controller
+from ._fields import meta as _meta
 
 log = logging.getLogger("actorkube.controllers")
 
 CONTROLLER_NAME = "taint-eviction-controller"
 _GONE = (404, 409)  # 409: the uid precondition failed, the pod is another one now
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
 
 
 def _node_name(pod: Mapping[str, Any]) -> list[str]:
