@@ -1,8 +1,11 @@
 """A whole cluster in the deterministic simulation, for the controllers' tests: a host
 "api" (a 3-member etcd group and the API server), a host "scheduler", a host
-"controllers", and one host per node (a kubelet beside its simulated runtime), all on
-one SimNetwork in virtual time. Crashing a node's host stops its kubelet and its
-runtime, as a machine that dies.
+"controllers", a host "metrics" (the metrics server, which the API server serves
+metrics.k8s.io from), and one host per node (a kubelet beside its simulated runtime),
+all on one SimNetwork in virtual time. Crashing a node's host stops its kubelet and its
+runtime, as a machine that dies. Every node's runtime shares one ``SimLoad``
+(``cluster.load``): ``cluster.load.set("web", 1500)`` spreads 1.5 cores over the
+running containers of pods annotated ``sim.actorkube.io/load-group: web``.
 
     async def scenario(net):
         cluster = await SimCluster.start(net, nodes=3)
@@ -17,27 +20,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import trio
 from virtual_time import wait_for
 
 from actorkube.actor import Actor, ActorSystem, handler, message
 from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
-from actorkube.apiserver._rbac import CONTROLLER_ACCOUNTS
+from actorkube.apiserver._rbac import CONTROLLER_ACCOUNTS, METRICS_SERVER_ACCOUNT
 from actorkube.client import ApiClient
 from actorkube.etcd import start_group
+from actorkube.metrics import METRIC_RESOLUTION, MetricsServer
 from actorkube.node._kubelet import Kubelet, KubeletConfig
 from actorkube.node._nodestatus import NodeConfig
-from actorkube.node.runtime import SimRuntime
+from actorkube.node.runtime import SimLoad, SimRuntime
 from actorkube.scheduler import Scheduler, SchedulerConfig
 from actorkube.sim import SimNetwork
 
 API = "ak://api/apiserver"
+METRICS_SERVER = "ak://metrics/metrics-server"
 
 
 def _tokens(nodes: int) -> str:
     lines = ["admin-token,admin,1,system:masters",
              "scheduler-token,system:kube-scheduler,2",
              "controller-manager-token,system:kube-controller-manager,3"]  # fmt: skip
-    for name in CONTROLLER_ACCOUNTS:
+    for name in (*CONTROLLER_ACCOUNTS, METRICS_SERVER_ACCOUNT):
         lines.append(f"{name}-token,system:serviceaccount:kube-system:{name},{name},"
                      f'"system:serviceaccounts,system:serviceaccounts:kube-system"')  # fmt: skip
     for i in range(nodes):
@@ -51,7 +57,8 @@ class _Go:
 
 
 class RuntimeTask(Actor):
-    """Runs a node's runtime for as long as the node's host lives."""
+    """Runs a node's runtime for as long as the node's host lives; closes it when the
+    host dies (its containers then share no load)."""
 
     def __init__(self, runtime: SimRuntime) -> None:
         self.runtime = runtime
@@ -61,7 +68,11 @@ class RuntimeTask(Actor):
 
     @handler
     async def on_go(self, msg: _Go) -> None:
-        await self.runtime.run()
+        try:
+            await self.runtime.run()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.runtime.aclose()
 
 
 def pod_cidr(i: int) -> str:
@@ -76,18 +87,23 @@ class SimCluster:
         self.nodes = nodes
         self.client = ApiClient(client_system, client_system.ref(API), token="admin-token")
         self.controllers: dict[str, Any] = {}
+        self.load = SimLoad()
+        self.metrics_server: MetricsServer | None = None
 
     @classmethod
     async def start(cls, net: SimNetwork, *, nodes: int = 3, spare_nodes: int = 2,
-                    cpu: str = "4", profiles: dict | None = None) -> SimCluster:  # fmt: skip
+                    cpu: str = "4", profiles: dict | None = None,
+                    metric_resolution: float = METRIC_RESOLUTION) -> SimCluster:  # fmt: skip
         """The cluster with ``nodes`` nodes up and Ready; ``spare_nodes`` more have
-        credentials and can join later (``add_node``)."""
+        credentials and can join later (``add_node``). The metrics server scrapes the
+        kubelets every ``metric_resolution`` seconds."""
         tokens = parse_token_file(_tokens(nodes + spare_nodes))
 
         async def boot_api(system: ActorSystem) -> None:
             group = start_group(system, 3)
             api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
-                                        tokens=tokens, seed=1)  # fmt: skip
+                                        tokens=tokens, seed=1,
+                                        metrics_server=METRICS_SERVER)  # fmt: skip
             await api.ready()
 
         def boot_scheduler(system: ActorSystem) -> None:
@@ -102,6 +118,7 @@ class SimCluster:
         cluster.cpu = cpu
         await net.add_host("scheduler", boot_scheduler)
         await net.add_host("controllers", lambda system: None)
+        await net.add_host("metrics", cluster.metrics_boot(metric_resolution))
         for i in range(nodes):
             await net.add_host(f"node-{i}", cluster.node_boot(i))
         await wait_for(cluster._nodes_ready)
@@ -114,11 +131,23 @@ class SimCluster:
         await self.net.add_host(f"node-{i}", self.node_boot(i))
         return f"node-{i}"
 
+    def metrics_boot(self, resolution: float) -> Callable[[ActorSystem], None]:
+        """What starts the metrics server on its host (again, after a restart)."""
+
+        def boot(system: ActorSystem) -> None:
+            token = f"{METRICS_SERVER_ACCOUNT}-token"
+            server = MetricsServer(system.ref(API), token=token, metric_resolution=resolution)
+            system.spawn(lambda: server, name="metrics-server")
+            self.metrics_server = server
+
+        return boot
+
     def node_boot(self, i: int) -> Callable[[ActorSystem], None]:
         """What starts node ``i`` on its host (again, after a restart)."""
 
         def boot(system: ActorSystem) -> None:
-            runtime = SimRuntime(pod_cidr(i), profiles=self.profiles, wall_clock=system.clock.now)
+            runtime = SimRuntime(pod_cidr(i), profiles=self.profiles, wall_clock=system.clock.now,
+                                 load=self.load)  # fmt: skip
             system.spawn(lambda: RuntimeTask(runtime), name="runtime")
             capacity = {"cpu": self.cpu, "memory": "8Gi", "pods": "110"}
             node = NodeConfig(f"node-{i}", ip=f"127.1.0.{i + 1}", capacity=capacity)

@@ -20,6 +20,7 @@ from actorkube.apiserver._builtin import (
     default_hpa,
     default_job,
     prepare_job_for_create,
+    validate_hpa,
     validate_job,
 )
 from actorkube.apiserver._messages import ApiRequest
@@ -178,6 +179,20 @@ def test_hpa_defaults_fill_the_cpu_metric_and_a_given_behavior():
     assert spec["behavior"]["scaleUp"]["policies"][0] == {"type": "Pods", "value": 4,
                                                           "periodSeconds": 15}  # fmt: skip
     assert "behavior" not in default_hpa({"spec": {"maxReplicas": 2}})["spec"]
+
+
+def test_hpa_targets_must_be_positive():
+    for value in ("0", "-1"):
+        for kind, field in (("AverageValue", "averageValue"), ("Value", "value")):
+            metric = {"type": "Object", "object": {
+                "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "s"},
+                "metric": {"name": "rps"}, "target": {"type": kind, field: value}}}
+            hpa = {"metadata": {"name": "web", "namespace": "default"},
+                   "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                               "name": "web"},
+                            "maxReplicas": 5, "metrics": [metric]}}  # fmt: skip
+            problems = [(p.field, p.detail) for p in validate_hpa(default_hpa(hpa), None)]
+            assert problems == [(f"spec.metrics[0].object.target.{field}", "must be positive")]
 
 
 def test_the_job_table_has_kubectls_columns():
@@ -399,3 +414,31 @@ async def test_kubectl_creates_and_lists_jobs(tmp_path):
         code, out, err = await kubectl(admin, cache, "get", "cj,hpa")
         assert code == 0, err
         nursery.cancel_scope.cancel()
+
+
+async def test_a_body_without_kind_gets_the_kind_of_its_url(autojump_clock):
+    """Kubernetes' decoder defaults apiVersion and kind from the request's URL, so every
+    stored object names its kind (an event about it needs it)."""
+    async with ActorSystem() as system:
+        api = await start(system)
+        body = manual_job()
+        del body["apiVersion"], body["kind"]
+        made = await call(api, "create", "jobs", group="batch", body=body)
+        assert (made.body["apiVersion"], made.body["kind"]) == ("batch/v1", "Job")
+        got = await call(api, "get", "jobs", group="batch", name="manual")
+        assert (got.body["apiVersion"], got.body["kind"]) == ("batch/v1", "Job")
+        listed = await call(api, "list", "jobs", group="batch")
+        assert [(j["apiVersion"], j["kind"]) for j in listed.body["items"]] == [("batch/v1",
+                                                                                 "Job")]
+        put = {k: v for k, v in got.body.items() if k not in ("apiVersion", "kind")}
+        put["metadata"]["labels"] = {"app": "manual", "x": "y"}
+        updated = await call(api, "update", "jobs", group="batch", name="manual", body=put)
+        assert updated.code == 200 and updated.body["kind"] == "Job"
+        wrong = {**body, "kind": "CronJob", "apiVersion": "batch/v1"}
+        assert (await call(api, "create", "jobs", group="batch", body=wrong)).code == 400
+        # Each half is filled on its own; what is given must be the URL's.
+        bogus = {**body, "apiVersion": "bogus/v9", "metadata": {"name": "bogus"}}
+        assert (await call(api, "create", "jobs", group="batch", body=bogus)).code == 400
+        null = {**body, "kind": None, "metadata": {"name": "null"}}
+        made = await call(api, "create", "jobs", group="batch", body=null)
+        assert (made.body["apiVersion"], made.body["kind"]) == ("batch/v1", "Job")

@@ -4,7 +4,8 @@ activeDeadlineSeconds, the pods to create and delete, Indexed Jobs, the two-step
 accounting through the tracking finalizer, the interim and terminal conditions), and
 the whole cluster in the deterministic simulation (Jobs that complete, fail at their
 backoff limit with exponential delays, exceed their deadline, crash under OnFailure,
-run Indexed, are suspended and resumed).
+run Indexed, are suspended and resumed); the TTL-after-finished controller, which
+deletes finished Jobs once their ttlSecondsAfterFinished ran out.
 
 The simulated Jobs choose their selector (manualSelector): a generated one needs the
 API server to give a new object its uid before defaulting (see
@@ -21,6 +22,11 @@ from actorkube.apiserver._meta import parse_rfc3339, rfc3339
 from actorkube.controllers import GarbageCollector
 from actorkube.controllers import _jobs as jobs
 from actorkube.controllers.job import JobController
+from actorkube.controllers.ttlafterfinished import (
+    TTLAfterFinishedController,
+    needs_cleanup,
+    time_left,
+)
 from actorkube.node.runtime import SimProfile
 from actorkube.sim import SimNetwork, simulate
 
@@ -530,3 +536,61 @@ def test_a_deleted_job_lets_the_garbage_collector_take_its_pods():
     # The pods go only once their tracking finalizer is removed: their Job is gone, so
     # nothing would count them.
     assert simulate(scenario, seed=1).value["errors"] == 0
+
+
+# --- TTL after finished ---------------------------------------------------------------------
+
+
+def finished(kind: str = "Complete", at: float = NOW, **spec) -> dict:
+    condition = {"type": kind, "status": "True", "lastTransitionTime": rfc3339(at)}
+    return job(status={"conditions": [condition]}, **spec)
+
+
+def test_only_finished_jobs_with_a_ttl_and_not_being_deleted_need_cleanup():
+    assert needs_cleanup(finished(ttlSecondsAfterFinished=0))
+    assert needs_cleanup(finished("Failed", ttlSecondsAfterFinished=10))
+    assert not needs_cleanup(finished())  # no TTL
+    assert not needs_cleanup(job(ttlSecondsAfterFinished=10))  # running
+    gone = finished(ttlSecondsAfterFinished=10)
+    gone["metadata"]["deletionTimestamp"] = rfc3339(NOW)
+    assert not needs_cleanup(gone)
+
+
+def test_the_ttl_counts_from_the_finish_condition():
+    assert time_left(finished(ttlSecondsAfterFinished=100), NOW + 30) == 70
+    assert time_left(finished(ttlSecondsAfterFinished=100), NOW + 130) == -30
+    # A finish in the future (clock skew) defers the cleanup by as much.
+    assert time_left(finished(at=NOW + 50, ttlSecondsAfterFinished=10), NOW) == 60
+    broken = finished(ttlSecondsAfterFinished=1)
+    del broken["status"]["conditions"][0]["lastTransitionTime"]
+    with pytest.raises(ValueError, match="unable to find the time when the Job default/pi"):
+        time_left(broken, NOW)
+
+
+def test_a_finished_job_and_its_pods_go_when_its_ttl_runs_out():
+    async def scenario(net: SimNetwork) -> dict:
+        cluster, _ = await cluster_with_controller(net)
+        cluster.spawn_controller(GarbageCollector, "generic-garbage-collector")
+        ttl = cluster.spawn_controller(TTLAfterFinishedController, "ttl-after-finished-controller")
+        short, kept = Run(cluster, "short"), Run(cluster, "kept")
+        await short.start(batch_job("short", "worker", ttlSecondsAfterFinished=30))
+        await kept.start(batch_job("kept", "worker"))
+        done = await short.until("Complete")
+        finished_at = parse_rfc3339(done["status"]["completionTime"])
+        await kept.until("Complete")
+
+        async def gone():
+            listed = await cluster.client.list("jobs", namespace="default", group="batch")
+            return "short" not in {j["metadata"]["name"] for j in listed["items"]} or None
+
+        await wait_for(gone, limit=120)
+        deleted_at = net.system("clients").clock.now()
+        pods = [p["metadata"]["name"] for p in await cluster.pods()]
+        return {"after": deleted_at - finished_at, "pods": pods, "kept": await kept.job(),
+                "errors": ttl.errors}  # fmt: skip
+
+    result = simulate(scenario, seed=1).value
+    assert 30 <= result["after"] <= 32
+    assert not [p for p in result["pods"] if p.startswith("short")]
+    assert [p for p in result["pods"] if p.startswith("kept")]  # no TTL: kept, pods too
+    assert result["kept"]["metadata"]["name"] == "kept" and result["errors"] == 0

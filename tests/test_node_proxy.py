@@ -157,6 +157,8 @@ def test_the_public_surface_is_small_and_documented():
                                          "DaemonSetController", "DeploymentController",
                                          "EndpointSliceController", "EndpointsController",
                                          "GarbageCollector", "JobController",
+                                         "HorizontalPodAutoscalerController",
+                                         "TTLAfterFinishedController",
                                          "NamespaceController",
                                          "NodeLifecycleConfig", "NodeLifecycleController",
                                          "PodGCConfig", "PodGCController",

@@ -35,6 +35,7 @@ from actorkube.node.runtime._api import (
 from actorkube.node.runtime._crilog import MAX_LINE, line_entries, timestamp
 from actorkube.node.runtime._sim import EVENT_BUFFER, SimRuntime
 from actorkube.node.runtime._sim_ipam import PodIPs, PodIPsExhausted
+from actorkube.node.runtime._sim_load import SimLoad
 from actorkube.node.runtime._sim_log import LogBuffer
 from actorkube.node.runtime._sim_profile import (
     AnnotationError,
@@ -402,6 +403,88 @@ async def test_stats_and_cpu_limit(autojump_clock, nursery):
     await runtime.stop_container(free, 0)
     stats = await runtime.container_stats(free)
     assert (stats.cpu_millis, stats.memory_bytes) == (0, 0)
+
+
+# --- load groups ---------------------------------------------------------------------------------
+
+
+def test_a_load_is_shared_equally_and_exactly():
+    load = SimLoad()
+    assert load.total("web") == 0 and load.members("web") == 0
+    members = [load.join("web") for _ in range(3)]
+    other = load.join("db")
+    assert [load.share("web", m) for m in members] == [0, 0, 0]
+    load.set("web", 1000)
+    assert [load.share("web", m) for m in members] == [334, 333, 333]  # the first joined first
+    assert load.share("db", other) == 0 and load.share("web", other) == 0
+    load.leave("web", members[0])
+    load.leave("web", members[0])  # again: nothing
+    assert [load.share("web", m) for m in members[1:]] == [500, 500]
+    load.set("web", 7)
+    members.append(load.join("web"))
+    assert [load.share("web", m) for m in members[1:]] == [3, 2, 2]
+    assert sum(load.share("web", m) for m in members) == 7
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError):
+            load.set("web", bad)
+    with pytest.raises(ValueError):
+        load.set("", 1)
+
+
+@given(st.integers(0, 10**6), st.integers(1, 50))
+def test_shares_add_up_to_the_total(total, count):
+    load = SimLoad()
+    load.set("g", total)
+    shares = [load.share("g", m) for m in [load.join("g") for _ in range(count)]]
+    assert sum(shares) == total and max(shares) - min(shares) <= 1
+
+
+async def test_running_containers_of_a_group_share_its_load_across_runtimes(autojump_clock,
+                                                                              nursery):  # fmt: skip
+    load = SimLoad()
+    profiles = {"web": SimProfile(cpu_millis=10, memory_bytes=1 << 20, load_group="web"),
+                "other": SimProfile(cpu_millis=10)}  # fmt: skip
+    a = await started(nursery, profiles, cidr="10.1.0.0/24", load=load)
+    b = await started(nursery, profiles, cidr="10.2.0.0/24", load=load)
+    load.set("web", 900)
+    _, one = await run_pod(a, pod("one"), ctr(image="web"))
+    _, two = await run_pod(b, pod("two"), ctr(image="web"))
+    _, capped = await run_pod(b, pod("capped"), ctr(image="web", cpu=100))
+    # The annotation puts a container of another image in the group too.
+    grouped = pod("three", annotations={"sim.actorkube.io/load-group": "web"})
+    _, three = await run_pod(a, grouped, ctr(image="other"))
+    _, alone = await run_pod(a, pod("alone"), ctr(image="other"))
+
+    async def cpu(runtime, container_id):
+        return (await runtime.container_stats(container_id)).cpu_millis
+
+    assert load.members("web") == 4
+    assert [await cpu(a, one), await cpu(b, two), await cpu(b, capped), await cpu(a, three),
+            await cpu(a, alone)] == [225, 225, 100, 225, 10]  # the limit caps a share
+    assert (await a.container_stats(one)).memory_bytes == 1 << 20  # memory stays the profile's
+    await b.stop_container(two, 0)
+    assert load.members("web") == 3
+    assert [await cpu(a, one), await cpu(b, capped), await cpu(a, three)] == [300, 100, 300]
+    assert await cpu(b, two) == 0
+    load.set("web", 0)
+    assert await cpu(a, one) == 0
+    load.set("web", 600)
+    await b.aclose()  # a runtime that closed (its machine died) shares no more load
+    assert load.members("web") == 2 and await cpu(a, one) == 300
+    # Without a SimLoad, the profile's CPU.
+    c = await started(nursery, profiles, cidr="10.3.0.0/24")
+    _, solo = await run_pod(c, pod("solo"), ctr(image="web"))
+    assert await cpu(c, solo) == 10
+
+
+def test_the_load_group_annotation():
+    profile = with_annotations(SimProfile(), "app", [{"sim.actorkube.io/load-group": " web "}])
+    assert profile.load_group == "web"
+    profile = with_annotations(SimProfile(), "app", [
+        {"sim.actorkube.io/load-group": "web", "sim.actorkube.io/load-group.app": "api"}])
+    assert profile.load_group == "api"
+    with pytest.raises(TypeError):
+        SimRuntime("10.0.0.0/24", load="web")
 
 
 async def test_memory_over_the_limit_is_oom_killed(autojump_clock, nursery):

@@ -18,11 +18,17 @@ Rules of this file (Kubernetes' server-side apply):
 - A write whose body changes ``managedFields`` itself sets them as given (checked;
   ``[{}]`` clears them, an empty list changes nothing), and its own changes are
   recorded on top, as Kubernetes lets clients do (``_bodies.track``).
+- Each entry's fields are paths of the version its apiVersion names. For a resource
+  served at several versions (``versions``: the type and the object at each), a write
+  at one version takes from the managers of another the fields whose value changed
+  at theirs (``disown_changed``), and an apply conflicts with them there; otherwise a
+  version other than the write's is read as the write's.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -38,6 +44,10 @@ from ._fieldset import (
     to_fields_v1,
 )
 from ._schema import SCALARS, Field, Schema, TypeDef
+
+# An apiVersion's type, and the conversion of the objects at hand to it (None: the
+# resource is not served at that version).
+Versions = Callable[[str], tuple[TypeDef | None, Callable[[dict], dict]] | None]
 
 APPLY, UPDATE = "Apply", "Update"
 _SERVER_META = (
@@ -184,6 +194,40 @@ def track_update(
     return _with_entries(new, entries)
 
 
+def disown_changed(
+    schema: Schema,
+    old: dict | None,
+    new: dict,
+    *,
+    api_version: str,
+    subresource: str,
+    versions: Versions,
+) -> dict:
+    """``new`` (its managedFields tracked for a write at ``api_version``) with the
+    entries of other versions losing the fields whose value changed at their version."""
+    entries = _entries(new)
+    skip = _skip(subresource, new)
+    changed_at: dict[str, set] = {}
+    touched = False
+    for e in entries:
+        version = e.data.get("apiVersion", "")
+        if version == api_version:
+            continue
+        if version not in changed_at:
+            found = versions(version)
+            changed_at[version] = set()
+            if found is not None:
+                t, convert = found
+                before = leaves(schema, t, {} if old is None else convert(old), skip=skip)
+                after = leaves(schema, t, convert(new), skip=skip)
+                changed = {p for p, v in after.items() if before.get(p, _MISSING) != v}
+                changed_at[version] = changed | (before.keys() - after.keys())
+        if e.fields & changed_at[version]:
+            e.fields -= changed_at[version]
+            touched = True
+    return _with_entries(new, entries) if touched else new
+
+
 def apply(
     schema: Schema,
     t: TypeDef | None,
@@ -195,9 +239,11 @@ def apply(
     subresource: str,
     force: bool,
     now: str,
+    versions: Versions | None = None,
 ) -> dict:
     """The object after ``manager`` applies ``config`` to ``live`` (None: it does not
-    exist yet), with its managedFields. Raises ApplyConflict."""
+    exist yet), with its managedFields; ``versions``: the resource's other versions,
+    where the managers who wrote at them own their fields. Raises ApplyConflict."""
     live = live or {}
     skip = _skip(subresource, config)
     applied = leaves(schema, t, config, skip=skip)
@@ -210,17 +256,32 @@ def apply(
     # A conflict is a field another manager owns whose value the merge changes (an
     # empty struct in the configuration changes nothing below it).
     merged = leaves(schema, t, result, skip=skip)
-    refined = prefixes(merged)
+    # (before, after, paths refined) at each version a manager wrote at.
+    seen = {api_version: (current, merged, prefixes(merged))}
+
+    def at_version(version: str) -> tuple[dict, dict, set]:
+        if version not in seen:
+            found = versions(version) if versions is not None else None
+            if found is None:
+                seen[version] = seen[api_version]
+            else:
+                tv, convert = found
+                after = leaves(schema, tv, convert(result), skip=skip)
+                seen[version] = (leaves(schema, tv, convert(live), skip=skip), after,
+                                 prefixes(after))  # fmt: skip
+        return seen[version]
+
     conflicts: list[Conflict] = []
     taken: list[tuple[_Entry, Path]] = []
     for e in others:
+        before, after, refined = at_version(e.data.get("apiVersion", ""))
         for p in e.fields:
             if p[-1:] == (ITEM,):
                 continue
-            now_value = merged.get(p, _MISSING)
+            now_value = after.get(p, _MISSING)
             if now_value is _MISSING and p in refined:
                 continue  # a leaf that became a struct with fields: nothing was lost
-            if now_value != current.get(p, _MISSING):
+            if now_value != before.get(p, _MISSING):
                 conflicts.append(Conflict(e.shown(), p))
                 taken.append((e, p))
     if conflicts and not force:

@@ -21,7 +21,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ._registry import Registry, ResourceType
+from ._autoscaling import DEFAULT_CPU_UTILIZATION, drop_round_trip_annotations, to_v1, to_v2
+from ._quantity import InvalidQuantity, Quantity
+from ._registry import Conversion, Registry, ResourceType
 from ._selectors import InvalidSelector, Selector
 from ._validation import (
     ErrorType,
@@ -1146,13 +1148,12 @@ def validate_cron_job(obj: dict, old: dict | None) -> list[FieldError]:
     return errors
 
 
-# --- autoscaling/v2 -------------------------------------------------------------------------
+# --- autoscaling/v2 (also served as autoscaling/v1: see _autoscaling) -----------------------
 
 METRIC_SOURCE_TYPES = ("ContainerResource", "External", "Object", "Pods", "Resource")
 METRIC_TARGET_TYPES = ("AverageValue", "Utilization", "Value")
 SCALING_POLICY_TYPES = ("Percent", "Pods")
 SELECT_POLICIES = ("Disabled", "Max", "Min")
-DEFAULT_CPU_UTILIZATION = 80
 # GenerateHPAScaleUpRules / GenerateHPAScaleDownRules: what a direction of a given
 # behavior that leaves a field out gets.
 _SCALE_UP = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
@@ -1165,7 +1166,10 @@ _SCALE_DOWN = {"stabilizationWindowSeconds": 300, "selectPolicy": "Max",
 def default_hpa(obj: dict) -> dict:
     """SetDefaults_HorizontalPodAutoscaler (autoscaling/v2): minReplicas 1, the CPU
     metric at 80% average utilization when no metric is given, and a given behavior's
-    missing fields filled from Kubernetes' scale-up and scale-down rules."""
+    missing fields filled from Kubernetes' scale-up and scale-down rules. The
+    annotations of autoscaling/v1's round trip are dropped: a v2 object never has them
+    (Kubernetes' v2 conversion drops them)."""
+    obj = drop_round_trip_annotations(obj)
     spec = dict(_dict(obj.get("spec")))
     spec.setdefault("minReplicas", 1)
     if not spec.get("metrics"):
@@ -1181,6 +1185,15 @@ def default_hpa(obj: dict) -> dict:
     return {**obj, "spec": spec}
 
 
+def _sign(raw: Any) -> int:
+    """The sign of a quantity (0 for one that does not parse: the decoder refuses it)."""
+    try:
+        amount = Quantity.parse(raw).amount
+    except (InvalidQuantity, TypeError):
+        return 0
+    return (amount > 0) - (amount < 0)
+
+
 def _validate_metric_target(target: Any, path: Path) -> list[FieldError]:
     if not isinstance(target, dict):
         return [FieldError.required(path)]
@@ -1190,6 +1203,9 @@ def _validate_metric_target(target: Any, path: Path) -> list[FieldError]:
         errors.append(FieldError.required(path.child("type")))
     elif kind not in METRIC_TARGET_TYPES:
         errors.append(_not_supported(path.child("type"), kind, METRIC_TARGET_TYPES))
+    for name in ("value", "averageValue"):  # a zero target would divide by zero
+        if target.get(name) is not None and _sign(target[name]) != 1:
+            errors.append(FieldError.invalid(path.child(name), target[name], "must be positive"))
     utilization = target.get("averageUtilization")
     if isinstance(utilization, int) and utilization < 1:
         errors.append(FieldError.invalid(path.child("averageUtilization"), utilization,
@@ -1223,6 +1239,12 @@ def _validate_metrics(metrics: Any, path: Path) -> list[FieldError]:
         if kind in ("Resource", "ContainerResource") and not source.get("name"):
             errors.append(FieldError.required(at.child(field, "name"),
                                               "must specify a resource name"))  # fmt: skip
+        target = _dict(source.get("target"))
+        both = all(target.get(f) is not None for f in ("averageUtilization", "averageValue"))
+        if kind in ("Resource", "ContainerResource") and both:
+            errors.append(FieldError.invalid(at.child(field, "target", "averageValue"),
+                                             target["averageValue"], "may not set both a target "
+                                             "raw value and a target utilization"))  # fmt: skip
         errors += _validate_metric_target(source.get("target"), at.child(field, "target"))
     return errors
 
@@ -1437,7 +1459,8 @@ def builtin_registry() -> Registry:
             ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler",
                          "horizontalpodautoscalers", True, short_names=("hpa",),
                          categories=("all",), subresources=STATUS, default=default_hpa,
-                         validate=_with_meta(True, validate_hpa)),
+                         validate=_with_meta(True, validate_hpa),
+                         conversions=(Conversion("v1", to_storage=to_v2, from_storage=to_v1),)),
             rt("coordination.k8s.io", "Lease", "leases", True),
             rt(
                 "policy",

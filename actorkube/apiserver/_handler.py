@@ -35,14 +35,15 @@ from actorkube.etcd import EtcdError
 
 from . import _bodies as bodies
 from . import _errors as errors
+from . import _metricsapi as metricsapi
 from ._admission import AdmissionChain, AdmissionRequest
-from ._apply import ApplyConflict, apply
+from ._apply import ApplyConflict, Versions, apply, disown_changed
 from ._authn import DEFAULT_AUDIENCE, Authenticator
 from ._builtin import keep_namespace_finalizers
 from ._impersonation import impersonate
 from ._kubeletclient import PlainText, ask_kubelet, kubelet_address, log_request
 from ._messages import ApiRequest, ApiResponse
-from ._meta import generate_name, meta, rfc3339
+from ._meta import generate_name, meta, rfc3339, with_meta
 from ._metrics import ApiMetrics
 from ._openapi import OpenApi
 from ._printers import table
@@ -50,7 +51,7 @@ from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
 from ._rest import accepts_aggregated, is_true, non_resource
 from ._reviews import answer
-from ._schema import builtin_schema
+from ._schema import TypeDef, builtin_schema
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
 from ._storage import ORPHAN_BY_DEFAULT, PROPAGATION_POLICIES, ObjectStore
 from ._validation import ErrorType, FieldError, Path
@@ -96,6 +97,9 @@ class Handler:
         # Resolves a kubelet's server address (pods/log); set by whoever starts the
         # server, which knows the actor system.
         self.kubelets: Callable[[str], Any] | None = None
+        # The metrics server, resolved for each request (metrics.k8s.io is served only
+        # when it is set; see _metricsapi).
+        self.resource_metrics: Callable[[], Any] | None = None
 
     async def handle(self, req: ApiRequest) -> tuple[ApiResponse, Watcher | None]:
         """The response, and for a watch the cache watcher to pump events from."""
@@ -197,12 +201,20 @@ class Handler:
                     raise errors.no_route()
                 return document, 200, None
             aggregated = accepts_aggregated(req.accept)
+            if self.resource_metrics is not None:  # metrics.k8s.io joins discovery
+                return metricsapi.discovery(req.path, lambda: non_resource(
+                    self.registry, req.path, self.address, aggregated)), 200, None  # fmt: skip
             return non_resource(self.registry, req.path, self.address, aggregated), 200, None
+        if req.group == metricsapi.GROUP:  # metrics-server's API, beside the registry
+            return await metricsapi.serve(self, req), 200, None
         try:
             rt = self.registry.resource(req.group, req.resource)
         except UnknownResource as e:
             raise errors.ApiError(errors.status(404, "NotFound", str(e))) from None
-        if req.version != rt.version:
+        if req.namespace and not rt.namespaced:
+            raise errors.no_route()  # authorized as a namespaced read, it would escape RBAC
+        view = self.registry.at_version(rt, req.version)  # rt as the request's version has it
+        if view is None:
             raise errors.no_route()
         if req.subresource and req.subresource not in rt.subresources:
             raise errors.no_route()
@@ -235,31 +247,35 @@ class Handler:
             obj = await self.store.get(
                 rt, req.namespace, req.name, params.get("resourceVersion", "")
             )
-            if req.as_table:
+            if req.as_table:  # (printed from the stored object, whatever the version)
                 obj = table(rt.group, rt.plural, [obj], self.clock(), meta(obj)["resourceVersion"])
-            return obj, 200, None
+                return obj, 200, None
+            return view.from_storage(obj), 200, None
         if verb == "list":
-            return await self._list(rt, req.namespace, params, req.as_table), 200, None
+            return await self._list(rt, req.namespace, params, req.as_table, view), 200, None
         if verb == "watch":
             if req.name:  # a watch of one object: as Kubernetes, a field selector on its name
                 fields = params.get("fieldSelector", "")
                 named = f"metadata.name={req.name}"
                 params = {**params, "fieldSelector": f"{fields},{named}" if fields else named}
-            return await self._watch(rt, req.namespace, params, req.as_table)
+            return await self._watch(rt, req.namespace, params, req.as_table, view)
         if verb == "create":
-            return await self._create(rt, req, _body(req), warnings), 201, None
+            return await self._create(rt, req, _body(req), warnings, view=view), 201, None
         if verb == "update":
-            return await self._update(rt, req, lambda current: _body(req), warnings), 200, None
+            updated = await self._update(rt, req, lambda current: _body(req), warnings, view=view)
+            return updated, 200, None
         if verb == "patch" and req.content_type == bodies.APPLY_PATCH:
-            return await self._apply(rt, req, warnings)
+            return await self._apply(rt, req, warnings, view)
         if verb == "patch":
 
-            def patch(current: dict) -> dict:
-                return bodies.patched(self.schema, rt, req.content_type, req.body, current)
+            def patch(current: dict) -> dict:  # applied to the object at the patch's version
+                shown = view.from_storage(current)
+                return bodies.patched(self.schema, view, req.content_type, req.body, shown)
 
-            return await self._update(rt, req, patch, warnings), 200, None
+            return await self._update(rt, req, patch, warnings, view=view), 200, None
         if verb == "delete":
-            return (*await self._delete(rt, req, warnings), None)
+            obj, code = await self._delete(rt, req, warnings)
+            return view.from_storage(obj), code, None
         raise errors.method_not_allowed(f"verb {verb!r} is not supported on {rt.plural}")
 
     def _filter(self, rt: ResourceType, namespace: str, params: dict) -> Callable[[dict], bool]:
@@ -280,7 +296,9 @@ class Handler:
 
         return keep
 
-    async def _list(self, rt: ResourceType, namespace: str, params: dict, as_table: bool = False):
+    async def _list(self, rt: ResourceType, namespace: str, params: dict, as_table: bool,
+                    view: ResourceType):  # fmt: skip
+        """The list (``view``: at the version asked for; a Table is the same at any)."""
         keep = self._filter(rt, namespace, params)
         rv = params.get("resourceVersion", "")
         limit = _int_param(params, "limit")
@@ -293,6 +311,9 @@ class Handler:
             if as_table:
                 objects = cache.snapshot(keep, rt.prefix(namespace))
                 return table(rt.group, rt.plural, objects, self.clock(), str(cache.revision))
+            if view.is_view:
+                objects = cache.snapshot(keep, rt.prefix(namespace))
+                return _list_at(view, objects, {"resourceVersion": str(cache.revision)})
             # The list as JSON, spliced from the cache's JSON of each object.
             head = {"kind": rt.list_kind, "apiVersion": rt.api_version,
                     "metadata": {"resourceVersion": str(cache.revision)}}  # fmt: skip
@@ -308,7 +329,7 @@ class Handler:
             resource_version=rv,
         )
         if not as_table:
-            return listed
+            return _list_at(view, listed["items"], listed["metadata"]) if view.is_view else listed
         rows = table(rt.group, rt.plural, listed["items"], self.clock())
         rows["metadata"] = listed["metadata"]  # resourceVersion and continue, for paging
         return rows
@@ -325,7 +346,8 @@ class Handler:
             return False
         return await cache.wait_fresh(await self.store.current_revision(rt))
 
-    async def _watch(self, rt: ResourceType, namespace: str, params: dict, as_table: bool):
+    async def _watch(self, rt: ResourceType, namespace: str, params: dict, as_table: bool,
+                     view: ResourceType):  # fmt: skip
         cache = self.caches.get((rt.group, rt.plural))
         if cache is None:
             raise errors.method_not_allowed(f"watch is not supported on {rt.plural}")
@@ -341,6 +363,8 @@ class Handler:
                               prefix=rt.prefix(namespace), trigger=trigger)  # fmt: skip
         if as_table:
             watcher.present = self._as_table_event(rt)
+        elif view.is_view:
+            watcher.present = _converted_event(view)
         return {"kind": "Status", "apiVersion": "v1", "status": "Success"}, 200, watcher
 
     def _as_table_event(self, rt: ResourceType) -> Callable[[Event], Event]:
@@ -359,14 +383,16 @@ class Handler:
     # --- writes -------------------------------------------------------------------------
 
     async def _create(self, rt: ResourceType, req: ApiRequest, obj: dict, warnings: list[str],
-                      *, applied: bool = False) -> dict:  # fmt: skip
-        """Create ``obj`` (the body, or what an apply made of it: ``applied``, its
-        managedFields already set)."""
-        _check_kind(rt, obj)
+                      *, view: ResourceType, applied: bool = False) -> dict:  # fmt: skip
+        """Create ``obj`` (the body, at ``view``'s version; or what an apply made of it:
+        ``applied``, at the storage version, its managedFields already set); the object
+        made, at ``view``'s version."""
+        obj = _with_kind(rt if applied else view, obj)
         params = req.params or {}
         bodies.check_manager(params, apply=False)
         if not applied:
-            obj = bodies.decode_body(self.schema, rt, obj, params, warnings, req.duplicate_fields)
+            obj = bodies.decode_body(self.schema, view, obj, params, warnings, req.duplicate_fields)
+            obj = view.to_storage(obj)
         m = dict(meta(obj))
         if rt.namespaced:
             if m.get("namespace") and m["namespace"] != req.namespace:
@@ -401,20 +427,21 @@ class Handler:
         obj = rt.prepare_create({**obj, "metadata": {**meta(obj), "uid": uid}})
         self._validate(rt, obj, None)
         if not applied:
-            obj = bodies.track(self.schema, rt, None, obj, params=params, subresource="",
-                               now=rfc3339(self.clock()))  # fmt: skip
-        return await self.store.create(rt, obj, uid=uid, dry_run=bodies.dry_run(params))
+            obj = self._track(rt, view, None, obj, params, "")
+        made = await self.store.create(rt, obj, uid=uid, dry_run=bodies.dry_run(params))
+        return view.from_storage(made)
 
     async def _update(self, rt: ResourceType, req: ApiRequest, make: Callable[[dict], dict],
-                      warnings: list[str], *, applied: bool = False):  # fmt: skip
-        """Update the object to what ``make`` makes of the current one (``applied``: an
-        apply did, managedFields and all)."""
+                      warnings: list[str], *, view: ResourceType,
+                      applied: bool = False):  # fmt: skip
+        """Update the object to what ``make`` makes of the current one (stored): at
+        ``view``'s version, or (``applied``: an apply did, managedFields and all) at the
+        storage version; the object written, at ``view``'s version."""
         params = req.params or {}
         bodies.check_manager(params, apply=False)
 
         def change(current: dict) -> dict:
-            new = make(current)
-            _check_kind(rt, new)
+            new = _with_kind(rt if applied else view, make(current))
             if req.verb == "patch" and not applied:
                 # A patch that sets resourceVersion (a JSON patch can) makes it a
                 # precondition, as in Kubernetes: the object must still be at it.
@@ -423,7 +450,8 @@ class Handler:
                     raise errors.conflict(rt.plural, rt.group, req.name, errors.MODIFIED)
             if not applied:
                 twice = req.duplicate_fields
-                new = bodies.decode_body(self.schema, rt, new, params, warnings, twice)
+                new = bodies.decode_body(self.schema, view, new, params, warnings, twice)
+                new = view.to_storage(new)
             m = meta(new)
             if m.get("name", req.name) != req.name:
                 raise errors.bad_request(
@@ -455,9 +483,7 @@ class Handler:
                 new = keep_namespace_finalizers(new, current)
             self._validate(rt, new, current)
             if not applied:
-                now = rfc3339(self.clock())
-                new = bodies.track(self.schema, rt, current, new, params=params,
-                                   subresource=req.subresource, now=now)  # fmt: skip
+                new = self._track(rt, view, current, new, params, req.subresource)
             return new
 
         # An update names the version it was based on (a patch applies to the current
@@ -466,43 +492,86 @@ class Handler:
         dry_run = bodies.dry_run(params)
         # The watch cache's copy is tried first, as Kubernetes does (its
         # cachedExistingObject): most updates then need no read from etcd.
-        return await self.store.update(rt, req.namespace, req.name, change, expect=expect,
-                                       dry_run=dry_run,
-                                       guess=self._cached(rt, req.namespace, req.name))  # fmt: skip
+        guess = self._cached(rt, req.namespace, req.name)
+        updated = await self.store.update(rt, req.namespace, req.name, change, expect=expect,
+                                          dry_run=dry_run, guess=guess)  # fmt: skip
+        return view.from_storage(updated)
 
-    async def _apply(self, rt: ResourceType, req: ApiRequest, warnings: list[str]):
-        """PATCH with an apply configuration (server-side apply): merged into the
-        object, which is created if it does not exist (201)."""
+    def _track(self, rt: ResourceType, view: ResourceType, old: dict | None, new: dict,
+               params: dict, subresource: str) -> dict:  # fmt: skip
+        """``new`` (stored form) with the managedFields this write leaves: the write's
+        own recorded at its version (``view``'s), as Kubernetes records them; the
+        managers of a resource's other versions disowning what changed at theirs."""
+        now = rfc3339(self.clock())
+        if not view.is_view:
+            new = bodies.track(self.schema, rt, old, new, params=params,
+                               subresource=subresource, now=now)  # fmt: skip
+        else:
+            shown = bodies.track(self.schema, view, None if old is None else view.from_storage(old),
+                                 view.from_storage(new), params=params, subresource=subresource,
+                                 now=now)  # fmt: skip
+            new = with_meta(new, managedFields=meta(shown).get("managedFields"))
+        if not rt.conversions:
+            return new
+        return disown_changed(self.schema, old, new, api_version=view.api_version,
+                              subresource=subresource, versions=self._versions(rt))
+
+    def _versions(self, rt: ResourceType, shown: ResourceType | None = None) -> Versions:
+        """How an object (stored, or as ``shown`` has it) looks at each version ``rt``
+        is served at: the type there and the conversion (for managers of any version)."""
+
+        def at(api_version: str) -> tuple[TypeDef | None, Callable[[dict], dict]] | None:
+            version = api_version.rpartition("/")[2]
+            target = self.registry.at_version(rt, version)
+            if target is None or target.api_version != api_version:
+                return None
+            if shown is None:
+                return bodies.type_of(self.schema, target), target.from_storage
+            return (bodies.type_of(self.schema, target),
+                    lambda obj: target.from_storage(shown.to_storage(obj)))  # fmt: skip
+
+        return at
+
+    async def _apply(self, rt: ResourceType, req: ApiRequest, warnings: list[str],
+                     view: ResourceType):  # fmt: skip
+        """PATCH with an apply configuration (server-side apply) at ``view``'s version:
+        merged into the object as that version has it, which is created if it does not
+        exist (201)."""
         params = req.params or {}
         manager = bodies.check_manager(params, apply=True)
         config = _body(req)
-        _check_kind(rt, config)
+        _check_kind(view, config)
         if config.get("kind") is None or config.get("apiVersion") is None:
             raise errors.bad_request("an apply configuration must give apiVersion and kind")
         if "managedFields" in meta(config):
             raise errors.bad_request("metadata.managedFields must be nil in an apply configuration")
-        config = bodies.decode_body(self.schema, rt, config, params, warnings, req.duplicate_fields)
+        config = bodies.decode_body(self.schema, view, config, params, warnings,
+                                    req.duplicate_fields)  # fmt: skip
         if meta(config).get("name", req.name) != req.name:
             raise errors.bad_request("the name of the object does not match the name on the URL")
-        t = bodies.type_of(self.schema, rt)
+        t = bodies.type_of(self.schema, view)
         force = is_true(params.get("force"))
-        options = {"manager": manager, "api_version": rt.api_version,
+        options = {"manager": manager, "api_version": view.api_version,
                    "subresource": req.subresource, "force": force}  # fmt: skip
+        if rt.conversions:
+            options["versions"] = self._versions(rt, view)
 
         def merged(current: dict | None) -> dict:
+            live = None if current is None else view.from_storage(current)
             try:
-                return apply(self.schema, t, current, config, now=rfc3339(self.clock()), **options)
+                new = apply(self.schema, t, live, config, now=rfc3339(self.clock()), **options)
             except ApplyConflict as e:
                 raise bodies.conflict(rt, req.name, e) from None
+            return view.to_storage(new)
 
         try:
-            return await self._update(rt, req, merged, warnings, applied=True), 200, None
+            return await self._update(rt, req, merged, warnings, view=view, applied=True), 200, None
         except errors.ApiError as e:
             if e.code != 404 or req.subresource:
                 raise
         new = merged(None)
         new = {**new, "metadata": {**meta(new), "name": req.name}}
-        return await self._create(rt, req, new, warnings, applied=True), 201, None
+        return await self._create(rt, req, new, warnings, view=view, applied=True), 201, None
 
     async def _delete(self, rt: ResourceType, req: ApiRequest,
                       warnings: list[str]) -> tuple[dict, int]:  # fmt: skip
@@ -841,10 +910,38 @@ def _scale_of(obj: dict) -> dict:
     return scale
 
 
+def _list_at(view: ResourceType, objects: list[dict], list_meta: dict) -> dict:
+    """A list of stored objects as ``view``'s version has them."""
+    return {"kind": view.list_kind, "apiVersion": view.api_version, "metadata": list_meta,
+            "items": [view.from_storage(obj) for obj in objects]}  # fmt: skip
+
+
+def _converted_event(view: ResourceType) -> Callable[[Event], Event]:
+    """Watch events (the cache's, of stored objects) at ``view``'s version."""
+
+    def present(event: Event) -> Event:
+        obj = event["object"]
+        if event["type"] == BOOKMARK:
+            return Event(type=BOOKMARK, object={**obj, "apiVersion": view.api_version})
+        return Event(type=event["type"], object=view.from_storage(obj))
+
+    return present
+
+
 def _body(req: ApiRequest) -> dict:
     if not isinstance(req.body, dict):
         raise errors.bad_request("the request body must be an object")
     return req.body
+
+
+def _with_kind(rt: ResourceType, obj: dict) -> dict:
+    """``obj`` checked (``_check_kind``), with the apiVersion and kind of the request's
+    URL where it gives none: Kubernetes' decoder defaults them from the URL, so what is
+    stored and served always names its kind."""
+    obj = {**obj, "apiVersion": obj.get("apiVersion") or rt.api_version,
+           "kind": obj.get("kind") or rt.kind}  # fmt: skip
+    _check_kind(rt, obj)
+    return obj
 
 
 def _check_kind(rt: ResourceType, obj: dict) -> None:

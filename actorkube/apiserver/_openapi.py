@@ -3,13 +3,13 @@ and ``/openapi/v3/api/v1``, ``/openapi/v3/apis/<group>/<version>`` (paths and sc
 
 Rules of this file:
 
-- The documents are generated from the registry (paths, verbs, GVKs) and the schema
-  (components), in the shape kube-apiserver serves: every path operation names its
-  ``x-kubernetes-group-version-kind`` and ``x-kubernetes-action``; writes declare the
-  ``fieldValidation``, ``fieldManager`` and ``dryRun`` parameters (kubectl checks for
-  ``fieldValidation`` before it leaves validation to the server), patches also
-  ``force``; components carry the list, map and patch markers that ``kubectl apply``
-  and ``kubectl explain`` read.
+- The documents are generated from the registry (paths, verbs, GVKs, at every version
+  a resource is served at) and the schema (components), in the shape kube-apiserver
+  serves: every path operation names its ``x-kubernetes-group-version-kind`` and
+  ``x-kubernetes-action``; writes declare the ``fieldValidation``, ``fieldManager``
+  and ``dryRun`` parameters (kubectl checks for ``fieldValidation`` before it leaves
+  validation to the server), patches also ``force``; components carry the list, map
+  and patch markers that ``kubectl apply`` and ``kubectl explain`` read.
 - A document is built once per server and kept as JSON bytes; the index links each one
   with a hash of its content, so that clients caching by URL see changes.
 """
@@ -320,7 +320,7 @@ class OpenApi:
         self.schema = schema
 
     def group_versions(self) -> list[tuple[str, str]]:
-        return sorted({(rt.group, rt.version) for rt in self.registry})
+        return sorted({(rt.group, rt.version) for rt in self.registry.served()})
 
     @staticmethod
     def _gv_path(group: str, version: str) -> str:
@@ -338,7 +338,8 @@ class OpenApi:
     @functools.cache  # noqa: B019 - one server, documents that never change
     def document(self, group: str, version: str) -> bytes:
         """``GET /openapi/v3/api/v1`` and the like, as JSON bytes."""
-        resources = [rt for rt in self.registry if (rt.group, rt.version) == (group, version)]
+        served = self.registry.served()
+        resources = [rt for rt in served if (rt.group, rt.version) == (group, version)]
         if not resources:
             raise KeyError((group, version))
         paths: dict[str, Any] = {}

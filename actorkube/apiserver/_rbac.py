@@ -41,7 +41,11 @@ Rules of this file:
   bootstrap policy before its Node authorizer, which would narrow each kubelet to its
   own node's objects: there is no Node authorizer here). The controller roles
   (system:controller:*) are Kubernetes' for the controllers here (``CONTROLLER_ACCOUNTS``),
-  each bound to its service account in kube-system.
+  each bound to its service account in kube-system. metrics-server's roles come with
+  the cluster too, as its manifest installs them: system:aggregated-metrics-reader
+  (reading metrics.k8s.io; its rules are in view, edit and admin, as its aggregation
+  labels would put them) and system:metrics-server, bound to the service account
+  kube-system/metrics-server (``METRICS_SERVER_ACCOUNT``).
 """
 
 from __future__ import annotations
@@ -466,6 +470,29 @@ def _view_rules() -> list[dict[str, Any]]:
         _rule(_READ, [""], ["namespaces"]),
         _rule(_READ, ["discovery.k8s.io"], ["endpointslices"]),
         _rule(_READ, ["apps"], _WORKLOADS),
+        *_metrics_reader_rules(),
+    ]
+
+
+def _metrics_reader_rules() -> list[dict[str, Any]]:
+    """metrics-server's system:aggregated-metrics-reader, aggregated to view, edit and
+    admin."""
+    return [_rule(_READ, [METRICS_GROUP], ["pods", "nodes"])]
+
+
+def _metrics_reader_role() -> dict[str, Any]:
+    role = _cluster_role("system:aggregated-metrics-reader", _metrics_reader_rules())
+    aggregate = {f"rbac.authorization.k8s.io/aggregate-to-{r}": "true"
+                 for r in ("view", "edit", "admin")}  # fmt: skip
+    role["metadata"]["labels"].update(aggregate)
+    return role
+
+
+def _metrics_server_rules() -> list[dict[str, Any]]:
+    """What metrics-server may do (its system:metrics-server ClusterRole)."""
+    return [
+        _rule(["get"], [""], ["nodes/metrics"]),
+        _rule(_READ, [""], ["pods", "nodes"]),
     ]
 
 
@@ -525,6 +552,8 @@ def default_cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("system:kube-controller-manager", _controller_manager_rules()),
         _cluster_role("system:node", _node_rules()),
         _cluster_role("system:node-proxier", _node_proxier_rules()),
+        _metrics_reader_role(),
+        _cluster_role("system:metrics-server", _metrics_server_rules()),
         *_controller_roles(),
     ]
 
@@ -548,8 +577,11 @@ CONTROLLER_ACCOUNTS = ("replicaset-controller", "deployment-controller",
                        "daemon-set-controller", "node-controller", "namespace-controller",
                        "generic-garbage-collector", "service-account-controller",
                        "job-controller", "cronjob-controller", "pod-garbage-collector",
-                       "endpointslice-controller",
-                       "endpoint-controller")  # fmt: skip
+                       "endpointslice-controller", "endpoint-controller",
+                       "horizontal-pod-autoscaler",
+                       "ttl-after-finished-controller")  # fmt: skip
+METRICS_SERVER_ACCOUNT = "metrics-server"  # in kube-system
+METRICS_GROUP = "metrics.k8s.io"
 
 
 def _controller_roles() -> list[dict[str, Any]]:
@@ -635,6 +667,20 @@ def _controller_roles() -> list[dict[str, Any]]:
         _rule(["get", "list", "watch"], [""], ["nodes"]),
         _rule(["patch", "update"], [""], ["pods/status"]),
     ]
+    autoscaler = [
+        _rule(watch, ["autoscaling"], ["horizontalpodautoscalers"]),
+        _rule(["update"], ["autoscaling"], ["horizontalpodautoscalers/status"]),
+        _rule(["get", "update"], ["*"], ["*/scale"]),
+        _rule(["list", "watch"], [""], ["pods"]),
+        _rule(["list"], [METRICS_GROUP], ["pods"]),
+        _rule(["get", "list"], ["custom.metrics.k8s.io"], ["*"]),
+        _rule(["get", "list"], ["external.metrics.k8s.io"], ["*"]),
+        _events_rule(),
+    ]
+    ttl_after_finished = [
+        _rule(["get", "list", "watch", "delete"], ["batch"], ["jobs"]),
+        _events_rule(),
+    ]
     return [
         _cluster_role("system:controller:daemon-set-controller", daemon_sets),
         _cluster_role("system:controller:node-controller", nodes),
@@ -648,6 +694,8 @@ def _controller_roles() -> list[dict[str, Any]]:
         _cluster_role("system:controller:endpoint-controller", endpoints),
         _cluster_role("system:controller:replicaset-controller", replica_sets),
         _cluster_role("system:controller:deployment-controller", deployments),
+        _cluster_role("system:controller:horizontal-pod-autoscaler", autoscaler),
+        _cluster_role("system:controller:ttl-after-finished-controller", ttl_after_finished),
     ]
 
 
@@ -719,13 +767,18 @@ def _cluster_role_binding(name: str, groups: list[str], kind: str = "Group") -> 
     }
 
 
+def _account_binding(name: str, account: str) -> dict[str, Any]:
+    """ClusterRole ``name`` bound to the service account ``account`` in kube-system."""
+    binding = _cluster_role_binding(name, [])
+    binding["subjects"] = [{"kind": "ServiceAccount", "name": account,
+                            "namespace": "kube-system"}]  # fmt: skip
+    return binding
+
+
 def _controller_binding(controller: str) -> dict[str, Any]:
     """A controller's role bound to its service account in kube-system (Kubernetes'
     controller bindings, used with --use-service-account-credentials)."""
-    binding = _cluster_role_binding(f"system:controller:{controller}", [])
-    binding["subjects"] = [{"kind": "ServiceAccount", "name": controller,
-                            "namespace": "kube-system"}]  # fmt: skip
-    return binding
+    return _account_binding(f"system:controller:{controller}", controller)
 
 
 def default_cluster_role_bindings() -> list[dict[str, Any]]:
@@ -734,7 +787,8 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
     anonymous ones, since Kubernetes 1.14); health and version to everyone;
     system:kube-scheduler and system:kube-controller-manager to the users of those
     names; system:node to system:nodes; system:node-proxier to the user
-    system:kube-proxy; each controller's role to its service account."""
+    system:kube-proxy; system:metrics-server and each controller's role to its service
+    account."""
     everyone = [ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]
     return [
         _cluster_role_binding("cluster-admin", [SYSTEM_MASTERS]),
@@ -746,5 +800,6 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
                               ["system:kube-controller-manager"], "User"),
         _cluster_role_binding("system:node", ["system:nodes"]),
         _cluster_role_binding("system:node-proxier", ["system:kube-proxy"], "User"),
+        _account_binding("system:metrics-server", METRICS_SERVER_ACCOUNT),
         *(_controller_binding(c) for c in CONTROLLER_ACCOUNTS),
     ]

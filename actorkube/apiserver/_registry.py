@@ -10,6 +10,14 @@ Rules of this file:
 - Keys in etcd are Kubernetes' own: ``/registry/<prefix>/<namespace>/<name>`` for
   namespaced resources, ``/registry/<prefix>/<name>`` for cluster-scoped ones, with the
   historical prefixes (nodes under ``minions``, services under ``services/specs``).
+- A resource is stored at one version (its ``version``) and may be served at others
+  (``conversions``), as Kubernetes serves autoscaling/v1 HorizontalPodAutoscalers
+  stored as autoscaling/v2: each other version converts to the storage version and
+  back. ``at_version`` gives the resource as served at a version (a *view*: the same
+  keys, strategy and cache, another apiVersion); the registry iterates storage types
+  only, ``served()`` every view. A request's body is converted to the storage version
+  as it comes in, so defaulting, admission, validation and storage only ever see that
+  version; what goes out is converted to the version asked for.
 """
 
 from __future__ import annotations
@@ -29,6 +37,19 @@ def _unchanged(obj: dict) -> dict:
 
 def _no_fields(obj: dict) -> dict[str, str]:
     return {}
+
+
+@attrs.frozen
+class Conversion:
+    """A version a resource is served at besides its storage version: how an object of
+    that version becomes one of the storage version (``to_storage``) and back
+    (``from_storage``). Both are pure and total (what they cannot read they drop, as a
+    Go conversion ignores what it cannot unmarshal), keep the metadata, and set the
+    apiVersion and kind of the version they convert to."""
+
+    version: str
+    to_storage: Callable[[dict], dict]
+    from_storage: Callable[[dict], dict]
 
 
 @attrs.frozen
@@ -69,6 +90,11 @@ class ResourceType:
     # Whether a create keeps the status it was sent (Nodes: the kubelet registers its
     # node with its capacity); for every other kind the status is the controllers'.
     create_keeps_status: bool = False
+    # The other versions it is served at, in Kubernetes' order of preference.
+    conversions: tuple[Conversion, ...] = ()
+    # On a view (``at_version``): the version objects are stored at ("" on the storage
+    # type itself).
+    storage_version: str = ""
 
     @property
     def api_version(self) -> str:
@@ -81,6 +107,36 @@ class ResourceType:
     @property
     def has_status(self) -> bool:
         return "status" in self.subresources
+
+    @property
+    def is_view(self) -> bool:
+        """Whether this is the resource as served at a version it is not stored at."""
+        return bool(self.storage_version)
+
+    @property
+    def served_versions(self) -> tuple[str, ...]:
+        """Every version the resource is served at, the storage version first."""
+        return (self.storage_version or self.version, *(c.version for c in self.conversions))
+
+    def at_version(self, version: str) -> ResourceType | None:
+        """The resource as served at ``version`` (itself at its storage version); None
+        if it is not served there. Asked of the storage type."""
+        if version == self.version:
+            return self
+        if any(c.version == version for c in self.conversions):
+            return attrs.evolve(self, version=version, storage_version=self.version)
+        return None
+
+    def to_storage(self, obj: dict) -> dict:
+        """An object of this version as the storage version has it."""
+        return self._conversion().to_storage(obj) if self.storage_version else obj
+
+    def from_storage(self, obj: dict) -> dict:
+        """An object of the storage version as this version has it."""
+        return self._conversion().from_storage(obj) if self.storage_version else obj
+
+    def _conversion(self) -> Conversion:
+        return next(c for c in self.conversions if c.version == self.version)
 
     def key(self, namespace: str, name: str) -> bytes:
         """The etcd key of one object."""
@@ -110,23 +166,37 @@ class UnknownResource(LookupError):
 
 class Registry:
     """Every ``ResourceType`` the server serves, found by (group, plural), by
-    (apiVersion, kind) or by a short name."""
+    (apiVersion, kind) or by a short name; iterated as the storage types (one per
+    resource), ``served()`` as every version of each."""
 
     def __init__(self, types: Iterable[ResourceType] = ()) -> None:
         self._by_resource: dict[tuple[str, str], ResourceType] = {}
         self._by_kind: dict[tuple[str, str], ResourceType] = {}
         self._by_alias: dict[str, ResourceType] = {}
+        self._views: dict[tuple[str, str, str], ResourceType] = {}
         for rt in types:
             self.add(rt)
 
     def add(self, rt: ResourceType) -> None:
         self._by_resource[(rt.group, rt.plural)] = rt
-        self._by_kind[(rt.api_version, rt.kind)] = rt
+        for version in rt.served_versions:
+            view = rt.at_version(version)
+            self._views[(rt.group, rt.plural, version)] = view
+            self._by_kind[(view.api_version, view.kind)] = view
         for alias in (rt.plural, rt.singular or rt.kind.lower(), *rt.short_names):
             self._by_alias.setdefault(alias, rt)
 
     def __iter__(self):
         return iter(self._by_resource.values())
+
+    def served(self):
+        """Every resource at every version it is served at (views after their storage
+        type)."""
+        return iter(self._views.values())
+
+    def at_version(self, rt: ResourceType, version: str) -> ResourceType | None:
+        """``rt.at_version(version)``, made once."""
+        return self._views.get((rt.group, rt.plural, version))
 
     def resource(self, group: str, plural: str) -> ResourceType:
         try:

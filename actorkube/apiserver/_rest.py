@@ -13,21 +13,28 @@ Rules of this file:
   deletecollection without.
 - A path that names nothing served is a 404 ``Status``; a namespaced object addressed
   without its namespace, or a cluster-scoped one inside a namespace, too (Kubernetes
-  has no such route). Which resources exist is the registry's to say.
+  has no such route). Which resources exist is the registry's to say (but for
+  metrics.k8s.io, served beside it: ``_metricsapi``).
 - Query parameters reach ``ApiRequest.params`` as they came (strings); the handler reads
   the ones it knows (labelSelector, fieldSelector, limit, continue, resourceVersion,
   allowWatchBookmarks, ...).
 - Discovery lists what the server serves, with the verbs it really answers (no
   deletecollection yet): ``/api`` (APIVersions), ``/apis`` (APIGroupList), and an
-  APIResourceList per group version, subresources included.
+  APIResourceList per group version, subresources included. A group's versions are
+  listed as Kubernetes prefers them (GA before beta before alpha, higher first: v2,
+  v1, v1beta1), the first one preferred; a resource served at several versions
+  (autoscaling/v2 and v1 HorizontalPodAutoscalers) is in the list of each.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from . import _errors as errors
 from ._messages import ApiRequest
+from ._metricsapi import GROUP as METRICS_GROUP
+from ._metricsapi import metrics_request
 from ._registry import Registry, ResourceType, UnknownResource
 
 _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
@@ -72,11 +79,16 @@ def parse_request(
         name = rest[1]
     if len(rest) == 3:
         subresource = rest[2]
+    if group == METRICS_GROUP:  # metrics-server's API, not the registry's: see _metricsapi
+        verb = _verb(method, bool(name), watch_prefix or is_true(query.get("watch")))
+        params = {k: v for k, v in query.items() if k != "watch"}
+        return metrics_request(verb, version, namespace, resource, name, subresource, params)
     try:
         rt = registry.resource(group, resource)
     except UnknownResource:
         raise errors.no_route() from None
-    if rt.version != version or (subresource and subresource not in rt.subresources):
+    served = registry.at_version(rt, version) is not None
+    if not served or (subresource and subresource not in rt.subresources):
         raise errors.no_route()
     if namespace and not rt.namespaced:
         raise errors.no_route()
@@ -183,28 +195,42 @@ def api_versions(server_address: str) -> dict:
 
 
 def api_group_list(registry: Registry) -> dict:
-    """``GET /apis``: every named group, each with the one version it serves."""
-    groups: dict[str, str] = {}
-    for rt in registry:
+    """``GET /apis``: every named group, with the versions it serves."""
+    groups: dict[str, set[str]] = {}
+    for rt in registry.served():
         if rt.group:
-            groups.setdefault(rt.group, rt.version)
+            groups.setdefault(rt.group, set()).add(rt.version)
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group(name, version) for name, version in sorted(groups.items())],
+        "groups": [_group(name, versions) for name, versions in sorted(groups.items())],
     }
 
 
-def _group(name: str, version: str) -> dict:
-    gv = {"groupVersion": f"{name}/{version}", "version": version}
-    return {"name": name, "versions": [gv], "preferredVersion": gv}
+def _group(name: str, versions: set[str]) -> dict:
+    ordered = sorted(versions, key=_preference)
+    listed = [{"groupVersion": f"{name}/{v}", "version": v} for v in ordered]
+    return {"name": name, "versions": listed, "preferredVersion": listed[0]}
+
+
+_KUBE_VERSION = re.compile(r"v(\d+)(?:(alpha|beta)(\d+))?\Z")
+
+
+def _preference(version: str) -> tuple:
+    """Sorts versions as Kubernetes prefers them (its kube-aware version order): GA,
+    then beta, then alpha, higher numbers first; other names last, alphabetically."""
+    m = _KUBE_VERSION.match(version)
+    if m is None:
+        return (1, version)
+    stability = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (0, stability, -int(m.group(1)), -int(m.group(3) or 0))
 
 
 def api_resource_list(registry: Registry, group: str, version: str) -> dict:
     """``GET /api/v1`` or ``/apis/{group}/{version}``: the resources of that group
     version and their subresources. Raises ``ApiError`` 404 if it serves none."""
     types = sorted(
-        (rt for rt in registry if rt.group == group and rt.version == version),
+        (rt for rt in registry.served() if rt.group == group and rt.version == version),
         key=lambda rt: rt.plural,
     )
     if not types:
@@ -235,13 +261,14 @@ def aggregated_discovery(registry: Registry, core: bool) -> dict:
     group, version, resource and subresource in one document, so that a client needs
     one request where the legacy documents take one per group version."""
     groups: dict[str, dict[str, list[ResourceType]]] = {}
-    for rt in registry:
+    for rt in registry.served():
         if bool(rt.group) != core:
             groups.setdefault(rt.group, {}).setdefault(rt.version, []).append(rt)
     items = []
     for name in sorted(groups):
         versions = []
-        for version, types in sorted(groups[name].items()):
+        for version in sorted(groups[name], key=_preference):
+            types = groups[name][version]
             resources = [_discovered(rt) for rt in sorted(types, key=lambda t: t.plural)]
             versions.append({"version": version, "freshness": "Current", "resources": resources})
         items.append({"metadata": {"name": name} if name else {}, "versions": versions})

@@ -12,6 +12,9 @@ Rules of this file:
   is the service-account controller's job).
 - Beside the handler run the repair of Service allocations and the etcd compactor
   (``_compaction``: every 5 minutes, as kube-apiserver's).
+- Given a metrics server's address, the server serves metrics.k8s.io from it (as
+  kube-apiserver does once metrics-server's APIService is registered); without one that
+  API does not exist (see ``_metricsapi``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from actorkube.actor import Actor, ActorRef, ActorSystem, handler, message
+from actorkube.actor import Actor, ActorRef, ActorSystem, Address, handler, message
 from actorkube.etcd import EtcdClient, EtcdError
 
 from . import _errors as errors
@@ -127,6 +130,7 @@ async def start_apiserver(
     service_cidr: str = DEFAULT_SERVICE_CIDR,
     service_node_port_range: str = DEFAULT_NODE_PORT_RANGE,
     compaction_interval: float = DEFAULT_COMPACTION_INTERVAL,
+    metrics_server: str | None = None,
 ) -> ApiServerHandle:
     """Start the API server on ``etcd`` and bootstrap the cluster's defaults (see the
     module rules). ``tokens``: bearer token -> user (a parsed token file);
@@ -135,7 +139,9 @@ async def start_apiserver(
     ``service_node_port_range``: where Services' cluster IPs and node ports come from
     (kube-apiserver's --service-cluster-ip-range and --service-node-port-range;
     ``ValueError`` if malformed). ``compaction_interval``: how often etcd's history is
-    compacted (--etcd-compaction-interval; 0: never)."""
+    compacted (--etcd-compaction-interval; 0: never). ``metrics_server``: the address
+    of a metrics server (``actorkube.metrics.MetricsServer``) to serve metrics.k8s.io
+    from."""
     registry = builtin_registry()
     clock = system.clock.now
     allocations = ServiceAllocations(etcd, ips=IPRange.parse(service_cidr),
@@ -191,6 +197,9 @@ async def start_apiserver(
         audit=audit,
     )
     handler_.kubelets = system.ref  # pods/log: a kubelet's server, by its address
+    if metrics_server is not None:
+        address = Address.parse(metrics_server)  # a malformed one is the caller's ValueError
+        handler_.resource_metrics = lambda: system.ref(address)
     feeders = [
         system.spawn(
             lambda cache=cache: _CacheFeeder(cache, etcd, bookmark_interval),

@@ -10,9 +10,10 @@ service account), ``nodes`` worker nodes (default 1: a kubelet whose pods are re
 processes, ``ProcessRuntime`` under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16
 for the first node and the next /16 for each other one, node IPs 127.1.0.1, 127.1.0.2,
 ...; and a kube-proxy that forwards Service cluster IPs, from 127.96.0.0/12, and node
-ports), and the API
-server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates (``DATA/pki``:
-a CA made on the first start and kept). Run as root, it also runs the cluster DNS on
+ports), the metrics server (service account kube-system/metrics-server, scraping every
+kubelet every 15 s; the API server serves metrics.k8s.io from it, for ``kubectl top``),
+and the API server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates
+(``DATA/pki``: a CA made on the first start and kept). Run as root, it also runs the cluster DNS on
 ``kube-system/kube-dns`` (127.96.0.10:53; pods resolve
 ``<service>.<namespace>.svc.cluster.local``), whose RBAC and Service it installs as
 kubeadm installs CoreDNS's. It writes an admin kubeconfig
@@ -37,10 +38,11 @@ from pathlib import Path
 
 import trio
 
-from actorkube.actor import Actor, ActorSystem, Backoff, OneForOne
+from actorkube.actor import Actor, ActorSystem, Address, Backoff, OneForOne
 from actorkube.apiserver import ApiError
 from actorkube.apiserver._authn import new_signing_key, parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
+from actorkube.apiserver._rbac import METRICS_SERVER_ACCOUNT
 from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiClient
 from actorkube.controllers import (
@@ -51,6 +53,7 @@ from actorkube.controllers import (
     EndpointsController,
     EndpointSliceController,
     GarbageCollector,
+    HorizontalPodAutoscalerController,
     JobController,
     NamespaceController,
     NodeLifecycleController,
@@ -58,8 +61,10 @@ from actorkube.controllers import (
     ReplicaSetController,
     ServiceAccountController,
     TaintEvictionController,
+    TTLAfterFinishedController,
 )
 from actorkube.etcd import start_group
+from actorkube.metrics import MetricsServer
 from actorkube.node._kubelet import Kubelet, KubeletConfig
 from actorkube.node._nodestatus import NodeConfig
 from actorkube.node.dns import ClusterDNS
@@ -74,6 +79,8 @@ PROXY_USER = "system:kube-proxy"
 ADDON_USER = "system:addon-manager"  # installs the DNS addon's objects, as kubeadm does
 DNS_USER = "system:serviceaccount:kube-system:coredns"
 DNS_IP = "127.96.0.10"  # kube-dns's address, as 10.96.0.10 in a kubeadm cluster
+METRICS_USER = f"system:serviceaccount:kube-system:{METRICS_SERVER_ACCOUNT}"
+METRICS_SERVER = "metrics-server"  # the actor's name
 # The controllers the controller manager runs: name -> (service account, class).
 CONTROLLERS = {
     "deployment-controller": ("deployment-controller", DeploymentController),
@@ -81,6 +88,8 @@ CONTROLLERS = {
     "daemon-set-controller": ("daemon-set-controller", DaemonSetController),
     "job-controller": ("job-controller", JobController),
     "cronjob-controller": ("cronjob-controller", CronJobController),
+    "ttl-after-finished-controller": ("ttl-after-finished-controller", TTLAfterFinishedController),
+    "horizontal-pod-autoscaler": ("horizontal-pod-autoscaler", HorizontalPodAutoscalerController),
     "node-lifecycle-controller": ("node-controller", NodeLifecycleController),
     "taint-eviction-controller": ("node-controller", TaintEvictionController),
     "pod-garbage-collector": ("pod-garbage-collector", PodGCController),
@@ -128,7 +137,8 @@ def run_component(system: ActorSystem, make: Callable[[], Actor], name: str) -> 
 def _component_tokens(nodes: int) -> tuple[dict[str, str], str]:
     """Fresh credentials of the in-process components (never on disk): token by user,
     and the token file lines that make the API server accept them."""
-    users = [SCHEDULER_USER, CONTROLLER_MANAGER_USER, PROXY_USER, ADDON_USER, DNS_USER]
+    users = [SCHEDULER_USER, CONTROLLER_MANAGER_USER, PROXY_USER, ADDON_USER, DNS_USER,
+             METRICS_USER]  # fmt: skip
     users += [f"system:node:{node_name(i)}" for i in range(nodes)]
     users += sorted({f"system:serviceaccount:kube-system:{a}" for a, _ in CONTROLLERS.values()})
     tokens = {user: secrets.token_urlsafe(32) for user in users}
@@ -250,6 +260,7 @@ async def run(
                 tokens=tokens,
                 service_account_key=signing_key,
                 client_ca=pki.ca.cert,
+                metrics_server=str(Address(system.name, METRICS_SERVER)),
             )
             await api.ready()
             run_component(system, lambda: Scheduler(
@@ -271,6 +282,8 @@ async def run(
                 await _start_dns(system, api, component_tokens)
             for i in range(nodes):
                 await _start_node(system, api, data_dir, i, component_tokens, nursery, dns=dns)
+            run_component(system, lambda: MetricsServer(
+                api.ref, token=component_tokens[METRICS_USER]), METRICS_SERVER)  # fmt: skip
             app = HttpFrontEnd(system, api.ref, api.registry)
             serve = partial(serve_http, app, host, port, tls=pki.serving_files,
                             client_ca=pki.ca_file)  # fmt: skip

@@ -43,6 +43,15 @@ WATCH_BUFFER = 1000  # events a watch stream holds for a reader that is behind
 JSON_PATCH = "application/json-patch+json"
 
 
+# The version a client speaks to each group at unless told otherwise: the one the API
+# server prefers (its storage version), as a clientset's typed clients are generated for.
+PREFERRED_VERSIONS = {"autoscaling": "v2", "metrics.k8s.io": "v1beta1"}
+
+
+def preferred_version(group: str) -> str:
+    return PREFERRED_VERSIONS.get(group, "v1")
+
+
 class ApiClient:
     """Talks to the API server at ``server`` as the user of ``token``."""
 
@@ -57,7 +66,7 @@ class ApiClient:
 
     async def request(self, verb: str, resource: str, **fields: Any) -> Any:
         """One request; the body of a 2xx answer, else ``ApiError``."""
-        fields.setdefault("version", "v1")
+        fields.setdefault("version", preferred_version(fields.get("group", "")))
         answer = await self.send(ApiRequest(verb, resource, token=self.token, **fields))
         if not 200 <= answer.code < 300:
             raise ApiError(answer.body)
@@ -210,8 +219,8 @@ class ApiClient:
             resourceVersion=resource_version,
             allowWatchBookmarks="true" if bookmarks else "",
         )
-        req = ApiRequest("watch", resource, group=group, namespace=namespace, params=params,
-                         token=self.token)  # fmt: skip
+        req = ApiRequest("watch", resource, group=group, version=preferred_version(group),
+                         namespace=namespace, params=params, token=self.token)  # fmt: skip
         async with self.watch_request(req) as stream:
             yield stream
 

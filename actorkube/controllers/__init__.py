@@ -12,6 +12,9 @@ from .deployment import DeploymentController as DeploymentController
 from .endpoints import EndpointsController as EndpointsController
 from .endpointslice import EndpointSliceController as EndpointSliceController
 from .garbagecollector import GarbageCollector as GarbageCollector
+from .horizontalpodautoscaler import (
+    HorizontalPodAutoscalerController as HorizontalPodAutoscalerController,
+)
 from .job import JobController as JobController
 from .manager import ControllerManager as ControllerManager
 from .namespace import NamespaceController as NamespaceController
@@ -22,3 +25,4 @@ from .podgc import PodGCController as PodGCController
 from .replicaset import ReplicaSetController as ReplicaSetController
 from .serviceaccounts import ServiceAccountController as ServiceAccountController
 from .tainteviction import TaintEvictionController as TaintEvictionController
+from .ttlafterfinished import TTLAfterFinishedController as TTLAfterFinishedController

@@ -142,7 +142,7 @@ def _field(text: str, low: int, high: int, names: Mapping[str, int]) -> tuple[fr
     return frozenset(values), star
 
 
-def _go_duration(text: str) -> float:
+def parse_go_duration(text: str) -> float:
     """Seconds of a Go duration (``1h30m``, ``90s``, ``1.5h``)."""
     pos, total = 0, 0.0
     if not text or text == "0":
@@ -174,7 +174,7 @@ def parse_schedule(text: str, time_zone: str | None = None) -> Schedule:
     if not text:
         raise ScheduleError("empty spec string")
     if text.startswith("@every "):
-        seconds = max(1.0, _go_duration(text.removeprefix("@every ").strip()))
+        seconds = max(1.0, parse_go_duration(text.removeprefix("@every ").strip()))
         return Schedule(every=float(math.floor(seconds)), zone=zone)
     if text.startswith("@"):
         if text not in _DESCRIPTORS:

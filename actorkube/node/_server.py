@@ -1,5 +1,7 @@
-"""The kubelet's server: what the API server asks a node for (the kubelet's HTTPS
-server on port 10250, as an actor). Today: container logs, for ``pods/log``.
+"""The kubelet's server: what others ask a node for (the kubelet's HTTPS server on port
+10250, as an actor): container logs, for the API server's ``pods/log``, and the node's
+resource metrics, for a metrics server (``GetResourceMetrics``, see
+``_resourcemetrics``).
 
 Rules of this file:
 
@@ -14,6 +16,9 @@ Rules of this file:
   stream is a child actor that pumps one chunk per message, so it notices between
   chunks that its receiver is gone (``Terminated``) and stops; ``send`` waits for a
   slow receiver instead of dropping its bytes.
+- ``GetResourceMetrics`` is answered with ``ResourceMetrics``: a sample of every
+  running container this node's kubelet made (this server is the only one that asks
+  the runtime for container stats), or ``ResourceMetricsError`` if the runtime fails.
 """
 
 from __future__ import annotations
@@ -24,9 +29,15 @@ import trio
 from actorkube.actor import Actor, ActorRef, Restart, Terminated, handler, message
 from actorkube.apiserver import WatchEvent
 from actorkube.apiserver._kubeletclient import ContainerLogs, LogsError, LogsReply
+from actorkube.metrics._messages import (
+    GetResourceMetrics,
+    ResourceMetrics,
+    ResourceMetricsError,
+)
 
 from ._logs import LogOptions, LogReader, read_all
 from ._podstate import CONTAINER_NAME, NODE, POD_NAME, POD_NAMESPACE
+from ._resourcemetrics import Sampler
 from .runtime import ContainerRuntime, ContainerState, ContainerStatus, CriError, NotFound
 
 QUIET_CHECK = 1.0  # seconds a follower waits for bytes before it looks at its receiver
@@ -38,11 +49,13 @@ class _Pump:
 
 
 class KubeletServer(Actor):
-    """Answers ``ContainerLogs`` for the containers of ``node`` in ``runtime``."""
+    """Answers ``ContainerLogs`` and ``GetResourceMetrics`` for the containers of
+    ``node`` in ``runtime``."""
 
     def __init__(self, runtime: ContainerRuntime, node: str) -> None:
         self.runtime = runtime
         self.node = node
+        self.sampler = Sampler()
 
     async def _find(self, msg: ContainerLogs) -> ContainerStatus | LogsError:
         labels = {NODE: self.node, POD_NAMESPACE: msg.namespace, POD_NAME: msg.pod,
@@ -77,6 +90,29 @@ class KubeletServer(Actor):
         # which would send the log twice.
         self.spawn(lambda: _LogStream(self.runtime, container.id, msg), restart=Restart.TEMPORARY)
         return LogsReply()
+
+    @handler
+    async def on_resource_metrics(
+        self, msg: GetResourceMetrics
+    ) -> ResourceMetrics | ResourceMetricsError:
+        """Never a failure of the server: a runtime that fails is an error answer."""
+        cached = self.sampler.cached(trio.current_time())
+        if cached is not None:
+            return cached
+        try:
+            listed = await self.runtime.list_containers({NODE: self.node})
+        except CriError as e:
+            return ResourceMetricsError(f"the container runtime failed: {e}")
+        samples = []
+        for container in listed:
+            if container.state is not ContainerState.RUNNING:
+                continue
+            try:
+                samples.append((container, await self.runtime.container_stats(container.id)))
+            except CriError:  # removed meanwhile, or the runtime closed: not measured
+                continue
+        return self.sampler.sample(self.node, samples, trio.current_time(),
+                                   self.system.clock.now())  # fmt: skip
 
 
 def _options(msg: ContainerLogs) -> LogOptions:

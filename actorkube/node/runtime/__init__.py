@@ -30,6 +30,7 @@ from ._api import (
 )
 from ._process import Isolation, ProcessRuntime
 from ._sim import SimRuntime
+from ._sim_load import SimLoad
 from ._sim_profile import SimProfile
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "RuntimeFailure",
     "SandboxState",
     "SandboxStatus",
+    "SimLoad",
     "SimProfile",
     "SimRuntime",
     "StartError",

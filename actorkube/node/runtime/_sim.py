@@ -29,6 +29,10 @@ Rules of this file (on top of the interface's, in ``_api.py``):
   status shows none); removing a sandbox or a running container kills first; a
   sandbox name (name, namespace, uid, attempt) and a container name (name, attempt)
   within a sandbox are reserved while they exist; a container needs its image pulled.
+- A container whose profile names a ``load_group`` shares that group's load in the
+  runtime's ``SimLoad`` (``load``) while it runs: it joins as it starts running and
+  leaves as it exits, or when the runtime is closed; its stats report its share
+  instead of the profile's CPU.
 - Events: a buffer of ``EVENT_BUFFER`` events; when it is full (no kubelet reads),
   events are dropped and counted in ``dropped_events`` (containerd, too, drops the
   events nobody takes, and counts them). ``events()``
@@ -70,6 +74,7 @@ from ._api import (
 )
 from ._crilog import line_entries
 from ._sim_ipam import PodIPs, PodIPsExhausted
+from ._sim_load import SimLoad
 from ._sim_log import LogBuffer
 from ._sim_profile import (
     AnnotationError,
@@ -112,8 +117,8 @@ class _Sandbox:
 
 class _Container:
     __slots__ = ("changed", "config", "created_at", "exit_code", "finished_at", "id",
-                 "image_ref", "log", "message", "profile", "ran_at", "reason", "sandbox",
-                 "started_at", "starting", "state", "timers")  # fmt: skip
+                 "image_ref", "load_member", "log", "message", "profile", "ran_at", "reason",
+                 "sandbox", "started_at", "starting", "state", "timers")  # fmt: skip
 
     def __init__(
         self, id: str, sandbox: _Sandbox, config: ContainerConfig, profile: SimProfile,
@@ -136,6 +141,7 @@ class _Container:
         self.log: LogBuffer | None = None  # made on the first line written
         self.changed: trio.Event | None = None  # made when someone waits for a change
         self.timers = 0  # its entries in the timer heap, while it runs
+        self.load_member = 0  # its member number in its load group, while it runs
 
 
 def _matches(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -154,7 +160,9 @@ class SimRuntime:
     ``pod_cidr`` is the node's pod CIDR (pod IPs come from it); ``profiles`` maps image
     names (with or without tag) to their ``SimProfile``, ``default_profile`` serves
     other images; ``wall_clock`` stamps times (``WallClock.now`` of the actor system in
-    a simulation); ``log_limit`` bounds each container's log in bytes.
+    a simulation); ``log_limit`` bounds each container's log in bytes; ``load`` is the
+    ``SimLoad`` whose groups the containers with a ``load_group`` share (one for many
+    runtimes).
 
     Run ``runtime.run`` in a nursery (``await nursery.start(runtime.run)``) for as long
     as the runtime is used; ``aclose()`` ends it for good.
@@ -170,8 +178,12 @@ class SimRuntime:
         default_profile: SimProfile = DEFAULT_PROFILE,
         wall_clock: Callable[[], float] = time.time,
         log_limit: int = DEFAULT_LOG_LIMIT,
+        load: SimLoad | None = None,
     ) -> None:
         self._ips = PodIPs(pod_cidr)
+        if load is not None and not isinstance(load, SimLoad):
+            raise TypeError(f"load must be a SimLoad, not {load!r}")
+        self._load = load
         self._profiles = dict(profiles or {})
         for image, profile in self._profiles.items():
             if not isinstance(image, str) or not isinstance(profile, SimProfile):
@@ -447,6 +459,8 @@ class SimRuntime:
         cpu = memory = 0
         if container.state is _RUNNING:
             cpu, memory = container.profile.cpu_millis, container.profile.memory_bytes
+            if container.load_member:
+                cpu = self._load.share(container.profile.load_group, container.load_member)
             limit = container.config.resources.cpu_millis
             if limit:
                 cpu = min(cpu, limit)  # the CFS quota throttles it there
@@ -471,6 +485,8 @@ class SimRuntime:
         container.state = _RUNNING
         container.started_at = at
         container.ran_at = now
+        if profile.load_group and self._load is not None:
+            container.load_member = self._load.join(profile.load_group)
         self._emit(container, EventType.STARTED, at)
         if profile.log_lines:
             self._write_log(container, profile.log_lines, at)
@@ -491,12 +507,18 @@ class SimRuntime:
 
     def _exit(self, container: _Container, exit_code: int, reason: str, at: float) -> None:
         self._drop_timers(container)
+        self._leave_load(container)
         container.state = _EXITED
         container.exit_code = exit_code
         container.reason = reason
         container.finished_at = at
         self._emit(container, EventType.STOPPED, at)
         self._notify(container)
+
+    def _leave_load(self, container: _Container) -> None:
+        if container.load_member:
+            self._load.leave(container.profile.load_group, container.load_member)
+            container.load_member = 0
 
     def _drop_timers(self, container: _Container) -> None:
         """The container's timers are stale from now on; when stale entries make up
@@ -686,10 +708,13 @@ class SimRuntime:
 
     async def aclose(self) -> None:
         """Close for good: ``run()`` ends, the events channel closes, waiting calls and
-        later calls raise RuntimeFailure. The containers are kept as they are."""
+        later calls raise RuntimeFailure. The containers are kept as they are (but share
+        no load any more)."""
         if self._closed:
             return
         self._closed = True
+        for container in self._containers.values():
+            self._leave_load(container)
         self._send.close()
         if self._run_scope is not None:
             self._run_scope.cancel()

@@ -19,7 +19,7 @@ Rules of this file:
   config beats the sandbox config. Values: durations as Go durations (``1m30s``,
   ``500ms``), plain seconds (``2.5``) or ``forever``; CPU and memory as Kubernetes
   quantities (``250m``, ``128Mi``); exit codes as integers 0-255; log lines as text,
-  one line per ``\\n``.
+  one line per ``\\n``; a load group (``load-group``) as its name.
 - A key under the prefix with an unknown field, or a value that does not parse or
   does not fit the field, raises ``AnnotationError`` naming the key; keys meant for
   other containers are not parsed.
@@ -111,6 +111,8 @@ class SimProfile:
     - ``cpu_millis`` and ``memory_bytes``: what ``container_stats`` reports while it
       runs (CPU is capped at the container's CPU limit). Memory above the container's
       memory limit gets it killed as it starts: ``OOMKilled``, exit 137.
+    - ``load_group``: while it runs, its CPU is its share of that group's load in the
+      runtime's ``SimLoad`` instead of ``cpu_millis`` (if the runtime has one).
     - ``log_lines``: written to stdout as it starts; ``periodic_log_line`` is written
       every ``log_every`` seconds (at least 1 ms) while it runs.
     - ``term_delay``: seconds from SIGTERM to exiting with ``term_exit_code``; ``inf``
@@ -127,6 +129,7 @@ class SimProfile:
     exit_code: int = attrs.field(default=0, validator=_exit_code)
     cpu_millis: int = attrs.field(default=0, validator=_amount)
     memory_bytes: int = attrs.field(default=0, validator=_amount)
+    load_group: str = attrs.field(default="", validator=_text)
     log_lines: tuple[str, ...] = attrs.field(default=(), converter=_lines)
     periodic_log_line: str = attrs.field(default="", validator=_text)
     log_every: float = attrs.field(default=math.inf, converter=_seconds, validator=_log_interval)
@@ -227,6 +230,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "exit-code": ("exit_code", _parse_int),
     "cpu": ("cpu_millis", _parse_cpu),
     "memory": ("memory_bytes", _parse_memory),
+    "load-group": ("load_group", str.strip),
     "log-lines": ("log_lines", str),
     "periodic-log-line": ("periodic_log_line", str),
     "log-every": ("log_every", parse_duration),
