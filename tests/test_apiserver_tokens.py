@@ -111,3 +111,42 @@ async def test_a_jobs_orphan_default_gives_way_to_its_foreground_finalizer(autoj
         plain = await call(api, "delete", "jobs", namespace="default", group="batch",
                            name="plain")  # fmt: skip
         assert plain.body["metadata"]["finalizers"] == ["orphan"]
+
+
+async def test_a_token_review_checks_the_audiences_asked_for(autojump_clock):
+    """TokenReview authenticates for spec.audiences (the API server's when none): a
+    token made for another audience is valid there and only there, and a static token
+    is the API server's alone; status.audiences says for which."""
+    async with ActorSystem() as system:
+        api = await start_api(system)
+        await call(api, "create", "serviceaccounts", namespace="default",
+                   body={"metadata": {"name": "reader"}})  # fmt: skip
+        made = await call(api, "create", "serviceaccounts", namespace="default", name="reader",
+                          subresource="token", body={**token_request(), "spec": {
+                              "audiences": ["vault", "other"]}})  # fmt: skip
+        vault_token = made.body["status"]["token"]
+
+        async def review(token, audiences=None):
+            spec = {"token": token, **({"audiences": audiences} if audiences is not None else {})}
+            got = await call(api, "create", "tokenreviews", group="authentication.k8s.io",
+                             namespace="", body={"apiVersion": "authentication.k8s.io/v1",
+                                                 "kind": "TokenReview", "spec": spec})  # fmt: skip
+            assert got.code == 201, got.body
+            return got.body["status"]
+
+        status = await review(vault_token, ["vault", "elsewhere"])
+        assert status["authenticated"] and status["audiences"] == ["vault"]
+        assert status["user"]["username"] == "system:serviceaccount:default:reader"
+        assert not (await review(vault_token))["authenticated"]  # not the API server's
+        assert not (await review(vault_token, ["elsewhere"]))["authenticated"]
+        admin = await review("admin-token")
+        assert admin["authenticated"] and admin["audiences"] == [
+            "https://kubernetes.default.svc.cluster.local"]
+        assert not (await review("admin-token", ["vault"]))["authenticated"]
+        # The token is no key to the API itself.
+        denied = await api.ref.ask(ApiRequest("list", "pods", namespace="default",
+                                              token=vault_token), timeout=60)  # fmt: skip
+        assert denied.code == 401
+        bad = await call(api, "create", "tokenreviews", group="authentication.k8s.io",
+                         namespace="", body={"spec": {"token": "x", "audiences": "vault"}})
+        assert bad.code == 400

@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jwt
@@ -117,8 +117,10 @@ class ServiceAccountTokens:
         }
         return jwt.encode(claims, self._private, algorithm="RS256")
 
-    def verify(self, token: str, *, now: float, audience: str = DEFAULT_AUDIENCE) -> dict | None:
-        """The token's claims if it is ours and valid at ``now``; None otherwise."""
+    def verify(self, token: str, *, now: float,
+               audience: str | Sequence[str] = DEFAULT_AUDIENCE) -> dict | None:  # fmt: skip
+        """The token's claims if it is ours, valid at ``now`` and for ``audience`` (or
+        one of them); None otherwise."""
         try:
             claims = jwt.decode(
                 token,
@@ -172,12 +174,24 @@ class Authenticator:
             if self.anonymous:
                 return UserInfo.anonymous()
             raise errors.unauthorized()
+        return self.review(token)[0]
+
+    def review(self, token: str, audiences: Sequence[str] = ()) -> tuple[UserInfo, list[str]]:
+        """TokenReview: the user behind ``token`` if it is valid for one of
+        ``audiences`` (none: the API server's own), and those of them it is valid for.
+        A static token is valid for the API server's audience only (Kubernetes wraps
+        audience-agnostic authenticators so). Raises 401 Unauthorized."""
+        wanted = list(audiences) or [DEFAULT_AUDIENCE]
         user = self._static(token)
         if user is not None:
-            return user
+            if DEFAULT_AUDIENCE not in wanted:
+                raise errors.unauthorized()
+            return user, [DEFAULT_AUDIENCE]
         if self.service_accounts is not None:
-            claims = self.service_accounts.verify(token, now=self.clock())
+            claims = self.service_accounts.verify(token, now=self.clock(), audience=wanted)
             if claims is not None:
+                aud = claims.get("aud")
+                matched = [a for a in wanted if a in (aud if isinstance(aud, list) else [aud])]
                 info: dict[str, Any] = claims["kubernetes.io"]
                 namespace, account = info.get("namespace", ""), info["serviceaccount"]
                 name, uid = account.get("name", ""), account.get("uid", "")
@@ -187,7 +201,7 @@ class Authenticator:
                                           info[kind].get("uid", ""))
                     for kind in _BOUND_KINDS if kind in info
                 ):  # fmt: skip
-                    return UserInfo.service_account(namespace, name, uid)
+                    return UserInfo.service_account(namespace, name, uid), matched
         raise errors.unauthorized()
 
     def _x509(self, der: bytes) -> UserInfo:

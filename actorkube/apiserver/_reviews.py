@@ -11,7 +11,9 @@ Rules of this file (authorization.k8s.io/v1 and authentication.k8s.io/v1):
   ``status.denied``.
 - ``SelfSubjectRulesReview``: the rules that apply to me in ``spec.namespace``.
 - ``SelfSubjectReview``: who am I. ``TokenReview``: whose token is this
-  (``status.authenticated``, ``status.user``).
+  (``status.authenticated``, ``status.user``), for ``spec.audiences`` (default: the
+  API server's): a token made for another audience (``kubectl create token
+  --audience``) is reviewed for it, and ``status.audiences`` says which it is valid for.
 - The answer is the request's object with its ``status`` filled, 201 as for a create.
 """
 
@@ -130,8 +132,11 @@ def _token(spec: dict, authenticator: Authenticator) -> dict[str, Any]:
     token = spec.get("token")
     if not isinstance(token, str) or not token:
         raise errors.bad_request("spec.token must be given")
+    audiences = spec.get("audiences") or []
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise errors.bad_request("spec.audiences must be a list of strings")
     try:
-        user = authenticator.authenticate(token)
+        user, matched = authenticator.review(token, audiences)
     except errors.ApiError:
         return {"authenticated": False, "error": "the token is not valid"}
-    return {"authenticated": True, "user": _user_info(user)}
+    return {"authenticated": True, "user": _user_info(user), "audiences": matched}
