@@ -24,6 +24,8 @@ from actorkube.apiserver import parse_token_file, start_apiserver
 from actorkube.client import ApiClient
 from actorkube.controllers import EndpointSliceController
 from actorkube.etcd import start_group
+from actorkube.forwarding import _tcp as tcp
+from actorkube.forwarding import _udp as udp
 from actorkube.node.proxy import (
     Backend,
     Balancer,
@@ -34,8 +36,6 @@ from actorkube.node.proxy import (
     build,
     diff,
 )
-from actorkube.node.proxy import _tcp as tcp
-from actorkube.node.proxy import _udp as udp
 
 # --- the table ------------------------------------------------------------------------------
 

@@ -91,11 +91,14 @@ class WatchEvent:
     (the watch cache encodes an event once for all its watchers, and it is what the
     HTTP front end writes); ``event`` decodes it. No ``data`` means the watch ended
     (``reason`` says why: the client watches again from the last resourceVersion it
-    saw)."""
+    saw). ``seq`` numbers a watch's messages 1, 2, 3, ... (0: not numbered): actor
+    messages may be lost (a network partition), and a watch that lost one must end,
+    since its watcher's view would silently miss a change; the receiver sees the gap."""
 
     watch_id: int
     data: bytes = b""
     reason: str = ""
+    seq: int = 0
 
     @property
     def event(self) -> dict | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 
+import attrs
 import trio
 
 from actorkube.actor import (
@@ -185,6 +186,7 @@ class _WatchPump(Actor):
         self.watch_id = watch_id
         self.slow_after = slow_after
         self.finished = False
+        self.sent = 0  # the messages numbered so far (``WatchEvent.seq``)
 
     async def started(self) -> None:
         self.ref.tell(_Pump())
@@ -193,7 +195,7 @@ class _WatchPump(Actor):
         if not self.finished:  # stopped from outside: the watcher still hears the end
             self.watcher.end("stopped")
             with contextlib.suppress(MailboxFull):
-                self.target.tell(WatchEvent(self.watch_id, b"", "stopped"))
+                self.target.tell(WatchEvent(self.watch_id, b"", "stopped", self.sent + 1))
 
     @handler
     async def on_pump(self, msg: _Pump) -> None:
@@ -213,9 +215,11 @@ class _WatchPump(Actor):
 
     async def _forward(self, event: WatchEvent) -> bool:
         deadline = trio.current_time() + self.slow_after
+        event = attrs.evolve(event, seq=self.sent + 1)
         while True:
             try:
                 self.target.tell(event)
+                self.sent += 1
                 return True
             except MailboxFull:
                 if trio.current_time() >= deadline:

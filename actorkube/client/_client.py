@@ -52,6 +52,9 @@ def preferred_version(group: str) -> str:
     return PREFERRED_VERSIONS.get(group, "v1")
 
 
+LOST = "watch messages were lost"
+
+
 class ApiClient:
     """Talks to the API server at ``server`` as the user of ``token``."""
 
@@ -243,7 +246,7 @@ class ApiClient:
             try:
                 yield stream
             finally:
-                if not stream.ended:
+                if not stream.ended or stream.lost:  # the server may still be sending
                     self.server.tell(StopWatch(receiver, watch_id))
         finally:
             receive.close()  # a receiver waiting for room gives up
@@ -257,6 +260,7 @@ class WatchStream:
     def __init__(self, receive: trio.MemoryReceiveChannel) -> None:
         self._receive = receive
         self.ended = ""
+        self.lost = False  # ended by the receiver: a message of the watch was lost
 
     def __aiter__(self) -> WatchStream:
         return self
@@ -274,6 +278,7 @@ class WatchStream:
         msg = await self._receive.receive()
         if not msg.data:
             self.ended = msg.reason or "ended"
+            self.lost = msg.reason.startswith(LOST)
             return None
         return msg.data
 
@@ -285,12 +290,25 @@ class _Receiver(Actor):
     def __init__(self, send: trio.MemorySendChannel, server: ActorRef) -> None:
         self.send = send
         self.server = server
+        self.expected = 1  # the next ``seq`` of the watch's numbered messages
+        self.broken = False
 
     async def started(self) -> None:
         self.watch(self.server)
 
     @handler
     async def on_event(self, msg: WatchEvent) -> None:
+        if self.broken:
+            return
+        if msg.seq:
+            if msg.seq != self.expected:
+                # A lost message (a partition drops them; TCP would have reset the
+                # connection): the stream ends, and its reader watches again from the
+                # last resourceVersion it saw, so it misses nothing.
+                self.broken = True
+                msg = WatchEvent(msg.watch_id, b"", f"{LOST}: expected message "
+                                                    f"{self.expected}, got {msg.seq}")
+            self.expected += 1
         await self._hand_over(msg)
 
     @handler

@@ -16,7 +16,11 @@ Rules of this file:
   queue). An exception in a handler is logged and does not stop the informer.
 - ``resync`` (seconds, 0: never) re-delivers every cached object as an update, so
   level-triggered controllers look at everything again now and then.
-- Bookmarks move the resourceVersion on without touching the cache.
+- Bookmarks move the resourceVersion on without touching the cache. A watch that
+  has been silent for ``watch_idle`` (three of the API server's bookmark intervals)
+  is taken for dead and watched again; a watch that lost a message ends at once (see
+  ``WatchEvent.seq``). Either way nothing is missed: the new watch starts from the last
+  resourceVersion seen.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from typing import Any
 
 import trio
 
+from actorkube import _json as fastjson
 from actorkube.apiserver import ApiError
 
 from ._client import ApiClient
 
 log = logging.getLogger("actorkube.client")
+WATCH_IDLE = 180.0  # seconds: three of the API server's bookmark intervals (60 s)
 
 IndexFunc = Callable[[dict], list[str]]
 Handler = Callable[..., Any]
@@ -65,8 +71,10 @@ class Informer:
         resync: float = 0.0,
         indexers: dict[str, IndexFunc] | None = None,
         max_backoff: float = 30.0,
+        watch_idle: float = WATCH_IDLE,
     ) -> None:
         self.client = client
+        self.watch_idle = watch_idle
         self.max_backoff = max_backoff  # client-go's reflector backs off up to 30 s
         self.resource, self.group, self.namespace = resource, group, namespace
         self.label_selector, self.field_selector = label_selector, field_selector
@@ -165,7 +173,19 @@ class Informer:
             resource_version=self.resource_version,
             bookmarks=True,
         ) as stream:
-            async for event in stream:
+            while True:
+                # A watch asked for bookmarks hears from the server at least every
+                # bookmark interval; silence much longer means the stream is dead
+                # (its last messages lost): watch again from what was seen.
+                with trio.move_on_after(self.watch_idle) as idle:
+                    data = await stream.next_json()
+                if idle.cancelled_caught:
+                    log.info("informer %s: the watch went silent; watching again",
+                             self.resource)  # fmt: skip
+                    return
+                if data is None:
+                    return
+                event = fastjson.loads(data)
                 obj = event["object"]
                 rv = (obj.get("metadata") or {}).get("resourceVersion", "")
                 kind = event["type"]

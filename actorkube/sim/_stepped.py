@@ -99,7 +99,7 @@ class SteppedSimulation:
             return
         self._closed = True
         with contextlib.suppress(trio.RunFinishedError):
-            trio.from_thread.run_sync(self._done.set, trio_token=self._token)
+            trio.from_thread.run_sync(self._finish, trio_token=self._token)
         self._thread.join()
         self._raise_failure()
 
@@ -119,6 +119,12 @@ class SteppedSimulation:
             raise failure
 
     # --- the run's side ------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        # Time flows again while everything unwinds: a host whose shutdown waits on a
+        # timer (a graceful stop, a bounded drain) would otherwise wait forever.
+        self._clock.autojump_threshold = 0
+        self._done.set()
 
     def _main(self, faults: Faults, epoch: float, replay: str) -> None:
         try:

@@ -33,12 +33,11 @@ import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
 from actorkube.client import ApiClient, InformerFactory
+from actorkube.forwarding import Balancer, Entry, Frontend, ProxyStats
+from actorkube.forwarding import _tcp as tcp
+from actorkube.forwarding import _udp as udp
 
-from . import _tcp as tcp
-from . import _udp as udp
-from ._balancer import Balancer
-from ._stats import ProxyStats
-from ._table import Entry, Frontend, Table, build, diff
+from ._table import Table, build, diff
 
 log = logging.getLogger("actorkube.node.proxy")
 

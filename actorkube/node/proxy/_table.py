@@ -30,42 +30,11 @@ from typing import Any
 
 import attrs
 
+from actorkube.forwarding import Backend, Entry, Frontend
+
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PROTOCOLS = ("TCP", "UDP")
 DEFAULT_AFFINITY_TIMEOUT = 10800.0
-
-
-@attrs.frozen(order=True)
-class Frontend:
-    """Where the proxy listens: an address, a port, a protocol (``TCP`` or ``UDP``)."""
-
-    ip: str
-    port: int
-    protocol: str
-
-    def __str__(self) -> str:
-        return f"{self.ip}:{self.port}/{self.protocol}"
-
-
-@attrs.frozen(order=True)
-class Backend:
-    """Where a connection is forwarded to: an endpoint's address and port."""
-
-    ip: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-
-@attrs.frozen
-class Entry:
-    """One frontend's service port (``namespace/service:port-name``), its backends in a
-    stable order, and its affinity timeout (None: no session affinity)."""
-
-    name: str
-    backends: tuple[Backend, ...]
-    affinity: float | None = None
 
 
 Table = dict[Frontend, Entry]

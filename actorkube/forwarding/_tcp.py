@@ -24,7 +24,7 @@ import trio
 
 from ._balancer import Balancer
 from ._stats import ProxyStats
-from ._table import Backend, Frontend
+from ._types import Backend, Frontend
 
 DIAL_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)
 BUFFER = 65536

@@ -29,7 +29,7 @@ import trio
 
 from ._balancer import Balancer
 from ._stats import ProxyStats
-from ._table import Backend, Frontend
+from ._types import Backend, Frontend
 
 DATAGRAM = 65535
 DEFAULT_IDLE = 0.25

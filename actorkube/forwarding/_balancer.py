@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._table import Backend
+from ._types import Backend
 
 
 @attrs.define
