@@ -7,6 +7,15 @@ runtime, as a machine that dies. Every node's runtime shares one ``SimLoad``
 (``cluster.load``): ``cluster.load.set("web", 1500)`` spreads 1.5 cores over the
 running containers of pods annotated ``sim.actorkube.io/load-group: web``.
 
+With ``cloud=True`` the cluster lives in an ``InMemoryCloud`` (``cluster.cloud``, no real
+load balancers): each node's host, when it boots, finds (or makes) the instance named
+as the node, in ``ZONE`` of ``REGION``, with the node's IP; its kubelet registers for an
+external cloud (tainted uninitialized, with a podCIDR) and no pod lands on it until a
+cloud controller manager has initialised it. ``spawn_cloud_controller_manager(host)``
+starts one on its own host ("cloud" by default) as the service account
+kube-system/cloud-controller-manager; ``terminate_instance``, ``shutdown_instance`` and
+``start_instance`` act on a node's machine (its host crashes or boots with it).
+
     async def scenario(net):
         cluster = await SimCluster.start(net, nodes=3)
         cluster.spawn_controller(ReplicaSetController, "replicaset-controller")
@@ -20,13 +29,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import trio
 from virtual_time import wait_for
 
 from actorkube.actor import Actor, ActorSystem, handler, message
 from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
-from actorkube.apiserver._rbac import CONTROLLER_ACCOUNTS, METRICS_SERVER_ACCOUNT
+from actorkube.apiserver._rbac import (
+    CLOUD_CONTROLLER_MANAGER_ACCOUNT,
+    CONTROLLER_ACCOUNTS,
+    METRICS_SERVER_ACCOUNT,
+)
 from actorkube.client import ApiClient
+from actorkube.cloud import NodeAddress
+from actorkube.cloud._memory import InMemoryCloud
+from actorkube.cloud.manager import CloudControllerManager
 from actorkube.etcd import start_group
 from actorkube.metrics import METRIC_RESOLUTION, MetricsServer
 from actorkube.node._kubelet import Kubelet, KubeletConfig
@@ -37,13 +54,17 @@ from actorkube.sim import SimNetwork
 
 API = "ak://api/apiserver"
 METRICS_SERVER = "ak://metrics/metrics-server"
+INSTANCE_TYPE = "sim.standard"
+REGION = "sim-1"
+ZONE = "sim-1a"
+CCM_TOKEN = f"{CLOUD_CONTROLLER_MANAGER_ACCOUNT}-token"
 
 
 def _tokens(nodes: int) -> str:
     lines = ["admin-token,admin,1,system:masters",
              "scheduler-token,system:kube-scheduler,2",
              "controller-manager-token,system:kube-controller-manager,3"]  # fmt: skip
-    for name in (*CONTROLLER_ACCOUNTS, METRICS_SERVER_ACCOUNT):
+    for name in (*CONTROLLER_ACCOUNTS, METRICS_SERVER_ACCOUNT, CLOUD_CONTROLLER_MANAGER_ACCOUNT):
         lines.append(f"{name}-token,system:serviceaccount:kube-system:{name},{name},"
                      f'"system:serviceaccounts,system:serviceaccounts:kube-system"')  # fmt: skip
     for i in range(nodes):
@@ -89,14 +110,18 @@ class SimCluster:
         self.controllers: dict[str, Any] = {}
         self.load = SimLoad()
         self.metrics_server: MetricsServer | None = None
+        self.cloud: InMemoryCloud | None = None
+        self.cloud_managers: dict[str, CloudControllerManager] = {}  # by host, as booted
 
     @classmethod
     async def start(cls, net: SimNetwork, *, nodes: int = 3, spare_nodes: int = 2,
                     cpu: str = "4", profiles: dict | None = None,
-                    metric_resolution: float = METRIC_RESOLUTION) -> SimCluster:  # fmt: skip
+                    metric_resolution: float = METRIC_RESOLUTION,
+                    cloud: bool = False) -> SimCluster:  # fmt: skip
         """The cluster with ``nodes`` nodes up and Ready; ``spare_nodes`` more have
         credentials and can join later (``add_node``). The metrics server scrapes the
-        kubelets every ``metric_resolution`` seconds."""
+        kubelets every ``metric_resolution`` seconds. ``cloud``: the nodes are the
+        instances of an in-memory cloud (see the module docstring)."""
         tokens = parse_token_file(_tokens(nodes + spare_nodes))
 
         async def boot_api(system: ActorSystem) -> None:
@@ -116,6 +141,8 @@ class SimCluster:
         cluster = cls(net, nodes, clients)
         cluster.profiles = profiles or {}
         cluster.cpu = cpu
+        if cloud:
+            cluster.cloud = InMemoryCloud(real_load_balancers=False)
         await net.add_host("scheduler", boot_scheduler)
         await net.add_host("controllers", lambda system: None)
         await net.add_host("metrics", cluster.metrics_boot(metric_resolution))
@@ -150,7 +177,14 @@ class SimCluster:
                                  load=self.load)  # fmt: skip
             system.spawn(lambda: RuntimeTask(runtime), name="runtime")
             capacity = {"cpu": self.cpu, "memory": "8Gi", "pods": "110"}
-            node = NodeConfig(f"node-{i}", ip=f"127.1.0.{i + 1}", capacity=capacity)
+            name, ip = f"node-{i}", f"127.1.0.{i + 1}"
+            node = NodeConfig(name, ip=ip, capacity=capacity)
+            if self.cloud is not None:
+                if self.cloud.instance(name) is None:
+                    self.cloud.create_instance(
+                        name, instance_type=INSTANCE_TYPE, zone=ZONE, region=REGION,
+                        addresses=(NodeAddress("InternalIP", ip), NodeAddress("Hostname", name)))
+                node = attrs.evolve(node, pod_cidr=pod_cidr(i), external_cloud_provider=True)
             kubelet = Kubelet(system.ref(API), runtime, KubeletConfig(node),
                               token=f"node-{i}-token")  # fmt: skip
             system.spawn(lambda: kubelet, name="kubelet")
@@ -166,6 +200,37 @@ class SimCluster:
                  if any(c["type"] == "Ready" and c["status"] == "True"
                         for c in (n.get("status") or {}).get("conditions") or ())]  # fmt: skip
         return len(ready) == self.nodes
+
+    async def spawn_cloud_controller_manager(self, host: str = "cloud",
+                                             **options: Any) -> CloudControllerManager:  # fmt: skip
+        """A cloud controller manager for ``cluster.cloud`` on a host of its own,
+        ``host`` (its identity in the election too), started again when the host is;
+        ``options`` go to ``CloudControllerManager``. The manager as first booted (the
+        one running now is ``cloud_managers[host]``)."""
+
+        def boot(system: ActorSystem) -> None:
+            manager = CloudControllerManager(system.ref(API), self.cloud, token=CCM_TOKEN,
+                                             identity=host, **options)  # fmt: skip
+            system.spawn(lambda: manager, name="cloud-controller-manager")
+            self.cloud_managers[host] = manager
+
+        await self.net.add_host(host, boot)
+        return self.cloud_managers[host]
+
+    async def terminate_instance(self, name: str) -> None:
+        """Node ``name``'s instance is terminated: gone from the cloud, its host down."""
+        self.cloud.terminate(name)
+        await self.net.crash(name)
+
+    async def shutdown_instance(self, name: str) -> None:
+        """Node ``name``'s instance is shut down (stopped): its host goes down with it."""
+        self.cloud.shutdown(name)
+        await self.net.crash(name)
+
+    async def start_instance(self, name: str) -> None:
+        """Node ``name``'s instance, shut down, starts again: its host boots."""
+        self.cloud.start(name)
+        await self.net.restart(name)
 
     def spawn_controller(self, cls: type, name: str, *, account: str = "",
                          **options: Any) -> Any:  # fmt: skip

@@ -45,7 +45,11 @@ Rules of this file:
   the cluster too, as its manifest installs them: system:aggregated-metrics-reader
   (reading metrics.k8s.io; its rules are in view, edit and admin, as its aggregation
   labels would put them) and system:metrics-server, bound to the service account
-  kube-system/metrics-server (``METRICS_SERVER_ACCOUNT``).
+  kube-system/metrics-server (``METRICS_SERVER_ACCOUNT``). The cloud controller
+  manager's role, system:cloud-controller-manager (the one Kubernetes' cloud controller
+  manager guide and addon give it), is bound to the service account
+  kube-system/cloud-controller-manager (``CLOUD_CONTROLLER_MANAGER_ACCOUNT``), whose
+  credentials all the cloud controllers use.
 """
 
 from __future__ import annotations
@@ -554,6 +558,7 @@ def default_cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("system:node-proxier", _node_proxier_rules()),
         _metrics_reader_role(),
         _cluster_role("system:metrics-server", _metrics_server_rules()),
+        _cluster_role("system:cloud-controller-manager", _cloud_controller_manager_rules()),
         *_controller_roles(),
     ]
 
@@ -581,6 +586,7 @@ CONTROLLER_ACCOUNTS = ("replicaset-controller", "deployment-controller",
                        "horizontal-pod-autoscaler",
                        "ttl-after-finished-controller")  # fmt: skip
 METRICS_SERVER_ACCOUNT = "metrics-server"  # in kube-system
+CLOUD_CONTROLLER_MANAGER_ACCOUNT = "cloud-controller-manager"  # in kube-system
 METRICS_GROUP = "metrics.k8s.io"
 
 
@@ -737,6 +743,30 @@ def _controller_manager_rules() -> list[dict[str, Any]]:
     ]
 
 
+def _cloud_controller_manager_rules() -> list[dict[str, Any]]:
+    """What cloud-controller-manager may do (Kubernetes' system:cloud-controller-manager
+    role): the cloud node and node lifecycle controllers read, update, taint and delete
+    nodes; the route controller patches nodes/status; the service controller updates
+    services and their status; its Lease (only its own once made) and events."""
+    watch = ["get", "list", "watch"]
+    own_lease = {**_rule(["get", "update"], ["coordination.k8s.io"], ["leases"]),
+                 "resourceNames": [CLOUD_CONTROLLER_MANAGER_ACCOUNT]}  # fmt: skip
+    return [
+        _events_rule(),
+        _rule(["create"], ["coordination.k8s.io"], ["leases"]),
+        own_lease,
+        _rule([*watch, "update", "patch", "delete"], [""], ["nodes"]),
+        _rule(["patch", "update"], [""], ["nodes/status"]),
+        _rule([*watch, "patch", "update"], [""], ["services"]),
+        _rule(["patch", "update"], [""], ["services/status"]),
+        _rule(["create", *watch, "update"], [""], ["endpoints"]),
+        _rule(["create", "get", "update"], [""], ["serviceaccounts"]),
+        _rule(["create"], [""], ["serviceaccounts/token"]),
+        _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
+        _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
+    ]
+
+
 def _scheduler_rules() -> list[dict[str, Any]]:
     """What kube-scheduler may do (Kubernetes' bootstrap system:kube-scheduler role)."""
     watch = ["get", "list", "watch"]
@@ -787,8 +817,8 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
     anonymous ones, since Kubernetes 1.14); health and version to everyone;
     system:kube-scheduler and system:kube-controller-manager to the users of those
     names; system:node to system:nodes; system:node-proxier to the user
-    system:kube-proxy; system:metrics-server and each controller's role to its service
-    account."""
+    system:kube-proxy; system:metrics-server, system:cloud-controller-manager and each
+    controller's role to its service account."""
     everyone = [ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]
     return [
         _cluster_role_binding("cluster-admin", [SYSTEM_MASTERS]),
@@ -801,5 +831,6 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
         _cluster_role_binding("system:node", ["system:nodes"]),
         _cluster_role_binding("system:node-proxier", ["system:kube-proxy"], "User"),
         _account_binding("system:metrics-server", METRICS_SERVER_ACCOUNT),
+        _account_binding("system:cloud-controller-manager", CLOUD_CONTROLLER_MANAGER_ACCOUNT),
         *(_controller_binding(c) for c in CONTROLLER_ACCOUNTS),
     ]

@@ -15,6 +15,8 @@ Rules of this file:
   Lease so that a standby takes over at once.
 - ``leading`` says whether the controllers run here now; ``children`` holds them by
   name while they do (tests read their counters).
+- ``lease`` names the Lease in kube-system (kube-controller-manager's by default): the
+  cloud controller manager is this manager with its own Lease and controllers.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ControllerManager(Actor):
         token: str,
         identity: str,
         leader_elect: bool = True,
+        lease: str = LEASE,
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
@@ -56,6 +59,7 @@ class ControllerManager(Actor):
         self.token = token
         self.identity = identity
         self.leader_elect = leader_elect
+        self.lease = lease
         self.timings = (lease_duration, renew_deadline, retry_period)
         self.leading = False
         self.children: dict[str, Actor] = {}
@@ -69,7 +73,7 @@ class ControllerManager(Actor):
             await self._lead()
             return
         client = ApiClient(self.system, self.server, token=self.token)
-        elector = LeaderElector(client, LEASE, self.identity, "kube-system", *self.timings)
+        elector = LeaderElector(client, self.lease, self.identity, "kube-system", *self.timings)
         await elector.run(self._lead)
 
     async def _lead(self) -> None:

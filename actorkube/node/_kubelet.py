@@ -4,12 +4,12 @@ to it through a container runtime.
 Rules of this file:
 
 - Registration first (create the Node, or bring an existing one's labels, taints and
-  annotations up to date), retried with backoff; then, side by side: the Lease renewed
-  every ``lease_duration / 4`` seconds (10 s of 40), the node status checked every
-  ``status_update`` seconds and written when it changed or every ``status_report``
-  seconds, an informer on the pods with ``spec.nodeName`` = this node, an informer on
-  Services (for the containers' environment), the runtime's container events, and the
-  timers (probes, backoff expiries, periodic resync).
+  annotations up to date: ``_nodestatus.reregistered``), retried with backoff; then,
+  side by side: the Lease renewed every ``lease_duration / 4`` seconds (10 s of 40),
+  the node status checked every ``status_update`` seconds and written when it changed
+  or every ``status_report`` seconds, an informer on the pods with ``spec.nodeName`` =
+  this node, an informer on Services (for the containers' environment), the runtime's
+  container events, and the timers (probes, backoff expiries, periodic resync).
 - The runtime runs on its own (its owner starts its ``run``, as containerd runs beside
   the kubelet): a kubelet that restarts finds its containers still running.
 - One worker per pod. An informer event, a runtime event or a timer only marks the
@@ -61,6 +61,7 @@ from ._nodestatus import (
     lease_object,
     node_object,
     node_status,
+    reregistered,
     status_changed,
 )
 from ._podstate import (
@@ -242,12 +243,8 @@ class KubeletState:
                 if e.code != 409:
                     raise
             current = await self.client.get("nodes", self.node.name)
-            meta = current["metadata"]
-            meta["labels"] = {**(meta.get("labels") or {}), **wanted["metadata"]["labels"]}
-            meta["annotations"] = {**(meta.get("annotations") or {}),
-                                   **wanted["metadata"]["annotations"]}  # fmt: skip
-            current["spec"] = {**(current.get("spec") or {}), **wanted["spec"]}
-            return await self.client.update("nodes", current)
+            return await self.client.update(
+                "nodes", reregistered(self.node, current, self.server_address))
 
         node = await self._retrying("registering the node", create)
         self.node_uid = node["metadata"].get("uid", "")

@@ -5,11 +5,20 @@ Rules of this file:
 
 - Registration: the Node with its labels (kubernetes.io/hostname, os, arch and the
   configured ones), taints (``--register-with-taints``), podCIDR, and the annotation
-  that names the kubelet's server actor (where the API server asks for logs).
+  that names the kubelet's server actor (where the API server asks for logs). A
+  kubelet for an external cloud (``--cloud-provider=external``) adds the taint
+  ``node.cloudprovider.kubernetes.io/uninitialized=true:NoSchedule`` and the annotation
+  ``alpha.kubernetes.io/provided-node-ip``; the cloud node controller initialises the
+  node and removes the taint. A Node that exists already (``reregistered``) gets the
+  labels, annotations, podCIDR and configured taints again, never the uninitialized
+  taint: Kubernetes' kubelet taints a node for the cloud only when it creates it.
 - Status: capacity, allocatable (capacity minus what is reserved), the four pressure
   conditions and Ready with Kubernetes' reasons and messages, addresses (InternalIP,
   Hostname), daemonEndpoints, nodeInfo, images. ``lastHeartbeatTime`` is the time of
-  the write; ``lastTransitionTime`` moves only when a condition's status does.
+  the write; ``lastTransitionTime`` moves only when a condition's status does. The
+  conditions of others (NetworkUnavailable, the route controller's) are kept where
+  they are; for an external cloud, the addresses the cloud node controller wrote are
+  kept too (the kubelet's own are only the first ones, as Kubernetes').
 - ``status_changed`` compares what matters (everything but heartbeat times), so the
   kubelet writes a status when it changed or when ``nodeStatusReportFrequency`` has
   passed, as Kubernetes does since node leases carry the heartbeat.
@@ -29,6 +38,7 @@ import attrs
 
 from actorkube.apiserver._kubeletclient import SERVER_ANNOTATION
 from actorkube.apiserver._meta import rfc3339, rfc3339_micro
+from actorkube.cloud._wellknown import PROVIDED_NODE_IP, UNINITIALIZED, UNINITIALIZED_TAINT
 from actorkube.scheduler._resources import pod_requests, resource_list
 
 KUBELET_VERSION = "v1.32.0-actorkube"
@@ -49,6 +59,7 @@ class NodeConfig:
     labels: Mapping[str, str] = attrs.field(factory=dict)
     taints: tuple[Mapping[str, Any], ...] = ()
     pod_cidr: str = ""
+    external_cloud_provider: bool = False  # kubelet --cloud-provider=external
 
     def allocatable(self) -> dict[str, str]:
         cap = resource_list(self.capacity)
@@ -73,26 +84,46 @@ def node_object(config: NodeConfig, server: str) -> dict[str, Any]:
         "beta.kubernetes.io/arch": _arch(),
         **config.labels,
     }
+    annotations = {
+        "node.alpha.kubernetes.io/ttl": "0",
+        "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+        SERVER_ANNOTATION: server,
+    }
     spec: dict[str, Any] = {}
-    if config.taints:
-        spec["taints"] = [dict(t) for t in config.taints]
+    taints = [dict(t) for t in config.taints]
+    if config.external_cloud_provider:
+        annotations[PROVIDED_NODE_IP] = config.ip
+        taints.append(dict(UNINITIALIZED_TAINT))
+    if taints:
+        spec["taints"] = taints
     if config.pod_cidr:
         spec["podCIDR"] = config.pod_cidr
         spec["podCIDRs"] = [config.pod_cidr]
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {
-            "name": config.name,
-            "labels": labels,
-            "annotations": {
-                "node.alpha.kubernetes.io/ttl": "0",
-                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-                SERVER_ANNOTATION: server,
-            },
-        },
+        "metadata": {"name": config.name, "labels": labels, "annotations": annotations},
         "spec": spec,
     }
+
+
+def reregistered(config: NodeConfig, current: Mapping[str, Any], server: str) -> dict[str, Any]:
+    """The Node ``current`` (it exists already) as the kubelet registering again writes
+    it: its labels and annotations brought up to date, the podCIDR and the configured
+    taints; the uninitialized taint is neither added nor, while still there, dropped."""
+    wanted = node_object(config, server)
+    meta = dict(current["metadata"])
+    meta["labels"] = {**(meta.get("labels") or {}), **wanted["metadata"]["labels"]}
+    meta["annotations"] = {**(meta.get("annotations") or {}),
+                           **wanted["metadata"]["annotations"]}  # fmt: skip
+    spec = dict(wanted["spec"])
+    if config.taints:
+        had = [t for t in (current.get("spec") or {}).get("taints") or ()
+               if t.get("key") == UNINITIALIZED]  # fmt: skip
+        spec["taints"] = [dict(t) for t in config.taints] + [dict(t) for t in had]
+    else:
+        spec.pop("taints", None)
+    return {**current, "metadata": meta, "spec": {**(current.get("spec") or {}), **spec}}
 
 
 def _arch() -> str:
@@ -120,23 +151,30 @@ def node_status(
 ) -> dict[str, Any]:
     """The node's new status (see the module rules). ``ready``: whether the runtime is
     up, and why not."""
-    before = {c.get("type"): c for c in (old or {}).get("conditions") or ()}
+    old_conditions = (old or {}).get("conditions") or ()
+    before = {c.get("type"): c for c in old_conditions}
     stamp = rfc3339(now)
-    conditions = []
+    mine = {}
     for kind, status, reason, message in _CONDITIONS:
         if kind == "Ready" and not ready[0]:
             status, reason, message = "False", "KubeletNotReady", ready[1]
         prior = before.get(kind) or {}
         since = prior.get("lastTransitionTime") if prior.get("status") == status else None
-        conditions.append({"type": kind, "status": status, "reason": reason,
-                           "message": message, "lastHeartbeatTime": stamp,
-                           "lastTransitionTime": since or stamp})  # fmt: skip
+        mine[kind] = {"type": kind, "status": status, "reason": reason, "message": message,
+                      "lastHeartbeatTime": stamp, "lastTransitionTime": since or stamp}
+    # Each condition where it was, others' as they were; the kubelet's new ones last.
+    conditions = [mine.pop(c.get("type")) if c.get("type") in mine else dict(c)
+                  for c in old_conditions]  # fmt: skip
+    conditions.extend(mine.values())
+    addresses = [{"type": "InternalIP", "address": config.ip},
+                 {"type": "Hostname", "address": config.name}]  # fmt: skip
+    if config.external_cloud_provider and (old or {}).get("addresses"):
+        addresses = [dict(a) for a in old["addresses"]]  # the cloud's take precedence
     return {
         "capacity": dict(config.capacity),
         "allocatable": config.allocatable(),
         "conditions": conditions,
-        "addresses": [{"type": "InternalIP", "address": config.ip},
-                      {"type": "Hostname", "address": config.name}],
+        "addresses": addresses,
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
