@@ -72,6 +72,7 @@ IP_PREFIX = b"/registry/ipaddresses/"
 PORT_PREFIX = b"/registry/servicenodeports/"
 RANDOM_TRIES = 8  # fresh values tried at random before the range is scanned
 REPAIR_INTERVAL = 180.0  # kube-apiserver's repair controllers run every 3 minutes
+RELEASE_TIMEOUT = 10.0  # seconds a release may hold up a cancelled request (see _release)
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 
 
@@ -649,7 +650,10 @@ class ServiceStore(ObjectStore):
     async def _release(self, svc: dict, ips: set[str], ports: set[int], dry_run: bool) -> None:
         if dry_run or not (ips or ports):
             return
-        with trio.CancelScope(shield=True):
+        # Shielded, so that a cancelled request does not leave a value half released,
+        # but bounded: while the process shuts down etcd may never answer (its members
+        # and the actor timers are gone), and what is not released the repair pass frees.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + RELEASE_TIMEOUT):
             await self.allocations.release(_owner(svc), ips, ports)
 
 

@@ -1,27 +1,31 @@
 """``actorkube up``: a cluster in one process, for kubectl and the official clients.
 
-What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it,
-the scheduler (user system:kube-scheduler, leader election on its Lease; profiles
-from ``--scheduler-config``, a KubeSchedulerConfiguration, if given), the controller
-manager (leader election on its Lease; the Deployment, ReplicaSet, DaemonSet, Job,
-CronJob, node lifecycle, taint eviction, pod garbage collector, namespace, garbage
-collector, service account, EndpointSlice and Endpoints controllers, each as its
-service account), ``nodes`` worker nodes (default 1: a kubelet whose pods are real
-processes, ``ProcessRuntime`` under ``DATA/nodes/NAME``, pod IPs from 127.244.0.0/16
-for the first node and the next /16 for each other one, node IPs 127.1.0.1, 127.1.0.2,
-...; and a kube-proxy that forwards Service cluster IPs, from 127.96.0.0/12, and node
-ports), the metrics server (service account kube-system/metrics-server, scraping every
-kubelet every 15 s; the API server serves metrics.k8s.io from it, for ``kubectl top``),
-and the API server's HTTPS front end on ``HOST:PORT`` with the cluster's certificates
-(``DATA/pki``: a CA made on the first start and kept). Run as root, it also runs the cluster DNS on
+What it starts: a 3-member etcd group on disk (``DATA/etcd``), the API server on it, the
+scheduler (user system:kube-scheduler, leader election on its Lease; profiles from
+``--scheduler-config``, a KubeSchedulerConfiguration, if given), the controller manager
+(leader election on its Lease; the Deployment, ReplicaSet, DaemonSet, Job, CronJob,
+TTL-after-finished, HorizontalPodAutoscaler, node lifecycle, taint eviction, pod garbage
+collector, namespace, garbage collector, service account, EndpointSlice and Endpoints
+controllers, each as its service account), ``nodes`` worker nodes (default 1: a kubelet
+whose pods are real processes, ``ProcessRuntime`` under ``DATA/nodes/NAME``, pod IPs
+from 127.244.0.0/16 for the first node and the next /16 for each other one, node IPs
+127.1.0.1, 127.1.0.2, ...; and a kube-proxy that forwards Service cluster IPs, from
+127.96.0.0/12, and node ports), the metrics server (service account
+kube-system/metrics-server, scraping every kubelet every 15 s; the API server serves
+metrics.k8s.io from it, for ``kubectl top``), the cloud controller manager on the
+in-memory cloud (each node an instance; kubelets register for an external cloud and the
+cloud's node controller initialises their nodes; Services of type LoadBalancer get a
+load balancer listening on its own address out of 127.200.0.0/16), and the API server's
+HTTPS front end on ``HOST:PORT`` with the cluster's certificates (``DATA/pki``: a CA
+made on the first start and kept). Run as root, it also runs the cluster DNS on
 ``kube-system/kube-dns`` (127.96.0.10:53; pods resolve
 ``<service>.<namespace>.svc.cluster.local``), whose RBAC and Service it installs as
-kubeadm installs CoreDNS's. It writes an admin kubeconfig
-(``DATA/admin.kubeconfig``: the CA and the admin's client certificate, user ``admin`` in
-``system:masters``) and prints how to use it; ``DATA/tokens.csv`` (kube-apiserver's
-token file format) holds bearer tokens for clients without a certificate. Ctrl-C stops
-it, and every pod's processes with it; started again on the same directory it carries
-on with the same data, CA and credentials, and the kubelets start the pods again.
+kubeadm installs CoreDNS's. It writes an admin kubeconfig (``DATA/admin.kubeconfig``:
+the CA and the admin's client certificate, user ``admin`` in ``system:masters``) and
+prints how to use it; ``DATA/tokens.csv`` (kube-apiserver's token file format) holds
+bearer tokens for clients without a certificate. Ctrl-C stops it, and every pod's
+processes with it; started again on the same directory it carries on with the same data,
+CA and credentials, and the kubelets start the pods again.
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ from actorkube.actor import Actor, ActorSystem, Address, Backoff, OneForOne
 from actorkube.apiserver import ApiError
 from actorkube.apiserver._authn import new_signing_key, parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
-from actorkube.apiserver._rbac import METRICS_SERVER_ACCOUNT
+from actorkube.apiserver._rbac import CLOUD_CONTROLLER_MANAGER_ACCOUNT, METRICS_SERVER_ACCOUNT
 from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiClient
+from actorkube.cloud import CloudControllerManager, InMemoryCloud, NodeAddress
 from actorkube.controllers import (
     ControllerManager,
     CronJobController,
@@ -78,6 +83,8 @@ CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 PROXY_USER = "system:kube-proxy"
 ADDON_USER = "system:addon-manager"  # installs the DNS addon's objects, as kubeadm does
 DNS_USER = "system:serviceaccount:kube-system:coredns"
+CLOUD_USER = f"system:serviceaccount:kube-system:{CLOUD_CONTROLLER_MANAGER_ACCOUNT}"
+INSTANCE_TYPE, ZONE, REGION = "local.process", "local-a", "local"  # the in-memory cloud's
 DNS_IP = "127.96.0.10"  # kube-dns's address, as 10.96.0.10 in a kubeadm cluster
 METRICS_USER = f"system:serviceaccount:kube-system:{METRICS_SERVER_ACCOUNT}"
 METRICS_SERVER = "metrics-server"  # the actor's name
@@ -138,7 +145,7 @@ def _component_tokens(nodes: int) -> tuple[dict[str, str], str]:
     """Fresh credentials of the in-process components (never on disk): token by user,
     and the token file lines that make the API server accept them."""
     users = [SCHEDULER_USER, CONTROLLER_MANAGER_USER, PROXY_USER, ADDON_USER, DNS_USER,
-             METRICS_USER]  # fmt: skip
+             METRICS_USER, CLOUD_USER]  # fmt: skip
     users += [f"system:node:{node_name(i)}" for i in range(nodes)]
     users += sorted({f"system:serviceaccount:kube-system:{a}" for a, _ in CONTROLLERS.values()})
     tokens = {user: secrets.token_urlsafe(32) for user in users}
@@ -198,17 +205,23 @@ async def _start_dns(system: ActorSystem, api, tokens: dict[str, str]) -> None:
 
 
 async def _start_node(system: ActorSystem, api, data_dir: Path, i: int, tokens: dict[str, str],
-                      nursery: trio.Nursery, *, dns: bool) -> None:  # fmt: skip
-    """Node ``i``: its process runtime (running in ``nursery``, as containerd runs beside
-    the kubelet: when the cluster stops, every pod's processes stop with it), its
-    kubelet and its kube-proxy."""
+                      nursery: trio.Nursery, cloud: InMemoryCloud, *,
+                      dns: bool) -> None:  # fmt: skip
+    """Node ``i``: its instance in the cloud, its process runtime (running in
+    ``nursery``, as containerd runs beside the kubelet: when the cluster stops, every
+    pod's processes stop with it), its kubelet (registering for an external cloud: the
+    cloud controller manager initialises its node) and its kube-proxy."""
     name = node_name(i)
     ip = f"127.1.0.{i + 1}"
+    cloud.create_instance(name, instance_type=INSTANCE_TYPE, zone=ZONE, region=REGION,
+                          addresses=(NodeAddress("InternalIP", ip),
+                                     NodeAddress("Hostname", name)))  # fmt: skip
     root = data_dir / "nodes" / name
     runtime = ProcessRuntime(root / "runtime", f"127.{244 + i}.0.0/16",
                              wall_clock=system.clock.now)  # fmt: skip
     config = KubeletConfig(NodeConfig(name, ip=ip, capacity=_capacity(),
-                                      pod_cidr=f"127.{244 + i}.0.0/16"),
+                                      pod_cidr=f"127.{244 + i}.0.0/16",
+                                      external_cloud_provider=True),
                            root_dir=root / "kubelet",
                            cluster_dns=(DNS_IP,) if dns else ())  # fmt: skip
     await nursery.start(runtime.run)
@@ -280,8 +293,17 @@ async def run(
             dns = os.geteuid() == 0
             if dns:
                 await _start_dns(system, api, component_tokens)
+            # The in-memory cloud: nodes' instances, routes, and load balancers that
+            # listen on their own loopback addresses (127.200.0.0/16).
+            cloud = InMemoryCloud()
+            await nursery.start(cloud.run)
+            run_component(system, lambda: CloudControllerManager(
+                api.ref, cloud, token=component_tokens[CLOUD_USER],
+                identity=f"{socket.gethostname()}_{uuid.uuid4()}",
+            ), "cloud-controller-manager")  # fmt: skip
             for i in range(nodes):
-                await _start_node(system, api, data_dir, i, component_tokens, nursery, dns=dns)
+                await _start_node(system, api, data_dir, i, component_tokens, nursery, cloud,
+                                  dns=dns)  # fmt: skip
             run_component(system, lambda: MetricsServer(
                 api.ref, token=component_tokens[METRICS_USER]), METRICS_SERVER)  # fmt: skip
             app = HttpFrontEnd(system, api.ref, api.registry)
