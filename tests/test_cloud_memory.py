@@ -150,23 +150,28 @@ async def test_routes_per_cluster_and_blackholes():
     cloud = InMemoryCloud(real_load_balancers=False)
     cloud.create_instance("a")
     cloud.create_instance("b")
+    # Named by the hint (the node's uid) and the CIDR: a dual-stack node's two routes
+    # share the hint.
+    A, B = "k1-uid-a-127.244.0.0-24", "k1-uid-b-127.244.1.0-24"
     await cloud.create_route("k1", "uid-a", Route("", "a", "127.244.0.0/24"))
     await cloud.create_route("k1", "uid-b", Route("", "b", "127.244.1.0/24"))
     await cloud.create_route("k2", "uid-a", Route("", "a", "10.0.0.0/24"))
-    assert await cloud.list_routes("k1") == [Route("k1-uid-a", "a", "127.244.0.0/24"),
-                                             Route("k1-uid-b", "b", "127.244.1.0/24")]
+    assert await cloud.list_routes("k1") == [Route(A, "a", "127.244.0.0/24"),
+                                             Route(B, "b", "127.244.1.0/24")]
     cloud.terminate("b")
     routes = await cloud.list_routes("k1")
-    assert [(r.name, r.blackhole) for r in routes] == [("k1-uid-a", False), ("k1-uid-b", True)]
+    assert [(r.name, r.blackhole) for r in routes] == [(A, False), (B, True)]
     await cloud.delete_route("k1", routes[1])
     await cloud.delete_route("k1", routes[1])  # gone already: no error
-    assert [r.name for r in await cloud.list_routes("k1")] == ["k1-uid-a"]
-    assert [r.name for r in await cloud.list_routes("k2")] == ["k2-uid-a"]
+    assert [r.name for r in await cloud.list_routes("k1")] == [A]
+    assert [r.name for r in await cloud.list_routes("k2")] == ["k2-uid-a-10.0.0.0-24"]
     assert await cloud.list_routes("k3") == []
     cloud.fail("create_route")
     with pytest.raises(CloudError):
         await cloud.create_route("k1", "uid-c", Route("", "c", "127.244.2.0/24"))
     assert len(await cloud.list_routes("k1")) == 1
+    await cloud.create_route("k1", "uid-a", Route("", "a", "fd00::/64"))  # its second CIDR
+    assert len(await cloud.list_routes("k1")) == 2
 
 
 # --- load balancer records -----------------------------------------------------------------

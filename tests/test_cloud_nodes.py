@@ -92,12 +92,14 @@ def test_registering_again_never_puts_the_uninitialized_taint_back():
     assert again["spec"]["taints"] == [dict(wk.SHUTDOWN_TAINT)]  # others' stay
     assert again["spec"]["providerID"] == "p://1" and again["metadata"]["labels"][wk.ZONE] == "z"
     assert again["metadata"]["labels"]["kubernetes.io/hostname"] == "n1"
-    # Configured taints are brought back as before; a node still uninitialised stays so.
+    # Configured taints apply when the Node is created only (as --register-with-taints):
+    # registering again leaves the taints as they are; a node still uninitialised stays so.
     configured = attrs.evolve(EXTERNAL, taints=({"key": "a", "effect": "NoExecute"},))
     fresh = node_object(configured, "s")
     assert taint_keys(reregistered(configured, fresh, "s")) == {("a", "NoExecute"),
                                                                  UNINITIALIZED}  # fmt: skip
-    assert taint_keys(reregistered(configured, initialised, "s")) == {("a", "NoExecute")}
+    assert reregistered(configured, initialised, "s")["spec"]["taints"] == [
+        dict(wk.SHUTDOWN_TAINT)]
 
 
 def test_the_kubelet_keeps_others_conditions_and_an_external_clouds_addresses():
@@ -303,7 +305,8 @@ def test_network_unavailable_says_whether_the_nodes_routes_exist():
     ("create", "leases.coordination.k8s.io", "", True),
     ("update", "leases.coordination.k8s.io", "cloud-controller-manager", True),
     ("update", "leases.coordination.k8s.io", "kube-controller-manager", False),
-    ("create", "serviceaccounts/token", "cloud-node-controller", True),
+    ("create", "serviceaccounts/token", "cloud-node-controller", False),  # no minting
+    ("create", "endpoints", "", False),
     ("get", "secrets", "s", False),
     ("delete", "pods", "p", False),
 ])  # fmt: skip
@@ -604,7 +607,9 @@ async def test_routes_for_every_pod_cidr_and_network_available_once_made(autojum
         routes = await env.cloud.list_routes("prod")
         assert sorted((r.target_node, r.destination_cidr) for r in routes) == [
             (f"n{i}", pod_cidr(i)) for i in range(3)]
-        assert {r.name for r in routes} == {f"prod-{uid}" for uid in uids.values()}
+        cidrs = {n: pod_cidr(int(n[1:])) for n in uids}
+        assert {r.name for r in routes} == {f"prod-{uid}-{cidrs[n].replace('/', '-')}"
+                                            for n, uid in uids.items()}  # fmt: skip
         c = condition(nodes[0], "NetworkUnavailable")
         assert (c["reason"], c["message"]) == ("RouteCreated", "RouteController created a route")
         assert await env.cloud.list_routes("kubernetes") == []  # another cluster's: none

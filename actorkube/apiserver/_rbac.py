@@ -759,11 +759,10 @@ def _cloud_controller_manager_rules() -> list[dict[str, Any]]:
         _rule(["patch", "update"], [""], ["nodes/status"]),
         _rule([*watch, "patch", "update"], [""], ["services"]),
         _rule(["patch", "update"], [""], ["services/status"]),
-        _rule(["create", *watch, "update"], [""], ["endpoints"]),
-        _rule(["create", "get", "update"], [""], ["serviceaccounts"]),
-        _rule(["create"], [""], ["serviceaccounts/token"]),
-        _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
-        _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
+        # Not Kubernetes' serviceaccounts, token and review rules: those serve
+        # --use-service-account-credentials (a token per controller), and here every
+        # cloud controller acts as this one account, so they would only let its token
+        # mint tokens for any account.
     ]
 
 

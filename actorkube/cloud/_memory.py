@@ -400,7 +400,8 @@ class InMemoryCloud:
                 for r in self.routes_by_cluster.get(cluster_name, {}).values()]  # fmt: skip
 
     async def create_route(self, cluster_name: str, name_hint: str, route: Route) -> None:
-        name = f"{cluster_name}-{name_hint}"
+        # The CIDR in the name too: a dual-stack node has two routes with one hint.
+        name = f"{cluster_name}-{name_hint}-{route.destination_cidr.replace('/', '-')}"
         await self._call("create_route", name)
         self.routes_by_cluster.setdefault(cluster_name, {})[name] = attrs.evolve(
             route, name=name, blackhole=False)

@@ -38,7 +38,7 @@ import attrs
 
 from actorkube.apiserver._kubeletclient import SERVER_ANNOTATION
 from actorkube.apiserver._meta import rfc3339, rfc3339_micro
-from actorkube.cloud._wellknown import PROVIDED_NODE_IP, UNINITIALIZED, UNINITIALIZED_TAINT
+from actorkube.cloud._wellknown import PROVIDED_NODE_IP, UNINITIALIZED_TAINT
 from actorkube.scheduler._resources import pod_requests, resource_list
 
 KUBELET_VERSION = "v1.32.0-actorkube"
@@ -109,20 +109,17 @@ def node_object(config: NodeConfig, server: str) -> dict[str, Any]:
 
 def reregistered(config: NodeConfig, current: Mapping[str, Any], server: str) -> dict[str, Any]:
     """The Node ``current`` (it exists already) as the kubelet registering again writes
-    it: its labels and annotations brought up to date, the podCIDR and the configured
-    taints; the uninitialized taint is neither added nor, while still there, dropped."""
+    it: its labels and annotations brought up to date and the podCIDR; its taints are
+    left as they are (``--register-with-taints`` applies when the Node is created only,
+    as in Kubernetes: the node lifecycle and cloud controllers' taints, and the
+    uninitialized one while it is there, stay)."""
     wanted = node_object(config, server)
     meta = dict(current["metadata"])
     meta["labels"] = {**(meta.get("labels") or {}), **wanted["metadata"]["labels"]}
     meta["annotations"] = {**(meta.get("annotations") or {}),
                            **wanted["metadata"]["annotations"]}  # fmt: skip
     spec = dict(wanted["spec"])
-    if config.taints:
-        had = [t for t in (current.get("spec") or {}).get("taints") or ()
-               if t.get("key") == UNINITIALIZED]  # fmt: skip
-        spec["taints"] = [dict(t) for t in config.taints] + [dict(t) for t in had]
-    else:
-        spec.pop("taints", None)
+    spec.pop("taints", None)
     return {**current, "metadata": meta, "spec": {**(current.get("spec") or {}), **spec}}
 
 
