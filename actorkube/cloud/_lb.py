@@ -27,23 +27,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import attrs
 import trio
 
-from actorkube import forwarding
-from actorkube.forwarding import Balancer, Entry, Frontend, ProxyStats
+from actorkube.forwarding import Entry, Frontend, Listener, ProxyStats
 
 from ._provider import CloudError
 
 log = logging.getLogger("actorkube.cloud")
-
-
-@attrs.define
-class _Listener:
-    entry: Entry
-    sock: trio.socket.SocketType
-    balancer: Balancer
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
 
 class Listeners:
@@ -53,7 +43,7 @@ class Listeners:
     def __init__(self, *, udp_idle_timeout: float) -> None:
         self.udp_idle_timeout = udp_idle_timeout
         self.stats = ProxyStats()
-        self.listeners: dict[Frontend, _Listener] = {}
+        self.listeners: dict[Frontend, Listener] = {}
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -104,37 +94,15 @@ class Listeners:
             self._close(frontend)
 
     async def _open(self, frontend: Frontend, entry: Entry) -> None:
-        if frontend.protocol == "TCP":
-            sock = await forwarding.listen_tcp(frontend)
-        else:
-            sock = await forwarding.bind_udp(frontend)
-        listener = _Listener(entry, sock, Balancer(entry.backends, entry.affinity))
+        listener = await Listener.open(frontend, entry)
         self.listeners[frontend] = listener
-        self._nursery.start_soon(self._serve, frontend, listener)
+        self._nursery.start_soon(self._serve, listener)
 
     def _close(self, frontend: Frontend) -> None:
-        listener = self.listeners.pop(frontend)
-        listener.scope.cancel()
-        listener.sock.close()
+        self.listeners.pop(frontend).close()
 
-    async def _serve(self, frontend: Frontend, listener: _Listener) -> None:
-        with listener.scope:
-            try:
-                if frontend.protocol == "TCP":
-                    await forwarding.accept_tcp(listener.sock, listener.entry.name,
-                                                listener.balancer, self._nursery,
-                                                self.stats)  # fmt: skip
-                else:
-                    await forwarding.serve_udp(listener.sock, listener.entry.name,
-                                               listener.balancer, self.stats,
-                                               self.udp_idle_timeout)  # fmt: skip
-            except trio.ClosedResourceError:
-                return  # closed by _close, which cancelled this scope too
-            except Exception:
-                self.stats.serve_errors += 1
-                log.exception("load balancer listener %s for %s failed", frontend,
-                              listener.entry.name)  # fmt: skip
-                if self.listeners.get(frontend) is listener:
-                    del self.listeners[frontend]
-            finally:
-                listener.sock.close()
+    async def _serve(self, listener: Listener) -> None:
+        served = await listener.serve(self._nursery, self.stats, self.udp_idle_timeout,
+                                      "load balancer")  # fmt: skip
+        if not served and self.listeners.get(listener.frontend) is listener:
+            del self.listeners[listener.frontend]  # the next program opens it again

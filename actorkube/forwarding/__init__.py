@@ -7,6 +7,7 @@ objects, so a caller keeps its own listeners, balancers and ``ProxyStats``.
 """
 
 from ._balancer import Balancer as Balancer
+from ._listener import Listener as Listener
 from ._stats import ProxyStats as ProxyStats
 from ._tcp import accept as accept_tcp
 from ._tcp import listen as listen_tcp
@@ -16,5 +17,5 @@ from ._types import Frontend as Frontend
 from ._udp import bind as bind_udp
 from ._udp import serve as serve_udp
 
-__all__ = ["Backend", "Balancer", "Entry", "Frontend", "ProxyStats", "accept_tcp",
+__all__ = ["Backend", "Balancer", "Entry", "Frontend", "Listener", "ProxyStats", "accept_tcp",
            "bind_udp", "listen_tcp", "serve_udp"]  # fmt: skip

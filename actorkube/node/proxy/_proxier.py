@@ -28,13 +28,11 @@ import ipaddress
 import logging
 from collections.abc import Callable
 
-import attrs
 import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
 from actorkube.client import ApiClient, InformerFactory
-from actorkube.forwarding import Balancer, Entry, Frontend, ProxyStats
-from actorkube.forwarding import _tcp as tcp
+from actorkube.forwarding import Entry, Frontend, Listener, ProxyStats
 from actorkube.forwarding import _udp as udp
 
 from ._table import Table, build, diff
@@ -48,14 +46,6 @@ EXPIRE_EVERY = 60.0  # seconds between sweeps of idle ClientIP sessions
 @message(tag="node.proxy._Run")
 class _Run:
     pass
-
-
-@attrs.define
-class _Listener:
-    entry: Entry
-    sock: trio.socket.SocketType
-    balancer: Balancer
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
 
 class KubeProxy(Actor):
@@ -76,7 +66,7 @@ class KubeProxy(Actor):
         self.udp_idle_timeout = udp_idle_timeout
         self.stats = ProxyStats()
         self.desired: Table = {}
-        self.listeners: dict[Frontend, _Listener] = {}
+        self.listeners: dict[Frontend, Listener] = {}
         self._dirty = trio.Event()
         self._synced = trio.lowlevel.ParkingLot()
         self._connections: trio.Nursery | None = None
@@ -149,43 +139,24 @@ class KubeProxy(Actor):
 
     async def _open(self, frontend: Frontend, entry: Entry) -> None:
         try:
-            if frontend.protocol == "TCP":
-                sock = await tcp.listen(frontend)
-            else:
-                sock = await udp.bind(frontend)
+            listener = await Listener.open(frontend, entry)
         except OSError as e:
             self.stats.bind_errors += 1
             log.warning("kube-proxy %s: cannot listen on %s for %s: %s", self.node_name,
                         frontend, entry.name, e)  # fmt: skip
             return
-        listener = _Listener(entry, sock, Balancer(entry.backends, entry.affinity))
         self.listeners[frontend] = listener
-        self._connections.start_soon(self._serve, frontend, listener)
+        self._connections.start_soon(self._serve, listener)
 
     def _close(self, frontend: Frontend) -> None:
-        listener = self.listeners.pop(frontend)
-        listener.scope.cancel()
-        listener.sock.close()
+        self.listeners.pop(frontend).close()
 
-    async def _serve(self, frontend: Frontend, listener: _Listener) -> None:
-        with listener.scope:
-            try:
-                if frontend.protocol == "TCP":
-                    await tcp.accept(listener.sock, listener.entry.name, listener.balancer,
-                                     self._connections, self.stats)  # fmt: skip
-                else:
-                    await udp.serve(listener.sock, listener.entry.name, listener.balancer,
-                                    self.stats, self.udp_idle_timeout)  # fmt: skip
-            except trio.ClosedResourceError:
-                return  # closed by _close, which cancelled this scope too
-            except Exception:
-                self.stats.serve_errors += 1
-                log.exception("kube-proxy %s: serving %s for %s failed", self.node_name,
-                              frontend, listener.entry.name)  # fmt: skip
-                if self.listeners.get(frontend) is listener:
-                    del self.listeners[frontend]
-            finally:
-                listener.sock.close()
-            await trio.sleep(RETRY)
-            self._dirty.set()  # the sync opens it again
+    async def _serve(self, listener: Listener) -> None:
+        label = f"kube-proxy {self.node_name}"
+        if await listener.serve(self._connections, self.stats, self.udp_idle_timeout, label):
+            return
+        if self.listeners.get(listener.frontend) is listener:
+            del self.listeners[listener.frontend]
+        await trio.sleep(RETRY)
+        self._dirty.set()  # the sync opens it again
 
