@@ -99,6 +99,17 @@ class ApiClient:
             "get", resource, group=group, namespace=namespace, name=name, params=params
         )
 
+    async def get_if_exists(
+        self, resource: str, name: str, *, namespace: str = "", group: str = ""
+    ) -> dict | None:
+        """``get``, but None for an object that does not exist (404)."""
+        try:
+            return await self.get(resource, name, namespace=namespace, group=group)
+        except ApiError as e:
+            if e.code == 404:
+                return None
+            raise
+
     async def list(
         self,
         resource: str,

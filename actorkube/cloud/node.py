@@ -126,12 +126,7 @@ class CloudNodeController(Controller):
         self.events.event(node, "Warning", FAILED, message)
 
     async def _get(self, name: str) -> dict | None:
-        try:
-            return await self.client.get("nodes", name)
-        except ApiError as e:
-            if e.code == 404:
-                return None
-            raise
+        return await self.client.get_if_exists("nodes", name)
 
     async def _reconcile_labels(self, node: dict) -> None:
         labels = core.reconciled_labels(meta(node).get("labels") or {})

@@ -133,9 +133,6 @@ class CloudNodeLifecycleController(Controller):
                     return
                 if e.code != 409 or attempt == RETRIES - 1:
                     raise
-            try:
-                node = await self.client.get("nodes", name)
-            except ApiError as e:
-                if e.code == 404:
-                    return
-                raise
+            node = await self.client.get_if_exists("nodes", name)
+            if node is None:
+                return

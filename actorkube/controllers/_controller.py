@@ -118,12 +118,10 @@ class Controller(Actor):
                     return
                 if e.code != 409 or attempt:
                     raise
-            try:
-                obj = await self.client.get(resource, name, namespace=namespace, group=group)
-            except ApiError as e:
-                if e.code == 404:
-                    return
-                raise
+            obj = await self.client.get_if_exists(resource, name, namespace=namespace,
+                                                  group=group)  # fmt: skip
+            if obj is None:
+                return
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` is true, checked now and after each reconcile."""

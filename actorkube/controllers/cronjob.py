@@ -121,13 +121,10 @@ class CronJobController(Controller):
         if not unexpected:
             return cronjob
         m = _meta(cronjob)
-        try:
-            fresh = await self.client.get(PLURAL, m.get("name", ""), group=GROUP,
-                                          namespace=m.get("namespace", ""))  # fmt: skip
-        except ApiError as e:
-            if e.code == 404:
-                return None
-            raise
+        fresh = await self.client.get_if_exists(PLURAL, m.get("name", ""), group=GROUP,
+                                                namespace=m.get("namespace", ""))  # fmt: skip
+        if fresh is None:
+            return None
         listed = {r.get("uid") for r in (fresh.get("status") or {}).get("active") or ()}
         return fresh if any(_meta(j).get("uid") in listed for j in unexpected) else cronjob
 
@@ -196,14 +193,9 @@ class CronJobController(Controller):
 
     async def _gone(self, ref: Mapping[str, Any]) -> bool:
         """Whether a live read says the referenced Job no longer exists."""
-        try:
-            await self.client.get("jobs", ref.get("name", ""), namespace=ref.get("namespace", ""),
-                                  group=GROUP)  # fmt: skip
-        except ApiError as e:
-            if e.code == 404:
-                return True
-            raise
-        return False
+        job = await self.client.get_if_exists("jobs", ref.get("name", ""), group=GROUP,
+                                              namespace=ref.get("namespace", ""))  # fmt: skip
+        return job is None
 
     async def _delete(self, work: dict, job: Mapping[str, Any]) -> bool:
         """Delete a Job (its pods go with it, in the background); whether it is gone."""

@@ -188,12 +188,7 @@ class NamespaceController(Controller):
     # --- the namespace itself ----------------------------------------------------------
 
     async def _get(self, name: str) -> dict | None:
-        try:
-            return await self.client.get("namespaces", name)
-        except ApiError as e:
-            if e.code == 404:
-                return None
-            raise
+        return await self.client.get_if_exists("namespaces", name)
 
     async def _write_status(self, namespace: dict, *, phase: str = "",
                             conditions: list[dict] | None = None) -> dict | None:  # fmt: skip

@@ -213,12 +213,9 @@ class NodeLifecycleController(Controller):
                 conflicts += 1
                 if e.code != 409 or conflicts == RETRIES:
                     raise
-            try:
-                node = await self.client.get("nodes", name)
-            except ApiError as e:
-                if e.code == 404:
-                    return None
-                raise
+            node = await self.client.get_if_exists("nodes", name)
+            if node is None:
+                return None
         self.health[name] = assessment.health
         return node, assessment
 
@@ -384,10 +381,7 @@ class NodeLifecycleController(Controller):
                     return False
                 if e.code != 409:
                     raise
-            try:
-                node = await self.client.get("nodes", name)
-            except ApiError as e:
-                if e.code == 404:
-                    return False
-                raise
+            node = await self.client.get_if_exists("nodes", name)
+            if node is None:
+                return False
         return False

@@ -88,13 +88,8 @@ class TTLAfterFinishedController(Controller):
             return
         m = _meta(job)
         namespace, name = m.get("namespace", ""), m.get("name", "")
-        try:
-            fresh = await self.client.get(PLURAL, name, namespace=namespace, group=GROUP)
-        except ApiError as e:
-            if e.code == 404:
-                return
-            raise
-        if not self._expired(fresh, key):
+        fresh = await self.client.get_if_exists(PLURAL, name, namespace=namespace, group=GROUP)
+        if fresh is None or not self._expired(fresh, key):
             return
         try:
             await self.client.delete(PLURAL, name, namespace=namespace, group=GROUP,
