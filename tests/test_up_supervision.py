@@ -9,7 +9,7 @@ import itertools
 import trio
 
 from actorkube.actor import Actor, ActorSystem
-from actorkube.cli.up import run_component
+from actorkube.cli._components import run_component
 
 
 class Flaky(Actor):

@@ -3,7 +3,11 @@
 Subcommands:
   up     a cluster in one process (etcd, the API server over HTTPS, the scheduler,
          controllers, nodes running pods as processes), for kubectl: see
-         actorkube/cli/up.py.
+         actorkube/cli/up.py; with --distributed, one process per component
+         (actorkube/cli/distributed.py).
+  etcd, apiserver, controller-manager, scheduler, cloud-controller-manager,
+  metrics-server, cluster-dns, kubelet, proxy
+         one component as its own process (actorkube/cli/process.py).
   demo   a runnable example of the actor runtime: a supervised pipeline of actors that
          survives a crash, with the system's statistics at the end.
 """
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from actorkube.cli import demo, up
+from actorkube.cli import demo, distributed, process, up
 from actorkube.heap import long_lived_heap_gc
 from actorkube.scheduler import ConfigError, load_config
 
@@ -49,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="the scheduler's KubeSchedulerConfiguration (YAML or JSON)")  # fmt: skip
     p_up.add_argument("--nodes", type=int, default=1, metavar="N",
                       help="worker nodes whose pods run as processes (default: 1)")  # fmt: skip
+    p_up.add_argument("--distributed", action="store_true",
+                      help="every component in its own process, kept running; HOST:PORT is "
+                      "then a load balancer in front of the API servers")  # fmt: skip
+    p_up.add_argument("--apiservers", type=int, default=2, metavar="N",
+                      help="API servers with --distributed (default: 2)")  # fmt: skip
+    process.add_parsers(sub)
     parser.add_argument("-v", "--verbose", action="store_true", help="log tracebacks")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -73,10 +83,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"actorkube: --scheduler-config {args.scheduler_config}: {e}",
                       file=sys.stderr)  # fmt: skip
                 return 2
-        with long_lived_heap_gc():
-            trio.run(partial(up.run, args.data_dir, args.host, args.port,
-                             scheduler_config=config, nodes=args.nodes))  # fmt: skip
+        if args.distributed:
+            if not 1 <= args.apiservers <= 9:
+                print("actorkube: --apiservers must be between 1 and 9", file=sys.stderr)
+                return 2
+            if config is not None:
+                print("actorkube: --scheduler-config is not taken with --distributed yet",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+            trio.run(partial(distributed.run, args.data_dir, args.host, args.port,
+                             nodes=args.nodes, apiservers=args.apiservers))  # fmt: skip
+        else:
+            with long_lived_heap_gc():
+                trio.run(partial(up.run, args.data_dir, args.host, args.port,
+                                 scheduler_config=config, nodes=args.nodes))  # fmt: skip
         print("actorkube: stopped", flush=True)
+    else:
+        with long_lived_heap_gc():
+            return process.main(args)
     return 0
 
 

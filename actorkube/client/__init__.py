@@ -4,6 +4,7 @@ Everything public is re-exported here; the modules behind it are private.
 """
 
 from ._client import ApiClient as ApiClient
+from ._client import ApiServers as ApiServers
 from ._client import WatchStream as WatchStream
 from ._events import EventRecorder as EventRecorder
 from ._informer import Informer as Informer

@@ -7,8 +7,9 @@ Rules of this file:
   "Conflict"`` as they would with client-go). An API server that does not answer in
   ``timeout`` seconds (or is gone) raises ``ApiError`` 503 / 504 as well: callers
   handle one exception type.
-- The client holds no state but its credentials and the server's reference: it works
-  in-process and over the TCP transport alike.
+- The client holds no state but its credentials and the server's reference (or an
+  ``ApiServers``, shared by a process's clients, that fails over between replicated
+  servers): it works in-process and over the TCP transport alike.
 - A watch is an async context manager yielding events; it ends (the iterator stops)
   when the server ends the watch, and the caller watches again from the last
   resourceVersion it saw, as client-go's reflector does. Leaving the block stops it.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -53,16 +54,56 @@ def preferred_version(group: str) -> str:
 
 
 LOST = "watch messages were lost"
+# Requests that change nothing: one that failed is tried again on the next server at
+# once. A write is not (the failed server may have applied it); its caller retries.
+_READS = frozenset({"get", "list"})
+
+
+class ApiServers:
+    """Replicated API servers, and the one their clients use now.
+
+    Kubernetes puts a load balancer in front of its API servers; components here reach
+    the servers' actors directly (over the TCP transport), so the failover is the
+    client's. Every ``ApiClient`` made on one ``ApiServers`` (a process's components
+    share it) sends to ``current``; a server that failed a request (gone: its process
+    died and the transport declared it unreachable; or it did not answer in time) is
+    passed over and the next one becomes current, for every client at once. A server
+    passed over is tried again only after every other one failed too."""
+
+    def __init__(self, refs: Sequence[ActorRef]) -> None:
+        if not refs:
+            raise ValueError("ApiServers needs at least one server")
+        self.refs = tuple(refs)
+        self._current = 0
+
+    @property
+    def current(self) -> ActorRef:
+        return self.refs[self._current]
+
+    def failed(self, ref: ActorRef) -> None:
+        """``ref`` failed a request: move on, unless another client already did."""
+        if self.refs[self._current] == ref:
+            self._current = (self._current + 1) % len(self.refs)
+
+    def __len__(self) -> int:
+        return len(self.refs)
 
 
 class ApiClient:
-    """Talks to the API server at ``server`` as the user of ``token``."""
+    """Talks to the API server at ``server`` (a reference, or ``ApiServers`` to fail over
+    between replicas) as the user of ``token``."""
 
     def __init__(
-        self, system: ActorSystem, server: ActorRef, *, token: str = "", timeout: float = 30.0
+        self,
+        system: ActorSystem,
+        server: ActorRef | ApiServers,
+        *,
+        token: str = "",
+        timeout: float = 30.0,
     ) -> None:
         self.system = system
-        self.server = server
+        self.server = server  # as given: components hand it on to the clients they make
+        self.servers = server if isinstance(server, ApiServers) else ApiServers((server,))
         self.token = token
         self.timeout = timeout
         self._watch_ids = itertools.count(1)
@@ -77,13 +118,28 @@ class ApiClient:
 
     async def send(self, req: ApiRequest) -> ApiResponse:
         """``req`` as it is (its own token); the server's response whatever its code. An
-        API server that does not answer in time is a 504, one that is gone a 503."""
+        API server that does not answer in time is a 504, one that is gone a 503; either
+        way the next request goes to the next server, and a read (get, list) is tried
+        there at once, on each server at most once."""
+        tries = len(self.servers) if req.verb in _READS and req.watcher is None else 1
+        for _ in range(tries):
+            answer, answered = await self._ask(self.servers.current, req)
+            if answered:
+                break
+        return answer
+
+    async def _ask(self, server: ActorRef, req: ApiRequest) -> tuple[ApiResponse, bool]:
+        """``server``'s response and True; or, from a server that is gone or too slow
+        (now marked failed), the 503 or 504 that stands for it and False."""
         try:
-            return await self.server.ask(req, timeout=self.timeout)
+            return await server.ask(req, timeout=self.timeout), True
         except AskTimeout:
-            return ApiResponse(504, status(504, "Timeout", "the API server did not answer in time"))
+            failure = ApiResponse(504, status(504, "Timeout",
+                                              "the API server did not answer in time"))  # fmt: skip
         except ActorError as e:
-            return ApiResponse(503, status(503, "ServiceUnavailable", f"API server: {e}"))
+            failure = ApiResponse(503, status(503, "ServiceUnavailable", f"API server: {e}"))
+        self.servers.failed(server)
+        return failure, False
 
     async def get(
         self,
@@ -245,12 +301,15 @@ class ApiClient:
         # Bounded: a reader that stops reading holds up the receiver, then the server's
         # pump, which ends the watch ("did not keep up") instead of buffering forever.
         send, receive = trio.open_memory_channel(WATCH_BUFFER)
+        # One server holds the watch: the receiver watches it, the stop goes to it.
+        server = self.servers.current
         receiver = self.system.spawn(
-            lambda: _Receiver(send, self.server), name=f"watch-{self.system.unique()}"
+            lambda: _Receiver(send, server), name=f"watch-{self.system.unique()}"
         )
         watch_id = next(self._watch_ids)
         try:
-            answer = await self.send(attrs.evolve(req, watcher=receiver, watch_id=watch_id))
+            answer, _ = await self._ask(server, attrs.evolve(req, watcher=receiver,
+                                                             watch_id=watch_id))  # fmt: skip
             if not 200 <= answer.code < 300:
                 raise ApiError(answer.body)
             stream = WatchStream(receive)
@@ -258,7 +317,7 @@ class ApiClient:
                 yield stream
             finally:
                 if not stream.ended or stream.lost:  # the server may still be sending
-                    self.server.tell(StopWatch(receiver, watch_id))
+                    server.tell(StopWatch(receiver, watch_id))
         finally:
             receive.close()  # a receiver waiting for room gives up
             await self.system.stop(receiver)
