@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import errno
 import ipaddress
 import json
 import os
@@ -188,6 +189,20 @@ class ClusterPki:
             admin = issue(ca, "admin", organizations=("system:masters",))
             admin = _store(directory, "admin", admin)
         return cls(directory, ca, serving, admin)
+
+    @classmethod
+    def load(cls, directory: Path) -> ClusterPki:
+        """The certificates under ``directory`` as they are, for a process that uses them
+        and must not make or renew them (another process may be doing so);
+        ``FileNotFoundError`` names the first one missing."""
+        pairs = []
+        for name in ("ca", "apiserver", "admin"):
+            pair = _load(directory, name)
+            if pair is None:
+                raise FileNotFoundError(errno.ENOENT, "no such certificate",
+                                        str(directory / f"{name}.crt"))  # fmt: skip
+            pairs.append(pair)
+        return cls(directory, *pairs)
 
     @property
     def ca_file(self) -> Path:

@@ -5,9 +5,11 @@ client that keeps working through it while processes are killed.
 a request that fails (no connection, a timeout, a 5xx or 429 answer) is tried again
 after 0.2 s, for up to ``budget`` seconds; a create retried after an answer that never
 came counts when the object is there with the data it sent (the first try was
-applied). Anything else, or a request still failing after the budget, is a failure.
-It records when each request succeeded: the longest gap between two successes is the
-downtime a user saw.
+applied). An update carries the resourceVersion it read, so a try whose answer was
+lost but that a server applies later (one that was hung, then resumed) is refused
+as a conflict instead of undoing what came after it. Anything else, or a request
+still failing after the budget, is a failure. It records when each request
+succeeded: the longest gap between two successes is the downtime a user saw.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from actorkube.actor import ActorSystem, Address
-from actorkube.actor._tcp import TcpTransport
+from actorkube.cli._cluster import transport as cluster_transport
 from actorkube.cli.distributed import DistributedCluster
+from actorkube.cli.etcdctl import MEMBER
 from actorkube.raft import GetStatus
 
 RETRYABLE = {429, 500, 502, 503, 504}
+CONFLICT = object()
 
 
 @asynccontextmanager
@@ -59,15 +63,14 @@ def kill(cluster: DistributedCluster, name: str) -> int:
 async def etcd_leader(cluster: DistributedCluster) -> int:
     """The id of the etcd member that says it leads, asked over the transport as any
     process of the cluster would (None answers are retried for up to 30 s)."""
-    token = cluster.files.transport_token()
     async with ActorSystem(name=f"test-{uuid.uuid4().hex[:8]}") as system:
-        transport = TcpTransport(system, token=token, unreachable_after=2.0)
+        transport = cluster_transport(system, cluster.files)
         await transport.start()
         system.transport = transport
         with trio.fail_after(30):
             while True:
                 for node, address in cluster.layout.etcd.items():
-                    ref = system.ref(str(Address(address, f"etcd-{node}")))
+                    ref = system.ref(str(Address(address, MEMBER)))
                     try:
                         status = await ref.ask(GetStatus(), timeout=2)
                     except Exception:
@@ -93,9 +96,11 @@ class ZeroDowntimeClient:
         self.failures: list[str] = []
         self.retries = 0
 
-    async def call(self, what: str, fn, *args, created: dict | None = None, **kwargs):
+    async def call(self, what: str, fn, *args, created: dict | None = None,
+                   conflict: bool = False, **kwargs):  # fmt: skip
         """``fn(*args, **kwargs)`` in a thread under the retry policy; its result, or
-        None once it failed for good (recorded in ``failures``)."""
+        None once it failed for good (recorded in ``failures``). ``conflict``: a 409 is
+        an answer (``CONFLICT``: the caller reads again), not a failure."""
         deadline = time.monotonic() + self.budget
         tried = False
         while True:
@@ -105,6 +110,9 @@ class ZeroDowntimeClient:
                 self.successes.append(time.monotonic())
                 return result
             except ApiException as e:
+                if conflict and e.status == 409:
+                    self.successes.append(time.monotonic())
+                    return CONFLICT
                 if created is not None and tried and e.status == 409:
                     # A create whose first answer was lost: it counts if what is there
                     # is what was sent.

@@ -128,7 +128,8 @@ def test_api_versions_and_the_group_list():
     names = [g["name"] for g in groups["groups"]]
     assert names == sorted(
         ["apps", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
-         "coordination.k8s.io", "discovery.k8s.io", "policy", "rbac.authorization.k8s.io"]
+         "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "policy",
+         "rbac.authorization.k8s.io"]
     )  # fmt: skip
     apps = groups["groups"][0]
     assert apps["versions"] == [{"groupVersion": "apps/v1", "version": "v1"}]

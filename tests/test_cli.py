@@ -1,5 +1,9 @@
-"""The command line: the demo runs end to end and reports what it did."""
+"""The command line: the demo runs end to end and reports what it did; commands that
+cannot do what they are asked say why in one line."""
 
+import socket
+
+from actorkube.cli.distributed import DistributedCluster
 from actorkube.cli.main import main
 
 
@@ -9,3 +13,28 @@ def test_demo_runs_and_survives_its_crash(capsys) -> None:
     assert "counter failed as planned: ValueError: poison word" in out
     assert "splitter saw 2,001 lines" in out
     assert "dead letters: 0" in out
+
+
+def test_a_component_without_its_cluster_says_what_is_missing(tmp_path, capsys) -> None:
+    assert main(["scheduler", "--data-dir", str(tmp_path / "none"),
+                 "--apiservers", "127.0.0.1:1"]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("actorkube scheduler: ") and "transport.token is missing" in err
+    assert "\n" not in err  # one line, no traceback
+    assert not (tmp_path / "none").exists()  # a component makes nothing
+
+
+def test_up_distributed_refuses_a_taken_address_and_a_directory_in_use(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["up", "--distributed", "--data-dir", str(tmp_path / "a"),
+                     "--port", str(port)]) == 1  # fmt: skip
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    cluster = DistributedCluster(tmp_path / "b", port=0, say=lambda _: None)
+    try:
+        assert main(["up", "--distributed", "--data-dir", str(tmp_path / "b")]) == 1
+        assert "another actorkube up --distributed runs on" in capsys.readouterr().err
+    finally:
+        cluster.close()

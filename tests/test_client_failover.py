@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 
 from actorkube.actor import ActorSystem
-from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
+from actorkube.apiserver import ApiError, ApiRequest, parse_token_file, start_apiserver
 from actorkube.client import ApiClient, ApiServers
 from actorkube.etcd import EtcdClient, start_group
 from actorkube.sim import SimNetwork, simulate
@@ -32,7 +32,7 @@ async def _cluster(net: SimNetwork) -> tuple[ActorSystem, ApiServers]:
     for host in ("api-1", "api-2"):
         await net.add_host(host, _apiserver)
     clients = await net.add_host("clients", lambda system: None)
-    servers = ApiServers([clients.ref(f"ak://api-{i}/apiserver") for i in (1, 2)])
+    servers = ApiServers([clients.ref(f"ak://api-{i}/apiserver") for i in (1, 2)], seed=0)
     return clients, servers
 
 
@@ -93,3 +93,36 @@ def test_a_watch_on_a_server_that_dies_ends_and_the_next_watch_goes_elsewhere() 
     ended, name, server = simulate(scenario, seed=3).value
     assert "went away" in ended
     assert (name, server) == ("c", "api-2")
+
+
+async def test_a_server_whose_caches_are_not_synced_answers_503_and_is_passed_over(
+    autojump_clock,
+):
+    """A restarted API server reached over the transport before its watch caches have
+    their first lists would authorize from empty RBAC caches: it answers 503 instead,
+    and the client tries the other server."""
+    async with ActorSystem() as system:
+        group = start_group(system, 3)
+        starting, ready = [
+            await start_apiserver(system, group.client(name=name, timeout=30),
+                                  tokens=parse_token_file(TOKENS), name=name)
+            for name in ("apiserver-1", "apiserver-2")]  # fmt: skip
+        for api in (starting, ready):
+            await api.ready()
+        handler = starting.handler
+        cache = next(iter(handler.caches.values()))
+        synced, cache.ready, handler._synced = cache.ready, trio.Event(), False
+        servers = ApiServers([starting.ref, ready.ref], seed=0)
+        client = ApiClient(system, servers, token="admin-token")
+        assert (await client.list("namespaces"))["items"]  # from the second server
+        assert servers.current == ready.ref
+        answer = await ApiClient(system, starting.ref, token="admin-token").send(
+            ApiRequest("list", "namespaces", token="admin-token"))
+        assert answer.code == 503 and "starting" in answer.body["message"]
+        health = await ApiClient(system, starting.ref).send(
+            ApiRequest("get", "", path="/healthz", token="admin-token"))
+        assert health.code == 200
+        cache.ready = synced
+        answer = await ApiClient(system, starting.ref).send(
+            ApiRequest("list", "namespaces", token="admin-token"))
+        assert answer.code == 200

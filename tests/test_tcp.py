@@ -685,7 +685,7 @@ def acceptable(payload: bytes) -> bool:
         except ProtocolError:
             return False
         return True
-    return kind in (P.WATCH, P.UNWATCH, P.TERMINATED)
+    return kind in (P.WATCH, P.UNWATCH, P.TERMINATED, P.HEARTBEAT)
 
 
 @settings(max_examples=60, deadline=None)
@@ -765,6 +765,26 @@ async def test_a_peer_stalling_inside_a_frame_is_cut_off():
         assert trio.current_time() - start >= 0.25
         # ``good`` sat idle (between frames) for longer than frame_timeout: still open.
         assert await good.ask("echo", Echo("idle is fine")) == "idle is fine"
+
+
+async def test_a_hung_peer_is_cut_off_and_an_idle_live_one_is_not():
+    """A hung process keeps its socket open (the kernel acknowledges for it): silence
+    tells. A live but idle system is never silent: it sends heartbeats."""
+    async with ActorSystem(name="a") as a, ActorSystem(name="b") as b:
+        options = {"token": TOKEN, "silence_timeout": 0.4}
+        ta, tb = await serve_tcp(a, **options), await serve_tcp(b, **options)
+        b.spawn(EchoActor, name="echo")
+        echo = a.ref("ak://b/echo")
+        ta.add_peer("b", HOST, tb.port)
+        assert await echo.ask(Echo("hi")) == "hi"
+        connection = ta._peers["b"].conn
+        hung = await RawPeer.connect(tb.port)  # handshakes, then says nothing at all
+        start = trio.current_time()
+        assert await hung.cut_off()
+        assert trio.current_time() - start >= 0.35
+        await trio.sleep(1.2)  # idle for three silence timeouts
+        assert ta._peers["b"].conn is connection  # never closed: heartbeats
+        assert await echo.ask(Echo("still")) == "still"
 
 
 # --- found in review -------------------------------------------------------------------------

@@ -26,10 +26,11 @@ import msgpack
 
 from ._errors import ActorError, HandlerFailed, ProtocolError, Undeliverable
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: HEARTBEAT frames
 MAGIC = "actorkube"
 
 TELL, ASK, REPLY, WATCH, UNWATCH, TERMINATED = 1, 2, 3, 4, 5, 6
+HEARTBEAT = 7  # nothing to say: the sender is alive (handled by the transport)
 HELLO, AUTH = 16, 17
 
 _LEN = struct.Struct(">I")
@@ -43,6 +44,7 @@ _SHAPES: dict[int, tuple[type, ...]] = {
     WATCH: (str, str),  # watcher name (on the sender), target name (here)
     UNWATCH: (str, str),
     TERMINATED: (str, str, str),  # watcher name (here), target name (on sender), reason
+    HEARTBEAT: (),
     HELLO: (str, int, str, bytes, bytes),  # magic, version, system name, incarnation, nonce
     AUTH: (bytes,),  # proof
 }

@@ -141,6 +141,10 @@ class Handshake:
         return self.peer
 
 
+_HEARTBEAT = P.pack_frame(P.HEARTBEAT)
+_HEARTBEAT_BYTES = P.with_length(_HEARTBEAT)
+
+
 def parse_endpoint(name: str) -> tuple[str, int] | None:
     """``("host", port)`` if ``name`` reads ``host:port`` (``[v6]:port``), else None."""
     host, sep, port = name.rpartition(":")
@@ -240,7 +244,10 @@ class TcpTransport:
     ``handshake_timeout`` (5), ``frame_timeout`` (10: longest stall inside a frame),
     ``send_buffer`` (frames queued per peer, 10,000), ``reconnect_min`` (0.1) doubling
     up to ``reconnect_max`` (5), ``unreachable_after`` (10: how long a dialable peer
-    may stay disconnected before it is declared down).
+    may stay disconnected before it is declared down), ``silence_timeout`` (10: a
+    connection that brings nothing for this long is closed: its peer is hung or cut
+    off, though the kernel keeps the socket open; each side sends a HEARTBEAT after a
+    quarter of it without other frames, so an idle peer is never silent).
 
     Use ``serve_tcp`` to start one that listens; a system that only dials out makes a
     ``TcpTransport`` and calls ``await transport.start()`` (it can still receive
@@ -259,13 +266,15 @@ class TcpTransport:
         reconnect_min: float = 0.1,
         reconnect_max: float = 5.0,
         unreachable_after: float = 10.0,
+        silence_timeout: float = 10.0,
     ) -> None:
         token = token.encode() if isinstance(token, str) else token
         if not token:
             raise ValueError("the token must not be empty")
         if max_frame < HANDSHAKE_MAX_FRAME or send_buffer < 1:
             raise ValueError(f"max_frame must be >= {HANDSHAKE_MAX_FRAME}, send_buffer >= 1")
-        times = (handshake_timeout, frame_timeout, reconnect_min, reconnect_max, unreachable_after)
+        times = (handshake_timeout, frame_timeout, reconnect_min, reconnect_max, unreachable_after,
+                 silence_timeout)  # fmt: skip
         if min(times) <= 0 or reconnect_max < reconnect_min:
             raise ValueError("times must be positive and reconnect_max >= reconnect_min")
         self.system = system
@@ -277,6 +286,7 @@ class TcpTransport:
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.unreachable_after = unreachable_after
+        self.silence_timeout = silence_timeout
         self.host: str | None = None
         self.port: int | None = None
         self._peers: dict[str, _Peer] = {}
@@ -614,18 +624,20 @@ class TcpTransport:
         name = conn.peer
         try:
             while True:
-                if reader.mid_frame:
-                    with trio.move_on_after(self.frame_timeout) as stall:
-                        data = await stream.receive_some(_READ_SIZE)
-                    if stall.cancelled_caught:
-                        raise ProtocolError(f"stalled inside a frame for {self.frame_timeout} s")
-                else:
+                # Inside a frame the peer may stall for ``frame_timeout``; between frames
+                # it sends at least heartbeats, so a longer silence means it is hung.
+                limit = self.frame_timeout if reader.mid_frame else self.silence_timeout
+                with trio.move_on_after(limit) as silent:
                     data = await stream.receive_some(_READ_SIZE)
+                if silent.cancelled_caught:
+                    where = "inside a frame" if reader.mid_frame else "(not even a heartbeat)"
+                    raise ProtocolError(f"silent {where} for {limit} s")
                 if not data:
                     log.info("%s: %s closed the connection", self.system.name, name)
                     return
                 for payload in reader.feed(data):
-                    on_frame(name, payload)
+                    if payload != _HEARTBEAT:
+                        on_frame(name, payload)
         except ProtocolError as exc:
             log.warning("%s: closing the connection with %s: %r", self.system.name, name, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -637,11 +649,15 @@ class TcpTransport:
         """Drain the peer's queue into the connection while it is the peer's connection."""
         queue = peer.queue
         stream = conn.stream
+        beat = self.silence_timeout / 4
         try:
             while True:
                 while peer.conn is conn and not queue:
                     peer.drained.unpark_all()
-                    await peer.wake.park()
+                    with trio.move_on_after(beat) as idle:
+                        await peer.wake.park()
+                    if idle.cancelled_caught and peer.conn is conn and not queue:
+                        await stream.send_all(_HEARTBEAT_BYTES)  # nothing else to say
                 if peer.conn is not conn:
                     return
                 chunks = []

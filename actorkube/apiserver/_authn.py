@@ -17,6 +17,16 @@ Rules of this file:
   the right key, issuer and audience, inside its lifetime; whether its service account
   still exists (same uid) is asked through ``account_exists`` so a deleted account's
   tokens stop working.
+- Bootstrap tokens (kube-apiserver's ``--enable-bootstrap-token-auth``, always on here):
+  a token ``<id>.<secret>`` (id ``[a-z0-9]{6}``, secret ``[a-z0-9]{16}``) is the user
+  ``system:bootstrap:<id>`` when the Secret ``kube-system/bootstrap-token-<id>`` (asked
+  through ``bootstrap_secret``) has type ``bootstrap.kubernetes.io/token``, is not being
+  deleted, holds that token-id and token-secret (compared in constant time), says
+  ``usage-bootstrap-authentication: "true"`` and has not expired (``expiration``,
+  RFC 3339; one that does not parse has). Its groups are ``system:bootstrappers`` and
+  the ``auth-extra-groups`` (comma-separated, each ``system:bootstrappers:...``; one
+  that is not makes the whole token invalid), sorted, plus ``system:authenticated``.
+  Like a static token it is valid for the API server's audience only.
 - A request with no token is anonymous (``system:anonymous`` in
   ``system:unauthenticated``) only if anonymous access is enabled; a token nobody
   recognises is always 401, never anonymous.
@@ -26,9 +36,13 @@ Rules of this file:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import hashlib
+import hmac
 import io
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,12 +54,102 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import _errors as errors
+from ._meta import parse_rfc3339
 from ._rbac import ALL_AUTHENTICATED, UserInfo
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 # What a token may be bound to, by its claim (a bound token dies with its object).
 _BOUND_KINDS = ("pod", "secret", "node")
+
+
+# Kubernetes' bootstrap token Secret format (k8s.io/cluster-bootstrap/token/api).
+BOOTSTRAP_TOKEN_NAMESPACE = "kube-system"
+BOOTSTRAP_TOKEN_SECRET_PREFIX = "bootstrap-token-"
+BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
+BOOTSTRAP_TOKEN_ID_KEY = "token-id"
+BOOTSTRAP_TOKEN_SECRET_KEY = "token-secret"
+BOOTSTRAP_TOKEN_EXPIRATION_KEY = "expiration"
+BOOTSTRAP_TOKEN_EXTRA_GROUPS_KEY = "auth-extra-groups"
+BOOTSTRAP_USAGE_AUTHENTICATION = "usage-bootstrap-authentication"
+BOOTSTRAP_USAGE_SIGNING = "usage-bootstrap-signing"
+BOOTSTRAP_USER_PREFIX = "system:bootstrap:"
+BOOTSTRAP_DEFAULT_GROUP = "system:bootstrappers"
+BOOTSTRAP_TOKEN = re.compile(r"([a-z0-9]{6})\.([a-z0-9]{16})")
+BOOTSTRAP_GROUP = re.compile(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]")
+_BOOTSTRAP_SECRET_NAME = re.compile(re.escape(BOOTSTRAP_TOKEN_SECRET_PREFIX) + r"([a-z0-9]{6})")
+
+
+def secret_value(secret: dict, key: str) -> str:
+    """A Secret's ``data[key]`` decoded ("" if missing or not base64 of UTF-8), as
+    cluster-bootstrap's GetData reads it."""
+    raw = ((secret.get("data") or {}) if isinstance(secret, dict) else {}).get(key)
+    if not isinstance(raw, str):
+        return ""
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (binascii.Error, ValueError):
+        return ""
+
+
+def bootstrap_token_id(secret_name: str) -> str | None:
+    """The token id a Secret's name says (``bootstrap-token-<id>``), None if none."""
+    found = _BOOTSTRAP_SECRET_NAME.fullmatch(secret_name)
+    return found.group(1) if found else None
+
+
+def bootstrap_token_expires(secret: dict) -> float | None:
+    """When the token expires (seconds since the epoch); None if never. An
+    ``expiration`` that does not parse expired at the epoch, as Kubernetes treats it."""
+    text = secret_value(secret, BOOTSTRAP_TOKEN_EXPIRATION_KEY)
+    if not text:
+        return None
+    moment = parse_rfc3339(text)
+    return 0.0 if moment is None else moment
+
+
+def bootstrap_token_expired(secret: dict, now: float) -> bool:
+    expires = bootstrap_token_expires(secret)
+    return expires is not None and now >= expires
+
+
+def bootstrap_groups(secret: dict) -> tuple[str, ...] | None:
+    """``system:bootstrappers`` and the token's extra groups, sorted and without
+    duplicates; None if an extra group is not a bootstrap group."""
+    groups = {BOOTSTRAP_DEFAULT_GROUP}
+    extra = secret_value(secret, BOOTSTRAP_TOKEN_EXTRA_GROUPS_KEY)
+    if extra:
+        for group in extra.split(","):
+            if not BOOTSTRAP_GROUP.fullmatch(group):
+                return None
+            groups.add(group)
+    return tuple(sorted(groups))
+
+
+def bootstrap_token_user(token: str, secret: dict | None, now: float) -> UserInfo | None:
+    """The user of bootstrap ``token`` given its Secret (looked up by the token's id),
+    or None if the Secret does not make it valid (see the module rules)."""
+    parsed = BOOTSTRAP_TOKEN.fullmatch(token)
+    if parsed is None or not isinstance(secret, dict):
+        return None
+    token_id, token_secret = parsed.groups()
+    if (secret.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    if secret.get("type") != BOOTSTRAP_TOKEN_TYPE or not secret.get("data"):
+        return None
+    stored = secret_value(secret, BOOTSTRAP_TOKEN_SECRET_KEY)
+    if not hmac.compare_digest(stored.encode(), token_secret.encode()):
+        return None
+    if secret_value(secret, BOOTSTRAP_TOKEN_ID_KEY) != token_id:
+        return None
+    if bootstrap_token_expired(secret, now):
+        return None
+    if secret_value(secret, BOOTSTRAP_USAGE_AUTHENTICATION) != "true":
+        return None
+    groups = bootstrap_groups(secret)
+    if groups is None:
+        return None
+    return UserInfo(BOOTSTRAP_USER_PREFIX + token_id, "", (*groups, ALL_AUTHENTICATED))
 
 
 class InvalidTokenFile(ValueError):
@@ -153,6 +257,7 @@ class Authenticator:
         bound_exists: Callable[[str, str, str, str], bool] = lambda ns, kind, name, uid: True,
         anonymous: bool = False,
         client_ca: bytes | None = None,
+        bootstrap_secret: Callable[[str], dict | None] = lambda name: None,
         clock: Callable[[], float],
     ) -> None:
         # Looked up by the token's digest: a dict lookup on the secret itself would leak
@@ -162,6 +267,7 @@ class Authenticator:
         self.account_exists = account_exists
         self.bound_exists = bound_exists
         self.anonymous = anonymous
+        self.bootstrap_secret = bootstrap_secret  # kube-system Secret by name
         self.clock = clock
         self._client_ca = x509.load_pem_x509_certificate(client_ca) if client_ca else None
 
@@ -179,10 +285,10 @@ class Authenticator:
     def review(self, token: str, audiences: Sequence[str] = ()) -> tuple[UserInfo, list[str]]:
         """TokenReview: the user behind ``token`` if it is valid for one of
         ``audiences`` (none: the API server's own), and those of them it is valid for.
-        A static token is valid for the API server's audience only (Kubernetes wraps
-        audience-agnostic authenticators so). Raises 401 Unauthorized."""
+        A static or bootstrap token is valid for the API server's audience only
+        (Kubernetes wraps audience-agnostic authenticators so). Raises 401 Unauthorized."""
         wanted = list(audiences) or [DEFAULT_AUDIENCE]
-        user = self._static(token)
+        user = self._static(token) or self._bootstrap(token)
         if user is not None:
             if DEFAULT_AUDIENCE not in wanted:
                 raise errors.unauthorized()
@@ -232,6 +338,13 @@ class Authenticator:
 
     def _static(self, token: str) -> UserInfo | None:
         return self._tokens.get(_digest(token))
+
+    def _bootstrap(self, token: str) -> UserInfo | None:
+        parsed = BOOTSTRAP_TOKEN.fullmatch(token)
+        if parsed is None:
+            return None
+        secret = self.bootstrap_secret(BOOTSTRAP_TOKEN_SECRET_PREFIX + parsed.group(1))
+        return bootstrap_token_user(token, secret, self.clock())
 
 
 def _digest(token: str) -> bytes:

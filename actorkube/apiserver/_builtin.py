@@ -22,13 +22,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ._autoscaling import DEFAULT_CPU_UTILIZATION, drop_round_trip_annotations, to_v1, to_v2
+from ._csr import CERTIFICATES, csr_fields, validate_csr
 from ._quantity import InvalidQuantity, Quantity
 from ._registry import Conversion, Registry, ResourceType
 from ._selectors import InvalidSelector, Selector
 from ._validation import (
-    ErrorType,
     FieldError,
     Path,
+    as_dict,
+    as_list,
     is_dns1123_label,
     is_qualified_name,
     is_valid_port_name,
@@ -50,21 +52,10 @@ DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
 _CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
-def _not_supported(path: Path, value: Any, supported: tuple[str, ...]) -> FieldError:
-    listed = ", ".join(f'"{s}"' for s in sorted(supported))
-    return FieldError(ErrorType.NOT_SUPPORTED, str(path), value, f"supported values: {listed}")
-
-
-def _duplicate(path: Path, value: Any) -> FieldError:
-    return FieldError(ErrorType.DUPLICATE, str(path), value, "")
-
-
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list:
-    return value if isinstance(value, list) else []
+_not_supported = FieldError.not_supported
+_duplicate = FieldError.duplicate
+_dict = as_dict
+_list = as_list
 
 
 def _meta_rule(namespaced: bool, name_rule=name_is_dns_subdomain):
@@ -1461,6 +1452,9 @@ def builtin_registry() -> Registry:
                          categories=("all",), subresources=STATUS, default=default_hpa,
                          validate=_with_meta(True, validate_hpa),
                          conversions=(Conversion("v1", to_storage=to_v2, from_storage=to_v1),)),
+            rt(CERTIFICATES, "CertificateSigningRequest", "certificatesigningrequests", False,
+               short_names=("csr",), subresources=frozenset({"status", "approval"}),
+               rule=validate_csr, name_rule=name_is_path_segment, fields=csr_fields),
             rt("coordination.k8s.io", "Lease", "leases", True),
             rt(
                 "policy",

@@ -19,6 +19,10 @@ Rules of this file:
   collector's finalizers (see ``_storage``).
 - Watches and lists at resourceVersion "0" are served from the watch cache; other reads
   from etcd (linearizable).
+- Until every watch cache has its first list, requests (but /healthz, /livez and
+  /version) are 503 "starting": RBAC and authentication read those caches, and a
+  server that answered from empty ones would refuse what it should allow (a restarted
+  server reached over the transport before it is ready; HTTPS waits for it anyway).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ log = logging.getLogger("actorkube.apiserver")
 
 
 MAX_WARNINGS = 100
+_ALWAYS = ("/healthz", "/livez", "/version")  # answered even while starting
 
 
 class Handler:
@@ -100,6 +105,13 @@ class Handler:
         # The metrics server, resolved for each request (metrics.k8s.io is served only
         # when it is set; see _metricsapi).
         self.resource_metrics: Callable[[], Any] | None = None
+        self._synced = False
+
+    def synced(self) -> bool:
+        """Every watch cache has its first list (and so the server may answer)."""
+        if not self._synced:
+            self._synced = all(cache.ready.is_set() for cache in self.caches.values())
+        return self._synced
 
     async def handle(self, req: ApiRequest) -> tuple[ApiResponse, Watcher | None]:
         """The response, and for a watch the cache watcher to pump events from."""
@@ -109,6 +121,9 @@ class Handler:
         watcher = None
         warnings: list[str] = []
         try:
+            if not self.synced() and req.path not in _ALWAYS:
+                raise errors.unavailable("the API server is starting: its caches are not "
+                                         "synced yet")  # fmt: skip
             user = requester = self.authenticator.authenticate(req.token, req.client_certificate)
             if req.impersonate:
                 user = impersonate(requester, req.impersonate, self.authorizer)

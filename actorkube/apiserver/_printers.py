@@ -424,6 +424,24 @@ def _hpa_targets(hpa: dict, now: float) -> str:
     return f"{shown} + {len(cells) - 2} more..." if len(cells) > 2 else shown
 
 
+def _csr_duration(csr: dict, now: float) -> str:
+    seconds = (csr.get("spec") or {}).get("expirationSeconds")
+    return _NONE if seconds is None else human_duration(seconds)
+
+
+def _csr_condition(csr: dict, now: float) -> str:
+    """extractCSRStatus: Denied, else Approved, else Pending; then ",Failed" and
+    ",Issued"."""
+    kinds = {c.get("type") for c in (csr.get("status") or {}).get("conditions") or ()
+             if isinstance(c, dict)}  # fmt: skip
+    shown = "Denied" if "Denied" in kinds else "Approved" if "Approved" in kinds else "Pending"
+    if "Failed" in kinds:
+        shown += ",Failed"
+    if (csr.get("status") or {}).get("certificate"):
+        shown += ",Issued"
+    return shown
+
+
 # --- the tables -------------------------------------------------------------------------
 
 Column = tuple[str, int, Cell, str, str]  # (name, priority, cell, type, format)
@@ -547,6 +565,14 @@ PRINTERS: dict[tuple[str, str], list[Column]] = {
         _c("MaxPods", _spec_int("maxReplicas"), type_="integer"),
         _c("Replicas", _status_int("currentReplicas"), type_="integer"),
         _AGE,
+    ],
+    ("certificates.k8s.io", "certificatesigningrequests"): [
+        _NAME,
+        _AGE,
+        _c("SignerName", lambda csr, now: (csr.get("spec") or {}).get("signerName") or _NONE),
+        _c("Requestor", lambda csr, now: (csr.get("spec") or {}).get("username", "")),
+        _c("RequestedDuration", _csr_duration),
+        _c("Condition", _csr_condition),
     ],
     ("coordination.k8s.io", "leases"): [_NAME, _c("Holder", _at("spec.holderIdentity")), _AGE],
     ("discovery.k8s.io", "endpointslices"): [

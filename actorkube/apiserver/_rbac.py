@@ -50,6 +50,16 @@ Rules of this file:
   manager guide and addon give it), is bound to the service account
   kube-system/cloud-controller-manager (``CLOUD_CONTROLLER_MANAGER_ACCOUNT``), whose
   credentials all the cloud controllers use.
+- Node bootstrap (TLS bootstrapping as kubeadm sets it up): Kubernetes' roles
+  system:node-bootstrapper (make and read CSRs), the CSR auto-approval roles
+  (certificatesigningrequests/nodeclient, /selfnodeclient) and the signer approver
+  roles; kubeadm's bindings of the first two to the group of its node tokens
+  (system:bootstrappers:kubeadm:default-node-token) and of selfnodeclient to
+  system:nodes (a kubelet renews its own certificate). ``default_roles`` and
+  ``default_role_bindings`` are the namespaced ones: the bootstrap signer's and token
+  cleaner's (Kubernetes' namespaced controller roles in kube-system and kube-public)
+  and kubeadm's kubeadm:bootstrap-signer-clusterinfo, which lets anyone read the
+  ConfigMap kube-public/cluster-info (how a joining node finds the cluster).
 """
 
 from __future__ import annotations
@@ -559,8 +569,101 @@ def default_cluster_roles() -> list[dict[str, Any]]:
         _metrics_reader_role(),
         _cluster_role("system:metrics-server", _metrics_server_rules()),
         _cluster_role("system:cloud-controller-manager", _cloud_controller_manager_rules()),
+        *_certificate_roles(),
         *_controller_roles(),
     ]
+
+
+CERTIFICATES_GROUP = "certificates.k8s.io"
+CSRS = "certificatesigningrequests"
+KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+_SIGNERS = {"kube-apiserver-client": "kubernetes.io/kube-apiserver-client",
+            "kube-apiserver-client-kubelet": KUBELET_CLIENT_SIGNER,
+            "kubelet-serving": "kubernetes.io/kubelet-serving",
+            "legacy-unknown": "kubernetes.io/legacy-unknown"}  # fmt: skip
+NODE_BOOTSTRAPPER = "system:node-bootstrapper"
+NODE_CLIENT = "system:certificates.k8s.io:certificatesigningrequests:nodeclient"
+SELF_NODE_CLIENT = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
+# The group of the tokens ``kubeadm token create`` makes.
+KUBEADM_NODE_TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
+CLUSTER_INFO_ROLE = "kubeadm:bootstrap-signer-clusterinfo"
+
+
+def _signer_rule(verb: str, *signers: str) -> dict[str, Any]:
+    return {**_rule([verb], [CERTIFICATES_GROUP], ["signers"]), "resourceNames": list(signers)}
+
+
+def _certificate_roles() -> list[dict[str, Any]]:
+    """Kubernetes' bootstrap roles for certificate requests: making them (the node
+    bootstrapper), having them approved automatically, approving them per signer."""
+    roles = [
+        _cluster_role(NODE_BOOTSTRAPPER,
+                      [_rule(["create", "get", "list", "watch"], [CERTIFICATES_GROUP], [CSRS])]),
+        _cluster_role(NODE_CLIENT,
+                      [_rule(["create"], [CERTIFICATES_GROUP], [f"{CSRS}/nodeclient"])]),
+        _cluster_role(SELF_NODE_CLIENT,
+                      [_rule(["create"], [CERTIFICATES_GROUP], [f"{CSRS}/selfnodeclient"])]),
+    ]  # fmt: skip
+    for short, signer in _SIGNERS.items():
+        roles.append(_cluster_role(f"system:certificates.k8s.io:{short}-approver",
+                                   [_signer_rule("approve", signer)]))  # fmt: skip
+    return roles
+
+
+def _role(namespace: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    role = _cluster_role(name, rules)
+    role["kind"] = "Role"
+    role["metadata"]["namespace"] = namespace
+    return role
+
+
+def _role_binding(namespace: str, name: str, subjects: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "RoleBinding",
+        "metadata": {**_bootstrap_metadata(name), "namespace": namespace},
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name},
+        "subjects": subjects,
+    }
+
+
+def _account(name: str) -> dict[str, str]:
+    return {"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}
+
+
+def default_roles() -> list[dict[str, Any]]:
+    """The bootstrap Roles: the bootstrap signer reads token Secrets in kube-system and
+    signs kube-public/cluster-info; the token cleaner deletes token Secrets; kubeadm's
+    cluster-info reader."""
+    watch = ["get", "list", "watch"]
+    signer = f"system:controller:{BOOTSTRAP_SIGNER_ACCOUNT}"
+    cluster_info = {**_rule(["update"], [""], ["configmaps"]), "resourceNames": ["cluster-info"]}
+    read_cluster_info = {**_rule(["get"], [""], ["configmaps"]), "resourceNames": ["cluster-info"]}
+    return [
+        _role("kube-system", signer, [_rule(watch, [""], ["secrets"])]),
+        _role("kube-system", f"system:controller:{TOKEN_CLEANER_ACCOUNT}",
+              [_rule([*watch, "delete"], [""], ["secrets"]), _events_rule()]),
+        _role("kube-public", signer, [_rule(watch, [""], ["configmaps"]), cluster_info,
+                                      _events_rule()]),
+        _role("kube-public", CLUSTER_INFO_ROLE, [read_cluster_info]),
+    ]  # fmt: skip
+
+
+def default_role_bindings() -> list[dict[str, Any]]:
+    """The bindings of ``default_roles``: each controller's to its service account in
+    kube-system, the cluster-info reader to anonymous and unauthenticated users (kubeadm
+    binds the user system:anonymous; the group says the same of every anonymous
+    request)."""
+    signer = f"system:controller:{BOOTSTRAP_SIGNER_ACCOUNT}"
+    cleaner = f"system:controller:{TOKEN_CLEANER_ACCOUNT}"
+    everyone = [{"apiGroup": RBAC_GROUP, "kind": "User", "name": ANONYMOUS},
+                {"apiGroup": RBAC_GROUP, "kind": "Group", "name": ALL_UNAUTHENTICATED}]
+    return [
+        _role_binding("kube-system", signer, [_account(BOOTSTRAP_SIGNER_ACCOUNT)]),
+        _role_binding("kube-system", cleaner, [_account(TOKEN_CLEANER_ACCOUNT)]),
+        _role_binding("kube-public", signer, [_account(BOOTSTRAP_SIGNER_ACCOUNT)]),
+        _role_binding("kube-public", CLUSTER_INFO_ROLE, everyone),
+    ]  # fmt: skip
 
 
 def _events_rule() -> dict[str, Any]:
@@ -584,7 +687,11 @@ CONTROLLER_ACCOUNTS = ("replicaset-controller", "deployment-controller",
                        "job-controller", "cronjob-controller", "pod-garbage-collector",
                        "endpointslice-controller", "endpoint-controller",
                        "horizontal-pod-autoscaler",
-                       "ttl-after-finished-controller")  # fmt: skip
+                       "ttl-after-finished-controller", "certificate-controller")  # fmt: skip
+# Controllers whose roles are namespaced (Roles in kube-system and kube-public, bound to
+# these service accounts in kube-system; see ``default_roles``).
+BOOTSTRAP_SIGNER_ACCOUNT = "bootstrap-signer"
+TOKEN_CLEANER_ACCOUNT = "token-cleaner"
 METRICS_SERVER_ACCOUNT = "metrics-server"  # in kube-system
 CLOUD_CONTROLLER_MANAGER_ACCOUNT = "cloud-controller-manager"  # in kube-system
 METRICS_GROUP = "metrics.k8s.io"
@@ -687,6 +794,15 @@ def _controller_roles() -> list[dict[str, Any]]:
         _rule(["get", "list", "watch", "delete"], ["batch"], ["jobs"]),
         _events_rule(),
     ]
+    # csrapproving and csrsigning (and Kubernetes' csrcleaner) act as this one account.
+    certificates = [
+        _rule(["get", "list", "watch", "delete"], [CERTIFICATES_GROUP], [CSRS]),
+        _rule(["update"], [CERTIFICATES_GROUP], [f"{CSRS}/status", f"{CSRS}/approval"]),
+        _signer_rule("approve", KUBELET_CLIENT_SIGNER),
+        _signer_rule("sign", *_SIGNERS.values()),
+        _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
+        _events_rule(),
+    ]
     return [
         _cluster_role("system:controller:daemon-set-controller", daemon_sets),
         _cluster_role("system:controller:node-controller", nodes),
@@ -702,6 +818,7 @@ def _controller_roles() -> list[dict[str, Any]]:
         _cluster_role("system:controller:deployment-controller", deployments),
         _cluster_role("system:controller:horizontal-pod-autoscaler", autoscaler),
         _cluster_role("system:controller:ttl-after-finished-controller", ttl_after_finished),
+        _cluster_role("system:controller:certificate-controller", certificates),
     ]
 
 
@@ -727,6 +844,8 @@ def _node_rules() -> list[dict[str, Any]]:
         _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
         _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews",
                                                      "localsubjectaccessreviews"]),
+        # A kubelet renews its client certificate (and asks for a serving one).
+        _rule(["create", "get", "list", "watch"], [CERTIFICATES_GROUP], [CSRS]),
     ]
 
 
@@ -817,7 +936,7 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
     system:kube-scheduler and system:kube-controller-manager to the users of those
     names; system:node to system:nodes; system:node-proxier to the user
     system:kube-proxy; system:metrics-server, system:cloud-controller-manager and each
-    controller's role to its service account."""
+    controller's role to its service account; kubeadm's TLS bootstrap bindings."""
     everyone = [ALL_AUTHENTICATED, ALL_UNAUTHENTICATED]
     return [
         _cluster_role_binding("cluster-admin", [SYSTEM_MASTERS]),
@@ -832,4 +951,21 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
         _account_binding("system:metrics-server", METRICS_SERVER_ACCOUNT),
         _account_binding("system:cloud-controller-manager", CLOUD_CONTROLLER_MANAGER_ACCOUNT),
         *(_controller_binding(c) for c in CONTROLLER_ACCOUNTS),
+        *_kubeadm_bindings(),
     ]
+
+
+def _kubeadm_bindings() -> list[dict[str, Any]]:
+    """kubeadm's TLS bootstrap bindings: its node tokens may ask for node client
+    certificates and have them approved; a node may renew its own."""
+    def binding(name: str, role: str, group: str) -> dict[str, Any]:
+        made = _cluster_role_binding(role, [group])
+        made["metadata"] = {"name": name}
+        return made
+
+    return [
+        binding("kubeadm:kubelet-bootstrap", NODE_BOOTSTRAPPER, KUBEADM_NODE_TOKEN_GROUP),
+        binding("kubeadm:node-autoapprove-bootstrap", NODE_CLIENT, KUBEADM_NODE_TOKEN_GROUP),
+        binding("kubeadm:node-autoapprove-certificate-rotation", SELF_NODE_CLIENT,
+                "system:nodes"),
+    ]  # fmt: skip

@@ -17,8 +17,8 @@ required fields from the official Python client's models) and then merged:
   the proto and marker sources appended to ``source.proto`` and ``source.markers``.
 - The file keeps its form (compact, keys sorted), so a diff shows only the additions.
 
-batch/v1 and autoscaling/v2 were added this way from k8s.io/api v0.32.1 (see
-docs/apiserver.md). ``GROUPS`` names the API group of each package directory that
+batch/v1, autoscaling/v2 and certificates/v1 were added this way from k8s.io/api
+v0.32.1 (see docs/apiserver.md). ``GROUPS`` names the API group of each package directory that
 ``_schema_gen.GROUPS`` does not know yet.
 """
 
@@ -32,7 +32,7 @@ from unittest import mock
 from . import _schema_gen
 from ._schema import DATA
 
-GROUPS = {"batch": "batch"}
+GROUPS = {"batch": "batch", "certificates": "certificates.k8s.io"}
 
 
 class SchemaConflict(ValueError):

@@ -7,11 +7,13 @@ Rules of this file:
   takes effect as soon as the cache has it.
 - On start the server writes what kube-apiserver's bootstrap writes, if missing: the
   namespaces default, kube-system, kube-public and kube-node-lease, the bootstrap
-  ClusterRoles and the bindings that give every authenticated user discovery, and a
+  ClusterRoles and the bindings that give every authenticated user discovery, the
+  bootstrap Roles and RoleBindings (node bootstrap's, see ``_rbac``), and a
   ``default`` service account in each of those namespaces (for other namespaces that
   is the service-account controller's job).
 - Beside the handler run the repair of Service allocations and the etcd compactor
   (``_compaction``: every 5 minutes, as kube-apiserver's).
+- CertificateSigningRequests' writes are served by ``CsrHandler`` (``_csr_handler``).
 - Given a metrics server's address, the server serves metrics.k8s.io from it (as
   kube-apiserver does once metrics-server's APIService is registered); without one that
   API does not exist (see ``_metricsapi``).
@@ -30,10 +32,16 @@ from actorkube.etcd import EtcdClient, EtcdError
 
 from . import _errors as errors
 from ._admission import default_chain
-from ._authn import Authenticator, ServiceAccountTokens, new_signing_key
+from ._authn import (
+    BOOTSTRAP_TOKEN_NAMESPACE,
+    Authenticator,
+    ServiceAccountTokens,
+    new_signing_key,
+)
 from ._builtin import builtin_registry
 from ._compaction import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
 from ._compaction import Compactor
+from ._csr_handler import CsrHandler
 from ._handler import Handler
 from ._rbac import (
     PrivilegedGroups,
@@ -41,6 +49,8 @@ from ._rbac import (
     UserInfo,
     default_cluster_role_bindings,
     default_cluster_roles,
+    default_role_bindings,
+    default_roles,
     union,
 )
 from ._registry import Registry
@@ -84,8 +94,8 @@ class _CacheFeeder(Actor):
 
 @attrs.define
 class ApiServerHandle:
-    """What ``start_apiserver`` started: ``ref`` takes ``ApiRequest``s; ``store`` and
-    ``caches`` are the server's own (for tests and the HTTP front end);
+    """What ``start_apiserver`` started: ``ref`` takes ``ApiRequest``s; ``store``,
+    ``caches`` and ``handler`` are the server's own (for tests and the HTTP front end);
     ``service_accounts`` issues tokens."""
 
     ref: ActorRef
@@ -94,6 +104,7 @@ class ApiServerHandle:
     caches: dict[tuple[str, str], WatchCache]
     service_accounts: ServiceAccountTokens
     feeders: list[ActorRef]
+    handler: Handler
 
     async def ready(self) -> None:
         """Until every cache has its first list and the RBAC caches hold what the
@@ -177,8 +188,15 @@ async def start_apiserver(
         found = caches[("", plural)].objects.get(key)
         return found is not None and found["metadata"].get("uid") == uid
 
+    def bootstrap_secret(secret_name: str) -> dict | None:
+        # From the watch cache, as kube-apiserver's bootstrap authenticator reads its
+        # secret lister: a token works once the cache has its Secret.
+        rt = registry.resource("", "secrets")
+        return caches[("", "secrets")].objects.get(rt.key(BOOTSTRAP_TOKEN_NAMESPACE, secret_name))
+
     authenticator = Authenticator(
         tokens=tokens,
+        bootstrap_secret=bootstrap_secret,
         service_accounts=accounts,
         account_exists=account_exists,
         bound_exists=bound_exists,
@@ -186,7 +204,7 @@ async def start_apiserver(
         client_ca=client_ca,
         clock=clock,
     )
-    handler_ = Handler(
+    handler_ = CsrHandler(
         registry=registry,
         store=store,
         caches=caches,
@@ -212,7 +230,7 @@ async def start_apiserver(
     if compaction_interval:
         system.spawn(lambda: Compactor(etcd, compaction_interval), name=f"{name}-compactor")
     ref = system.spawn(lambda: ApiServer(handler_, workers=workers), name=name)
-    handle = ApiServerHandle(ref, registry, store, caches, accounts, feeders)
+    handle = ApiServerHandle(ref, registry, store, caches, accounts, feeders, handler_)
     await _bootstrap(registry, store)
     return handle
 
@@ -282,3 +300,9 @@ async def _bootstrap(registry: Registry, store: ObjectStore) -> None:
     bindings = registry.resource("rbac.authorization.k8s.io", "clusterrolebindings")
     for binding in default_cluster_role_bindings():
         await ensure(bindings, binding)
+    roles = registry.resource("rbac.authorization.k8s.io", "roles")
+    for role in default_roles():
+        await ensure(roles, role)
+    role_bindings = registry.resource("rbac.authorization.k8s.io", "rolebindings")
+    for binding in default_role_bindings():
+        await ensure(role_bindings, binding)

@@ -115,6 +115,15 @@ class FieldError:
         return cls(ErrorType.INVALID, str(path), value, detail)
 
     @classmethod
+    def not_supported(cls, path: Path, value: object, supported: tuple[str, ...]) -> FieldError:
+        listed = ", ".join(f'"{s}"' for s in sorted(supported))
+        return cls(ErrorType.NOT_SUPPORTED, str(path), value, f"supported values: {listed}")
+
+    @classmethod
+    def duplicate(cls, path: Path, value: object) -> FieldError:
+        return cls(ErrorType.DUPLICATE, str(path), value, "")
+
+    @classmethod
     def forbidden(cls, path: Path, detail: str) -> FieldError:
         return cls(ErrorType.FORBIDDEN, str(path), "", detail)
 
@@ -161,6 +170,16 @@ _JSON_ESCAPES = {
     "\u2028": r"\u2028",
     "\u2029": r"\u2029",
 }
+
+
+def as_dict(value: object) -> dict:
+    """``value`` if it is a dict, else {} (a body's field of the wrong type reads empty;
+    validation reports the type)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: object) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _go_value(value: object) -> str:

@@ -24,10 +24,20 @@ import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from actorkube.actor import ActorSystem
+from actorkube.actor._tcp import TcpTransport
 from actorkube.apiserver._authn import UserInfo, new_signing_key, parse_token_file
-from actorkube.apiserver._rbac import CLOUD_CONTROLLER_MANAGER_ACCOUNT, METRICS_SERVER_ACCOUNT
+from actorkube.apiserver._rbac import (
+    BOOTSTRAP_SIGNER_ACCOUNT,
+    CLOUD_CONTROLLER_MANAGER_ACCOUNT,
+    METRICS_SERVER_ACCOUNT,
+    TOKEN_CLEANER_ACCOUNT,
+)
 from actorkube.controllers import (
+    BootstrapSigner,
     CronJobController,
+    CSRApprovingController,
+    CSRSigningController,
     DaemonSetController,
     DeploymentController,
     EndpointsController,
@@ -41,6 +51,7 @@ from actorkube.controllers import (
     ReplicaSetController,
     ServiceAccountController,
     TaintEvictionController,
+    TokenCleaner,
     TTLAfterFinishedController,
 )
 from actorkube.pki import SERVING_HOSTS, ClusterPki, write_private
@@ -69,7 +80,32 @@ CONTROLLERS = {
     "service-account-controller": ("service-account-controller", ServiceAccountController),
     "endpointslice-controller": ("endpointslice-controller", EndpointSliceController),
     "endpoint-controller": ("endpoint-controller", EndpointsController),
+    "bootstrap-signer-controller": (BOOTSTRAP_SIGNER_ACCOUNT, BootstrapSigner),
+    "token-cleaner-controller": (TOKEN_CLEANER_ACCOUNT, TokenCleaner),
+    "certificatesigningrequest-approving-controller": ("certificate-controller",
+                                                       CSRApprovingController),
+    # Signs with the cluster's CA: given as its ``ca`` option (kube-controller-manager's
+    # --cluster-signing-cert-file and --cluster-signing-key-file).
+    "certificatesigningrequest-signing-controller": ("certificate-controller",
+                                                     CSRSigningController),
 }  # fmt: skip
+SIGNING_CONTROLLER = "certificatesigningrequest-signing-controller"
+
+
+# The largest message between a cluster's processes: a LIST of every pod, an etcd
+# snapshot (the transport's default, 4 MiB, is a few thousand pods).
+MAX_FRAME = 256 << 20
+
+
+def transport(system: ActorSystem, files: ClusterFiles, peer_timeout: float = 2.0) -> TcpTransport:
+    """The TCP transport of one of the cluster's processes (not started): its secret,
+    frames up to ``MAX_FRAME``, and another process taken for gone after
+    ``peer_timeout`` seconds without a connection (which is what fails its clients
+    over), redialled every second at most meanwhile; a connection silent for twice
+    that (a hung process) is closed, which starts the same count."""
+    return TcpTransport(system, token=files.transport_token(), max_frame=MAX_FRAME,
+                        unreachable_after=peer_timeout, silence_timeout=2 * peer_timeout,
+                        reconnect_max=min(1.0, peer_timeout))  # fmt: skip
 
 
 def controller_user(account: str) -> str:
@@ -132,11 +168,28 @@ def _credential_file(user: str) -> str:
     return user.replace(":", "_") + ".token"
 
 
-class ClusterFiles:
-    """The secrets of the cluster at ``data_dir`` (see the module rules)."""
+class MissingFile(Exception):
+    """A secret or certificate a process needs is not in its cluster directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is missing: is {path.parent.parent} a cluster's directory? "
+                         "(actorkube up --distributed makes one; actorkube join, a node's)")
+
+
+class ClusterFiles:
+    """The secrets of the cluster at ``data_dir`` (see the module rules). ``create``:
+    make what is missing (what starts a cluster does); a component process only reads
+    (``MissingFile`` if something is missing), so two processes never race to make or
+    renew one file."""
+
+    def __init__(self, data_dir: Path, *, create: bool = True) -> None:
         self.data_dir = data_dir
+        self.create = create
+
+    def _secret(self, path: Path, make: Callable[[], bytes]) -> bytes:
+        if not self.create and not path.exists():
+            raise MissingFile(path)
+        return secret_file(path, make)
 
     def prepare(self) -> None:
         """The directory, readable by its owner only (etcd's log holds Secrets)."""
@@ -146,22 +199,28 @@ class ClusterFiles:
     def pki(self, host: str = "127.0.0.1") -> ClusterPki:
         """The certificates, the serving one naming ``host`` too (every local name when
         ``host`` listens everywhere)."""
+        if not self.create:
+            try:
+                return ClusterPki.load(self.data_dir / "pki")
+            except FileNotFoundError as e:
+                raise MissingFile(Path(e.filename)) from None
         everywhere = host in ("0.0.0.0", "::", "")
         hosts = SERVING_HOSTS if everywhere or host in SERVING_HOSTS else (*SERVING_HOSTS, host)
         return ClusterPki.load_or_create(self.data_dir / "pki", hosts)
 
     def people_tokens(self) -> dict[str, UserInfo]:
         """``tokens.csv``: bearer tokens for clients without a certificate."""
-        return parse_token_file(secret_file(self.data_dir / "tokens.csv",
-                                            _admin_token_file).decode())  # fmt: skip
+        return parse_token_file(self._secret(self.data_dir / "tokens.csv",
+                                             _admin_token_file).decode())  # fmt: skip
 
     def signing_key(self) -> bytes:
-        return secret_file(self.data_dir / "pki" / "service-account.key", new_signing_key)
+        return self._secret(self.data_dir / "pki" / "service-account.key", new_signing_key)
 
     def transport_token(self) -> bytes:
-        (self.data_dir / "pki").mkdir(mode=0o700, parents=True, exist_ok=True)
-        return secret_file(self.data_dir / "pki" / "transport.token",
-                           lambda: secrets.token_urlsafe(32).encode())  # fmt: skip
+        if self.create:
+            (self.data_dir / "pki").mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self._secret(self.data_dir / "pki" / "transport.token",
+                            lambda: secrets.token_urlsafe(32).encode())  # fmt: skip
 
     @property
     def credentials(self) -> Path:
@@ -177,8 +236,11 @@ class ClusterFiles:
         write_private(self.credentials / "tokens.csv", token_lines(tokens).encode())
 
     def token(self, user: str) -> str:
-        """The token of component ``user`` (``FileNotFoundError`` if it has none)."""
-        return (self.credentials / _credential_file(user)).read_text().strip()
+        """The token of component ``user`` (``MissingFile`` if it has none)."""
+        path = self.credentials / _credential_file(user)
+        if not path.exists():
+            raise MissingFile(path)
+        return path.read_text().strip()
 
     def api_tokens(self) -> dict[str, UserInfo]:
         """Every token the API servers accept: people's, and components' if written."""

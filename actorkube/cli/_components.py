@@ -30,9 +30,10 @@ from actorkube.node._nodestatus import NodeConfig
 from actorkube.node.dns import ClusterDNS
 from actorkube.node.proxy import KubeProxy
 from actorkube.node.runtime import ProcessRuntime
+from actorkube.pki import KeyPair
 from actorkube.scheduler import Scheduler, SchedulerConfig
 
-from ._cluster import CONTROLLERS, controller_user
+from ._cluster import CONTROLLERS, SIGNING_CONTROLLER, controller_user
 
 Api = ActorRef | ApiServers
 INSTANCE_TYPE, ZONE, REGION = "local.process", "local-a", "local"  # the in-memory cloud's
@@ -75,11 +76,13 @@ def start_scheduler(system: ActorSystem, api: Api, token: str, *,
 
 
 def start_controller_manager(system: ActorSystem, api: Api, token: str,
-                             tokens: Callable[[str], str], *, name: str = "",
+                             tokens: Callable[[str], str], *, ca: KeyPair, name: str = "",
                              options: Mapping[str, Mapping[str, Any]] = {}) -> None:  # fmt: skip
     """The controller manager (``token``) and its controllers, each as its service
     account (``tokens(user)``) with its ``options`` (by controller name: keywords for its
-    class, such as the node lifecycle controller's ``config``)."""
+    class, such as the node lifecycle controller's ``config``); the CSR signer signs
+    with ``ca``."""
+    options = {**options, SIGNING_CONTROLLER: {**options.get(SIGNING_CONTROLLER, {}), "ca": ca}}
     controllers = {
         controller: lambda controller=controller, make=make, account=account: make(
             api, token=tokens(controller_user(account)), **options.get(controller, {}))
@@ -109,24 +112,30 @@ def add_instance(cloud: InMemoryCloud, name: str, ip: str) -> None:
 
 
 async def start_kubelet(system: ActorSystem, api: Api, nursery: trio.Nursery, *, name: str,
-                        ip: str, pod_cidr: str, root: Path, token: str, external_cloud: bool,
-                        dns: bool) -> None:  # fmt: skip
+                        ip: str, pod_cidr: str, root: Path, token: str = "",
+                        certificate: bytes = b"", external_cloud: bool, dns: bool,
+                        labels: Mapping[str, str] = {}) -> None:  # fmt: skip
     """A node's kubelet and its process runtime (running in ``nursery``, as containerd
     runs beside the kubelet: when the node stops, every pod's processes stop with it).
     ``external_cloud``: the kubelet registers for an external cloud (a cloud controller
-    manager initialises its node)."""
+    manager initialises its node). It authenticates with ``token`` or, a joined node,
+    with its client ``certificate`` (DER)."""
     runtime = ProcessRuntime(root / "runtime", pod_cidr, wall_clock=system.clock.now)
     config = KubeletConfig(NodeConfig(name, ip=ip, capacity=capacity(), pod_cidr=pod_cidr,
-                                      external_cloud_provider=external_cloud),
+                                      external_cloud_provider=external_cloud,
+                                      labels=dict(labels)),
                            root_dir=root / "kubelet",
                            cluster_dns=(DNS_IP,) if dns else ())  # fmt: skip
     await nursery.start(runtime.run)
-    run_component(system, lambda: Kubelet(api, runtime, config, token=token), f"kubelet-{name}")
+    run_component(system, lambda: Kubelet(api, runtime, config, token=token,
+                                           certificate=certificate), f"kubelet-{name}")  # fmt: skip
 
 
-def start_proxy(system: ActorSystem, api: Api, token: str, *, name: str, ip: str) -> None:
-    """A node's kube-proxy."""
-    run_component(system, lambda: KubeProxy(api, token=token, node_name=name, node_ip=ip),
+def start_proxy(system: ActorSystem, api: Api, token: str = "", *, certificate: bytes = b"",
+                name: str, ip: str) -> None:  # fmt: skip
+    """A node's kube-proxy (as ``token``'s user, or as its node's ``certificate``)."""
+    run_component(system, lambda: KubeProxy(api, token=token, certificate=certificate,
+                                            node_name=name, node_ip=ip),
                   f"kube-proxy-{name}")  # fmt: skip
 
 

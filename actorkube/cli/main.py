@@ -23,6 +23,7 @@ from pathlib import Path
 import trio
 
 from actorkube.cli import demo, distributed, process, up
+from actorkube.cli._run import first_error
 from actorkube.heap import long_lived_heap_gc
 from actorkube.scheduler import ConfigError, load_config
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                       "then a load balancer in front of the API servers")  # fmt: skip
     p_up.add_argument("--apiservers", type=int, default=2, metavar="N",
                       help="API servers with --distributed (default: 2)")  # fmt: skip
+    p_up.add_argument("--etcd-members", type=int, default=3, choices=(1, 3, 5),
+                      help="etcd members with --distributed (default: 3)")  # fmt: skip
     process.add_parsers(sub)
     parser.add_argument("-v", "--verbose", action="store_true", help="log tracebacks")
     args = parser.parse_args(argv)
@@ -87,13 +90,21 @@ def main(argv: list[str] | None = None) -> int:
             if not 1 <= args.apiservers <= 9:
                 print("actorkube: --apiservers must be between 1 and 9", file=sys.stderr)
                 return 2
-            if config is not None:
-                print("actorkube: --scheduler-config is not taken with --distributed yet",
+            extra = {}
+            if args.scheduler_config is not None:  # read above: known to be valid
+                extra["scheduler"] = ["--config", str(args.scheduler_config.resolve())]
+            failed = first_error(distributed.StartError, lambda: trio.run(partial(
+                distributed.run, args.data_dir, args.host, args.port, nodes=args.nodes,
+                apiservers=args.apiservers, etcd_members=args.etcd_members,
+                extra_args=extra)))  # fmt: skip
+            if failed is not None:
+                print(f"actorkube: {failed}", file=sys.stderr)
+                return 1
+        else:
+            if args.apiservers != 2 or args.etcd_members != 3:
+                print("actorkube: --apiservers and --etcd-members are for --distributed",
                       file=sys.stderr)  # fmt: skip
                 return 2
-            trio.run(partial(distributed.run, args.data_dir, args.host, args.port,
-                             nodes=args.nodes, apiservers=args.apiservers))  # fmt: skip
-        else:
             with long_lived_heap_gc():
                 trio.run(partial(up.run, args.data_dir, args.host, args.port,
                                  scheduler_config=config, nodes=args.nodes))  # fmt: skip

@@ -22,6 +22,7 @@ Rules of this file:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -31,17 +32,23 @@ from functools import partial
 from pathlib import Path
 
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from actorkube.actor import ActorSystem, Address
-from actorkube.actor._tcp import TcpTransport, format_endpoint, parse_endpoint
+from actorkube.actor import Actor, ActorRef, ActorSystem, Address, Terminated, handler
+from actorkube.actor._tcp import format_endpoint, parse_endpoint
+from actorkube.apiserver import ApiError
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiServers
 from actorkube.cloud import InMemoryCloud
+from actorkube.cloud._wellknown import EXCLUDE_FROM_LIFECYCLE
 from actorkube.controllers import NodeLifecycleConfig
-from actorkube.etcd import EtcdClient, EtcdNode
-from actorkube.raft import Config, DiskStorage
+from actorkube.etcd import EtcdClient, EtcdError, start_member
+from actorkube.node._bootstrap import CertificateRefused, DiscoveryError
+from actorkube.scheduler import load_config
 
+from . import etcdctl
 from ._cluster import (
     ADDON_USER,
     CLOUD_USER,
@@ -51,8 +58,10 @@ from ._cluster import (
     PROXY_USER,
     SCHEDULER_USER,
     ClusterFiles,
+    MissingFile,
     node_user,
 )
+from ._cluster import transport as cluster_transport
 from ._components import (
     METRICS_SERVER,
     add_instance,
@@ -65,10 +74,13 @@ from ._components import (
     start_proxy,
     start_scheduler,
 )
+from ._debug import dump_on_sigusr1
+from ._join import NodeFiles, admin_client, join_node, new_join_command
+from ._run import first_error
 
 APISERVER = "apiserver"  # the API server's actor name in its process
 COMPONENTS = ("etcd", "apiserver", "controller-manager", "scheduler", "cloud-controller-manager",
-              "metrics-server", "cluster-dns", "kubelet", "proxy")  # fmt: skip
+              "metrics-server", "cluster-dns", "kubelet", "proxy", "join", "token")  # fmt: skip
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -113,22 +125,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--name", default="", help="this replica's name (logs, identities)")
         return p
 
-    p = component("etcd", "an etcd member")
-    p.add_argument("--id", type=int, required=True, help="this member's id in --initial-cluster")
-    p.add_argument("--initial-cluster", type=_members, required=True,
-                   metavar="ID=HOST:PORT,...", help="every member, this one included")  # fmt: skip
+    p = component("etcd", "an etcd member; with member or snapshot, etcdctl's and etcdutl's "
+                  "operations on the members")  # fmt: skip
+    p.add_argument("--id", type=int, help="this member's id in --initial-cluster")
+    p.add_argument("--initial-cluster", type=_members, metavar="ID=HOST:PORT,...",
+                   help="every member, this one included")  # fmt: skip
+    p.add_argument("--initial-cluster-state", choices=("new", "existing"), default="new",
+                   help="existing: join a running cluster that added this member")  # fmt: skip
+    etcdctl.add_subcommands(p, _members)
     p = component("apiserver", "an API server")
     p.add_argument("--listen", type=_endpoint, required=True, metavar="HOST:PORT",
                    help="its transport address (components reach it there)")  # fmt: skip
     p.add_argument("--etcd-servers", type=_members, required=True, metavar="ID=HOST:PORT,...")
     p.add_argument("--bind-address", default="127.0.0.1", help="where HTTPS listens")
     p.add_argument("--secure-port", type=int, default=6443, help="HTTPS port (0: any)")
+    p.add_argument("--anonymous-auth", choices=("true", "false"), default="true",
+                   help="serve requests without credentials as system:anonymous, as "
+                   "kube-apiserver does (joining nodes read cluster-info so)")  # fmt: skip
     p.add_argument("--metrics-server", type=_endpoint, metavar="HOST:PORT",
                    help="the metrics server's transport address (serves metrics.k8s.io)")
     p = client("controller-manager", "the controller manager (leader-elected)")
     p.add_argument("--node-monitor-grace-period", type=float, default=50.0, metavar="SECONDS",
                    help="silence before a node is taken as Unknown (default: 50)")  # fmt: skip
-    client("scheduler", "the scheduler (leader-elected)")
+    p = client("scheduler", "the scheduler (leader-elected)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="its KubeSchedulerConfiguration (YAML or JSON)")  # fmt: skip
     p = client("cloud-controller-manager", "the cloud controller manager on the in-memory "
                "cloud (leader-elected)")  # fmt: skip
     p.add_argument("--instances", type=_members_by_name, default={}, metavar="NAME=IP,...",
@@ -148,6 +169,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="pods resolve names with the cluster DNS")  # fmt: skip
     p = client("proxy", "a node's kube-proxy")
     node_flags(p)
+    p = component("join", "join a node to a running cluster with a bootstrap token (as "
+                  "kubeadm join), then run its kubelet and kube-proxy")  # fmt: skip
+    p.add_argument("server", help="the cluster's API URL (https://HOST:PORT)")
+    p.add_argument("--token", default="", help="a bootstrap token (actorkube token create)")
+    p.add_argument("--discovery-token-ca-cert-hash", default="", metavar="sha256:HEX",
+                   help="the cluster CA's public key hash (kubeadm's pin)")  # fmt: skip
+    p.add_argument("--discovery-token-unsafe-skip-ca-verification", action="store_true",
+                   help="trust cluster-info the token signed without pinning its CA")  # fmt: skip
+    node_flags(p)
+    p.add_argument("--listen", type=_endpoint, metavar="HOST:PORT",
+                   help="the kubelet's transport address (default NODE_IP:10250)")  # fmt: skip
+    p.add_argument("--pod-cidr", required=True, help="the node's pod addresses (in 127/8)")
+    p.add_argument("--cloud-provider", choices=("", "external"), default="",
+                   help="external: the node is one of the cloud's machines (its cloud "
+                   "controller manager initialises it); otherwise it is labelled "
+                   f"{EXCLUDE_FROM_LIFECYCLE}, or the cloud's lifecycle controller would "
+                   "delete it as a machine the cloud does not know")  # fmt: skip
+    p.add_argument("--cluster-dns", action="store_true")
+    p = component("token", "bootstrap tokens for joining nodes (as kubeadm token)")
+    p.add_argument("action", choices=("create",))
+    p.add_argument("--ttl", type=float, default=24 * 3600.0, metavar="SECONDS",
+                   help="how long the token is valid (0: forever; default: 24 h)")  # fmt: skip
 
 
 def node_flags(p: argparse.ArgumentParser) -> None:
@@ -167,15 +210,19 @@ def _members_by_name(text: str) -> dict[str, str]:
 
 def main(args: argparse.Namespace) -> int:
     """Run the component ``args.command`` until SIGINT or SIGTERM."""
-    files = ClusterFiles(args.data_dir)
+    files = ClusterFiles(args.data_dir, create=False)
     run = {"etcd": _etcd, "apiserver": _apiserver, "controller-manager": _controller_manager,
            "scheduler": _scheduler, "cloud-controller-manager": _cloud_controller_manager,
            "metrics-server": _metrics_server, "cluster-dns": _cluster_dns,
-           "kubelet": _kubelet, "proxy": _proxy}[args.command]  # fmt: skip
-    try:
-        trio.run(partial(run, files, args))
-    except FileNotFoundError as e:  # a credential or certificate the cluster never made
-        print(f"actorkube {args.command}: {e.strerror}: {e.filename}", file=sys.stderr)
+           "kubelet": _kubelet, "proxy": _proxy, "join": _join_node,
+           "token": _token}[args.command]  # fmt: skip
+    # What a command cannot do anything about is one line, not a traceback: a missing
+    # credential, a join refused, an address that cannot be bound.
+    expected = (MissingFile, ApiError, DiscoveryError, CertificateRefused, EtcdError, OSError,
+                ValueError)  # fmt: skip
+    failed = first_error(expected, lambda: trio.run(partial(run, files, args)))
+    if failed is not None:
+        print(f"actorkube {args.command}: {failed}", file=sys.stderr)
         return 1
     return 0
 
@@ -197,12 +244,11 @@ async def _serve(
         name = f"{args.command}-{args.name or socket.gethostname()}-{uuid.uuid4().hex[:12]}"
     async with trio.open_nursery() as outer:
         await outer.start(stop_on_signal, outer.cancel_scope)
+        await outer.start(dump_on_sigusr1)
         if os.environ.get("ACTORKUBE_SUPERVISED") == "1":
             outer.start_soon(_stop_with_supervisor, outer.cancel_scope)
         async with ActorSystem(name=name) as system, trio.open_nursery() as nursery:
-            transport = TcpTransport(system, token=files.transport_token(),
-                                     unreachable_after=args.peer_timeout,
-                                     reconnect_max=min(1.0, args.peer_timeout))  # fmt: skip
+            transport = cluster_transport(system, files, args.peer_timeout)
             await transport.start()
             if listen is not None:
                 await transport.listen(*listen)
@@ -210,6 +256,25 @@ async def _serve(
             what = await body(system, nursery)
             print(f"actorkube {args.command} is up: {what} (pid {os.getpid()})", flush=True)
             await trio.sleep_forever()
+        # The system's work ended (``nursery`` cancelled from inside): so does the process.
+        outer.cancel_scope.cancel()
+
+
+class _EndWith(Actor):
+    """Ends its process (cancels ``scope``) when ``target`` stops."""
+
+    def __init__(self, target: ActorRef, scope: trio.CancelScope) -> None:
+        self.target = target
+        self.scope = scope
+
+    async def started(self) -> None:
+        self.watch(self.target)
+
+    @handler
+    def on_terminated(self, msg: Terminated) -> None:
+        print(f"actorkube: {self.target.name} stopped ({msg.reason or 'removed'}); exiting",
+              flush=True)  # fmt: skip
+        self.scope.cancel()
 
 
 async def _stop_with_supervisor(scope: trio.CancelScope) -> None:
@@ -230,27 +295,31 @@ def _api(system: ActorSystem, args: argparse.Namespace) -> ApiServers:
 
 
 def _member_refs(system: ActorSystem, members: dict[int, tuple[str, int]]):
-    return {node: system.ref(str(Address(format_endpoint(*address), f"etcd-{node}")))
+    return {node: system.ref(etcdctl.member_address(address))
             for node, address in members.items()}  # fmt: skip
 
 
 async def _etcd(files: ClusterFiles, args: argparse.Namespace) -> None:
+    if args.etcd_command is not None:
+        await etcdctl.run(files, args)
+        return
+    if args.id is None or args.initial_cluster is None:
+        raise ValueError("a member needs --id and --initial-cluster")
     if args.id not in args.initial_cluster:
-        raise SystemExit(f"actorkube etcd: --id {args.id} is not in --initial-cluster")
-
-    storage = DiskStorage.open(files.data_dir / "etcd" / f"member-{args.id}")
+        raise ValueError(f"--id {args.id} is not in --initial-cluster")
+    listen = args.initial_cluster[args.id]
 
     async def body(system: ActorSystem, nursery: trio.Nursery) -> str:
-        members = _member_refs(system, args.initial_cluster)
-        ids = tuple(sorted(args.initial_cluster))
-        system.spawn(lambda: EtcdNode(Config(args.id, ids), storage, members),
-                     name=f"etcd-{args.id}")  # fmt: skip
-        return f"member {args.id} at {format_endpoint(*args.initial_cluster[args.id])}"
+        cluster = {n: etcdctl.member_address(e) for n, e in args.initial_cluster.items()}
+        group = await start_member(system, args.id, etcdctl.MEMBER, cluster,
+                                   files.data_dir / "etcd", state=args.initial_cluster_state,
+                                   member_name=f"etcd-{args.id}")  # fmt: skip
+        # A member removed from the cluster stops; so does its process, as etcd's does.
+        member = group.members[args.id]
+        system.spawn(lambda: _EndWith(member, nursery.cancel_scope), name="end-with-member")
+        return f"member {args.id} at {format_endpoint(*listen)}"
 
-    try:
-        await _serve(files, args, args.initial_cluster[args.id], body)
-    finally:  # after the member stopped with its system
-        storage.close()
+    await _serve(files, args, listen, body)
 
 
 async def _apiserver(files: ClusterFiles, args: argparse.Namespace) -> None:
@@ -264,7 +333,8 @@ async def _apiserver(files: ClusterFiles, args: argparse.Namespace) -> None:
             metrics = str(Address(format_endpoint(*args.metrics_server), METRICS_SERVER))
         api = await start_apiserver(system, etcd, name=APISERVER, tokens=files.api_tokens(),
                                     service_account_key=files.signing_key(),
-                                    client_ca=pki.ca.cert, metrics_server=metrics)  # fmt: skip
+                                    client_ca=pki.ca.cert, metrics_server=metrics,
+                                    anonymous=args.anonymous_auth == "true")  # fmt: skip
         await api.ready()
         app = HttpFrontEnd(system, api.ref, api.registry)
         serve = partial(serve_http, app, args.bind_address, args.secure_port,
@@ -293,11 +363,12 @@ def _client_component(
 _controller_manager = _client_component(
     lambda system, api, files, args: start_controller_manager(
         system, api, files.token(CONTROLLER_MANAGER_USER), files.token, name=args.name,
-        options={"node-lifecycle-controller": {"config": NodeLifecycleConfig(
+        ca=files.pki().ca, options={"node-lifecycle-controller": {"config": NodeLifecycleConfig(
             node_monitor_grace_period=args.node_monitor_grace_period)}}))
 _scheduler = _client_component(
     lambda system, api, files, args: start_scheduler(
-        system, api, files.token(SCHEDULER_USER), name=args.name))
+        system, api, files.token(SCHEDULER_USER), name=args.name,
+        config=load_config(args.config.read_text()) if args.config else None))
 
 
 async def _cluster_dns(files: ClusterFiles, args: argparse.Namespace) -> None:
@@ -352,3 +423,51 @@ async def _kubelet(files: ClusterFiles, args: argparse.Namespace) -> None:
 _proxy = _client_component(
     lambda system, api, files, args: start_proxy(
         system, api, files.token(PROXY_USER), name=args.node_name, ip=args.node_ip))
+
+
+async def _token(files: ClusterFiles, args: argparse.Namespace) -> None:
+    """``actorkube token create``: prints the command that joins a node."""
+    from .distributed import Layout
+
+    layout = Layout.load(files.data_dir / "cluster.json")
+    apiservers = [a["listen"] for a in layout.apiservers]
+    url = json.loads((files.data_dir / "admin.kubeconfig").read_text())["clusters"][0][
+        "cluster"]["server"]
+    async with admin_client(files, apiservers, args.peer_timeout) as client:
+        print(await new_join_command(client, url=url, ca=files.pki().ca.cert, ttl=args.ttl))
+
+
+async def _join_node(files: ClusterFiles, args: argparse.Namespace) -> None:
+    """``actorkube join``: the node's credentials (joining first if it never did), then
+    its kubelet and kube-proxy in this process."""
+    node = NodeFiles(files.data_dir, args.node_name)
+    joined = node.load()
+    if joined is None:
+        if not args.token:
+            raise ValueError("this node has not joined yet: --token is needed")
+        if not args.discovery_token_ca_cert_hash and \
+                not args.discovery_token_unsafe_skip_ca_verification:
+            raise ValueError("give --discovery-token-ca-cert-hash, or "
+                             "--discovery-token-unsafe-skip-ca-verification")  # fmt: skip
+        joined = await join_node(args.server, args.token, args.discovery_token_ca_cert_hash or None,
+                                 args.node_name, node)  # fmt: skip
+        print(f"actorkube join: node {args.node_name} joined {args.server}", flush=True)
+    apiservers, client = joined
+    args.apiservers = [_endpoint(a) for a in apiservers]
+    certificate = x509.load_pem_x509_certificate(client.cert).public_bytes(Encoding.DER)
+    listen = args.listen or (args.node_ip, 10250)
+    # A machine that is not the cloud's (Kubernetes' cloud lifecycle controller deletes a
+    # NotReady node the cloud does not know, and a new node is NotReady at first).
+    labels = {} if args.cloud_provider == "external" else {EXCLUDE_FROM_LIFECYCLE: "true"}
+
+    async def body(system: ActorSystem, nursery: trio.Nursery) -> str:
+        api = _api(system, args)
+        await start_kubelet(system, api, nursery, name=args.node_name, ip=args.node_ip,
+                            pod_cidr=args.pod_cidr, root=files.data_dir / "nodes" / args.node_name,
+                            certificate=certificate,
+                            external_cloud=args.cloud_provider == "external",
+                            dns=args.cluster_dns, labels=labels)  # fmt: skip
+        start_proxy(system, api, certificate=certificate, name=args.node_name, ip=args.node_ip)
+        return f"node {args.node_name} ({format_endpoint(*listen)})"
+
+    await _serve(files, args, listen, body)

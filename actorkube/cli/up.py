@@ -75,6 +75,7 @@ from ._components import (
     start_proxy,
     start_scheduler,
 )
+from ._debug import dump_on_sigusr1
 
 
 async def run(
@@ -100,6 +101,7 @@ async def run(
         # to be: the shutdown is a cancellation of the whole tree, at any moment, even
         # while the start waits for etcd.
         await outer.start(stop_on_signal, outer.cancel_scope)
+        await outer.start(dump_on_sigusr1)
         async with ActorSystem() as system, trio.open_nursery() as nursery:
             group = start_group(system, 3, data_dir=data_dir / "etcd")
             api = await start_apiserver(
@@ -114,7 +116,7 @@ async def run(
             start_scheduler(system, api.ref, component_tokens[SCHEDULER_USER],
                             config=scheduler_config)  # fmt: skip
             start_controller_manager(system, api.ref, component_tokens[CONTROLLER_MANAGER_USER],
-                                     component_tokens.__getitem__)  # fmt: skip
+                                     component_tokens.__getitem__, ca=pki.ca)  # fmt: skip
             # The cluster DNS serves port 53, which only root may bind.
             dns = os.geteuid() == 0
             if dns:

@@ -18,8 +18,10 @@ Rules of this file:
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
-from collections.abc import AsyncIterator, Sequence
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -68,13 +70,15 @@ class ApiServers:
     share it) sends to ``current``; a server that failed a request (gone: its process
     died and the transport declared it unreachable; or it did not answer in time) is
     passed over and the next one becomes current, for every client at once. A server
-    passed over is tried again only after every other one failed too."""
+    passed over is tried again only after every other one failed too. A process starts
+    on a server of its own (``seed``: which, else at random), so that processes spread
+    over the servers instead of all loading the first."""
 
-    def __init__(self, refs: Sequence[ActorRef]) -> None:
+    def __init__(self, refs: Sequence[ActorRef], *, seed: int | None = None) -> None:
         if not refs:
             raise ValueError("ApiServers needs at least one server")
         self.refs = tuple(refs)
-        self._current = 0
+        self._current = (random.randrange(len(refs)) if seed is None else seed) % len(refs)
 
     @property
     def current(self) -> ActorRef:
@@ -91,7 +95,9 @@ class ApiServers:
 
 class ApiClient:
     """Talks to the API server at ``server`` (a reference, or ``ApiServers`` to fail over
-    between replicas) as the user of ``token``."""
+    between replicas) as the user of ``token``, or of ``certificate`` (a DER client
+    certificate the cluster's CA signed, as a node gets by joining; over the transport
+    it proves nothing by itself: the transport's secret is what is trusted)."""
 
     def __init__(
         self,
@@ -99,19 +105,22 @@ class ApiClient:
         server: ActorRef | ApiServers,
         *,
         token: str = "",
+        certificate: bytes = b"",
         timeout: float = 30.0,
     ) -> None:
         self.system = system
         self.server = server  # as given: components hand it on to the clients they make
         self.servers = server if isinstance(server, ApiServers) else ApiServers((server,))
         self.token = token
+        self.certificate = certificate
         self.timeout = timeout
         self._watch_ids = itertools.count(1)
 
     async def request(self, verb: str, resource: str, **fields: Any) -> Any:
         """One request; the body of a 2xx answer, else ``ApiError``."""
         fields.setdefault("version", preferred_version(fields.get("group", "")))
-        answer = await self.send(ApiRequest(verb, resource, token=self.token, **fields))
+        answer = await self.send(ApiRequest(verb, resource, token=self.token,
+                                            client_certificate=self.certificate, **fields))
         if not 200 <= answer.code < 300:
             raise ApiError(answer.body)
         return answer.body
@@ -129,10 +138,14 @@ class ApiClient:
         return answer
 
     async def _ask(self, server: ActorRef, req: ApiRequest) -> tuple[ApiResponse, bool]:
-        """``server``'s response and True; or, from a server that is gone or too slow
-        (now marked failed), the 503 or 504 that stands for it and False."""
+        """``server``'s response and True; or, from a server that is gone, too slow or
+        unavailable (a 503: starting, or its etcd is out of reach), now marked failed,
+        the 503 or 504 that stands for it and False."""
         try:
-            return await server.ask(req, timeout=self.timeout), True
+            answer = await server.ask(req, timeout=self.timeout)
+            if answer.code != 503:
+                return answer, True
+            failure = answer
         except AskTimeout:
             failure = ApiResponse(504, status(504, "Timeout",
                                               "the API server did not answer in time"))  # fmt: skip
@@ -290,7 +303,8 @@ class ApiClient:
             allowWatchBookmarks="true" if bookmarks else "",
         )
         req = ApiRequest("watch", resource, group=group, version=preferred_version(group),
-                         namespace=namespace, params=params, token=self.token)  # fmt: skip
+                         namespace=namespace, params=params, token=self.token,
+                         client_certificate=self.certificate)  # fmt: skip
         async with self.watch_request(req) as stream:
             yield stream
 
@@ -303,8 +317,9 @@ class ApiClient:
         send, receive = trio.open_memory_channel(WATCH_BUFFER)
         # One server holds the watch: the receiver watches it, the stop goes to it.
         server = self.servers.current
+        gone = functools.partial(self.servers.failed, server)
         receiver = self.system.spawn(
-            lambda: _Receiver(send, server), name=f"watch-{self.system.unique()}"
+            lambda: _Receiver(send, server, gone), name=f"watch-{self.system.unique()}"
         )
         watch_id = next(self._watch_ids)
         try:
@@ -357,9 +372,11 @@ class _Receiver(Actor):
     """Hands a watch's events to the stream; ends the stream if the API server goes
     away (its process crashed or its host is cut off), which would never say so."""
 
-    def __init__(self, send: trio.MemorySendChannel, server: ActorRef) -> None:
+    def __init__(self, send: trio.MemorySendChannel, server: ActorRef,
+                 gone: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         self.send = send
         self.server = server
+        self.gone = gone  # tells the process's ApiServers that ``server`` is gone
         self.expected = 1  # the next ``seq`` of the watch's numbered messages
         self.broken = False
 
@@ -383,6 +400,7 @@ class _Receiver(Actor):
 
     @handler
     async def on_terminated(self, msg: Terminated) -> None:
+        self.gone()  # the reader's next watch goes to another server
         await self._hand_over(WatchEvent(0, b"", f"the API server went away ({msg.reason})"))
 
     async def _hand_over(self, msg: WatchEvent) -> None:

@@ -6,7 +6,10 @@ Everything public is re-exported here; ``Controller`` is the shape they share.
 """
 
 from ._controller import Controller as Controller
+from .bootstrapsigner import BootstrapSigner as BootstrapSigner
 from .cronjob import CronJobController as CronJobController
+from .csrapproving import CSRApprovingController as CSRApprovingController
+from .csrsigning import CSRSigningController as CSRSigningController
 from .daemonset import DaemonSetController as DaemonSetController
 from .deployment import DeploymentController as DeploymentController
 from .endpoints import EndpointsController as EndpointsController
@@ -25,4 +28,5 @@ from .podgc import PodGCController as PodGCController
 from .replicaset import ReplicaSetController as ReplicaSetController
 from .serviceaccounts import ServiceAccountController as ServiceAccountController
 from .tainteviction import TaintEvictionController as TaintEvictionController
+from .tokencleaner import TokenCleaner as TokenCleaner
 from .ttlafterfinished import TTLAfterFinishedController as TTLAfterFinishedController

@@ -12,6 +12,10 @@ Rules of this file:
   outcome the member could not know, a leader change during a read.
 - Errors that etcd itself would return (``Failure``) are raised as ``EtcdError`` at
   once: they are answers, not faults.
+- Membership changes go on lanes too (a retried change is answered with its first
+  answer). The client learns the members from ``member_list`` (as etcd's client syncs
+  its endpoints): when a member names a leader it does not know, every
+  ``refresh_interval`` seconds, and after each of its own membership changes.
 """
 
 from __future__ import annotations
@@ -39,6 +43,16 @@ from actorkube.actor import (
 )
 from actorkube.raft import GetStatus, Outcome, Propose, Query
 
+from ._members import (
+    Member,
+    MemberAddRequest,
+    MemberChange,
+    MemberListRequest,
+    MemberPromoteRequest,
+    MemberRemoveRequest,
+    MembershipChangePending,
+    error_for,
+)
 from ._mvcc import EtcdError
 from ._node import (
     CancelWatch,
@@ -47,6 +61,8 @@ from ._node import (
     LeaseTimeToLive,
     RequestProgress,
     SerializableRead,
+    SnapshotRequest,
+    SnapshotResponse,
     Watch,
     WatchResponse,
     _no_refs,
@@ -58,6 +74,7 @@ from ._types import (
     DeleteRangeRequest,
     Failure,
     LeaseGrantRequest,
+    LeaseLeasesRequest,
     LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
     PutRequest,
@@ -81,7 +98,9 @@ class EtcdClient:
     ``timeout``: how long one request may take, retries included; ``attempt_timeout``:
     how long one try waits for a member; ``watch_check``: after how long without a
     response a watch stream asks its member for a progress notification (which reveals a
-    response lost on the way).
+    response lost on the way); ``refresh_interval``: how often the client learns the
+    members anew (``members`` are where it starts; it then uses the voters the cluster
+    lists, as etcd's client does not send requests to learners).
     """
 
     def __init__(
@@ -93,6 +112,7 @@ class EtcdClient:
         timeout: float = 10.0,
         attempt_timeout: float = 1.0,
         watch_check: float = 2.0,
+        refresh_interval: float = 60.0,
     ) -> None:
         self.system = system
         self.members = dict(members)
@@ -100,11 +120,14 @@ class EtcdClient:
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
         self.watch_check = watch_check
+        self.refresh_interval = refresh_interval
         self.leader: int | None = None
         self._lanes: list[list[Any]] = []  # free lanes: [name, next sequence number]
         self._lane_names = itertools.count()
         self._watch_ids = itertools.count(1)
         self._order = sorted(self.members)
+        self._refresh_at: float | None = None  # when the members are due to be learnt
+        self._refreshing = False
 
     # --- the KV API ---------------------------------------------------------------------------
 
@@ -137,20 +160,128 @@ class EtcdClient:
     async def lease_time_to_live(self, lease_id: int, keys: bool = False) -> Any:
         return await self._leader_call(LeaseTimeToLive(LeaseTimeToLiveRequest(lease_id, keys)))
 
+    async def lease_leases(self) -> Any:
+        return await self.request(LeaseLeasesRequest())
+
     async def request(self, req: Any) -> Any:
         """Send any request of ``actorkube.etcd``; its response, or ``EtcdError``."""
         if type(req) is RangeRequest:
             if req.serializable:
                 return await self._attempts(SerializableRead(encode_message(req)))
             return await self._attempts(Query(encode_message(req)))
+        if type(req) is LeaseLeasesRequest:  # a read too
+            return await self._attempts(Query(encode_message(req)))
         lane = self._lanes.pop() if self._lanes else [f"{self.session}/{next(self._lane_names)}", 1]
         seq = lane[1]
         lane[1] += 1
         try:
+            if type(req) in (MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest):
+                return await self._attempts(MemberChange(lane[0], seq, req))
             command = Command(lane[0], seq, req)
             return await self._attempts(Propose(encode_message(command)))
         finally:
             self._lanes.append(lane)
+
+    # --- the Cluster API -----------------------------------------------------------------------
+
+    async def member_list(self) -> tuple[Member, ...]:
+        """Every member (a linearizable read of the members table), by ID."""
+        response = await self._attempts(Query(encode_message(MemberListRequest())))
+        self._learn(response.members)
+        return response.members
+
+    async def member_add(self, address: str, *, learner: bool = False, name: str = "") -> int:
+        """Add the member whose peer address is ``address`` (``ak://system/actor``);
+        returns its ID (the next free one). Start it afterwards with ``state="existing"``.
+        ``learner`` False: it becomes a voter once it has caught up (see
+        ``Member.auto_promote``). Raises ``PeerAddressExists``, ``InvalidPeerAddress``,
+        ``TooManyLearners``, ``NotEnoughStartedMembers``, ``UnhealthyCluster``,
+        ``MembershipChangePending``."""
+        response = await self.request(MemberAddRequest(address, learner, name))
+        self._learn(response.members)
+        return response.member.id
+
+    async def member_promote(self, member_id: int) -> tuple[Member, ...]:
+        """Make a learner a voter; the members after the change. Raises
+        ``LearnerNotReady`` while the learner has not caught up with the leader, and
+        ``MemberNotFound``, ``MemberNotLearner``, ``NotEnoughStartedMembers``,
+        ``MembershipChangePending``."""
+        response = await self.request(MemberPromoteRequest(member_id))
+        self._learn(response.members)
+        return response.members
+
+    async def member_remove(self, member_id: int) -> tuple[Member, ...]:
+        """Remove a member (the leader included); the members after the change. Raises
+        ``MemberNotFound``, ``NotEnoughStartedMembers`` or ``UnhealthyCluster`` (the
+        strict reconfiguration check), ``MembershipChangePending``."""
+        response = await self.request(MemberRemoveRequest(member_id))
+        self._learn(response.members)
+        return response.members
+
+    async def snapshot(self, member: int | None = None) -> SnapshotResponse:
+        """A consistent copy of one member's store (etcd's ``snapshot save`` asks one
+        endpoint too): ``member``'s, else the leader's, else the first member's that
+        answers. The whole copy travels in one message: over TCP it must fit the
+        transport's ``max_frame``."""
+        if member is not None:
+            return await self.members[member].ask(SnapshotRequest(), timeout=self.timeout)
+        leader = await self.find_leader()
+        order = [leader] if leader is not None else []
+        order += [n for n in self._order if n != leader]
+        for node in order:
+            with contextlib.suppress(AskTimeout, Undeliverable):
+                return await self.members[node].ask(SnapshotRequest(), timeout=self.timeout)
+        raise Unavailable("no member answered a snapshot request")
+
+    def _learn(self, members: Sequence[Member]) -> None:
+        """Use the voters of ``members`` from now on (keeping the references of those
+        whose address did not change)."""
+        known = {n: ref for n, ref in self.members.items()}
+        fresh: dict[int, ActorRef] = {}
+        for m in members:
+            if m.is_learner or not m.address:
+                continue
+            ref = known.get(m.id)
+            if ref is None or str(ref.address) != m.address:
+                try:
+                    ref = self.system.ref(m.address)
+                except ValueError:
+                    continue
+            fresh[m.id] = ref
+        if not fresh:
+            return
+        self.members = fresh
+        self._order = sorted(fresh)
+        if self.leader not in fresh:
+            self.leader = None
+
+    async def _refresh(self) -> None:
+        """Learn the members from a serializable member list (any member can answer: no
+        leader needed). Every member is asked at once and the first answer counts, so a
+        request pays at most one attempt's timeout for it. Failures leave the members
+        as they were."""
+        if self._refreshing:
+            return
+        self._refreshing = True
+        self._refresh_at = trio.current_time() + self.refresh_interval
+        read = SerializableRead(encode_message(MemberListRequest()))
+        answers: list[tuple[Member, ...]] = []
+
+        async def ask(ref: ActorRef, done: trio.CancelScope) -> None:
+            with contextlib.suppress(AskTimeout, Undeliverable):
+                outcome = await ref.ask(read, timeout=self.attempt_timeout)
+                if outcome.ok:
+                    answers.append(decode_message(outcome.result, _no_refs).members)
+                    done.cancel()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for ref in self.members.values():
+                    nursery.start_soon(ask, ref, nursery.cancel_scope)
+        finally:
+            self._refreshing = False
+        if answers:
+            self._learn(answers[0])
 
     # --- watches -----------------------------------------------------------------------------
 
@@ -172,6 +303,7 @@ class EtcdClient:
         """The member that members say leads now: all are asked at once, and the first
         answer that names one counts; None if none does within one attempt's timeout."""
         found: list[int] = []
+        unknown: list[int] = []  # leaders named that the client does not know
 
         async def ask(node: int, done: trio.CancelScope) -> None:
             with contextlib.suppress(AskTimeout, Undeliverable):
@@ -179,52 +311,75 @@ class EtcdClient:
                 if status.leader in self.members:
                     found.append(status.leader)
                     done.cancel()
+                elif status.leader:
+                    unknown.append(status.leader)
 
         async with trio.open_nursery() as nursery:
             for node in self._order:
                 nursery.start_soon(ask, node, nursery.cancel_scope)
+        if not found and unknown:
+            await self._refresh()  # a leader we do not know of: the members changed
+            return unknown[0] if unknown[0] in self.members else None
         return found[0] if found else None
 
     # --- the retry loop ----------------------------------------------------------------------
 
     async def _leader_call(self, msg: Any) -> Any:
-        def interpret(reply: Any, node: int) -> tuple[bool, Any]:
+        def interpret(reply: Any, node: int, attempt: int) -> tuple[bool, Any]:
             if type(reply) is Failure:
                 if reply.code == Code.UNAVAILABLE:  # not the leader: a hint may follow
-                    return False, _hinted(reply.error, self.members)
-                raise EtcdError(reply.code, reply.error)
+                    return False, self._hint(_hinted(reply.error))
+                raise error_for(reply)
             return True, reply
 
         return await self._retrying(msg, interpret)
 
     async def _attempts(self, msg: Any) -> Any:
-        def interpret(outcome: Outcome, node: int) -> tuple[bool, Any]:
+        def interpret(outcome: Outcome, node: int, attempt: int) -> tuple[bool, Any]:
             if not outcome.ok:
                 # Not the leader, a dropped proposal, an unknown outcome, a leader change:
                 # all safe to retry (writes are deduplicated by their lane's number).
-                return False, outcome.leader if outcome.leader in self.members else None
+                return False, self._hint(outcome.leader)
             answer = decode_message(outcome.result, _no_refs)
             if type(answer) is Failure:
-                raise EtcdError(answer.code, answer.error)
+                if answer.error == MembershipChangePending.TEXT and attempt:
+                    # Maybe our own change, proposed by an earlier attempt that got no
+                    # answer: wait for it to be applied (its retry is then answered).
+                    return False, node
+                raise error_for(answer)
             return True, answer
 
         return await self._retrying(msg, interpret)
 
+    def _hint(self, leader: int) -> int | None:
+        """The member to try next for a leader hint; a leader the client does not know
+        means the members changed: learn them before the next try."""
+        if leader in self.members:
+            return leader
+        if leader:
+            self._refresh_at = 0.0
+        return None
+
     async def _retrying(self, msg: Any, interpret) -> Any:
-        """Ask members until ``interpret(reply, node)`` says done (True, value) or the
-        deadline passes; (False, hint) names the member to try next (or None). Retries
+        """Ask members until ``interpret(reply, node, attempt)`` says done (True, value) or
+        the deadline passes; (False, hint) names the member to try next (or None). Retries
         back off from 5 ms to 200 ms: two members that each name the other as leader (a
         stale view during an election) must not be asked in a loop that never lets
         time pass."""
         # The deadline is arithmetic, not a cancel scope: entering and leaving one costs
         # about as much as a whole local ask, and this runs for every request.
-        deadline = trio.current_time() + self.timeout
+        now = trio.current_time()
+        deadline = now + self.timeout
+        if self._refresh_at is None:
+            self._refresh_at = now + self.refresh_interval
         failures = 0
         for attempt in itertools.count():
             if failures > 1:
                 pause = min(0.005 * 2 ** (failures - 2), 0.2, deadline - trio.current_time())
                 if pause > 0:
                     await trio.sleep(pause)
+            if self._refresh_at <= trio.current_time():
+                await self._refresh()
             left = deadline - trio.current_time()
             if left <= 0:
                 break
@@ -235,7 +390,7 @@ class EtcdClient:
                 self.leader = None
                 failures += 1
                 continue
-            done, value = interpret(reply, node)
+            done, value = interpret(reply, node, attempt)
             if done:
                 if type(msg) is not SerializableRead:
                     self.leader = node
@@ -250,9 +405,10 @@ class EtcdClient:
         return self._order[attempt % len(self._order)]
 
 
-def _hinted(error: str, members: Mapping[int, ActorRef]) -> int | None:
+def _hinted(error: str) -> int:
+    """The leader a "not leader" failure names (0: none)."""
     hint = error.rsplit("leader: ", 1)[-1].rstrip(")")
-    return int(hint) if hint.isdigit() and int(hint) in members else None
+    return int(hint) if hint.isdigit() else 0
 
 
 @message(tag="etcd._MemberIs")
@@ -387,8 +543,8 @@ class WatchStream:
             self.resumed += 1
             client = self.client
             self._left = self.member
-            if self.member is not None:  # another member next time
-                nodes = [n for n, ref in client.members.items() if ref == self.member]
+            nodes = [n for n, ref in client.members.items() if ref == self.member]
+            if nodes:  # another member next time (unless the member left the cluster)
                 order = client._order
                 client.leader = order[(order.index(nodes[0]) + 1) % len(order)]
             self.member = None

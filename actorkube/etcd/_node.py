@@ -16,6 +16,17 @@ Rules of this file:
 - Lease expiry is the leader's call: it keeps a deadline per lease (on the actor
   system's clock), extends every lease when it takes office, and proposes a revoke
   when one runs out. Keep-alives and time-to-live go to the leader.
+- Membership (see ``_members.py``) is part of the replicated state: the members table
+  changes with the Raft membership changes, at the same log entries. A member's peers
+  (whom it sends Raft messages) are rebuilt from the table whenever it changes: an
+  added member's address is resolved, a removed member's goes. The leader alone takes
+  membership requests and checks them first (etcd's checks, strict reconfiguration
+  included). A member that learns it was removed (by applying its removal, or from a
+  member it sends to) stops: a removed leader first steps down, after spreading the
+  commit of its removal for an election timeout (see the Raft core).
+- At its first start (empty storage) a member writes its base, the state at index 0
+  with the initial members, into its storage as a snapshot: from then on its table
+  comes from what it recovers, and its start-up arguments only say where peers are.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import msgpack
@@ -31,9 +42,41 @@ import trio
 
 from actorkube.actor import ActorRef, MailboxFull, Terminated, decode_message, handler, message
 from actorkube.actor import encode_message as _encode
-from actorkube.raft import Config, Outcome, RaftReplica
+from actorkube.raft import (
+    ConfChange,
+    Config,
+    ConfState,
+    HardState,
+    Message,
+    Outcome,
+    RaftReplica,
+    Recovered,
+    Snapshot,
+    SnapshotMeta,
+)
 from actorkube.raft._core import LEADER
 
+from ._members import (
+    JoinInfoRequest,
+    Member,
+    MemberAddRequest,
+    MemberAttrSetRequest,
+    MemberAttrSetResponse,
+    MemberChange,
+    MemberListRequest,
+    MemberListResponse,
+    MemberPromoteRequest,
+    MemberRemoved,
+    MembershipChangePending,
+    MemberTable,
+    change_for,
+    decode_context,
+    initial_member,
+    refuse_add,
+    refuse_promote,
+    refuse_remove,
+    response_for,
+)
 from ._mvcc import MVCCStore, run_steps
 from ._types import (
     Code,
@@ -53,10 +96,20 @@ from ._types import (
 
 STALE_SEQUENCE = "etcdserver: request is older than the session's last one"
 NOT_LEADER = "etcdserver: not leader"
+HEALTH_INTERVAL = 5.0  # etcd's: a peer heard from within it counts as connected
 
 
 def _no_refs(system: str, name: str) -> None:
     return None
+
+
+def is_fresh(recovered: Recovered) -> bool:
+    """Whether a storage holds nothing: a member's very first start."""
+    return (
+        recovered.snapshot is None
+        and not recovered.entries
+        and recovered.hard_state == HardState()
+    )
 
 
 @message(tag="etcd.Command")
@@ -72,18 +125,27 @@ class Command:
         | CompactionRequest
         | LeaseGrantRequest
         | LeaseRevokeRequest
+        | MemberAttrSetRequest
     )
 
 
 class EtcdStateMachine:
-    """The replica's state machine: the store plus the clients' sessions (the last
-    sequence number and response of each, the most recent ``max_sessions`` kept)."""
+    """The replica's state machine: the store, the clients' sessions (the last sequence
+    number and response of each, the most recent ``max_sessions`` kept) and the members
+    table, whose base is ``initial_members``."""
 
-    def __init__(self, *, max_sessions: int = 4096, **store_options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_sessions: int = 4096,
+        initial_members: Iterable[Member] = (),
+        **store_options: Any,
+    ) -> None:
         self.store_options = store_options
         self.store = MVCCStore(**store_options)
         self.max_sessions = max_sessions
         self.sessions: collections.OrderedDict[str, tuple[int, bytes]] = collections.OrderedDict()
+        self.members = MemberTable(initial_members)
 
     def apply(self, index: int, data: bytes) -> bytes:
         cmd = decode_message(data, _no_refs)
@@ -93,45 +155,79 @@ class EtcdStateMachine:
                 if cmd.seq == last[0]:
                     return last[1]  # a retry of what was applied: the same answer
                 return _encode(Failure(Code.FAILED_PRECONDITION, STALE_SEQUENCE))
-        response = _encode(self.store.execute(cmd.request))
+        request = cmd.request
+        if type(request) is MemberAttrSetRequest:
+            self.members.publish(request.id, request.name)
+            response = _encode(MemberAttrSetResponse(ResponseHeader(self.store.revision)))
+        else:
+            response = _encode(self.store.execute(request))
         if cmd.client:
-            self.sessions[cmd.client] = (cmd.seq, response)
-            self.sessions.move_to_end(cmd.client)
-            while len(self.sessions) > self.max_sessions:
-                self.sessions.popitem(last=False)
+            self._remember(cmd.client, cmd.seq, response)
         return response
 
+    def apply_conf_change(self, index: int, change: ConfChange) -> bytes:
+        """A committed membership change: into the table (the core took it into the
+        Raft configuration already); the response answers the client's lane."""
+        context = decode_context(change)
+        member = self.members.apply_change(change, context.member if context else None)
+        header = ResponseHeader(self.store.revision)
+        response = _encode(response_for(change, member, header, self.members.listed()))
+        if context is not None and context.client:
+            self._remember(context.client, context.seq, response)
+        return response
+
+    def _remember(self, client: str, seq: int, response: bytes) -> None:
+        self.sessions[client] = (seq, response)
+        self.sessions.move_to_end(client)
+        while len(self.sessions) > self.max_sessions:
+            self.sessions.popitem(last=False)
+
     def query(self, data: bytes) -> bytes:
-        return _encode(self.store.execute(decode_message(data, _no_refs)))
+        request = decode_message(data, _no_refs)
+        if type(request) is MemberListRequest:
+            header = ResponseHeader(self.store.revision)
+            return _encode(MemberListResponse(header, self.members.listed()))
+        if type(request) is JoinInfoRequest:
+            return _encode(self.members.join_info())
+        return _encode(self.store.execute(request))
 
     def snapshot(self) -> bytes:
         return run_steps(self.snapshot_steps())
 
     def snapshot_steps(self) -> Generator[None, None, bytes]:
         """The snapshot of now, serialised a step at a time (see ``MVCCStore.dump_steps``):
-        [store dump as bytes, sessions]."""
+        [store dump as bytes, sessions, members table]."""
         sessions = [[c, s, r] for c, (s, r) in self.sessions.items()]
         sessions = msgpack.packb(sessions, use_bin_type=True)
-        store = self.store.dump_steps()
-
-        def steps() -> Generator[None, None, bytes]:
-            parts = yield from store
-            size = sum(map(len, parts))
-            # msgpack's bin 32 header: the store's bytes go in as one binary, unjoined.
-            header = b"\x92\xc6" + size.to_bytes(4, "big")
-            return b"".join([header, *parts, sessions])
-
-        return steps()
+        members = msgpack.packb(self.members.dump(), use_bin_type=True)
+        return snapshot_steps(self.store.dump_steps(), sessions, members)
 
     def restore(self, data: bytes | None) -> None:
         self.sessions.clear()
         if data is None:
             self.store = MVCCStore(**self.store_options)
+            self.members.reset()
             return
-        store, sessions = msgpack.unpackb(data, raw=False)
+        store, sessions, *members = msgpack.unpackb(data, raw=False)
         self.store = MVCCStore.load(store, **self.store_options)
         for client, seq, response in sessions:
             self.sessions[client] = (seq, response)
+        if members:
+            self.members.load(members[0])
+        else:  # written before the table was replicated: the base is all there was
+            self.members.reset()
+
+
+def snapshot_steps(
+    store: Generator[None, None, list[bytes]], sessions: bytes, members: bytes
+) -> Generator[None, None, bytes]:
+    """A state machine snapshot from a store dump (in steps) and the packed sessions and
+    members table: the msgpack array [store dump as bytes, sessions, members]."""
+    parts = yield from store
+    size = sum(map(len, parts))
+    # msgpack's bin 32 header: the store's bytes go in as one binary, unjoined.
+    header = b"\x93\xc6" + size.to_bytes(4, "big")
+    return b"".join([header, *parts, sessions, members])
 
 
 # --- the member's own requests ---------------------------------------------------------------
@@ -219,6 +315,42 @@ class WatchResponse:
     first_revision: int = 0
 
 
+@message(tag="etcd.SnapshotRequest")
+class SnapshotRequest:
+    """Ask a member for a consistent copy of its store (etcd's Maintenance.Snapshot),
+    answered with a ``SnapshotResponse``."""
+
+
+@message(tag="etcd.SnapshotResponse")
+class SnapshotResponse:
+    """The member's store as of ``header.revision``: ``MVCCStore.dump`` bytes (every
+    version since the last compaction, and the leases). No membership, no sessions."""
+
+    header: ResponseHeader
+    data: bytes
+
+
+@message(tag="etcd.MemberRemovedNotice")
+class MemberRemovedNotice:
+    """To a member that sent Raft messages after the cluster removed it (etcd's peers
+    answer such a member the same way): ``member`` was removed."""
+
+    member: int
+
+
+@message(tag="etcd.PublishMember")
+class PublishMember:
+    """A started member asks the leader to record its name (and that it started)."""
+
+    id: int
+    name: str
+
+
+@message(tag="etcd._BackupStep")
+class _BackupStep:
+    pass
+
+
 class _Watching:
     """A watch: ``next_rev`` is the first revision not yet looked at; ``reported`` the
     first revision not yet covered by a response (ranges without matching events are
@@ -240,7 +372,15 @@ class EtcdNode(RaftReplica):
     progress notifications to watches that asked for them (etcd: 10 minutes).
     ``snapshot_every``: applied entries between snapshots, 100,000 as etcd's
     ``--snapshot-count``; a snapshot serialises the whole store (every version since the
-    last compaction) on the member's thread, so it is a pause that grows with the data."""
+    last compaction) on the member's thread, so it is a pause that grows with the data.
+
+    ``peers`` says where members are (node id -> reference; its addresses also reach
+    members the table does not know yet, such as those a joining member was told of).
+    ``initial_members``: the table's base, used only at the first start (empty storage);
+    by default the initial voters of ``config`` at their addresses in ``peers``.
+    ``name``: the name this member publishes once it runs, if the table does not list
+    it as started yet (default: its actor name). ``strict_reconfig_check`` and ``max_learners`` are
+    etcd's flags of the same names."""
 
     def __init__(
         self,
@@ -248,15 +388,26 @@ class EtcdNode(RaftReplica):
         storage: Any,
         peers: dict[int, ActorRef],
         *,
+        initial_members: Iterable[Member] | None = None,
+        name: str = "",
+        strict_reconfig_check: bool = True,
+        max_learners: int = 1,
         tick_interval: float = 0.1,
         snapshot_every: int = 100_000,
         progress_interval: float = 600.0,
         **store_options: Any,
     ) -> None:
+        if initial_members is None:
+            initial_members = [
+                initial_member(i, str(peers[i].address))
+                if i in peers
+                else Member(i, "", "", started=True)
+                for i in config.initial_voters
+            ]
         super().__init__(
             config,
             storage,
-            EtcdStateMachine(**store_options),
+            EtcdStateMachine(initial_members=initial_members, **store_options),
             peers,
             tick_interval=tick_interval,
             snapshot_every=snapshot_every,
@@ -267,13 +418,36 @@ class EtcdNode(RaftReplica):
         self.revoking: set[int] = set()
         self.was_leader = False
         self.lease_changes_seen = -1
+        # Membership.
+        self.address_book = {node: str(ref.address) for node, ref in peers.items()}
+        self.member_name = name
+        self.strict_reconfig_check = strict_reconfig_check
+        self.max_learners = max_learners
+        self.members_seen = -1  # the table's version the peers were built from
+        self.unresolved: set[int] = set()  # peers in this system not spawned yet
+        self.left_cluster = False
+        self.ticks = 0
+        self.last_heard: dict[int, int] = {}  # node -> the tick we last heard from it
+        self.health_ticks = max(1, math.ceil(HEALTH_INTERVAL / tick_interval))
+        self.told_removed: dict[int, int] = {}
+        # Backups under way: (header, dump steps, reply).
+        self.backups: list[tuple[ResponseHeader, Generator, Any]] = []
 
     @property
     def store(self) -> MVCCStore:
         return self.sm.store
 
     async def started(self) -> None:
+        recovered = await self._io(self.storage.recover)
+        if is_fresh(recovered):
+            # The first start: the base (the state at index 0, initial members
+            # included) goes to storage, so every later start recovers the table from
+            # there instead of trusting start-up arguments that may have changed.
+            voters = tuple(sorted(self.config.initial_voters))
+            base = Snapshot(SnapshotMeta(0, 0, ConfState(voters)), self.sm.snapshot())
+            await self._io(self.storage.save, snapshot=base)
         await super().started()
+        self._sync_peers()
         if self.progress_interval:
             self.timers.start_periodic("progress", _Progress(), self.progress_interval)
 
@@ -281,7 +455,177 @@ class EtcdNode(RaftReplica):
 
     @handler
     def on_serializable_read(self, msg: SerializableRead) -> Outcome:
+        if self.left_cluster:
+            return Outcome(False, error=MemberRemoved.TEXT)
         return Outcome(True, self.core.log.applied, self.sm.query(msg.data))
+
+    # --- membership ----------------------------------------------------------------------------
+
+    @handler
+    def on_message(self, msg: Message) -> None:
+        frm = msg.frm
+        self.last_heard[frm] = self.ticks
+        if frm in self.sm.members.removed:
+            self._tell_removed(frm)
+            return
+        super().on_message(msg)
+
+    @handler
+    def on_member_change(self, msg: MemberChange) -> Outcome | None:
+        """A membership request, on the leader only: answered once the change is applied
+        (or at once with etcd's refusal, as a ``Failure`` in the result)."""
+        if not self._leads():
+            return Outcome(False, error=NOT_LEADER, leader=self.core.lead)
+        sm = self.sm
+        if msg.client:
+            last = sm.sessions.get(msg.client)
+            if last is not None and msg.seq <= last[0]:
+                if msg.seq == last[0]:
+                    return Outcome(True, result=last[1])  # a retry of what was applied
+                stale = Failure(Code.FAILED_PRECONDITION, STALE_SEQUENCE)
+                return Outcome(True, result=_encode(stale))
+        # The checks read the table as applied: every change the core knows of must be
+        # in it (a change may have committed but not yet been applied).
+        if self.core.pending_conf_index > self.core.log.applied:
+            return Outcome(True, result=_encode(MembershipChangePending.failure()))
+        refused = self._refuse(msg.request)
+        if refused is not None:
+            return Outcome(True, result=_encode(refused.failure()))
+        change = change_for(msg.request, sm.members, msg.client, msg.seq)
+        return self._propose(lambda: self.core.propose_conf_change(change))
+
+    def _refuse(self, request: Any) -> Any:
+        table = self.sm.members
+        me = self.config.id
+        strict = self.strict_reconfig_check
+        if type(request) is MemberAddRequest:
+            return refuse_add(
+                table,
+                request,
+                active=self._active(),
+                me=me,
+                strict=strict,
+                max_learners=self.max_learners,
+            )
+        if type(request) is MemberPromoteRequest:
+            return refuse_promote(
+                table, request.id, caught_up=self._caught_up(request.id), strict=strict
+            )
+        return refuse_remove(table, request.id, active=self._active(), me=me, strict=strict)
+
+    def _caught_up(self, node: int) -> bool:
+        """The core's rule for a promotion: the learner matched the commit index."""
+        progress = self.core.progress.get(node)
+        return progress is not None and progress.match >= self.core.log.committed
+
+    def _active(self) -> set[int]:
+        """The members heard from within etcd's health interval."""
+        since = self.ticks - self.health_ticks
+        return {node for node, tick in self.last_heard.items() if tick >= since}
+
+    @handler
+    def on_publish_member(self, msg: PublishMember) -> None:
+        member = self.sm.members.members.get(msg.id)
+        if self._leads() and member is not None and not member.started:
+            with contextlib.suppress(Exception):  # not the leader after all: it asks again
+                self.core.propose(_encode(Command("", 0, MemberAttrSetRequest(msg.id, msg.name))))
+                self.drain_due = True
+
+    @handler
+    def on_removed_notice(self, msg: MemberRemovedNotice) -> None:
+        if msg.member == self.config.id:
+            self.left_cluster = True
+
+    def _tell_removed(self, node: int) -> None:
+        if self.told_removed.get(node) == self.ticks:
+            return  # once a tick is enough
+        self.told_removed[node] = self.ticks
+        address = self.sm.members.removed[node]
+        with contextlib.suppress(Exception):  # best effort: it keeps sending, we keep telling
+            self.system.ref(address).tell(MemberRemovedNotice(node))
+
+    def _sync_peers(self) -> None:
+        """Rebuild the peers from the table (and the address book for members it does
+        not list yet); see whether this member was removed."""
+        table = self.sm.members
+        self.members_seen = table.version
+        addresses = dict(self.address_book)
+        for m in table.members.values():
+            if m.address:
+                addresses[m.id] = m.address
+        for node in table.removed:
+            addresses.pop(node, None)
+        peers: dict[int, ActorRef] = {}
+        for node, address in addresses.items():
+            old = self.peers.get(node)
+            if old is not None and str(old.address) == address:
+                peers[node] = old
+                continue
+            with contextlib.suppress(ValueError):
+                peers[node] = self.system.ref(address)
+        self.peers = peers
+        here = self.system.name
+        self.unresolved = {
+            n for n, ref in peers.items() if not ref.is_local and ref.address.system == here
+        }
+        if self.config.id in table.removed:
+            self.left_cluster = True
+
+    def _resolve_local_peers(self) -> None:
+        """A member added in this system before its actor was spawned had no cell to
+        resolve to: look again."""
+        for node in list(self.unresolved):
+            ref = self.system.ref(self.peers[node].address)
+            if ref.is_local:
+                self.peers[node] = ref
+                self.unresolved.discard(node)
+
+    def _membership_chores(self) -> None:
+        """Every election timeout: publish this member's name until the table has it;
+        on the leader, promote a learner that was added as a voter once it has started
+        and caught up."""
+        table = self.sm.members
+        me = table.members.get(self.config.id)
+        if me is not None and not me.started and not self.left_cluster:
+            publish = PublishMember(self.config.id, self.member_name or self.ref.name)
+            if self._leads():
+                self.on_publish_member(publish)
+            elif self.core.lead in self.peers:
+                self.peers[self.core.lead].tell(publish)
+        if not self._leads() or self.core.pending_conf_index > self.core.log.applied:
+            return
+        for m in table.learners():
+            # Once it runs (it published its name) and has caught up.
+            if m.auto_promote and m.started and self._refuse(MemberPromoteRequest(m.id)) is None:
+                change = change_for(MemberPromoteRequest(m.id), table, "", 0)
+                with contextlib.suppress(Exception):  # a transfer under way: next time
+                    self.core.propose_conf_change(change)
+                    self.drain_due = True
+                return
+
+    # --- backups -----------------------------------------------------------------------------
+
+    @handler
+    def on_snapshot_request(self, msg: SnapshotRequest) -> None:
+        """The store is captured now and serialised a step per turn of the mailbox, as
+        the Raft snapshots are: a backup of a large store does not stop the member."""
+        header = ResponseHeader(self.store.revision, self.core.term)
+        self.backups.append((header, self.store.dump_steps(), self.defer_reply()))
+        self.ref.tell(_BackupStep())
+
+    @handler
+    def on_backup_step(self, msg: _BackupStep) -> None:
+        pass  # only wakes the member up: idle() takes the step
+
+    def _backup_step(self) -> None:
+        header, steps, reply = self.backups[0]
+        try:
+            next(steps)
+        except StopIteration as done:
+            self.backups.pop(0)
+            reply.send(SnapshotResponse(header, b"".join(done.value)))
+        if self.backups:
+            self.ref.tell(_BackupStep())
 
     # --- leases ------------------------------------------------------------------------------
 
@@ -314,8 +658,13 @@ class EtcdNode(RaftReplica):
 
     def on_tick(self, msg: Any) -> None:
         super().on_tick(msg)
+        self.ticks += 1
         if self._leads():
             self._expire_leases()
+        if self.unresolved:
+            self._resolve_local_peers()
+        if self.ticks % self.config.election_tick == 0:
+            self._membership_chores()
 
     def _expire_leases(self) -> None:
         now = trio.current_time()
@@ -458,6 +807,14 @@ class EtcdNode(RaftReplica):
         await super().idle()
         self._track_leases()
         self._deliver()
+        if self.sm.members.version != self.members_seen:
+            self._sync_peers()
+        if self.backups:
+            self._backup_step()
+        if self.left_cluster and self.core.role is not LEADER:
+            # Removed: a leader stays until it steps down (it spreads the commit of its
+            # removal meanwhile); then the member stops, as etcd's does.
+            self.stop()
 
 
 @message(tag="etcd._Progress")

@@ -40,9 +40,10 @@ class Listener:
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
     @classmethod
-    async def open(cls, frontend: Frontend, entry: Entry) -> Listener:
+    async def open(cls, frontend: Frontend, entry: Entry, *, shared: bool = True) -> Listener:
+        """``shared``: see ``_tcp.listen`` (TCP only)."""
         if frontend.protocol == "TCP":
-            sock = await tcp.listen(frontend)
+            sock = await tcp.listen(frontend, shared=shared)
         else:
             sock = await udp.bind(frontend)
         return cls(frontend, entry, sock, Balancer(entry.backends, entry.affinity))

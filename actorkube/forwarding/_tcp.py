@@ -32,14 +32,17 @@ BACKLOG = 128
 ACCEPT_PAUSE = 0.05
 
 
-async def listen(frontend: Frontend) -> trio.socket.SocketType:
+async def listen(frontend: Frontend, *, shared: bool = True) -> trio.socket.SocketType:
     """A listening socket on ``frontend`` (OSError if the address cannot be bound).
-    SO_REUSEPORT lets the proxies of several nodes sharing one host's network serve the
-    same cluster IP side by side; the kernel spreads connections among them."""
+    ``shared``: SO_REUSEPORT lets the proxies of several nodes sharing one host's network
+    serve the same cluster IP side by side (the kernel spreads connections among them);
+    a frontend that must be its owner's alone (an API load balancer) is not shared, so
+    a second one on its port fails instead of silently taking half its connections."""
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         await sock.bind((frontend.ip, frontend.port))
         sock.listen(BACKLOG)
     except OSError:

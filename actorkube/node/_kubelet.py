@@ -134,12 +134,14 @@ class Kubelet(Actor):
         runtime: ContainerRuntime,
         config: KubeletConfig,
         *,
-        token: str,
+        token: str = "",
+        certificate: bytes = b"",
     ) -> None:
         self.server = server
         self.runtime = runtime
         self.config = config
         self.token = token
+        self.certificate = certificate  # a joined node's client certificate (DER)
         self.state: KubeletState | None = None
 
     async def started(self) -> None:
@@ -151,7 +153,8 @@ class Kubelet(Actor):
 
     @handler
     async def on_run(self, msg: _Run) -> None:
-        client = ApiClient(self.system, self.server, token=self.token)
+        client = ApiClient(self.system, self.server, token=self.token,
+                           certificate=self.certificate)  # fmt: skip
         self.state = KubeletState(client, self.runtime, self.config, self.system.clock.now,
                                   server_address=str(self.kubelet_server.address))  # fmt: skip
         await self.state.run()

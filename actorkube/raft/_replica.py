@@ -30,7 +30,17 @@ import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
 
-from ._core import LEADER, NORMAL, Config, NotLeader, ProposalDropped, RaftNode, Ready
+from ._core import (
+    CONF_CHANGE,
+    LEADER,
+    NORMAL,
+    Config,
+    NotLeader,
+    ProposalDropped,
+    RaftNode,
+    Ready,
+    decode_conf_change,
+)
 from ._types import ConfChange, HardState, Message
 
 
@@ -59,6 +69,11 @@ class StateMachine(Protocol):
     def restore(self, data: bytes | None) -> None:
         """Replace the whole state by a snapshot's; ``None`` means the empty state (the
         replica calls it at every start, so that a restart replays onto a clean slate)."""
+
+    # Optional: ``apply_conf_change(index, change) -> Any``. A state machine that has it
+    # is handed every committed membership change, in log order with the commands (the
+    # core has already taken it into effect); its return value answers the proposer.
+    # It must change the state only as a function of the change, as ``apply`` does.
 
 
 @message(tag="raft.Propose")
@@ -311,11 +326,14 @@ class RaftReplica(Actor):
             self.sm.restore(ready.snapshot.data)
             self._unknown_up_to(ready.snapshot.meta.index)
         proposals = self.proposals
+        apply_change = getattr(self.sm, "apply_conf_change", None)
         for entry in ready.committed_entries:
             result = None
             if entry.type is NORMAL and entry.data:
                 result = self.sm.apply(entry.index, entry.data)
                 self.since_snapshot += 1
+            elif entry.type is CONF_CHANGE and apply_change is not None:
+                result = apply_change(entry.index, decode_conf_change(entry.data))
             if proposals:
                 waiting = proposals.pop(entry.index, None)
                 if waiting is not None:

@@ -58,8 +58,13 @@ class ConfChangeType(enum.IntEnum):
 
 @message(tag="raft.ConfChange")
 class ConfChange:
+    """One membership change. ``context`` is the application's, opaque to Raft: it
+    travels in the log with the change and is handed back when the change is applied
+    (etcd carries the member's record, its name and address, there)."""
+
     type: ConfChangeType
     node: int
+    context: bytes = b""
 
 
 @message(tag="raft.SnapshotMeta")

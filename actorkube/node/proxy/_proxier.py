@@ -51,9 +51,11 @@ class _Run:
 class KubeProxy(Actor):
     """The proxy of node ``node_name`` (see the module rules): node ports listen on
     ``node_ip``; ``udp_idle_timeout`` is kube-proxy's ``--udp-timeout``. ``token``: the
-    proxy's credentials (Kubernetes' user system:kube-proxy, role system:node-proxier)."""
+    proxy's credentials (Kubernetes' user system:kube-proxy, role system:node-proxier),
+    or ``certificate``: its node's (a joined node's proxy acts as the node)."""
 
-    def __init__(self, server: ActorRef, *, token: str, node_name: str, node_ip: str,
+    def __init__(self, server: ActorRef, *, token: str = "", certificate: bytes = b"",
+                 node_name: str, node_ip: str,
                  udp_idle_timeout: float = udp.DEFAULT_IDLE) -> None:  # fmt: skip
         try:
             ipaddress.IPv4Address(node_ip)
@@ -61,6 +63,7 @@ class KubeProxy(Actor):
             raise ValueError(f"node IP {node_ip!r} is not an IPv4 address") from None
         self.server = server
         self.token = token
+        self.certificate = certificate  # a joined node's client certificate (DER)
         self.node_name = node_name
         self.node_ip = node_ip
         self.udp_idle_timeout = udp_idle_timeout
@@ -85,7 +88,8 @@ class KubeProxy(Actor):
 
     @handler
     async def on_run(self, msg: _Run) -> None:
-        client = ApiClient(self.system, self.server, token=self.token)
+        client = ApiClient(self.system, self.server, token=self.token,
+                           certificate=self.certificate)  # fmt: skip
         factory = InformerFactory(client)
         services = factory.informer("services")
         slices = factory.informer("endpointslices", group="discovery.k8s.io")
