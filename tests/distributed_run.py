@@ -29,6 +29,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from actorkube.actor import ActorSystem, Address
+from actorkube.actor._tcp import TcpTransport
+from actorkube.apiserver import ApiRequest
 from actorkube.cli._cluster import transport as cluster_transport
 from actorkube.cli.distributed import DistributedCluster
 from actorkube.cli.etcdctl import MEMBER
@@ -146,3 +148,29 @@ async def kubectl_json(kubectl, config, cache, *args: str) -> dict:
     code, out, err = await kubectl(config, cache, *args, "-o", "json")
     assert code == 0, f"kubectl {' '.join(args)}: {err}"
     return json.loads(out)
+
+
+async def as_a_node(cluster: DistributedCluster, token: bytes) -> dict[str, str]:
+    """What a process holding a node's transport secret ``token`` gets when it asks an
+    etcd member for its status, the API server's front actor for a version, and one of
+    the API server's workers directly: each the answer's type or the error's text."""
+    seen = {}
+    async with ActorSystem(name=f"node-probe-{uuid.uuid4().hex[:8]}") as system:
+        transport = TcpTransport(system, token=token, realm="guest", unreachable_after=2.0)
+        await transport.start()
+        system.transport = transport
+        api = cluster.layout.apiservers[0]["listen"]
+        member = next(iter(cluster.layout.etcd.values()))
+        for what, address, msg in (
+            ("etcd", str(Address(member, MEMBER)), GetStatus()),
+            ("apiserver", str(Address(api, "apiserver")),
+             ApiRequest("get", "", path="/version")),
+            ("worker", str(Address(api, "apiserver-worker-0")),
+             ApiRequest("get", "", path="/version")),
+        ):  # fmt: skip
+            try:
+                seen[what] = type(await system.ref(address).ask(msg, timeout=10)).__name__
+            except Exception as e:
+                seen[what] = str(e)
+        await transport.aclose()
+    return seen

@@ -268,3 +268,10 @@ async def test_the_bootstrap_signer_signs_cluster_info_with_each_signing_token(a
 
         assert await wait_for(moved_server) == "https://10.0.0.1:6443"
         assert signer.errors == 0
+
+
+def test_the_signature_matches_kubernetes_own_test_vector():
+    """The vector of Kubernetes' bootstrap JWS tests: a signature kubeadm checks."""
+    content = "Hello from the other side. I must have called a thousand times."
+    assert detached_signature(content, "joshua", "my voice is my passcode") == (
+        "eyJhbGciOiJIUzI1NiIsImtpZCI6Impvc2h1YSJ9..VShe2taLd-YTrmWuRkcL_8QTNDHYxQIEBsAYYiIj1_8")

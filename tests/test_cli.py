@@ -38,3 +38,12 @@ def test_up_distributed_refuses_a_taken_address_and_a_directory_in_use(tmp_path,
         assert "another actorkube up --distributed runs on" in capsys.readouterr().err
     finally:
         cluster.close()
+
+
+def test_up_distributed_refuses_an_etcd_member_whose_data_is_gone(tmp_path, capsys):
+    data = tmp_path / "c"
+    DistributedCluster(data, port=0, say=lambda _: None).close()  # makes the layout
+    for n in (1, 3):
+        (data / "etcd" / f"member-{n}").mkdir(parents=True)
+    assert main(["up", "--distributed", "--data-dir", str(data), "--port", "0"]) == 1
+    assert "the data of etcd member(s) [2]" in capsys.readouterr().err

@@ -289,6 +289,22 @@ async def test_certificate_admission(autojump_clock):
                                                                    "certificate": pem}},
                                       group=G)  # fmt: skip
         assert "user not permitted to sign requests with signerName" in e.value.status["message"]
+        # A Failed condition is a signer's to set too: without sign, no condition either.
+        failed = {"type": "Failed", "status": "True", "reason": "Nope", "message": "no"}
+        with pytest.raises(ApiError) as e:
+            await alice.update_status(CSRS, {**kubelet, "status": {
+                **kubelet["status"], "conditions": [*kubelet["status"]["conditions"],
+                                                    failed]}}, group=G)  # fmt: skip
+        assert "user not permitted to sign requests with signerName" in e.value.status["message"]
+        # Bodies of the wrong shape are refused as bad requests, not 500s.
+        for body in ({**csr("shapeless"), "spec": [1]}, {**csr("shapeless"), "spec": "x"}):
+            with pytest.raises(ApiError) as e:
+                await admin.create(CSRS, body, group=G)
+            assert e.value.code in (400, 422), e.value.status
+        with pytest.raises(ApiError) as e:
+            await admin.update(CSRS, {**kubelet, "status": {"conditions": {}}}, group=G,
+                               subresource="approval")  # fmt: skip
+        assert e.value.code == 400
         # CertificateSubjectRestriction.
         masters = csr("masters", request("eve", ("system:masters",)), signer=CLIENT)
         with pytest.raises(ApiError) as e:

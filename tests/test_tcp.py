@@ -165,11 +165,14 @@ def test_handshake_rejects_its_own_hello_and_proof_reflected():
 @pytest.mark.parametrize(
     "hello, match",
     [
-        ([P.HELLO, "other", P.WIRE_VERSION, "b", b"i", b"B" * 16], "not an actorkube peer"),
-        ([P.HELLO, P.MAGIC, P.WIRE_VERSION + 1, "b", b"i", b"B" * 16], "wire version"),
-        ([P.HELLO, P.MAGIC, P.WIRE_VERSION, "", b"i", b"B" * 16], "name"),
-        ([P.HELLO, P.MAGIC, P.WIRE_VERSION, "b", b"", b"B" * 16], "incarnation"),
-        ([P.HELLO, P.MAGIC, P.WIRE_VERSION, "b", b"i", b"B" * 15], "nonce"),
+        ([P.HELLO, "other", P.WIRE_VERSION, "b", b"i", b"B" * 16, "member"], "not an actorkube"),
+        ([P.HELLO, P.MAGIC, P.WIRE_VERSION + 1, "b", b"i", b"B" * 16, "member"], "wire version"),
+        ([P.HELLO, P.MAGIC, 2, "b", b"i", b"B" * 16], "wire version 2, we speak 3"),
+        ([P.HELLO, P.MAGIC, P.WIRE_VERSION, "", b"i", b"B" * 16, "member"], "name"),
+        ([P.HELLO, P.MAGIC, P.WIRE_VERSION, "b", b"", b"B" * 16, "member"], "incarnation"),
+        ([P.HELLO, P.MAGIC, P.WIRE_VERSION, "b", b"i", b"B" * 15, "member"], "nonce"),
+        ([P.HELLO, P.MAGIC, P.WIRE_VERSION, "b", b"i", b"B" * 16, "admin"], "unknown realm"),
+        ([P.HELLO, P.MAGIC, P.WIRE_VERSION, "b", b"i", b"B" * 16], "needs 6 fields"),
         ([P.AUTH, b"x" * 32], "expected HELLO"),
     ],
 )
@@ -503,6 +506,7 @@ class RawPeer:
         self.reader = P.FrameReader(1 << 30)
         self.frames: list[bytes] = []
         self.corr = 10**12  # far from the correlation ids random frames carry
+        self.others: list[list] = []  # frames that came while ``ask`` waited for its reply
         RawPeer.count += 1
         self.name = f"~raw-{RawPeer.count}"
 
@@ -511,13 +515,13 @@ class RawPeer:
         return cls(await trio.open_tcp_stream(HOST, port))
 
     @classmethod
-    async def connect(cls, port: int, token: str = TOKEN) -> RawPeer:
+    async def connect(cls, port: int, token: str = TOKEN, realm: str = P.MEMBER) -> RawPeer:
         raw = await cls.open(port)
-        await raw.handshake(token)
+        await raw.handshake(token, realm)
         return raw
 
-    async def handshake(self, token: str) -> None:
-        shake = Handshake(token.encode(), self.name, b"raw", bytes(range(16)))
+    async def handshake(self, token: str, realm: str = P.MEMBER) -> None:
+        shake = Handshake(token.encode(), self.name, b"raw", bytes(range(16)), realm=realm)
         await self.send_frame(shake.hello())
         shake.receive_hello(await self.receive_frame())
         await self.send_frame(shake.auth())
@@ -558,6 +562,7 @@ class RawPeer:
             if frame[0] == P.REPLY and frame[1] == self.corr:
                 assert frame[2] is True
                 return decode_value(frame[3], _resolve)
+            self.others.append(frame)
         return None
 
     async def cut_off(self) -> bool:
@@ -706,7 +711,7 @@ _ECHO_TAG = "tcp_test.Echo"
     "payload",
     [
         P.pack_frame(99, "x"),
-        P.pack_frame(P.HELLO, P.MAGIC, P.WIRE_VERSION, "x", b"i", bytes(16)),
+        P.pack_frame(P.HELLO, P.MAGIC, P.WIRE_VERSION, "x", b"i", bytes(16), P.MEMBER),
         P.pack_frame(P.AUTH, bytes(32)),
         P.pack_frame(P.TELL, 5, b"x"),
         P.pack_frame(P.TELL, "echo"),
@@ -879,3 +884,343 @@ def test_an_envelope_of_many_small_containers_is_refused() -> None:
         P.parse_frame(msgpack.packb([P.TELL, "x", b"", [[]] * 100_000]))
     with pytest.raises(ProtocolError, match="malformed frame"):
         P.parse_frame(msgpack.packb([P.TELL, {"a": 1}, b""]))
+
+
+# --- realms: a second, restricted secret for guests ------------------------------------------
+
+GUEST_TOKEN = "guest-token"
+REFUSED = "not permitted for guests"
+
+
+def member_shake(name: str = "m", guest_token: bytes | None = b"g", token: bytes = b"t"):
+    return Handshake(token, name, b"inc-" + name.encode(), name[0].encode() * 16,
+                     guest_token=guest_token)  # fmt: skip
+
+
+def guest_shake(name: str = "n", token: bytes = b"g", realm: str = P.GUEST):
+    return Handshake(token, name, b"inc-" + name.encode(), name[0].encode() * 16, realm=realm)
+
+
+def complete(x: Handshake, y: Handshake) -> None:
+    """Both sides of a handshake, in the order the transport runs them."""
+    x.receive_hello(y.hello())
+    y.receive_hello(x.hello())
+    first, second = (x, y) if x.speaks_first else (y, x)
+    second.receive_auth(first.auth())
+    first.receive_auth(second.auth())
+
+
+@pytest.mark.parametrize("guest_name", ["a-node", "z-node"])  # it checks first, or second
+def test_a_guest_with_the_guest_secret_is_taken(guest_name):
+    member, guest = member_shake(), guest_shake(guest_name)
+    complete(member, guest)
+    assert member.done and guest.done
+    assert member.realm == guest.realm == P.GUEST
+    assert member.peer.realm == P.GUEST and guest.peer.realm == P.MEMBER
+
+
+@pytest.mark.parametrize("guest_name", ["a-node", "z-node"])
+def test_a_guest_holding_the_member_secret_is_refused(guest_name):
+    with pytest.raises(AuthenticationError, match="guest realm"):
+        complete(member_shake(), guest_shake(guest_name, token=b"t"))
+
+
+def test_the_member_secret_on_a_guest_hello_is_refused():
+    member, guest = member_shake(), guest_shake()
+    guest.receive_hello(member.hello())
+    member.receive_hello(guest.hello())
+    for realm in P.REALMS:  # the member secret proves nothing here, in either realm's MAC
+        proof = P.auth_proof(b"t", realm, member.nonce, "n", "m")
+        with pytest.raises(AuthenticationError):
+            member.receive_auth(P.pack_frame(P.AUTH, proof))
+    assert not member.done
+
+
+def test_a_guest_claiming_to_be_a_member_is_refused():
+    # Its HELLO says member, so the connection is a member's: the guest secret fails.
+    with pytest.raises(AuthenticationError, match="member realm"):
+        complete(member_shake(), guest_shake(token=b"g", realm=P.MEMBER))
+
+
+def test_a_member_without_the_guest_secret_refuses_guests_before_any_auth():
+    member, guest = member_shake(guest_token=None), guest_shake()
+    with pytest.raises(AuthenticationError, match="takes no guests"):
+        member.receive_hello(guest.hello())
+    with pytest.raises(ProtocolError, match="AUTH before HELLO"):
+        member.auth()  # there is nothing to send
+
+
+def test_two_guests_refuse_each_other():
+    one, other = guest_shake("n"), guest_shake("o")
+    for x, y in ((one, other), (other, one)):
+        with pytest.raises(ProtocolError, match="guests connect only to members"):
+            x.receive_hello(y.hello())
+
+
+def test_a_proof_for_one_realm_is_no_proof_for_the_other():
+    nonce = b"N" * 16
+    for realm, other in (P.REALMS, reversed(P.REALMS)):
+        proof = P.auth_proof(b"same secret", realm, nonce, "a", "b")
+        assert P.check_proof(b"same secret", realm, nonce, "a", "b", proof)
+        assert not P.check_proof(b"same secret", other, nonce, "a", "b", proof)
+
+
+def test_members_meet_as_members_whatever_guest_secrets_they_hold():
+    one, other = member_shake("m"), member_shake("o", guest_token=None)
+    complete(one, other)
+    assert one.realm == other.realm == P.MEMBER
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"realm": "admin"}, ValueError),
+        ({"realm": "guest", "guest_token": GUEST_TOKEN}, ValueError),
+        ({"guest_token": TOKEN}, ValueError),
+        ({"guest_token": ""}, ValueError),
+        ({"guest_exports": ["apiserver"]}, ValueError),
+        ({"realm": "guest", "guest_exports": ["apiserver"]}, ValueError),
+        ({"guest_token": GUEST_TOKEN, "guest_exports": "apiserver"}, TypeError),
+    ],
+)
+def test_realm_options_that_make_no_sense_are_refused(options, error):
+    with pytest.raises(error):
+        TcpTransport(ActorSystem(name="x"), token=TOKEN, **options)
+
+
+@asynccontextmanager
+async def member_and_guest(guest: str = "node", **options):
+    """Member "m" (actors "echo", exported to guests, and "etcd", not exported) and
+    guest ``guest``; both listen and know where the other is."""
+    async with ActorSystem(name="m") as m, ActorSystem(name=guest) as n:
+        tm = await serve_tcp(m, token=TOKEN, guest_token=GUEST_TOKEN, guest_exports={"echo"},
+                             **options)  # fmt: skip
+        m.spawn(EchoActor, name="echo")
+        m.spawn(EchoActor, name="etcd")
+        tn = await serve_tcp(n, token=GUEST_TOKEN, realm="guest", **options)
+        tm.add_peer(guest, HOST, tn.port)
+        tn.add_peer("m", HOST, tm.port)
+        yield m, n
+
+
+@pytest.mark.parametrize("guest", ["a-node", "z-node"])  # the guest decides, or the member
+async def test_a_guest_asks_exported_actors_only_and_keeps_its_connection(guest):
+    async with member_and_guest(guest) as (m, n):
+        echo, etcd = n.ref("ak://m/echo"), n.ref("ak://m/etcd")
+        with trio.fail_after(WAIT):
+            assert await echo.ask(Echo("hi")) == "hi"
+            connection = n.transport._peers["m"].conn
+            for target in (etcd, n.ref("ak://m/nobody")):  # existence is not told
+                with pytest.raises(Undeliverable) as info:
+                    await target.ask(Echo("secret"))
+                assert info.value.reason == REFUSED
+            etcd.tell(Echo("lost"))
+            assert await echo.ask(Echo("again")) == "again"
+        assert n.transport._peers["m"].conn is connection
+        assert m.dead_letters.by_reason == {REFUSED: 3}
+        assert m.stats().actors["etcd"].received == 0
+        assert m.transport.peer_realm(guest) == n.transport.peer_realm("m") == P.GUEST
+
+
+async def test_a_guest_watching_an_actor_it_may_not_address_gets_terminated():
+    async with member_and_guest() as (m, n):
+        inbox, received = spawn_inbox(n)
+        etcd, echo = n.ref("ak://m/etcd"), n.ref("ak://m/echo")
+        inbox.tell(Watch(etcd))
+        inbox.tell(Watch(echo))
+        assert await next_message(received) == Terminated(etcd, REFUSED)
+        with trio.fail_after(WAIT):
+            assert await echo.ask(Echo("x")) == "x"  # behind both WATCHes
+            assert not m.lookup("etcd")._cell.watchers
+            await m.stop(m.lookup("echo"))
+        assert await next_message(received) == Terminated(echo, "stopped")
+
+
+async def test_a_member_dials_a_guest_and_the_guest_may_only_answer():
+    async with member_and_guest() as (m, n):
+        local = n.spawn(EchoActor, name="kubelet")
+        inbox, received = spawn_inbox(m)
+        kubelet = m.ref("ak://node/kubelet")
+        inbox.tell(Watch(kubelet))
+        with trio.fail_after(WAIT):
+            assert await kubelet.ask(Echo("logs")) == "logs"
+            assert m.transport._peers["node"].conn.endpoint is not None  # m dialled
+            assert m.transport.peer_realm("node") == P.GUEST
+            # The guest's actor may not tell the member's inbox (not exported); the TELL
+            # travels ahead of the reply.
+            assert await kubelet.ask(Forward(inbox, "not allowed")) is None
+            assert m.dead_letters.by_reason == {REFUSED: 1}
+            await n.stop(local)
+        assert await next_message(received) == Terminated(kubelet, "stopped")
+
+
+async def test_members_are_unchanged_by_guest_options():
+    async with two_systems(guest_token=GUEST_TOKEN, guest_exports={"echo"}) as (a, b):
+        etcd = b.spawn(EchoActor, name="etcd")
+        inbox, received = spawn_inbox(a)
+        remote = a.ref("ak://b/etcd")
+        inbox.tell(Watch(remote))
+        with trio.fail_after(WAIT):
+            assert await remote.ask(Echo("member")) == "member"
+            assert a.transport.peer_realm("b") == b.transport.peer_realm("a") == P.MEMBER
+            await b.stop(etcd)
+        assert await next_message(received) == Terminated(remote, "stopped")
+
+
+async def test_a_reconnected_guest_is_still_a_guest():
+    async with member_and_guest(reconnect_min=0.05) as (m, n):
+        n.spawn(EchoActor, name="kubelet")
+
+        async def guest_is_refused():
+            with pytest.raises(Undeliverable, match=REFUSED):
+                await n.ref("ak://m/etcd").ask(Echo("x"))
+
+        async def member_is_answered():
+            assert await m.ref("ak://node/kubelet").ask(Echo("y")) == "y"
+
+        with trio.fail_after(WAIT):
+            assert await n.ref("ak://m/echo").ask(Echo("x")) == "x"
+            # Who cut the connection asks first: its frames wait for the new connection
+            # (the other side might hand them to the dead one).
+            for system, peer, first, then in (
+                (n, "m", guest_is_refused, member_is_answered),
+                (m, "node", member_is_answered, guest_is_refused),
+            ):
+                system.transport._peers[peer].conn.close()
+                await first()
+                await then()
+                assert m.transport.peer_realm("node") == n.transport.peer_realm("m") == P.GUEST
+
+
+@pytest.mark.parametrize("guest", ["a-node", "z-node"])
+async def test_a_member_without_the_guest_secret_refuses_guests(guest, caplog):
+    async with ActorSystem(name="m") as m, ActorSystem(name=guest) as n:
+        tm = await serve_tcp(m, token=TOKEN)
+        tn = await serve_tcp(n, token=GUEST_TOKEN, realm="guest", handshake_timeout=0.5)
+        with trio.fail_after(WAIT):
+            with pytest.raises(ProtocolError):
+                await tn.connect(HOST, tm.port)
+            with pytest.raises(AuthenticationError, match="takes no guests"):
+                await tm.connect(HOST, tn.port)
+        assert tm.connected_peers() == tn.connected_peers() == []
+        assert any("takes no guests" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "listener, dialler, logged",
+    [
+        ("node", {"token": GUEST_TOKEN, "realm": "guest"}, "guests connect only to members"),
+        ("node", {"token": TOKEN, "guest_token": "wrong"}, "AuthenticationError"),
+        ("m", {"token": TOKEN, "realm": "guest"}, "AuthenticationError"),
+        ("m", {"token": GUEST_TOKEN}, "AuthenticationError"),
+    ],
+    ids=[
+        "a guest refuses a guest",
+        "a guest refuses a member with the wrong guest secret",
+        "a member refuses a guest holding the member secret",
+        "a member refuses a guest that says it is a member",
+    ],
+)
+async def test_who_is_refused(listener, dialler, logged, caplog):
+    # "other" sorts after "m" and "node": the listener checks the proof, and logs it.
+    async with member_and_guest() as (m, n), ActorSystem(name="other") as other:
+        target = {"m": m, "node": n}[listener].transport
+        transport = TcpTransport(other, handshake_timeout=0.5, **dialler)
+        await transport.start()
+        with trio.fail_after(WAIT), pytest.raises(ProtocolError):
+            await transport.connect(HOST, target.port)
+        assert "other" not in target.connected_peers()
+        assert any(logged in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+async def test_a_guest_cannot_take_the_name_of_a_member(name, caplog):
+    async with two_systems(guest_token=GUEST_TOKEN, guest_exports={"echo"}) as (a, b):
+        member = {"a": a, "b": b}[name]
+        other = b if member is a else a
+        other.spawn(EchoActor, name="etcd")
+        remote = member.ref(f"ak://{other.name}/etcd")
+        with trio.fail_after(WAIT):
+            assert await remote.ask(Echo("x")) == "x"
+        connection = other.transport._peers[name].conn
+        async with ActorSystem(name=name) as impostor:  # a new incarnation, as a restart
+            ti = TcpTransport(impostor, token=GUEST_TOKEN, realm="guest", handshake_timeout=0.5)
+            await ti.start()
+            with trio.fail_after(WAIT), pytest.raises(ProtocolError):
+                await ti.connect(HOST, other.transport.port)
+        assert any("claims the name of member" in r.getMessage() for r in caplog.records)
+        assert other.transport._peers[name].conn is connection
+        with trio.fail_after(WAIT):
+            assert await remote.ask(Echo("still mine")) == "still mine"
+
+
+async def test_a_guest_that_comes_back_as_a_member_starts_afresh(caplog):
+    async with member_and_guest() as (m, n):
+        with trio.fail_after(WAIT):
+            inbox, _ = spawn_inbox(n)
+            inbox.tell(Watch(n.ref("ak://m/echo")))
+            assert await n.ref("ak://m/echo").ask(Echo("x")) == "x"
+            assert m.lookup("echo")._cell.watchers
+            # The same incarnation, now with the member secret.
+            async with ActorSystem(name="node", incarnation=n.incarnation) as promoted:
+                tp = TcpTransport(promoted, token=TOKEN)
+                await tp.start()
+                await tp.connect(HOST, m.transport.port)
+                assert await promoted.ref("ak://m/etcd").ask(Echo("y")) == "y"
+                assert m.transport.peer_realm("node") == P.MEMBER
+                assert not m.lookup("echo")._cell.watchers  # nothing of its guest days
+        assert any("was a guest" in r.getMessage() for r in caplog.records)
+
+
+@asynccontextmanager
+async def guest_server():
+    """Member "b" with "echo" exported to guests and "etcd" not, and a raw guest."""
+    async with ActorSystem(name="b") as b:
+        tb = await serve_tcp(b, token=TOKEN, guest_token=GUEST_TOKEN, guest_exports={"echo"})
+        b.spawn(EchoActor, name="echo")
+        b.spawn(EchoActor, name="etcd")
+        raw = await RawPeer.connect(tb.port, GUEST_TOKEN, P.GUEST)
+        yield b, raw
+        await raw.aclose()
+
+
+_guest_frames = st.lists(
+    st.tuples(
+        st.sampled_from([P.TELL, P.ASK, P.WATCH, P.UNWATCH, P.TERMINATED, P.REPLY]),
+        st.sampled_from(["etcd", "echo", "nobody", "ETCD", "etcd\0", ""]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def guest_frame(kind: int, target: str, n: int) -> bytes:
+    message = encode_message(Echo(f"#{n}"))
+    fields = {
+        P.TELL: (target, message),
+        P.ASK: (target, message, n),
+        P.WATCH: ("watcher", target),
+        P.UNWATCH: ("watcher", target),
+        P.TERMINATED: ("inbox", target, "forged"),
+        P.REPLY: (n, True, encode_value(target)),
+    }
+    return P.pack_frame(kind, *fields[kind])
+
+
+@settings(max_examples=30, deadline=None)
+@given(frames=_guest_frames)
+async def test_a_guest_cannot_reach_an_unexported_actor_by_any_frame(frames):
+    async with guest_server() as (b, raw):
+        for n, (kind, target) in enumerate(frames):
+            await raw.send_frame(guest_frame(kind, target, n))
+        assert await raw.ask("echo", Echo("after")) == "after"  # same connection
+        refused = [(k, t) for k, t in frames if k in (P.TELL, P.ASK) and t != "echo"]
+        assert b.stats().actors["etcd"].received == 0
+        assert not b.lookup("etcd")._cell.watchers
+        assert b.dead_letters.by_reason.get(REFUSED, 0) == len(refused)
+        answers = [f for f in raw.others if f[0] == P.TERMINATED or f[:3] == [P.REPLY, f[1], False]]
+        expected = [(k, t) for k, t in frames if k in (P.ASK, P.WATCH) and t != "echo"]
+        assert len(answers) == len(expected)
+        for frame in answers:
+            reason = P.error_from_wire(frame[3]).reason if frame[0] == P.REPLY else frame[3]
+            assert reason == REFUSED

@@ -33,7 +33,9 @@ class Undeliverable(ActorError):
 
     ``reason`` is one of the dead-letter reasons: ``"no such actor"``,
     ``"mailbox full"``, ``"actor stopped"``, ``"actor restarted"``,
-    ``"unhandled message"``, ``"peer unreachable"``.
+    ``"unhandled message"``, ``"peer unreachable"``, ``"not permitted for guests"`` (a
+    guest connection addressed an actor its member system does not export to guests:
+    docs/tcp.md, realms).
     """
 
     def __init__(self, target: object, reason: str) -> None:

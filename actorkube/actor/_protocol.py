@@ -10,9 +10,11 @@ Rules of this file:
   would.
 - ``parse_frame`` validates the envelope (kind, arity, field types) and raises
   ``ProtocolError`` for anything else; it never raises another exception.
-- The handshake proves that both ends know the shared secret without sending it: each
-  side sends a HELLO with a random nonce and answers the other's nonce with
-  HMAC-SHA256(token, nonce + its own system name + NUL + the other's system name).
+- The handshake proves that both ends know the secret of the connection's realm
+  without sending it: each side sends a HELLO with a random nonce and the realm it
+  belongs to, and answers the other's nonce with HMAC-SHA256(secret, msgpack array
+  [realm, nonce, its own system name, the other's system name]). The realm is inside the
+  MAC, so a proof for one realm never passes for the other, even under one secret.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ import msgpack
 
 from ._errors import ActorError, HandlerFailed, ProtocolError, Undeliverable
 
-WIRE_VERSION = 2  # 2: HEARTBEAT frames
+WIRE_VERSION = 3  # 2: HEARTBEAT frames; 3: realms (HELLO's realm, inside the MAC)
 MAGIC = "actorkube"
+
+# Realms (docs/tcp.md): members hold the cluster secret, guests the guest secret.
+MEMBER, GUEST = "member", "guest"
+REALMS = (MEMBER, GUEST)
 
 TELL, ASK, REPLY, WATCH, UNWATCH, TERMINATED = 1, 2, 3, 4, 5, 6
 HEARTBEAT = 7  # nothing to say: the sender is alive (handled by the transport)
@@ -45,7 +51,7 @@ _SHAPES: dict[int, tuple[type, ...]] = {
     UNWATCH: (str, str),
     TERMINATED: (str, str, str),  # watcher name (here), target name (on sender), reason
     HEARTBEAT: (),
-    HELLO: (str, int, str, bytes, bytes),  # magic, version, system name, incarnation, nonce
+    HELLO: (str, int, str, bytes, bytes, str),  # magic, version, name, incarnation, nonce, realm
     AUTH: (bytes,),  # proof
 }
 
@@ -133,15 +139,30 @@ class FrameReader:
         return out
 
 
-def auth_proof(token: bytes, nonce: bytes, sender: str, recipient: str) -> bytes:
-    """What system ``sender`` answers to ``recipient``'s ``nonce`` when it knows ``token``.
+def hello_version(payload: bytes) -> int | None:
+    """The version a HELLO of any wire version announces (its first two fields have
+    never changed), or None if ``payload`` is not one: so that a peer of another
+    version is told so, not that its HELLO is malformed."""
+    try:
+        frame = msgpack.unpackb(payload, raw=False, max_array_len=8, max_map_len=0)
+    except Exception:
+        return None
+    if type(frame) is list and len(frame) > 2 and frame[:2] == [HELLO, MAGIC]:
+        return frame[2] if type(frame[2]) is int else None
+    return None
+
+
+def auth_proof(secret: bytes, realm: str, nonce: bytes, sender: str, recipient: str) -> bytes:
+    """What system ``sender`` answers to ``recipient``'s ``nonce`` on a connection of
+    ``realm`` when it knows that realm's ``secret``.
 
     Both names are inside the MAC, so a proof meant for one system cannot be relayed to
-    another."""
-    return hmac.new(
-        token, nonce + sender.encode() + b"\0" + recipient.encode(), hashlib.sha256
-    ).digest()
+    another; so is the realm, so a proof for one realm is not one for the other. The
+    input is a msgpack array, which leaves no doubt where one field ends."""
+    return hmac.new(secret, _pack((realm, nonce, sender, recipient)), hashlib.sha256).digest()
 
 
-def check_proof(token: bytes, nonce: bytes, sender: str, recipient: str, proof: bytes) -> bool:
-    return hmac.compare_digest(auth_proof(token, nonce, sender, recipient), proof)
+def check_proof(
+    secret: bytes, realm: str, nonce: bytes, sender: str, recipient: str, proof: bytes
+) -> bool:
+    return hmac.compare_digest(auth_proof(secret, realm, nonce, sender, recipient), proof)

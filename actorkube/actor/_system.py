@@ -14,6 +14,11 @@ Rules of this file:
   ``_on_frame``. Remote asks are matched to replies by correlation id; when a peer
   system goes away (``_peer_down``) its pending asks fail and watchers of its actors
   receive ``Terminated(reason="peer unreachable")``.
+- A frame from a guest (a transport's guest connection, docs/tcp.md) may address only
+  the actors the transport exports to guests; TELL and ASK to any other are dead
+  letters ``GUEST_REFUSED`` (an ask gets ``Undeliverable``), a WATCH is answered with
+  ``Terminated`` of that reason, an UNWATCH is ignored. Whether the actor exists is not
+  told.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
@@ -53,6 +58,10 @@ from ._supervision import OneForOne, Restart, Strategy
 from ._timers import TimerService
 
 log = logging.getLogger("actorkube.actor")
+
+GUEST_REFUSED = "not permitted for guests"
+# frame kind -> the index of the (local) actor name it addresses
+_ADDRESSED = {P.TELL: 1, P.ASK: 1, P.WATCH: 2, P.UNWATCH: 2}
 
 
 class WallClock:
@@ -501,18 +510,22 @@ class ActorSystem:
             return 0
         return corr
 
-    def _on_frame(self, peer: str, payload: bytes) -> None:
+    def _on_frame(
+        self, peer: str, payload: bytes, guest_exports: Container[str] | None = None
+    ) -> None:
         """Handle one frame from system ``peer``. Raises ``ProtocolError`` on a bad frame
         (the transport then closes that connection); a well-formed frame for an actor
-        that does not exist is a dead letter, not an error."""
+        that does not exist is a dead letter, not an error. ``guest_exports``: the frame
+        came from a guest, which may address only the actors named there."""
         frame = P.parse_frame(payload)
         kind = frame[0]
+        index = _ADDRESSED.get(kind)
+        if guest_exports is not None and index and frame[index] not in guest_exports:
+            self._refuse_guest(peer, frame)
+            return
         if kind == P.TELL or kind == P.ASK:
             target, data = frame[1], frame[2]
-            try:
-                decode_message(data, self._resolve)
-            except DecodeError as exc:
-                raise ProtocolError(f"bad message for {target}: {exc}") from None
+            self._check_message(target, data)
             reply = _RemoteReply(self, peer, frame[3]) if kind == P.ASK else None
             cell = self._names.get(target)
             if cell is None:
@@ -547,6 +560,28 @@ class ActorSystem:
                 self._deliver_terminated(watcher, ActorRef(Address(peer, target), self), reason)
         else:
             raise ProtocolError(f"frame kind {kind} is not valid after the handshake")
+
+    def _check_message(self, target: str, data: bytes) -> None:
+        """Decode once on arrival: bad bytes are the sender's fault, not a mailbox's."""
+        try:
+            decode_message(data, self._resolve)
+        except DecodeError as exc:
+            raise ProtocolError(f"bad message for {target}: {exc}") from None
+
+    def _refuse_guest(self, peer: str, frame: list) -> None:
+        """A guest addressed an actor it may not: the guest loses this frame, not its
+        connection (a bad message still costs it the connection, as from anyone)."""
+        kind = frame[0]
+        if kind == P.TELL or kind == P.ASK:
+            target, data = frame[1], frame[2]
+            self._check_message(target, data)
+            reply = _RemoteReply(self, peer, frame[3]) if kind == P.ASK else None
+            self._dead_letter(Address(self.name, target), data, GUEST_REFUSED, reply)
+        elif kind == P.WATCH:
+            # Answered, so that the guest's watcher does not wait for ever.
+            watcher = ActorRef(Address(peer, frame[1]), self)
+            target = ActorRef(Address(self.name, frame[2]), self)
+            self._notify_terminated(watcher, target, GUEST_REFUSED)
 
     def _on_reply(self, peer: str, corr: int, ok: bool, value: Any) -> None:
         if ok and type(value) is not bytes:

@@ -7,15 +7,23 @@ Rules of this file:
   time, so frames from one system to another arrive in the order they were queued.
   A connection carries frames both ways once its handshake is done.
 - Handshake (``Handshake``, sans I/O): both sides send HELLO [magic, version, name,
-  incarnation, nonce]. The side with the larger system name then sends its AUTH at
-  once; the side with the smaller name first checks the peer's AUTH, then decides
-  whether it keeps this connection, and only then answers with its own AUTH (or
-  closes). So the smaller-named side alone decides which connection two systems use,
-  and the larger side learns the decision in-band: it only ever completes connections
-  the other side kept. Nothing is sent on a connection before its handshake is done.
+  incarnation, nonce, realm]. The realm of the connection follows from both HELLOs
+  (``CONNECTION_REALM``) and picks the secret both AUTHs prove. The side with the
+  larger system name then sends its AUTH at once; the side with the smaller name first
+  checks the peer's AUTH, then decides whether it keeps this connection, and only then
+  answers with its own AUTH (or closes). So the smaller-named side alone decides which
+  connection two systems use, and the larger side learns the decision in-band: it only
+  ever completes connections the other side kept. Nothing is sent on a connection
+  before its handshake is done.
 - Handshake frames are read exactly (never past the AUTH) and limited to
   ``HANDSHAKE_MAX_FRAME`` bytes, so an unauthenticated peer makes us buffer almost
   nothing; the whole handshake is bounded by ``handshake_timeout``.
+- Realms (docs/tcp.md): on a member system, what arrives on a guest connection may
+  address only the actors of ``guest_exports`` (``ActorSystem._on_frame`` refuses the
+  rest). The restriction follows the connection: its realm is fixed at its handshake. A
+  guest connection never takes the name of a peer known as a member (else a guest
+  could receive what is meant for a member); a peer that comes back as a member after
+  being a guest is reset as if it had restarted.
 - After the handshake a connection reads frames of up to ``max_frame`` bytes; a peer
   that stops for ``frame_timeout`` seconds in the middle of a frame is cut off (an idle
   connection between frames is fine). A bad frame (``ProtocolError`` from the frame
@@ -37,6 +45,7 @@ import logging
 import os
 import struct
 from collections import deque
+from collections.abc import Iterable
 from functools import partial
 
 import attrs
@@ -69,6 +78,18 @@ class Hello:
     name: str
     incarnation: bytes
     nonce: bytes
+    realm: str  # the realm it claims to belong to
+
+
+# (our realm, the realm of the peer's HELLO) -> the connection's realm; None: refused.
+# Guests talk only to members: a guest believes whatever its peers send (they are the
+# control plane), and another guest is not the control plane.
+CONNECTION_REALM: dict[tuple[str, str], str | None] = {
+    (P.MEMBER, P.MEMBER): P.MEMBER,
+    (P.MEMBER, P.GUEST): P.GUEST,  # if we hold the guest secret
+    (P.GUEST, P.MEMBER): P.GUEST,
+    (P.GUEST, P.GUEST): None,
+}
 
 
 class Handshake:
@@ -78,33 +99,66 @@ class Handshake:
     ``speaks_first``, send ``auth()`` and feed the peer's next frame to
     ``receive_auth``; otherwise feed ``receive_auth`` first and send ``auth()`` only if
     the connection is kept. ``receive_*`` raise ``ProtocolError`` (or its subclass
-    ``AuthenticationError`` for a wrong proof) and never anything else.
+    ``AuthenticationError`` for a wrong proof, or a guest we take no guests from) and
+    never anything else.
+
+    ``token`` is the secret of our own ``realm``; a member that takes guests also holds
+    ``guest_token``. Once the peer's HELLO is in, ``realm`` is the connection's.
     """
 
-    def __init__(self, token: bytes, name: str, incarnation: bytes, nonce: bytes) -> None:
+    def __init__(
+        self,
+        token: bytes,
+        name: str,
+        incarnation: bytes,
+        nonce: bytes,
+        *,
+        realm: str = P.MEMBER,
+        guest_token: bytes | None = None,
+    ) -> None:
+        if realm not in P.REALMS:
+            raise ValueError(f"a realm is 'member' or 'guest', not {realm!r}")
+        if realm == P.GUEST and guest_token is not None:
+            raise ValueError("a guest holds only the guest secret (pass it as token)")
         self.name = name
         self.incarnation = incarnation
         self.nonce = nonce
+        self.own_realm = realm
+        self.realm: str | None = None  # the connection's, once the peer's HELLO is in
         self.peer: Hello | None = None
-        self._token = token
+        self._secrets = {realm: token}
+        if guest_token is not None:
+            self._secrets[P.GUEST] = guest_token
         self.done = False
 
     def hello(self) -> bytes:
         return P.pack_frame(
-            P.HELLO, P.MAGIC, P.WIRE_VERSION, self.name, self.incarnation, self.nonce
+            P.HELLO,
+            P.MAGIC,
+            P.WIRE_VERSION,
+            self.name,
+            self.incarnation,
+            self.nonce,
+            self.own_realm,
         )
 
     def receive_hello(self, payload: bytes) -> Hello:
         if self.peer is not None:
             raise ProtocolError("a second HELLO")
-        frame = P.parse_frame(payload)
+        try:
+            frame = P.parse_frame(payload)
+        except ProtocolError:
+            version = P.hello_version(payload)
+            if version is not None and version != P.WIRE_VERSION:
+                raise ProtocolError(self._other_version(version)) from None
+            raise
         if frame[0] != P.HELLO:
             raise ProtocolError(f"expected HELLO, got frame kind {frame[0]}")
-        _, magic, version, name, incarnation, nonce = frame
+        _, magic, version, name, incarnation, nonce, realm = frame
         if magic != P.MAGIC:
             raise ProtocolError(f"not an actorkube peer (magic {magic[:40]!r})")
         if version != P.WIRE_VERSION:
-            raise ProtocolError(f"peer speaks wire version {version}, we speak {P.WIRE_VERSION}")
+            raise ProtocolError(self._other_version(version))
         if not 0 < len(name) <= MAX_NAME:
             raise ProtocolError("a system name must have 1 to 1024 characters")
         if name == self.name:
@@ -114,8 +168,25 @@ class Handshake:
             raise ProtocolError("an incarnation must have 1 to 64 bytes")
         if len(nonce) != NONCE_SIZE or nonce == self.nonce:
             raise ProtocolError("bad handshake nonce")
-        self.peer = Hello(name, incarnation, nonce)
+        if realm not in P.REALMS:
+            raise ProtocolError(f"unknown realm {realm[:40]!r}")
+        self.realm = self._connection_realm(name, realm)
+        self.peer = Hello(name, incarnation, nonce, realm)
         return self.peer
+
+    def _connection_realm(self, name: str, realm: str) -> str:
+        connection = CONNECTION_REALM[self.own_realm, realm]
+        if connection is None:
+            raise ProtocolError(f"{name!r} is a guest, like us: guests connect only to members")
+        if connection not in self._secrets:
+            raise AuthenticationError(
+                f"{name!r} connects as a guest, and this system takes no guests (no guest_token)"
+            )
+        return connection
+
+    @staticmethod
+    def _other_version(version: int) -> str:
+        return f"peer speaks wire version {version}, we speak {P.WIRE_VERSION}"
 
     @property
     def speaks_first(self) -> bool:
@@ -124,15 +195,21 @@ class Handshake:
 
     def auth(self) -> bytes:
         peer = self._hello()
-        return P.pack_frame(P.AUTH, P.auth_proof(self._token, peer.nonce, self.name, peer.name))
+        secret = self._secrets[self.realm]
+        return P.pack_frame(
+            P.AUTH, P.auth_proof(secret, self.realm, peer.nonce, self.name, peer.name)
+        )
 
     def receive_auth(self, payload: bytes) -> None:
         peer = self._hello()
         frame = P.parse_frame(payload)
         if frame[0] != P.AUTH:
             raise ProtocolError(f"expected AUTH, got frame kind {frame[0]}")
-        if not P.check_proof(self._token, self.nonce, peer.name, self.name, frame[1]):
-            raise AuthenticationError(f"{peer.name!r} failed the shared-secret handshake")
+        secret = self._secrets[self.realm]
+        if not P.check_proof(secret, self.realm, self.nonce, peer.name, self.name, frame[1]):
+            raise AuthenticationError(
+                f"{peer.name!r} failed the shared-secret handshake ({self.realm} realm)"
+            )
         self.done = True
 
     def _hello(self) -> Hello:
@@ -143,6 +220,17 @@ class Handshake:
 
 _HEARTBEAT = P.pack_frame(P.HEARTBEAT)
 _HEARTBEAT_BYTES = P.with_length(_HEARTBEAT)
+
+
+def _guest_secret(token: bytes, guest_token: bytes | str | None, realm: str) -> bytes | None:
+    if guest_token is None:
+        return None
+    guest_token = guest_token.encode() if isinstance(guest_token, str) else guest_token
+    if realm == P.GUEST:
+        raise ValueError("a guest holds only the guest secret: pass it as token")
+    if not guest_token or guest_token == token:
+        raise ValueError("guest_token must not be empty, nor the same as token")
+    return guest_token
 
 
 def parse_endpoint(name: str) -> tuple[str, int] | None:
@@ -168,13 +256,13 @@ class _EndOfStream(ProtocolError):
 
 
 class _Refused(ProtocolError):
-    """The peer closed the connection after our AUTH: a wrong token, or it keeps
-    another connection to us (see the module docstring)."""
+    """The peer closed the connection after our AUTH: a wrong secret, a realm it does
+    not take, or it keeps another connection to us (see the module docstring)."""
 
     def __init__(self, peer: str) -> None:
         super().__init__(
             f"{peer!r} closed the connection after our AUTH "
-            "(wrong token, or it keeps another connection to us)"
+            "(wrong secret, a realm it refuses, or it keeps another connection to us)"
         )
         self.peer = peer
 
@@ -207,6 +295,7 @@ class _Conn:
     endpoint: tuple[str, int] | None  # where we dialled; None for an accepted connection
     peer: str = ""
     incarnation: bytes = b""
+    realm: str = P.MEMBER  # the connection's, fixed by its handshake
     adopted: bool = False  # became its peer's connection (``_adopt``)
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
@@ -227,6 +316,7 @@ class _Peer:
     queue: deque[bytes] = attrs.field(factory=deque)
     conn: _Conn | None = None
     incarnation: bytes | None = None  # the last one seen
+    realm: str | None = None  # of its last adopted connection
     dialling: bool = False  # a _keep_dialling task runs for it
     wake: ParkingLot = attrs.field(factory=ParkingLot)  # the writer waits for frames
     room: ParkingLot = attrs.field(factory=ParkingLot)  # senders wait for queue room
@@ -239,8 +329,12 @@ class _Peer:
 class TcpTransport:
     """Carries an ``ActorSystem``'s frames to other systems over TCP.
 
-    ``token`` is the shared secret every system of a cluster knows; it never crosses
-    the wire. Options (seconds for times): ``max_frame`` (bytes, 4 MiB),
+    ``token`` is the secret of the system's ``realm``; it never crosses the wire. A
+    ``"member"`` (the default) holds the cluster's secret. With ``guest_token`` it also
+    takes connections of guests, which may address only the actors named in
+    ``guest_exports``; it may dial guests too. A ``"guest"`` holds only the guest secret
+    (as ``token``) and connects to members that take guests (docs/tcp.md, "Realms").
+    Options (seconds for times): ``max_frame`` (bytes, 4 MiB),
     ``handshake_timeout`` (5), ``frame_timeout`` (10: longest stall inside a frame),
     ``send_buffer`` (frames queued per peer, 10,000), ``reconnect_min`` (0.1) doubling
     up to ``reconnect_max`` (5), ``unreachable_after`` (10: how long a dialable peer
@@ -259,6 +353,9 @@ class TcpTransport:
         system,
         *,
         token: bytes | str,
+        guest_token: bytes | str | None = None,
+        guest_exports: Iterable[str] = (),
+        realm: str = P.MEMBER,
         max_frame: int = 4 * 1024 * 1024,
         handshake_timeout: float = 5.0,
         frame_timeout: float = 10.0,
@@ -271,12 +368,21 @@ class TcpTransport:
         token = token.encode() if isinstance(token, str) else token
         if not token:
             raise ValueError("the token must not be empty")
+        if realm not in P.REALMS:
+            raise ValueError(f"realm is 'member' or 'guest', not {realm!r}")
         if max_frame < HANDSHAKE_MAX_FRAME or send_buffer < 1:
             raise ValueError(f"max_frame must be >= {HANDSHAKE_MAX_FRAME}, send_buffer >= 1")
         times = (handshake_timeout, frame_timeout, reconnect_min, reconnect_max, unreachable_after,
                  silence_timeout)  # fmt: skip
         if min(times) <= 0 or reconnect_max < reconnect_min:
             raise ValueError("times must be positive and reconnect_max >= reconnect_min")
+        self.realm = realm
+        self._guest_token = _guest_secret(token, guest_token, realm)
+        if isinstance(guest_exports, str):
+            raise TypeError("guest_exports is a collection of actor names, not one name")
+        self.guest_exports = frozenset(guest_exports)
+        if self.guest_exports and self._guest_token is None:
+            raise ValueError("guest_exports apply only to a member that takes guests (guest_token)")
         self.system = system
         self._token = token
         self.max_frame = max_frame
@@ -373,6 +479,12 @@ class TcpTransport:
     def connected_peers(self) -> list[str]:
         """The names of the systems with a connection now, sorted."""
         return sorted(name for name, peer in self._peers.items() if peer.conn is not None)
+
+    def peer_realm(self, name: str) -> str | None:
+        """The realm of the connection to ``name`` now (``"guest"`` if either side is a
+        guest), or None without one."""
+        peer = self._peers.get(name)
+        return None if peer is None or peer.conn is None else peer.conn.realm
 
     def _endpoint_of(self, name: str) -> tuple[str, int] | None:
         return self._endpoints.get(name) or parse_endpoint(name)
@@ -499,15 +611,23 @@ class TcpTransport:
 
     async def _handshake(self, conn: _Conn, expect: str | None) -> None:
         system = self.system
-        shake = Handshake(self._token, system.name, system.incarnation, os.urandom(NONCE_SIZE))
+        shake = Handshake(
+            self._token,
+            system.name,
+            system.incarnation,
+            os.urandom(NONCE_SIZE),
+            realm=self.realm,
+            guest_token=self._guest_token,
+        )
         stream = conn.stream
         try:
             with trio.fail_after(self.handshake_timeout):
                 await stream.send_all(P.with_length(shake.hello()))
                 hello = shake.receive_hello(await _receive_handshake_frame(stream))
-                conn.peer, conn.incarnation = hello.name, hello.incarnation
+                conn.peer, conn.incarnation, conn.realm = hello.name, hello.incarnation, shake.realm
                 if expect is not None and hello.name != expect:
                     raise ProtocolError(f"expected to reach {expect!r}, reached {hello.name!r}")
+                self._check_name(conn)  # before any AUTH: a refusal the peer cannot miss
                 if shake.speaks_first:
                     await stream.send_all(P.with_length(shake.auth()))
                     try:
@@ -529,7 +649,9 @@ class TcpTransport:
 
     def _adopt(self, conn: _Conn) -> bool:
         """Make ``conn`` its peer's connection, unless we are the deciding (smaller-named)
-        side and already keep a live one of the same incarnation."""
+        side and already keep a live one of the same incarnation and realm. Raises
+        ``AuthenticationError`` for a guest connection that claims a member's name."""
+        self._check_name(conn)  # again: the member may have connected meanwhile
         name = conn.peer
         peer = self._peers.get(name)
         if peer is None:
@@ -539,8 +661,14 @@ class TcpTransport:
         old = peer.conn
         if old is not None and old.closing:
             old = None  # on its way out; _conn_lost will find it replaced
-        if peer.incarnation is not None and peer.incarnation != conn.incarnation:
+        restarted = peer.incarnation is not None and peer.incarnation != conn.incarnation
+        # Only guest -> member gets here (see above); it keeps nothing of its guest days.
+        promoted = peer.realm not in (None, conn.realm)
+        if restarted:
             log.info("%s: %s restarted (new incarnation)", self.system.name, name)
+        elif promoted:
+            log.warning("%s: %s was a guest, now connects as a member", self.system.name, name)
+        if restarted or promoted:
             peer.conn = None
             if old is not None:
                 old.close()
@@ -553,6 +681,7 @@ class TcpTransport:
             # The peer decides, and it completed this one: it has dropped the old one.
             old.close()
         peer.incarnation = conn.incarnation
+        peer.realm = conn.realm
         peer.conn = conn
         peer.wake.unpark_all()  # an old writer sees it is replaced and exits
         self._adoptions.unpark_all()
@@ -560,6 +689,13 @@ class TcpTransport:
         # watches of its actors): tell it again what we watch.
         self.system._peer_up(name)
         return True
+
+    def _check_name(self, conn: _Conn) -> None:
+        """A guest connection never takes the name of a peer we know as a member: the
+        frames for the member would go to whoever holds the guest secret."""
+        peer = self._peers.get(conn.peer)
+        if peer is not None and peer.realm == P.MEMBER and conn.realm == P.GUEST:
+            raise AuthenticationError(f"a guest connection claims the name of member {conn.peer!r}")
 
     def _conn_lost(self, conn: _Conn) -> None:
         peer = self._peers.get(conn.peer)
@@ -622,6 +758,8 @@ class TcpTransport:
         stream = conn.stream
         on_frame = self.system._on_frame
         name = conn.peer
+        # On a member, a guest connection has a guest at its other end.
+        exports = self.guest_exports if conn.realm == P.GUEST and self.realm == P.MEMBER else None
         try:
             while True:
                 # Inside a frame the peer may stall for ``frame_timeout``; between frames
@@ -637,7 +775,7 @@ class TcpTransport:
                     return
                 for payload in reader.feed(data):
                     if payload != _HEARTBEAT:
-                        on_frame(name, payload)
+                        on_frame(name, payload, exports)
         except ProtocolError as exc:
             log.warning("%s: closing the connection with %s: %r", self.system.name, name, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -679,7 +817,8 @@ class TcpTransport:
 async def serve_tcp(
     system, *, token: bytes | str, host: str = "127.0.0.1", port: int = 0, **options
 ) -> TcpTransport:
-    """Make a ``TcpTransport`` (``options`` as its keywords), install it as
+    """Make a ``TcpTransport`` (``options`` as its keywords: ``guest_token``,
+    ``guest_exports``, ``realm`` and the rest), install it as
     ``system.transport``, listen on ``host:port`` and return it; ``.port`` and
     ``.address`` tell where it listens. The system must be running (``async with``).
 

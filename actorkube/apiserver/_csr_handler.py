@@ -25,6 +25,7 @@ from ._handler import Handler
 from ._meta import meta, rfc3339
 from ._rbac import SYSTEM_MASTERS, Attributes, UserInfo
 from ._registry import ResourceType
+from ._validation import as_dict, as_list
 
 
 class CsrHandler(Handler):
@@ -62,6 +63,13 @@ class CsrHandler(Handler):
             else:
                 shown = view.from_storage(current)
                 new = bodies.patched(self.schema, view, req.content_type, req.body, shown)
+            # Decoding's refusals, as Kubernetes' (the strategies below take the shapes).
+            status_ = new.get("status")
+            if status_ is not None and not isinstance(status_, dict):
+                raise errors.bad_request("status: must be an object")
+            conditions = (status_ or {}).get("conditions")
+            if conditions is not None and not isinstance(conditions, list):
+                raise errors.bad_request("status.conditions: must be a list")
             new = csr_prepare_update(new, current, subresource, rfc3339(self.clock()))
             problems = csr_subresource_errors(new, current, subresource)
             if problems:
@@ -75,12 +83,14 @@ class CsrHandler(Handler):
 
     def _admit_csr(self, rt: ResourceType, user: UserInfo, new: dict, old: dict,
                    subresource: str) -> None:  # fmt: skip
-        """CertificateApproval and CertificateSigning."""
+        """CertificateApproval and CertificateSigning (the latter for any change of the
+        status subresource's certificate or conditions: a Failed condition is a
+        signer's to set)."""
         signer = str((old.get("spec") or {}).get("signerName", ""))
         name = meta(old).get("name", "")
         if subresource == "approval":
             verb = "approve"
-        elif csr_certificate(new) != csr_certificate(old):
+        elif csr_certificate(new) != csr_certificate(old) or _conditions(new) != _conditions(old):
             verb = "sign"
         else:
             return
@@ -99,10 +109,15 @@ class CsrHandler(Handler):
         return False
 
 
+def _conditions(csr: dict) -> list:
+    return as_list(as_dict(csr.get("status")).get("conditions"))
+
+
 def _restrict_subject(name: str, csr: dict) -> None:
     """CertificateSubjectRestriction: kubernetes.io/kube-apiserver-client does not make
-    members of system:masters (a request that does not parse is validation's to refuse)."""
-    if (csr.get("spec") or {}).get("signerName") != KUBE_APISERVER_CLIENT_SIGNER:
+    members of system:masters (a request that does not parse, or a spec that is not an
+    object, is validation's to refuse)."""
+    if as_dict(csr.get("spec")).get("signerName") != KUBE_APISERVER_CLIENT_SIGNER:
         return
     try:
         request = parse_csr(csr_request(csr))

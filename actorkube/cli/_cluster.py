@@ -12,9 +12,11 @@ Rules of this file:
   is made on first use, whole or not at all, readable by its owner only, and kept.
 - The in-process cluster (``actorkube up``) gives its components fresh tokens at each
   start and never writes them; processes need them on disk.
-- The transport secret authenticates actor systems to each other over TCP
-  (docs/tcp.md): whoever holds it can message any actor of the cluster, etcd members
-  included, so it is a control-plane secret.
+- Two transport secrets authenticate actor systems to each other over TCP
+  (docs/tcp.md): the cluster's (``pki/transport.token``: whoever holds it can message
+  any actor of the cluster, etcd members included, so only the control plane has it)
+  and the nodes' (``pki/node-transport.token``: reaches the API servers' front actors
+  only; nodes, and nodes that join, get this one).
 """
 
 from __future__ import annotations
@@ -97,15 +99,37 @@ SIGNING_CONTROLLER = "certificatesigningrequest-signing-controller"
 MAX_FRAME = 256 << 20
 
 
-def transport(system: ActorSystem, files: ClusterFiles, peer_timeout: float = 2.0) -> TcpTransport:
-    """The TCP transport of one of the cluster's processes (not started): its secret,
-    frames up to ``MAX_FRAME``, and another process taken for gone after
-    ``peer_timeout`` seconds without a connection (which is what fails its clients
-    over), redialled every second at most meanwhile; a connection silent for twice
-    that (a hung process) is closed, which starts the same count."""
-    return TcpTransport(system, token=files.transport_token(), max_frame=MAX_FRAME,
-                        unreachable_after=peer_timeout, silence_timeout=2 * peer_timeout,
-                        reconnect_max=min(1.0, peer_timeout))  # fmt: skip
+# What a process is to the transport (see ``transport``).
+CONTROL_PLANE = "control-plane"  # the cluster secret: reaches every actor
+APISERVER = "apiserver"  # ... and takes nodes' connections, which reach its front actor only
+METRICS = "metrics"  # ... and dials the kubelets, which may only answer it
+NODE = "node"  # the node secret: reaches the API servers' front actors, nothing else
+APISERVER_ACTOR = "apiserver"  # the API server's actor name in its process
+
+
+def transport(system: ActorSystem, files: ClusterFiles, peer_timeout: float = 2.0, *,
+              role: str = CONTROL_PLANE) -> TcpTransport:  # fmt: skip
+    """The TCP transport of one of the cluster's processes (not started): frames up to
+    ``MAX_FRAME``, another process taken for gone after ``peer_timeout`` seconds
+    without a connection (which is what fails its clients over), redialled every second
+    at most meanwhile; a connection silent for twice that (a hung process) is closed,
+    which starts the same count.
+
+    Two secrets (the transport's realms, docs/tcp.md): the control plane's processes
+    hold the cluster secret and may message any actor, etcd's members included; nodes
+    (kubelets, kube-proxies, the cluster DNS) hold the node secret, which only the API
+    servers and the metrics server take, and on their connections a node may message
+    the API server's front actor and nothing else, as Kubernetes' nodes reach the API
+    servers and never etcd."""
+    options = {"max_frame": MAX_FRAME, "unreachable_after": peer_timeout,
+               "silence_timeout": 2 * peer_timeout, "reconnect_max": min(1.0, peer_timeout)}
+    if role == NODE:
+        return TcpTransport(system, token=files.node_transport_token(), realm="guest",
+                            **options)  # fmt: skip
+    if role in (APISERVER, METRICS):
+        exports = (APISERVER_ACTOR,) if role == APISERVER else ()
+        options.update(guest_token=files.node_transport_token(), guest_exports=exports)
+    return TcpTransport(system, token=files.transport_token(), **options)
 
 
 def controller_user(account: str) -> str:
@@ -220,6 +244,13 @@ class ClusterFiles:
         if self.create:
             (self.data_dir / "pki").mkdir(mode=0o700, parents=True, exist_ok=True)
         return self._secret(self.data_dir / "pki" / "transport.token",
+                            lambda: secrets.token_urlsafe(32).encode())  # fmt: skip
+
+    def node_transport_token(self) -> bytes:
+        """The nodes' transport secret (``transport``), which joining nodes are given."""
+        if self.create:
+            (self.data_dir / "pki").mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self._secret(self.data_dir / "pki" / "node-transport.token",
                             lambda: secrets.token_urlsafe(32).encode())  # fmt: skip
 
     @property

@@ -7,17 +7,19 @@ Rules of this file:
   kube-public/cluster-info (the load balancer's URL and the CA, for token discovery;
   the bootstrap signer signs it for every token), the ConfigMap
   kube-system/actorkube-config (the API servers' transport addresses) and the Secret
-  kube-system/actorkube-transport (the transport secret), both readable by the group
-  system:nodes only, and a binding of kube-proxy's role to system:nodes (a joined
-  node's kube-proxy acts as its node). It runs at every start of a distributed cluster
+  kube-system/actorkube-transport (the nodes' transport secret: it reaches the API
+  servers' front actors only), both readable by the group system:nodes only, and a
+  binding of kube-proxy's role to system:nodes (a joined node's kube-proxy acts as its
+  node). It runs at every start of a distributed cluster
   (the load balancer's port may be new), as the addon manager, over the transport.
 - A node joins (``join_node``) over HTTPS, knowing only the server's URL, a bootstrap
   token and the CA's hash: discovery, a CSR approved and signed by the controllers,
   then, with its new client certificate, it reads actorkube-config and
   actorkube-transport. What it learned stays in its directory (``NodeFiles``), so a
   joined node started again does not join again (its token may have expired).
-- The transport secret is the cluster's: a joined node can then message any actor of
-  the cluster (docs/operations.md says so; Kubernetes' nodes never reach etcd).
+- A node gets the nodes' transport secret, never the cluster's: it reaches the API
+  servers and nothing else (``_cluster.transport``), as Kubernetes' nodes never reach
+  etcd.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
+import trio
 
 from actorkube.actor import ActorSystem, Address
 from actorkube.client import ApiClient, ApiServers
 from actorkube.client._https import HttpsClient
 from actorkube.node._bootstrap import (
+    CertificateRefused,
     ClusterInfo,
     NodeCredentials,
     ca_cert_hash,
@@ -45,13 +49,13 @@ from actorkube.node._bootstrap import (
 )
 from actorkube.pki import KeyPair, write_private
 
-from ._cluster import ADDON_USER, ClusterFiles
+from ._cluster import ADDON_USER, APISERVER_ACTOR, ClusterFiles
 from ._cluster import transport as cluster_transport
 
 CONFIG = "actorkube-config"  # kube-system: the API servers' transport addresses
-TRANSPORT = "actorkube-transport"  # kube-system: the transport secret
-APISERVER = "apiserver"  # the API server's actor name in its process
+TRANSPORT = "actorkube-transport"  # kube-system: the nodes' transport secret
 RBAC = "rbac.authorization.k8s.io"
+JOIN_TIMEOUT = 300.0  # kubeadm's TLS bootstrap timeout (5 minutes)
 
 
 @asynccontextmanager
@@ -63,7 +67,8 @@ async def admin_client(files: ClusterFiles, apiservers: list[str],
         transport = cluster_transport(system, files, peer_timeout)
         await transport.start()
         system.transport = transport
-        servers = ApiServers([system.ref(str(Address(a, APISERVER))) for a in apiservers])
+        servers = ApiServers([system.ref(str(Address(a, APISERVER_ACTOR)))
+                              for a in apiservers])  # fmt: skip
         try:
             yield ApiClient(system, servers, token=files.token(ADDON_USER))
         finally:
@@ -123,10 +128,11 @@ async def new_join_command(client: ApiClient, *, url: str, ca: bytes, ttl: float
 
 @attrs.frozen
 class NodeFiles:
-    """What a joined node keeps in its directory: ``pki/ca.crt``, ``pki/transport.token``
-    and ``nodes/NAME/`` (``join.json``: the server and the API servers' addresses;
-    ``pki/kubelet-client.crt`` and ``.key``), so that ``ClusterFiles`` of the directory
-    serves the node's processes as it serves the control plane's."""
+    """What a joined node keeps in its directory: ``pki/ca.crt``,
+    ``pki/node-transport.token`` and ``nodes/NAME/`` (``join.json``: the server and the
+    API servers' addresses; ``pki/kubelet-client.crt`` and ``.key``), so that
+    ``ClusterFiles`` of the directory serves the node's processes as it serves the
+    control plane's."""
 
     data_dir: Path
     node: str
@@ -151,7 +157,7 @@ class NodeFiles:
         pki = self.data_dir / "pki"
         pki.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(pki / "ca.crt", credentials.cluster.ca)
-        write_private(pki / "transport.token", transport_token)
+        write_private(pki / "node-transport.token", transport_token)
         node_pki = self.data_dir / "nodes" / self.node / "pki"
         node_pki.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(node_pki / "kubelet-client.crt", credentials.client.cert)
@@ -162,14 +168,21 @@ class NodeFiles:
 
 
 async def join_node(server: str, token: str, ca_hash: str | None, node: str,
-                    files: NodeFiles) -> tuple[list[str], KeyPair]:  # fmt: skip
+                    files: NodeFiles, *, timeout: float = JOIN_TIMEOUT,
+                    ) -> tuple[list[str], KeyPair]:  # fmt: skip
     """``kubeadm join``: the node's credentials and the API servers' addresses, kept in
-    ``files`` (see the module rules)."""
+    ``files`` (see the module rules). A certificate not issued within ``timeout``
+    seconds (nobody approves the request) is ``CertificateRefused``, as kubeadm gives
+    up on its TLS bootstrap."""
 
     def as_token(cluster: ClusterInfo, bearer: str) -> HttpsClient:
         return HttpsClient(cluster.server, ca=cluster.ca, token=bearer)
 
-    credentials = await join(HttpsClient(server, ca=None), as_token, token, ca_hash, node)
+    with trio.move_on_after(timeout) as waited:
+        credentials = await join(HttpsClient(server, ca=None), as_token, token, ca_hash, node)
+    if waited.cancelled_caught:
+        raise CertificateRefused(f"no certificate issued for node {node} within {timeout:g} s: "
+                                 "is its request approved? (kubectl get csr)")  # fmt: skip
     cluster = credentials.cluster
     as_node = HttpsClient(cluster.server, ca=cluster.ca, client_cert=credentials.client.cert,
                           client_key=credentials.client.key)  # fmt: skip

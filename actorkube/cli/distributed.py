@@ -314,6 +314,18 @@ class DistributedCluster:
             raise StartError(f"another actorkube up --distributed runs on {data_dir}") from None
         self.layout = Layout.load_or_make(data_dir / "cluster.json", nodes, apiservers,
                                           etcd_members)  # fmt: skip
+        # A member whose data is gone must not start again as a fresh voter of a cluster
+        # that has data: it would vote with no log and could lose committed writes
+        # (etcd refuses it too). The operator removes it and adds it back.
+        present = [(data_dir / "etcd" / f"member-{n}").exists() for n in self.layout.etcd]
+        if any(present) and not all(present):
+            gone = [n for n, here in zip(self.layout.etcd, present, strict=True) if not here]
+            self.close()
+            raise StartError(f"the data of etcd member(s) {gone} in {data_dir / 'etcd'} is "
+                             "gone while the others have theirs, and a member must not come "
+                             "back as a new voter: restore a backup (actorkube etcd snapshot "
+                             "restore), or run the others by hand, remove it (actorkube etcd "
+                             "member remove) and add it back")  # fmt: skip
         shape = (len(self.layout.nodes), len(self.layout.apiservers), len(self.layout.etcd))
         if shape != (nodes, apiservers, etcd_members):
             say(f"actorkube: the cluster in {data_dir} has {shape[0]} node(s), {shape[1]} API "
@@ -334,6 +346,7 @@ class DistributedCluster:
         files.people_tokens()
         files.signing_key()
         files.transport_token()
+        files.node_transport_token()
         files.write_credentials(component_users(n["name"] for n in self.layout.nodes))
         backends = tuple(Backend("127.0.0.1", a["https"]) for a in self.layout.apiservers)
         # Bound first: a cluster that cannot be reached is not started at all.
@@ -383,7 +396,7 @@ class DistributedCluster:
             while True:
                 try:
                     await publish(client, url=url, ca=ca, apiservers=apiservers,
-                                  transport_token=self.files.transport_token())  # fmt: skip
+                                  transport_token=self.files.node_transport_token())  # fmt: skip
                     return
                 except ApiError as e:
                     if e.code < 500:

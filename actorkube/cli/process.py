@@ -51,10 +51,15 @@ from actorkube.scheduler import load_config
 from . import etcdctl
 from ._cluster import (
     ADDON_USER,
+    APISERVER,
+    APISERVER_ACTOR,
     CLOUD_USER,
+    CONTROL_PLANE,
     CONTROLLER_MANAGER_USER,
     DNS_USER,
+    METRICS,
     METRICS_USER,
+    NODE,
     PROXY_USER,
     SCHEDULER_USER,
     ClusterFiles,
@@ -78,7 +83,9 @@ from ._debug import dump_on_sigusr1
 from ._join import NodeFiles, admin_client, join_node, new_join_command
 from ._run import first_error
 
-APISERVER = "apiserver"  # the API server's actor name in its process
+# What each command is to the transport (``_cluster.transport``).
+_ROLES = {"apiserver": APISERVER, "metrics-server": METRICS, "kubelet": NODE, "proxy": NODE,
+          "join": NODE, "cluster-dns": NODE}  # fmt: skip
 COMPONENTS = ("etcd", "apiserver", "controller-manager", "scheduler", "cloud-controller-manager",
               "metrics-server", "cluster-dns", "kubelet", "proxy", "join", "token")  # fmt: skip
 
@@ -248,7 +255,8 @@ async def _serve(
         if os.environ.get("ACTORKUBE_SUPERVISED") == "1":
             outer.start_soon(_stop_with_supervisor, outer.cancel_scope)
         async with ActorSystem(name=name) as system, trio.open_nursery() as nursery:
-            transport = cluster_transport(system, files, args.peer_timeout)
+            transport = cluster_transport(system, files, args.peer_timeout,
+                                          role=_ROLES.get(args.command, CONTROL_PLANE))  # fmt: skip
             await transport.start()
             if listen is not None:
                 await transport.listen(*listen)
@@ -290,7 +298,7 @@ async def _stop_with_supervisor(scope: trio.CancelScope) -> None:
 
 
 def _api(system: ActorSystem, args: argparse.Namespace) -> ApiServers:
-    return ApiServers([system.ref(str(Address(format_endpoint(*a), APISERVER)))
+    return ApiServers([system.ref(str(Address(format_endpoint(*a), APISERVER_ACTOR)))
                        for a in args.apiservers])  # fmt: skip
 
 
@@ -331,7 +339,8 @@ async def _apiserver(files: ClusterFiles, args: argparse.Namespace) -> None:
         metrics = None
         if args.metrics_server is not None:
             metrics = str(Address(format_endpoint(*args.metrics_server), METRICS_SERVER))
-        api = await start_apiserver(system, etcd, name=APISERVER, tokens=files.api_tokens(),
+        api = await start_apiserver(system, etcd, name=APISERVER_ACTOR,
+                                    tokens=files.api_tokens(),
                                     service_account_key=files.signing_key(),
                                     client_ca=pki.ca.cert, metrics_server=metrics,
                                     anonymous=args.anonymous_auth == "true")  # fmt: skip

@@ -6,9 +6,10 @@ Rules of this file:
 - The same verbs as ``ApiClient`` for what a join needs (``get``, ``create``,
   ``watch``), over HTTP/1.1 (h11) on trio's TLS streams; one connection per request
   (a join makes a handful), and a watch holds its own for as long as it is open.
-- TLS is checked against ``ca`` (PEM) unless ``ca`` is None, which is only for the
-  first, anonymous read of cluster-info, whose contents are then checked by their
-  signature and the CA pin instead (kubeadm's token discovery). A client certificate
+- TLS is checked against ``ca`` (PEM) alone, not the system's trust store, unless
+  ``ca`` is None, which is only for the first, anonymous read of cluster-info (no
+  credentials may be sent so), whose contents are then checked by their signature
+  and the CA pin instead (kubeadm's token discovery). A client certificate
   (``client_cert``, ``client_key``: PEM) or a bearer ``token`` authenticates.
 - A non-2xx answer raises ``ApiError`` with the server's Status, as ``ApiClient`` does;
   a connection that fails raises ``OSError``; an answer that is not JSON, or a body
@@ -60,8 +61,14 @@ class HttpsClient:
         self.host, self.port = url.hostname, url.port or 443
         self.token = token
         self.timeout = timeout
-        self.context = ssl.create_default_context()
+        # Only the cluster's CA, never the system's trust store (as client-go trusts
+        # certificate-authority-data alone): a server with a certificate some public CA
+        # signed for the same name must not get the token.
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if ca is None:
+            if token or client_cert:
+                raise ValueError("credentials are only sent to a server checked against "
+                                 "the cluster's CA")  # fmt: skip
             self.context.check_hostname = False
             self.context.verify_mode = ssl.CERT_NONE
         else:

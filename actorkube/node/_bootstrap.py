@@ -200,14 +200,16 @@ def verify_cluster_info(config_map: dict, token: str, ca_hash: str | None) -> Cl
         raise DiscoveryError(f'the bootstrap token "{token}" was not of the form '
                              '"[a-z0-9]{6}.[a-z0-9]{16}"')  # fmt: skip
     token_id, token_value = parsed.groups()
-    data = config_map.get("data") or {}
+    # Read from a server not trusted yet: every shape is checked before it is used.
+    data = config_map.get("data") if isinstance(config_map, dict) else None
+    data = data if isinstance(data, dict) else {}
     content = data.get(KUBECONFIG_KEY)
-    if not content:
+    if not content or not isinstance(content, str):
         raise DiscoveryError(f"there is no {KUBECONFIG_KEY} key in the {CLUSTER_INFO} "
                              "ConfigMap. This API Server isn't set up for token "
                              "bootstrapping, can't connect")  # fmt: skip
     signature = data.get(SIGNATURE_PREFIX + token_id)
-    if not signature:
+    if not signature or not isinstance(signature, str):
         raise DiscoveryError(f'token id "{token_id}" is invalid for this cluster or it has '
                              'expired. Use "actorkube token create" on the control-plane node '
                              "to create a new valid token")  # fmt: skip
@@ -220,12 +222,14 @@ def verify_cluster_info(config_map: dict, token: str, ca_hash: str | None) -> Cl
     except (yaml.YAMLError, AttributeError):
         raise DiscoveryError(f"couldn't parse the kubeconfig file in the {CLUSTER_INFO} "
                              "ConfigMap") from None  # fmt: skip
-    if len(clusters) != 1:
+    if not isinstance(clusters, list) or len(clusters) != 1:
+        count = len(clusters) if isinstance(clusters, list) else 0
         raise DiscoveryError(f"expected exactly one cluster in bootstrap kubeconfig, got "
-                             f"{len(clusters)}")  # fmt: skip
-    cluster = clusters[0].get("cluster") or {}
+                             f"{count}")  # fmt: skip
+    entry = clusters[0] if isinstance(clusters[0], dict) else {}
+    cluster = entry.get("cluster") if isinstance(entry.get("cluster"), dict) else {}
     try:
-        ca = base64.b64decode(cluster.get("certificate-authority-data", ""), validate=True)
+        ca = base64.b64decode(str(cluster.get("certificate-authority-data", "")), validate=True)
         actual = ca_cert_hash(ca)
     except ValueError:
         raise DiscoveryError(f"failed to parse cluster CA from the {CLUSTER_INFO} "
