@@ -86,8 +86,6 @@ from ._run import first_error
 # What each command is to the transport (``_cluster.transport``).
 _ROLES = {"apiserver": APISERVER, "metrics-server": METRICS, "kubelet": NODE, "proxy": NODE,
           "join": NODE, "cluster-dns": NODE}  # fmt: skip
-COMPONENTS = ("etcd", "apiserver", "controller-manager", "scheduler", "cloud-controller-manager",
-              "metrics-server", "cluster-dns", "kubelet", "proxy", "join", "token")  # fmt: skip
 
 
 def _endpoint(text: str) -> tuple[str, int]:
