@@ -640,3 +640,21 @@ async def test_idle_is_not_starved_by_sustained_load() -> None:
             if not len(ref._cell.mailbox):
                 break
         assert instances[-1].idles > 0
+
+
+async def test_a_reference_made_by_address_before_its_actor_exists_reaches_it_later(
+    autojump_clock,
+):
+    """``system.ref("ak://local/name")`` taken before ``name`` is spawned (peers naming
+    each other, as etcd members do) delivers once it exists, and is a dead letter
+    while it does not."""
+    async with ActorSystem() as system:
+        early = system.ref(f"ak://{system.name}/later")
+        with pytest.raises(Undeliverable, match="no such actor"):
+            await early.ask(Ping(1))
+        log: list = []
+        system.spawn(lambda: Echo(log), name="later")
+        assert await early.ask(Ping(1)) == 2
+        early.tell(Ping(5))
+        assert await early.ask(Ping(7)) == 8
+        assert log == ["started", 1, 5, 7]

@@ -477,7 +477,12 @@ class ActorSystem:
 
     def _remote_tell(self, address: Address, data: bytes) -> None:
         if address.system == self.name:
-            self._dead_letter(address, data, "no such actor", None)
+            # A reference made by address before its actor was spawned: resolved now.
+            cell = self._names.get(address.name)
+            if cell is not None:
+                cell.enqueue(None, data)
+            else:
+                self._dead_letter(address, data, "no such actor", None)
         elif not self._send(address.system, P.pack_frame(P.TELL, address.name, data)):
             self._dead_letter(address, data, "peer unreachable", None)
 
@@ -500,7 +505,12 @@ class ActorSystem:
 
     def _remote_ask(self, address: Address, data: bytes, slot: LocalReply) -> int:
         if address.system == self.name:
-            self._dead_letter(address, data, "no such actor", slot)
+            # A reference made by address before its actor was spawned: resolved now.
+            cell = self._names.get(address.name)
+            if cell is not None:
+                cell.enqueue(slot, data)
+            else:
+                self._dead_letter(address, data, "no such actor", slot)
             return 0
         corr = next(self._corr)
         self._asks[corr] = (slot, address.system)

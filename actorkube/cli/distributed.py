@@ -277,7 +277,7 @@ async def _healthy(port: int, ca: bytes, timeout: float = 2.0) -> bool:
     client = HttpsClient(f"https://127.0.0.1:{port}", ca=ca, timeout=timeout)
     try:
         return await client.status_of("/readyz") in (200, 401, 403)
-    except (OSError, trio.TooSlowError, ApiError, ssl.SSLError):
+    except (OSError, trio.TooSlowError, ApiError, ssl.SSLError, trio.BrokenResourceError):
         return False
 
 

@@ -23,8 +23,8 @@ import os
 import ssl
 import tempfile
 import urllib.parse
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import h11
@@ -78,7 +78,7 @@ class HttpsClient:
 
     async def status_of(self, path: str) -> int:
         """The HTTP status of ``GET path`` (a health check: ``/readyz``)."""
-        with trio.fail_after(self.timeout):
+        with trio.fail_after(self.timeout), _as_os_errors():
             stream, conn = await self._open("GET", path)
             try:
                 response = await _next_event(stream, conn)
@@ -107,7 +107,8 @@ class HttpsClient:
                  "resourceVersion": resource_version}  # fmt: skip
         path = resource_path(resource, namespace=namespace, group=group)
         path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
-        stream, conn = await self._open("GET", path)
+        with _as_os_errors():
+            stream, conn = await self._open("GET", path)
         try:
             response = await _next_event(stream, conn)
             if not isinstance(response, h11.Response):
@@ -119,7 +120,7 @@ class HttpsClient:
             await trio.aclose_forcefully(stream)
 
     async def _call(self, method: str, path: str, body: Any = None) -> dict:
-        with trio.fail_after(self.timeout):
+        with trio.fail_after(self.timeout), _as_os_errors():
             stream, conn = await self._open(method, path, body)
             try:
                 response = await _next_event(stream, conn)
@@ -153,6 +154,16 @@ class HttpsClient:
             await trio.aclose_forcefully(stream)
             raise
         return stream, conn
+
+
+@contextmanager
+def _as_os_errors() -> Iterator[None]:
+    """A connection that breaks (reset mid-handshake, closed under a request) is an
+    ``OSError``, as the module promises, whichever layer of trio's streams saw it."""
+    try:
+        yield
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+        raise ConnectionError(f"the connection broke: {e}") from e
 
 
 def _load_chain(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
