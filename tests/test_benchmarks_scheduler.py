@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from benchmark_run import by_name, run_quick
 
-WORKLOADS = ("SchedulingBasic", "SchedulingPodAntiAffinity", "SchedulingPodAffinity",
-             "TopologySpreading", "PreemptionBasic", "Unschedulable")  # fmt: skip
+WORKLOADS = ("SchedulingBasic", "SchedulingBasic.one_etcd_member", "SchedulingPodAntiAffinity",
+             "SchedulingPodAffinity", "TopologySpreading", "PreemptionBasic",
+             "Unschedulable")  # fmt: skip
 
 
 def test_the_quick_scheduler_perf_benchmark_runs(tmp_path) -> None:
@@ -25,4 +26,7 @@ def test_the_quick_scheduler_perf_benchmark_runs(tmp_path) -> None:
     # (not necessarily each its own: room one preemption freed may serve another).
     assert results["PreemptionBasic.bound"]["preemptions"] > 0
     assert results["SchedulingBasic.throughput"]["kubernetes_floor"] == 270
+    assert results["SchedulingBasic.throughput"]["etcd_members"] == 3
+    one = results["SchedulingBasic.one_etcd_member.throughput"]
+    assert one["etcd_members"] == 1 and one["kubernetes_floor"] == 270 and "met" not in one
     assert "Kubernetes' floor" in stdout

@@ -236,3 +236,77 @@ def test_failure_statuses_are_each_nodes_first_failing_filter(node_dicts, pod_di
                 naive[n.name] = status
                 break
     assert framework._statuses(state, p, table)[0] == naive
+
+
+steps_st = st.lists(
+    st.tuples(
+        st.sampled_from(["place", "remove", "status", "labels", "spec"]),
+        st.integers(0, 9),  # the node (modulo the nodes there are)
+        pod_objects,  # the pod placed, and the pod whose answers are compared
+        st.sampled_from(["pause", "nginx", "busybox"]),  # an image a status change adds
+    ),
+    min_size=1,
+    max_size=8,
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(node_objects, steps_st)
+def test_a_table_kept_across_changes_answers_as_a_fresh_one(node_dicts, steps):
+    """The node table keeps derived columns, groups and label codes from cycle to
+    cycle (``NodeTable.derived``, ``spread``): after pods come and go and Node objects
+    change (status only, labels, spec), a kept table must answer every vectorised
+    filter and score exactly as a table built afresh and as the plugins node by node."""
+    from actorkube.scheduler._framework import filter_verdicts, score_values
+    from actorkube.scheduler._table import NodeTable
+
+    infos = [node_from(i, d) for i, d in enumerate(node_dicts)]
+    kept = NodeTable(infos)
+    rows = np.arange(len(infos))
+    placed: list[tuple[NodeInfo, dict]] = []
+
+    def answers(table: NodeTable, p: dict) -> list:
+        out = []
+        for plugin in default_framework().plugins:
+            state = CycleState()
+            if hasattr(plugin, "pre_filter") and (
+                plugin.pre_filter(state, p, table).code is Code.SKIP
+            ):
+                continue
+            if hasattr(plugin, "filter"):
+                got = filter_verdicts(plugin, state, p, table)
+                out.append(None if got is None else got.tolist())
+            if hasattr(plugin, "pre_score") and (
+                plugin.pre_score(state, p, table, rows).code is Code.SKIP
+            ):
+                continue
+            if hasattr(plugin, "score"):
+                got = score_values(plugin, state, p, table, rows)
+                assert got.tolist() == [plugin.score(state, p, n) for n in infos], plugin.name
+                out.append(got.tolist())
+        return out
+
+    for n, (kind, which, pod_dict, image) in enumerate(steps):
+        p = pod_from(pod_dict)
+        p["metadata"]["name"] = f"step-{n}"
+        p["spec"]["containers"][0]["image"] = image  # ImageLocality scores what nodes have
+        answers(kept, p)  # the kept table remembers what this shape of pod got
+        info = infos[which % len(infos)]
+        node = info.node
+        if kind == "place":
+            info.add_pod(p)
+            placed.append((info, p))
+        elif kind == "remove" and placed:
+            owner, gone = placed.pop(0)
+            owner.remove_pod(gone)
+            info = owner
+        elif kind == "status":
+            images = [{"names": [f"{image}:latest"], "sizeBytes": 300 * 1024 * 1024}]
+            info.set_node({**node, "status": {**node["status"], "images": images}})
+        elif kind == "labels":
+            labels = {**node["metadata"]["labels"], "zone": image}
+            info.set_node({**node, "metadata": {**node["metadata"], "labels": labels}})
+        elif kind == "spec":
+            info.set_node({**node, "spec": {**node["spec"], "unschedulable": True}})
+        kept.refresh(info)
+        assert answers(kept, p) == answers(NodeTable(infos), p)

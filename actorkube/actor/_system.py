@@ -214,6 +214,9 @@ class ActorSystem:
         self._ids = itertools.count(1)
         self._unique = itertools.count(1)
         self._timer_service = TimerService()
+        # trio's clock: trio.current_time() until the system runs, then the clock's own
+        # method (the same time, without trio's lookup of the run, once per ask).
+        self._now: Callable[[], float] = trio.current_time
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         # Correlation ids start where the incarnation says, so a late reply meant for an
@@ -230,6 +233,7 @@ class ActorSystem:
             raise ActorError("an ActorSystem can be entered once")
         self._stack = AsyncExitStack()
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        self._now = trio.lowlevel.current_clock().current_time
         self.clock.now()  # a fixed-epoch clock counts from the system's start
         self._nursery.start_soon(self._timer_service.run, name="actor timers")
         return self
@@ -383,7 +387,7 @@ class ActorSystem:
             return slot.result(self._resolve)
         timers = self._timer_service
         if timeout is not None:
-            slot.deadline = trio.current_time() + timeout
+            slot.deadline = self._now() + timeout
             timers.schedule(slot)
         corr = 0
         try:
@@ -391,7 +395,7 @@ class ActorSystem:
                 corr = self._remote_ask(ref.address, data, slot)
             elif inline:
                 pass  # handled inline, with the reply deferred: wait for it
-            elif not cell.full():
+            elif len(cell.mailbox) < cell.capacity or not cell.full():  # the cheap test first
                 cell.enqueue(slot, data)
             else:
                 with trio.CancelScope(

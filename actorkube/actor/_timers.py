@@ -68,12 +68,18 @@ class TimerService:
         self._heap: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
         self._sleep: trio.CancelScope | None = None
+        # The deadline of _sleep while it sleeps (read for every ask: a float is cheaper
+        # than the scope's property).
+        self._wake_at = math.inf
         self._discarded = 0
 
     def schedule(self, item: Any) -> None:
-        heapq.heappush(self._heap, (item.deadline, next(self._seq), item))
-        if self._sleep is not None and item.deadline < self._sleep.deadline:
-            self._sleep.deadline = item.deadline
+        deadline = item.deadline
+        heapq.heappush(self._heap, (deadline, next(self._seq), item))
+        if deadline < self._wake_at:
+            self._wake_at = deadline
+            if self._sleep is not None:
+                self._sleep.deadline = deadline
 
     def discard(self) -> None:
         """Note that one scheduled item died before its deadline."""
@@ -91,7 +97,8 @@ class TimerService:
                 item = heapq.heappop(heap)[2]
                 if item.live:
                     item.fire(self, now)
-            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as self._sleep:
+            self._wake_at = heap[0][0] if heap else math.inf
+            with trio.CancelScope(deadline=self._wake_at) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
 

@@ -61,6 +61,7 @@ DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 # What a token may be bound to, by its claim (a bound token dies with its object).
 _BOUND_KINDS = ("pod", "secret", "node")
+_MAX_CHECKED_TOKENS = 4096  # signature checks remembered (see ServiceAccountTokens)
 
 
 # Kubernetes' bootstrap token Secret format (k8s.io/cluster-bootstrap/token/api).
@@ -189,6 +190,11 @@ class ServiceAccountTokens:
         self._private = serialization.load_pem_private_key(private_key_pem, password=None)
         self._public = self._private.public_key()
         self.issuer = issuer
+        # What the signature check made of each token lately, by (token, audience): the
+        # check is a pure function of them (and of the key and issuer), and it costs an
+        # RSA verification, on every request a pod's client makes. The lifetime, which
+        # depends on the time, is checked on each use.
+        self._checked: dict[tuple[str, str | tuple[str, ...]], dict | None] = {}
 
     def issue(
         self,
@@ -224,7 +230,25 @@ class ServiceAccountTokens:
     def verify(self, token: str, *, now: float,
                audience: str | Sequence[str] = DEFAULT_AUDIENCE) -> dict | None:  # fmt: skip
         """The token's claims if it is ours, valid at ``now`` and for ``audience`` (or
-        one of them); None otherwise."""
+        one of them); None otherwise. The claims are shared: not to be changed."""
+        claims = self._signed_claims(token, audience)
+        if claims is None:
+            return None
+        # Lifetime checked against the caller's clock (virtual in simulations).
+        if not claims.get("nbf", 0) <= now < claims.get("exp", 0):
+            return None
+        info = claims.get("kubernetes.io")
+        if not isinstance(info, dict) or not isinstance(info.get("serviceaccount"), dict):
+            return None
+        return claims
+
+    def _signed_claims(self, token: str, audience: str | Sequence[str]) -> dict | None:
+        """The claims of ``token`` if it is signed with our key, by our issuer, for
+        ``audience`` (or one of them), its lifetime not checked; None otherwise.
+        Remembered (see ``__init__``)."""
+        key = (token, audience if isinstance(audience, str) else tuple(audience))
+        if key in self._checked:
+            return self._checked[key]
         try:
             claims = jwt.decode(
                 token,
@@ -235,13 +259,10 @@ class ServiceAccountTokens:
                 options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
             )
         except jwt.PyJWTError:
-            return None
-        # Lifetime checked against the caller's clock (virtual in simulations).
-        if not claims.get("nbf", 0) <= now < claims.get("exp", 0):
-            return None
-        info = claims.get("kubernetes.io")
-        if not isinstance(info, dict) or not isinstance(info.get("serviceaccount"), dict):
-            return None
+            claims = None
+        if len(self._checked) >= _MAX_CHECKED_TOKENS:
+            self._checked.clear()
+        self._checked[key] = claims
         return claims
 
 

@@ -168,19 +168,24 @@ def decode_body(
     mode = field_validation(params)
     if t is None:
         return obj
-    preamble = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}'
     try:
         decoded = decode(schema, t, obj)
     except DecodeError as e:
-        raise errors.bad_request(f"{preamble}: {e}") from None
+        raise errors.bad_request(f"{_preamble(rt)}: {e}") from None
     found = [f'duplicate field "{d}"' for d in duplicates]
     found += [f'unknown field "{p}"' for p in decoded.unknown]
     if found:
         if mode == "Strict":
-            raise errors.bad_request(f"{preamble}: strict decoding error: {', '.join(found)}")
+            raise errors.bad_request(f"{_preamble(rt)}: strict decoding error: "
+                                     f"{', '.join(found)}")  # fmt: skip
         if mode == "Warn":
             warnings.extend(found)
     return decoded.obj
+
+
+def _preamble(rt: ResourceType) -> str:
+    """What a decoding error starts with (made only for one: most bodies decode)."""
+    return f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}'
 
 
 def patched(
@@ -302,6 +307,9 @@ def track(
 
 
 def _with_managed_fields(obj: dict, entries: list | None) -> dict:
+    given = obj.get("metadata")
+    if not entries and isinstance(given, dict) and "managedFields" not in given:
+        return obj  # (most writes: no managedFields, before or after)
     m = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
     if entries:
         m["managedFields"] = entries

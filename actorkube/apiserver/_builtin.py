@@ -44,6 +44,7 @@ from ._validation import (
 )
 
 META = Path("metadata")
+SPEC = Path("spec")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -159,7 +160,9 @@ def validate_containers(containers: Any, path: Path, names: set[str], *, require
         policy = c.get("imagePullPolicy")
         if policy is not None and policy not in PULL_POLICIES:
             errors.append(_not_supported(at.child("imagePullPolicy"), policy, PULL_POLICIES))
-        errors += _validate_container_ports(c.get("ports"), at.child("ports"))
+        ports = c.get("ports")
+        if ports:  # (nothing to check, nor a path to make, without any)
+            errors += _validate_container_ports(ports, at.child("ports"))
         if "resources" in c:
             errors += validate_resource_requirements(c["resources"], at.child("resources"))
     return errors
@@ -175,11 +178,12 @@ def _validate_port(p: dict, at: Path, number_field: str, name_rule, names: set) 
     elif not isinstance(number, int) or isinstance(number, bool):
         errors.append(FieldError.type_invalid(at.child(number_field), number, "integer"))
     else:
-        errors += [FieldError.invalid(at.child(number_field), number, m)
-                   for m in is_valid_port_num(number)]  # fmt: skip
+        for m in is_valid_port_num(number):  # (a loop: nearly always nothing to report)
+            errors.append(FieldError.invalid(at.child(number_field), number, m))
     name = p.get("name")
     if name:
-        errors += [FieldError.invalid(at.child("name"), name, m) for m in name_rule(str(name))]
+        for m in name_rule(str(name)):
+            errors.append(FieldError.invalid(at.child("name"), name, m))
         if name in names:
             errors.append(_duplicate(at.child("name"), name))
         names.add(name)
@@ -253,8 +257,9 @@ def _pod_spec_for_compare(spec: dict) -> dict:
 
 
 def validate_pod(obj: dict, old: dict | None) -> list[FieldError]:
-    errors = validate_pod_spec(obj.get("spec"), Path("spec"))
-    if old is not None and not errors:
+    errors = validate_pod_spec(obj.get("spec"), SPEC)
+    # (A status update keeps the stored spec itself: then there is nothing to compare.)
+    if old is not None and not errors and obj.get("spec") is not old.get("spec"):
         before, after = _dict(old.get("spec")), _dict(obj.get("spec"))
         # A pod's node is set once, by a binding; after that the spec is fixed.
         if before.get("nodeName") and after.get("nodeName") != before.get("nodeName"):

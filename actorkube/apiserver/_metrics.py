@@ -57,14 +57,24 @@ class ApiMetrics:
             ["resource"],
             registry=self.registry,
         )
+        # The counter and histogram children of each label set seen: prometheus_client
+        # checks and looks up labels for microseconds on each ``labels()``, and every
+        # request is counted. (Children are never removed, so these stay theirs.)
+        self._children: dict[tuple, tuple] = {}
 
     def observe(self, req: ApiRequest, code: int, seconds: float) -> None:
         """Count one resource request and its latency."""
         scope = "resource" if req.name else "namespace" if req.namespace else "cluster"
-        labels = (_VERBS.get(req.verb, req.verb.upper()), "", req.group, req.version,
-                  req.resource, req.subresource, scope, "apiserver")  # fmt: skip
-        self.requests.labels(*labels, str(code)).inc()
-        self.latency.labels(*labels).observe(max(seconds, 0.0))
+        key = (req.verb, req.group, req.version, req.resource, req.subresource, scope, code)
+        children = self._children.get(key)
+        if children is None:
+            labels = (_VERBS.get(req.verb, req.verb.upper()), "", req.group, req.version,
+                      req.resource, req.subresource, scope, "apiserver")  # fmt: skip
+            children = (self.requests.labels(*labels, str(code)), self.latency.labels(*labels))
+            self._children[key] = children
+        count, latency = children
+        count.inc()
+        latency.observe(max(seconds, 0.0))
 
     def text(self, stored: Iterable[tuple[str, int]]) -> str:
         """The exposition, with ``stored``: (resource, object count) pairs."""

@@ -22,6 +22,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import attrs
@@ -144,10 +145,7 @@ class ResourceType:
 
     def prefix(self, namespace: str = "") -> bytes:
         """The etcd key prefix of every object (in ``namespace`` if given)."""
-        base = "/registry/" + (self.etcd_prefix or self.plural) + "/"
-        if self.namespaced and namespace:
-            base += namespace + "/"
-        return base.encode()
+        return _prefix(self.etcd_prefix or self.plural, namespace if self.namespaced else "")
 
     def field_labels(self, obj: dict) -> dict[str, str]:
         """The fields a field selector sees: metadata.name, metadata.namespace (for
@@ -158,6 +156,15 @@ class ResourceType:
             labels["metadata.namespace"] = m.get("namespace", "")
         labels.update(self.fields(obj))
         return labels
+
+
+# Every write and every lookup makes keys of a few resources in a few namespaces.
+@functools.lru_cache(maxsize=4096)
+def _prefix(resource: str, namespace: str) -> bytes:
+    base = "/registry/" + resource + "/"
+    if namespace:
+        base += namespace + "/"
+    return base.encode()
 
 
 class UnknownResource(LookupError):

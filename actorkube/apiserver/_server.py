@@ -7,10 +7,13 @@ Rules of this file:
   free worker, and replies when the worker says it is done. At most ``workers``
   requests are in flight (kube-apiserver's max-requests-inflight); the rest wait in
   arrival order.
-- A worker serves one request at a time through the ``Handler``. A watch gets a
-  ``_WatchPump`` child that forwards the cache watcher's events to the watcher actor as
-  ``WatchEvent``s until the watch ends (then one last event with ``event=None`` and the
-  reason), the watcher asks to stop, or the watcher goes away.
+- A worker serves one request at a time through the ``Handler``. The front hands it
+  the request in memory (``_Work`` only names it), as it shares the handler with it:
+  sent in a message, the request and its body would be encoded and decoded once more
+  (the ask that brought it did so already). A watch gets a ``_WatchPump`` child that
+  forwards the cache watcher's events to the watcher actor as ``WatchEvent``s until the
+  watch ends (then one last event with ``event=None`` and the reason), the watcher asks
+  to stop, or the watcher goes away.
 - A pump whose watcher's mailbox stays full for ``slow_after`` seconds ends the watch
   (the watcher is too slow): events are never dropped silently.
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 
-import attrs
 import trio
 
 from actorkube.actor import (
@@ -43,8 +45,9 @@ from ._watchcache import Watcher
 
 @message(tag="apiserver._Work")
 class _Work:
+    """Serve the front's ``requests[request_id]`` (see the module rules)."""
+
     request_id: int
-    request: ApiRequest
 
 
 @message(tag="apiserver._Done")
@@ -71,8 +74,10 @@ class ApiServer(Actor):
         self.size = workers
         self.slow_after = slow_after
         self.free: list[ActorRef] = []
-        self.waiting: deque = deque()
+        self.waiting: deque[int] = deque()  # the ids of the requests no worker took yet
         self.pending: dict[int, Reply] = {}
+        # The requests not taken yet by their worker, by id (shared with the workers).
+        self.requests: dict[int, ApiRequest] = {}
         self.next_id = 0
         self.pumps: dict[tuple[ActorRef, int], ActorRef] = {}
         # The other way round: a pump's watch, so that its end is one lookup, not a
@@ -81,7 +86,7 @@ class ApiServer(Actor):
 
     async def started(self) -> None:
         for i in range(self.size):
-            worker = _Worker(self.handler, self.slow_after)
+            worker = _Worker(self.handler, self.slow_after, self.requests)
             # Actor names are the system's: each server's workers carry its name.
             name = f"{self.ref.name}-worker-{i}"
             self.free.append(self.spawn(lambda worker=worker: worker, name=name))
@@ -90,7 +95,8 @@ class ApiServer(Actor):
     def on_request(self, msg: ApiRequest) -> None:
         self.next_id += 1
         self.pending[self.next_id] = self.defer_reply()
-        self.waiting.append(_Work(self.next_id, msg))
+        self.requests[self.next_id] = msg
+        self.waiting.append(self.next_id)
         self._assign()
 
     @handler
@@ -122,7 +128,7 @@ class ApiServer(Actor):
 
     def _assign(self) -> None:
         while self.free and self.waiting:
-            self.free.pop().tell(self.waiting.popleft())
+            self.free.pop().tell(_Work(self.waiting.popleft()))
 
 
 @message(tag="apiserver._PumpStarted")
@@ -133,21 +139,26 @@ class _PumpStarted:
 
 
 class _Worker(Actor):
-    def __init__(self, handler: Handler, slow_after: float) -> None:
+    def __init__(self, handler: Handler, slow_after: float,
+                 requests: dict[int, ApiRequest]) -> None:  # fmt: skip
         self.handler = handler
         self.slow_after = slow_after
+        self.requests = requests  # the front's (see the module rules)
         self.pumps = 0
 
     @handler
     async def on_work(self, msg: _Work) -> None:
         # Whatever happens, the front hears back: a worker that never said it was done
         # would be lost to the pool for good.
-        response = ApiResponse(500, errors.internal("the request was not served").status)
+        response = None
         try:
-            response, watcher = await self.handler.handle(msg.request)
+            request = self.requests.pop(msg.request_id)
+            response, watcher = await self.handler.handle(request)
             if watcher is not None:
-                response = self._start_pump(msg.request, watcher, response)
+                response = self._start_pump(request, watcher, response)
         finally:
+            if response is None:  # (made only then: handle answers nearly always)
+                response = ApiResponse(500, errors.internal("the request was not served").status)
             self.parent.tell(_Done(msg.request_id, self.ref, _encoded(response)))
 
     def _start_pump(self, request: ApiRequest, watcher: Watcher, response: ApiResponse):
@@ -206,16 +217,18 @@ class _WatchPump(Actor):
             except trio.EndOfChannel:
                 reason = self.watcher.ended or "the watch ended"
                 break
-            if not await self._forward(WatchEvent(self.watch_id, event.json())):
+            if not await self._forward(event.json()):
                 reason = "the watcher did not keep up"
                 self.watcher.end(reason)
-        await self._forward(WatchEvent(self.watch_id, b"", reason))
+        await self._forward(b"", reason)
         self.finished = True
         self.stop()
 
-    async def _forward(self, event: WatchEvent) -> bool:
+    async def _forward(self, data: bytes, reason: str = "") -> bool:
+        """Send the watcher the next ``WatchEvent`` (``data``, or the end and its
+        ``reason``); False if its mailbox stayed full for ``slow_after`` seconds."""
         deadline = trio.current_time() + self.slow_after
-        event = attrs.evolve(event, seq=self.sent + 1)
+        event = WatchEvent(self.watch_id, data, reason, self.sent + 1)
         while True:
             try:
                 self.target.tell(event)

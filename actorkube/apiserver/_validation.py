@@ -21,6 +21,7 @@ Rules of this file:
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import re
@@ -81,19 +82,32 @@ class Path:
     text: str
 
     def child(self, *names: str) -> Path:
-        text = self.text
-        for name in names:
-            text = f"{text}.{name}" if text else name
-        return Path(text)
+        return _child(self.text, names)
 
     def index(self, index: int) -> Path:
-        return Path(f"{self.text}[{index}]")
+        return _index(self.text, index)
 
     def key(self, key: str) -> Path:
+        # (Not shared: keys are the client's, of any length; made only for errors.)
         return Path(f"{self.text}[{key}]")
 
     def __str__(self) -> str:
         return self.text
+
+
+# Validation visits the same fields of every object (spec.containers[0].ports), and a
+# Path is immutable: the ones made are shared, not made again for each object. (Their
+# field names are the code's, so these stay short.)
+@functools.lru_cache(maxsize=4096, typed=True)
+def _child(text: str, names: tuple[str, ...]) -> Path:
+    for name in names:
+        text = f"{text}.{name}" if text else name
+    return Path(text)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _index(text: str, index: int) -> Path:
+    return Path(f"{text}[{index}]")
 
 
 @attrs.frozen
@@ -335,6 +349,10 @@ def _regex_error(message: str, regex: str, *examples: str) -> str:
 
 def is_dns1123_label(value: str) -> list[str]:
     """Messages for a value that is not an RFC 1123 label (at most 63 bytes)."""
+    return list(_dns1123_label(value))
+
+
+def _dns1123_label_messages(value: str) -> list[str]:
     errors = []
     if _byte_len(value) > _LABEL_MAX:
         errors.append(_max_len_characters(_LABEL_MAX))
@@ -373,11 +391,19 @@ def is_dns1035_label(value: str) -> list[str]:
     return errors
 
 
+_QUALIFIED_NAME_ERROR = _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name",
+                                     "123-abc")  # fmt: skip
+
+
 def is_qualified_name(value: str) -> list[str]:
     """Messages for a value that is not a qualified name (a label key): an optional DNS
     subdomain prefix and '/', then a name of at most 63 bytes."""
+    return list(_qualified_name(value))
+
+
+def _qualified_name_messages(value: str) -> list[str]:
     parts = value.split("/")
-    name_error = _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
+    name_error = _QUALIFIED_NAME_ERROR
     if len(parts) > 2:
         return [
             f"a valid label key {name_error} with an optional DNS subdomain prefix and '/' "
@@ -403,6 +429,10 @@ def is_qualified_name(value: str) -> list[str]:
 def is_valid_label_value(value: str) -> list[str]:
     """Messages for a value that is not a label value (empty, or at most 63 bytes of
     alphanumerics, '-', '_', '.', starting and ending with an alphanumeric)."""
+    return list(_label_value(value))
+
+
+def _label_value_messages(value: str) -> list[str]:
     errors = []
     if _byte_len(value) > _LABEL_MAX:
         errors.append(_max_len_bytes(_LABEL_MAX))
@@ -411,6 +441,26 @@ def is_valid_label_value(value: str) -> list[str]:
             _regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345")
         )
     return errors
+
+
+def _remembered(check: Callable[[str], list[str]], longest: int) -> Callable[[str], tuple]:
+    """``check``'s messages as a tuple that may be shared, remembered for values of at
+    most ``longest`` characters (what a valid value can be; longer ones are rare and
+    could fill the memory). For the checks whose values come back on every write:
+    label and annotation keys, label values, resource names ("cpu"), namespaces,
+    container names."""
+    remembered = functools.lru_cache(maxsize=4096)(lambda value: tuple(check(value)))
+
+    def messages(value: str) -> tuple[str, ...]:
+        return remembered(value) if len(value) <= longest else tuple(check(value))
+
+    return messages
+
+
+_QUALIFIED_NAME_MAX = _SUBDOMAIN_MAX + 1 + _LABEL_MAX  # characters a valid one can have
+_qualified_name = _remembered(_qualified_name_messages, _QUALIFIED_NAME_MAX)
+_dns1123_label = _remembered(_dns1123_label_messages, _LABEL_MAX)
+_label_value = _remembered(_label_value_messages, _LABEL_MAX)
 
 
 def is_valid_port_num(port: int) -> list[str]:
@@ -513,22 +563,41 @@ def validate_object_meta(
     if not isinstance(meta, dict):
         return _typed(meta, "object", path)
     errors = _validate_names(meta, path, validate_name)
-    errors += _validate_namespace(meta.get("namespace"), namespaced, path.child("namespace"))
+    errors += _validate_namespace(meta.get("namespace"), namespaced, path)
+    # The fields below are mostly absent or empty, which no check objects to: their
+    # paths are made only for the fields there are.
     generation = meta.get("generation")
-    errors += _typed(generation, "integer", path.child("generation"))
-    if isinstance(generation, int) and generation < 0:
-        errors.append(FieldError.invalid(path.child("generation"), generation, _NEGATIVE))
-    errors += _validate_labels(meta.get("labels"), path.child("labels"))
-    errors += _validate_annotations(meta.get("annotations"), path.child("annotations"))
-    errors += _validate_owner_references(meta.get("ownerReferences"), path.child("ownerReferences"))
-    errors += _validate_finalizers(meta.get("finalizers"), path.child("finalizers"))
+    if generation is not None:
+        errors += _typed(generation, "integer", path.child("generation"))
+        if isinstance(generation, int) and generation < 0:
+            errors.append(FieldError.invalid(path.child("generation"), generation, _NEGATIVE))
+    labels, annotations = meta.get("labels"), meta.get("annotations")
+    if not _empty(labels, dict):
+        errors += _validate_labels(labels, path.child("labels"))
+    if not _empty(annotations, dict):
+        errors += _validate_annotations(annotations, path.child("annotations"))
+    references, finalizers = meta.get("ownerReferences"), meta.get("finalizers")
+    if not _empty(references, list):
+        errors += _validate_owner_references(references, path.child("ownerReferences"))
+    if not _empty(finalizers, list):
+        errors += _validate_finalizers(finalizers, path.child("finalizers"))
     return errors
+
+
+def _empty(value: object, kind: type) -> bool:
+    """Null, or an empty ``kind`` (dict or list): nothing for a check to object to (an
+    empty value of another type still is a type error)."""
+    return value is None or (isinstance(value, kind) and not value)
 
 
 def _validate_names(meta: dict, path: Path, validate_name: NameValidator) -> list[FieldError]:
     name, generate_name = meta.get("name"), meta.get("generateName")
-    errors = _typed(name, "string", path.child("name"))
-    errors += _typed(generate_name, "string", path.child("generateName"))
+    errors = []
+    # (_typed's check first: it wants a path only for a value of the wrong type.)
+    if not isinstance(name, str | None):
+        errors += _typed(name, "string", path.child("name"))
+    if not isinstance(generate_name, str | None):
+        errors += _typed(generate_name, "string", path.child("generateName"))
     if isinstance(generate_name, str) and generate_name:
         for msg in validate_name(generate_name, True):
             errors.append(FieldError.invalid(path.child("generateName"), generate_name, msg))
@@ -541,14 +610,21 @@ def _validate_names(meta: dict, path: Path, validate_name: NameValidator) -> lis
     return errors
 
 
-def _validate_namespace(namespace: object, namespaced: bool, path: Path) -> list[FieldError]:
+def _validate_namespace(namespace: object, namespaced: bool, meta_path: Path) -> list[FieldError]:
+    """The errors of ``metadata.namespace`` (``meta_path``: the metadata's path)."""
+    # The common case (a valid namespace where one belongs, none where none does) is
+    # told without making the field's path.
+    fitting = isinstance(namespace, str | None) and bool(namespace) == namespaced
+    if fitting and (not namespace or not _dns1123_label(namespace)):
+        return []
+    path = meta_path.child("namespace")
     if not isinstance(namespace, str | None):
         return _typed(namespace, "string", path)
     if not namespaced:
         return [FieldError.forbidden(path, "not allowed on this type")] if namespace else []
     if not namespace:
         return [FieldError.required(path)]
-    return [FieldError.invalid(path, namespace, msg) for msg in name_is_dns_label(namespace, False)]
+    return [FieldError.invalid(path, namespace, msg) for msg in _dns1123_label(namespace)]
 
 
 def _string_map(value: object, path: Path, errors: list[FieldError]) -> dict[str, str]:
@@ -726,39 +802,70 @@ def validate_resource_requirements(resources: object, path: Path) -> list[FieldE
     if not isinstance(resources, dict):
         return _typed(resources, "object", path)
     errors: list[FieldError] = []
-    limits_path, requests_path = path.child("limits"), path.child("requests")
-    limits = _resource_list(resources.get("limits"), limits_path, errors)
-    requests = _resource_list(resources.get("requests"), requests_path, errors)
+    limits = _resource_list(resources.get("limits"), path, "limits", errors)
+    requests = _resource_list(resources.get("requests"), path, "requests", errors)
     for name, request in requests.items():
         limit = limits.get(name)
+        if limit is request:
+            continue  # the same text (quantities are shared): equal, nothing to compare
         if limit is None:
             if not _overcommit_allowed(name):
                 detail = "Limit must be set for non overcommitable resources"
-                errors.append(FieldError.required(limits_path, detail))
+                errors.append(FieldError.required(path.child("limits"), detail))
         elif request != limit and not _overcommit_allowed(name):
             detail = f"must be equal to {name} limit of {limit}"
-            errors.append(FieldError.invalid(requests_path, str(request), detail))
+            errors.append(FieldError.invalid(path.child("requests"), str(request), detail))
         elif request > limit:
             detail = f"must be less than or equal to {name} limit of {limit}"
-            errors.append(FieldError.invalid(requests_path, str(request), detail))
+            errors.append(FieldError.invalid(path.child("requests"), str(request), detail))
     return errors
 
 
-def _resource_list(value: object, path: Path, errors: list[FieldError]) -> dict[str, Quantity]:
-    """The valid entries of a ResourceList; the errors of the others go to ``errors``."""
+def _resource_list(value: object, parent: Path, field: str,
+                   errors: list[FieldError]) -> dict[str, Quantity]:  # fmt: skip
+    """The valid entries of the ResourceList ``parent.field``; the errors of the others
+    go to ``errors``. Paths are made only for what is wrong: a list is mostly a few
+    valid entries ("cpu": "100m")."""
     if not isinstance(value, dict):
-        errors += _typed(value, "object", path)
+        if value is not None:
+            errors += _typed(value, "object", parent.child(field))
         return {}
     quantities = {}
     for name, raw in value.items():
+        if (type(name) is str and type(raw) is str and len(name) <= _QUALIFIED_NAME_MAX
+                and len(raw) <= _REMEMBERED_QUANTITY):  # fmt: skip
+            quantity = _valid_resource(name, raw)
+            if quantity is not None:
+                quantities[name] = quantity
+                continue
+        path = parent.child(field)
         if not isinstance(name, str):
             errors += _typed(name, "string", path.key(str(name)))
             continue
-        errors += [FieldError.invalid(path.key(name), name, msg) for msg in is_qualified_name(name)]
+        errors += [FieldError.invalid(path.key(name), name, msg) for msg in _qualified_name(name)]
         quantity = _quantity(raw, path.key(name), True, errors)
         if quantity is not None:
             quantities[name] = quantity
     return quantities
+
+
+_REMEMBERED_QUANTITY = 32  # characters (as Quantity.parse remembers)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_resource(name: str, text: str) -> Quantity | None:
+    """The quantity of the ResourceList entry ``name: text`` if the name is a qualified
+    name and the text a quantity that is not negative, else None (for the caller to
+    report). Remembered: a cluster writes the same few entries over and over ("cpu":
+    "100m"), and a request equal to its limit then is the limit's very quantity, told
+    without comparing amounts (Fractions: a microsecond a comparison)."""
+    if _qualified_name(name):
+        return None
+    try:
+        quantity = Quantity.parse(text)
+    except InvalidQuantity:
+        return None
+    return quantity if quantity.amount >= 0 else None
 
 
 def _overcommit_allowed(name: str) -> bool:

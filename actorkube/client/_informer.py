@@ -173,28 +173,35 @@ class Informer:
             resource_version=self.resource_version,
             bookmarks=True,
         ) as stream:
+            # A watch asked for bookmarks hears from the server at least every bookmark
+            # interval; silence much longer means the stream is dead (its last
+            # messages lost): watch again from what was seen. One cancel scope per
+            # silence period, not per event (entering one costs more than an event).
+            heard = trio.current_time()
             while True:
-                # A watch asked for bookmarks hears from the server at least every
-                # bookmark interval; silence much longer means the stream is dead
-                # (its last messages lost): watch again from what was seen.
-                with trio.move_on_after(self.watch_idle) as idle:
-                    data = await stream.next_json()
-                if idle.cancelled_caught:
+                with trio.move_on_at(heard + self.watch_idle):
+                    while True:
+                        data = await stream.next_json()
+                        heard = trio.current_time()
+                        if data is None:
+                            return
+                        self._apply(data)
+                if trio.current_time() - heard >= self.watch_idle:
                     log.info("informer %s: the watch went silent; watching again",
                              self.resource)  # fmt: skip
                     return
-                if data is None:
-                    return
-                event = fastjson.loads(data)
-                obj = event["object"]
-                rv = (obj.get("metadata") or {}).get("resourceVersion", "")
-                kind = event["type"]
-                if kind == "DELETED":
-                    self._delete(object_key(obj))
-                elif kind in ("ADDED", "MODIFIED"):
-                    self._upsert(object_key(obj), obj)
-                if rv:
-                    self.resource_version = rv
+
+    def _apply(self, data: bytes) -> None:
+        event = fastjson.loads(data)
+        obj = event["object"]
+        rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+        kind = event["type"]
+        if kind == "DELETED":
+            self._delete(object_key(obj))
+        elif kind in ("ADDED", "MODIFIED"):
+            self._upsert(object_key(obj), obj)
+        if rv:
+            self.resource_version = rv
 
     async def _resync_loop(self) -> None:
         while True:

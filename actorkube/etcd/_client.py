@@ -378,9 +378,12 @@ class EtcdClient:
                 pause = min(0.005 * 2 ** (failures - 2), 0.2, deadline - trio.current_time())
                 if pause > 0:
                     await trio.sleep(pause)
-            if self._refresh_at <= trio.current_time():
+            if attempt:  # the first attempt goes at once: no need to read the clock again
+                now = trio.current_time()
+            if self._refresh_at <= now:
                 await self._refresh()
-            left = deadline - trio.current_time()
+                now = trio.current_time()
+            left = deadline - now
             if left <= 0:
                 break
             node = self._pick(attempt)

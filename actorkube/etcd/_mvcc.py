@@ -106,11 +106,19 @@ class MVCCStore:
         self.min_lease_ttl = min_lease_ttl
         self.revision = 1
         self.compact_revision = 0
-        self._index: SortedList = SortedList()  # every key that has versions
+        # Every key that has versions, in order (for ranges). Kept up to date lazily
+        # (see ``_sorted``): a write only notes what changed, so that the writes of a
+        # burst without ranges in between (and single-key requests, which look keys up
+        # in ``_versions``) never pay for the ordering.
+        self._index: SortedList = SortedList()
         # The keys whose latest version is not a deletion: a range at the current
         # revision (nearly all of them) counts and pages through these in O(log n + page)
-        # instead of looking at every key in the range.
+        # instead of looking at every key in the range. Lazy too.
         self._live: SortedList = SortedList()
+        self._new_keys: list[bytes] = []  # keys with versions, not in _index yet
+        # Keys whose liveness changed since _live was last brought up to date: whether
+        # each was in _live then.
+        self._live_was: dict[bytes, bool] = {}
         self._versions: dict[bytes, list[Version]] = {}
         self.leases: dict[int, Lease] = {}
         self._last_lease_id = 0
@@ -119,6 +127,7 @@ class MVCCStore:
         self._event_revs: list[int] = []  # _events[i].kv.mod_revision, for bisect
         # A txn in progress: its writes take (revision + 1, sub) and its reads see them.
         self._pending_sub = -1
+        self._last_header = ResponseHeader(self.revision)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -140,7 +149,7 @@ class MVCCStore:
             raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
         if rev == current and not _needs_every_key(req):
             return self._range_now(req, current)
-        kvs = list(self._range_at(req.key, req.range_end, rev))
+        kvs = self._range_at(req.key, req.range_end, rev)
         count = len(kvs)
         kvs = [kv for kv in kvs if _passes_filters(kv, req)]
         if req.sort_order != SortOrder.NONE or req.sort_target != SortTarget.KEY:
@@ -158,22 +167,37 @@ class MVCCStore:
         if req.keys_only and not req.count_only:
             kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease)
                    for kv in kvs]  # fmt: skip
-        return RangeResponse(ResponseHeader(current), tuple(kvs), more, count)
+        return RangeResponse(self._header(current), tuple(kvs), more, count)
 
     def _range_now(self, req: RangeRequest, current: int) -> RangeResponse:
         """``range`` at the current revision, without filters or sorting: the same answer
         from the live keys, touching only those returned."""
+        if not req.range_end:
+            # One key: its latest version, if not a deletion (nothing is later than the
+            # current revision).
+            versions = self._versions.get(req.key)
+            kv = versions[-1][2] if versions else None
+            if kv is None:
+                return RangeResponse(self._header(current), (), False, 0)
+            if req.count_only:
+                return RangeResponse(self._header(current), (), False, 1)
+            if req.keys_only:
+                kv = KeyValue(
+                    kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease
+                )
+            return RangeResponse(self._header(current), (kv,), False, 1)
+        self._sorted()
         keys = self._keys_in(req.key, req.range_end, self._live)
         count = _count_in(self._live, req.key, req.range_end)
         if req.count_only:
-            return RangeResponse(ResponseHeader(current), (), False, count)
+            return RangeResponse(self._header(current), (), False, count)
         take = req.limit if 0 < req.limit < count else count
         versions = self._versions
         kvs = [versions[k][-1][2] for k in itertools.islice(keys, take)]
         if req.keys_only:
             kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease)
                    for kv in kvs]  # fmt: skip
-        return RangeResponse(ResponseHeader(current), tuple(kvs), take < count, count)
+        return RangeResponse(self._header(current), tuple(kvs), take < count, count)
 
     def events_since(self, revision: int) -> list[Event]:
         """Every event at or after ``revision``, in order. Raises EtcdError (compacted)
@@ -186,16 +210,23 @@ class MVCCStore:
         # Inside a write, once something was written, reads see it (as etcd's do).
         return self.revision + 1 if self._pending_sub > 0 else self.revision
 
-    def _range_at(self, key: bytes, range_end: bytes, rev: int) -> Iterator[KeyValue]:
-        for k in self._keys_in(key, range_end):
-            kv = _visible(self._versions[k], rev)
+    def _range_at(self, key: bytes, range_end: bytes, rev: int) -> list[KeyValue]:
+        """Every key's version visible at ``rev`` in [key, range_end), in key order."""
+        versions = self._versions
+        if not range_end:
+            history = versions.get(key)
+            kv = _visible(history, rev) if history else None
+            return [] if kv is None else [kv]
+        self._sorted()
+        found = []
+        for k in self._keys_in(key, range_end, self._index):
+            kv = _visible(versions[k], rev)
             if kv is not None:
-                yield kv
+                found.append(kv)
+        return found
 
-    def _keys_in(
-        self, key: bytes, range_end: bytes, index: SortedList | None = None
-    ) -> Iterable[bytes]:
-        index = self._index if index is None else index
+    def _keys_in(self, key: bytes, range_end: bytes, index: SortedList) -> Iterable[bytes]:
+        """The keys of ``index`` in [key, range_end) (``_sorted`` must have run)."""
         if not range_end:
             return (key,) if key in index else ()
         if range_end == b"\0":
@@ -218,7 +249,59 @@ class MVCCStore:
     def txn(self, req: TxnRequest) -> TxnResponse:
         # As etcd: every compare along the way (nested txns too) is evaluated against
         # the state before the txn, then the chosen branches are checked, then applied.
-        self._check_txn_arguments(req)
+        if self._check_txn_arguments(req):
+            return self._nested_txn(req)
+        # No nested txn (nearly every txn: a compare and a put): the steps of
+        # _nested_txn for the one branch taken, without a path to follow.
+        _check_duplicates(req)  # after every argument check, as etcd does
+        ok = True
+        for c in req.compare:
+            if not self._compare(c):
+                ok = False
+                break
+        ops = req.success if ok else req.failure
+        # Two passes, as etcd: every put, then every range.
+        writes = ranges = False
+        for op in ops:
+            kind = type(op)
+            if kind is PutRequest:
+                writes = True
+                if op.lease or op.ignore_value or op.ignore_lease:  # else nothing to check
+                    self._check_put_state(op, lease_first=False)
+            elif kind is RangeRequest:
+                ranges = True
+            else:
+                writes = True
+        if ranges:
+            for op in ops:
+                if type(op) is RangeRequest:
+                    self._check_range_in_txn(op)
+        if not writes:
+            return TxnResponse(self._header(self.revision), ok, self._run_ops(ops))
+        self._pending_sub = 0  # as _in_write, without a closure to build
+        try:
+            responses = self._run_ops(ops)
+            return TxnResponse(self._header(self._read_revision()), ok, responses)
+        finally:
+            if self._pending_sub > 0:
+                self.revision += 1
+            self._pending_sub = -1
+
+    def _run_ops(self, ops: tuple) -> tuple:
+        """The responses to a branch without nested txns, run in order."""
+        responses = []
+        for op in ops:
+            kind = type(op)
+            if kind is PutRequest:
+                responses.append(self._put(op))
+            elif kind is RangeRequest:
+                responses.append(self.range(op))
+            else:
+                responses.append(self._delete(op))
+        return tuple(responses)
+
+    def _nested_txn(self, req: TxnRequest) -> TxnResponse:
+        """``txn`` of one whose branches hold txns (its arguments are checked)."""
         _check_duplicates(req)  # after every argument check, as etcd does
         path: list[bool] = []
         self._choose(req, path)
@@ -236,6 +319,7 @@ class MVCCStore:
         if revision > self.revision:
             raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
         self.compact_revision = revision
+        self._sorted()
         for key in list(self._index.irange()):
             versions = self._versions[key]
             keep = bisect.bisect_right(versions, (revision, _MAX_SUB)) - 1
@@ -403,51 +487,90 @@ class MVCCStore:
             raise EtcdError(Code.NOT_FOUND, LEASE_NOT_FOUND)
 
     def _put(self, req: PutRequest) -> PutResponse:
-        main, sub = self.revision + 1, self._next_sub()
-        versions = self._versions.get(req.key)
+        main = self.revision + 1
+        sub = self._pending_sub
+        self._pending_sub = sub + 1
+        key = req.key
+        versions = self._versions.get(key)
         prev = versions[-1][2] if versions else None
         value = prev.value if req.ignore_value else req.value
         lease = prev.lease if req.ignore_lease else req.lease
         if prev is None:
-            kv = KeyValue(req.key, main, main, 1, value, lease)
+            kv = KeyValue(key, main, main, 1, value, lease)
         else:
-            kv = KeyValue(req.key, prev.create_revision, main, prev.version + 1, value, lease)
-        if prev is not None and prev.lease and prev.lease != lease:
-            self.leases[prev.lease].keys.discard(req.key)
+            kv = KeyValue(key, prev.create_revision, main, prev.version + 1, value, lease)
+            if prev.lease and prev.lease != lease:
+                self.leases[prev.lease].keys.discard(key)
         if lease:
-            self.leases[lease].keys.add(req.key)
-        self._record(req.key, main, sub, kv, Event(PUT, kv, prev))
-        return PutResponse(ResponseHeader(main), prev if req.prev_kv else None)
+            self.leases[lease].keys.add(key)
+        self._record(key, versions, main, sub, kv, Event(PUT, kv, prev))
+        return PutResponse(self._header(main), prev if req.prev_kv else None)
 
     def _delete(self, req: DeleteRangeRequest) -> DeleteRangeResponse:
         keys = [kv.key for kv in self._range_at(req.key, req.range_end, self._read_revision())]
         prevs = [self._delete_key(k) for k in keys]
         # Every response carries the revision as of just after its own operation.
         return DeleteRangeResponse(
-            ResponseHeader(self._read_revision()), len(prevs), tuple(prevs) if req.prev_kv else ()
+            self._header(self._read_revision()), len(prevs), tuple(prevs) if req.prev_kv else ()
         )
 
     def _delete_key(self, key: bytes) -> KeyValue:
         main, sub = self.revision + 1, self._next_sub()
-        prev = self._versions[key][-1][2]
+        versions = self._versions[key]
+        prev = versions[-1][2]
         if prev.lease and prev.lease in self.leases:
             self.leases[prev.lease].keys.discard(key)
         tomb = KeyValue(key, 0, main, 0)
-        self._record(key, main, sub, None, Event(DELETE, tomb, prev))
+        self._record(key, versions, main, sub, None, Event(DELETE, tomb, prev))
         return prev
 
-    def _record(self, key: bytes, main: int, sub: int, kv: KeyValue | None, ev: Event) -> None:
-        versions = self._versions.get(key)
+    def _record(
+        self,
+        key: bytes,
+        versions: list[Version] | None,
+        main: int,
+        sub: int,
+        kv: KeyValue | None,
+        ev: Event,
+    ) -> None:
+        """Add a version of ``key`` (``versions``: its list, None if it has none) and
+        its event; note for ``_sorted`` what changes for the ordered indexes."""
         if versions is None:
             versions = self._versions[key] = []
-            self._index.add(key)
+            self._new_keys.append(key)
+        was_live = bool(versions) and versions[-1][2] is not None
+        if was_live is (kv is None) and key not in self._live_was:
+            self._live_was[key] = was_live  # _live, as last brought up to date
         versions.append((main, sub, kv))
-        if kv is None:
-            self._live.discard(key)
-        elif len(versions) == 1 or versions[-2][2] is None:
-            self._live.add(key)
         self._events.append(ev)
         self._event_revs.append(main)
+
+    def _sorted(self) -> None:
+        """Bring ``_index`` and ``_live`` up to date with the writes since the last call
+        (every use of either calls this first)."""
+        if self._new_keys:
+            self._index.update(self._new_keys)
+            self._new_keys = []
+        if self._live_was:
+            versions = self._versions
+            added = []
+            for key, was_live in self._live_was.items():
+                history = versions.get(key)
+                if (bool(history) and history[-1][2] is not None) is not was_live:
+                    if was_live:
+                        self._live.remove(key)
+                    else:
+                        added.append(key)
+            self._live.update(added)
+            self._live_was = {}
+
+    def _header(self, revision: int) -> ResponseHeader:
+        """``ResponseHeader(revision)``, shared by the responses of one revision (they are
+        immutable; a txn's puts and the txn itself all carry the same one)."""
+        header = self._last_header
+        if header.revision != revision:
+            header = self._last_header = ResponseHeader(revision)
+        return header
 
     def _next_sub(self) -> int:
         sub = self._pending_sub
@@ -464,26 +587,53 @@ class MVCCStore:
                 self._choose(op, path)
 
     def _compare(self, c: Compare) -> bool:
-        kvs = list(self._range_at(c.key, c.range_end, self.revision))
+        """``c`` against the state before the txn (compares run before its writes)."""
+        if not c.range_end:
+            # One key (the usual compare): its latest version, as nothing was written
+            # at a later revision yet.
+            versions = self._versions.get(c.key)
+            kv = versions[-1][2] if versions else None
+            if kv is None:
+                if c.target == _VALUE:
+                    return False  # a missing key has no value to compare
+                kv = _ABSENT
+            return _compare_kv(c, kv)
+        kvs = self._range_at(c.key, c.range_end, self.revision)
         if not kvs:
-            if c.target == CompareTarget.VALUE:
-                return False  # a missing key has no value to compare
-            kvs = [KeyValue(c.key, 0, 0, 0)]
+            if c.target == _VALUE:
+                return False
+            return _compare_kv(c, _ABSENT)
         return all(_compare_kv(c, kv) for kv in kvs)
 
-    def _check_txn_arguments(self, req: TxnRequest) -> None:
-        """What etcd checks of a txn before looking at the store: both branches."""
-        if max(len(req.compare), len(req.success), len(req.failure)) > self.max_txn_ops:
+    def _check_txn_arguments(self, req: TxnRequest) -> bool:
+        """What etcd checks of a txn before looking at the store: both branches. True if
+        a branch holds a txn."""
+        compare, success, failure = req.compare, req.success, req.failure
+        if max(len(compare), len(success), len(failure)) > self.max_txn_ops:
             raise EtcdError(Code.INVALID_ARGUMENT, TOO_MANY_OPS)
-        if any(not c.key for c in req.compare):
-            raise EtcdError(Code.INVALID_ARGUMENT, EMPTY_KEY)
-        for op in (*req.success, *req.failure):
-            if type(op) is PutRequest:
-                _check_put_arguments(op)
-            elif type(op) is TxnRequest:
-                self._check_txn_arguments(op)
-            elif not op.key:
+        for c in compare:
+            if not c.key:
                 raise EtcdError(Code.INVALID_ARGUMENT, EMPTY_KEY)
+        nested = False
+        for ops in (success, failure):
+            for op in ops:
+                kind = type(op)
+                if kind is PutRequest:
+                    if not op.key or op.ignore_value or op.ignore_lease:
+                        _check_put_arguments(op)  # the usual put has nothing to refuse
+                elif kind is TxnRequest:
+                    self._check_txn_arguments(op)
+                    nested = True
+                elif not op.key:
+                    raise EtcdError(Code.INVALID_ARGUMENT, EMPTY_KEY)
+        return nested
+
+    def _check_range_in_txn(self, op: RangeRequest) -> None:
+        # Against the revision before the txn: a range cannot ask for the txn's own.
+        if op.revision > self.revision:
+            raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
+        if 0 < op.revision < self.compact_revision:
+            raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
 
     def _check_txn_state(self, req: TxnRequest, path: Iterator[bool], kind: type) -> None:
         """What depends on the store, for the ``kind`` of operation, along the branches
@@ -496,11 +646,7 @@ class MVCCStore:
             elif kind is PutRequest:
                 self._check_put_state(op, lease_first=False)
             else:
-                # Against the revision before the txn: a range cannot ask for the txn's own.
-                if op.revision > self.revision:
-                    raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
-                if 0 < op.revision < self.compact_revision:
-                    raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
+                self._check_range_in_txn(op)
 
     def _run_txn(self, req: TxnRequest, path: Iterator[bool], nested: bool = False) -> TxnResponse:
         ok = next(path)
@@ -516,7 +662,7 @@ class MVCCStore:
             else:
                 responses.append(self._run_txn(op, path, nested=True))
         # etcd leaves the header of a nested txn's response empty (revision 0).
-        header = ResponseHeader(0 if nested else self._read_revision())
+        header = ResponseHeader(0) if nested else self._header(self._read_revision())
         return TxnResponse(header, ok, tuple(responses))
 
 
@@ -612,24 +758,37 @@ _SORT_KEYS = {
 }
 
 
+# Enum members as module globals: an Enum class attribute is slow (see raft/_core.py).
+_VERSION, _CREATE, _MOD, _VALUE = (
+    CompareTarget.VERSION,
+    CompareTarget.CREATE,
+    CompareTarget.MOD,
+    CompareTarget.VALUE,
+)
+_EQUAL, _NOT_EQUAL, _GREATER = CompareResult.EQUAL, CompareResult.NOT_EQUAL, CompareResult.GREATER
+# What a compare sees of a missing key: zeros (a value compare fails before looking).
+_ABSENT = KeyValue(b"", 0, 0, 0)
+
+
 def _compare_kv(c: Compare, kv: KeyValue) -> bool:
     target = c.target
-    if target == CompareTarget.VALUE:
-        ours, theirs = kv.value, c.value
-    elif target == CompareTarget.VERSION:
-        ours, theirs = kv.version, c.version
-    elif target == CompareTarget.CREATE:
-        ours, theirs = kv.create_revision, c.create_revision
-    elif target == CompareTarget.MOD:
+    # The targets Kubernetes compares first.
+    if target == _MOD:
         ours, theirs = kv.mod_revision, c.mod_revision
+    elif target == _CREATE:
+        ours, theirs = kv.create_revision, c.create_revision
+    elif target == _VALUE:
+        ours, theirs = kv.value, c.value
+    elif target == _VERSION:
+        ours, theirs = kv.version, c.version
     else:
         ours, theirs = kv.lease, c.lease
     result = c.result
-    if result == CompareResult.EQUAL:
+    if result == _EQUAL:
         return ours == theirs
-    if result == CompareResult.NOT_EQUAL:
+    if result == _NOT_EQUAL:
         return ours != theirs
-    if result == CompareResult.GREATER:
+    if result == _GREATER:
         return ours > theirs
     return ours < theirs
 

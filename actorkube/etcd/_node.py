@@ -129,6 +129,38 @@ class Command:
     )
 
 
+def encode_result(response: Any) -> bytes:
+    """A response of ``EtcdStateMachine.apply_unencoded`` as bytes."""
+    return response if type(response) is bytes else _encode(response)
+
+
+# Decoded commands, shared by the members in this process: the members of a group that
+# run in one process each apply every command, from bytes of their own (each got its
+# entry in a message) but equal. Decoding is a good part of applying a small write, and
+# a decoded command is immutable, so the first member to apply one decodes it for all
+# (their stores then hold the same value objects, not a copy each). The members apply
+# an entry within a few rounds of messages of each other, so a short memory is enough:
+# a ring of slots by log index, each with the bytes it was decoded from (comparing bytes
+# costs far less than hashing them; members of different groups in one process only
+# take each other's slots). Large commands are left out: the memory they would hold is
+# not worth it.
+DECODED_KEPT = 256
+DECODED_MAX_SIZE = 16 * 1024
+_decoded: list[tuple[int, bytes, Any] | None] = [None] * DECODED_KEPT
+
+
+def _decode_command(index: int, data: bytes) -> Any:
+    """The command of the entry at ``index`` whose data is ``data``."""
+    slot = index % DECODED_KEPT
+    known = _decoded[slot]
+    if known is not None and known[0] == index and known[1] == data:
+        return known[2]
+    cmd = decode_message(data, _no_refs)
+    if len(data) <= DECODED_MAX_SIZE:
+        _decoded[slot] = (index, data, cmd)
+    return cmd
+
+
 class EtcdStateMachine:
     """The replica's state machine: the store, the clients' sessions (the last sequence
     number and response of each, the most recent ``max_sessions`` kept) and the members
@@ -144,26 +176,38 @@ class EtcdStateMachine:
         self.store_options = store_options
         self.store = MVCCStore(**store_options)
         self.max_sessions = max_sessions
-        self.sessions: collections.OrderedDict[str, tuple[int, bytes]] = collections.OrderedDict()
+        # client -> (its last sequence number, the response: bytes or a message)
+        self.sessions: collections.OrderedDict[str, tuple[int, Any]] = collections.OrderedDict()
         self.members = MemberTable(initial_members)
 
     def apply(self, index: int, data: bytes) -> bytes:
-        cmd = decode_message(data, _no_refs)
-        if cmd.client:
-            last = self.sessions.get(cmd.client)
+        """Apply one command; the encoded response."""
+        return encode_result(self.apply_unencoded(index, data))
+
+    def apply_unencoded(self, index: int, data: bytes) -> Any:
+        """``apply`` but for the encoding: the response as a message, or as bytes (what
+        ``encode_result`` turns into ``apply``'s answer). Only the member whose client
+        waits encodes it; the others keep it as it is, in the sessions too (it is
+        immutable, so its bytes are the same whenever they are made)."""
+        cmd = _decode_command(index, data)
+        client = cmd.client
+        if client:
+            last = self.sessions.get(client)
             if last is not None and cmd.seq <= last[0]:
                 if cmd.seq == last[0]:
                     return last[1]  # a retry of what was applied: the same answer
-                return _encode(Failure(Code.FAILED_PRECONDITION, STALE_SEQUENCE))
+                return Failure(Code.FAILED_PRECONDITION, STALE_SEQUENCE)
         request = cmd.request
         if type(request) is MemberAttrSetRequest:
             self.members.publish(request.id, request.name)
-            response = _encode(MemberAttrSetResponse(ResponseHeader(self.store.revision)))
+            response = MemberAttrSetResponse(ResponseHeader(self.store.revision))
         else:
-            response = _encode(self.store.execute(request))
-        if cmd.client:
-            self._remember(cmd.client, cmd.seq, response)
+            response = self.store.execute(request)
+        if client:
+            self._remember(client, cmd.seq, response)
         return response
+
+    encode_result = staticmethod(encode_result)
 
     def apply_conf_change(self, index: int, change: ConfChange) -> bytes:
         """A committed membership change: into the table (the core took it into the
@@ -176,7 +220,7 @@ class EtcdStateMachine:
             self._remember(context.client, context.seq, response)
         return response
 
-    def _remember(self, client: str, seq: int, response: bytes) -> None:
+    def _remember(self, client: str, seq: int, response: Any) -> None:
         self.sessions[client] = (seq, response)
         self.sessions.move_to_end(client)
         while len(self.sessions) > self.max_sessions:
@@ -197,7 +241,7 @@ class EtcdStateMachine:
     def snapshot_steps(self) -> Generator[None, None, bytes]:
         """The snapshot of now, serialised a step at a time (see ``MVCCStore.dump_steps``):
         [store dump as bytes, sessions, members table]."""
-        sessions = [[c, s, r] for c, (s, r) in self.sessions.items()]
+        sessions = [[c, s, encode_result(r)] for c, (s, r) in self.sessions.items()]
         sessions = msgpack.packb(sessions, use_bin_type=True)
         members = msgpack.packb(self.members.dump(), use_bin_type=True)
         return snapshot_steps(self.store.dump_steps(), sessions, members)
@@ -414,6 +458,9 @@ class EtcdNode(RaftReplica):
         )
         self.progress_interval = progress_interval
         self.watches: dict[tuple[ActorRef, int], _Watching] = {}
+        # The store's revision when _deliver last brought every watch up to it: until
+        # the revision moves or a watch opens, it has nothing to do.
+        self.delivered = -1
         self.lease_deadlines: dict[int, float] = {}
         self.revoking: set[int] = set()
         self.was_leader = False
@@ -480,8 +527,8 @@ class EtcdNode(RaftReplica):
         if msg.client:
             last = sm.sessions.get(msg.client)
             if last is not None and msg.seq <= last[0]:
-                if msg.seq == last[0]:
-                    return Outcome(True, result=last[1])  # a retry of what was applied
+                if msg.seq == last[0]:  # a retry of what was applied
+                    return Outcome(True, result=encode_result(last[1]))
                 stale = Failure(Code.FAILED_PRECONDITION, STALE_SEQUENCE)
                 return Outcome(True, result=_encode(stale))
         # The checks read the table as applied: every change the core knows of must be
@@ -724,6 +771,7 @@ class EtcdNode(RaftReplica):
                 compact_revision=store.compact_revision,
             )
         self.watches[(msg.watcher, msg.watch_id)] = _Watching(msg, start)
+        self.delivered = -1  # it may start in the past: _deliver looks at every watch
         self.watch(msg.watcher)
         self.drain_due = True  # history to send, if it starts in the past
         return WatchResponse(msg.watch_id, header, created=True)
@@ -765,11 +813,14 @@ class EtcdNode(RaftReplica):
 
     def _deliver(self) -> None:
         store = self.store
-        if not self.watches:
-            return
-        header = ResponseHeader(store.revision, self.core.term)
+        revision = store.revision
+        if not self.watches or revision == self.delivered:
+            return  # every watch has seen this revision (or starts later): nothing new
+        self.delivered = revision
+        header = None
+        stripped: dict[int, Event] = {}  # id of an event -> it without prev_kv, shared
         for w in list(self.watches.values()):
-            if w.next_rev > store.revision:
+            if w.next_rev > revision:
                 continue
             if w.next_rev < store.compact_revision:
                 self._cancel(
@@ -778,13 +829,11 @@ class EtcdNode(RaftReplica):
                     store.compact_revision,
                 )
                 continue
-            events = tuple(
-                e if w.options.prev_kv or e.prev_kv is None else Event(e.type, e.kv)
-                for e in store.events_since(w.next_rev)
-                if _wanted(w, e)
-            )
-            w.next_rev = store.revision + 1
+            events = _wanted_events(w, store.events_since(w.next_rev), stripped)
+            w.next_rev = revision + 1
             if events:
+                if header is None:
+                    header = ResponseHeader(revision, self.core.term)
                 self._send(w, WatchResponse(w.id, header, events, first_revision=w.reported))
                 w.reported = w.next_rev
 
@@ -822,16 +871,35 @@ class _Progress:
     pass
 
 
-def _wanted(w: _Watching, e: Event) -> bool:
-    key = e.kv.key
-    if not w.range_end:
-        if key != w.key:
-            return False
-    elif w.range_end == b"\0":
-        if key < w.key and w.key != b"\0":
-            return False
-    elif not w.key <= key < w.range_end:
-        return False
-    if e.type is EventType.PUT:
-        return not w.options.no_put
-    return not w.options.no_delete
+def _wanted_events(
+    w: _Watching, events: list[Event], stripped: dict[int, Event]
+) -> tuple[Event, ...]:
+    """The events ``w`` watches, as it asked for them (without ``prev_kv`` unless it
+    asked). Every watch looks at every new event: one tight filter per kind of range.
+    ``stripped`` keeps the events made without ``prev_kv`` for the other watches (by
+    ``id`` of the original, which the store holds meanwhile)."""
+    key, end, options = w.key, w.range_end, w.options
+    if not end:
+        found = [e for e in events if e.kv.key == key]
+    elif end != b"\0":
+        found = [e for e in events if key <= e.kv.key < end]
+    elif key != b"\0":
+        found = [e for e in events if e.kv.key >= key]
+    else:
+        found = events
+    if found and (options.no_put or options.no_delete):
+        no_put, no_delete = options.no_put, options.no_delete
+        found = [e for e in found if not (no_put if e.type is _PUT else no_delete)]
+    if found and not options.prev_kv:
+        found = [e if e.prev_kv is None else _without_prev(e, stripped) for e in found]
+    return tuple(found)
+
+
+def _without_prev(e: Event, stripped: dict[int, Event]) -> Event:
+    plain = stripped.get(id(e))
+    if plain is None:
+        plain = stripped[id(e)] = Event(e.type, e.kv)
+    return plain
+
+
+_PUT = EventType.PUT

@@ -846,12 +846,19 @@ class RaftNode:
         """Take every conf change up to the commit index into effect (in log order)."""
         log = self.log
         while self._conf_scanned < log.committed:
-            # Advance before applying: applying may commit more and come back here.
-            index = max(self._conf_scanned + 1, log.snap_index + 1)
-            self._conf_scanned = index
-            e = log.entries[index - log.snap_index - 1]
-            if e.type is CONF_CHANGE:
-                self._apply_conf_change(e.index, decode_conf_change(e.data))
+            base = log.snap_index + 1
+            end = log.committed
+            start = max(self._conf_scanned + 1, base)
+            # This runs for every commit: the entries are scanned in one tight loop.
+            for e in log.entries[start - base : end - base + 1]:
+                if e.type is CONF_CHANGE:
+                    # Advance before applying: applying may commit more and come back
+                    # here; then this loop starts again after what that call scanned.
+                    self._conf_scanned = e.index
+                    self._apply_conf_change(e.index, decode_conf_change(e.data))
+                    break
+            else:
+                self._conf_scanned = end
 
     def _apply_conf_change(self, index: int, cc: ConfChange) -> None:
         node = cc.node

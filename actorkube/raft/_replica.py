@@ -70,6 +70,11 @@ class StateMachine(Protocol):
         """Replace the whole state by a snapshot's; ``None`` means the empty state (the
         replica calls it at every start, so that a restart replays onto a clean slate)."""
 
+    # Optional: ``apply_unencoded(index, data)`` and ``encode_result(result)``, which
+    # make ``apply`` in two halves: ``apply(i, d) == encode_result(apply_unencoded(i, d))``.
+    # A state machine whose answers cost something to make offers them: the replica then
+    # calls ``encode_result`` only for the results someone waits for (on the leader).
+    #
     # Optional: ``apply_conf_change(index, change) -> Any``. A state machine that has it
     # is handed every committed membership change, in log order with the commands (the
     # core has already taken it into effect); its return value answers the proposer.
@@ -290,9 +295,15 @@ class RaftReplica(Actor):
                     self.unsaved_hard = hard
                     hard = None
             if ready.snapshot is not None or ready.entries or hard is not None:
-                await self._io(
-                    storage.save, hard_state=hard, entries=ready.entries, snapshot=ready.snapshot
-                )
+                if storage.blocking:
+                    await self._io(
+                        storage.save,
+                        hard_state=hard,
+                        entries=ready.entries,
+                        snapshot=ready.snapshot,
+                    )
+                else:  # as _io does, without a coroutine to make for every Ready
+                    storage.save(hard_state=hard, entries=ready.entries, snapshot=ready.snapshot)
                 if hard is not None:
                     self.saved_hard = hard
                     self.unsaved_hard = None
@@ -326,12 +337,19 @@ class RaftReplica(Actor):
             self.sm.restore(ready.snapshot.data)
             self._unknown_up_to(ready.snapshot.meta.index)
         proposals = self.proposals
-        apply_change = getattr(self.sm, "apply_conf_change", None)
+        sm = self.sm
+        apply_change = getattr(sm, "apply_conf_change", None)
+        apply = getattr(sm, "apply_unencoded", None)
+        encode = getattr(sm, "encode_result", None)
+        if apply is None or encode is None:
+            apply, encode = sm.apply, None
         for entry in ready.committed_entries:
             result = None
             if entry.type is NORMAL and entry.data:
-                result = self.sm.apply(entry.index, entry.data)
+                result = apply(entry.index, entry.data)
                 self.since_snapshot += 1
+                if encode is not None and entry.index in proposals:
+                    result = encode(result)  # someone waits for it
             elif entry.type is CONF_CHANGE and apply_change is not None:
                 result = apply_change(entry.index, decode_conf_change(entry.data))
             if proposals:

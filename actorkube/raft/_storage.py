@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import attrs
@@ -206,6 +206,15 @@ class LogState:
         else:
             raise InvalidWrite(f"unknown operation {kind!r}")
 
+    def apply_all(self, ops: Iterable[Op]) -> None:
+        """``apply`` each operation, in order. An entry right after the last one (nearly
+        every operation) is appended at once: ``apply``'s checks hold for it."""
+        for kind, value in ops:
+            if kind is ENTRY and value.index == self.offset + len(self.entries) + 1:
+                self.entries.append(value)
+            else:
+                self.apply(kind, value)
+
     def _append(self, entry: Entry) -> None:
         index = entry.index
         offset = self.offset
@@ -325,8 +334,7 @@ class MemoryStorage:
     ) -> None:
         self._check_open()
         ops = plan_save(self._log, hard_state=hard_state, entries=entries, snapshot=snapshot)
-        for kind, value in ops:
-            self._log.apply(kind, value)
+        self._log.apply_all(ops)
         if snapshot is not None:
             self._snapshot = snapshot
 

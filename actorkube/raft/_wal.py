@@ -294,8 +294,7 @@ def _replay(segments: list[_Segment]) -> tuple[LogState, int | None]:
             raise CorruptLog(segment.path, 0, "segment holds no record")
         for offset, payload in scan.records:
             try:
-                for kind, value in decode_ops(payload):
-                    log.apply(kind, value)
+                log.apply_all(decode_ops(payload))
             except (ValueError, DecodeError, InvalidWrite) as exc:
                 raise CorruptLog(segment.path, offset, f"bad record: {exc}") from None
         # A last segment without a whole record is a cut interrupted before its header.
@@ -496,8 +495,7 @@ class DiskStorage:
             if self._fsync:
                 os.fsync(self._fd)
             self._size += len(record)
-            for kind, value in ops:
-                self._log.apply(kind, value)
+            self._log.apply_all(ops)
             if snapshot is not None:
                 self._snapshot = snapshot
                 self._reclaim()

@@ -338,8 +338,13 @@ class Framework:
             else:
                 mask &= verdict
         want = feasible_nodes_to_find(n, self.percentage)
-        rows = np.flatnonzero(mask)
-        rows = np.concatenate((rows[rows >= start], rows[rows < start]))
+        if one_by_one:
+            rows = np.flatnonzero(mask)
+            rows = np.concatenate((rows[rows >= start], rows[rows < start]))
+        else:  # only the first ``want`` from ``start`` are needed
+            rows = np.flatnonzero(mask[start:])[:want] + start
+            if len(rows) < want:
+                rows = np.concatenate((rows, np.flatnonzero(mask[:start])[: want - len(rows)]))
         if one_by_one:
             found = []
             for i in rows:
@@ -451,6 +456,9 @@ def _group_statuses(plugin, state: CycleState, pod, table: NodeTable, rows) -> l
     return out
 
 
+FEW_GROUPS = 32  # groups at most whose every answer is computed to score some rows
+
+
 def _by_group(plugin, state: CycleState, pod, table: NodeTable, rows: np.ndarray | None):
     """Ask ``plugin`` (its filter when ``rows`` is None, else its score of ``rows``)
     once per group of nodes that look the same to it (its ``node_labels`` says which
@@ -460,15 +468,20 @@ def _by_group(plugin, state: CycleState, pod, table: NodeTable, rows: np.ndarray
     if keys is None:
         return None
     group_of, representatives = table.grouping(keys)
-    wanted = group_of if rows is None else group_of[rows]
-    answers = np.zeros(len(representatives), dtype=bool if rows is None else np.int64)
-    present = range(1) if len(representatives) == 1 else np.flatnonzero(np.bincount(wanted))
-    for g in present:
-        rep = representatives[g]
-        if rows is None:
-            answers[g] = plugin.filter(state, pod, rep).ok
-        else:
-            answers[g] = plugin.score(state, pod, rep)
+    if rows is None or len(representatives) <= FEW_GROUPS:
+        # Every group asked: the answers spread over the table are then remembered.
+        answers = np.zeros(len(representatives), dtype=bool if rows is None else np.int64)
+        for g, rep in enumerate(representatives):
+            if rows is None:
+                answers[g] = plugin.filter(state, pod, rep).ok
+            else:
+                answers[g] = plugin.score(state, pod, rep)
+        spread = table.spread(keys, answers)
+        return spread if rows is None else spread[rows]
+    wanted = group_of[rows]
+    answers = np.zeros(len(representatives), dtype=np.int64)
+    for g in np.flatnonzero(np.bincount(wanted)):
+        answers[g] = plugin.score(state, pod, representatives[g])
     return answers[wanted]
 
 

@@ -10,7 +10,7 @@ Rules of this file:
   unschedulable, ...) and the same values of the labels ``keys``: a plugin whose
   verdict reads nothing else of a node (see ``node_labels`` in the framework) is asked
   once per group, of a representative that holds just that, and its answer spread to
-  every node of the group. Groupings are kept until a Node object changes.
+  every node of the group. Groupings are kept until a Node's spec or labels change.
 - ``image_nodes`` counts, per image, the nodes that have it (ImageLocality's spread).
 - ``label_codes(key)``: each node's value of label ``key`` as a small integer (-1:
   the node has no such label), so counts per topology domain are one ``bincount``.
@@ -21,12 +21,19 @@ Rules of this file:
   terms of the pods already placed, per topology domain.
 - Other resources (extended resources, hugepages) have no column: a pod that asks for
   them is filtered node by node (the plugin's own ``filter``).
+- ``derived(key, many, one)``: a column computed from the others (a filter's verdict or
+  a score for one shape of pod, named by ``key``), kept from cycle to cycle: only the
+  rows refilled since it was last asked are computed again. A Deployment's pods all
+  ask the same, so a cycle pays for the one node the last pod went to, not for every
+  node (Kubernetes re-runs its plugins on every node it scans; this is the same
+  answer, remembered). ``spread(keys, answers)`` likewise keeps one answer per group
+  of ``grouping(keys)`` spread over the rows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -37,6 +44,8 @@ EPHEMERAL = "ephemeral-storage"
 COLUMNS = (CPU, MEMORY, EPHEMERAL)  # the vectorised resources, in column order
 DEFAULT_PODS = 110
 MAX_MATCHING = 64  # selectors whose counts are kept
+MAX_DERIVED = 64  # derived columns kept (pod shapes x plugins)
+FEW_ROWS = 16  # stale rows at most computed one by one (numpy's per-call cost is higher)
 
 
 def count_matching(info: NodeInfo, namespaces: frozenset[str] | None, selector,
@@ -97,6 +106,12 @@ class NodeTable:
         self._row_terms: list[list[tuple[tuple, str]]] = []
         self._images: list[dict[str, int]] = [{}] * n
         self.generations = [-1] * n
+        # Row i was last refilled at change ``_row_epochs[i]``; a derived column knows
+        # the change it is current to.
+        self._epoch = 0
+        self._row_epochs = np.zeros(n, dtype=np.int64)
+        self._derived: dict[Hashable, tuple[np.ndarray, int]] = {}
+        self._spreads: dict[tuple, np.ndarray] = {}
         for i in range(n):
             self._fill(i)
 
@@ -124,11 +139,21 @@ class NodeTable:
             self._row_terms[i] = self._terms_of(info)
             self._count_terms(i, +1)
         self.allowed_pods[i] = a.get(PODS, DEFAULT_PODS)
+        self._epoch += 1
+        self._row_epochs[i] = self._epoch
         if info.node is not self._seen[i]:
+            old = self._seen[i]
             self._seen[i] = info.node
-            self._spec_keys[i] = _spec_key(info)
-            self._groupings.clear()
-            self._codes.clear()
+            spec_key = _spec_key(info)
+            # Most Node changes are status only (heartbeats, images, conditions):
+            # groups and label codes then stay as they are.
+            if spec_key != self._spec_keys[i] or old is None or (
+                (old.get("metadata") or {}).get("labels") or {}
+            ) != info.labels:
+                self._groupings.clear()
+                self._spreads.clear()
+                self._codes.clear()
+            self._spec_keys[i] = spec_key
             for image in self._images[i]:
                 self.image_nodes[image] -= 1
                 if not self.image_nodes[image]:
@@ -137,6 +162,43 @@ class NodeTable:
             for image in info.images:
                 self.image_nodes[image] = self.image_nodes.get(image, 0) + 1
         self.generations[i] = info.generation
+
+    def derived(self, key: Hashable, many: Callable[[np.ndarray], np.ndarray],
+                one: Callable[[int], object], dtype: type) -> np.ndarray:  # fmt: skip
+        """The column ``key`` names (see the module rules): ``many(rows)`` computes it
+        for an array of rows, ``one(i)`` for a single row, both from this table's
+        numbers only; ``key`` must name everything else they read (the pod's requests,
+        the plugin's settings). Read-only."""
+        found = self._derived.get(key)
+        if found is None:
+            if len(self._derived) >= MAX_DERIVED:
+                self._derived.pop(next(iter(self._derived)))
+            column = np.asarray(many(np.arange(len(self.infos))), dtype=dtype)
+        else:
+            column, epoch = found
+            if epoch != self._epoch:
+                stale = np.flatnonzero(self._row_epochs > epoch)
+                column = column.copy()  # a caller may still hold the old one
+                if len(stale) <= FEW_ROWS:
+                    for i in stale.tolist():
+                        column[i] = one(i)
+                else:
+                    column[stale] = many(stale)
+        column.flags.writeable = False
+        self._derived[key] = (column, self._epoch)
+        return column
+
+    def spread(self, keys: Sequence[str], answers: np.ndarray) -> np.ndarray:
+        """``answers`` (one per group of ``grouping(keys)``) spread over every row.
+        Read-only; kept until a Node's spec or labels change."""
+        key = (tuple(keys), answers.dtype.str, answers.tobytes())
+        found = self._spreads.get(key)
+        if found is None:
+            if len(self._spreads) >= MAX_DERIVED:
+                self._spreads.pop(next(iter(self._spreads)))
+            found = self._spreads[key] = answers[self.grouping(keys)[0]]
+            found.flags.writeable = False
+        return found
 
     def label_codes(self, key: str) -> tuple[np.ndarray, list[str]]:
         """Each row's value of label ``key`` as an index into the returned values

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from .._framework import MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Status
 from .._nodeinfo import NodeInfo, normalized_image
 
@@ -46,4 +48,26 @@ class ImageLocality:
                 total += int(size * spread[image])
         ceiling = MAX_CONTAINER_THRESHOLD * len(images)
         total = min(max(total, MIN_THRESHOLD), ceiling)
+        return MAX_NODE_SCORE * (total - MIN_THRESHOLD) // (ceiling - MIN_THRESHOLD)
+
+    def score_many(self, state: CycleState, pod: Mapping[str, Any], table, rows) -> np.ndarray:
+        # Each image's size on every node is a column the table keeps (recomputed only
+        # for the nodes that changed); the spreads change whenever a node gets one of
+        # the images, so they are applied here, to the rows asked.
+        images, spread = state[self.name]
+        infos = table.infos
+        total = np.zeros(len(rows), dtype=np.int64)
+        for image in images:
+
+            def one(i: int, image: str = image) -> int:
+                return infos[i].images.get(image, 0)
+
+            def many(rows: np.ndarray, image: str = image) -> np.ndarray:
+                return np.array([one(i, image) for i in rows.tolist()], dtype=np.int64)
+
+            sizes = table.derived((self.name, image), many, one, np.int64)[rows]
+            # int(size * spread) of each node that has the image (0 for the others).
+            total += (sizes * spread[image]).astype(np.int64)
+        ceiling = MAX_CONTAINER_THRESHOLD * len(images)
+        total = np.minimum(np.maximum(total, MIN_THRESHOLD), ceiling)
         return MAX_NODE_SCORE * (total - MIN_THRESHOLD) // (ceiling - MIN_THRESHOLD)

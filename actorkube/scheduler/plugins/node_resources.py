@@ -53,13 +53,36 @@ def _used_shares(
     return [(used.get(r, 0) + asked.get(r, 0), node.allocatable.get(r, 0)) for r in SCORED]
 
 
-def _used_columns(state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows: np.ndarray,
-                  non_zero: bool = True):  # fmt: skip
-    """``_used_shares`` for many nodes: (used, capacity), each rows x (cpu, memory)."""
+def _asked_columns(state: CycleState, pod: Mapping[str, Any], non_zero: bool) -> tuple:
+    """The pod's requests of the scored resources, in ``SCORED`` order."""
     asked = _requests(state, pod, non_zero)
-    base = table.non_zero[rows] if non_zero else table.requested[rows][:, : len(SCORED)]
-    used = base + np.array([asked.get(r, 0) for r in SCORED], dtype=np.int64)
-    return used, table.allocatable[rows][:, : len(SCORED)]
+    return tuple(asked.get(r, 0) for r in SCORED)
+
+
+def _used_columns(table: NodeTable, rows: np.ndarray, asked: tuple, non_zero: bool):
+    """``_used_shares`` for many nodes: (used, capacity), each rows x (cpu, memory)."""
+    base = table.non_zero[rows] if non_zero else table.requested[rows, : len(SCORED)]
+    return base + np.array(asked, dtype=np.int64), table.allocatable[rows, : len(SCORED)]
+
+
+def _used_row(table: NodeTable, i: int, asked: tuple, non_zero: bool) -> list[tuple[int, int]]:
+    """``_used_shares`` of one row of ``table``."""
+    base = table.non_zero if non_zero else table.requested
+    return [(int(base[i, c]) + asked[c], int(table.allocatable[i, c]))
+            for c in range(len(SCORED))]  # fmt: skip
+
+
+def _balanced(shares: list[tuple[int, int]]) -> int:
+    """BalancedAllocation's score of (used, capacity) pairs whose capacity is positive."""
+    fractions = [min(used / capacity, 1.0) for used, capacity in shares]
+    if len(fractions) < 2:
+        return MAX_NODE_SCORE
+    if len(fractions) == 2:
+        std = abs((fractions[0] - fractions[1]) / 2)
+    else:
+        mean = sum(fractions) / len(fractions)
+        std = math.sqrt(sum((s - mean) * (s - mean) for s in fractions) / len(fractions))
+    return int((1 - std) * MAX_NODE_SCORE)
 
 
 class NodeResourcesFit:
@@ -93,12 +116,21 @@ class NodeResourcesFit:
         asked = _requests(state, pod, False)
         if any(v > 0 and name != PODS and name not in COLUMNS for name, v in asked.items()):
             return None
-        fits = table.pods + 1 <= table.allowed_pods
-        for c, name in enumerate(COLUMNS):
-            wanted = asked.get(name, 0)
-            if wanted > 0:
-                fits &= wanted <= table.allocatable[:, c] - table.requested[:, c]
-        return fits
+        wanted = [(c, asked[name]) for c, name in enumerate(COLUMNS) if asked.get(name, 0) > 0]
+
+        def many(rows: np.ndarray) -> np.ndarray:
+            fits = table.pods[rows] + 1 <= table.allowed_pods[rows]
+            for c, amount in wanted:
+                fits &= amount <= table.allocatable[rows, c] - table.requested[rows, c]
+            return fits
+
+        def one(i: int) -> bool:
+            if table.pods[i] + 1 > table.allowed_pods[i]:
+                return False
+            return all(amount <= table.allocatable[i, c] - table.requested[i, c]
+                       for c, amount in wanted)  # fmt: skip
+
+        return table.derived((self.name, "filter", tuple(wanted)), many, one, bool)
 
     def statuses_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
         """``filter``'s status for each node of ``rows`` (its reasons in its order)."""
@@ -124,14 +156,27 @@ class NodeResourcesFit:
     def score_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
         if self.strategy == "RequestedToCapacityRatio":
             return None
-        used, capacity = _used_columns(state, pod, table, rows)
-        safe = np.maximum(capacity, 1)
-        if self.strategy == "LeastAllocated":
-            each = np.where(used > capacity, 0, (capacity - used) * MAX_NODE_SCORE // safe)
-        else:
-            each = np.minimum(used, capacity) * MAX_NODE_SCORE // safe
-        each = np.where(capacity <= 0, 0, each)
-        return (each * np.array(self.weights, dtype=np.int64)).sum(axis=1) // sum(self.weights)
+        asked = _asked_columns(state, pod, non_zero=True)
+        weights = np.array(self.weights, dtype=np.int64)
+
+        def many(rows: np.ndarray) -> np.ndarray:
+            used, capacity = _used_columns(table, rows, asked, non_zero=True)
+            safe = np.maximum(capacity, 1)
+            if self.strategy == "LeastAllocated":
+                each = np.where(used > capacity, 0, (capacity - used) * MAX_NODE_SCORE // safe)
+            else:
+                each = np.minimum(used, capacity) * MAX_NODE_SCORE // safe
+            each = np.where(capacity <= 0, 0, each)
+            return (each * weights).sum(axis=1) // sum(self.weights)
+
+        def one(i: int) -> int:
+            total = sum(self._resource_score(used, capacity) * w
+                        for (used, capacity), w in zip(_used_row(table, i, asked, True),
+                                                       self.weights, strict=True))  # fmt: skip
+            return total // sum(self.weights)
+
+        key = (self.name, "score", self.strategy, tuple(self.weights), asked)
+        return table.derived(key, many, one, np.int64)[rows]
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
         shares = _used_shares(state, pod, node)
@@ -164,22 +209,23 @@ class BalancedAllocation:
     name = "NodeResourcesBalancedAllocation"
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
-        shares = [min(used / capacity, 1.0)
-                  for used, capacity in _used_shares(state, pod, node, non_zero=False)
-                  if capacity > 0]  # fmt: skip
-        if len(shares) < 2:
-            return MAX_NODE_SCORE
-        if len(shares) == 2:
-            std = abs((shares[0] - shares[1]) / 2)
-        else:
-            mean = sum(shares) / len(shares)
-            std = math.sqrt(sum((s - mean) * (s - mean) for s in shares) / len(shares))
-        return int((1 - std) * MAX_NODE_SCORE)
+        return _balanced([(used, capacity)
+                          for used, capacity in _used_shares(state, pod, node, non_zero=False)
+                          if capacity > 0])  # fmt: skip
 
     def score_many(self, state: CycleState, pod: Mapping[str, Any], table: NodeTable, rows):
-        used, capacity = _used_columns(state, pod, table, rows, non_zero=False)
-        shares = np.minimum(used / np.maximum(capacity, 1), 1.0)
-        both = (capacity > 0).all(axis=1)
-        std = np.abs((shares[:, 0] - shares[:, 1]) / 2)
-        scores = ((1 - std) * MAX_NODE_SCORE).astype(np.int64)
-        return np.where(both, scores, MAX_NODE_SCORE)
+        asked = _asked_columns(state, pod, non_zero=False)
+
+        def many(rows: np.ndarray) -> np.ndarray:
+            used, capacity = _used_columns(table, rows, asked, non_zero=False)
+            shares = np.minimum(used / np.maximum(capacity, 1), 1.0)
+            both = (capacity > 0).all(axis=1)
+            std = np.abs((shares[:, 0] - shares[:, 1]) / 2)
+            scores = ((1 - std) * MAX_NODE_SCORE).astype(np.int64)
+            return np.where(both, scores, MAX_NODE_SCORE)
+
+        def one(i: int) -> int:
+            return _balanced([(used, capacity) for used, capacity
+                              in _used_row(table, i, asked, False) if capacity > 0])  # fmt: skip
+
+        return table.derived((self.name, "score", asked), many, one, np.int64)[rows]
