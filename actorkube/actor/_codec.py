@@ -26,6 +26,7 @@ also walks them, only when that packer meets something unusual (see ``_pack_exac
 from __future__ import annotations
 
 import enum
+import functools
 import types
 import typing
 from collections.abc import Callable
@@ -82,8 +83,10 @@ _PLAIN, _MESSAGE, _REF = 0, 1, 2
 #
 # Neither packer has a ``default`` hook: a packer shared by threads (the Raft log
 # encodes in a worker thread) must run no Python code while it packs, or another thread
-# could pack into its buffer meanwhile.
-_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+# could pack into its buffer meanwhile. The exact packer never does; the usual one
+# iterates a dict or list subclass through Python, so the (rare) checked path packs
+# with a packer of its own each time.
+_pack = functools.partial(msgpack.packb, use_bin_type=True)
 _pack_exact = msgpack.Packer(use_bin_type=True, autoreset=True, strict_types=True).pack
 # What the fast path may raise: then the checked path runs.
 _NOT_FAST = (CodecError, *_ENCODE_ERRORS)
