@@ -8,20 +8,24 @@ thousands of writes: request latency's p99 is then the collector's pause.
 
 ``long_lived_heap_gc`` makes each full collection freeze what survived it
 (``gc.freeze``): later full collections scan only what was allocated since, so a pause
-is proportional to the recent growth, not to the heap. It also makes full collections
-rarer (considered after ``full_every`` collections of the middle generation, where
-CPython's default is 10): once the survivors are frozen, CPython's own trigger (the
-long-lived objects it last scanned grew by a quarter) fires every second or so under
-load, and a third of the time went to full collections in the API server's benchmark.
-Young collections, which reclaim nearly all cyclic garbage, run as before.
+is proportional to the recent growth, not to the heap. Full collections come after
+``full_every`` collections of the middle generation (CPython's default is 10): each
+scans what the young collections promoted since the last one, so this bounds the
+pause; more often costs more in all (objects promoted but about to die are scanned,
+and frozen, while still alive), rarer makes longer pauses (at 1,000, a density run
+met a 4.4 s pause scanning five minutes of growth). Young collections, which reclaim
+nearly all cyclic garbage, run as before.
 
 Objects freed by reference counting leave the frozen set as usual; what freezing costs
 is that a *cycle* among frozen objects is not collected. So when the frozen set has
-grown to ``regrow`` times its size after the last complete scan, and stayed so for
-``settle`` seconds, the policy unfreezes everything and lets the next full collection
-scan (and clean) the whole heap once: the long pauses come back only when the heap has
-doubled for good (not while a large response is being built and dropped), and stray
-cycles are reclaimed then.
+grown to ``regrow`` times its size after the last complete scan, and then stopped
+growing (it grew by less than a tenth over ``settle`` seconds), the policy unfreezes
+everything and lets the next full collection scan (and clean) the whole heap once.
+Such a scan stops the process for a time proportional to the heap (seconds for
+millions of objects), so it waits for a steady heap: not while a large response is
+being built and dropped, nor while the heap keeps growing (a cluster filling up),
+when a complete scan would come again and again at the worst moment. Stray cycles
+wait until then; they are bounded by the regrowth.
 
 It changes process-wide state, so it is opt-in: the benchmarks (and ``actorkube up``)
 install it; a library user decides for their own process.
@@ -34,12 +38,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+STEADY = 1.1  # a frozen set that grew by less than this factor over ``settle`` is steady
+
 
 class _Policy:
     def __init__(self, regrow: float, settle: float) -> None:
         self.regrow = regrow
         self.settle = settle
         self.grown_since: float | None = None  # when the frozen set passed the bound
+        self.grown_size = 0  # and how large it was then (or when it last grew much)
         self.baseline = 0  # frozen objects right after the last complete scan; 0: none yet
         self.freezes = 0
         self.full_scans = 0
@@ -59,8 +66,9 @@ class _Policy:
             self.grown_since = None
             return
         now = time.monotonic()
-        if self.grown_since is None:
-            self.grown_since = now
+        if self.grown_since is None or frozen > self.grown_size * STEADY:
+            # Grown past the bound, or still growing: watch it for another period.
+            self.grown_since, self.grown_size = now, frozen
         elif now - self.grown_since >= self.settle:
             gc.unfreeze()  # the next full collection scans everything once
             self.baseline = 0
@@ -86,7 +94,7 @@ def collector_paused() -> Iterator[None]:
 
 @contextmanager
 def long_lived_heap_gc(
-    regrow: float = 2.0, settle: float = 30.0, full_every: int = 1000
+    regrow: float = 2.0, settle: float = 30.0, full_every: int = 100
 ) -> Iterator[_Policy]:
     """Apply the policy (see the module) inside the block; leaving it removes the
     callback, restores the collector's thresholds and unfreezes every object. Yields the

@@ -82,6 +82,25 @@ def test_a_passing_growth_does_not_unfreeze():
         assert policy.full_scans == 1
 
 
+def test_a_heap_still_growing_is_not_scanned_until_it_settles():
+    # A cluster filling up: the frozen set passed the bound and keeps growing, so a
+    # complete scan (a pause as long as the heap is large) waits until it stops.
+    with long_lived_heap_gc(regrow=1.5, settle=0) as policy:
+        gc.collect()
+        ballast = [[[] for _ in range(gc.get_freeze_count())]]
+        gc.collect()
+        assert policy.grown_since is not None and policy.baseline > 0
+        for _ in range(3):
+            ballast.append([[] for _ in range(gc.get_freeze_count() // 5)])
+            gc.collect()  # grew by a fifth since the last look: still growing
+            assert policy.baseline > 0 and policy.full_scans == 1
+        gc.collect()  # no growth since: steady, so everything is unfrozen
+        assert policy.baseline == 0
+        gc.collect()
+        assert policy.full_scans == 2
+        del ballast
+
+
 def test_without_the_policy_a_cycle_goes_at_once():
     ref = weakref.ref(cycle())
     gc.collect()
