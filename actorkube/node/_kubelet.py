@@ -49,7 +49,7 @@ import trio
 from actorkube.actor import Actor, ActorRef, handler, message
 from actorkube.apiserver import ApiError
 from actorkube.client import ApiClient, Informer
-from actorkube.scheduler._resources import amount
+from actorkube.scheduler._resources import amount, pod_requests
 
 from ._backoff import Backoff
 from ._dnsconfig import resolv_conf
@@ -176,6 +176,16 @@ class _Worker:
     names: dict[str, str] = attrs.field(factory=dict)  # container id -> container name
     pull_failed: dict[str, float] = attrs.field(factory=dict)  # container name -> when
     resync_pending: bool = False  # a periodic resync is in the timer heap
+    # What the pod asks of the node, and the pod object it was computed from: admission
+    # sums it over every running pod, once per pod admitted.
+    requests: tuple[dict | None, dict[str, int]] = (None, {})
+
+    def pod_requests(self) -> dict[str, int]:
+        pod, asked = self.requests
+        if pod is not self.pod:
+            asked = pod_requests(self.pod)
+            self.requests = (self.pod, asked)
+        return asked
 
 
 class KubeletState:
@@ -437,8 +447,8 @@ class KubeletState:
         return PodRuntime.of(await self.runtime.list_pod_sandboxes(labels),
                              await self.runtime.list_containers(labels))  # fmt: skip
 
-    def _running_pods(self, but: str) -> list[dict]:
-        return [w.pod for w in self.workers.values()
+    def _running_pods(self, but: str) -> list[_Worker]:
+        return [w for w in self.workers.values()
                 if w.uid != but and w.admitted and not w.rejected and not w.gone
                 and (w.pod.get("status") or {}).get("phase") not in TERMINAL]  # fmt: skip
 
@@ -449,7 +459,8 @@ class KubeletState:
             worker.admitted = True
             refusal = None
             if (pod.get("status") or {}).get("phase") not in TERMINAL:
-                refusal = admit(pod, self._running_pods(worker.uid), self.node.allocatable())
+                refusal = admit(pod, self._running_pods(worker.uid), self.node.allocatable(),
+                                _Worker.pod_requests)  # fmt: skip
             if refusal is not None:
                 worker.rejected = True
                 failed = {**(pod.get("status") or {}), "phase": "Failed",

@@ -31,7 +31,7 @@ Rules of this file:
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -217,15 +217,17 @@ _UNITS = {"cpu": "millicores", "memory": "bytes"}
 
 
 def admit(
-    pod: Mapping[str, Any], running: Iterable[Mapping[str, Any]], allocatable: Mapping[str, str]
+    pod: Mapping[str, Any], running: Iterable[Any], allocatable: Mapping[str, str],
+    requests_of: Callable[[Any], Mapping[str, int]] = pod_requests,
 ) -> tuple[str, str] | None:
-    """None if ``pod`` fits beside ``running``; else (reason, message) as the kubelet's
-    admission writes them."""
+    """None if ``pod`` fits beside the ``running`` pods; else (reason, message) as the
+    kubelet's admission writes them. ``requests_of`` gives what each of ``running`` asks
+    (``pod_requests`` of a pod; a caller that keeps them computed passes its own)."""
     have = resource_list(allocatable)
     used: dict[str, int] = {"pods": 0}
     for other in running:
         used["pods"] += 1
-        for name, v in pod_requests(other).items():
+        for name, v in requests_of(other).items():
             used[name] = used.get(name, 0) + v
     want = {**pod_requests(pod), "pods": 1}
     for name, amount in want.items():
