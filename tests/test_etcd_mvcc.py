@@ -3,6 +3,8 @@ requests are compared with a real etcd in test_etcd_differential.py)."""
 
 from __future__ import annotations
 
+import gc
+
 import attrs
 import pytest
 from hypothesis import given
@@ -74,6 +76,39 @@ def test_compaction_keeps_the_latest_versions_and_cuts_the_history() -> None:
     assert store.get(b"gone", 5) is None  # compacted away entirely
     with pytest.raises(EtcdError, match="future"):
         store.compact(7)
+
+
+def test_compaction_at_a_revision_that_changed_a_key_twice_keeps_its_events() -> None:
+    # A txn may put a key and delete it (a range up to b"\0" does not count as a
+    # duplicate): compaction at that revision drops the put's version but not its event;
+    # every event of the key at that revision loses its prev_kv.
+    store = MVCCStore()
+    store.put(PutRequest(b"k", b"1"))  # 2
+    store.txn(TxnRequest(success=(PutRequest(b"k", b"2"), DeleteRangeRequest(b"k", b"\0"))))  # 3
+    store.put(PutRequest(b"k", b"4"))  # 4
+    before = store.events_since(3)
+    assert [e.prev_kv.value for e in before[:2]] == [b"1", b"2"]
+    store.compact(3)
+    assert store.events_since(3) == [
+        attrs.evolve(before[0], prev_kv=None),
+        attrs.evolve(before[1], prev_kv=None),
+        before[2],
+    ]
+    store.compact(4)
+    assert store.events_since(4) == [attrs.evolve(before[2], prev_kv=None)]
+
+
+def test_the_store_keeps_no_object_the_cyclic_collector_looks_into() -> None:
+    # Versions and the watch history are tuples and lists of ints and bytes: after one
+    # collection, nothing per write is tracked (the lists themselves aside).
+    store = MVCCStore()
+    for i in range(20):
+        store.put(PutRequest(b"k%d" % (i % 5), b"v"))
+    store.delete_range(DeleteRangeRequest(b"k0"))
+    gc.collect()
+    for versions in store._versions.values():
+        assert not any(gc.is_tracked(v) for v in versions)
+    assert store.events_since(0)[-1].type is EventType.DELETE
 
 
 def test_revoking_a_lease_deletes_its_keys_in_one_revision() -> None:

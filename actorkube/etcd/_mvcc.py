@@ -8,12 +8,19 @@ Rules of this file:
 - The revision is cluster-wide: a fresh store is at revision 1; every request that
   changes something takes the next one (a txn takes one for all its writes, told apart
   by sub-revisions); a delete that deletes nothing, a read, a failed request take none.
-- Each key keeps its versions since the last compaction: ``(main, sub, kv)``, ``kv``
-  None for a deletion. A read at revision R sees, per key, the last version with
-  ``main <= R``. Compaction at C keeps, per key, the last version at or below C (unless
-  it is a deletion below C) and everything after it.
-- Every change is also an ``Event`` in revision order (the watch history): events from
-  any revision at or after the compaction revision can be replayed.
+- Each key keeps its versions since the last compaction (see ``Version``). A read at
+  revision R sees, per key, the last version with ``main <= R``. Compaction at C keeps,
+  per key, the last version at or below C (unless it is a deletion below C) and
+  everything after it.
+- Every change is also an event in revision order (the watch history): events from
+  any revision at or after the compaction revision can be replayed. The history holds
+  which version changed (revision, sub-revision, key): the ``Event`` is made from the
+  key's versions when it is replayed (its ``prev_kv`` is the version before, unless
+  compaction forgot it).
+- The store holds a version and an event per change: they are kept as exact tuples and
+  lists of ints and bytes, which CPython's cyclic collector stops tracking (tuples after
+  one collection) or never looks into (lists of them), so a large store does not make
+  every collection slower. ``KeyValue`` and ``Event`` objects are made for answers.
 - Errors are raised as ``EtcdError`` with etcd's text and gRPC code, before anything is
   changed: a refused request changes nothing.
 """
@@ -93,7 +100,21 @@ class Lease:
         self.keys: set[bytes] = set()
 
 
-Version = tuple[int, int, "KeyValue | None"]  # (main, sub, kv); kv None: deleted
+# One version of a key: (main, sub, create_revision, version, value, lease), main being
+# its mod_revision; ``version`` 0 marks a deletion (a live key's version counts from 1),
+# whose other fields are 0 and b"". Only ints and bytes, see the module docstring.
+Version = tuple[int, int, int, int, bytes, int]
+_LIVE = 3  # the index of ``version`` in a Version: nonzero but for a deletion
+
+
+def _kv(key: bytes, v: Version) -> KeyValue:
+    """The ``KeyValue`` of live version ``v`` of ``key``."""
+    return KeyValue(key, v[2], v[0], v[3], v[4], v[5])
+
+
+def _kv_or_none(key: bytes, v: Version | None) -> KeyValue | None:
+    """The ``KeyValue`` of version ``v`` of ``key``; None if absent or a deletion."""
+    return KeyValue(key, v[2], v[0], v[3], v[4], v[5]) if v is not None and v[3] else None
 
 
 class MVCCStore:
@@ -123,8 +144,17 @@ class MVCCStore:
         self.leases: dict[int, Lease] = {}
         self._last_lease_id = 0
         self.lease_changes = 0  # grants and revokes so far (for whoever tracks leases)
-        self._events: list[Event] = []
-        self._event_revs: list[int] = []  # _events[i].kv.mod_revision, for bisect
+        # The watch history: event i is the version (_event_revs[i], _event_subs[i]) of
+        # _event_keys[i] (see ``event``).
+        self._event_revs: list[int] = []
+        self._event_subs: list[int] = []
+        self._event_keys: list[bytes] = []
+        # (main, sub) -> version, of the events whose version the last compaction dropped
+        # (see _keep_compacted_changes).
+        self._compacted_changes: dict[tuple[int, int], Version] = {}
+        # (main, sub) of the events whose prev_kv compaction forgot although their
+        # version before is kept (see _keep_compacted_changes).
+        self._prev_forgotten: set[tuple[int, int]] = set()
         # A txn in progress: its writes take (revision + 1, sub) and its reads see them.
         self._pending_sub = -1
         self._last_header = ResponseHeader(self.revision)
@@ -136,7 +166,7 @@ class MVCCStore:
         versions = self._versions.get(key)
         if not versions:
             return None
-        return _visible(versions, revision or self._read_revision())
+        return _kv_or_none(key, _visible(versions, revision or self._read_revision()))
 
     def range(self, req: RangeRequest) -> RangeResponse:
         if not req.key:
@@ -149,7 +179,7 @@ class MVCCStore:
             raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
         if rev == current and not _needs_every_key(req):
             return self._range_now(req, current)
-        kvs = self._range_at(req.key, req.range_end, rev)
+        kvs = [_kv(k, v) for k, v in self._range_at(req.key, req.range_end, rev)]
         count = len(kvs)
         kvs = [kv for kv in kvs if _passes_filters(kv, req)]
         if req.sort_order != SortOrder.NONE or req.sort_target != SortTarget.KEY:
@@ -176,15 +206,15 @@ class MVCCStore:
             # One key: its latest version, if not a deletion (nothing is later than the
             # current revision).
             versions = self._versions.get(req.key)
-            kv = versions[-1][2] if versions else None
-            if kv is None:
+            v = versions[-1] if versions else None
+            if v is None or not v[_LIVE]:
                 return RangeResponse(self._header(current), (), False, 0)
             if req.count_only:
                 return RangeResponse(self._header(current), (), False, 1)
             if req.keys_only:
-                kv = KeyValue(
-                    kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease
-                )
+                kv = KeyValue(req.key, v[2], v[0], v[3], b"", v[5])
+            else:
+                kv = _kv(req.key, v)
             return RangeResponse(self._header(current), (kv,), False, 1)
         self._sorted()
         keys = self._keys_in(req.key, req.range_end, self._live)
@@ -193,36 +223,71 @@ class MVCCStore:
             return RangeResponse(self._header(current), (), False, count)
         take = req.limit if 0 < req.limit < count else count
         versions = self._versions
-        kvs = [versions[k][-1][2] for k in itertools.islice(keys, take)]
         if req.keys_only:
-            kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease)
-                   for kv in kvs]  # fmt: skip
+            kvs = [KeyValue(k, v[2], v[0], v[3], b"", v[5])
+                   for k in itertools.islice(keys, take) for v in (versions[k][-1],)]  # fmt: skip
+        else:
+            kvs = [_kv(k, versions[k][-1]) for k in itertools.islice(keys, take)]
         return RangeResponse(self._header(current), tuple(kvs), take < count, count)
 
     def events_since(self, revision: int) -> list[Event]:
         """Every event at or after ``revision``, in order. Raises EtcdError (compacted)
         if the history no longer reaches back that far."""
+        start = self.history_index(revision)
+        return [self.event(i) for i in range(start, len(self._event_revs))]
+
+    def history_index(self, revision: int) -> int:
+        """The position in the history of the first event at or after ``revision`` (the
+        history's length if there is none yet). Raises EtcdError (compacted) if the
+        history no longer reaches back that far. Positions hold until the next
+        compaction."""
         if revision < self.compact_revision:
             raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
-        return self._events[bisect.bisect_left(self._event_revs, revision) :]
+        return bisect.bisect_left(self._event_revs, revision)
+
+    def history_keys(self, start: int) -> list[bytes]:
+        """The key of each event from position ``start`` on (a copy): what a watch looks
+        at to pick its events without making them."""
+        return self._event_keys[start:]
+
+    def event(self, i: int, prev_kv: bool = True) -> Event:
+        """The event at position ``i`` of the history; without its ``prev_kv`` unless
+        ``prev_kv``."""
+        key = self._event_keys[i]
+        main, sub = self._event_revs[i], self._event_subs[i]
+        versions = self._versions[key]  # a key with events has versions (see compact)
+        j = len(versions) - 1
+        v = versions[j]
+        if v[0] != main or v[1] != sub:  # not the latest change of the key
+            j = bisect.bisect_left(versions, (main, sub))
+            v = versions[j]
+            if v[0] != main or v[1] != sub:  # dropped by the last compaction
+                v, j = self._compacted_changes[main, sub], 0
+        prev = None
+        if prev_kv and j and not (self._prev_forgotten and (main, sub) in self._prev_forgotten):
+            prev = _kv_or_none(key, versions[j - 1])
+        if v[_LIVE]:
+            return Event(PUT, _kv(key, v), prev)
+        return Event(DELETE, KeyValue(key, 0, main, 0), prev)
 
     def _read_revision(self) -> int:
         # Inside a write, once something was written, reads see it (as etcd's do).
         return self.revision + 1 if self._pending_sub > 0 else self.revision
 
-    def _range_at(self, key: bytes, range_end: bytes, rev: int) -> list[KeyValue]:
-        """Every key's version visible at ``rev`` in [key, range_end), in key order."""
+    def _range_at(self, key: bytes, range_end: bytes, rev: int) -> list[tuple[bytes, Version]]:
+        """Every key in [key, range_end) live at ``rev``, with its version then, in key
+        order."""
         versions = self._versions
         if not range_end:
             history = versions.get(key)
-            kv = _visible(history, rev) if history else None
-            return [] if kv is None else [kv]
+            v = _visible(history, rev) if history else None
+            return [] if v is None or not v[_LIVE] else [(key, v)]
         self._sorted()
         found = []
         for k in self._keys_in(key, range_end, self._index):
-            kv = _visible(versions[k], rev)
-            if kv is not None:
-                found.append(kv)
+            v = _visible(versions[k], rev)
+            if v is not None and v[_LIVE]:
+                found.append((k, v))
         return found
 
     def _keys_in(self, key: bytes, range_end: bytes, index: SortedList) -> Iterable[bytes]:
@@ -320,36 +385,45 @@ class MVCCStore:
             raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
         self.compact_revision = revision
         self._sorted()
+        self._compacted_changes = {}  # those of an older compaction: out of the history
+        self._prev_forgotten = {c for c in self._prev_forgotten if c[0] >= revision}
         for key in list(self._index.irange()):
             versions = self._versions[key]
             keep = bisect.bisect_right(versions, (revision, _MAX_SUB)) - 1
             if keep < 0:
                 continue  # created after the compaction revision
-            if versions[keep][2] is None and versions[keep][0] < revision:
+            if not versions[keep][_LIVE] and versions[keep][0] < revision:
                 keep += 1  # a deletion below it: nothing to remember (one at it stays,
                 # for the watch history that starts there)
             if keep:
+                self._keep_compacted_changes(versions, keep, revision)
                 # A new list, never a cut in place: a snapshot under way holds the old one.
                 versions = self._versions[key] = versions[keep:]
-                if versions:
-                    self._forget_prev(key, versions[0][0])
             if not versions:
                 del self._versions[key]
                 self._index.remove(key)
         cut = bisect.bisect_left(self._event_revs, revision)
-        del self._events[:cut]
         del self._event_revs[:cut]
+        del self._event_subs[:cut]
+        del self._event_keys[:cut]
 
-    def _forget_prev(self, key: bytes, main: int) -> None:
-        """The version before ``key``'s change at ``main`` was compacted away: its event
-        no longer carries it (so that a store loaded from a snapshot, which derives the
-        events from the versions it keeps, has the very same history)."""
-        i = bisect.bisect_left(self._event_revs, main)
-        while i < len(self._events) and self._event_revs[i] == main:
-            event = self._events[i]
-            if event.kv.key == key and event.prev_kv is not None:
-                self._events[i] = Event(event.type, event.kv, None)
+    def _keep_compacted_changes(self, versions: list[Version], keep: int, revision: int) -> None:
+        """Compaction at ``revision`` drops ``versions[:keep]``: the first version kept
+        has none before it any more, so its event has no prev_kv (as a store loaded from
+        a snapshot derives it). Every event of the key at that version's revision loses
+        its prev_kv, as this store always did: a txn may change a key twice (put it, then
+        delete it with a range up to b"\\0"), and those are noted. Their events are
+        cut from the history with the versions, but for changes at ``revision`` itself:
+        those events stay, so their versions are kept aside for ``event``."""
+        main = versions[keep][0] if keep < len(versions) else -1
+        i = keep + 1
+        while i < len(versions) and versions[i][0] == main:
+            self._prev_forgotten.add((main, versions[i][1]))
             i += 1
+        i = keep - 1
+        while i >= 0 and versions[i][0] == revision:
+            self._compacted_changes[revision, versions[i][1]] = versions[i]
+            i -= 1
 
     def compaction(self, req: CompactionRequest) -> CompactionResponse:
         self.compact(req.revision)
@@ -425,25 +499,19 @@ class MVCCStore:
         changes = []
         live = []
         for key, vs in versions:
-            history = store._versions[key] = []
+            history = store._versions[key] = [_version_from_wire(*v) for v in vs]
             store._index.add(key)
-            prev = None
-            for main, sub, wire in vs:
-                kv = None if wire is None else KeyValue(key, *wire)
-                history.append((main, sub, kv))
-                if kv is None:
-                    changes.append((main, sub, Event(DELETE, KeyValue(key, 0, main, 0), prev)))
-                else:
-                    changes.append((main, sub, Event(PUT, kv, prev)))
-                prev = kv
-            if prev is not None:
+            changes += [(main, sub, key) for main, sub, _ in vs]
+            last = history[-1] if history else None
+            if last is not None and last[_LIVE]:
                 live.append(key)
-                if prev.lease:
-                    store.leases[prev.lease].keys.add(key)
+                if last[5]:
+                    store.leases[last[5]].keys.add(key)
         store._live.update(live)
-        changes.sort(key=lambda c: (c[0], c[1]))
-        store._events = [event for _, _, event in changes]
+        changes.sort()  # (main, sub) is unique: the keys are never compared
         store._event_revs = [main for main, _, _ in changes]
+        store._event_subs = [sub for _, sub, _ in changes]
+        store._event_keys = [key for _, _, key in changes]
         return store
 
     # --- one entry point -------------------------------------------------------------------
@@ -492,58 +560,58 @@ class MVCCStore:
         self._pending_sub = sub + 1
         key = req.key
         versions = self._versions.get(key)
-        prev = versions[-1][2] if versions else None
-        value = prev.value if req.ignore_value else req.value
-        lease = prev.lease if req.ignore_lease else req.lease
-        if prev is None:
-            kv = KeyValue(key, main, main, 1, value, lease)
+        prev = versions[-1] if versions else None
+        if prev is None or not prev[_LIVE]:
+            if req.ignore_value or req.ignore_lease:
+                # Only a txn that deleted the key before gets here (the checks look at
+                # the state before the txn), and etcd panics there ("unexpected error
+                # during txn"); so did this store, from a None.
+                raise AssertionError(f"txn put with ignore_value/lease of deleted key {key!r}")
+            version = (main, sub, main, 1, req.value, req.lease)
         else:
-            kv = KeyValue(key, prev.create_revision, main, prev.version + 1, value, lease)
-            if prev.lease and prev.lease != lease:
-                self.leases[prev.lease].keys.discard(key)
-        if lease:
-            self.leases[lease].keys.add(key)
-        self._record(key, versions, main, sub, kv, Event(PUT, kv, prev))
-        return PutResponse(self._header(main), prev if req.prev_kv else None)
+            value = prev[4] if req.ignore_value else req.value
+            lease = prev[5] if req.ignore_lease else req.lease
+            version = (main, sub, prev[2], prev[3] + 1, value, lease)
+            if prev[5] and prev[5] != lease:
+                self.leases[prev[5]].keys.discard(key)
+        if version[5]:
+            self.leases[version[5]].keys.add(key)
+        self._record(key, versions, version)
+        return PutResponse(self._header(main), _kv_or_none(key, prev) if req.prev_kv else None)
 
     def _delete(self, req: DeleteRangeRequest) -> DeleteRangeResponse:
-        keys = [kv.key for kv in self._range_at(req.key, req.range_end, self._read_revision())]
-        prevs = [self._delete_key(k) for k in keys]
+        found = self._range_at(req.key, req.range_end, self._read_revision())
+        prevs = [self._delete_key(k) for k, _ in found]
         # Every response carries the revision as of just after its own operation.
         return DeleteRangeResponse(
-            self._header(self._read_revision()), len(prevs), tuple(prevs) if req.prev_kv else ()
+            self._header(self._read_revision()),
+            len(prevs),
+            tuple(_kv(k, v) for (k, _), v in zip(found, prevs, strict=True)) if req.prev_kv else (),
         )
 
-    def _delete_key(self, key: bytes) -> KeyValue:
+    def _delete_key(self, key: bytes) -> Version:
+        """Delete live ``key``; its version before."""
         main, sub = self.revision + 1, self._next_sub()
         versions = self._versions[key]
-        prev = versions[-1][2]
-        if prev.lease and prev.lease in self.leases:
-            self.leases[prev.lease].keys.discard(key)
-        tomb = KeyValue(key, 0, main, 0)
-        self._record(key, versions, main, sub, None, Event(DELETE, tomb, prev))
+        prev = versions[-1]
+        if prev[5] and prev[5] in self.leases:
+            self.leases[prev[5]].keys.discard(key)
+        self._record(key, versions, (main, sub, 0, 0, b"", 0))
         return prev
 
-    def _record(
-        self,
-        key: bytes,
-        versions: list[Version] | None,
-        main: int,
-        sub: int,
-        kv: KeyValue | None,
-        ev: Event,
-    ) -> None:
-        """Add a version of ``key`` (``versions``: its list, None if it has none) and
+    def _record(self, key: bytes, versions: list[Version] | None, version: Version) -> None:
+        """Add ``version`` of ``key`` (``versions``: its list, None if it has none) and
         its event; note for ``_sorted`` what changes for the ordered indexes."""
         if versions is None:
             versions = self._versions[key] = []
             self._new_keys.append(key)
-        was_live = bool(versions) and versions[-1][2] is not None
-        if was_live is (kv is None) and key not in self._live_was:
+        was_live = bool(versions) and versions[-1][_LIVE] != 0
+        if was_live is (version[_LIVE] == 0) and key not in self._live_was:
             self._live_was[key] = was_live  # _live, as last brought up to date
-        versions.append((main, sub, kv))
-        self._events.append(ev)
-        self._event_revs.append(main)
+        versions.append(version)
+        self._event_revs.append(version[0])
+        self._event_subs.append(version[1])
+        self._event_keys.append(key)
 
     def _sorted(self) -> None:
         """Bring ``_index`` and ``_live`` up to date with the writes since the last call
@@ -556,7 +624,7 @@ class MVCCStore:
             added = []
             for key, was_live in self._live_was.items():
                 history = versions.get(key)
-                if (bool(history) and history[-1][2] is not None) is not was_live:
+                if (bool(history) and history[-1][_LIVE] != 0) is not was_live:
                     if was_live:
                         self._live.remove(key)
                     else:
@@ -592,18 +660,18 @@ class MVCCStore:
             # One key (the usual compare): its latest version, as nothing was written
             # at a later revision yet.
             versions = self._versions.get(c.key)
-            kv = versions[-1][2] if versions else None
-            if kv is None:
+            v = versions[-1] if versions else None
+            if v is None or not v[_LIVE]:
                 if c.target == _VALUE:
                     return False  # a missing key has no value to compare
-                kv = _ABSENT
-            return _compare_kv(c, kv)
-        kvs = self._range_at(c.key, c.range_end, self.revision)
-        if not kvs:
+                v = _ABSENT
+            return _compare_version(c, v)
+        found = self._range_at(c.key, c.range_end, self.revision)
+        if not found:
             if c.target == _VALUE:
                 return False
-            return _compare_kv(c, _ABSENT)
-        return all(_compare_kv(c, kv) for kv in kvs)
+            return _compare_version(c, _ABSENT)
+        return all(_compare_version(c, v) for _, v in found)
 
     def _check_txn_arguments(self, req: TxnRequest) -> bool:
         """What etcd checks of a txn before looking at the store: both branches. True if
@@ -679,7 +747,7 @@ def _dump(
     parts.append(packer.pack_array_header(len(captured)))
     done = 0
     for key, vs, n in captured:
-        wire = [[main, sub, None if kv is None else _kv_wire(kv)] for main, sub, kv in vs[:n]]
+        wire = [_version_wire(v) for v in vs[:n]]
         parts.append(packer.pack([key, wire]))
         done += n
         if done >= versions_per_step:
@@ -698,15 +766,28 @@ def run_steps(steps: Generator[None, None, Any]) -> Any:
             return done.value
 
 
-def _kv_wire(kv: KeyValue) -> list:
-    return [kv.create_revision, kv.mod_revision, kv.version, kv.value, kv.lease]
+def _version_wire(v: Version) -> list:
+    """A version as a snapshot holds it: [main, sub, kv], kv being [create_revision,
+    mod_revision, version, value, lease], or None for a deletion."""
+    main, sub, create, version, value, lease = v
+    return [main, sub, [create, main, version, value, lease] if version else None]
 
 
-def _visible(versions: list[Version], rev: int) -> KeyValue | None:
+def _version_from_wire(main: int, sub: int, kv: list | None) -> Version:
+    """The inverse of ``_version_wire``."""
+    if kv is None:
+        return (main, sub, 0, 0, b"", 0)
+    create, _, version, value, lease = kv
+    return (main, sub, create, version, value, lease)
+
+
+def _visible(versions: list[Version], rev: int) -> Version | None:
+    """The version of ``versions`` a read at ``rev`` sees (maybe a deletion); None if the
+    key had none yet."""
     if versions[-1][0] <= rev:
-        return versions[-1][2]
+        return versions[-1]
     i = bisect.bisect_right(versions, (rev, _MAX_SUB)) - 1
-    return versions[i][2] if i >= 0 else None
+    return versions[i] if i >= 0 else None
 
 
 def _check_put_arguments(req: PutRequest) -> None:
@@ -767,22 +848,23 @@ _VERSION, _CREATE, _MOD, _VALUE = (
 )
 _EQUAL, _NOT_EQUAL, _GREATER = CompareResult.EQUAL, CompareResult.NOT_EQUAL, CompareResult.GREATER
 # What a compare sees of a missing key: zeros (a value compare fails before looking).
-_ABSENT = KeyValue(b"", 0, 0, 0)
+_ABSENT: Version = (0, 0, 0, 0, b"", 0)
 
 
-def _compare_kv(c: Compare, kv: KeyValue) -> bool:
+def _compare_version(c: Compare, v: Version) -> bool:
+    """``c`` against the live version ``v`` (or ``_ABSENT``)."""
     target = c.target
     # The targets Kubernetes compares first.
     if target == _MOD:
-        ours, theirs = kv.mod_revision, c.mod_revision
+        ours, theirs = v[0], c.mod_revision
     elif target == _CREATE:
-        ours, theirs = kv.create_revision, c.create_revision
+        ours, theirs = v[2], c.create_revision
     elif target == _VALUE:
-        ours, theirs = kv.value, c.value
+        ours, theirs = v[4], c.value
     elif target == _VERSION:
-        ours, theirs = kv.version, c.version
+        ours, theirs = v[3], c.version
     else:
-        ours, theirs = kv.lease, c.lease
+        ours, theirs = v[5], c.lease
     result = c.result
     if result == _EQUAL:
         return ours == theirs

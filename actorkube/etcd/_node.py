@@ -818,7 +818,8 @@ class EtcdNode(RaftReplica):
             return  # every watch has seen this revision (or starts later): nothing new
         self.delivered = revision
         header = None
-        stripped: dict[int, Event] = {}  # id of an event -> it without prev_kv, shared
+        # Events made for one watch, for the others (none to share them with: no memory).
+        made: dict[tuple[int, bool], Event] | None = {} if len(self.watches) > 1 else None
         for w in list(self.watches.values()):
             if w.next_rev > revision:
                 continue
@@ -829,7 +830,7 @@ class EtcdNode(RaftReplica):
                     store.compact_revision,
                 )
                 continue
-            events = _wanted_events(w, store.events_since(w.next_rev), stripped)
+            events = _wanted_events(w, store, store.history_index(w.next_rev), made)
             w.next_rev = revision + 1
             if events:
                 if header is None:
@@ -872,34 +873,39 @@ class _Progress:
 
 
 def _wanted_events(
-    w: _Watching, events: list[Event], stripped: dict[int, Event]
+    w: _Watching, store: MVCCStore, start: int, made: dict[tuple[int, bool], Event] | None
 ) -> tuple[Event, ...]:
-    """The events ``w`` watches, as it asked for them (without ``prev_kv`` unless it
-    asked). Every watch looks at every new event: one tight filter per kind of range.
-    ``stripped`` keeps the events made without ``prev_kv`` for the other watches (by
-    ``id`` of the original, which the store holds meanwhile)."""
+    """The events ``w`` watches from position ``start`` of the store's history, as it
+    asked for them (without ``prev_kv`` unless it asked). Every watch looks at the key of
+    every new event (one tight filter per kind of range); only the events it takes are
+    made, once for all watches of this delivery (``made``, by position and prev_kv, if
+    given)."""
     key, end, options = w.key, w.range_end, w.options
+    keys = store.history_keys(start)
     if not end:
-        found = [e for e in events if e.kv.key == key]
+        found = [i for i, k in enumerate(keys, start) if k == key]
     elif end != b"\0":
-        found = [e for e in events if key <= e.kv.key < end]
+        found = [i for i, k in enumerate(keys, start) if key <= k < end]
     elif key != b"\0":
-        found = [e for e in events if e.kv.key >= key]
+        found = [i for i, k in enumerate(keys, start) if k >= key]
     else:
-        found = events
-    if found and (options.no_put or options.no_delete):
+        found = range(start, start + len(keys))
+    if not found:
+        return ()
+    prev_kv = options.prev_kv
+    if made is None:
+        events = [store.event(i, prev_kv) for i in found]
+    else:
+        events = []
+        for i in found:
+            e = made.get((i, prev_kv))
+            if e is None:
+                e = made[(i, prev_kv)] = store.event(i, prev_kv)
+            events.append(e)
+    if options.no_put or options.no_delete:
         no_put, no_delete = options.no_put, options.no_delete
-        found = [e for e in found if not (no_put if e.type is _PUT else no_delete)]
-    if found and not options.prev_kv:
-        found = [e if e.prev_kv is None else _without_prev(e, stripped) for e in found]
-    return tuple(found)
-
-
-def _without_prev(e: Event, stripped: dict[int, Event]) -> Event:
-    plain = stripped.get(id(e))
-    if plain is None:
-        plain = stripped[id(e)] = Event(e.type, e.kv)
-    return plain
+        events = [e for e in events if not (no_put if e.type is _PUT else no_delete)]
+    return tuple(events)
 
 
 _PUT = EventType.PUT
