@@ -130,3 +130,33 @@ def test_a_nomination_never_hides_an_assumed_pod() -> None:
     cache.finish_binding(assumed, now=0)
     cache.unnominate(pod("p", cpu="3"))
     assert cpu(cache, "n1") == 3000 and cache.is_assumed(pod("p"))
+
+
+@pytest.mark.parametrize("log", [1, 3, 4096])
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3)), max_size=12))
+def test_a_derived_column_follows_every_refilled_row(log, changes) -> None:
+    """``NodeTable.derived`` recomputes the rows refilled since it was last asked, from
+    its log of refills, or from every row's epoch once the log has dropped what it
+    needs (``log``: how many refills it keeps)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("actorkube.scheduler._table.REFILL_LOG", log)
+        _follow(changes)
+
+
+def _follow(changes) -> None:
+    cache = SchedulerCache()
+    for i in range(6):
+        cache.add_node(node(f"n{i}", cpu="4"))
+    table = cache.table()
+
+    def free(t: NodeTable):
+        return t.derived("free", lambda rows: t.allocatable[rows, 0] - t.requested[rows, 0],
+                         lambda i: t.allocatable[i, 0] - t.requested[i, 0], int)  # fmt: skip
+
+    free(table)
+    for k, (n, asks) in enumerate(changes):
+        for j in range(asks):  # several refills between two asks
+            cache.add_pod(pod(f"p{k}-{j}", cpu="100m", node=f"n{(n + j) % 6}"))
+        table = cache.table()
+        assert free(table).tolist() == free(NodeTable(cache.nodes())).tolist()

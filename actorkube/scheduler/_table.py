@@ -46,6 +46,7 @@ DEFAULT_PODS = 110
 MAX_MATCHING = 64  # selectors whose counts are kept
 MAX_DERIVED = 64  # derived columns kept (pod shapes x plugins)
 FEW_ROWS = 16  # stale rows at most computed one by one (numpy's per-call cost is higher)
+REFILL_LOG = 4096  # refilled rows remembered for derived columns (see NodeTable.__init__)
 
 
 def count_matching(info: NodeInfo, namespaces: frozenset[str] | None, selector,
@@ -110,6 +111,13 @@ class NodeTable:
         # the change it is current to.
         self._epoch = 0
         self._row_epochs = np.zeros(n, dtype=np.int64)
+        # The row refilled at each change, in order: entry k is change
+        # ``_refilled_from + k + 1``. A column current to change e recomputes the rows of
+        # the entries after e (a cycle's few) without scanning every row's epoch; older
+        # entries are dropped past REFILL_LOG, and a column older than what is left
+        # scans ``_row_epochs``.
+        self._refilled: list[int] = []
+        self._refilled_from = 0
         self._derived: dict[Hashable, tuple[np.ndarray, int]] = {}
         self._spreads: dict[tuple, np.ndarray] = {}
         for i in range(n):
@@ -141,6 +149,11 @@ class NodeTable:
         self.allowed_pods[i] = a.get(PODS, DEFAULT_PODS)
         self._epoch += 1
         self._row_epochs[i] = self._epoch
+        self._refilled.append(i)
+        if len(self._refilled) > REFILL_LOG:
+            drop = len(self._refilled) // 2
+            del self._refilled[:drop]
+            self._refilled_from += drop
         if info.node is not self._seen[i]:
             old = self._seen[i]
             self._seen[i] = info.node
@@ -177,13 +190,17 @@ class NodeTable:
         else:
             column, epoch = found
             if epoch != self._epoch:
-                stale = np.flatnonzero(self._row_epochs > epoch)
+                if epoch >= self._refilled_from:
+                    stale = sorted(set(self._refilled[epoch - self._refilled_from:]))
+                else:
+                    stale = np.flatnonzero(self._row_epochs > epoch).tolist()
                 column = column.copy()  # a caller may still hold the old one
                 if len(stale) <= FEW_ROWS:
-                    for i in stale.tolist():
+                    for i in stale:
                         column[i] = one(i)
                 else:
-                    column[stale] = many(stale)
+                    rows = np.array(stale, dtype=np.int64)
+                    column[rows] = many(rows)
         column.flags.writeable = False
         self._derived[key] = (column, self._epoch)
         return column

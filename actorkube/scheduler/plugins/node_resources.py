@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from .._framework import MAX_NODE_SCORE, SUCCESS, CycleState, Status
-from .._nodeinfo import NodeInfo
-from .._resources import CPU, MEMORY, PODS, pod_requests
+from .._nodeinfo import NodeInfo, claims_of
+from .._resources import CPU, MEMORY, PODS
 from .._table import COLUMNS, NodeTable
 
 SCORED = (CPU, MEMORY)
@@ -37,9 +37,13 @@ DEFAULT_RESOURCES = ((CPU, 1), (MEMORY, 1))
 
 
 def _requests(state: CycleState, pod: Mapping[str, Any], non_zero: bool) -> dict[str, int]:
+    """The pod's exact requests, or (``non_zero``) its cpu and memory with the scoring
+    defaults: the claims the cache keeps per pod version (assuming the pod reads them
+    again), once per cycle."""
     key = ("requests", non_zero)
     if key not in state:
-        state[key] = pod_requests(pod, non_zero=non_zero)
+        exact, scored, _ = claims_of(pod)
+        state[key] = scored if non_zero else exact
     return state[key]
 
 
