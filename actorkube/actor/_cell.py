@@ -139,11 +139,12 @@ class NoReply(Reply):
 class LocalReply(Reply):
     """A reply awaited by a task of this process.
 
-    Its timeout is an entry in the system's timer heap (``deadline``, ``fire``), which
-    costs far less per ask than a trio cancel scope with a deadline.
+    Its timeout is an entry of the system's timer service (``deadline``, ``fire``, and
+    ``queue``, the service's FIFO that holds it, see ``TimerService.schedule_ask``),
+    which costs far less per ask than a trio cancel scope with a deadline.
     """
 
-    __slots__ = ("_data", "_exc", "_task", "deadline", "timed_out")
+    __slots__ = ("_data", "_exc", "_task", "deadline", "queue", "timed_out")
 
     def __init__(self) -> None:
         # Reply's slots too, without a call to Reply.__init__: one is made per ask.
@@ -153,6 +154,7 @@ class LocalReply(Reply):
         self._data: bytes | None = None
         self._exc: ActorError | None = None
         self.deadline = 0.0
+        self.queue: Any = None  # the timer service's: a FIFO, IN_HEAP or None
         self.timed_out = False
 
     @property
@@ -590,6 +592,9 @@ class Cell(Supervisor):
         resolve = self.system._resolve
         dead_letter = self.system._dead_letter
         has_idle = cls._has_idle
+        # This task and the abort callback, fetched once rather than per wait.
+        me = current_task()
+        abort_wait = self._abort_wait
         busy = False  # handled something since the last idle()
         while self.directive is None:
             if not mailbox:
@@ -598,8 +603,8 @@ class Cell(Supervisor):
                     if not await self._idle(inst):
                         break
                     continue
-                self.waiter = current_task()
-                await wait_task_rescheduled(self._abort_wait)
+                self.waiter = me
+                await wait_task_rescheduled(abort_wait)
                 continue
             busy = True
             budget = BATCH

@@ -388,7 +388,7 @@ class ActorSystem:
         timers = self._timer_service
         if timeout is not None:
             slot.deadline = self._now() + timeout
-            timers.schedule(slot)
+            timers.schedule_ask(slot, timeout)
         corr = 0
         try:
             if cell is None:
@@ -402,7 +402,8 @@ class ActorSystem:
                     deadline=slot.deadline if timeout is not None else math.inf
                 ) as room:
                     await cell.wait_for_room()
-                if room.cancelled_caught:
+                if room.cancelled_caught and not slot.done:
+                    timers.forget(slot)
                     slot.fire(timers, slot.deadline)
                 elif not slot.done:
                     cell.enqueue(slot, data)
@@ -412,10 +413,12 @@ class ActorSystem:
                 self._asks.pop(corr, None)
             if not slot.done:  # cancelled from outside while waiting
                 slot._settle()
+                if timeout is not None:
+                    timers.forget(slot)
         if slot.timed_out:
             raise AskTimeout(f"no reply from {ref.address} within {timeout} s")
         if timeout is not None:
-            timers.discard()
+            timers.forget(slot)
         return slot.result(self._resolve)
 
     # --- watches -----------------------------------------------------------------------

@@ -55,21 +55,38 @@ class Timer:
             service.schedule(self)
 
 
+# The ``queue`` of an ask that went to the heap (see ``TimerService.schedule_ask``).
+IN_HEAP: Any = object()
+
+
 class TimerService:
     """The system's single timer task (see the module docstring).
 
-    It also carries the deadlines of asks: anything with ``deadline``, ``live`` and
-    ``fire(service, now)`` can be scheduled. An ask that is answered in time leaves a
-    dead entry behind (removing it from the heap would cost more than it saves); dead
-    entries are dropped when they come due, or all at once when they outnumber the live.
+    It also carries the deadlines of asks (``schedule_ask``). Asks made with one
+    timeout value come due in the order they were made (trio's clock never goes back),
+    so each such value has a FIFO of its own, an insertion-ordered dict: scheduling
+    appends, an answer removes its entry (``forget``) in O(1), and only the head of
+    each FIFO can be due. That costs an ask less than a heap entry, and leaves nothing
+    behind. Past ``ASK_QUEUES`` distinct timeout values at once (timeouts computed per
+    call), an ask takes the heap instead, like a timer.
+
+    Anything else with ``deadline``, ``live`` and ``fire(service, now)`` goes in the
+    heap (``schedule``). An entry that dies before its deadline stays there (removing it
+    would cost more than it saves); dead entries are dropped when they come due, or all
+    at once when they outnumber the live (``discard`` counts them).
     """
+
+    ASK_QUEUES = 8
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
+        # ask timeout value -> the asks waiting with it, in deadline order.
+        self._asks: dict[float, dict[Any, None]] = {}
         self._sleep: trio.CancelScope | None = None
         # The deadline of _sleep while it sleeps (read for every ask: a float is cheaper
-        # than the scope's property).
+        # than the scope's property). It may be earlier than anything scheduled (an ask
+        # answered since): the task then wakes for nothing and sleeps again.
         self._wake_at = math.inf
         self._discarded = 0
 
@@ -81,13 +98,63 @@ class TimerService:
             if self._sleep is not None:
                 self._sleep.deadline = deadline
 
+    def schedule_ask(self, slot: Any, timeout: float) -> None:
+        """Fire ``slot`` (a ``LocalReply``: ``deadline`` = now + ``timeout``, ``live``,
+        ``fire``, and a ``queue`` slot the service owns) at its deadline if it is still
+        live then. Whoever scheduled it calls ``forget`` once it is done with it, unless
+        it fired (``timed_out``)."""
+        queue = self._asks.get(timeout)
+        if queue is None:
+            if len(self._asks) >= self.ASK_QUEUES:
+                slot.queue = IN_HEAP
+                self.schedule(slot)
+                return
+            queue = self._asks[timeout] = {}
+        queue[slot] = None
+        slot.queue = queue
+        deadline = slot.deadline
+        if deadline < self._wake_at:
+            self._wake_at = deadline
+            if self._sleep is not None:
+                self._sleep.deadline = deadline
+
+    def forget(self, slot: Any) -> None:
+        """``slot``, given to ``schedule_ask``, needs its deadline no more (no-op if the
+        service took it out already)."""
+        queue = slot.queue
+        if queue is None:
+            return
+        slot.queue = None
+        if queue is IN_HEAP:
+            self.discard()
+        else:
+            del queue[slot]
+
     def discard(self) -> None:
-        """Note that one scheduled item died before its deadline."""
+        """Note that one scheduled heap item died before its deadline."""
         self._discarded += 1
         if self._discarded > 1024 and self._discarded * 2 > len(self._heap):
             self._heap = [entry for entry in self._heap if entry[2].live]
             heapq.heapify(self._heap)
             self._discarded = 0
+
+    def _fire_asks(self, now: float) -> float:
+        """Fire the asks that are due; the earliest deadline left (inf: none). A FIFO
+        found empty is dropped, so that timeout values used once do not pile up."""
+        earliest = math.inf
+        for timeout, queue in list(self._asks.items()):
+            while queue:
+                slot = next(iter(queue))
+                if slot.deadline > now:
+                    earliest = min(earliest, slot.deadline)
+                    break
+                del queue[slot]
+                slot.queue = None
+                if slot.live:  # else answered, its asker not yet resumed to forget it
+                    slot.fire(self, now)
+            else:
+                del self._asks[timeout]
+        return earliest
 
     async def run(self) -> None:
         while True:
@@ -97,7 +164,8 @@ class TimerService:
                 item = heapq.heappop(heap)[2]
                 if item.live:
                     item.fire(self, now)
-            self._wake_at = heap[0][0] if heap else math.inf
+            asks_at = self._fire_asks(now) if self._asks else math.inf
+            self._wake_at = min(heap[0][0], asks_at) if heap else asks_at
             with trio.CancelScope(deadline=self._wake_at) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None

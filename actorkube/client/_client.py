@@ -43,6 +43,7 @@ from actorkube.apiserver._errors import status
 
 MERGE_PATCH = "application/merge-patch+json"
 WATCH_BUFFER = 1000  # events a watch stream holds for a reader that is behind
+STREAK = 64  # ready events a watch stream hands out in a row without yielding
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -346,6 +347,7 @@ class WatchStream:
         self._receive = receive
         self.ended = ""
         self.lost = False  # ended by the receiver: a message of the watch was lost
+        self._streak = 0  # events taken in a row without yielding
 
     def __aiter__(self) -> WatchStream:
         return self
@@ -357,10 +359,24 @@ class WatchStream:
         return fastjson.loads(data)
 
     async def next_json(self) -> bytes | None:
-        """The next event as the server encoded it (JSON), None once the watch ended."""
+        """The next event as the server encoded it (JSON), None once the watch ended.
+
+        Always a cancellation point. A schedule point when it waits for an event, and
+        at least once every ``STREAK`` events it finds ready: yielding for each of a
+        burst (as ``receive`` does) would cost a task switch per event."""
         if self.ended:
             return None
-        msg = await self._receive.receive()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            msg = self._receive.receive_nowait()
+        except trio.WouldBlock:
+            self._streak = 0
+            msg = await self._receive.receive()
+        else:
+            self._streak += 1
+            if self._streak >= STREAK:
+                self._streak = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
         if not msg.data:
             self.ended = msg.reason or "ended"
             self.lost = msg.reason.startswith(LOST)
@@ -404,6 +420,16 @@ class _Receiver(Actor):
         await self._hand_over(WatchEvent(0, b"", f"the API server went away ({msg.reason})"))
 
     async def _hand_over(self, msg: WatchEvent) -> None:
+        # Without waiting when the stream has room (nearly always): ``send`` would yield
+        # to the scheduler for every event even then, a task switch per event. A full
+        # stream waits for room (backpressure), as before.
+        try:
+            self.send.send_nowait(msg)
+            return
+        except trio.WouldBlock:
+            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.send.send(msg)
 

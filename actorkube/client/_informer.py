@@ -220,14 +220,21 @@ class Informer:
                 return  # the same version again (a relist): nothing happened
             self._unindex(key, old)
         self.items[key] = obj
+        indexes = self.indexes
         for name, func in self.indexers.items():
+            index = indexes[name]
             for value in func(obj):
-                self.indexes[name][value].add(key)
+                index[value].add(key)
+        # The handlers called here rather than through _call: this runs per event.
         for on_add, on_update, _ in self.handlers:
-            if old is None and on_add is not None:
-                self._call(on_add, obj)
-            elif old is not None and on_update is not None:
-                self._call(on_update, old, obj)
+            try:
+                if old is None:
+                    if on_add is not None:
+                        on_add(obj)
+                elif on_update is not None:
+                    on_update(old, obj)
+            except Exception:
+                log.exception("informer %s: a handler failed", self.resource)
 
     def _delete(self, key: str) -> None:
         old = self.items.pop(key, None)
