@@ -160,3 +160,17 @@ def _follow(changes) -> None:
             cache.add_pod(pod(f"p{k}-{j}", cpu="100m", node=f"n{(n + j) % 6}"))
         table = cache.table()
         assert free(table).tolist() == free(NodeTable(cache.nodes())).tolist()
+
+
+def test_claims_are_not_shared_by_pods_of_two_clusters_with_the_same_uid() -> None:
+    # Two clusters in one process (scheduler_perf runs its workloads one after the
+    # other, each API server seeded alike) give other pods the same uid and version.
+    from actorkube.scheduler._nodeinfo import claims_of
+
+    small, large = pod("p", cpu="100m"), pod("p", cpu="3")
+    for p in (small, large):
+        p["metadata"].update(uid="same-uid", resourceVersion="7")
+    assert claims_of(small)[0]["cpu"] == 100
+    assert claims_of(large)[0]["cpu"] == 3000
+    assumed = {**large, "spec": {**large["spec"], "nodeName": "n1"}}
+    assert claims_of(assumed) is claims_of(large)  # the assumed copy reads the same

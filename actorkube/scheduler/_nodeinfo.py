@@ -37,27 +37,34 @@ def host_ports(pod: Mapping[str, Any]) -> list[tuple[str, str, int]]:
 
 
 Claims = tuple[dict[str, int], dict[str, int], list[tuple[str, str, int]]]
-_CLAIMS: dict[tuple[str, str], Claims] = {}
+_CLAIMS: dict[tuple[str, str], tuple[tuple, Claims]] = {}  # (uid, version) -> (read, claims)
 _CLAIMS_KEPT = 200_000
 
 
 def claims_of(pod: Mapping[str, Any]) -> Claims:
     """What a pod takes of its node: ``pod_requests`` exact and with the scoring
-    defaults (cpu and memory only), and its host ports; remembered per pod version
-    (uid and resourceVersion: a pod's spec never changes without a new version; its
-    assumed and nominated copies share its version). Do not modify what is returned."""
+    defaults (cpu and memory only), and its host ports. Remembered per pod version (uid
+    and resourceVersion; its assumed and nominated copies share it) together with what
+    they were read from (the containers, init containers and overhead), and reused only
+    when those are equal (the same objects, at best): one process may hold several
+    clusters (tests, benchmarks, simulations) whose seeded uids and versions repeat with
+    other pods. Do not modify what is returned."""
     m = pod.get("metadata") or {}
     uid, version = m.get("uid"), m.get("resourceVersion")
     key = (uid, version) if uid and version else None
-    found = _CLAIMS.get(key) if key is not None else None
-    if found is None:
-        non_zero = pod_requests(pod, non_zero=True)
-        found = (pod_requests(pod), {k: v for k, v in non_zero.items() if k in (CPU, MEMORY)},
-                 host_ports(pod))  # fmt: skip
-        if key is not None:
-            if len(_CLAIMS) >= _CLAIMS_KEPT:
-                _CLAIMS.clear()
-            _CLAIMS[key] = found
+    spec = pod.get("spec") or {}
+    read = (spec.get("containers"), spec.get("initContainers"), spec.get("overhead"))
+    if key is not None:
+        kept = _CLAIMS.get(key)
+        if kept is not None and all(a is b or a == b for a, b in zip(kept[0], read, strict=True)):
+            return kept[1]
+    non_zero = pod_requests(pod, non_zero=True)
+    found = (pod_requests(pod), {k: v for k, v in non_zero.items() if k in (CPU, MEMORY)},
+             host_ports(pod))  # fmt: skip
+    if key is not None:
+        if len(_CLAIMS) >= _CLAIMS_KEPT:
+            _CLAIMS.clear()
+        _CLAIMS[key] = (read, found)
     return found
 
 
