@@ -279,3 +279,24 @@ def test_indexed_watchers_see_exactly_what_a_filtered_watcher_sees():
     assert cache._indexed.keys() == {"n1", "n2"}
     cache.stop(indexed)
     assert cache._indexed.keys() == {"n2"} and indexed not in cache.watchers
+
+
+@pytest.mark.parametrize("obj", [
+    {"metadata": {"name": "a", "namespace": "ns"}, "spec": {"nodeName": "n1"}},
+    {"metadata": {"name": "a", "namespace": "ns"}, "spec": {}},
+    {"metadata": {"name": "a"}, "spec": None},
+    {"metadata": None},
+    {"spec": {"nodeName": 5}},
+    {},
+])  # fmt: skip
+def test_trigger_values_are_the_field_selectors_values(obj):
+    """Each cache's trigger reads its field as a field selector sees it (what indexed
+    watchers are offered must be what their filter keeps)."""
+    from actorkube.apiserver._builtin import builtin_registry
+    from actorkube.apiserver._watchcache import _TRIGGER_VALUES, TRIGGERS
+
+    registry = builtin_registry()
+    assert set(_TRIGGER_VALUES) == set(TRIGGERS)
+    for (group, plural), field in TRIGGERS.items():
+        rt = registry.resource(group, plural)
+        assert _TRIGGER_VALUES[group, plural](obj) == rt.field_labels(obj).get(field, "")

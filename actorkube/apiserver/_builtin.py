@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from ._autoscaling import DEFAULT_CPU_UTILIZATION, drop_round_trip_annotations, to_v1, to_v2
 from ._csr import CERTIFICATES, csr_fields, validate_csr
 from ._quantity import InvalidQuantity, Quantity
@@ -256,8 +258,34 @@ def _pod_spec_for_compare(spec: dict) -> dict:
     return spec
 
 
+# The JSON of pod specs found valid lately: pods are made from a few templates, and a
+# spec is validated again on every write of its pod (each status update).
+_VALID_POD_SPECS: set[bytes] = set()
+_MAX_VALID_POD_SPECS = 8192  # all are forgotten beyond that
+
+
+def _pod_spec_errors(spec: Any) -> list[FieldError]:
+    """``validate_pod_spec(spec, SPEC)``, answered at once for a spec whose JSON was
+    found valid before. Validation is a function of the spec's content, which its JSON
+    says exactly for what reaches validation (decoded bodies and stored objects: str
+    keys, lists, no nulls; orjson refuses subclasses and big integers here, and writes
+    NaN as null, so those are never remembered)."""
+    try:
+        key = orjson.dumps(spec, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except TypeError:
+        return validate_pod_spec(spec, SPEC)
+    if key in _VALID_POD_SPECS:
+        return []
+    errors = validate_pod_spec(spec, SPEC)
+    if not errors and b"null" not in key:
+        if len(_VALID_POD_SPECS) >= _MAX_VALID_POD_SPECS:
+            _VALID_POD_SPECS.clear()
+        _VALID_POD_SPECS.add(key)
+    return errors
+
+
 def validate_pod(obj: dict, old: dict | None) -> list[FieldError]:
-    errors = validate_pod_spec(obj.get("spec"), SPEC)
+    errors = _pod_spec_errors(obj.get("spec"))
     # (A status update keeps the stored spec itself: then there is nothing to compare.)
     if old is not None and not errors and obj.get("spec") is not old.get("spec"):
         before, after = _dict(old.get("spec")), _dict(obj.get("spec"))

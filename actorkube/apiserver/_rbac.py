@@ -260,16 +260,22 @@ class _Rule:
                   ("nonResourceURLs", self.non_resource_urls))  # fmt: skip
         return {name: sorted(values) for name, values in fields if values}
 
-    def allows(self, attrs: Attributes) -> bool:
+    # A rule allows a request if ``allows_any_name`` and, where ``names_matter``, the
+    # request's name is one of its resourceNames (see ``RBACAuthorizer._decide``).
+
+    def allows_any_name(self, attrs: Attributes) -> bool:
+        """Whether the rule allows the request, its ``resourceNames`` aside."""
         if not _matches(self.verbs, attrs.verb):
             return False
         if not attrs.resource_request:
             return any(_url_matches(pattern, attrs.path) for pattern in self.non_resource_urls)
-        return (
-            _matches(self.api_groups, attrs.api_group)
-            and self._resource_matches(attrs.resource, attrs.subresource)
-            and (not self.resource_names or attrs.name in self.resource_names)
+        return _matches(self.api_groups, attrs.api_group) and self._resource_matches(
+            attrs.resource, attrs.subresource
         )
+
+    def names_matter(self, attrs: Attributes) -> bool:
+        """Whether the request's name decides this rule's answer (its resourceNames)."""
+        return bool(self.resource_names) and attrs.resource_request
 
     def _resource_matches(self, resource: str, subresource: str) -> bool:
         if subresource:
@@ -376,7 +382,8 @@ class RBACAuthorizer:
     # Decisions already made, by what they depend on: a decision is a function of the
     # request's attributes (the user's name and groups, not its uid or extra) and of
     # the RBAC objects, so any change to those forgets them all. Thousands of kubelets
-    # renewing their Leases ask the same few questions every ten seconds.
+    # renewing their Leases ask the same few questions every ten seconds. A decision
+    # the object's name took no part in is kept without it (see ``authorize``).
     _decisions: dict[tuple, Decision] = attrs.field(init=False, factory=dict)
 
     @classmethod
@@ -407,26 +414,44 @@ class RBACAuthorizer:
         self._stores[kind].pop(key, None)
 
     def authorize(self, attrs: Attributes) -> Decision:
-        key = (attrs.user.name, attrs.user.groups, attrs.verb, attrs.namespace,
-               attrs.api_group, attrs.resource, attrs.subresource, attrs.name,
-               attrs.resource_request, attrs.path)  # fmt: skip
-        decision = self._decisions.get(key)
+        user = attrs.user
+        # Most decisions hold for any name (no rule that was asked names objects), and
+        # are kept so: a kubelet's update of each of its pods' status is one question.
+        key = (user.name, user.groups, attrs.verb, attrs.namespace, attrs.api_group,
+               attrs.resource, attrs.subresource, attrs.resource_request, attrs.path)  # fmt: skip
+        decisions = self._decisions
+        decision = decisions.get(key)
         if decision is None:
-            if len(self._decisions) >= _MAX_DECISIONS:
-                self._decisions.clear()
-            decision = self._decisions[key] = self._decide(attrs)
+            named = (*key, attrs.name)  # (one element longer: never equal to a ``key``)
+            decision = decisions.get(named)
+            if decision is None:
+                if len(decisions) >= _MAX_DECISIONS:
+                    decisions.clear()
+                decision, by_name = self._decide(attrs)
+                decisions[named if by_name else key] = decision
         return decision
 
-    def _decide(self, attrs: Attributes) -> Decision:
+    def _decide(self, attrs: Attributes) -> tuple[Decision, bool]:
+        """The decision, and whether the request's name took part in it: whether a rule
+        with resourceNames was asked that matches the request but for its name. If not,
+        every rule asked answers the same for any name, and so does the decision."""
         errors: list[str] = []
+        by_name = False
         for binding in self._bindings_for(attrs.namespace):
             subject = binding.subject_for(attrs.user)
             if subject is None:
                 continue
-            rules = self._rules_of(binding, errors)
-            if any(rule.allows(attrs) for rule in rules):
-                return Decision(Verdict.ALLOW, f"RBAC: allowed by {binding.describe(subject)}")
-        return Decision(Verdict.NO_OPINION, f"RBAC: {_aggregate(errors)}" if errors else "")
+            for rule in self._rules_of(binding, errors):
+                if not rule.allows_any_name(attrs):
+                    continue
+                if rule.names_matter(attrs):
+                    by_name = True
+                    if attrs.name not in rule.resource_names:
+                        continue
+                reason = f"RBAC: allowed by {binding.describe(subject)}"
+                return Decision(Verdict.ALLOW, reason), by_name
+        reason = f"RBAC: {_aggregate(errors)}" if errors else ""
+        return Decision(Verdict.NO_OPINION, reason), by_name
 
     def rules_for(self, user: UserInfo, namespace: str) -> list[dict[str, list[str]]]:
         """Every rule that applies to ``user`` in ``namespace`` (cluster-wide ones

@@ -62,6 +62,23 @@ TRIGGERS: dict[tuple[str, str], str] = {
 }
 
 
+def _pod_node_name(pod: dict) -> str:
+    spec = pod.get("spec")
+    return str(spec.get("nodeName", "")) if isinstance(spec, dict) else ""
+
+
+def _object_name(obj: dict) -> str:
+    return (obj.get("metadata") or {}).get("name", "")
+
+
+# Each trigger's value read directly, for every event (as ``rt.field_labels(obj)[field]``
+# gives it, without making every other field of the object too).
+_TRIGGER_VALUES: dict[tuple[str, str], Callable[[dict], str]] = {
+    ("", "pods"): _pod_node_name,
+    ("", "nodes"): _object_name,
+}
+
+
 class Event(dict):
     """A watch event, ``{"type": ..., "object": ...}``, that also keeps its JSON once
     made: one change goes to every watcher, and encoding it once for all of them (as
@@ -139,11 +156,8 @@ class WatchCache:
         self.watchers: set[Watcher] = set()  # all of them
         self._plain: set[Watcher] = set()  # those offered every event
         self._indexed: dict[str, set[Watcher]] = {}  # by the trigger value they ask for
-        field = TRIGGERS.get((rt.group, rt.plural))
-        self.trigger_field = field
-        self._trigger: Callable[[dict], str] | None = (
-            None if field is None else lambda obj: rt.field_labels(obj).get(field, "")
-        )
+        self.trigger_field = TRIGGERS.get((rt.group, rt.plural))
+        self._trigger: Callable[[dict], str] | None = _TRIGGER_VALUES.get((rt.group, rt.plural))
         self._oldest = 0  # the revision the window starts after
         # Called with (type, object) for every change, and ("RESET", None) then ADDED
         # for every object when the cache starts over (an authorizer keeps its roles so).
@@ -236,25 +250,26 @@ class WatchCache:
         while len(self.window) > self.capacity:
             self._oldest = self.window.popleft()[0]
         for w in list(self._plain):
-            self._deliver(w, event, old)
+            self._deliver(w, rv, event, old)
         if self._indexed:
             values = {self._trigger(event["object"])}
             if old is not None:
                 values.add(self._trigger(old))
             for value in values:
                 for w in list(self._indexed.get(value, ())):
-                    self._deliver(w, event, old)
+                    self._deliver(w, rv, event, old)
 
-    def _deliver(self, w: Watcher, event: dict, old: dict | None) -> None:
-        if _rv(event["object"]) <= w.seen_rv:
+    def _deliver(self, w: Watcher, rv: int, event: dict, old: dict | None) -> None:
+        """Offer ``w`` the event of revision ``rv`` (its object's resourceVersion)."""
+        if rv <= w.seen_rv:
             return  # a watch from a version the cache had not reached yet: seen already
         converted = filtered(event, old, w.keep)
         if converted is not None and not w.offer(converted):
             self._forget(w)
             return
-        w.seen_rv = _rv(event["object"])
+        w.seen_rv = rv
         if converted is not None:
-            w.told_rv = w.seen_rv
+            w.told_rv = rv
 
     # --- served to the API --------------------------------------------------------------
 
