@@ -227,3 +227,50 @@ def _apply(store: MVCCStore, op: tuple) -> None:
         store.execute(DeleteRangeRequest(op[1], op[2]))
     elif op[0] == "compact":
         store.execute(CompactionRequest(min(op[1], store.revision)))
+
+
+def test_compaction_forgets_the_prev_kv_of_a_second_change_after_a_deletion() -> None:
+    # Compaction at 4 keeps nothing of k at or below 4 (its last version there is a
+    # deletion below 4), so the put at 5 is k's first version; the delete in the same
+    # txn has that put before it, yet loses its prev_kv, as this store always did.
+    store = MVCCStore()
+    store.put(PutRequest(b"k", b"1"))  # 2
+    store.delete_range(DeleteRangeRequest(b"k"))  # 3
+    store.put(PutRequest(b"x", b"1"))  # 4
+    store.txn(TxnRequest(success=(PutRequest(b"k", b"2"), DeleteRangeRequest(b"k", b"\0"))))  # 5
+    before = store.events_since(5)
+    assert [(e.type, e.kv.key) for e in before] == [
+        (EventType.PUT, b"k"),
+        (EventType.DELETE, b"k"),
+        (EventType.DELETE, b"x"),
+    ]
+    assert before[1].prev_kv is not None and before[1].prev_kv.value == b"2"
+    store.compact(4)
+    after = store.events_since(5)
+    assert after == [before[0], attrs.evolve(before[1], prev_kv=None), before[2]]
+    at = store.history_index(5)
+    assert store.event(at + 1) == after[1]  # one event on its own, as in the replay
+    assert store.events([at, at + 1]) == after[:2]
+    # A later compaction below 5 keeps it forgotten.
+    store.compact(5)
+    assert store.events_since(5)[1].prev_kv is None
+
+
+def test_watches_of_one_delivery_with_and_without_prev_kv_each_get_theirs() -> None:
+    # Events made for one watch are shared with the others of the delivery, but only
+    # with those that asked for prev_kv alike; in either order.
+    from actorkube.etcd._node import Watch, _wanted_events, _Watching
+
+    store = MVCCStore()
+    store.put(PutRequest(b"a", b"1"))  # 2
+    store.put(PutRequest(b"a", b"2"))  # 3
+    store.delete_range(DeleteRangeRequest(b"a"))  # 4
+    start = store.history_index(3)
+    plain = _Watching(Watch(None, 1, b"a"), 3)
+    with_prev = _Watching(Watch(None, 2, b"a", b"b", prev_kv=True), 3)
+    for order in ((plain, with_prev), (with_prev, plain)):
+        made: tuple[dict, dict] = ({}, {})
+        got = {w.id: _wanted_events(w, store, start, made) for w in order}
+        assert [e.prev_kv for e in got[1]] == [None, None]
+        assert [e.prev_kv.value for e in got[2]] == [b"1", b"2"]
+        assert [(e.type, e.kv) for e in got[1]] == [(e.type, e.kv) for e in got[2]]

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgpack
 from sortedcontainers import SortedList
+
+from actorkube.heap import collector_paused
 
 from ._types import (
     Code,
@@ -179,25 +181,33 @@ class MVCCStore:
             raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
         if rev == current and not _needs_every_key(req):
             return self._range_now(req, current)
-        kvs = [_kv(k, v) for k, v in self._range_at(req.key, req.range_end, rev)]
-        count = len(kvs)
-        kvs = [kv for kv in kvs if _passes_filters(kv, req)]
+        # Counted, filtered and sorted as versions: a ``KeyValue`` only for each row
+        # returned.
+        found = self._range_at(req.key, req.range_end, rev)
+        count = len(found)  # before the filters, as etcd counts
+        if req.count_only:
+            # etcd counts without fetching, so nothing is left over to report as more.
+            return RangeResponse(self._header(current), (), False, count)
+        if (
+            req.min_mod_revision
+            or req.max_mod_revision
+            or req.min_create_revision
+            or req.max_create_revision
+        ):
+            found = _filtered(found, req)
         if req.sort_order != SortOrder.NONE or req.sort_target != SortTarget.KEY:
             # etcd sorts ascending when only a target is given.
             reverse = req.sort_order == SortOrder.DESCEND
             if req.sort_target != SortTarget.KEY or reverse:
-                kvs.sort(key=_SORT_KEYS[req.sort_target], reverse=reverse)
-        more = False
-        if req.count_only:
-            # etcd counts without fetching, so nothing is left over to report as more.
-            kvs = []
-        elif req.limit > 0 and len(kvs) > req.limit:
-            kvs = kvs[: req.limit]
-            more = True
-        if req.keys_only and not req.count_only:
-            kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease)
-                   for kv in kvs]  # fmt: skip
-        return RangeResponse(self._header(current), tuple(kvs), more, count)
+                found.sort(key=_SORT_KEYS[req.sort_target], reverse=reverse)
+        more = 0 < req.limit < len(found)
+        if more:
+            del found[req.limit :]
+        if req.keys_only:
+            kvs = tuple([KeyValue(k, v[2], v[0], v[3], b"", v[5]) for k, v in found])
+        else:
+            kvs = tuple([KeyValue(k, v[2], v[0], v[3], v[4], v[5]) for k, v in found])
+        return RangeResponse(self._header(current), kvs, more, count)
 
     def _range_now(self, req: RangeRequest, current: int) -> RangeResponse:
         """``range`` at the current revision, without filters or sorting: the same answer
@@ -214,7 +224,7 @@ class MVCCStore:
             if req.keys_only:
                 kv = KeyValue(req.key, v[2], v[0], v[3], b"", v[5])
             else:
-                kv = _kv(req.key, v)
+                kv = KeyValue(req.key, v[2], v[0], v[3], v[4], v[5])
             return RangeResponse(self._header(current), (kv,), False, 1)
         self._sorted()
         keys = self._keys_in(req.key, req.range_end, self._live)
@@ -223,18 +233,22 @@ class MVCCStore:
             return RangeResponse(self._header(current), (), False, count)
         take = req.limit if 0 < req.limit < count else count
         versions = self._versions
+        # Making the KeyValues is nearly all the cost (the keys and versions are a tenth):
+        # one comprehension, no call but the constructor's.
+        page = itertools.islice(keys, take)
         if req.keys_only:
-            kvs = [KeyValue(k, v[2], v[0], v[3], b"", v[5])
-                   for k in itertools.islice(keys, take) for v in (versions[k][-1],)]  # fmt: skip
+            kvs = tuple([KeyValue(k, v[2], v[0], v[3], b"", v[5])
+                         for k in page for v in (versions[k][-1],)])  # fmt: skip
         else:
-            kvs = [_kv(k, versions[k][-1]) for k in itertools.islice(keys, take)]
-        return RangeResponse(self._header(current), tuple(kvs), take < count, count)
+            kvs = tuple([KeyValue(k, v[2], v[0], v[3], v[4], v[5])
+                         for k in page for v in (versions[k][-1],)])  # fmt: skip
+        return RangeResponse(self._header(current), kvs, take < count, count)
 
     def events_since(self, revision: int) -> list[Event]:
         """Every event at or after ``revision``, in order. Raises EtcdError (compacted)
         if the history no longer reaches back that far."""
         start = self.history_index(revision)
-        return [self.event(i) for i in range(start, len(self._event_revs))]
+        return self.events(range(start, len(self._event_revs)))
 
     def history_index(self, revision: int) -> int:
         """The position in the history of the first event at or after ``revision`` (the
@@ -270,6 +284,73 @@ class MVCCStore:
             return Event(PUT, _kv(key, v), prev)
         return Event(DELETE, KeyValue(key, 0, main, 0), prev)
 
+    def events(
+        self, positions: Sequence[int], prev_kv: bool = True, made: dict[int, Event] | None = None
+    ) -> list[Event]:
+        """The events at ``positions`` of the history (increasing), as ``event`` makes
+        them, in one walk: each key's place in its versions is kept from one of its
+        events to the next (no search per event), and so is the ``KeyValue`` made for
+        its version, which is the ``prev_kv`` of its next event. ``made``: events made
+        before with the same ``prev_kv``, by position; the new ones are added."""
+        if len(positions) < _MANY_EVENTS:
+            return self._events(positions, prev_kv, made)
+        # Thousands of new objects, all kept: collections on the way would only scan them
+        # (and the rest of the heap) again and again.
+        with collector_paused():
+            return self._events(positions, prev_kv, made)
+
+    def _events(
+        self, positions: Sequence[int], prev_kv: bool, made: dict[int, Event] | None
+    ) -> list[Event]:
+        revs, subs, keys = self._event_revs, self._event_subs, self._event_keys
+        all_versions = self._versions
+        forgotten = self._prev_forgotten
+        # key -> (index in its versions of its last event made here, its KeyValue or None)
+        last: dict[bytes, tuple[int, KeyValue | None]] = {}
+        events = []
+        for i in positions:
+            if made is not None:
+                e = made.get(i)
+                if e is not None:
+                    events.append(e)
+                    continue
+            key, main, sub = keys[i], revs[i], subs[i]
+            versions = all_versions[key]  # a key with events has versions (see compact)
+            seen = last.get(key)
+            if seen is None:
+                j = len(versions) - 1
+                v = versions[j]
+                if v[0] != main or v[1] != sub:
+                    j = bisect.bisect_left(versions, (main, sub))
+            else:
+                j = seen[0] + 1  # the key's next version, unless events were skipped
+                if j >= len(versions) or versions[j][0] != main or versions[j][1] != sub:
+                    j = bisect.bisect_left(versions, (main, sub), j)
+            v = versions[j] if j < len(versions) else _ABSENT
+            kept = v[0] == main and v[1] == sub
+            if not kept:  # dropped by the last compaction, and so is the version before
+                v, j = self._compacted_changes[main, sub], 0
+            prev = None
+            if prev_kv and j and not (forgotten and (main, sub) in forgotten):
+                p = versions[j - 1]
+                if p[_LIVE]:
+                    if seen is not None and seen[0] == j - 1 and seen[1] is not None:
+                        prev = seen[1]  # made for the key's previous event
+                    else:
+                        prev = KeyValue(key, p[2], p[0], p[3], p[4], p[5])
+            if v[_LIVE]:
+                kv = KeyValue(key, v[2], main, v[3], v[4], v[5])
+                e = Event(PUT, kv, prev)
+            else:
+                kv = None
+                e = Event(DELETE, KeyValue(key, 0, main, 0), prev)
+            # (For a dropped version, the key's next event looks from its first on.)
+            last[key] = (j, kv) if kept else (-1, None)
+            if made is not None:
+                made[i] = e
+            events.append(e)
+        return events
+
     def _read_revision(self) -> int:
         # Inside a write, once something was written, reads see it (as etcd's do).
         return self.revision + 1 if self._pending_sub > 0 else self.revision
@@ -284,10 +365,17 @@ class MVCCStore:
             return [] if v is None or not v[_LIVE] else [(key, v)]
         self._sorted()
         found = []
+        append = found.append
         for k in self._keys_in(key, range_end, self._index):
-            v = _visible(versions[k], rev)
-            if v is not None and v[_LIVE]:
-                found.append((k, v))
+            history = versions[k]
+            v = history[-1]
+            if v[0] > rev:  # changed since: ``_visible``, inline (a range may hold many)
+                i = bisect.bisect_right(history, (rev, _MAX_SUB)) - 1
+                if i < 0:
+                    continue
+                v = history[i]
+            if v[_LIVE]:
+                append((k, v))
         return found
 
     def _keys_in(self, key: bytes, range_end: bytes, index: SortedList) -> Iterable[bytes]:
@@ -735,6 +823,8 @@ class MVCCStore:
 
 
 _MAX_SUB = 1 << 62
+# From this many events, ``events`` makes them with the cyclic collector paused.
+_MANY_EVENTS = 1024
 
 
 def _dump(
@@ -821,21 +911,29 @@ def _count_in(index: SortedList, key: bytes, range_end: bytes) -> int:
     return max(0, high - low)
 
 
-def _passes_filters(kv: KeyValue, req: RangeRequest) -> bool:
-    return not (
-        (req.min_mod_revision and kv.mod_revision < req.min_mod_revision)
-        or (req.max_mod_revision and kv.mod_revision > req.max_mod_revision)
-        or (req.min_create_revision and kv.create_revision < req.min_create_revision)
-        or (req.max_create_revision and kv.create_revision > req.max_create_revision)
-    )
+def _filtered(found: list[tuple[bytes, Version]], req: RangeRequest) -> list[tuple[bytes, Version]]:
+    """The (key, version) pairs of ``found`` that pass the request's revision filters."""
+    min_mod, max_mod = req.min_mod_revision, req.max_mod_revision
+    min_create, max_create = req.min_create_revision, req.max_create_revision
+    return [
+        (k, v)
+        for k, v in found
+        if not (
+            (min_mod and v[0] < min_mod)
+            or (max_mod and v[0] > max_mod)
+            or (min_create and v[2] < min_create)
+            or (max_create and v[2] > max_create)
+        )
+    ]
 
 
+# Sort keys of (key, version) pairs, by SortTarget.
 _SORT_KEYS = {
-    SortTarget.KEY: lambda kv: kv.key,
-    SortTarget.VERSION: lambda kv: kv.version,
-    SortTarget.CREATE: lambda kv: kv.create_revision,
-    SortTarget.MOD: lambda kv: kv.mod_revision,
-    SortTarget.VALUE: lambda kv: kv.value,
+    SortTarget.KEY: lambda kv: kv[0],
+    SortTarget.VERSION: lambda kv: kv[1][3],
+    SortTarget.CREATE: lambda kv: kv[1][2],
+    SortTarget.MOD: lambda kv: kv[1][0],
+    SortTarget.VALUE: lambda kv: kv[1][4],
 }
 
 

@@ -818,8 +818,11 @@ class EtcdNode(RaftReplica):
             return  # every watch has seen this revision (or starts later): nothing new
         self.delivered = revision
         header = None
-        # Events made for one watch, for the others (none to share them with: no memory).
-        made: dict[tuple[int, bool], Event] | None = {} if len(self.watches) > 1 else None
+        # Events made for one watch, for the others (none to share them with: no memory):
+        # by position, without and with prev_kv.
+        made: tuple[dict[int, Event], dict[int, Event]] | None = (
+            ({}, {}) if len(self.watches) > 1 else None
+        )
         for w in list(self.watches.values()):
             if w.next_rev > revision:
                 continue
@@ -873,13 +876,16 @@ class _Progress:
 
 
 def _wanted_events(
-    w: _Watching, store: MVCCStore, start: int, made: dict[tuple[int, bool], Event] | None
+    w: _Watching,
+    store: MVCCStore,
+    start: int,
+    made: tuple[dict[int, Event], dict[int, Event]] | None,
 ) -> tuple[Event, ...]:
     """The events ``w`` watches from position ``start`` of the store's history, as it
     asked for them (without ``prev_kv`` unless it asked). Every watch looks at the key of
     every new event (one tight filter per kind of range); only the events it takes are
-    made, once for all watches of this delivery (``made``, by position and prev_kv, if
-    given)."""
+    made, once for all watches of this delivery (``made``: by position, one dict without
+    prev_kv and one with, if given)."""
     key, end, options = w.key, w.range_end, w.options
     keys = store.history_keys(start)
     if not end:
@@ -893,15 +899,7 @@ def _wanted_events(
     if not found:
         return ()
     prev_kv = options.prev_kv
-    if made is None:
-        events = [store.event(i, prev_kv) for i in found]
-    else:
-        events = []
-        for i in found:
-            e = made.get((i, prev_kv))
-            if e is None:
-                e = made[(i, prev_kv)] = store.event(i, prev_kv)
-            events.append(e)
+    events = store.events(found, prev_kv, None if made is None else made[prev_kv])
     if options.no_put or options.no_delete:
         no_put, no_delete = options.no_put, options.no_delete
         events = [e for e in events if not (no_put if e.type is _PUT else no_delete)]
