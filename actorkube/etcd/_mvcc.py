@@ -267,22 +267,7 @@ class MVCCStore:
     def event(self, i: int, prev_kv: bool = True) -> Event:
         """The event at position ``i`` of the history; without its ``prev_kv`` unless
         ``prev_kv``."""
-        key = self._event_keys[i]
-        main, sub = self._event_revs[i], self._event_subs[i]
-        versions = self._versions[key]  # a key with events has versions (see compact)
-        j = len(versions) - 1
-        v = versions[j]
-        if v[0] != main or v[1] != sub:  # not the latest change of the key
-            j = bisect.bisect_left(versions, (main, sub))
-            v = versions[j]
-            if v[0] != main or v[1] != sub:  # dropped by the last compaction
-                v, j = self._compacted_changes[main, sub], 0
-        prev = None
-        if prev_kv and j and not (self._prev_forgotten and (main, sub) in self._prev_forgotten):
-            prev = _kv_or_none(key, versions[j - 1])
-        if v[_LIVE]:
-            return Event(PUT, _kv(key, v), prev)
-        return Event(DELETE, KeyValue(key, 0, main, 0), prev)
+        return self._events((i,), prev_kv, None)[0]
 
     def events(
         self, positions: Sequence[int], prev_kv: bool = True, made: dict[int, Event] | None = None
