@@ -49,7 +49,8 @@ import trio
 from actorkube.actor import Actor, ActorRef, handler, message
 from actorkube.apiserver import ApiError
 from actorkube.client import ApiClient, Informer
-from actorkube.scheduler._resources import amount, pod_requests
+from actorkube.scheduler._nodeinfo import claims_of
+from actorkube.scheduler._resources import amount
 
 from ._backoff import Backoff
 from ._dnsconfig import resolv_conf
@@ -176,16 +177,6 @@ class _Worker:
     names: dict[str, str] = attrs.field(factory=dict)  # container id -> container name
     pull_failed: dict[str, float] = attrs.field(factory=dict)  # container name -> when
     resync_pending: bool = False  # a periodic resync is in the timer heap
-    # What the pod asks of the node, and the pod object it was computed from: admission
-    # sums it over every running pod, once per pod admitted.
-    requests: tuple[dict | None, dict[str, int]] = (None, {})
-
-    def pod_requests(self) -> dict[str, int]:
-        pod, asked = self.requests
-        if pod is not self.pod:
-            asked = pod_requests(self.pod)
-            self.requests = (self.pod, asked)
-        return asked
 
 
 class KubeletState:
@@ -459,8 +450,10 @@ class KubeletState:
             worker.admitted = True
             refusal = None
             if (pod.get("status") or {}).get("phase") not in TERMINAL:
+                # What each running pod asks is kept per pod version (the scheduler's
+                # claims): admission sums it over every running pod for each new one.
                 refusal = admit(pod, self._running_pods(worker.uid), self.node.allocatable(),
-                                _Worker.pod_requests)  # fmt: skip
+                                lambda w: claims_of(w.pod)[0])  # fmt: skip
             if refusal is not None:
                 worker.rejected = True
                 failed = {**(pod.get("status") or {}), "phase": "Failed",
