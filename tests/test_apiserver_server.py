@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
-from actorkube.actor import Actor, ActorSystem, handler
+from actorkube.actor import Actor, ActorSystem, AskTimeout, handler
 from actorkube.apiserver._authn import parse_token_file
-from actorkube.apiserver._messages import ApiRequest, StopWatch, WatchEvent
+from actorkube.apiserver._messages import ApiRequest, ApiResponse, StopWatch, WatchEvent
+from actorkube.apiserver._server import ApiServer
 from actorkube.apiserver._start import start_apiserver
 from actorkube.etcd import start_group
 
@@ -488,3 +490,61 @@ async def test_a_watch_of_one_named_object_sees_that_object_only(autojump_clock)
         assert names == ["a"]
         other = await call(api, "get", "pods", token="alice-token", namespace="default", name="b")
         assert other.code == 403
+
+
+class _HeldHandler:
+    """Serves every request at once, but the first only when ``release`` is set: the
+    one worker is busy until then and the others wait at the front."""
+
+    def __init__(self) -> None:
+        self.release = trio.Event()
+        self.served: list[str] = []
+
+    async def handle(self, req: ApiRequest):
+        self.served.append(req.name)
+        if len(self.served) == 1:
+            await self.release.wait()
+        return ApiResponse(200, {"name": req.name}), None
+
+
+async def test_a_request_whose_asker_gave_up_is_not_served(autojump_clock):
+    # Under overload the queue at the front holds requests whose clients timed out and
+    # will retry; serving them as well would double the load exactly when the server is
+    # behind (kube-apiserver drops them too).
+    held = _HeldHandler()
+    async with ActorSystem() as system:
+        front = ApiServer(held, workers=1)
+        ref = system.spawn(lambda: front, name="front")
+
+        async def ask(name: str, timeout: float):
+            return await ref.ask(ApiRequest("get", "pods", name=name), timeout=timeout)
+
+        answers: dict[str, object] = {}
+
+        async def keep(name: str, timeout: float) -> None:
+            try:
+                answers[name] = (await ask(name, timeout)).body["name"]
+            except AskTimeout:
+                answers[name] = "timed out"
+
+        cancel_me = trio.CancelScope()
+
+        async def cancelled() -> None:
+            with cancel_me:
+                await ask("cancelled", 60)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep, "first", 60)
+            await wait_all_tasks_blocked()  # the one worker holds "first"
+            nursery.start_soon(keep, "impatient", 1)
+            nursery.start_soon(cancelled)
+            nursery.start_soon(keep, "patient", 60)
+            await wait_all_tasks_blocked()  # all three wait at the front
+            cancel_me.cancel()
+            await trio.sleep(5)  # the impatient ask times out while the worker is busy
+            held.release.set()
+        assert answers["impatient"] == "timed out"
+        assert answers["first"] == "first" and answers["patient"] == "patient"
+        assert held.served == ["first", "patient"]
+        assert front.abandoned == 2
+        assert not front.pending and not front.requests and not front.waiting

@@ -8,6 +8,7 @@ process, prints its table, and writes every expected result as a positive number
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import pytest
@@ -89,5 +90,9 @@ def test_environment_records_python_cores_and_package_versions(
     env = actor_messaging[0]["environment"]
     assert env["python"] == ".".join(map(str, sys.version_info[:3]))
     assert env["cores"] >= 1
+    # Which build of that Python ran (builds of one version differ by a third in speed).
+    assert env["executable"] == os.path.realpath(sys.executable)
+    assert env["libpython"] in ("shared", "static", "unknown")
+    assert env["python_speed_ms"] > 0
     for package in ("actorkube", "trio", "pykka", "thespian"):
         assert env["packages"][package] != "not installed"

@@ -16,6 +16,13 @@ Rules of this file:
   to stop, or the watcher goes away.
 - A pump whose watcher's mailbox stays full for ``slow_after`` seconds ends the watch
   (the watcher is too slow): events are never dropped silently.
+- A waiting request whose asker gave up (its ask timed out or was cancelled: the reply
+  is settled already) is not served when its turn comes; ``abandoned`` counts them.
+  kube-apiserver does the same (a request whose client has gone is not run, and API
+  Priority and Fairness drops one that waited in its queue too long). Serving it would
+  spend the server on an answer nobody reads, while its client retries: after a pause
+  (a full garbage collection of a large heap), thousands of kubelets' Lease renewals
+  would otherwise be served twice, the second wave waiting behind the first.
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ class ApiServer(Actor):
         # The requests not taken yet by their worker, by id (shared with the workers).
         self.requests: dict[int, ApiRequest] = {}
         self.next_id = 0
+        self.abandoned = 0  # requests not served: their askers had given up (see above)
         self.pumps: dict[tuple[ActorRef, int], ActorRef] = {}
         # The other way round: a pump's watch, so that its end is one lookup, not a
         # scan of every watch (thousands of kubelets' watches end and start again).
@@ -127,8 +135,14 @@ class ApiServer(Actor):
             await self.system.stop(pump)
 
     def _assign(self) -> None:
-        while self.free and self.waiting:
-            self.free.pop().tell(_Work(self.waiting.popleft()))
+        waiting, pending = self.waiting, self.pending
+        while self.free and waiting:
+            request_id = waiting.popleft()
+            if pending[request_id].done:  # its asker gave up waiting (see the module)
+                del pending[request_id], self.requests[request_id]
+                self.abandoned += 1
+                continue
+            self.free.pop().tell(_Work(request_id))
 
 
 @message(tag="apiserver._PumpStarted")

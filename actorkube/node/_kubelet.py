@@ -101,6 +101,7 @@ from .runtime import (
 log = logging.getLogger("actorkube.node")
 
 RESOLV = "/etc/resolv.conf"
+LEASE_JITTER = 0.04  # of the renew interval, as client-go's lease controller
 
 
 @attrs.frozen
@@ -258,7 +259,9 @@ class KubeletState:
         every = self.config.lease_duration / 4
         while True:
             await self._retrying("renewing the lease", self._renew)
-            await trio.sleep(every)
+            # Up to 4% later, as client-go's lease controller (JitterUntil, 0.04): nodes
+            # that joined together drift apart instead of renewing in one wave.
+            await trio.sleep(every * (1 + LEASE_JITTER * random.random()))
 
     async def _renew(self) -> None:
         """Renew the node's Lease: an update of the copy from the last renewal, as
