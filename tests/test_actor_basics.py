@@ -342,6 +342,46 @@ async def test_overflow_policies_drop_to_dead_letters(autojump_clock, overflow, 
         assert (stats.dropped, stats.high_water) == (2, 3)
 
 
+@pytest.mark.parametrize("overflow", [Overflow.DROP_NEW, Overflow.DROP_OLDEST, Overflow.FAIL])
+async def test_control_messages_pass_a_full_mailbox_in_order(autojump_clock, overflow) -> None:
+    # A child's "done" must reach its parent even when clients filled the mailbox: the
+    # API server's front lost its workers this way, one dropped report at a time.
+    handled = []
+
+    class Pool(Slow):
+        control_messages = (Later,)
+
+        @handler
+        def ping(self, msg: Ping) -> None:
+            handled.append(msg.n)
+
+        @handler
+        def later(self, msg: Later) -> None:
+            handled.append(-msg.n)
+
+    async with ActorSystem() as system:
+        ref = system.spawn(Pool, overflow=overflow)
+        ref.tell(Sleep(1.0))
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(3):
+            ref.tell(Ping(i))
+        for n in (1, 2):  # the mailbox is full: these pass its bound
+            ref.tell(Later(n))
+        await trio.sleep(2.0)
+        assert handled == [0, 1, 2, -1, -2]
+        assert system.dead_letters.by_reason.get("mailbox full", 0) == 0
+        ref.tell(Sleep(1.0))  # and the bound still holds for the rest
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(3, 6):
+            ref.tell(Ping(i))
+        if overflow == Overflow.FAIL:
+            with pytest.raises(MailboxFull):
+                ref.tell(Ping(6))
+        else:
+            ref.tell(Ping(6))
+            assert system.dead_letters.by_reason["mailbox full"] == 1
+
+
 async def test_overflow_fail_raises_at_the_sender(autojump_clock) -> None:
     async with ActorSystem() as system:
         ref = system.spawn(Slow, overflow=Overflow.FAIL)

@@ -499,11 +499,13 @@ class _HeldHandler:
     def __init__(self) -> None:
         self.release = trio.Event()
         self.served: list[str] = []
+        self.then = lambda: None  # run as the first request's answer is made
 
     async def handle(self, req: ApiRequest):
         self.served.append(req.name)
         if len(self.served) == 1:
             await self.release.wait()
+            self.then()
         return ApiResponse(200, {"name": req.name}), None
 
 
@@ -548,3 +550,30 @@ async def test_a_request_whose_asker_gave_up_is_not_served(autojump_clock):
         assert held.served == ["first", "patient"]
         assert front.abandoned == 2
         assert not front.pending and not front.requests and not front.waiting
+
+
+async def test_a_worker_reports_back_to_a_front_whose_mailbox_is_full(autojump_clock):
+    # Found by the 5,000-node density run: the front's mailbox full of waiting asks
+    # dropped a worker's _Done (mailbox full: dead letters), the worker was never free
+    # again, and once all 32 were lost every request waited forever at 15% CPU.
+    held = _HeldHandler()
+    async with ActorSystem() as system:
+        front = ApiServer(held, workers=1)
+        ref = system.spawn(lambda: front, name="front", mailbox_size=2)
+        nobody = system.spawn(lambda: Collector([], trio.Event()), name="nobody")
+        # The worker's report comes the instant the front's mailbox is full.
+        held.then = lambda: [ref.tell(StopWatch(nobody, i)) for i in range(3)]
+        answers: dict[str, int] = {}
+
+        async def ask(name: str) -> None:
+            answers[name] = (await ref.ask(ApiRequest("get", "pods", name=name), timeout=60)).code
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "first")
+            await wait_all_tasks_blocked()
+            nursery.start_soon(ask, "second")
+            await wait_all_tasks_blocked()
+            held.release.set()
+        assert answers == {"first": 200, "second": 200}
+        assert held.served == ["first", "second"]
+        assert system.dead_letters.by_reason["mailbox full"] == 1  # a StopWatch, not _Done

@@ -23,7 +23,8 @@ from actorkube.actor import (
     message_tag,
     registered_tags,
 )
-from actorkube.actor._codec import decode_value, encode_value
+from actorkube.actor._codec import decode_value, encode_value, wire_tag
+from actorkube.actor._messages import Terminated
 
 
 class Color(enum.Enum):
@@ -280,3 +281,18 @@ def test_unsupported_field_types_are_reported() -> None:
 
     with pytest.raises(CodecError, match="not supported"):
         encode_message(Bad({1}))
+
+
+@given(tag=st.text(min_size=1, max_size=300), fields=st.integers(min_value=0, max_value=40))
+def test_wire_tag_reads_the_tag_of_any_message_array(tag: str, fields: int) -> None:
+    # What a full mailbox reads to know a control message (Actor.control_messages).
+    data = msgpack.packb([tag, *range(fields)])
+    assert wire_tag(data) == tag
+
+
+def test_wire_tag_of_registered_messages_and_of_garbage() -> None:
+    for cls, msg in ((Terminated, Terminated(ActorRef(Address("s", "a"), None), "gone")),):
+        assert wire_tag(encode_message(msg)) == message_tag(cls)
+    for junk in (b"", b"\x90", b"\x91\x01", b"\x92\xa5ab", b"\xc1", msgpack.packb({"a": 1}),
+                 msgpack.packb([b"bytes-tag"]), b"\x91\xa2\xff\xfe"):  # fmt: skip
+        assert wire_tag(junk) is None

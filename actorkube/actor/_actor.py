@@ -83,7 +83,12 @@ class Actor:
     """Base class of actors. Subclass it, add ``@handler`` methods, spawn it.
 
     Class attributes tune the runtime: ``mailbox_size`` (bounded), ``overflow`` (see
-    ``Overflow``), and ``supervision`` (the strategy applied to this actor's children).
+    ``Overflow``), ``supervision`` (the strategy applied to this actor's children) and
+    ``control_messages``: message classes that a full mailbox still takes when they
+    come as tells, outside the bound (as the runtime's own ``Terminated``; Akka calls
+    them control messages). They are for reports that a drop would lose for good, a
+    child's "done" that returns it to its parent's pool, say, never for what clients
+    send: the actor must bound them itself (one outstanding report per child).
 
     The runtime sets ``ref``, ``system`` and ``parent`` before ``started`` runs; the
     constructor must not use them. A restart makes a new instance with the same
@@ -94,6 +99,7 @@ class Actor:
     mailbox_size: ClassVar[int] = 1000
     overflow: ClassVar[str] = Overflow.DROP_NEW
     supervision: ClassVar[Strategy] = OneForOne()
+    control_messages: ClassVar[tuple[type, ...]] = ()
 
     ref: ActorRef
     system: ActorSystem

@@ -31,7 +31,7 @@ import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
 from ._actor import Actor, Overflow
-from ._codec import decode_message, decode_value, encode_value
+from ._codec import decode_message, decode_value, encode_value, message_tag, wire_tag
 from ._errors import (
     ActorError,
     CodecError,
@@ -303,6 +303,7 @@ class Cell(Supervisor):
         "_wake",
         "capacity",
         "children",
+        "control_tags",
         "deferred",
         "directive",
         "dropped",
@@ -353,6 +354,7 @@ class Cell(Supervisor):
         self.capacity = mailbox_size or getattr(factory, "mailbox_size", Actor.mailbox_size)
         self.overflow = overflow or getattr(factory, "overflow", Actor.overflow)
         self.explicit = (mailbox_size is not None, overflow is not None)
+        self.control_tags: frozenset[str] = frozenset()  # see Actor.control_messages
         self.ref = ActorRef(Address(system.name, name), system, self)
         self.mailbox: deque[tuple[Any, bytes]] = deque()
         self.waiter = None
@@ -422,6 +424,9 @@ class Cell(Supervisor):
             return
         mailbox = self.mailbox
         if len(mailbox) >= self.capacity and self.full():
+            if reply is None and self.control_tags and wire_tag(data) in self.control_tags:
+                self.enqueue_outside_bound(data)  # a control message (Actor's docstring)
+                return
             overflow = self.overflow
             if overflow == Overflow.DROP_NEW:
                 self.dropped += 1
@@ -447,8 +452,9 @@ class Cell(Supervisor):
             reschedule(waiter)
 
     def enqueue_outside_bound(self, data: bytes) -> None:
-        """Deliver a message of the runtime's own (``Terminated``): never dropped for a
-        full mailbox, never raising. There is at most one per watch (the system checks)."""
+        """Deliver a message of the runtime's own (``Terminated``: at most one per watch,
+        the system checks) or a control message of the actor's (a tell of one of its
+        ``control_messages`` to a full mailbox): never dropped, never raising."""
         if self.state is STOPPED:
             return
         self.mailbox.append((OUTSIDE, data))
@@ -542,6 +548,7 @@ class Cell(Supervisor):
             self.instance = inst
             type(inst)._ensure_handlers()
             if first:
+                self.control_tags = frozenset(message_tag(c) for c in inst.control_messages)
                 if not self.explicit[0]:
                     self.capacity = inst.mailbox_size
                 if not self.explicit[1]:

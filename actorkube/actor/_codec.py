@@ -196,6 +196,36 @@ def decode_message(data: bytes, resolve: Resolver) -> Any:
         raise DecodeError(f"malformed message: {type(exc).__name__}: {exc}") from None
 
 
+def wire_tag(data: bytes) -> str | None:
+    """The tag of a message ``encode_message`` made (its array's first item), read from
+    the first bytes only: a large message is not decoded to learn what it is. None if
+    ``data`` does not start like one."""
+    try:
+        head = data[0]
+        if 0x90 <= head <= 0x9F:  # fixarray
+            at = 1
+        elif head == 0xDC:  # array 16
+            at = 3
+        elif head == 0xDD:  # array 32
+            at = 5
+        else:
+            return None
+        kind = data[at]
+        if 0xA0 <= kind <= 0xBF:  # fixstr
+            start, size = at + 1, kind & 0x1F
+        elif kind == 0xD9:  # str 8
+            start, size = at + 2, data[at + 1]
+        elif kind == 0xDA:  # str 16
+            start, size = at + 3, int.from_bytes(data[at + 1 : at + 3], "big")
+        else:
+            return None
+        if start + size > len(data):
+            return None
+        return data[start : start + size].decode()
+    except (IndexError, UnicodeDecodeError):
+        return None
+
+
 def encode_value(value: object) -> bytes:
     """Encode a reply: a message, an ``ActorRef`` or msgpack-native data."""
     spec = _BY_CLASS.get(type(value))
