@@ -317,6 +317,15 @@ class Slow(Actor):
         return msg.n
 
 
+async def busy_then_pings(ref: ActorRef, numbers: range) -> None:
+    """Keep ``ref`` (a ``Slow``) busy for a second, then tell it ``Ping(n)`` for each
+    of ``numbers`` while it is."""
+    ref.tell(Sleep(1.0))
+    await trio.testing.wait_all_tasks_blocked()
+    for i in numbers:
+        ref.tell(Ping(i))
+
+
 @pytest.mark.parametrize(
     ("overflow", "kept"),
     [(Overflow.DROP_NEW, [0, 1, 2]), (Overflow.DROP_OLDEST, [2, 3, 4])],
@@ -331,10 +340,7 @@ async def test_overflow_policies_drop_to_dead_letters(autojump_clock, overflow, 
 
     async with ActorSystem() as system:
         ref = system.spawn(Recorder, overflow=overflow)
-        ref.tell(Sleep(1.0))
-        await trio.testing.wait_all_tasks_blocked()
-        for i in range(5):
-            ref.tell(Ping(i))
+        await busy_then_pings(ref, range(5))
         await trio.sleep(2.0)
         assert handled == kept
         assert system.dead_letters.by_reason["mailbox full"] == 2
@@ -361,19 +367,13 @@ async def test_control_messages_pass_a_full_mailbox_in_order(autojump_clock, ove
 
     async with ActorSystem() as system:
         ref = system.spawn(Pool, overflow=overflow)
-        ref.tell(Sleep(1.0))
-        await trio.testing.wait_all_tasks_blocked()
-        for i in range(3):
-            ref.tell(Ping(i))
+        await busy_then_pings(ref, range(3))
         for n in (1, 2):  # the mailbox is full: these pass its bound
             ref.tell(Later(n))
         await trio.sleep(2.0)
         assert handled == [0, 1, 2, -1, -2]
         assert system.dead_letters.by_reason.get("mailbox full", 0) == 0
-        ref.tell(Sleep(1.0))  # and the bound still holds for the rest
-        await trio.testing.wait_all_tasks_blocked()
-        for i in range(3, 6):
-            ref.tell(Ping(i))
+        await busy_then_pings(ref, range(3, 6))  # and the bound still holds for the rest
         if overflow == Overflow.FAIL:
             with pytest.raises(MailboxFull):
                 ref.tell(Ping(6))
@@ -385,10 +385,7 @@ async def test_control_messages_pass_a_full_mailbox_in_order(autojump_clock, ove
 async def test_overflow_fail_raises_at_the_sender(autojump_clock) -> None:
     async with ActorSystem() as system:
         ref = system.spawn(Slow, overflow=Overflow.FAIL)
-        ref.tell(Sleep(1.0))
-        await trio.testing.wait_all_tasks_blocked()
-        for i in range(3):
-            ref.tell(Ping(i))
+        await busy_then_pings(ref, range(3))
         with pytest.raises(MailboxFull):
             ref.tell(Ping(3))
 
