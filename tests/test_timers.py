@@ -161,3 +161,45 @@ async def test_non_positive_single_delay_fires_at_once(autojump_clock, delay) ->
         ref.tell(Start("k", delay))
         await trio.sleep(1.0)
         assert [round(t - t0, 6) for _, t in log] == [0.0]
+
+
+async def test_system_sleep_wakes_each_sleeper_at_its_deadline_in_order(autojump_clock) -> None:
+    woke: list[tuple[str, float]] = []
+    async with ActorSystem() as system:
+
+        async def sleeper(name: str, seconds: float) -> None:
+            await system.sleep(seconds)
+            woke.append((name, trio.current_time()))
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for name, seconds in (("c", 3.0), ("a", 1.0), ("b", 2.0), ("a2", 1.5)):
+                nursery.start_soon(sleeper, name, seconds)
+        assert [(n, t - start) for n, t in woke] == [("a", 1.0), ("a2", 1.5), ("b", 2.0),
+                                                      ("c", 3.0)]  # fmt: skip
+
+
+async def test_system_sleep_is_cancellable_and_a_checkpoint(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        start = trio.current_time()
+        with trio.move_on_after(1.5) as scope:
+            await system.sleep(10.0)
+        assert scope.cancelled_caught and trio.current_time() - start == 1.5
+        # The cancelled sleep leaves nothing that wakes anyone later.
+        await system.sleep(20.0)
+        assert trio.current_time() - start == 21.5
+        with trio.CancelScope() as cancelled:
+            cancelled.cancel()
+            await system.sleep(0)  # a checkpoint even when not sleeping at all
+        assert cancelled.cancelled_caught
+        with pytest.raises(ValueError, match="non-negative"):
+            await system.sleep(-1)
+
+
+async def test_a_thousand_cancelled_sleeps_are_dropped_from_the_heap(autojump_clock) -> None:
+    async with ActorSystem() as system:
+        for _ in range(3000):
+            with trio.move_on_after(0.001):
+                await system.sleep(3600.0)
+        # Dead entries are compacted once they outnumber the live ones (discard).
+        assert len(system._timer_service._heap) < 3000

@@ -312,6 +312,15 @@ class ActorSystem:
             raise ActorError(f"{ref} is not a local actor")
         await cell.stop_and_wait("stopped")
 
+    async def sleep(self, seconds: float) -> None:
+        """``trio.sleep(seconds)`` on the system's timer task: the same contract (a
+        checkpoint, cancellable, on trio's clock, so MockClock's autojump reaches it),
+        cheaper when thousands of tasks sleep for seconds at a time (see
+        ``TimerService.sleep_until``). Only while the system runs."""
+        if seconds < 0:
+            raise ValueError(f"sleep length must be non-negative, not {seconds}")
+        await self._timer_service.sleep_until(trio.current_time() + seconds)
+
     def unique(self) -> str:
         """A string never returned before by this system or any other: its incarnation
         and a counter. Deterministic under simulation (the incarnation is seeded)."""

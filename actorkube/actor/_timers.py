@@ -55,6 +55,27 @@ class Timer:
             service.schedule(self)
 
 
+class _Sleeper:
+    """A task sleeping on the service (``TimerService.sleep_until``)."""
+
+    __slots__ = ("deadline", "live", "service", "task")
+
+    def __init__(self, service: TimerService, task: Any, deadline: float) -> None:
+        self.service = service
+        self.task = task
+        self.deadline = deadline
+        self.live = True
+
+    def fire(self, service: TimerService, now: float) -> None:
+        self.live = False
+        trio.lowlevel.reschedule(self.task)
+
+    def abort(self, _: Any) -> trio.lowlevel.Abort:
+        self.live = False  # its heap entry is dropped when it comes due
+        self.service.discard()
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 # The ``queue`` of an ask that went to the heap (see ``TimerService.schedule_ask``).
 IN_HEAP: Any = object()
 
@@ -97,6 +118,20 @@ class TimerService:
             self._wake_at = deadline
             if self._sleep is not None:
                 self._sleep.deadline = deadline
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Sleep until trio's clock reaches ``deadline`` (a checkpoint, cancellable):
+        what ``trio.sleep_until`` does, without a cancel scope per sleep, nor a
+        ``Cancelled`` raised through the sleeper to wake it. Thousands of tasks that
+        sleep for seconds (each node's Lease and status loops) each made some ten
+        objects per sleep that outlived the young collections, and an exception at
+        every wake-up."""
+        if deadline <= trio.current_time():
+            await trio.lowlevel.checkpoint()
+            return
+        sleeper = _Sleeper(self, trio.lowlevel.current_task(), deadline)
+        self.schedule(sleeper)
+        await trio.lowlevel.wait_task_rescheduled(sleeper.abort)
 
     def schedule_ask(self, slot: Any, timeout: float) -> None:
         """Fire ``slot`` (a ``LocalReply``: ``deadline`` = now + ``timeout``, ``live``,
