@@ -23,9 +23,7 @@ Rules of this file:
   is settled already) is not served when its turn comes; ``abandoned`` counts them.
   kube-apiserver does the same (a request whose client has gone is not run, and API
   Priority and Fairness drops one that waited in its queue too long). Serving it would
-  spend the server on an answer nobody reads, while its client retries: after a pause
-  (a full garbage collection of a large heap), thousands of kubelets' Lease renewals
-  would otherwise be served twice, the second wave waiting behind the first.
+  spend the server on an answer nobody reads while its client sends it again.
 """
 
 from __future__ import annotations
