@@ -53,20 +53,34 @@ class _Policy:
         self.grown_since: float | None = None  # when the frozen set passed the bound
         self.grown_size = 0  # and how large it was then (or when it last grew much)
         self.baseline = 0  # frozen objects right after the last complete scan; 0: none yet
+        self.frozen = 0  # the frozen set's size, or more (see __call__)
         self.freezes = 0
         self.full_scans = 0
+        self.counts = 0  # exact counts of the frozen set (each a walk over it)
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase != "stop" or info["generation"] != 2:
             return
-        gc.freeze()
-        frozen = gc.get_freeze_count()
         if not self.baseline:
             # This collection scanned the whole heap: what it kept is the baseline.
-            self.baseline = max(frozen, 1)
+            gc.freeze()
+            self.frozen = self.baseline = max(gc.get_freeze_count(), 1)
             self.full_scans += 1
             return
+        # A full collection merged the younger generations into the oldest: what
+        # survived it is generation 2, all of it about to be frozen.
+        survivors = len(gc.get_objects(2))
+        gc.freeze()
         self.freezes += 1
+        # An upper bound: frozen objects freed by reference counting since are not
+        # subtracted. Counting exactly walks the whole frozen set (millions of objects,
+        # tens of ms), so it is done only when the bound says the set may have grown
+        # past the limit.
+        self.frozen += survivors
+        if self.frozen > self.regrow * self.baseline:
+            self.frozen = gc.get_freeze_count()
+            self.counts += 1
+        frozen = self.frozen
         if frozen <= self.regrow * self.baseline:
             self.grown_since = None
             return
@@ -109,7 +123,7 @@ def long_lived_heap_gc(
 ) -> Iterator[_Policy]:
     """Apply the policy (see the module) inside the block; leaving it removes the
     callback, restores the collector's thresholds and unfreezes every object. Yields the
-    policy (``freezes``, ``full_scans`` count what it did)."""
+    policy (``freezes``, ``full_scans`` and ``counts`` count what it did)."""
     if regrow <= 1:
         raise ValueError(f"regrow must be more than 1, not {regrow}")
     thresholds = gc.get_threshold()

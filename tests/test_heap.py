@@ -110,3 +110,19 @@ def test_without_the_policy_a_cycle_goes_at_once():
 def test_regrow_must_exceed_one():
     with pytest.raises(ValueError, match="regrow"), long_lived_heap_gc(regrow=1):
         pass
+
+
+def test_the_frozen_set_is_counted_only_when_it_may_have_passed_the_bound():
+    # Counting the frozen set walks all of it (millions of objects in a large cluster):
+    # a full collection that froze little does not count it.
+    with long_lived_heap_gc(regrow=1.5, settle=3600) as policy:
+        gc.collect()
+        keep = [[] for _ in range(gc.get_freeze_count() // 10)]
+        gc.collect()
+        gc.collect()
+        assert policy.freezes == 2 and policy.counts == 0
+        assert policy.grown_since is None
+        keep.append([[] for _ in range(gc.get_freeze_count())])
+        gc.collect()  # now past the bound: counted, and the growth seen
+        assert policy.counts == 1 and policy.grown_since is not None
+        del keep

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
-from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+from trio.lowlevel import Abort, current_task
 
 from ._actor import Actor, Overflow
 from ._codec import decode_message, decode_value, encode_value, message_tag, wire_tag
@@ -42,6 +42,7 @@ from ._errors import (
     Undeliverable,
 )
 from ._messages import Terminated
+from ._park import park, trap, wake
 from ._ref import ActorRef, Address
 from ._supervision import Restart, RestartHistory, Strategy
 from ._timers import Timer, Timers
@@ -181,7 +182,8 @@ class LocalReply(Reply):
         task = self._task
         if task is not None:
             self._task = None
-            reschedule(task)
+            if task.custom_sleep_data is self:
+                wake(task)
 
     def _error(self, exc: ActorError) -> None:
         self._exc = exc
@@ -191,25 +193,37 @@ class LocalReply(Reply):
         task = self._task
         if task is not None:
             self._task = None
-            reschedule(task)
-
-    def _abort(self, _: Any) -> Abort:
-        self._task = None
-        return Abort.SUCCEEDED
+            if task.custom_sleep_data is self:
+                wake(task)
 
     def wait(self) -> Awaitable[None]:
         """Wait until completed (a checkpoint even if it already is): ``await
-        reply.wait()``, at once. Not a coroutine function: it returns trio's own
-        awaitable, which saves a coroutine per ask."""
+        reply.wait()``, at once. Not a coroutine function: it returns a generator-based
+        awaitable (``_park.park``), which saves a coroutine per ask.
+
+        The waiting task's ``custom_sleep_data`` (trio's slot for custom sleeps, cleared
+        whenever the task is rescheduled) names this reply while it waits: so every ask
+        shares one abort function and one run-loop message, and a reply that comes
+        after the wait was cancelled does not wake the task."""
         if self._done:
             return trio.lowlevel.checkpoint()
-        self._task = current_task()
-        return wait_task_rescheduled(self._abort)
+        task = self._task = current_task()
+        task.custom_sleep_data = self
+        return park(_ASK_TRAP)
 
     def result(self, resolve: Callable[[str, str], ActorRef]) -> Any:
         if self._exc is not None:
             raise self._exc
         return decode_value(self._data, resolve)
+
+
+def _abort_ask(_: Any) -> Abort:
+    # Trio reschedules the task with Cancelled, which clears its custom_sleep_data: a
+    # reply that comes later sees that and leaves the task alone (LocalReply._wake).
+    return Abort.SUCCEEDED
+
+
+_ASK_TRAP = trap(_abort_ask)
 
 
 # --- the cell --------------------------------------------------------------------------
@@ -449,7 +463,7 @@ class Cell(Supervisor):
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            reschedule(waiter)
+            wake(waiter)
 
     def enqueue_outside_bound(self, data: bytes) -> None:
         """Deliver a message of the runtime's own (``Terminated``: at most one per watch,
@@ -463,7 +477,7 @@ class Cell(Supervisor):
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            reschedule(waiter)
+            wake(waiter)
 
     def enqueue_timer(self, timer: Timer) -> None:
         if self.state is STOPPED:
@@ -473,7 +487,7 @@ class Cell(Supervisor):
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            reschedule(waiter)
+            wake(waiter)
 
     async def wait_for_room(self) -> None:
         """Wait while the mailbox is full (backpressure for ``send`` and ``ask``)."""
@@ -599,9 +613,10 @@ class Cell(Supervisor):
         resolve = self.system._resolve
         dead_letter = self.system._dead_letter
         has_idle = cls._has_idle
-        # This task and the abort callback, fetched once rather than per wait.
+        # This task and the run loop's message for its idle wait, made once rather than
+        # per wait.
         me = current_task()
-        abort_wait = self._abort_wait
+        idle_trap = trap(self._abort_wait)
         busy = False  # handled something since the last idle()
         while self.directive is None:
             if not mailbox:
@@ -611,7 +626,7 @@ class Cell(Supervisor):
                         break
                     continue
                 self.waiter = me
-                await wait_task_rescheduled(abort_wait)
+                await park(idle_trap)
                 continue
             busy = True
             budget = BATCH

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._codec import encode_message
+from ._park import park, trap, wake
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -68,7 +69,7 @@ class _Sleeper:
 
     def fire(self, service: TimerService, now: float) -> None:
         self.live = False
-        trio.lowlevel.reschedule(self.task)
+        wake(self.task)
 
     def abort(self, _: Any) -> trio.lowlevel.Abort:
         self.live = False  # its heap entry is dropped when it comes due
@@ -131,7 +132,7 @@ class TimerService:
             return
         sleeper = _Sleeper(self, trio.lowlevel.current_task(), deadline)
         self.schedule(sleeper)
-        await trio.lowlevel.wait_task_rescheduled(sleeper.abort)
+        await park(trap(sleeper.abort))
 
     def schedule_ask(self, slot: Any, timeout: float) -> None:
         """Fire ``slot`` (a ``LocalReply``: ``deadline`` = now + ``timeout``, ``live``,
