@@ -1197,3 +1197,67 @@ async def check_rules(runtime: SimRuntime, seen: dict[str, list[EventType]]) -> 
             assert c.finished_at >= max(c.started_at, c.created_at)
             assert c.reason in ("Completed", "Error", "OOMKilled", "StartError")
             assert (c.reason == "Completed") == (c.exit_code == 0)
+
+
+_LABEL_KEYS = ("pod", "node", "app")
+_labels = st.dictionaries(st.sampled_from(_LABEL_KEYS), st.sampled_from("abc"), max_size=3)
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("sandbox"), _labels),
+        st.tuples(st.just("container"), st.integers(0, 20), _labels),
+        st.tuples(st.just("remove sandbox"), st.integers(0, 20)),
+        st.tuples(st.just("remove container"), st.integers(0, 40)),
+    ),
+    max_size=40,
+)
+
+
+@given(ops=_ops, selectors=st.lists(st.one_of(st.none(), _labels), min_size=1, max_size=5))
+def test_listings_by_label_find_exactly_what_matches_in_creation_order(ops, selectors):
+    # The runtime indexes labels; whatever was created and removed, a listing is what a
+    # scan of everything would find, in the order the items were made.
+    async def main() -> None:
+        runtime = SimRuntime("10.244.0.0/24", wall_clock=wall)
+        await runtime.pull_image("nginx:1.25")
+        sandboxes: list[tuple[str, dict]] = []  # (id, labels), creation order
+        containers: list[tuple[str, str, dict]] = []  # (id, sandbox id, labels)
+        for n, op in enumerate(ops):
+            if op[0] == "sandbox":
+                sid = await runtime.run_pod_sandbox(pod(f"p{n}", labels=op[1] or {"x": "y"}))
+                sandboxes.append((sid, op[1] or {"x": "y"}))
+            elif op[0] == "container" and sandboxes:
+                sid, _ = sandboxes[op[1] % len(sandboxes)]
+                labels = op[2] or {"x": "y"}
+                cid = await runtime.create_container(sid, ctr(f"c{n}", labels=labels), pod())
+                containers.append((cid, sid, labels))
+            elif op[0] == "remove sandbox" and sandboxes:
+                sid, _ = sandboxes.pop(op[1] % len(sandboxes))
+                await runtime.remove_pod_sandbox(sid)
+                containers[:] = [c for c in containers if c[1] != sid]
+            elif op[0] == "remove container" and containers:
+                cid, _, _ = containers.pop(op[1] % len(containers))
+                await runtime.remove_container(cid)
+        for selector in selectors:
+            def wanted(labels: dict, selector=selector) -> bool:
+                return selector is None or all(labels.get(k) == v for k, v in selector.items())
+
+            got = [s.id for s in await runtime.list_pod_sandboxes(selector)]
+            assert got == [sid for sid, labels in sandboxes if wanted(labels)]
+            got = [c.id for c in await runtime.list_containers(selector)]
+            assert got == [cid for cid, _, labels in containers if wanted(labels)]
+
+    trio.run(main)
+
+
+async def test_labels_must_map_strings_to_strings(nursery):
+    runtime = await started(nursery)
+    with pytest.raises(TypeError, match=re.escape("config.labels must map strings")):
+        await runtime.run_pod_sandbox(pod("y", labels={"app": 3}))
+    sandbox_id = await runtime.run_pod_sandbox(pod("z"))
+    with pytest.raises(TypeError, match=re.escape("config.labels must map strings")):
+        await runtime.create_container(sandbox_id, ctr("x", labels={"app": ["a"]}), pod("z"))
+    # Nothing was half made: the name is free, the listing empty of the failures.
+    assert [s.id for s in await runtime.list_pod_sandboxes()] == [sandbox_id]
+    assert await runtime.list_containers() == []
+    # A selector with a value no label can have matches nothing.
+    assert await runtime.list_pod_sandboxes({"io.kubernetes.pod.name": ["z"]}) == []

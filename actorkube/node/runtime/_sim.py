@@ -46,7 +46,7 @@ import hashlib
 import heapq
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import trio
 
@@ -148,6 +148,47 @@ def _matches(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> b
     return selector is None or all(labels.get(k) == v for k, v in selector.items())
 
 
+class _ByLabel:
+    """The ids of the sandboxes (or containers) that carry each label pair, in creation
+    order. The kubelet lists one pod's sandboxes and containers at every sync of it: a
+    listing with a selector reads the smallest set among its pairs, not everything on
+    the node (30 pods a node made every sync cost as much as the sync itself)."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, object], dict[str, None]] = {}
+
+    def add(self, id: str, labels: Mapping[str, str]) -> None:
+        for pair in labels.items():
+            self._ids.setdefault(pair, {})[id] = None
+
+    def remove(self, id: str, labels: Mapping[str, str]) -> None:
+        for pair in labels.items():
+            ids = self._ids.get(pair)
+            if ids is not None:
+                ids.pop(id, None)
+                if not ids:
+                    del self._ids[pair]
+
+    def candidates(self, selector: Mapping[str, str] | None) -> Iterable[str] | None:
+        """Ids that may match ``selector`` (a superset, in creation order); None: no
+        selector, or an empty one (everything matches)."""
+        if not selector:
+            return None
+        best: dict[str, None] | None = None
+        for pair in selector.items():
+            try:
+                ids = self._ids.get(pair)
+            except TypeError:  # an unhashable value: nothing's label equals it
+                return ()
+            if ids is None:
+                return ()
+            if best is None or len(ids) < len(best):
+                best = ids
+        return best
+
+
 def _check_selector(labels: object) -> None:
     if labels is not None and not isinstance(labels, Mapping):
         raise TypeError(f"labels must be a mapping or None, not {type(labels).__name__}")
@@ -197,6 +238,10 @@ class SimRuntime:
         self._log_limit = log_limit
         self._sandboxes: dict[str, _Sandbox] = {}
         self._containers: dict[str, _Container] = {}
+        self._sandbox_labels = _ByLabel()
+        self._container_labels = _ByLabel()
+        # (uid, attempt, name, namespace) -> the sandbox that holds the name.
+        self._reserved: dict[tuple[str, int, str, str], str] = {}
         self._images: dict[str, Image] = {}  # by name and by id
         self._timers: list[tuple[float, int, int, _Container]] = []
         self._timer_seq = 0
@@ -278,14 +323,13 @@ class SimRuntime:
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
         self._check_open()
         _check_config(config, PodSandboxConfig, _SANDBOX_FIELDS, "config")
-        for other in self._sandboxes.values():
-            c = other.config
-            if c.uid == config.uid and c.attempt == config.attempt and c.name == config.name \
-                    and c.namespace == config.namespace:  # fmt: skip
-                raise RuntimeFailure(
-                    f"the sandbox name {config.namespace}/{config.name} (uid {config.uid}, "
-                    f"attempt {config.attempt}) is reserved for sandbox {other.id}"
-                )
+        name = (config.uid, config.attempt, config.name, config.namespace)
+        holder = self._reserved.get(name)
+        if holder is not None:
+            raise RuntimeFailure(
+                f"the sandbox name {config.namespace}/{config.name} (uid {config.uid}, "
+                f"attempt {config.attempt}) is reserved for sandbox {holder}"
+            )
         try:
             ip = self._ips.allocate()
         except PodIPsExhausted as error:
@@ -295,6 +339,8 @@ class SimRuntime:
             ) from None
         sandbox = _Sandbox(self._new_id(), config, self._wall(), ip)
         self._sandboxes[sandbox.id] = sandbox
+        self._sandbox_labels.add(sandbox.id, config.labels)
+        self._reserved[name] = sandbox.id
         return sandbox.id
 
     async def stop_pod_sandbox(self, sandbox_id: str) -> None:
@@ -312,6 +358,9 @@ class SimRuntime:
         for container in list(sandbox.containers.values()):
             self._remove(container)
         del self._sandboxes[sandbox_id]
+        config = sandbox.config
+        self._sandbox_labels.remove(sandbox_id, config.labels)
+        del self._reserved[(config.uid, config.attempt, config.name, config.namespace)]
 
     async def pod_sandbox_status(self, sandbox_id: str) -> SandboxStatus:
         self._check_open()
@@ -322,11 +371,9 @@ class SimRuntime:
     ) -> list[SandboxStatus]:
         self._check_open()
         _check_selector(labels)
-        return [
-            self._sandbox_status(s)
-            for s in self._sandboxes.values()
-            if _matches(s.config.labels, labels)
-        ]
+        ids = self._sandbox_labels.candidates(labels)
+        found = self._sandboxes.values() if ids is None else map(self._sandboxes.__getitem__, ids)
+        return [self._sandbox_status(s) for s in found if _matches(s.config.labels, labels)]
 
     def _stop_sandbox(self, sandbox: _Sandbox) -> None:
         if sandbox.state is SandboxState.NOTREADY:
@@ -382,6 +429,7 @@ class SimRuntime:
         container = _Container(self._new_id(), owner, config, profile, image.id, self._wall())
         self._containers[container.id] = container
         owner.containers[container.id] = container
+        self._container_labels.add(container.id, config.labels)
         self._emit(container, EventType.CREATED, container.created_at)
         return container.id
 
@@ -449,6 +497,8 @@ class SimRuntime:
         if sandbox_id:
             owner = self._sandboxes.get(sandbox_id)
             candidates = owner.containers.values() if owner is not None else ()
+        elif (ids := self._container_labels.candidates(labels)) is not None:
+            candidates = map(self._containers.__getitem__, ids)
         else:
             candidates = self._containers.values()
         return [self._status(c) for c in candidates if _matches(c.config.labels, labels)]
@@ -539,6 +589,7 @@ class SimRuntime:
             self._exit(container, _SIGKILL_EXIT, "Error", at)
         del self._containers[container.id]
         del container.sandbox.containers[container.id]
+        self._container_labels.remove(container.id, container.config.labels)
         container.log = None
         self._emit(container, EventType.DELETED, at)
         self._notify(container)
@@ -755,6 +806,10 @@ def _check_config(config: object, kind: type, fields: dict[str, type], what: str
             continue  # the usual case, without the slower isinstance of an ABC
         if not isinstance(value, expected) or isinstance(value, bool):
             raise TypeError(f"{what}.{name} must be {expected.__name__}, not {value!r}")
+    # Labels are CRI's map<string, string>, and the runtime indexes them.
+    labels = config.labels
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise TypeError(f"{what}.labels must map strings to strings, not {labels!r}")
 
 
 def _check_offset(offset: object) -> None:
