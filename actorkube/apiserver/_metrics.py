@@ -86,11 +86,13 @@ class ApiMetrics:
             ["resource"],
             registry=self.registry,
         )
-        # Per request key: its count tally ``[count, written, child]`` (one per code) and
-        # its label set's latency tally ``[sum, bucket counts, (sum, counts) written,
-        # child]`` (shared by the codes). Children are never removed, so these stay theirs.
+        # Per request key: its count tally ``[count, written, child]`` (one per label set
+        # and code) and its label set's latency tally ``[sum, bucket counts, (sum, counts)
+        # written, child]`` (shared by the codes). Keys that differ only where the labels
+        # do not (delete and deletecollection are both DELETE) share their tallies.
+        # Children are never removed, so these stay theirs.
         self._tallies: dict[tuple, tuple[list, list]] = {}
-        self._counts: list[list] = []
+        self._counts: dict[tuple, list] = {}
         self._latencies: dict[tuple, list] = {}
 
     def observe(self, req: ApiRequest, code: int, seconds: float) -> None:
@@ -110,8 +112,10 @@ class ApiMetrics:
     def _tally(self, key: tuple, req: ApiRequest, scope: str, code: int) -> tuple[list, list]:
         labels = (_VERBS.get(req.verb, req.verb.upper()), "", req.group, req.version,
                   req.resource, req.subresource, scope, "apiserver")  # fmt: skip
-        count = [0, 0, self.requests.labels(*labels, str(code))]
-        self._counts.append(count)
+        count = self._counts.get((labels, code))
+        if count is None:
+            count = [0, 0, self.requests.labels(*labels, str(code))]
+            self._counts[(labels, code)] = count
         latency = self._latencies.get(labels)
         if latency is None:
             latency = [0.0, [0] * len(_BOUNDS), None, self.latency.labels(*labels)]
@@ -121,7 +125,7 @@ class ApiMetrics:
 
     def flush(self) -> None:
         """Write the tallies changed since the last flush into their children."""
-        for count in self._counts:
+        for count in self._counts.values():
             if count[0] != count[1]:
                 count[2]._value.set(float(count[0]))
                 count[1] = count[0]
