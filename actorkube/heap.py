@@ -25,9 +25,14 @@ collected: in that 1,000-node run, middle collections would have found ~140 obje
 second of such cycles, full ones none. So the policy looks at the frozen set every
 ``settle`` seconds (at the first collection after), and when it has grown to
 ``regrow`` times its size after the last complete scan, and stayed so, and the heap
-was quiet over the period (fewer than ``QUIET_RATE`` objects a second frozen), it
-unfreezes everything; the collector then counts as usual again, and its next full
-collection scans (and cleans) the whole heap once. Such a scan stops the process for
+was quiet over the period (fewer than ``QUIET_RATE`` objects a second frozen), the
+whole heap is scanned (and cleaned) once: a thread the policy keeps for it unfreezes
+everything and collects at once. (A collection cannot be started from a collection's
+callback, and left to the collector the full collection after an unfreeze would come
+only after some 800,000 new objects, later still for CPython's rule that a full
+collection waits until a quarter of the heap is new: a quiet heap would wait for its
+next busy moment, the worst time for the pause.) Entering the block makes the first
+such scan, the first baseline. Such a scan stops the process for
 a time proportional to the heap (6 s for 4.6 million objects in a 5,000-node density
 run, which it freed none of), so it waits for a quiet heap: not while a large response
 is being built and dropped, nor while a cluster fills up or churns. Quiet is judged by
@@ -46,6 +51,7 @@ install it; a library user decides for their own process.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,28 +77,31 @@ class _Policy:
         self.freeze_after = freeze_after
         self.busy_rescan = busy_rescan
         self.clock = clock
-        self.baseline = 0  # frozen objects right after the last complete scan; 0: none yet
+        self.baseline = 0  # frozen objects right after the last complete scan
         self.frozen = 0  # the frozen set's size, or more (see _check)
         self.added = 0  # objects frozen since the last check
         self.grown = False  # past regrow * baseline at the last check
         self.checked = 0.0  # when the last check (or complete scan) was
         self.scanned = 0.0  # when the last complete scan was
+        # A complete scan is asked for (nothing is frozen until it is done); ``unfrozen``
+        # once the heap is unfrozen for it, so that the next full collection is it.
+        self.scanning = False
+        self.unfrozen = False
+        self.idle = threading.Event()  # set while no complete scan is asked for
         self.freezes = 0
         self.full_scans = 0
         self.counts = 0  # exact counts of the frozen set (each a walk over it)
+        self._wake = threading.Event()
+        self._closing = False
+        self._scanner: threading.Thread | None = None
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase != "stop":
             return
         generation = info["generation"]
-        if not self.baseline:
-            if generation == 2:
-                # This collection scanned the whole heap: what it kept is the baseline.
-                gc.freeze()
-                self.frozen = self.baseline = max(gc.get_freeze_count(), 1)
-                self.full_scans += 1
-                self.checked = self.scanned = self.clock()
-                self.added, self.grown = 0, False
+        if self.scanning:
+            if generation == 2 and self.unfrozen:
+                self._take_baseline()
             return
         if generation < self.freeze_after:
             return
@@ -106,6 +115,16 @@ class _Policy:
         if now - self.checked >= self.settle:
             self._check(now)
 
+    def _take_baseline(self) -> None:
+        # This collection scanned the whole heap: what it kept is the baseline.
+        gc.freeze()
+        self.frozen = self.baseline = max(gc.get_freeze_count(), 1)
+        self.full_scans += 1
+        self.checked = self.scanned = self.clock()
+        self.added, self.grown = 0, False
+        self.scanning = self.unfrozen = False
+        self.idle.set()
+
     def _check(self, now: float) -> None:
         quiet = self.added <= QUIET_RATE * max(now - self.checked, 1.0)
         self.checked, self.added = now, 0
@@ -117,10 +136,51 @@ class _Policy:
             self.counts += 1
         grown = self.frozen > self.regrow * self.baseline
         if grown and self.grown and (quiet or now - self.scanned >= self.busy_rescan):
-            gc.unfreeze()  # the collector counts again; its next full collection scans all
-            self.baseline = 0
+            self._ask_scan()
             grown = False
         self.grown = grown
+
+    def _ask_scan(self) -> None:
+        """Have the whole heap scanned now, by the scanner thread: a collection can not
+        be started from inside another's callback, and left to the collector the full
+        collection would come only after some 800,000 net allocations (a quiet heap
+        makes them slowly, if ever), and later still for CPython's rule that a full
+        collection waits until a quarter of the heap is new."""
+        self.scanning, self.unfrozen = True, False
+        self.idle.clear()
+        self._wake.set()
+
+    def scan_now(self) -> None:
+        """A complete scan, in the calling thread: unfreeze everything and collect;
+        the collection's callback takes the new baseline."""
+        self.scanning, self.unfrozen = True, False
+        self.idle.clear()
+        gc.unfreeze()
+        self.unfrozen = True
+        gc.collect()
+
+    def start(self) -> None:
+        self._scanner = threading.Thread(
+            target=self._scan_when_asked, name="actorkube-heap-rescan", daemon=True
+        )
+        self._scanner.start()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._scanner is not None:
+            self._scanner.join()
+
+    def _scan_when_asked(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                return
+            if self.scanning:
+                gc.unfreeze()
+                self.unfrozen = True
+                gc.collect()
 
 
 @contextmanager
@@ -147,21 +207,32 @@ def long_lived_heap_gc(
     full_every: int = 100,
     freeze_after: int = 0,
     busy_rescan: float = 3600.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[_Policy]:
-    """Apply the policy (see the module) inside the block; leaving it removes the
-    callback, restores the collector's thresholds and unfreezes every object. Yields the
-    policy (``freezes``, ``full_scans`` and ``counts`` count what it did)."""
+    """Apply the policy (see the module) inside the block: entering it scans the whole
+    heap once (the first baseline) and starts the thread that runs later complete
+    scans; leaving it stops that thread, removes the callback, restores the
+    collector's thresholds and unfreezes every object. The block owns the frozen
+    generation (what was frozen before is unfrozen on entry) and may not be nested.
+    Yields the policy (``freezes``, ``full_scans`` and ``counts`` count what it did;
+    ``idle`` is set while no complete scan is pending). ``clock``: seconds, for the
+    ``settle`` and ``busy_rescan`` periods (a test's own)."""
     if regrow <= 1:
         raise ValueError(f"regrow must be more than 1, not {regrow}")
     if freeze_after not in (0, 1, 2):
         raise ValueError(f"freeze_after must be a generation (0, 1 or 2), not {freeze_after}")
+    if any(isinstance(callback, _Policy) for callback in gc.callbacks):
+        raise RuntimeError("long_lived_heap_gc is already active in this process")
     thresholds = gc.get_threshold()
-    policy = _Policy(regrow, settle, freeze_after, busy_rescan)
+    policy = _Policy(regrow, settle, freeze_after, busy_rescan, clock)
     gc.callbacks.append(policy)
     gc.set_threshold(thresholds[0], thresholds[1], full_every)
     try:
+        policy.scan_now()
+        policy.start()
         yield policy
     finally:
+        policy.close()
         gc.set_threshold(*thresholds)
         gc.callbacks.remove(policy)
         gc.unfreeze()
