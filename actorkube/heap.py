@@ -24,8 +24,10 @@ what freezing costs is that a *cycle* that becomes garbage after it was frozen i
 collected: in that 1,000-node run, middle collections would have found ~140 objects a
 second of such cycles, full ones none. So the policy looks at the frozen set every
 ``settle`` seconds (at the first collection after), and when it has grown to
-``regrow`` times its size after the last complete scan, and stayed so, and the heap
-was quiet over the period (fewer than ``QUIET_RATE`` objects a second frozen), the
+``regrow`` times its size after the last complete scan (as far as an upper bound says:
+counting it exactly is a walk over millions of objects, done only in a quiet heap),
+and stayed so, and the heap was quiet over the period (fewer than ``QUIET_RATE``
+objects a second frozen), the
 whole heap is scanned (and cleaned) once: a thread the policy keeps for it unfreezes
 everything and collects at once. (A collection cannot be started from a collection's
 callback, and left to the collector the full collection after an unfreeze would come
@@ -129,12 +131,15 @@ class _Policy:
         quiet = self.added <= QUIET_RATE * max(now - self.checked, 1.0)
         self.checked, self.added = now, 0
         # ``frozen`` is an upper bound: frozen objects freed by reference counting are
-        # not subtracted. Counting exactly walks the whole frozen set (millions of
-        # objects, tens of ms), so only when the bound says it may be past the limit.
-        if self.frozen > self.regrow * self.baseline:
+        # not subtracted. Counting exactly walks the whole frozen set, a pause of its own
+        # (1 s at 4 million objects in a 5,000-node cluster: the walk misses the cache at
+        # every object), so it is done only in a quiet heap, and only when the bound
+        # says the set may be past the limit; a busy heap goes by the bound.
+        limit = self.regrow * self.baseline
+        if quiet and self.frozen > limit:
             self.frozen = gc.get_freeze_count()
             self.counts += 1
-        grown = self.frozen > self.regrow * self.baseline
+        grown = self.frozen > limit
         if grown and self.grown and (quiet or now - self.scanned >= self.busy_rescan):
             self._ask_scan()
             grown = False
@@ -146,18 +151,28 @@ class _Policy:
         collection would come only after some 800,000 net allocations (a quiet heap
         makes them slowly, if ever), and later still for CPython's rule that a full
         collection waits until a quarter of the heap is new."""
-        self.scanning, self.unfrozen = True, False
-        self.idle.clear()
+        self._mark_scanning()
         self._wake.set()
 
     def scan_now(self) -> None:
-        """A complete scan, in the calling thread: unfreeze everything and collect;
-        the collection's callback takes the new baseline."""
+        """A complete scan, in the calling thread; the collection's callback takes the
+        new baseline."""
+        self._mark_scanning()
+        self._scan()
+
+    def _mark_scanning(self) -> None:
         self.scanning, self.unfrozen = True, False
         self.idle.clear()
-        gc.unfreeze()
-        self.unfrozen = True
-        gc.collect()
+
+    def _scan(self) -> None:
+        while self.scanning and not self._closing:
+            gc.unfreeze()
+            self.unfrozen = True
+            gc.collect()
+            if self.scanning:
+                # Another thread's collection was running (``gc.collect`` does nothing
+                # then): try again in a moment.
+                self._wake.wait(0.01)
 
     def start(self) -> None:
         self._scanner = threading.Thread(
@@ -172,15 +187,10 @@ class _Policy:
             self._scanner.join()
 
     def _scan_when_asked(self) -> None:
-        while True:
+        while not self._closing:
             self._wake.wait()
             self._wake.clear()
-            if self._closing:
-                return
-            if self.scanning:
-                gc.unfreeze()
-                self.unfrozen = True
-                gc.collect()
+            self._scan()
 
 
 @contextmanager
