@@ -19,32 +19,31 @@ full collections' pauses went with them. ``freeze_after=2`` freezes only what a 
 collection kept, which come after ``full_every`` middle collections (CPython's default
 is 10): young and middle collections run as usual.
 
-Objects freed by reference counting leave the frozen set as usual (nearly all do);
-what freezing costs is that a *cycle* that becomes garbage after it was frozen is not
+Objects freed by reference counting leave the frozen set as usual (nearly all do); what
+freezing costs is that a *cycle* that becomes garbage after it was frozen is not
 collected: in that 1,000-node run, middle collections would have found ~140 objects a
 second of such cycles, full ones none. So the policy looks at the frozen set every
-``settle`` seconds (at the first collection after), and when it has grown to
-``regrow`` times its size after the last complete scan (as far as an upper bound says:
-counting it exactly is a walk over millions of objects, done only in a quiet heap),
-and stayed so, and the heap was quiet over the period (fewer than ``QUIET_RATE``
-objects a second frozen), the
-whole heap is scanned (and cleaned) once: a thread the policy keeps for it unfreezes
-everything and collects at once. (A collection cannot be started from a collection's
-callback, and left to the collector the full collection after an unfreeze would come
-only after some 800,000 new objects, later still for CPython's rule that a full
-collection waits until a quarter of the heap is new: a quiet heap would wait for its
-next busy moment, the worst time for the pause.) Entering the block makes the first
-such scan, the first baseline. Such a scan stops the process for
-a time proportional to the heap (6 s for 4.6 million objects in a 5,000-node density
-run, which it freed none of), so it waits for a quiet heap: not while a large response
-is being built and dropped, nor while a cluster fills up or churns. Quiet is judged by
-what is *added* to the frozen set, not by its net size: under churn (every Lease
-renewal's stored version frozen, then freed by reference counting when the next
-replaces it) the net size holds still while a million objects a minute are frozen,
-and a net judgement called that steady and paused a busy process for seconds. A
-process that is never quiet gets its complete scan anyway once ``busy_rescan`` seconds
-(an hour) have passed since the last, if it has grown: stray cycles are bounded by
-what one hour leaks, and a cluster filling up for minutes is not paused.
+``settle`` seconds (at the first collection after), and when it has grown to ``regrow``
+times its size after the last complete scan (as far as an upper bound says: counting it
+exactly is a walk over millions of objects, done only in a quiet heap), and stayed so,
+and the heap was quiet over the period (fewer than ``QUIET_RATE`` objects a second
+frozen), the whole heap is scanned (and cleaned) once: a thread the policy keeps for it
+unfreezes everything and collects at once. (A collection cannot be started from a
+collection's callback, and left to the collector the full collection after an unfreeze
+would come only after some 800,000 new objects, later still for CPython's rule that a
+full collection waits until a quarter of the heap is new: a quiet heap would wait for
+its next busy moment, the worst time for the pause.) Entering the block makes the first
+such scan, the first baseline. Such a scan stops the process for a time proportional to
+the heap (6 s for 4.6 million objects in a 5,000-node density run, which it freed none
+of), so it waits for a quiet heap: not while a large response is being built and
+dropped, nor while a cluster fills up or churns. Quiet is judged by what is *added* to
+the frozen set, not by its net size: under churn (every Lease renewal's stored version
+frozen, then freed by reference counting when the next replaces it) the net size holds
+still while over a million objects a minute are frozen, and a net judgement called that
+steady and paused a busy process for seconds. A process that is never quiet gets its
+complete scan anyway once ``busy_rescan`` seconds (an hour) have passed since the last,
+if it has grown: stray cycles are bounded by what one hour leaks, and a cluster filling
+up for minutes is not paused.
 
 It changes process-wide state, so it is opt-in: the benchmarks (and ``actorkube up``)
 install it; a library user decides for their own process.
@@ -146,11 +145,8 @@ class _Policy:
         self.grown = grown
 
     def _ask_scan(self) -> None:
-        """Have the whole heap scanned now, by the scanner thread: a collection can not
-        be started from inside another's callback, and left to the collector the full
-        collection would come only after some 800,000 net allocations (a quiet heap
-        makes them slowly, if ever), and later still for CPython's rule that a full
-        collection waits until a quarter of the heap is new."""
+        """Have the whole heap scanned now, by the scanner thread (not left to the
+        collector: see the module)."""
         self._mark_scanning()
         self._wake.set()
 
