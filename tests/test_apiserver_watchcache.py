@@ -5,6 +5,7 @@ watchers ended rather than skipped)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 
@@ -154,6 +155,41 @@ async def test_bookmarks_say_how_far_a_quiet_watch_is(autojump_clock):
             await plain.receive()
             raise AssertionError("a watch that did not ask for bookmarks got one")
         nursery.cancel_scope.cancel()
+
+
+def test_each_watcher_gets_its_bookmarks_an_interval_after_its_own_start():
+    # Told all at once, the thousands of kubelets' watches made a burst of work every
+    # interval; each watcher's turn now comes from its own start, as in Kubernetes.
+    cache = WatchCache(CONFIGMAPS)
+    cache.replace({}, 10)
+    early = cache.watch("0", lambda o: True, bookmarks=True)
+    cache.bookmarks_due(1, 3)  # early's first turn: tick 4
+    late = cache.watch("0", lambda o: True, bookmarks=True)
+    plain = cache.watch("0", lambda o: True)
+    cache.progress(11)
+    told: dict = {}
+
+    def look(tick: int) -> None:
+        cache.bookmarks_due(tick, 3)
+        for name, w in (("early", early), ("late", late), ("plain", plain)):
+            with contextlib.suppress(trio.WouldBlock):
+                event = w.receive_channel.receive_nowait()
+                told[name] = (tick, event["type"], event["object"]["metadata"]["resourceVersion"])
+
+    for tick in (2, 3):
+        look(tick)
+    assert told == {}
+    look(4)
+    assert told == {"early": (4, "BOOKMARK", "11")}
+    look(5)  # late's first turn: the tick after it started, plus the interval
+    assert told["late"] == (5, "BOOKMARK", "11")
+    cache.progress(12)
+    for tick in (6, 7):
+        look(tick)
+    assert told["early"] == (7, "BOOKMARK", "12") and told["late"][0] == 5
+    look(8)
+    assert told["late"] == (8, "BOOKMARK", "12")
+    assert "plain" not in told
 
 
 async def test_a_consistent_read_waits_for_the_cache_to_reach_etcds_revision(autojump_clock):
