@@ -397,6 +397,8 @@ class WatchCache:
         self.watchers.clear()
         self._plain.clear()
         self._indexed.clear()
+        self._bookmark_due.clear()
+        self._bookmark_new.clear()
 
 
 def filtered(event: dict, old: dict | None, keep: Filter) -> dict | None:
