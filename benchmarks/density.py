@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from actorkube.actor import ActorSystem
+from actorkube.actor import SERVER_TIMER_SLACK, ActorSystem
 from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiClient, Informer
@@ -99,7 +99,7 @@ async def run(nodes: int, pods_per_node: int, rate: float, creators: int) -> dic
     tokens = f"{TOKEN},admin,1,system:masters\n" + "".join(
         f"node-{i}-token,system:node:node-{i},n{i},system:nodes\n" for i in range(nodes)
     )
-    async with ActorSystem(name="density") as system:
+    async with ActorSystem(name="density", timer_slack=SERVER_TIMER_SLACK) as system:
         group = start_group(system, 3)
         api = await start_apiserver(system, group.client(name="apiserver", timeout=60),
                                     tokens=parse_token_file(tokens), seed=1)  # fmt: skip

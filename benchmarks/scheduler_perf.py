@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 import trio
 
-from actorkube.actor import ActorSystem
+from actorkube.actor import SERVER_TIMER_SLACK, ActorSystem
 from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._quantity import Quantity
 from actorkube.apiserver._start import start_apiserver
@@ -237,7 +237,7 @@ def _overcommitted(nodes: list[dict], pods: list[dict]) -> int:
 
 
 async def _run_workload(w: Workload, creators: int, seed: int) -> dict[str, Any]:
-    async with ActorSystem(name="bench") as system:
+    async with ActorSystem(name="bench", timer_slack=SERVER_TIMER_SLACK) as system:
         group = start_group(system, w.etcd_members)
         api = await start_apiserver(system, group.client(name="apiserver", timeout=60),
                                     tokens=parse_token_file(f"{TOKEN},admin,1,system:masters\n"),

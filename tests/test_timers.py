@@ -203,3 +203,51 @@ async def test_a_thousand_cancelled_sleeps_are_dropped_from_the_heap(autojump_cl
                 await system.sleep(3600.0)
         # Dead entries are compacted once they outnumber the live ones (discard).
         assert len(system._timer_service._heap) < 3000
+
+
+async def test_call_at_calls_in_deadline_then_call_order_and_cancel_stops_one(
+    autojump_clock, caplog
+) -> None:
+    calls: list[tuple[str, float]] = []
+    async with ActorSystem() as system:
+        start = trio.current_time()
+
+        def note(name: str):
+            return lambda: calls.append((name, trio.current_time() - start))
+
+        def broken() -> None:
+            raise RuntimeError("a bug in one caller")
+
+        system.call_later(2.0, note("b"))
+        system.call_at(start + 1.0, note("a"))
+        system.call_later(2.0, note("b2"))  # same deadline: after b, made before it
+        system.call_later(1.5, broken)
+        dropped = system.call_later(1.2, note("never"))
+        dropped.cancel()
+        dropped.cancel()  # twice is harmless
+        done = system.call_later(3.0, note("c"))
+        await trio.sleep(5.0)
+        done.cancel()  # after it ran: a no-op
+    assert calls == [("a", 1.0), ("b", 2.0), ("b2", 2.0), ("c", 3.0)]
+    # The failing call was logged; the timers after it ran all the same.
+    assert "a bug in one caller" in caplog.text
+
+
+async def test_timer_slack_serves_deadlines_close_together_in_one_wake_up(autojump_clock) -> None:
+    woke: list[tuple[str, float]] = []
+    async with ActorSystem(timer_slack=0.01) as system:
+        start = trio.current_time()
+
+        async def sleeper(name: str, seconds: float) -> None:
+            await system.sleep(seconds)
+            woke.append((name, round(trio.current_time() - start, 6)))
+
+        async with trio.open_nursery() as nursery:
+            for name, seconds in (("a", 1.0), ("b", 1.004), ("c", 1.012)):
+                nursery.start_soon(sleeper, name, seconds)
+        # a's deadline wakes the timer task 10 ms late, when b is due too; c comes
+        # after that, so its own wake-up is 10 ms after its deadline. Never early. (Tasks
+        # woken together run in an order trio chooses.)
+        assert dict(woke) == {"a": 1.01, "b": 1.01, "c": 1.022} and woke[-1][0] == "c"
+    with pytest.raises(ValueError, match="non-negative"):
+        ActorSystem(timer_slack=-0.001)

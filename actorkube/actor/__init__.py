@@ -42,4 +42,5 @@ from ._system import SystemStats as SystemStats
 from ._system import WallClock as WallClock
 from ._tcp import TcpTransport as TcpTransport
 from ._tcp import serve_tcp as serve_tcp
+from ._timers import SERVER_TIMER_SLACK as SERVER_TIMER_SLACK
 from ._timers import Timers as Timers

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -29,6 +31,13 @@ from ._park import park, trap, wake
 
 if TYPE_CHECKING:
     from ._cell import Cell
+
+log = logging.getLogger("actorkube.actor")
+
+# The timer slack of a process that runs a cluster (``actorkube up``, the benchmarks):
+# a 5,000-node cluster's Lease and status loops alone come due a thousand times a
+# second; a few milliseconds late is nothing to a 10 s period or a 5 s ask.
+SERVER_TIMER_SLACK = 0.005
 
 
 class Timer:
@@ -77,6 +86,33 @@ class _Sleeper:
         return trio.lowlevel.Abort.SUCCEEDED
 
 
+class Call:
+    """A function the timer task calls at ``deadline`` (``ActorSystem.call_at``); the
+    handle to ``cancel`` it."""
+
+    __slots__ = ("deadline", "fn", "live", "service")
+
+    def __init__(self, service: TimerService, deadline: float, fn: Callable[[], object]) -> None:
+        self.service = service
+        self.deadline = deadline
+        self.fn = fn
+        self.live = True
+
+    def fire(self, service: TimerService, now: float) -> None:
+        self.live = False
+        try:
+            self.fn()
+        except Exception:
+            # One caller's bug must not stop every timer of the system.
+            log.exception("timer callback %r failed", self.fn)
+
+    def cancel(self) -> None:
+        """The function will not be called (no-op once it was)."""
+        if self.live:
+            self.live = False
+            self.service.discard()
+
+
 # The ``queue`` of an ask that went to the heap (see ``TimerService.schedule_ask``).
 IN_HEAP: Any = object()
 
@@ -96,19 +132,29 @@ class TimerService:
     heap (``schedule``). An entry that dies before its deadline stays there (removing it
     would cost more than it saves); dead entries are dropped when they come due, or all
     at once when they outnumber the live (``discard`` counts them).
+
+    ``slack``: how late anything may come (Linux's timer slack). The task sleeps until
+    the earliest deadline plus ``slack``, then serves everything due by then in one
+    wake-up: each wake-up costs a cancel scope's deadline firing, about a third of
+    what a sleeper's round costs, and thousands of nodes' timers come due a fraction
+    of a millisecond apart. 0: every deadline exactly (MockClock's virtual times).
     """
 
     ASK_QUEUES = 8
 
-    def __init__(self) -> None:
+    def __init__(self, slack: float = 0.0) -> None:
+        if slack < 0:
+            raise ValueError(f"timer slack must be non-negative, not {slack}")
+        self.slack = slack
         self._heap: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
         # ask timeout value -> the asks waiting with it, in deadline order.
         self._asks: dict[float, dict[Any, None]] = {}
         self._sleep: trio.CancelScope | None = None
-        # The deadline of _sleep while it sleeps (read for every ask: a float is cheaper
-        # than the scope's property). It may be earlier than anything scheduled (an ask
-        # answered since): the task then wakes for nothing and sleeps again.
+        # The earliest deadline while the task sleeps (its scope's deadline is this plus
+        # the slack; read for every ask: a float is cheaper than the scope's property).
+        # It may be earlier than anything scheduled (an ask answered since): the task
+        # then wakes for nothing and sleeps again.
         self._wake_at = math.inf
         self._discarded = 0
 
@@ -118,7 +164,7 @@ class TimerService:
         if deadline < self._wake_at:
             self._wake_at = deadline
             if self._sleep is not None:
-                self._sleep.deadline = deadline
+                self._sleep.deadline = deadline + self.slack
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until trio's clock reaches ``deadline`` (a checkpoint, cancellable):
@@ -133,6 +179,11 @@ class TimerService:
         sleeper = _Sleeper(self, trio.lowlevel.current_task(), deadline)
         self.schedule(sleeper)
         await park(trap(sleeper.abort))
+
+    def call_at(self, deadline: float, fn: Callable[[], object]) -> Call:
+        call = Call(self, deadline, fn)
+        self.schedule(call)
+        return call
 
     def schedule_ask(self, slot: Any, timeout: float) -> None:
         """Fire ``slot`` (a ``LocalReply``: ``deadline`` = now + ``timeout``, ``live``,
@@ -152,7 +203,7 @@ class TimerService:
         if deadline < self._wake_at:
             self._wake_at = deadline
             if self._sleep is not None:
-                self._sleep.deadline = deadline
+                self._sleep.deadline = deadline + self.slack
 
     def forget(self, slot: Any) -> None:
         """``slot``, given to ``schedule_ask``, needs its deadline no more (no-op if the
@@ -202,7 +253,7 @@ class TimerService:
                     item.fire(self, now)
             asks_at = self._fire_asks(now) if self._asks else math.inf
             self._wake_at = min(heap[0][0], asks_at) if heap else asks_at
-            with trio.CancelScope(deadline=self._wake_at) as self._sleep:
+            with trio.CancelScope(deadline=self._wake_at + self.slack) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
 

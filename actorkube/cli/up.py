@@ -39,7 +39,7 @@ from pathlib import Path
 
 import trio
 
-from actorkube.actor import ActorSystem, Address
+from actorkube.actor import SERVER_TIMER_SLACK, ActorSystem, Address
 from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
@@ -102,7 +102,8 @@ async def run(
         # while the start waits for etcd.
         await outer.start(stop_on_signal, outer.cancel_scope)
         await outer.start(dump_on_sigusr1)
-        async with ActorSystem() as system, trio.open_nursery() as nursery:
+        system = ActorSystem(timer_slack=SERVER_TIMER_SLACK)
+        async with system, trio.open_nursery() as nursery:
             group = start_group(system, 3, data_dir=data_dir / "etcd")
             api = await start_apiserver(
                 system,
