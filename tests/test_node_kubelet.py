@@ -515,3 +515,33 @@ async def test_a_steady_pod_is_written_when_it_changes_and_never_the_same_again(
     assert kubelet.state.syncs > syncs
     assert len(versions) >= 2  # the binding, the kubelet's status
     assert len(set(versions)) == len(versions), "a write that changed nothing"
+
+
+async def test_a_settled_pods_resync_decides_nothing_again_until_something_changed(
+    autojump_clock, cluster, monkeypatch
+):  # fmt: skip
+    import actorkube.node._kubelet as kubelet_module
+
+    decided = []
+    compute = kubelet_module.compute_actions
+
+    def counted(pod, runtime, probes=None):
+        decided.append(pod["metadata"]["name"])
+        return compute(pod, runtime, probes)
+
+    monkeypatch.setattr(kubelet_module, "compute_actions", counted)
+    kubelet = cluster.start_kubelet()
+    await cluster.pod("calm")
+    await cluster.until("calm", lambda p: condition(p, "Ready").get("status") == "True")
+    await trio.sleep(100)  # the echo of the last status write, then a resync: settled
+    syncs, before = kubelet.state.syncs, len(decided)
+    await trio.sleep(400)
+    # Resyncs ran (every 60-90 s) and found the pod's inputs as they had left them.
+    assert kubelet.state.syncs >= syncs + 4 and len(decided) == before
+    # A change of the runtime is a change of the inputs: the container killed from
+    # outside is started again.
+    labels = {POD_UID: (await cluster.get("calm"))["metadata"]["uid"]}
+    (container,) = await cluster.runtime.list_containers(labels)
+    await cluster.runtime.stop_container(container.id, 0)
+    await cluster.until("calm", lambda p: cstatus(p)["restartCount"] == 1)
+    assert len(decided) > before

@@ -35,9 +35,7 @@ Rules of this file:
 from __future__ import annotations
 
 import contextlib
-import heapq
 import logging
-import math
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -177,7 +175,8 @@ class _Worker:
     probes: dict[str, dict[str, ProbeWorker]] = attrs.field(factory=dict)  # by container id
     names: dict[str, str] = attrs.field(factory=dict)  # container id -> container name
     pull_failed: dict[str, float] = attrs.field(factory=dict)  # container name -> when
-    resync_pending: bool = False  # a periodic resync is in the timer heap
+    resync_pending: bool = False  # a periodic resync is due
+    settled: tuple | None = None  # the inputs of the last sync that had nothing to do
 
 
 class KubeletState:
@@ -197,9 +196,6 @@ class KubeletState:
         self.prober = (runtime if hasattr(runtime, "probe_network") else None)
         self.network_prober = NetworkProber(runtime)
         self.node_uid = ""
-        self._timers: list[tuple[float, int, str, str, str]] = []  # deadline, seq, uid, what
-        self._seq = 0
-        self._timer_wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.services: Informer | None = None
         self.sandbox_uids: dict[str, str] = {}  # sandbox id -> pod uid
@@ -209,8 +205,11 @@ class KubeletState:
         self.registered = trio.Event()
         # The periodic loops (Lease, node status) sleep on the actor system's timer
         # task: thousands of nodes' sleeps cost a quarter less there, and make nothing
-        # for the collector to scan (see TimerService.sleep_until).
+        # for the collector to scan (see TimerService.sleep_until). The pods' timers
+        # (resyncs, backoffs, probes) are calls on it too: a heap entry each, where a
+        # timer task per kubelet cost a cancel scope and an event per wake-up.
         self.sleep = client.system.sleep
+        self.call_later = client.system.call_later
 
     # --- running ----------------------------------------------------------------------
 
@@ -219,18 +218,20 @@ class KubeletState:
         node = Informer(self.client, "nodes", field_selector=f"metadata.name={self.node.name}")
         self.services = Informer(self.client, "services")
         pods.add_handler(self._on_pod, self._on_pod_update, self._on_pod_gone)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await self._register()
-            await nursery.start(self.services.run)
-            await nursery.start(node.run)
-            await nursery.start(pods.run)
-            await self._clean_orphans(pods)
-            nursery.start_soon(self._lease_loop)
-            nursery.start_soon(self._status_loop, node)
-            nursery.start_soon(self._runtime_events)
-            nursery.start_soon(self._timer_loop)
-            self.registered.set()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._register()
+                await nursery.start(self.services.run)
+                await nursery.start(node.run)
+                await nursery.start(pods.run)
+                await self._clean_orphans(pods)
+                nursery.start_soon(self._lease_loop)
+                nursery.start_soon(self._status_loop, node)
+                nursery.start_soon(self._runtime_events)
+                self.registered.set()
+        finally:
+            self._nursery = None  # the pods' timers still due find the kubelet gone
 
     async def _retrying(self, what: str, call) -> Any:
         delay = 0.2
@@ -387,29 +388,22 @@ class KubeletState:
             worker.busy = False
 
     def _after(self, delay: float, uid: str, what: str = "sync", container: str = "") -> None:
-        self._seq += 1
-        heapq.heappush(self._timers, (trio.current_time() + delay, self._seq, uid, what,
-                                      container))  # fmt: skip
-        self._timer_wake.set()
+        """In ``delay`` seconds: sync the pod ``uid`` again (``sync``; ``resync``: the
+        periodic one), or run its container's probe ``what``."""
+        self.call_later(delay, lambda: self._due(uid, what, container))
 
-    async def _timer_loop(self) -> None:
-        while True:
-            now = trio.current_time()
-            while self._timers and self._timers[0][0] <= now:
-                _, _, uid, what, container = heapq.heappop(self._timers)
-                if what == "resync":
-                    worker = self.workers.get(uid)
-                    if worker is not None:
-                        worker.resync_pending = False
-                    self._kick(uid)
-                elif what == "sync":
-                    self._kick(uid)
-                else:
-                    self._nursery.start_soon(self._probe, uid, container, what)
-            self._timer_wake = trio.Event()
-            deadline = self._timers[0][0] if self._timers else math.inf
-            with trio.move_on_at(deadline):
-                await self._timer_wake.wait()
+    def _due(self, uid: str, what: str, container: str) -> None:
+        if self._nursery is None:
+            return  # the kubelet stopped
+        if what == "resync":
+            worker = self.workers.get(uid)
+            if worker is not None:
+                worker.resync_pending = False
+            self._kick(uid)
+        elif what == "sync":
+            self._kick(uid)
+        else:
+            self._nursery.start_soon(self._probe, uid, container, what)
 
     async def _runtime_events(self) -> None:
         async for event in self.runtime.events():
@@ -480,14 +474,25 @@ class KubeletState:
             await self._terminate(worker, runtime)
             return
         await self._refresh_volumes(pod)
-        actions = compute_actions(pod, runtime, self._probe_results(worker))
-        await self._carry_out(worker, actions, runtime)
-        runtime = await self._pod_runtime(worker.uid)
-        status = self._status(worker, runtime)
-        await self._write_status(worker, status)
-        if status["phase"] in TERMINAL:
-            self._kick(worker.uid)  # stop the sandbox now that nothing will run again
-        elif self.config.sync_frequency and not worker.resync_pending:
+        # What the actions and the status are made of. The same as when the last sync
+        # settled (nothing to do, its status written): they would come out the same
+        # (both are functions of these), so the periodic resync of a steady pod stops
+        # here. A pod's echo of its own status write is new content, once.
+        inputs = (pod, runtime, self._probe_view(worker), tuple(worker.reasons.items()))
+        if inputs != worker.settled:
+            worker.settled = None
+            actions = compute_actions(pod, runtime, self._probe_results(worker))
+            if not actions.none:  # else the runtime as read is the runtime now
+                await self._carry_out(worker, actions, runtime)
+                runtime = await self._pod_runtime(worker.uid)
+            status = self._status(worker, runtime)
+            written = await self._write_status(worker, status)
+            if status["phase"] in TERMINAL:
+                self._kick(worker.uid)  # stop the sandbox now that nothing will run again
+                return
+            if actions.none and written:
+                worker.settled = inputs
+        if self.config.sync_frequency and not worker.resync_pending:
             # Every pod is looked at again now and then (the kubelet's syncFrequency,
             # with its jitter): what no event announces (an image that appeared, a
             # changed ConfigMap of a volume, a status write that lost) is caught up.
@@ -506,6 +511,13 @@ class KubeletState:
         with contextlib.suppress(ConfigError):
             prepare(self.config.root_dir, pod, await self._sources(pod))
 
+    @staticmethod
+    def _probe_view(worker: _Worker) -> tuple:
+        """Each probe's result and (startup) whether it is done: what of the probes
+        the pod's actions and status depend on."""
+        return tuple((cid, kind, w.result, w.done) for cid, probes in worker.probes.items()
+                     for kind, w in probes.items())  # fmt: skip
+
     def _probe_results(self, worker: _Worker) -> dict[str, dict[str, bool]]:
         return {cid: {kind: w.result for kind, w in probes.items()}
                 for cid, probes in worker.probes.items()}  # fmt: skip
@@ -522,9 +534,13 @@ class KubeletState:
                           started=started, reasons=worker.reasons,
                           terminal=terminal)  # fmt: skip
 
-    async def _write_status(self, worker: _Worker, status: dict) -> None:
-        if worker.gone or status == worker.last_status:
-            return
+    async def _write_status(self, worker: _Worker, status: dict) -> bool:
+        """Write the pod's status, unless it is the one last written; True when it is the
+        last written (now or before)."""
+        if worker.gone:
+            return False
+        if status == worker.last_status:
+            return True
         pod = worker.pod
         for _ in range(5):
             body = {**pod, "status": status}
@@ -533,21 +549,22 @@ class KubeletState:
                     "pods", body, namespace=pod["metadata"].get("namespace", "")
                 )
                 worker.last_status = status
-                return
+                return True
             except ApiError as e:
                 if e.code == 404:
-                    return
+                    return False
                 if e.code != 409:
                     raise
             pod = await self.client.get("pods", pod["metadata"]["name"],
                                         namespace=pod["metadata"].get("namespace", ""))  # fmt: skip
             if pod["metadata"].get("uid") != worker.uid:
-                return
+                return False
             worker.pod = pod
             ours = {x.get("type") for x in status.get("conditions") or ()}
             kept = [c for c in (pod.get("status") or {}).get("conditions") or ()
                     if c.get("type") not in ours]  # fmt: skip
             status = {**status, "conditions": kept + status.get("conditions", [])}
+        return False
 
     def _grace(self, pod: dict) -> float:
         meta = pod.get("metadata") or {}

@@ -119,6 +119,12 @@ class PodActions:
     start: tuple[str, ...] = ()
     kill: tuple[Kill, ...] = ()
 
+    @property
+    def none(self) -> bool:
+        """Nothing to do: the pod's sandbox and containers stay as they are."""
+        return not (self.kill_pod or self.create_sandbox or self.next_init or self.start
+                    or self.kill)  # fmt: skip
+
 
 def _names(pod: Mapping[str, Any], field: str) -> list[Mapping[str, Any]]:
     return [c for c in (pod.get("spec") or {}).get(field) or () if isinstance(c, dict)]
