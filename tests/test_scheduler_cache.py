@@ -60,6 +60,16 @@ def test_forget_and_expiry() -> None:
     assert [p["metadata"]["name"] for p in cache.cleanup(now=130)] == ["b"]
     assert cpu(cache, "n1") == 0 and cache.pod_count() == 0
     cache.forget(pod("c"))  # unknown: nothing happens
+    # A pod whose binding finished, then deleted; one of the same name assumed again:
+    # the new one's clock starts at its own binding.
+    d = cache.assume(pod("d"), "n1")
+    cache.finish_binding(d, now=200)
+    cache.remove_pod(d)
+    d2 = cache.assume(pod("d"), "n1")
+    assert cache.cleanup(now=10_000) == [] and cache.is_assumed(pod("d"))
+    cache.finish_binding(d2, now=10_000)
+    assert cache.cleanup(now=10_029) == []
+    assert [p["metadata"]["name"] for p in cache.cleanup(now=10_030)] == ["d"]
 
 
 def test_pods_before_their_node_and_after_it() -> None:

@@ -74,6 +74,11 @@ class SchedulerCache:
 
     def __init__(self, *, ttl: float = ASSUMED_POD_TTL) -> None:
         self.ttl = ttl
+        # Keys of assumed pods whose binding finished (Kubernetes' assumedPods): what
+        # ``cleanup`` looks at each second, not every pod of the cluster. A key whose
+        # pod was confirmed or removed meanwhile is dropped there. A dict, for its
+        # order: expiries come out the same in every replay of a seed.
+        self._bound: dict[str, None] = {}
         self._infos: dict[str, NodeInfo] = {}  # every node with a Node object or pods
         self._real: set[str] = set()  # the names that have a Node object
         self._order: list[NodeInfo] | None = []
@@ -194,6 +199,7 @@ class SchedulerCache:
         state = self._pods.get(pod_key(pod))
         if state is not None and state.assumed:
             state.deadline = now + self.ttl
+            self._bound[pod_key(pod)] = None
 
     def forget(self, pod: Mapping[str, Any]) -> None:
         """An assumed pod whose bind failed: it no longer counts (only that pod: not a
@@ -213,11 +219,14 @@ class SchedulerCache:
     def cleanup(self, now: float) -> list[Mapping[str, Any]]:
         """Drop assumed pods whose binding finished ``ttl`` ago and that no informer
         confirmed; returns them."""
-        expired = [
-            s.pod
-            for s in self._pods.values()
-            if s.assumed and s.deadline is not None and s.deadline <= now
-        ]
+        expired = []
+        for key in list(self._bound):
+            state = self._pods.get(key)
+            if state is None or not state.assumed:
+                del self._bound[key]
+            elif state.deadline is not None and state.deadline <= now:
+                del self._bound[key]
+                expired.append(state.pod)
         for pod in expired:
             self.remove_pod(pod)
         return expired
