@@ -545,3 +545,35 @@ async def test_a_settled_pods_resync_decides_nothing_again_until_something_chang
     await cluster.runtime.stop_container(container.id, 0)
     await cluster.until("calm", lambda p: cstatus(p)["restartCount"] == 1)
     assert len(decided) > before
+
+
+async def test_node_status_is_written_when_it_says_something_new_or_every_report_period(
+    autojump_clock, cluster
+):  # fmt: skip
+    writes = []
+    update = cluster.api.store.update
+
+    async def counted(rt, namespace, name, change, **options):
+        got = await update(rt, namespace, name, change, **options)
+        if rt.plural == "nodes":
+            writes.append(trio.current_time())
+        return got
+
+    cluster.api.store.update = counted
+    kubelet = cluster.start_kubelet(status_update=10.0, status_report=300.0)
+
+    async def registered():
+        return kubelet.state is not None and kubelet.state.registered.is_set()
+
+    await wait_for(registered)
+    await trio.sleep(15)
+    start, before = trio.current_time(), len(writes)
+    await trio.sleep(100)
+    assert len(writes) == before  # checked ten times: nothing new
+    await cluster.runtime.pull_image("server:v9")  # an image appears on the node
+    await trio.sleep(10)
+    assert len(writes) == before + 1
+    node = await cluster.client.get("nodes", "n1")
+    assert any("server:v9" in i["names"] for i in node["status"]["images"])
+    await trio.sleep(300)  # nothing new, but the report period passed: written anyway
+    assert len(writes) == before + 2 and writes[-1] - start >= 300
