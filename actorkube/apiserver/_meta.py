@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 import random
 from typing import Any
 
@@ -42,8 +43,15 @@ def _rfc3339_second(second: int) -> str:
 
 def rfc3339_micro(seconds: float) -> str:
     """``seconds`` since the epoch as Kubernetes writes a metav1.MicroTime."""
-    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The second's text is cached; the microseconds are rounded as datetime rounds a
+    # timestamp (half to even, carried into the second). Every Lease renewal stamps one.
+    frac, whole = math.modf(seconds)
+    micros = round(frac * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    return f"{_rfc3339_second(int(whole))[:-1]}.{micros:06d}Z"
 
 
 def parse_rfc3339(text: object) -> float | None:
