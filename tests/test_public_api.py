@@ -27,6 +27,7 @@ EXPECTED = {
     "Restart",
     "RestForOne",
     "RestartIntensityExceeded",
+    "SERVER_TIMER_SLACK",
     "Strategy",
     "SystemStats",
     "Terminated",

@@ -730,7 +730,9 @@ def _owner_reference_type_errors(reference: object, path: Path) -> list[FieldErr
         return _typed(reference, "object", path)
     errors = []
     for key, kind in _OWNER_REFERENCE_TYPES.items():
-        errors += _typed(reference.get(key), kind, path.child(key))
+        value = reference.get(key)
+        if value is not None and _json_type(value) != kind:  # the path only for an error
+            errors += _typed(value, kind, path.child(key))
     return errors
 
 
