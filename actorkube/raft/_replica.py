@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
+import attrs
 import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
@@ -42,6 +43,31 @@ from ._core import (
     decode_conf_change,
 )
 from ._types import ConfChange, HardState, Message
+
+
+class Deferred:
+    """A snapshot's data not serialised yet: ``bytes(d)`` makes it (once; the same bytes
+    as the state machine's ``snapshot()`` at the moment it was captured).
+
+    A replica whose storage writes nothing (``in_memory``) takes its
+    snapshots this way from a state machine that offers ``snapshot_later()``: the log is
+    compacted at once, and the state is serialised only if something reads it (a
+    follower that fell behind the log, a restart from the storage), as etcd streams its
+    database to such a follower rather than writing one per snapshot. Serialising a
+    5,000-node cluster's store for every 100,000 entries cost seconds of CPU per member,
+    a stall of 0.5-0.8 s to join the parts, and the bytes' memory, for a snapshot that
+    nobody read."""
+
+    __slots__ = ("_data", "_make")
+
+    def __init__(self, make: Callable[[], bytes]) -> None:
+        self._make: Callable[[], bytes] | None = make
+        self._data = b""
+
+    def __bytes__(self) -> bytes:
+        if self._make is not None:
+            self._data, self._make = self._make(), None
+        return self._data
 
 
 def _at_once(data: bytes) -> Generator[None, None, bytes]:
@@ -69,6 +95,10 @@ class StateMachine(Protocol):
     def restore(self, data: bytes | None) -> None:
         """Replace the whole state by a snapshot's; ``None`` means the empty state (the
         replica calls it at every start, so that a restart replays onto a clean slate)."""
+
+    # Optional: ``snapshot_later() -> Callable[[], bytes]``: the state captured now (in
+    # O(keys), references only), serialised when the function is called, to the bytes
+    # ``snapshot()`` gave now. The replica then defers serialising (see ``Deferred``).
 
     # Optional: ``apply_unencoded(index, data)`` and ``encode_result(result)``, which
     # make ``apply`` in two halves: ``apply(i, d) == encode_result(apply_unencoded(i, d))``.
@@ -177,7 +207,7 @@ class RaftReplica(Actor):
         recovered = await self._io(self.storage.recover)
         # The committed entries after the snapshot are applied again from the log, so
         # the state machine must start from the snapshot (or empty), whatever it held.
-        self.sm.restore(recovered.snapshot.data if recovered.snapshot else None)
+        self.sm.restore(bytes(recovered.snapshot.data) if recovered.snapshot else None)
         self.core = RaftNode(self.config, recovered)
         self.saved_hard = recovered.hard_state  # the last hard state written
         self.unsaved_hard: HardState | None = None  # a newer one differing in commit only
@@ -310,6 +340,10 @@ class RaftReplica(Actor):
             for m in ready.messages:
                 peer = peers.get(m.to)
                 if peer is not None:
+                    if m.snapshot is not None and type(m.snapshot.data) is Deferred:
+                        # A follower behind the log: now the snapshot is read.
+                        snap = attrs.evolve(m.snapshot, data=bytes(m.snapshot.data))
+                        m = attrs.evolve(m, snapshot=snap)
                     peer.tell(m)
             if ready.snapshot is not None or ready.committed_entries:
                 self._apply(ready)
@@ -334,7 +368,7 @@ class RaftReplica(Actor):
     def _apply(self, ready: Ready) -> None:
         if ready.snapshot is not None:
             self.snapshot_job = None  # of a state that is gone; the new one is newer
-            self.sm.restore(ready.snapshot.data)
+            self.sm.restore(bytes(ready.snapshot.data))
             self._unknown_up_to(ready.snapshot.meta.index)
         proposals = self.proposals
         sm = self.sm
@@ -395,6 +429,11 @@ class RaftReplica(Actor):
         """Capture the state as of the applied index; it is serialised a step per idle
         (``snapshot_steps``), so a large state never stops the replica for long."""
         self.since_snapshot = 0
+        later = getattr(self.sm, "snapshot_later", None)
+        if later is not None and getattr(self.storage, "in_memory", False):
+            data = Deferred(later())
+            self.snapshot_job = (self.core.log.applied, _at_once(data))
+            return
         stepped = getattr(self.sm, "snapshot_steps", None)
         # Either way the state is captured now, at the applied index the job records.
         steps = stepped() if stepped is not None else _at_once(self.sm.snapshot())

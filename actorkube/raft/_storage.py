@@ -87,6 +87,9 @@ class Storage(Protocol):
     # True if calls may block on the disk: the replica actor then runs them in a worker
     # thread (trio.to_thread), so its other tasks go on meanwhile.
     blocking: bool
+    # True if nothing is written anywhere: a snapshot given to ``compact`` is only held,
+    # so its data may be a ``Deferred`` that nobody serialises until it is read.
+    in_memory: bool
 
     def recover(self) -> Recovered:
         """The state as of the last ``save``/``compact`` (after a restart: the last one
@@ -312,6 +315,7 @@ class MemoryStorage:
     """
 
     blocking = False
+    in_memory = True
 
     def __init__(self, *, fsync: bool = True, initial: Recovered | None = None) -> None:
         initial = initial if initial is not None else Recovered()

@@ -328,6 +328,7 @@ class DiskStorage:
     # Whether a call may block long enough to need a worker thread: with fsync, yes; a
     # write to the page cache costs less (~10 us) than a hop to a thread (~130 us).
     blocking = True
+    in_memory = False
 
     def __init__(
         self,
