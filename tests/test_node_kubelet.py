@@ -102,6 +102,22 @@ async def cluster():
             await runtime.aclose()
 
 
+def record_updates(cluster, plural, note):
+    """A list that gets ``note(object written)`` for every update of ``plural`` (every
+    write of an object goes through the API server's store)."""
+    noted = []
+    update = cluster.api.store.update
+
+    async def counted(rt, namespace, name, change, **options):
+        got = await update(rt, namespace, name, change, **options)
+        if rt.plural == plural:
+            noted.append(note(got))
+        return got
+
+    cluster.api.store.update = counted
+    return noted
+
+
 def cstatus(pod, name="app"):
     """The container's status; before the kubelet wrote one, an empty one."""
     for s in pod["status"].get("containerStatuses") or ():
@@ -491,16 +507,7 @@ async def test_a_steady_pod_is_written_when_it_changes_and_never_the_same_again(
     # Bound as the scheduler binds (PodScheduled set by the binding), then left alone:
     # the kubelet writes its status when it changes, never the same status again, even
     # though its copy of the pod comes back from the server with the server's own form.
-    versions = []
-    update = cluster.api.store.update
-
-    async def counted(rt, namespace, name, change, **options):
-        got = await update(rt, namespace, name, change, **options)
-        if rt.plural == "pods":
-            versions.append(got["metadata"]["resourceVersion"])
-        return got
-
-    cluster.api.store.update = counted  # every write of a pod goes through here
+    versions = record_updates(cluster, "pods", lambda got: got["metadata"]["resourceVersion"])
     kubelet = cluster.start_kubelet()
     body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "calm"},
             "spec": {"containers": [{"name": "app", "image": "server"}]}}  # fmt: skip
@@ -550,16 +557,7 @@ async def test_a_settled_pods_resync_decides_nothing_again_until_something_chang
 async def test_node_status_is_written_when_it_says_something_new_or_every_report_period(
     autojump_clock, cluster
 ):  # fmt: skip
-    writes = []
-    update = cluster.api.store.update
-
-    async def counted(rt, namespace, name, change, **options):
-        got = await update(rt, namespace, name, change, **options)
-        if rt.plural == "nodes":
-            writes.append(trio.current_time())
-        return got
-
-    cluster.api.store.update = counted
+    writes = record_updates(cluster, "nodes", lambda got: trio.current_time())
     kubelet = cluster.start_kubelet(status_update=10.0, status_report=300.0)
 
     async def registered():
