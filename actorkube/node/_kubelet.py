@@ -402,15 +402,18 @@ class KubeletState:
     def _due(self, uid: str, what: str, container: str) -> None:
         if self._nursery is None:
             return  # the kubelet stopped
-        if what == "resync":
-            worker = self.workers.get(uid)
-            if worker is not None:
-                worker.resync_pending = False
-            self._kick(uid)
-        elif what == "sync":
-            self._kick(uid)
-        else:
-            self._nursery.start_soon(self._probe, uid, container, what)
+        try:
+            if what == "resync":
+                worker = self.workers.get(uid)
+                if worker is not None:
+                    worker.resync_pending = False
+                self._kick(uid)
+            elif what == "sync":
+                self._kick(uid)
+            else:
+                self._nursery.start_soon(self._probe, uid, container, what)
+        except RuntimeError:
+            pass  # the kubelet's nursery closed and ``run`` has not returned yet: stopped
 
     async def _runtime_events(self) -> None:
         async for event in self.runtime.events():
