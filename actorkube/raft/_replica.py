@@ -49,16 +49,16 @@ class Deferred:
     """A snapshot's data not serialised yet: ``bytes(d)`` makes it (once; the same bytes
     as the state machine's ``snapshot()`` at the moment it was captured).
 
-    A replica whose storage writes nothing (``in_memory``) takes its
-    snapshots this way from a state machine that offers ``snapshot_later()``: the log is
-    compacted at once, and the state is serialised only if something reads it (a
+    A replica whose storage writes nothing (``in_memory``) takes its snapshots this way
+    from a state machine that offers ``snapshot_later()``: the log is compacted without
+    waiting for bytes, and the state is serialised only if something reads it (a
     follower that fell behind the log, a restart from the storage), as etcd streams its
     database to such a follower rather than writing one per snapshot. Serialising a
     5,000-node cluster's store for every 100,000 entries cost seconds of CPU per member,
     a stall of 0.5-0.8 s to join the parts, and the bytes' memory, for a snapshot that
-    nobody read. The log is compacted up to the capture once followers had time to read
-    past it (``RaftReplica._after_catch_up``), as etcd keeps 5,000 entries after its
-    snapshot index for followers a little behind."""
+    nobody read. The compaction up to the capture waits until followers had time to
+    read past it (``RaftReplica._after_catch_up``), as etcd keeps 5,000 entries after
+    its snapshot index for followers a little behind."""
 
     __slots__ = ("_data", "_make")
 
@@ -429,7 +429,8 @@ class RaftReplica(Actor):
 
     def _start_snapshot(self) -> None:
         """Capture the state as of the applied index; it is serialised a step per idle
-        (``snapshot_steps``), so a large state never stops the replica for long."""
+        (``snapshot_steps``), so a large state never stops the replica for long, or not
+        at all until read (``snapshot_later`` on in-memory storage: ``Deferred``)."""
         self.since_snapshot = 0
         later = getattr(self.sm, "snapshot_later", None)
         if later is not None and getattr(self.storage, "in_memory", False):
