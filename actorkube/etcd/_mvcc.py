@@ -451,7 +451,17 @@ class MVCCStore:
         return self._in_write(lambda: self._run_txn(req, iter(path)))
 
     def compact(self, revision: int) -> None:
-        """Forget versions superseded at or before ``revision``."""
+        """Forget versions superseded at or before ``revision``.
+
+        Costs the changes since the last compaction, not the size of the store (etcd's
+        compaction too walks the revisions it drops): only a key with an event in the
+        history up to ``revision`` can have something to forget. The history reaches
+        back to the last compaction's revision C0 (or holds every version after a
+        ``load``), and after that compaction every key held its last version at or
+        below C0 and the versions after C0; a key with no change in [C0, revision] still
+        has that version as its last one at or below ``revision``, and it is a deletion
+        only if it is at C0 (deletions below C0 were dropped then), which is in the
+        history: so it has nothing to drop."""
         if revision <= self.compact_revision:
             raise EtcdError(Code.OUT_OF_RANGE, COMPACTED)
         if revision > self.revision:
@@ -460,8 +470,13 @@ class MVCCStore:
         self._sorted()
         self._compacted_changes = {}  # those of an older compaction: out of the history
         self._prev_forgotten = {c for c in self._prev_forgotten if c[0] >= revision}
-        for key in list(self._index.irange()):
+        # Each key once, in the history's order (what each key keeps does not depend on
+        # the order; a fixed one keeps the replicas' work the same).
+        changed = dict.fromkeys(self._event_keys[: bisect.bisect_right(self._event_revs, revision)])
+        for key in changed:
             versions = self._versions[key]
+            if len(versions) == 1 and versions[0][_LIVE]:
+                continue  # nothing before it, and it is not a deletion (most keys)
             keep = bisect.bisect_right(versions, (revision, _MAX_SUB)) - 1
             if keep < 0:
                 continue  # created after the compaction revision
