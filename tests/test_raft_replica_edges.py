@@ -394,3 +394,74 @@ async def test_a_removed_leader_answers_what_it_can_no_longer_see_commit(autojum
         assert not after.ok and after.index == 3
         assert after.error == "outcome unknown: this node left the cluster"
         assert (await leader.ask(GetStatus())).role == "follower"
+
+
+class SteppedKV(KV):
+    """A KV whose snapshots are captured at once and serialised in ``PARTS`` steps, each
+    noted in ``log`` with how many entries the machine had applied by then."""
+
+    PARTS = 6
+
+    def __init__(self, log: list) -> None:
+        super().__init__()
+        self.log = log
+        self.applied = 0
+
+    def apply(self, index, data):
+        self.applied += 1
+        return super().apply(index, data)
+
+    def snapshot_steps(self):
+        captured = dict(self.data)
+
+        def steps():
+            for _ in range(self.PARTS):
+                self.log.append(self.applied)
+                yield
+            return json.dumps(captured).encode()
+
+        return steps()
+
+
+async def test_a_snapshot_read_for_a_follower_is_serialised_a_step_at_a_time(autojump_clock):
+    """In memory, snapshots are captured and serialised only when a follower behind the
+    log needs one; the leader then makes the bytes a step per idle, serving proposals in
+    between, and sends them once made."""
+    logs = {n: [] for n in (1, 2, 3)}
+    machines = {n: SteppedKV(logs[n]) for n in (1, 2, 3)}
+    refs = {}
+    async with ActorSystem() as system:
+        spawn3(system, machines, refs, snapshot_every=20)
+        hole = system.spawn(Hole, name="hole")
+        leader = await wait_leader(refs, (1, 2, 3))
+        behind = next(n for n in (1, 2, 3) if n != leader)
+        for other in (1, 2, 3):
+            if other != behind:
+                await cut(refs, hole, other, behind)
+                await cut(refs, hole, behind, other)
+        for i in range(60):  # past two snapshots and their catch-up margin
+            assert (await refs[leader].ask(put(f"k{i}", "v"))).ok
+        assert not logs[leader], "a snapshot nobody read was serialised"
+
+        async def keep_writing():
+            for i in range(100):
+                assert (await refs[leader].ask(put(f"w{i}", "v"))).ok
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_writing)
+            for other in (1, 2, 3):
+                if other != behind:
+                    await mend(refs, other, behind)
+                    await mend(refs, behind, other)
+        for _ in range(100):
+            if all(f"w{i}" in machines[behind].data for i in range(100)):
+                break
+            await trio.sleep(0.1)
+        assert all(machines[behind].data[f"k{i}"] == "v" for i in range(60))
+        steps = logs[leader]
+        # One snapshot or more (with snapshots this frequent, the log may be compacted
+        # past the first before the follower has it), each made of all its parts.
+        assert steps and len(steps) % SteppedKV.PARTS == 0, steps
+        # Proposals were applied between the first snapshot's first step and its last:
+        # the leader kept serving while it serialised.
+        assert steps[SteppedKV.PARTS - 1] > steps[0], steps

@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import math
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import msgpack
@@ -238,12 +237,6 @@ class EtcdStateMachine:
 
     def snapshot(self) -> bytes:
         return run_steps(self.snapshot_steps())
-
-    def snapshot_later(self) -> Callable[[], bytes]:
-        """The snapshot of now, captured (references, O(keys)) and serialised only when
-        the function returned is called (see ``Deferred`` in the Raft replica)."""
-        steps = self.snapshot_steps()  # captures the state now; serialises nothing yet
-        return functools.partial(run_steps, steps)
 
     def snapshot_steps(self) -> Generator[None, None, bytes]:
         """The snapshot of now, serialised a step at a time (see ``MVCCStore.dump_steps``):
