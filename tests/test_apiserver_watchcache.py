@@ -336,3 +336,52 @@ def test_trigger_values_are_the_field_selectors_values(obj):
     for (group, plural), field in TRIGGERS.items():
         rt = registry.resource(group, plural)
         assert _TRIGGER_VALUES[group, plural](obj) == rt.field_labels(obj).get(field, "")
+
+
+def test_the_window_grows_to_hold_the_last_75_seconds_and_shrinks_when_quiet():
+    """Kubernetes' sizing: a full window whose oldest event is under 75 s old doubles
+    (up to 102,400 events); one whose newest quarter is older halves (down to 100). A
+    watch from a version that the busy traffic of the last minute would have pushed
+    out of a fixed window is still served."""
+    from actorkube.apiserver import _watchcache as wc
+    from actorkube.apiserver._storage import encode
+    from actorkube.etcd import Event, EventType, KeyValue
+
+    cache = WatchCache(CONFIGMAPS)
+    cache.replace({}, 1)
+    rev = 1
+
+    def write(count: int, now: float) -> None:
+        nonlocal rev
+        for _ in range(count):
+            rev += 1
+            kv = KeyValue(CONFIGMAPS.key("default", f"c{rev % 50}"), 2, rev, 1,
+                          encode(cm(f"c{rev % 50}")))  # fmt: skip
+            cache.apply([Event(EventType.PUT, kv)], rev, now)
+
+    assert cache.capacity == wc.LOWER_CAPACITY
+    # 100 events a second for a minute: the window doubles until it holds them all.
+    for second in range(60):
+        write(100, float(second))
+    assert cache.capacity == 6400 and len(cache.window) == 6000
+    early = cache.watch("3", lambda o: True)  # a version from the first second
+    assert early.receive_channel.statistics().current_buffer_used == 6001 - 3
+    # The same rate for 2 minutes more: the window stops growing once it holds 75 s.
+    for second in range(60, 180):
+        write(100, float(second))
+    assert cache.capacity == 12800 and len(cache.window) == 12800
+    # Then quiet, a write a second: once its newest quarter is older than 75 s, a
+    # full window halves, and again, down to where the traffic needs.
+    for second in range(180, 400):
+        write(1, float(second))
+    assert cache.capacity < 12800
+    with pytest.raises(ApiError) as gone:
+        cache.watch("3", lambda o: True)
+    assert gone.value.code == 410
+    # A fixed capacity stays as it is.
+    fixed = WatchCache(CONFIGMAPS, capacity=100)
+    fixed.replace({}, 1)
+    for r in range(2, 1000):
+        kv = KeyValue(CONFIGMAPS.key("default", "c"), 2, r, 1, encode(cm("c")))
+        fixed.apply([Event(EventType.PUT, kv)], r, 0.0)
+    assert fixed.capacity == 100 and len(fixed.window) == 100

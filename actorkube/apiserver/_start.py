@@ -136,7 +136,7 @@ async def start_apiserver(
     audit: Callable[[dict], None] | None = None,
     seed: int | None = None,
     workers: int = 32,
-    cache_capacity: int = 1000,
+    cache_capacity: int | None = None,
     bookmark_interval: float = 60.0,
     service_cidr: str = DEFAULT_SERVICE_CIDR,
     service_node_port_range: str = DEFAULT_NODE_PORT_RANGE,
