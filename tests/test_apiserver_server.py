@@ -577,3 +577,33 @@ async def test_a_worker_reports_back_to_a_front_whose_mailbox_is_full(autojump_c
         assert answers == {"first": 200, "second": 200}
         assert held.served == ["first", "second"]
         assert system.dead_letters.by_reason["mailbox full"] == 1  # a StopWatch, not _Done
+
+
+async def test_a_watch_pump_forwards_a_burst_without_yielding_per_event(autojump_clock):
+    """A pump that yielded for each queued event forwarded one per round of every ready
+    task in the process: busy, it fell behind its cache until its watcher was ended.
+    A burst goes in streaks instead: far fewer rounds than events."""
+    from actorkube.apiserver._server import STREAK, _WatchPump
+    from actorkube.apiserver._watchcache import Event, Watcher
+
+    got: list[WatchEvent] = []
+
+    class Target(Actor):
+        @handler
+        def on_event(self, msg: WatchEvent) -> None:
+            got.append(msg)
+
+    burst = 20 * STREAK
+    watcher = Watcher(lambda o: True, burst, False)
+    for i in range(burst):
+        assert watcher.offer(Event(type="ADDED", object={"metadata": {"name": f"p{i}"}}))
+    rounds = 0
+    async with ActorSystem() as system:
+        target = system.spawn(Target, name="target")
+        system.spawn(lambda: _WatchPump(watcher, target, 1, 5.0), name="pump")
+        while len(got) < burst:
+            rounds += 1  # this task runs once per round of the ready tasks
+            await trio.lowlevel.checkpoint()
+        assert [m.seq for m in got] == list(range(1, burst + 1))
+        assert rounds < burst // 4, rounds
+        watcher.end("done")

@@ -50,6 +50,8 @@ from ._handler import Handler
 from ._messages import ApiRequest, ApiResponse, StopWatch, WatchEvent
 from ._watchcache import Watcher
 
+STREAK = 64  # queued events a watch pump forwards in a row before it yields
+
 
 @message(tag="apiserver._Work")
 class _Work:
@@ -230,10 +232,25 @@ class _WatchPump(Actor):
 
     @handler
     async def on_pump(self, msg: _Pump) -> None:
+        # The events queued are forwarded in streaks, yielding once per STREAK: a
+        # receive() per event yields to every other ready task for each one, and with a
+        # busy process (thousands of ready tasks a round) a pump forwarded a few dozen
+        # events a second while the cache queued hundreds, until its watcher was ended
+        # for not keeping up (the scheduler's informer at 100,000 pods).
         reason = ""
+        streak = 0
         while not reason:
             try:
-                event = await self.watcher.receive()
+                try:
+                    event = self.watcher.receive_nowait()
+                except trio.WouldBlock:
+                    streak = 0
+                    event = await self.watcher.receive()
+                else:
+                    streak += 1
+                    if streak >= STREAK:
+                        streak = 0
+                        await trio.lowlevel.checkpoint()
             except trio.EndOfChannel:
                 reason = self.watcher.ended or "the watch ended"
                 break

@@ -153,6 +153,11 @@ class Watcher:
         event = await self.receive_channel.receive()
         return event if self.present is None else self.present(event)
 
+    def receive_nowait(self) -> Event:
+        """``receive`` without waiting: ``trio.WouldBlock`` if no event is queued."""
+        event = self.receive_channel.receive_nowait()
+        return event if self.present is None else self.present(event)
+
 
 class WatchCache:
     """The objects of one resource and its recent events (see the module rules)."""
