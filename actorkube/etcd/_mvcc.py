@@ -467,12 +467,12 @@ class MVCCStore:
         if revision > self.revision:
             raise EtcdError(Code.OUT_OF_RANGE, FUTURE_REV)
         self.compact_revision = revision
-        self._sorted()
         self._compacted_changes = {}  # those of an older compaction: out of the history
         self._prev_forgotten = {c for c in self._prev_forgotten if c[0] >= revision}
         # Each key once, in the history's order (what each key keeps does not depend on
         # the order; a fixed one keeps the replicas' work the same).
         changed = dict.fromkeys(self._event_keys[: bisect.bisect_right(self._event_revs, revision)])
+        removed = []
         for key in changed:
             versions = self._versions[key]
             if len(versions) == 1 and versions[0][_LIVE]:
@@ -489,7 +489,16 @@ class MVCCStore:
                 versions = self._versions[key] = versions[keep:]
             if not versions:
                 del self._versions[key]
-                self._index.remove(key)
+                removed.append(key)
+        if removed:
+            # Out of the key index without bringing it up to date first (``_sorted``: the
+            # keys written since the last range, sorted in one by one, had made most of
+            # a compaction's time in a cluster that only lists from its API server's
+            # cache); ``_live`` never held them, or ``_live_was`` says so.
+            gone = set(removed)
+            self._new_keys = [k for k in self._new_keys if k not in gone]
+            for key in removed:
+                self._index.discard(key)
         cut = bisect.bisect_left(self._event_revs, revision)
         del self._event_revs[:cut]
         del self._event_subs[:cut]
