@@ -462,7 +462,7 @@ class RaftReplica(Actor):
     def _start_snapshot(self) -> None:
         """Capture the state as of the applied index; it is serialised a step per idle
         (``snapshot_steps``), so a large state never stops the replica for long, or not
-        at all until read (``snapshot_later`` on in-memory storage: ``Deferred``)."""
+        at all until read (on in-memory storage: ``Deferred``)."""
         self.since_snapshot = 0
         stepped = getattr(self.sm, "snapshot_steps", None)
         if stepped is not None and getattr(self.storage, "in_memory", False):
