@@ -545,6 +545,10 @@ async def test_a_settled_pods_resync_decides_nothing_again_until_something_chang
     await trio.sleep(400)
     # Resyncs ran (every 60-90 s) and found the pod's inputs as they had left them.
     assert kubelet.state.syncs >= syncs + 4 and len(decided) == before
+    # What they found is kept: the pod as the informer has it now (its status write's
+    # echo, an equal object) is compared by identity, not walked whole at every resync.
+    (worker,) = kubelet.state.workers.values()
+    assert worker.settled[0] is worker.pod
     # A change of the runtime is a change of the inputs: the container killed from
     # outside is started again.
     labels = {POD_UID: (await cluster.get("calm"))["metadata"]["uid"]}

@@ -4,7 +4,10 @@ crash-loop backoff, probes' thresholds, the environment and admission."""
 
 import base64
 
+import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actorkube.node._backoff import Backoff
 from actorkube.node._env import ConfigError, command_line, container_env, expand, service_env
@@ -157,6 +160,31 @@ def test_a_changed_container_spec_is_restarted():
 
 
 # --- status ----------------------------------------------------------------------------
+
+
+
+def _copied(c):
+    """The same container status with its config an equal object, not the same one."""
+    return attrs.evolve(c, config=attrs.evolve(c.config, labels=dict(c.config.labels)))
+
+
+_statuses = st.lists(st.builds(ctr, st.sampled_from(["a", "b"]), st.sampled_from([R, X, C]),
+                               exit_code=st.integers(0, 2), attempt=st.integers(0, 2),
+                               reason=st.sampled_from(["", "Error"])), max_size=3)  # fmt: skip
+
+
+@given(_statuses, _statuses, st.booleans(), st.sampled_from([None, "s2", "ip"]))
+def test_pod_runtimes_are_equal_exactly_when_every_field_is(mine, theirs, copy, sandbox_change):
+    # PodRuntime compares field tuples (a shared config is not looked into); the result
+    # must be attrs' field-by-field equality's, for equal configs that are other objects
+    # too.
+    other_sandbox = sandbox(sid="s2") if sandbox_change == "s2" else (
+        sandbox(ip="10.0.0.9") if sandbox_change == "ip" else sandbox())  # fmt: skip
+    a = rt(*mine)
+    b = rt(*(map(_copied, theirs) if copy else theirs), sandboxes=[other_sandbox])
+    expected = a.sandboxes == b.sandboxes and a.containers == b.containers  # attrs' rule
+    assert (a == b) is expected and (a != b) is not expected
+    assert rt(*mine) == rt(*map(_copied, mine))
 
 
 def status(p, runtime, **kw):

@@ -489,7 +489,12 @@ class KubeletState:
         # (both are functions of these), so the periodic resync of a steady pod stops
         # here. A pod's echo of its own status write is new content, once.
         inputs = (pod, runtime, self._probe_view(worker), tuple(worker.reasons.items()))
-        if inputs != worker.settled:
+        if inputs == worker.settled:
+            # Kept as found now. The echo of the status write that settled the pod often
+            # comes after that sync, an equal object: compared whole once, it is then
+            # the same object (a pod compared whole was a third of a resync's cost).
+            worker.settled = inputs
+        else:
             worker.settled = None
             actions = compute_actions(pod, runtime, self._probe_results(worker))
             if not actions.none:  # else the runtime as read is the runtime now

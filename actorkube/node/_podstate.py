@@ -27,6 +27,7 @@ Rules of this file:
 from __future__ import annotations
 
 import json
+import operator
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -59,12 +60,30 @@ def restart_policy(pod: Mapping[str, Any]) -> str:
     return (pod.get("spec") or {}).get("restartPolicy") or "Always"
 
 
-@attrs.frozen
+# Every field of a status, as one tuple (see ``PodRuntime.__eq__``).
+_SANDBOX_FIELDS = operator.attrgetter(*attrs.fields_dict(SandboxStatus))
+_CONTAINER_FIELDS = operator.attrgetter(*attrs.fields_dict(ContainerStatus))
+
+
+@attrs.frozen(eq=False)
 class PodRuntime:
-    """What the runtime has for one pod: sandboxes and containers, newest first."""
+    """What the runtime has for one pod: sandboxes and containers, newest first. Two
+    are equal when their sandboxes and containers are, field by field."""
 
     sandboxes: tuple[SandboxStatus, ...] = ()
     containers: tuple[ContainerStatus, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        # attrs' __eq__ compares nested attrs values field by field even when they are
+        # one object: every resync of a settled pod compared each container's config
+        # (command, env, mounts, labels) with itself. Tuples of the fields compare one
+        # object as equal without looking into it.
+        if other.__class__ is not PodRuntime:
+            return NotImplemented
+        return (list(map(_SANDBOX_FIELDS, self.sandboxes))
+                == list(map(_SANDBOX_FIELDS, other.sandboxes))
+                and list(map(_CONTAINER_FIELDS, self.containers))
+                == list(map(_CONTAINER_FIELDS, other.containers)))  # fmt: skip
 
     @classmethod
     def of(cls, sandboxes: list[SandboxStatus], containers: list[ContainerStatus]) -> PodRuntime:
