@@ -11,6 +11,8 @@ import random
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actorkube.actor import ActorSystem
 from actorkube.apiserver._errors import ApiError
@@ -336,6 +338,43 @@ def test_trigger_values_are_the_field_selectors_values(obj):
     for (group, plural), field in TRIGGERS.items():
         rt = registry.resource(group, plural)
         assert _TRIGGER_VALUES[group, plural](obj) == rt.field_labels(obj).get(field, "")
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 400), st.floats(0, 40)), min_size=1, max_size=12))
+def test_the_window_sizes_itself_by_the_rule_at_every_event(bursts):
+    """The cache skips rereading the window's newest quarter while it cannot be stale:
+    the capacity after every event must still be the rule's, applied to the event
+    times in full (bursts of events at a rate, then a gap)."""
+    from collections import deque
+
+    from actorkube.apiserver import _watchcache as wc
+    from actorkube.apiserver._storage import encode
+    from actorkube.etcd import Event, EventType, KeyValue
+
+    cache = WatchCache(CONFIGMAPS)
+    cache.replace({}, 1)
+    value = encode(cm("c"))
+    times: deque[float] = deque()
+    capacity, rev, now = wc.LOWER_CAPACITY, 1, 0.0
+    for count, gap in bursts:
+        now += gap
+        for i in range(count):
+            at = now + i * gap / count
+            if len(times) >= capacity:  # the rule, reading the window as it stands
+                if at - times[0] < wc.FRESH:
+                    capacity = min(capacity * 2, wc.UPPER_CAPACITY)
+                elif at - list(times)[-(capacity // 4) or -1] > wc.FRESH:
+                    capacity = max(capacity // 2, wc.LOWER_CAPACITY)
+            times.append(at)
+            while len(times) > capacity:
+                times.popleft()
+            rev += 1
+            kv = KeyValue(CONFIGMAPS.key("default", "c"), 2, rev, 1, value)
+            cache.apply([Event(EventType.PUT, kv)], rev, at)
+            assert cache.capacity == capacity, (rev, at)
+        now += gap
 
 
 def test_the_window_grows_to_hold_the_last_75_seconds_and_shrinks_when_quiet():
