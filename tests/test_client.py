@@ -147,6 +147,151 @@ async def test_an_informer_lists_watches_indexes_and_tells_its_handlers(autojump
         nursery.cancel_scope.cancel()
 
 
+
+async def _events(stream, count: int) -> list[tuple]:
+    got = []
+    async for event in stream:
+        meta = event["object"]["metadata"]
+        got.append((event["type"], meta.get("name", ""), meta["resourceVersion"],
+                    (meta.get("annotations") or {}).get("k8s.io/initial-events-end")))  # fmt: skip
+        if len(got) == count:
+            return got
+    return got
+
+
+async def test_a_streaming_list_sends_the_state_then_a_bookmark_that_ends_it(autojump_clock):
+    async with ActorSystem() as system:
+        _, client = await start(system)
+        await client.create("configmaps", cm("b"), namespace="default")
+        await client.create("configmaps", cm("a"), namespace="default")
+        await client.create("namespaces", {"metadata": {"name": "other"}})
+        await client.create("configmaps", cm("elsewhere", "other"), namespace="other")
+        listed = await client.list("configmaps", namespace="default")
+        state = listed["metadata"]["resourceVersion"]
+        versions = {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+                    for o in listed["items"]}  # fmt: skip
+        async with client.watch("configmaps", namespace="default",
+                                send_initial_events=True) as stream:  # fmt: skip
+            initial = await _events(stream, 3)
+            await client.create("configmaps", cm("c"), namespace="default")
+            (later,) = await _events(stream, 1)
+        # The objects in key order, each at its own version; then the bookmark with
+        # the state's version (a consistent read's), annotated; then the changes.
+        assert initial == [("ADDED", "a", versions["a"], None), ("ADDED", "b", versions["b"], None),
+                           ("BOOKMARK", "", state, "true")]  # fmt: skip
+        assert later[:2] == ("ADDED", "c") and int(later[2]) > int(state)
+        # Not older than a version the cache has passed: the state now, ended the same.
+        async with client.watch("configmaps", namespace="default", resource_version=state,
+                                send_initial_events=True) as stream:  # fmt: skip
+            again = await _events(stream, 4)
+        assert [e[:2] for e in again] == [("ADDED", "a"), ("ADDED", "b"), ("ADDED", "c"),
+                                          ("BOOKMARK", "")]  # fmt: skip
+        assert again[-1][2] == later[2] and again[-1][3] == "true"
+
+
+async def test_a_streaming_lists_options_are_checked_as_kubernetes_checks_them(autojump_clock):
+    from actorkube.apiserver import ApiRequest
+
+    async with ActorSystem() as system:
+        _, client = await start(system)
+        made = await client.create("configmaps", cm("a"), namespace="default")
+
+        async def watch(**params: str):
+            req = ApiRequest("watch", "configmaps", namespace="default", params=params,
+                             token="admin-token")  # fmt: skip
+            async with client.watch_request(req) as stream:
+                await client.create("configmaps", cm(f"n{len(params)}"), namespace="default")
+                return await _events(stream, 1)
+
+        refused = {
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan":
+                {"sendInitialEvents": "true", "allowWatchBookmarks": "true"},
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided":
+                {"resourceVersionMatch": "NotOlderThan", "allowWatchBookmarks": "true"},
+            "allowWatchBookmarks must be set to true when resourceVersionMatch is provided":
+                {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"},
+            'Unsupported value: "Exact"':
+                {"sendInitialEvents": "true", "resourceVersionMatch": "Exact",
+                 "allowWatchBookmarks": "true"},
+        }  # fmt: skip
+        for message, params in refused.items():
+            with pytest.raises(ApiError) as bad:
+                await watch(**params)
+            assert bad.value.code == 422 and message in str(bad.value), params
+            assert 'ListOptions.meta.k8s.io "" is invalid' in str(bad.value)
+        # sendInitialEvents=false: no state first, the watch starts at the state's version.
+        (first,) = await watch(sendInitialEvents="false", resourceVersionMatch="NotOlderThan",
+                               allowWatchBookmarks="true")  # fmt: skip
+        assert first[:2] == ("ADDED", "n3")
+        # Without the option, a watch from "" sends the state first, without an end.
+        (legacy,) = await watch(resourceVersion="")
+        assert legacy[:2] == ("ADDED", "a") and legacy[2] == made["metadata"]["resourceVersion"]
+        # The server goes on serving.
+        assert (await client.get("configmaps", "a", namespace="default"))["metadata"]["name"] == "a"
+
+
+
+@pytest.mark.parametrize("watch_list", [True, False])
+async def test_an_informer_streams_its_list_and_drops_what_the_stream_did_not_name(
+    autojump_clock, watch_list
+):  # fmt: skip
+    # The objects are taken in as the events come: another task sees the cache grow
+    # a few at a time (a list is taken in one step); what the cache held and the
+    # state no longer has (deleted while the informer was not watching) goes, with
+    # its handler told, once the end's bookmark came.
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        _, client = await start(system)
+        for i in range(300):
+            await client.create("configmaps", cm(f"c{i:03}"), namespace="default")
+        informer = Informer(client, "configmaps", namespace="default", watch_list=watch_list)
+        ghost = cm("ghost")
+        ghost["metadata"]["resourceVersion"] = "1"
+        informer._upsert("default/ghost", ghost)
+        deleted, sizes = [], set()
+        informer.add_handler(on_delete=lambda o: deleted.append(o["metadata"]["name"]))
+
+        async def watch_sizes() -> None:
+            while not informer.synced.is_set():
+                sizes.add(len(informer.items))
+                await trio.lowlevel.checkpoint()
+
+        nursery.start_soon(watch_sizes)
+        await nursery.start(informer.run)
+        assert deleted == ["ghost"] and len(informer.items) == 300 and informer.lists == 1
+        assert informer.resource_version == (
+            await client.list("configmaps", namespace="default"))["metadata"]["resourceVersion"]
+        assert (len(sizes) > 3) is watch_list, sorted(sizes)
+        await client.create("configmaps", cm("late"), namespace="default")
+        await trio.sleep(1)
+        assert "default/late" in informer.items
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_informer_lists_when_the_server_refuses_a_streaming_list(autojump_clock):
+    class OlderServer(ApiClient):
+        refused = 0
+
+        def watch(self, *args, send_initial_events=False, **kwargs):
+            if send_initial_events:
+                OlderServer.refused += 1
+                raise ApiError({"kind": "Status", "code": 422, "reason": "Invalid",
+                                "message": "sendInitialEvents is forbidden"})  # fmt: skip
+            return super().watch(*args, **kwargs)
+
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        api, _ = await start(system)
+        client = OlderServer(system, api.ref, token="admin-token")
+        await client.create("configmaps", cm("a"), namespace="default")
+        informer = Informer(client, "configmaps", namespace="default")
+        await nursery.start(informer.run)
+        assert list(informer.items) == ["default/a"] and OlderServer.refused == 1
+        assert not informer.watch_list and informer.lists == 1
+        await client.create("configmaps", cm("b"), namespace="default")
+        await trio.sleep(1)
+        assert sorted(informer.items) == ["default/a", "default/b"]
+        nursery.cancel_scope.cancel()
+
+
 def test_a_watch_ends_when_the_api_servers_host_crashes() -> None:
     # Found by the API server fault test: a watch whose server's process died (no stop
     # hooks run, no last event sent) waited forever.

@@ -57,9 +57,9 @@ from ._rest import accepts_aggregated, is_true, non_resource
 from ._reviews import answer
 from ._schema import TypeDef, builtin_schema
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
-from ._storage import ORPHAN_BY_DEFAULT, PROPAGATION_POLICIES, ObjectStore
+from ._storage import ORPHAN_BY_DEFAULT, PROPAGATION_POLICIES, ObjectStore, parse_resource_version
 from ._validation import ErrorType, FieldError, Path
-from ._watchcache import BOOKMARK, Event, WatchCache, Watcher
+from ._watchcache import BOOKMARK, NOT_OLDER_THAN, Event, WatchCache, Watcher
 
 log = logging.getLogger("actorkube.apiserver")
 
@@ -369,13 +369,27 @@ class Handler:
         keep = self._filter(rt, namespace, params)
         await cache.ready.wait()
         bookmarks = is_true(params.get("allowWatchBookmarks"))
+        rv = params.get("resourceVersion", "")
+        initial = _send_initial_events(params, bookmarks)
+        if initial is not None:
+            # A streaming list (Kubernetes' WatchList): the state at least as new as
+            # ``rv`` ("": a consistent read, as new as etcd now) as ADDED events, ended
+            # by a bookmark that says so; or, asked for none, the watch from that state.
+            if rv in ("", "0"):
+                wanted = 0 if rv == "0" else await self.store.current_revision(rt)
+            else:
+                wanted = parse_resource_version(rv)
+            if not await cache.wait_fresh(wanted):
+                raise errors.ApiError(errors.status(
+                    504, "Timeout", f"Too large resource version: {rv}"))  # fmt: skip
+            rv = "" if initial else str(cache.revision)
         trigger = None
         if cache.trigger_field is not None:
             # The selector parsed without error in _filter.
             fields = FieldSelector.parse(params.get("fieldSelector", ""))
             trigger = fields.requires_exact_match(cache.trigger_field)
-        watcher = cache.watch(params.get("resourceVersion", ""), keep, bookmarks=bookmarks,
-                              prefix=rt.prefix(namespace), trigger=trigger)  # fmt: skip
+        watcher = cache.watch(rv, keep, bookmarks=bookmarks, prefix=rt.prefix(namespace),
+                              trigger=trigger, initial_events_end=bool(initial))  # fmt: skip
         if as_table:
             watcher.present = self._as_table_event(rt)
         elif view.is_view:
@@ -1038,6 +1052,33 @@ def _check_option_types(options: dict) -> None:
     dry = options.get("dryRun")
     if dry is not None and (not isinstance(dry, list) or not all(isinstance(d, str) for d in dry)):
         raise wrong("dryRun", "[]string")
+
+
+def _send_initial_events(params: dict, bookmarks: bool) -> bool | None:
+    """A watch's ``sendInitialEvents`` (None: not given), its companions checked as
+    Kubernetes' ValidateListOptions checks them: it asks for ``resourceVersionMatch``
+    NotOlderThan (which is refused without it) and for bookmarks."""
+    given = params.get("sendInitialEvents")
+    match = params.get("resourceVersionMatch", "")
+    where = Path("resourceVersionMatch")
+    problems = []
+    if given is not None and match != NOT_OLDER_THAN:
+        problems.append(FieldError.forbidden(
+            where, f"sendInitialEvents requires setting resourceVersionMatch to {NOT_OLDER_THAN}"))
+    if match:
+        if given is None:
+            problems.append(FieldError.forbidden(
+                where, "resourceVersionMatch is forbidden for watch unless sendInitialEvents "
+                "is provided"))
+        if match != NOT_OLDER_THAN:
+            problems.append(FieldError.not_supported(where, match, (NOT_OLDER_THAN,)))
+        if not bookmarks:
+            problems.append(FieldError.forbidden(
+                Path("allowWatchBookmarks"),
+                "allowWatchBookmarks must be set to true when resourceVersionMatch is provided"))
+    if problems:
+        raise errors.invalid("ListOptions", "meta.k8s.io", "", problems)
+    return None if given is None else is_true(given)
 
 
 def _int_param(params: dict, name: str) -> int:

@@ -57,6 +57,10 @@ from ._registry import ResourceType
 from ._storage import decode, parse_resource_version
 
 ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
+# The annotation of the bookmark that ends a streaming list's initial events, and the
+# resourceVersionMatch such a watch asks with (Kubernetes' names).
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+NOT_OLDER_THAN = "NotOlderThan"
 RESET = "RESET"
 _PROGRESS_EVERY = 0.05  # seconds between progress requests while reads wait
 
@@ -357,17 +361,22 @@ class WatchCache:
         return self.objects.irange(prefix, prefix_end(prefix), inclusive=(True, False))
 
     def watch(self, resource_version: str, keep: Filter, *, buffer: int = WATCHER_BUFFER,
-              bookmarks: bool = False, prefix: bytes = b"",
-              trigger: str | None = None) -> Watcher:  # fmt: skip
+              bookmarks: bool = False, prefix: bytes = b"", trigger: str | None = None,
+              initial_events_end: bool = False) -> Watcher:  # fmt: skip
         """A new watcher from ``resource_version`` (see the module rules); its buffer
         holds what it must catch up on plus ``buffer`` live events. Raises 410 Gone
         when that version is older than the window, 400 if it is not a version.
         ``prefix`` only narrows the initial snapshot; ``keep`` must reject what is
         outside it. ``trigger``: the one value of the cache's trigger field that
-        ``keep`` requires (None: no such requirement)."""
+        ``keep`` requires (None: no such requirement). ``initial_events_end``: from ""
+        or "0", a bookmark annotated ``INITIAL_EVENTS_END`` follows the snapshot's ADDED
+        events (a streaming list's end), whether or not bookmarks were asked for."""
         if resource_version in ("", "0"):
             initial = [Event(type=ADDED, object=o) for o in self.snapshot(keep, prefix)]
             start = self.revision
+            if initial_events_end:
+                initial.append(Event(type=BOOKMARK, object=self._marker(
+                    start, {"annotations": {INITIAL_EVENTS_END: "true"}})))  # fmt: skip
         else:
             start = parse_resource_version(resource_version)
             if start < self._oldest:
@@ -423,16 +432,20 @@ class WatchCache:
                 continue  # ended since
             if self.revision > w.told_rv:
                 if event is None:
-                    rt = self.rt
-                    marker = {"kind": rt.kind, "apiVersion": rt.api_version,
-                              "metadata": {"resourceVersion": str(self.revision)}}  # fmt: skip
-                    event = Event(type=BOOKMARK, object=marker)
+                    event = Event(type=BOOKMARK, object=self._marker(self.revision))
                 if w.offer(event):
                     w.told_rv = self.revision
                 elif w.ended:
                     self._forget(w)
                     continue
             due.setdefault(tick + period, []).append(w)
+
+    def _marker(self, revision: int, more: dict | None = None) -> dict:
+        """A bookmark's object: the kind, and metadata with only the version (and
+        ``more``)."""
+        rt = self.rt
+        return {"kind": rt.kind, "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(revision), **(more or {})}}  # fmt: skip
 
     def stop(self, w: Watcher) -> None:
         w.end("stopped")

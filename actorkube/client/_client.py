@@ -294,14 +294,21 @@ class ApiClient:
         field_selector: str = "",
         resource_version: str = "",
         bookmarks: bool = False,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[WatchStream]:
         """Watch ``resource`` from ``resource_version`` ("" or "0": the current state as
-        ADDED events first). Raises ``ApiError`` (410 Gone when the version is too old)."""
+        ADDED events first). Raises ``ApiError`` (410 Gone when the version is too old).
+        ``send_initial_events``: a streaming list (Kubernetes' sendInitialEvents, with
+        bookmarks): the state at least as new as ``resource_version`` ("": as new as
+        the server's storage now) as ADDED events, then a bookmark annotated
+        ``k8s.io/initial-events-end`` carrying its resourceVersion, then the changes."""
         params = _params(
             labelSelector=label_selector,
             fieldSelector=field_selector,
             resourceVersion=resource_version,
-            allowWatchBookmarks="true" if bookmarks else "",
+            allowWatchBookmarks="true" if bookmarks or send_initial_events else "",
+            sendInitialEvents="true" if send_initial_events else "",
+            resourceVersionMatch="NotOlderThan" if send_initial_events else "",
         )
         req = ApiRequest("watch", resource, group=group, version=preferred_version(group),
                          namespace=namespace, params=params, token=self.token,

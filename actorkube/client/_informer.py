@@ -8,6 +8,14 @@ Rules of this file:
   resourceVersion. When the watch ends it watches again from the last resourceVersion
   seen; when that version is too old (410 Gone) it lists again. Errors back off
   (exponentially, capped) and retry: an informer never gives up while it runs.
+- A list is streamed (``watch_list``, as client-go's WatchListClient): one watch with
+  ``sendInitialEvents``, whose ADDED events are taken into the cache as they come and
+  whose closing bookmark (annotated ``k8s.io/initial-events-end``) gives the state's
+  resourceVersion; then what the cache holds that the stream did not name is deleted,
+  and the same stream goes on as the watch. No single step holds every object: a
+  relist of 150,000 pods is decoded and taken in event by event, in the watch's
+  streaks, where a list's one response stopped the process for 10-19 s. A stream cut
+  short before its end starts over. A server that refuses it (422) gets a list.
 - The cache is keyed ``namespace/name`` (``name`` for cluster-scoped objects), as
   client-go's MetaNamespaceKeyFunc. Indexes map an index value to keys, kept in step
   with every change (``by_namespace`` always; custom ones such as ``spec.nodeName``).
@@ -34,6 +42,7 @@ import trio
 
 from actorkube import _json as fastjson
 from actorkube.apiserver import ApiError
+from actorkube.apiserver._watchcache import INITIAL_EVENTS_END
 
 from ._client import ApiClient
 
@@ -72,6 +81,7 @@ class Informer:
         indexers: dict[str, IndexFunc] | None = None,
         max_backoff: float = 30.0,
         watch_idle: float = WATCH_IDLE,
+        watch_list: bool = True,
     ) -> None:
         self.client = client
         self.watch_idle = watch_idle
@@ -85,7 +95,11 @@ class Informer:
         self.handlers: list[tuple[Handler | None, Handler | None, Handler | None]] = []
         self.resource_version = ""
         self.synced = trio.Event()
-        self.lists = 0  # how many times it listed (a relist after 410 counts)
+        self.lists = 0  # how many times it listed, or streamed a list (after 410 too)
+        # Lists are streamed (a watch with sendInitialEvents) unless the server refuses.
+        self.watch_list = watch_list
+        self._fresh: set[str] | None = None  # keys a streaming list named so far
+        self._on_synced: Callable[[], None] = self.synced.set
 
     # --- reading ------------------------------------------------------------------------
 
@@ -124,27 +138,41 @@ class Informer:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Keep the cache in step, forever; ``task_status.started()`` once synced."""
         started = False
+
+        def synced() -> None:
+            nonlocal started
+            self.synced.set()
+            if not started:
+                started = True
+                task_status.started()
+
+        self._on_synced = synced
         backoff = 0.1
         async with trio.open_nursery() as nursery:
             if self.resync:
                 nursery.start_soon(self._resync_loop)
             while True:
                 try:
-                    if not self.resource_version:
+                    if not self.resource_version and not self.watch_list:
                         await self._list()
                         backoff = 0.1  # the server answers again
-                        if not started:
-                            started = True
-                            task_status.started()
                     await self._watch()
                     backoff = 0.1
                 except ApiError as e:
                     if e.code == 410:
                         self.resource_version = ""  # too old: list again
                         continue
+                    if e.code == 422 and self._fresh is not None:
+                        # A server that refuses streaming lists: list, then watch.
+                        log.info("informer %s: no streaming list (%s); listing",
+                                 self.resource, e)  # fmt: skip
+                        self.watch_list = False
+                        continue
                     log.warning("informer %s: %s; retrying in %.1fs", self.resource, e, backoff)
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff)
+                finally:
+                    self._fresh = None  # a streaming list cut short starts over
 
     async def _list(self) -> None:
         got = await self.client.list(
@@ -161,9 +189,16 @@ class Informer:
         for key, obj in fresh.items():
             self._upsert(key, obj)
         self.resource_version = got["metadata"]["resourceVersion"]
-        self.synced.set()
+        self._on_synced()
 
     async def _watch(self) -> None:
+        """Watch from the resourceVersion; without one (``watch_list``), a streaming
+        list: the current objects as ADDED events, taken into the cache as they come,
+        then the bookmark that ends them, when what the cache holds and the stream did
+        not name is deleted (``_apply``)."""
+        streaming = not self.resource_version
+        if streaming:
+            self._fresh = set()
         async with self.client.watch(
             self.resource,
             namespace=self.namespace,
@@ -172,6 +207,7 @@ class Informer:
             field_selector=self.field_selector,
             resource_version=self.resource_version,
             bookmarks=True,
+            send_initial_events=streaming,
         ) as stream:
             # A watch asked for bookmarks hears from the server at least every bookmark
             # interval; silence much longer means the stream is dead (its last
@@ -194,13 +230,29 @@ class Informer:
     def _apply(self, data: bytes) -> None:
         event = fastjson.loads(data)
         obj = event["object"]
-        rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+        m = obj.get("metadata") or {}
         kind = event["type"]
+        fresh = self._fresh
         if kind == "DELETED":
             self._delete(object_key(obj))
         elif kind in ("ADDED", "MODIFIED"):
-            self._upsert(object_key(obj), obj)
-        if rv:
+            key = object_key(obj)
+            if fresh is not None:
+                fresh.add(key)
+            self._upsert(key, obj)
+        elif fresh is not None and (m.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
+            # The end of a streaming list's initial events: the state at its version.
+            for key in [k for k in self.items if k not in fresh]:
+                self._delete(key)
+            self._fresh = None
+            self.lists += 1
+            self.resource_version = m.get("resourceVersion", "")
+            self._on_synced()
+            return
+        # An initial event's version is its object's, not the state's: a stream cut
+        # short before its end starts over rather than watching from one of them.
+        rv = m.get("resourceVersion", "")
+        if rv and fresh is None:
             self.resource_version = rv
 
     async def _resync_loop(self) -> None:
