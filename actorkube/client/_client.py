@@ -40,6 +40,7 @@ from actorkube.actor import (
 )
 from actorkube.apiserver import ApiError, ApiRequest, ApiResponse, StopWatch, WatchEvent
 from actorkube.apiserver._errors import status
+from actorkube.apiserver._watchcache import NOT_OLDER_THAN
 
 MERGE_PATCH = "application/merge-patch+json"
 WATCH_BUFFER = 1000  # events a watch stream holds for a reader that is behind
@@ -308,7 +309,7 @@ class ApiClient:
             resourceVersion=resource_version,
             allowWatchBookmarks="true" if bookmarks or send_initial_events else "",
             sendInitialEvents="true" if send_initial_events else "",
-            resourceVersionMatch="NotOlderThan" if send_initial_events else "",
+            resourceVersionMatch=NOT_OLDER_THAN if send_initial_events else "",
         )
         req = ApiRequest("watch", resource, group=group, version=preferred_version(group),
                          namespace=namespace, params=params, token=self.token,
