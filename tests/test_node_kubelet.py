@@ -316,6 +316,32 @@ async def test_admission_rejects_a_pod_that_does_not_fit(autojump_clock, cluster
     assert await cluster.runtime.list_containers({NODE: "n1"}) == []
 
 
+async def test_admission_sums_the_running_pods_reading_each_pod_object_once(
+    autojump_clock, cluster, monkeypatch
+):  # fmt: skip
+    import actorkube.node._kubelet as kubelet_module
+
+    read = []
+    claims = kubelet_module.claims_of
+
+    def counted(pod):
+        read.append(pod)  # kept: no id is reused while the test holds them
+        return claims(pod)
+
+    monkeypatch.setattr(kubelet_module, "claims_of", counted)
+    cluster.start_kubelet()
+    half = [{"name": "app", "image": "server", "resources": {"requests": {"cpu": "500m"}}}]
+    for i in range(4):  # the node's 2 cpus, taken
+        await cluster.pod(f"p{i}", containers=half)
+        await cluster.until_phase(f"p{i}", "Running")
+    await cluster.pod("one-more", containers=half)
+    p = await cluster.until_phase("one-more", "Failed")
+    assert p["status"]["reason"] == "OutOfcpu"
+    assert "requested: 500, used: 2000, capacity: 2000" in p["status"]["message"]
+    # Five admissions over 0-4 running pods; each pod object's requests read once.
+    assert read and len(read) == len({id(pod) for pod in read})
+
+
 async def test_image_pull_errors_back_off(autojump_clock, cluster):
     cluster.start_kubelet()
     await cluster.pod("pull", containers=[{"name": "app", "image": "broken"}])
@@ -545,10 +571,11 @@ async def test_a_settled_pods_resync_decides_nothing_again_until_something_chang
     await trio.sleep(400)
     # Resyncs ran (every 60-90 s) and found the pod's inputs as they had left them.
     assert kubelet.state.syncs >= syncs + 4 and len(decided) == before
-    # What they found is kept: the pod as the informer has it now (its status write's
-    # echo, an equal object) is compared by identity, not walked whole at every resync.
+    # The pod is known by its version, not walked whole at every resync (nor its equal
+    # copies: the status write's answer and that write's echo).
     (worker,) = kubelet.state.workers.values()
-    assert worker.settled[0] is worker.pod
+    meta = worker.pod["metadata"]
+    assert worker.settled[0] == (meta["uid"], meta["resourceVersion"])
     # A change of the runtime is a change of the inputs: the container killed from
     # outside is started again.
     labels = {POD_UID: (await cluster.get("calm"))["metadata"]["uid"]}

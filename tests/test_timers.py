@@ -7,6 +7,8 @@ import time
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actorkube.actor import Actor, ActorSystem, HandlerFailed, OneForOne, handler, message
 
@@ -196,13 +198,63 @@ async def test_system_sleep_is_cancellable_and_a_checkpoint(autojump_clock) -> N
             await system.sleep(-1)
 
 
-async def test_a_thousand_cancelled_sleeps_are_dropped_from_the_heap(autojump_clock) -> None:
-    async with ActorSystem() as system:
+@pytest.mark.parametrize("slack", [0.0, 0.005])
+async def test_a_thousand_cancelled_sleeps_are_dropped_from_the_heap(autojump_clock, slack):
+    async with ActorSystem(timer_slack=slack) as system:
         for _ in range(3000):
             with trio.move_on_after(0.001):
                 await system.sleep(3600.0)
         # Dead entries are compacted once they outnumber the live ones (discard).
-        assert len(system._timer_service._heap) < 3000
+        service = system._timer_service
+        assert len(service._heap) < 3000 and service._entries < 3000
+        done = trio.Event()
+        system.call_later(3600.0, done.set)  # what is live after a compaction still fires
+        await done.wait()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    slack=st.sampled_from([0.0, 0.001, 0.005, 0.01, 0.3]),
+    start=st.floats(0, 50),
+    deadlines=st.lists(st.floats(-1, 5), min_size=1, max_size=40),
+    cancelled=st.sets(st.integers(0, 39)),
+)
+def test_each_call_fires_once_never_early_and_at_most_the_slack_late(
+    slack, start, deadlines, cancelled
+):  # fmt: skip
+    fired: dict[int, list[float]] = {}
+    order: list[int] = []
+
+    async def main() -> float:
+        await trio.sleep(start)  # slots lie on trio's clock, not on when timers began
+        async with ActorSystem(timer_slack=slack) as system:
+            now = trio.current_time()
+            def note(i: int) -> None:
+                fired.setdefault(i, []).append(trio.current_time())
+                order.append(i)
+
+            calls = [system.call_at(now + d, lambda i=i: note(i))
+                     for i, d in enumerate(deadlines)]  # fmt: skip
+            for i in cancelled & set(range(len(calls))):
+                calls[i].cancel()
+            await trio.sleep(6.0)
+        return now
+
+    now = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    for i, d in enumerate(deadlines):
+        if i in cancelled:
+            assert i not in fired
+            continue
+        (at,) = fired[i]
+        due = max(now + d, now)  # a deadline already past is served at once
+        assert due <= at <= due + slack + 1e-9
+    if not slack:  # exact: in deadline order, then the order scheduled
+        assert order == sorted(fired, key=lambda i: (now + deadlines[i], i))
+    else:  # slot by slot (those past at once, earliest first); a slot in scheduling order
+        times = [fired[i][0] for i in order]
+        assert times == sorted(times)
+        ahead = [i for i in order if now + deadlines[i] > now]
+        assert ahead == sorted(ahead, key=lambda i: (fired[i][0], i))
 
 
 async def test_call_at_calls_in_deadline_then_call_order_and_cancel_stops_one(
@@ -245,9 +297,9 @@ async def test_timer_slack_serves_deadlines_close_together_in_one_wake_up(autoju
         async with trio.open_nursery() as nursery:
             for name, seconds in (("a", 1.0), ("b", 1.004), ("c", 1.012)):
                 nursery.start_soon(sleeper, name, seconds)
-        # a's deadline wakes the timer task 10 ms late, when b is due too; c comes
-        # after that, so its own wake-up is 10 ms after its deadline. Never early. (Tasks
-        # woken together run in an order trio chooses.)
-        assert dict(woke) == {"a": 1.01, "b": 1.01, "c": 1.022} and woke[-1][0] == "c"
+        # Deadlines share a wake-up at the end of their 10 ms slot: a and b in
+        # [1.00, 1.01), c in [1.01, 1.02). Never early. (Tasks woken together run in an
+        # order trio chooses.)
+        assert dict(woke) == {"a": 1.01, "b": 1.01, "c": 1.02} and woke[-1][0] == "c"
     with pytest.raises(ValueError, match="non-negative"):
         ActorSystem(timer_slack=-0.001)

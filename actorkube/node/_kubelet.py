@@ -177,6 +177,17 @@ class _Worker:
     pull_failed: dict[str, float] = attrs.field(factory=dict)  # container name -> when
     resync_pending: bool = False  # a periodic resync is due
     settled: tuple | None = None  # the inputs of the last sync that had nothing to do
+    read: tuple = (None, None)  # (the pod object, what it asks of the node)
+
+    def requests(self) -> Mapping[str, int]:
+        """What the pod asks of the node (the scheduler's claims), read again only when
+        the pod object changed: admission sums it over every running pod for each new
+        one, and a pod's object changes a few times in its life (its status writes)."""
+        pod, found = self.read
+        if pod is not self.pod:
+            found = claims_of(self.pod)[0]
+            self.read = (self.pod, found)
+        return found
 
 
 class KubeletState:
@@ -461,10 +472,8 @@ class KubeletState:
             worker.admitted = True
             refusal = None
             if (pod.get("status") or {}).get("phase") not in TERMINAL:
-                # What each running pod asks is kept per pod version (the scheduler's
-                # claims): admission sums it over every running pod for each new one.
                 refusal = admit(pod, self._running_pods(worker.uid), self.node.allocatable(),
-                                lambda w: claims_of(w.pod)[0])  # fmt: skip
+                                _Worker.requests)  # fmt: skip
             if refusal is not None:
                 worker.rejected = True
                 failed = {**(pod.get("status") or {}), "phase": "Failed",
@@ -488,13 +497,9 @@ class KubeletState:
         # settled (nothing to do, its status written): they would come out the same
         # (both are functions of these), so the periodic resync of a steady pod stops
         # here. A pod's echo of its own status write is new content, once.
-        inputs = (pod, runtime, self._probe_view(worker), tuple(worker.reasons.items()))
-        if inputs == worker.settled:
-            # Kept as found now. The echo of the status write that settled the pod often
-            # comes after that sync, an equal object: compared whole once, it is then
-            # the same object (a pod compared whole was a third of a resync's cost).
-            worker.settled = inputs
-        else:
+        inputs = (_version(pod), runtime, self._probe_view(worker),
+                  tuple(worker.reasons.items()))  # fmt: skip
+        if inputs != worker.settled:
             worker.settled = None
             actions = compute_actions(pod, runtime, self._probe_results(worker))
             if not actions.none:  # else the runtime as read is the runtime now
@@ -910,6 +915,17 @@ def _sync_view(pod: Mapping) -> tuple:
     meta = pod.get("metadata") or {}
     return (pod.get("spec"), meta.get("labels"), meta.get("annotations"),
             meta.get("deletionTimestamp"), meta.get("deletionGracePeriodSeconds"))  # fmt: skip
+
+
+def _version(pod: dict) -> tuple | dict:
+    """What a pod's content is known by: its uid and resourceVersion, which the API
+    server changes with every write (so equal versions are equal pods); the pod itself
+    if it has none. Pods compared whole (their managedFields, spec and status) were a
+    third of a resync's cost, and an equal copy (the echo of a status write) compared
+    whole once more after the sync that settled it."""
+    m = pod.get("metadata") or {}
+    version = m.get("resourceVersion")
+    return (m.get("uid"), version) if version else pod
 
 
 def _pod_name(pod: Mapping) -> str:
