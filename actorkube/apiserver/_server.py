@@ -244,6 +244,9 @@ class _WatchPump(Actor):
                 try:
                     event = self.watcher.receive_nowait()
                 except trio.WouldBlock:
+                    event = None  # waited for below: awaited in here, the exception, its
+                    # traceback and frames would live as long as the wait (see _client)
+                if event is None:
                     streak = 0
                     event = await self.watcher.receive()
                 else:

@@ -378,6 +378,12 @@ class WatchStream:
         try:
             msg = self._receive.receive_nowait()
         except trio.WouldBlock:
+            # Waited for outside the handler: a wait inside it keeps the exception, its
+            # traceback and their frames alive for as long as it lasts (an idle watch's:
+            # seconds), so each wait of thousands of watches left a dozen objects for
+            # the collector to scan and freeze.
+            msg = None
+        if msg is None:
             self._streak = 0
             msg = await self._receive.receive()
         else:

@@ -35,6 +35,7 @@ Rules of this file:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Mapping
@@ -408,7 +409,9 @@ class KubeletState:
     def _after(self, delay: float, uid: str, what: str = "sync", container: str = "") -> None:
         """In ``delay`` seconds: sync the pod ``uid`` again (``sync``; ``resync``: the
         periodic one), or run its container's probe ``what``."""
-        self.call_later(delay, lambda: self._due(uid, what, container))
+        # A partial, not a closure: it waits up to 90 s (a resync), and a lambda's
+        # function and four cells outlived the young collections, for every pod.
+        self.call_later(delay, functools.partial(self._due, uid, what, container))
 
     def _due(self, uid: str, what: str, container: str) -> None:
         if self._nursery is None:
