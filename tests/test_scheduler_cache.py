@@ -165,11 +165,42 @@ def _follow(changes) -> None:
                          lambda i: t.allocatable[i, 0] - t.requested[i, 0], int)  # fmt: skip
 
     free(table)
+    held, seen = None, None
     for k, (n, asks) in enumerate(changes):
         for j in range(asks):  # several refills between two asks
             cache.add_pod(pod(f"p{k}-{j}", cpu="100m", node=f"n{(n + j) % 6}"))
         table = cache.table()
-        assert free(table).tolist() == free(NodeTable(cache.nodes())).tolist()
+        column = free(table)
+        assert column.tolist() == free(NodeTable(cache.nodes())).tolist()
+        if held is not None:  # a column a caller holds is never changed under it
+            assert held.tolist() == seen
+        if k % 2:
+            held, seen = column, column.tolist()
+
+
+def test_a_refill_that_changes_no_number_recomputes_no_row() -> None:
+    # A bind's confirmation replaces the assumed pod with the bound one: the node's
+    # numbers stay, and so do the derived columns (one row computed per bind, not two).
+    cache = SchedulerCache()
+    for i in range(3):
+        cache.add_node(node(f"n{i}", cpu="4"))
+    computed: list[int] = []
+
+    def free(t: NodeTable):
+        def one(i: int) -> int:
+            computed.append(i)
+            return int(t.allocatable[i, 0] - t.requested[i, 0])
+
+        return t.derived("free", lambda rows: t.allocatable[rows, 0] - t.requested[rows, 0],
+                         one, int)  # fmt: skip
+
+    free(cache.table())
+    assumed = cache.assume(pod("p", cpu="1"), "n1")
+    assert free(cache.table()).tolist() == [4000, 3000, 4000] and computed == [1]
+    cache.add_pod({**assumed, "metadata": {**assumed["metadata"], "resourceVersion": "9"}})
+    assert free(cache.table()).tolist() == [4000, 3000, 4000] and computed == [1]
+    cache.add_pod(pod("q", cpu="2", node="n2"))
+    assert free(cache.table()).tolist() == [4000, 3000, 2000] and computed == [1, 2]
 
 
 def test_claims_are_not_shared_by_pods_of_two_clusters_with_the_same_uid() -> None:

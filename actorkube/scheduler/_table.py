@@ -23,16 +23,19 @@ Rules of this file:
   them is filtered node by node (the plugin's own ``filter``).
 - ``derived(key, many, one)``: a column computed from the others (a filter's verdict or
   a score for one shape of pod, named by ``key``), kept from cycle to cycle: only the
-  rows refilled since it was last asked are computed again. A Deployment's pods all
-  ask the same, so a cycle pays for the one node the last pod went to, not for every
-  node (Kubernetes re-runs its plugins on every node it scans; this is the same
-  answer, remembered). ``spread(keys, answers)`` likewise keeps one answer per group
-  of ``grouping(keys)`` spread over the rows.
+  rows whose numbers or Node object changed since it was last asked are computed
+  again (a refill that changes neither, as a bind's confirmation replacing the assumed
+  pod, is no change), in place unless a caller still holds the column. A
+  Deployment's pods all ask the same, so a cycle pays for the one node the last pod
+  went to, not for every node (Kubernetes re-runs its plugins on every node it scans;
+  this is the same answer, remembered). ``spread(keys, answers)`` likewise keeps one
+  answer per group of ``grouping(keys)`` spread over the rows.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
@@ -98,6 +101,7 @@ class NodeTable:
         self.pods = np.zeros(n, dtype=np.int64)
         self.allowed_pods = np.zeros(n, dtype=np.int64)
         self._seen: list[object] = [None] * n  # the Node object of each row's spec key
+        self._numbers: list[tuple[int, ...]] = [()] * n  # each row's numbers, as filled
         self._spec_keys: list[str] = [""] * n
         self._groupings: dict[tuple[str, ...], tuple[np.ndarray, list[NodeInfo]]] = {}
         self.image_nodes: dict[str, int] = {}  # image -> how many nodes have it
@@ -133,27 +137,35 @@ class NodeTable:
 
     def _fill(self, i: int) -> None:
         info = self.infos[i]
-        a, r = info.allocatable, info.requested
-        for c, name in enumerate(COLUMNS):
-            self.allocatable[i, c] = a.get(name, 0)
-            self.requested[i, c] = r.get(name, 0)
-        self.non_zero[i, 0] = info.non_zero.get(CPU, 0)
-        self.non_zero[i, 1] = info.non_zero.get(MEMORY, 0)
-        self.pods[i] = len(info.pods)
+        a, r, nz = info.allocatable, info.requested, info.non_zero
+        numbers = (*[a.get(name, 0) for name in COLUMNS], *[r.get(name, 0) for name in COLUMNS],
+                   nz.get(CPU, 0), nz.get(MEMORY, 0), len(info.pods),
+                   a.get(PODS, DEFAULT_PODS))  # fmt: skip
+        k = len(COLUMNS)
+        # A refill that leaves the numbers and the Node object as they were (a bind's
+        # confirmation replacing the assumed pod) is no change to the derived columns.
+        changed = numbers != self._numbers[i] or info.node is not self._seen[i]
+        if changed:
+            self._numbers[i] = numbers
+            self.allocatable[i] = numbers[:k]
+            self.requested[i] = numbers[k : 2 * k]
+            self.non_zero[i] = numbers[2 * k : 2 * k + 2]
+            self.pods[i] = numbers[-2]
+            self.allowed_pods[i] = numbers[-1]
         for (namespaces, selector, deleting), counts in self._matching.items():
             counts[i] = count_matching(info, namespaces, selector, deleting)
         if self._terms is not None:
             self._count_terms(i, -1)
             self._row_terms[i] = self._terms_of(info)
             self._count_terms(i, +1)
-        self.allowed_pods[i] = a.get(PODS, DEFAULT_PODS)
-        self._epoch += 1
-        self._row_epochs[i] = self._epoch
-        self._refilled.append(i)
-        if len(self._refilled) > REFILL_LOG:
-            drop = len(self._refilled) // 2
-            del self._refilled[:drop]
-            self._refilled_from += drop
+        if changed:
+            self._epoch += 1
+            self._row_epochs[i] = self._epoch
+            self._refilled.append(i)
+            if len(self._refilled) > REFILL_LOG:
+                drop = len(self._refilled) // 2
+                del self._refilled[:drop]
+                self._refilled_from += drop
         if info.node is not self._seen[i]:
             old = self._seen[i]
             self._seen[i] = info.node
@@ -194,7 +206,15 @@ class NodeTable:
                     stale = sorted(set(self._refilled[epoch - self._refilled_from:]))
                 else:
                     stale = np.flatnonzero(self._row_epochs > epoch).tolist()
-                column = column.copy()  # a caller may still hold the old one
+                # Updated in place unless a caller still holds the column (then it
+                # keeps what it was given): the references are the cache's tuple,
+                # ``column`` and getrefcount's argument.
+                try:
+                    if sys.getrefcount(column) > 3:
+                        raise ValueError("shared")
+                    column.flags.writeable = True
+                except ValueError:
+                    column = column.copy()
                 if len(stale) <= FEW_ROWS:
                     for i in stale:
                         column[i] = one(i)
