@@ -7,18 +7,23 @@ Rules of this file:
   free worker, and replies when the worker says it is done. At most ``workers``
   requests are in flight (kube-apiserver's max-requests-inflight); the rest wait in
   arrival order.
-- A worker serves one request at a time through the ``Handler``. The front hands it
-  the request in memory (``_Work`` only names it), as it shares the handler with it:
-  sent in a message, the request and its body would be encoded and decoded once more
-  (the ask that brought it did so already). A watch gets a ``_WatchPump`` child that
-  forwards the cache watcher's events to the watcher actor as ``WatchEvent``s until the
-  watch ends (then one last event with ``event=None`` and the reason), the watcher asks
-  to stop, or the watcher goes away.
+- A worker serves one request at a time through the ``Handler``. The front and its
+  workers share the queue of requests (``_Queue``; one trio thread): the front hands a
+  request over in memory, as it shares the handler with its workers (sent in a
+  message, the request and its body would be encoded and decoded once more: the ask
+  that brought it did so already). A worker replies to the asker itself and then takes
+  the next waiting request itself, going back to the free workers only when none
+  waits; the front tells an idle worker ``_Work`` (naming the request) only when it
+  hands one to it. A busy server so sends no message per request between the front
+  and its workers (a ``_Work`` and a ``_Done`` for each were two of the ~17 messages
+  of a scheduled pod). A watch gets a ``_WatchPump`` child that forwards the cache
+  watcher's events to the watcher actor as ``WatchEvent``s (what is queued goes in one
+  message, up to ``BATCH`` events) until the watch ends (then one last event with
+  ``event=None`` and the reason), the watcher asks to stop, or the watcher goes away.
 - A pump whose watcher's mailbox stays full for ``slow_after`` seconds ends the watch
   (the watcher is too slow): events are never dropped silently.
-- A worker's reports to the front (``_Done``, ``_PumpStarted``) are control messages
-  (``Actor.control_messages``): a mailbox full of asks still takes them. Each dropped
-  one took a worker out of the pool for good.
+- A worker's report of a pump it started (``_PumpStarted``) is a control message
+  (``Actor.control_messages``): a mailbox full of asks still takes it.
 - A waiting request whose asker gave up (its ask timed out or was cancelled: the reply
   is settled already) is not served when its turn comes; ``abandoned`` counts them.
   kube-apiserver does the same (a request whose client has gone is not run, and API
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from collections.abc import Callable
 
 import trio
 
@@ -51,6 +57,8 @@ from ._messages import ApiRequest, ApiResponse, StopWatch, WatchEvent
 from ._watchcache import Watcher
 
 STREAK = 64  # queued events a watch pump forwards in a row before it yields
+BATCH = 64  # events a watch pump forwards in one message, at most
+BATCH_BYTES = 256 * 1024  # ... and their size, at most (after the one that passes it)
 
 
 @message(tag="apiserver._Work")
@@ -58,16 +66,6 @@ class _Work:
     """Serve the front's ``requests[request_id]`` (see the module rules)."""
 
     request_id: int
-
-
-@message(tag="apiserver._Done")
-class _Done:
-    """``response``: the ``ApiResponse`` already encoded as the reply, so that a large
-    body (a list of 150,000 pods) is encoded once, not once more at the front."""
-
-    request_id: int
-    worker: ActorRef
-    response: bytes
 
 
 @message(tag="apiserver._PumpStarted")
@@ -82,34 +80,58 @@ class _Pump:
     pass
 
 
+class _Queue:
+    """The requests of a front, shared with its workers (see the module rules)."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[int] = deque()  # the ids of the requests no worker took yet
+        self.pending: dict[int, Reply] = {}  # the replies not sent yet, by request id
+        self.requests: dict[int, ApiRequest] = {}  # the requests not taken yet, by id
+        self.free: list[ActorRef] = []  # the idle workers
+        self.abandoned = 0  # requests not served: their askers had given up
+
+    def take(self) -> int | None:
+        """The next waiting request whose asker still waits (None: none waits); those
+        whose askers gave up are dropped on the way (see the module rules)."""
+        waiting, pending = self.waiting, self.pending
+        while waiting:
+            request_id = waiting.popleft()
+            if pending[request_id].done:  # its asker gave up waiting
+                del pending[request_id], self.requests[request_id]
+                self.abandoned += 1
+                continue
+            return request_id
+        return None
+
+
 class ApiServer(Actor):
     """Serves ``ApiRequest`` asks (the reply is an ``ApiResponse``) and ``StopWatch``
     tells (see the module rules)."""
 
-    # A worker's report comes even when the mailbox is full of asks: dropped, it would
-    # take the worker out of the pool for good, and with the last one every request
-    # waits forever (a 5,000-node density run lost all 32 in bursts behind pauses).
-    control_messages = (_Done, _PumpStarted)
+    # A worker's report comes even when the mailbox is full of asks.
+    control_messages = (_PumpStarted,)
 
     def __init__(self, handler: Handler, *, workers: int = 32, slow_after: float = 5.0):
         self.handler = handler
         self.size = workers
         self.slow_after = slow_after
-        self.free: list[ActorRef] = []
-        self.waiting: deque[int] = deque()  # the ids of the requests no worker took yet
-        self.pending: dict[int, Reply] = {}
-        # The requests not taken yet by their worker, by id (shared with the workers).
-        self.requests: dict[int, ApiRequest] = {}
+        self.queue = _Queue()
+        self.free, self.waiting = self.queue.free, self.queue.waiting
+        self.pending, self.requests = self.queue.pending, self.queue.requests
         self.next_id = 0
-        self.abandoned = 0  # requests not served: their askers had given up (see above)
         self.pumps: dict[tuple[ActorRef, int], ActorRef] = {}
         # The other way round: a pump's watch, so that its end is one lookup, not a
         # scan of every watch (thousands of kubelets' watches end and start again).
         self.watch_of: dict[ActorRef, tuple[ActorRef, int]] = {}
 
+    @property
+    def abandoned(self) -> int:
+        """Requests not served: their askers had given up (see the module rules)."""
+        return self.queue.abandoned
+
     async def started(self) -> None:
         for i in range(self.size):
-            worker = _Worker(self.handler, self.slow_after, self.requests)
+            worker = _Worker(self.handler, self.slow_after, self.queue, self._assign)
             # Actor names are the system's: each server's workers carry its name.
             name = f"{self.ref.name}-worker-{i}"
             self.free.append(self.spawn(lambda worker=worker: worker, name=name))
@@ -120,14 +142,6 @@ class ApiServer(Actor):
         self.pending[self.next_id] = self.defer_reply()
         self.requests[self.next_id] = msg
         self.waiting.append(self.next_id)
-        self._assign()
-
-    @handler
-    def on_done(self, msg: _Done) -> None:
-        reply = self.pending.pop(msg.request_id, None)
-        if reply is not None:
-            reply.send_bytes(msg.response)
-        self.free.append(msg.worker)
         self._assign()
 
     @handler
@@ -150,38 +164,52 @@ class ApiServer(Actor):
             await self.system.stop(pump)
 
     def _assign(self) -> None:
-        waiting, pending = self.waiting, self.pending
-        while self.free and waiting:
-            request_id = waiting.popleft()
-            if pending[request_id].done:  # its asker gave up waiting (see the module)
-                del pending[request_id], self.requests[request_id]
-                self.abandoned += 1
-                continue
-            self.free.pop().tell(_Work(request_id))
+        queue = self.queue
+        while queue.free and queue.waiting:
+            request_id = queue.take()
+            if request_id is None:
+                break
+            queue.free.pop().tell(_Work(request_id))
 
 
 class _Worker(Actor):
-    def __init__(self, handler: Handler, slow_after: float,
-                 requests: dict[int, ApiRequest]) -> None:  # fmt: skip
+    def __init__(self, handler: Handler, slow_after: float, queue: _Queue,
+                 assign: Callable[[], None]) -> None:  # fmt: skip
         self.handler = handler
         self.slow_after = slow_after
-        self.requests = requests  # the front's (see the module rules)
+        self.queue = queue  # the front's (see the module rules)
+        self.assign = assign  # the front's: hands waiting requests to idle workers
         self.pumps = 0
 
     @handler
     async def on_work(self, msg: _Work) -> None:
-        # Whatever happens, the front hears back: a worker that never said it was done
-        # would be lost to the pool for good.
+        request_id: int | None = msg.request_id
+        try:
+            while request_id is not None:
+                await self._serve(request_id)
+                request_id = self.queue.take()
+        finally:
+            # Whatever happens, the worker is free again: one that never came back
+            # would be lost to the pool for good (and requests left waiting, if every
+            # worker was, would wait for the next to come).
+            self.queue.free.append(self.ref)
+            if self.queue.waiting:
+                self.assign()
+
+    async def _serve(self, request_id: int) -> None:
+        # Whatever happens, the asker hears back.
         response = None
         try:
-            request = self.requests.pop(msg.request_id)
+            request = self.queue.requests.pop(request_id)
             response, watcher = await self.handler.handle(request)
             if watcher is not None:
                 response = self._start_pump(request, watcher, response)
         finally:
             if response is None:  # (made only then: handle answers nearly always)
                 response = ApiResponse(500, errors.internal("the request was not served").status)
-            self.parent.tell(_Done(msg.request_id, self.ref, _encoded(response)))
+            reply = self.queue.pending.pop(request_id, None)
+            if reply is not None:
+                reply.send_bytes(_encoded(response))
 
     def _start_pump(self, request: ApiRequest, watcher: Watcher, response: ApiResponse):
         if request.watcher is None:
@@ -232,11 +260,12 @@ class _WatchPump(Actor):
 
     @handler
     async def on_pump(self, msg: _Pump) -> None:
-        # The events queued are forwarded in streaks, yielding once per STREAK: a
-        # receive() per event yields to every other ready task for each one, and with a
-        # busy process (thousands of ready tasks a round) a pump forwarded a few dozen
-        # events a second while the cache queued hundreds, until its watcher was ended
-        # for not keeping up (the scheduler's informer at 100,000 pods).
+        # The events queued are forwarded in batches (up to BATCH in one message), and
+        # yielding once per STREAK events: a receive() per event yields to every other
+        # ready task for each one, and with a busy process (thousands of ready tasks a
+        # round) a pump forwarded a few dozen events a second while the cache queued
+        # hundreds, until its watcher was ended for not keeping up (the scheduler's
+        # informer at 100,000 pods).
         reason = ""
         streak = 0
         while not reason:
@@ -249,26 +278,35 @@ class _WatchPump(Actor):
                 if event is None:
                     streak = 0
                     event = await self.watcher.receive()
-                else:
-                    streak += 1
-                    if streak >= STREAK:
-                        streak = 0
-                        await trio.lowlevel.checkpoint()
+                elif streak >= STREAK:
+                    streak = 0
+                    await trio.lowlevel.checkpoint()
             except trio.EndOfChannel:
                 reason = self.watcher.ended or "the watch ended"
                 break
-            if not await self._forward(event.json()):
+            batch = [event.json()]
+            size = len(batch[0])
+            while len(batch) < BATCH and size < BATCH_BYTES:
+                try:
+                    data = self.watcher.receive_nowait().json()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break  # (an end is seen by the next receive)
+                batch.append(data)
+                size += len(data)
+            streak += len(batch)
+            if not await self._forward(batch[0], more=tuple(batch[1:])):
                 reason = "the watcher did not keep up"
                 self.watcher.end(reason)
         await self._forward(b"", reason)
         self.finished = True
         self.stop()
 
-    async def _forward(self, data: bytes, reason: str = "") -> bool:
-        """Send the watcher the next ``WatchEvent`` (``data``, or the end and its
-        ``reason``); False if its mailbox stayed full for ``slow_after`` seconds."""
+    async def _forward(self, data: bytes, reason: str = "", more: tuple[bytes, ...] = ()) -> bool:
+        """Send the watcher the next ``WatchEvent`` (``data`` and ``more``, or the end
+        and its ``reason``); False if its mailbox stayed full for ``slow_after``
+        seconds."""
         deadline = trio.current_time() + self.slow_after
-        event = WatchEvent(self.watch_id, data, reason, self.sent + 1)
+        event = WatchEvent(self.watch_id, data, reason, self.sent + 1, more)
         while True:
             try:
                 self.target.tell(event)
