@@ -28,6 +28,27 @@ async def _read_all(stream: WatchStream) -> list[bytes]:
     return got
 
 
+class _Steps(trio.abc.Instrument):
+    """Counts the steps the current task takes."""
+
+    def __init__(self) -> None:
+        self.task = trio.lowlevel.current_task()
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.count += 1
+
+
+async def _read_all_counting_steps(stream: WatchStream) -> tuple[list[bytes], int]:
+    steps = _Steps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        return await _read_all(stream), steps.count
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+
+
 @pytest.mark.parametrize("buffer", [1, 3, 1000])
 async def test_the_receiver_keeps_order_and_waits_for_room(autojump_clock, buffer) -> None:
     events = _events(50)
@@ -63,23 +84,9 @@ async def test_a_burst_is_read_with_a_yield_every_streak_events() -> None:
     send, receive = trio.open_memory_channel(n + 1)
     for event in [*_events(n), WatchEvent(7, b"", "done")]:
         send.send_nowait(event)
-    stream = WatchStream(receive)
-    me = trio.lowlevel.current_task()
-
-    class Steps(trio.abc.Instrument):
-        count = 0
-
-        def before_task_step(self, task: trio.lowlevel.Task) -> None:
-            if task is me:
-                self.count += 1
-
-    steps = Steps()
-    trio.lowlevel.add_instrument(steps)
-    try:
-        assert len(await _read_all(stream)) == n
-    finally:
-        trio.lowlevel.remove_instrument(steps)
-    assert steps.count == 3  # once per STREAK events, not once per event
+    got, steps = await _read_all_counting_steps(WatchStream(receive))
+    assert len(got) == n
+    assert steps == 3  # once per STREAK events, not once per event
 
 
 async def test_next_json_is_a_cancellation_point_even_with_events_ready() -> None:
@@ -92,3 +99,25 @@ async def test_next_json_is_a_cancellation_point_even_with_events_ready() -> Non
         await stream.next_json()
     assert scope.cancelled_caught
     assert await stream.next_json() == b'{"n": 0}'  # nothing was taken by the cancelled call
+
+
+async def test_a_message_of_several_events_is_read_event_by_event() -> None:
+    # A pump sends what its watcher has queued in one message (``more``); the stream
+    # hands them out in order, one per call, each call a cancellation point, and they
+    # count towards the streak like events that came one per message.
+    n = 2 * STREAK + 3
+    batch = [b'{"n": %d}' % i for i in range(n)]
+    send, receive = trio.open_memory_channel(10)
+    send.send_nowait(WatchEvent(7, batch[0], "", 1, tuple(batch[1:])))
+    send.send_nowait(WatchEvent(7, b'{"n": "last"}', "", 2))
+    send.send_nowait(WatchEvent(7, b"", "done", 3))
+    stream = WatchStream(receive)
+    assert await stream.next_json() == batch[0]
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await stream.next_json()
+    assert scope.cancelled_caught  # and took nothing
+    got, steps = await _read_all_counting_steps(stream)
+    assert got == [*batch[1:], b'{"n": "last"}']
+    assert steps == 2  # once per STREAK events, not once per event
+    assert stream.ended == "done"

@@ -93,12 +93,16 @@ class WatchEvent:
     (``reason`` says why: the client watches again from the last resourceVersion it
     saw). ``seq`` numbers a watch's messages 1, 2, 3, ... (0: not numbered): actor
     messages may be lost (a network partition), and a watch that lost one must end,
-    since its watcher's view would silently miss a change; the receiver sees the gap."""
+    since its watcher's view would silently miss a change; the receiver sees the gap.
+    ``more``: the events that follow ``data``, in order, in the same message (a pump
+    sends what its watcher has queued at once: a message per event cost as much as
+    the rest of the event's way from etcd)."""
 
     watch_id: int
     data: bytes = b""
     reason: str = ""
     seq: int = 0
+    more: tuple[bytes, ...] = ()
 
     @property
     def event(self) -> dict | None:

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import itertools
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -356,6 +357,7 @@ class WatchStream:
         self.ended = ""
         self.lost = False  # ended by the receiver: a message of the watch was lost
         self._streak = 0  # events taken in a row without yielding
+        self._more: deque[bytes] = deque()  # the rest of the last message's events
 
     def __aiter__(self) -> WatchStream:
         return self
@@ -375,6 +377,12 @@ class WatchStream:
         if self.ended:
             return None
         await trio.lowlevel.checkpoint_if_cancelled()
+        if self._more:  # a message's events count as ready ones
+            self._streak += 1
+            if self._streak >= STREAK:
+                self._streak = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return self._more.popleft()
         try:
             msg = self._receive.receive_nowait()
         except trio.WouldBlock:
@@ -395,6 +403,8 @@ class WatchStream:
             self.ended = msg.reason or "ended"
             self.lost = msg.reason.startswith(LOST)
             return None
+        if msg.more:
+            self._more.extend(msg.more)
         return msg.data
 
 
