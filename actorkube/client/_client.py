@@ -378,10 +378,7 @@ class WatchStream:
             return None
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._more:  # a message's events count as ready ones
-            self._streak += 1
-            if self._streak >= STREAK:
-                self._streak = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._took_ready()
             return self._more.popleft()
         try:
             msg = self._receive.receive_nowait()
@@ -395,10 +392,7 @@ class WatchStream:
             self._streak = 0
             msg = await self._receive.receive()
         else:
-            self._streak += 1
-            if self._streak >= STREAK:
-                self._streak = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._took_ready()
         if not msg.data:
             self.ended = msg.reason or "ended"
             self.lost = msg.reason.startswith(LOST)
@@ -406,6 +400,13 @@ class WatchStream:
         if msg.more:
             self._more.extend(msg.more)
         return msg.data
+
+    async def _took_ready(self) -> None:
+        """An event was ready: a schedule point once every ``STREAK`` of them."""
+        self._streak += 1
+        if self._streak >= STREAK:
+            self._streak = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 class _Receiver(Actor):

@@ -207,14 +207,12 @@ class NodeTable:
                 else:
                     stale = np.flatnonzero(self._row_epochs > epoch).tolist()
                 # Updated in place unless a caller still holds the column (then it
-                # keeps what it was given): the references are the cache's tuple,
-                # ``column`` and getrefcount's argument.
-                try:
-                    if sys.getrefcount(column) > 3:
-                        raise ValueError("shared")
-                    column.flags.writeable = True
-                except ValueError:
+                # keeps what it was given: the references are the cache's tuple,
+                # ``column`` and getrefcount's argument) or it is a view of another.
+                if sys.getrefcount(column) > 3 or not column.flags.owndata:
                     column = column.copy()
+                else:
+                    column.flags.writeable = True
                 if len(stale) <= FEW_ROWS:
                     for i in stale:
                         column[i] = one(i)
