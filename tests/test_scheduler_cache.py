@@ -215,3 +215,22 @@ def test_claims_are_not_shared_by_pods_of_two_clusters_with_the_same_uid() -> No
     assert claims_of(large)[0]["cpu"] == 3000
     assumed = {**large, "spec": {**large["spec"], "nodeName": "n1"}}
     assert claims_of(assumed) is claims_of(large)  # the assumed copy reads the same
+
+
+def test_a_pod_like_one_met_before_takes_its_claims_without_reading_its_containers(
+    monkeypatch,
+) -> None:
+    # A Deployment's next pod, or a bound pod's new version, asks what its look-alikes
+    # asked: its claims are found by the text of what they are read from.
+    from actorkube.scheduler import _nodeinfo
+
+    computed = []
+    real = _nodeinfo.pod_requests
+    monkeypatch.setattr(_nodeinfo, "pod_requests",
+                        lambda p, **kw: computed.append(1) or real(p, **kw))  # fmt: skip
+    first, twin, other = pod("a", cpu="123m"), pod("b", cpu="123m"), pod("c", cpu="124m")
+    for i, p in enumerate((first, twin, other)):
+        p["metadata"].update(uid=f"uid-{i}", resourceVersion="1")
+    assert _nodeinfo.claims_of(first)[0]["cpu"] == 123 and len(computed) == 2
+    assert _nodeinfo.claims_of(twin) is _nodeinfo.claims_of(first) and len(computed) == 2
+    assert _nodeinfo.claims_of(other)[0]["cpu"] == 124 and len(computed) == 4

@@ -16,6 +16,8 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ._resources import CPU, MEMORY, allocatable, pod_requests
 
 
@@ -39,6 +41,8 @@ def host_ports(pod: Mapping[str, Any]) -> list[tuple[str, str, int]]:
 Claims = tuple[dict[str, int], dict[str, int], list[tuple[str, str, int]]]
 _CLAIMS: dict[tuple[str, str], tuple[tuple, Claims]] = {}  # (uid, version) -> (read, claims)
 _CLAIMS_KEPT = 200_000
+_BY_TEXT: dict[bytes, Claims] = {}  # the JSON of what claims are read from -> claims
+_TEXTS_KEPT = 4096
 
 
 def claims_of(pod: Mapping[str, Any]) -> Claims:
@@ -58,9 +62,21 @@ def claims_of(pod: Mapping[str, Any]) -> Claims:
         kept = _CLAIMS.get(key)
         if kept is not None and all(a is b or a == b for a, b in zip(kept[0], read, strict=True)):
             return kept[1]
-    non_zero = pod_requests(pod, non_zero=True)
-    found = (pod_requests(pod), {k: v for k, v in non_zero.items() if k in (CPU, MEMORY)},
-             host_ports(pod))  # fmt: skip
+    # A new pod of a template met before (a Deployment's next pod, a bound pod's new
+    # version) claims what its look-alikes claim: found by the text of what it reads.
+    try:
+        text = orjson.dumps(read)
+    except TypeError:  # nothing JSON can say: computed every time
+        text = None
+    found = _BY_TEXT.get(text) if text is not None else None
+    if found is None:
+        non_zero = pod_requests(pod, non_zero=True)
+        found = (pod_requests(pod), {k: v for k, v in non_zero.items() if k in (CPU, MEMORY)},
+                 host_ports(pod))  # fmt: skip
+        if text is not None:
+            if len(_BY_TEXT) >= _TEXTS_KEPT:
+                _BY_TEXT.clear()
+            _BY_TEXT[text] = found
     if key is not None:
         if len(_CLAIMS) >= _CLAIMS_KEPT:
             _CLAIMS.clear()
