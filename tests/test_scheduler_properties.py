@@ -7,11 +7,12 @@ answers node by node."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actorkube.scheduler import Code, FitError, NodeInfo, default_framework
-from actorkube.scheduler._framework import CycleState
+from actorkube.scheduler._framework import CycleState, Framework
 
 nodes_st = st.lists(
     st.tuples(st.integers(1, 8), st.integers(1, 16), st.integers(1, 6), st.booleans()),
@@ -310,3 +311,128 @@ def test_a_table_kept_across_changes_answers_as_a_fresh_one(node_dicts, steps):
             info.set_node({**node, "spec": {**node["spec"], "unschedulable": True}})
         kept.refresh(info)
         assert answers(kept, p) == answers(NodeTable(infos), p)
+
+
+class _Forgetful(Framework):
+    """A framework that never remembers row-local answers: every cycle asks every
+    plugin, as Kubernetes does."""
+
+    def _spec_seen(self, pod):
+        return None
+
+
+def _twin(seed: int) -> _Forgetful:
+    made = default_framework(seed=seed)
+    return _Forgetful(made.plugins, made.weights, made.percentage, made.rng)
+
+
+shapes_st = st.lists(
+    st.tuples(pod_objects, st.sampled_from([None, 8080, 9090])), min_size=1, max_size=3
+)
+cluster_steps_st = st.lists(
+    st.tuples(
+        st.sampled_from(["schedule", "schedule", "schedule", "remove", "status", "labels",
+                         "taint", "swap-ports"]),
+        st.integers(0, 9),  # the shape scheduled, the node changed, the pod removed
+    ),
+    min_size=1,
+    max_size=25,
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(node_objects, shapes_st, cluster_steps_st, st.integers(0, 3))
+def test_remembered_row_local_answers_choose_what_asking_every_plugin_chooses(
+    node_dicts, shapes, steps, seed
+):
+    """Pods of a few shapes (their specs repeat, so row-local answers are remembered
+    from the second on) are scheduled while pods come and go and Nodes change; a
+    framework that remembers must choose, cycle after cycle, the node (or the failure)
+    that a framework asking every plugin every time chooses, with the same seed."""
+    from actorkube.scheduler._cache import SchedulerCache
+
+    remembering, forgetful = default_framework(seed=seed), _twin(seed)
+    caches = (SchedulerCache(), SchedulerCache())
+    nodes = {}
+    for i, d in enumerate(node_dicts):
+        nodes[f"n{i}"] = node_from(i, d).node
+        for cache in caches:
+            cache.add_node(nodes[f"n{i}"])
+    placed: list[dict] = []
+
+    def both(act) -> None:
+        for cache in caches:
+            act(cache)
+
+    for n, (kind, which) in enumerate(steps):
+        name = f"n{which % len(nodes)}"
+        node = nodes[name]
+        if kind == "schedule":
+            shape, port = shapes[which % len(shapes)]
+            p = pod_from(shape)
+            p["metadata"].update(name=f"s{n}", uid=f"u{n}", resourceVersion=str(n + 1))
+            p["spec"].pop("nodeName", None)
+            if port:
+                p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": port}]
+            got = []
+            for framework, cache in zip((remembering, forgetful), caches, strict=True):
+                try:
+                    got.append(framework.schedule(p, cache.table()).node)
+                except FitError as e:
+                    got.append(e.message())
+            assert got[0] == got[1], (n, kind)
+            if got[0] in nodes:
+                assumed = [cache.assume(p, got[0]) for cache in caches]
+                placed.append(assumed[0])
+        elif kind == "remove" and placed:
+            gone = placed.pop(which % len(placed))
+            both(lambda cache, gone=gone: cache.remove_pod(gone))
+        elif kind == "swap-ports" and placed:
+            # The same requests, another host port: no number of the node changes.
+            p = placed.pop(which % len(placed))
+            ports = p["spec"]["containers"][0].get("ports") or [{"containerPort": 80}]
+            port = 8080 if ports[0].get("hostPort") != 8080 else None
+            moved = {**p, "spec": {**p["spec"], "containers": [
+                {**p["spec"]["containers"][0], "ports": [{"containerPort": 80, "hostPort": port}]
+                 if port else []}]}}  # fmt: skip
+            moved["metadata"] = {**p["metadata"], "resourceVersion": f"{n + 1}-moved"}
+            both(lambda cache, moved=moved: cache.add_pod(moved))
+            placed.append(moved)
+        elif kind == "status":
+            images = [{"names": ["pause:latest"], "sizeBytes": 300 * 1024 * 1024}]
+            nodes[name] = {**node, "status": {**node["status"], "images": images}}
+        elif kind == "labels":
+            labels = {**node["metadata"]["labels"], "zone": f"z{n}"}
+            nodes[name] = {**node, "metadata": {**node["metadata"], "labels": labels}}
+        elif kind == "taint":
+            taints = [{"key": "k", "value": "v", "effect": "NoSchedule"}]
+            nodes[name] = {**node, "spec": {**node["spec"], "taints": taints}}
+        if nodes[name] is not node:
+            both(lambda cache, updated=nodes[name]: cache.add_node(updated))
+
+
+def test_a_remembered_answer_follows_a_pod_whose_claims_changed_but_not_its_numbers():
+    # A bound pod's new version gives up its host port (its requests unchanged): the
+    # node's numbers stay as they were, yet NodePorts' remembered answer must change.
+    from actorkube.scheduler._cache import SchedulerCache
+
+    cache, framework = SchedulerCache(), default_framework()
+    for name in ("n0", "n1"):
+        allocatable = {"cpu": "4", "memory": "4Gi", "pods": "9"}
+        cache.add_node({"metadata": {"name": name}, "status": {"allocatable": allocatable}})
+
+    def shape(i: int, port: int | None) -> dict:
+        p = make_pod(i, 100, 100)
+        p["metadata"].update(uid=f"u{i}", resourceVersion="1")
+        p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": port}]
+        return p
+
+    first = cache.assume(shape(0, 8080), framework.schedule(shape(0, 8080), cache.table()).node)
+    second = framework.schedule(shape(1, 8080), cache.table()).node  # remembered from here
+    cache.assume(shape(1, 8080), second)
+    with pytest.raises(FitError):
+        framework.schedule(shape(2, 8080), cache.table())
+    freed = {**first, "spec": {**first["spec"], "containers": [
+        {**first["spec"]["containers"][0], "ports": [{"containerPort": 80}]}]}}  # fmt: skip
+    cache.add_pod({**freed, "metadata": {**freed["metadata"], "resourceVersion": "2"}})
+    assert framework.schedule(shape(3, 8080), cache.table()).node == first["spec"]["nodeName"]

@@ -13,6 +13,16 @@ Rules of this file (Kubernetes' pkg/scheduler/framework and schedule_one.go):
   keys its verdict reads besides the node's spec: it is then asked once per group of
   look-alike nodes). These must agree with the node-by-node answers (a property test
   checks it).
+- A plugin that sets ``row_local = True`` promises that its ``filter`` and ``score``
+  read only the pod's ``spec`` (and what its own ``pre_filter``/``pre_score`` wrote
+  into the state from it) and, of the node, its Node object and what its pods claim
+  (NodeInfo's requests, host ports, pod count): nothing of other nodes, of the
+  cluster, or of the rows being scored. The framework then remembers those answers
+  per pod spec (from the second pod with that spec on: a spec seen once would pay for
+  every node) and asks a plugin again only about the nodes whose answer may have
+  changed since (``NodeTable.derived``): a Deployment's pods pay for the node the
+  last one went to, not for every node scanned. Normalizing still happens per cycle,
+  over its rows.
   Filters return a ``Status``: success, ``unschedulable`` (another node, or preemption,
   may do) or ``unresolvable`` (nothing on this node will change that); an ``error`` is
   the plugin's own failure.
@@ -39,6 +49,7 @@ Rules of this file (Kubernetes' pkg/scheduler/framework and schedule_one.go):
 from __future__ import annotations
 
 import enum
+import itertools
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -46,11 +57,14 @@ from typing import Any
 
 import attrs
 import numpy as np
+import orjson
 
 from ._nodeinfo import NodeInfo
 from ._table import NodeTable
 
 MAX_NODE_SCORE = 100
+MAX_SPECS = 4096  # pod specs remembered as seen, for row-local answers
+_SERIALS = itertools.count(1)
 MIN_FEASIBLE_NODES = 100
 MIN_FEASIBLE_PERCENT = 5
 
@@ -219,6 +233,9 @@ class Framework:
     next_start: int = 0
     cluster: ClusterView = attrs.field(factory=ClusterView)
     no_filter: frozenset[str] = frozenset()  # plugins whose filtering is turned off
+    # Names this profile's remembered answers in a table (profiles share the cache's).
+    _serial: int = attrs.field(init=False, eq=False, factory=lambda: next(_SERIALS))
+    _specs: dict[bytes, None] = attrs.field(init=False, eq=False, factory=dict)  # seen
 
     def schedule(self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo] | NodeTable) -> Result:
         """The node for ``pod`` among ``nodes``; raises FitError if none fits."""
@@ -233,7 +250,8 @@ class Framework:
                                    for p in self._filters(state)):  # fmt: skip
             return Result(nominated, 1, 1, state)  # the node a preemption freed for it
         start = self.next_start % n
-        feasible, checked = self._find_feasible(state, pod, table, start)
+        spec = self._spec_seen(pod)
+        feasible, checked = self._find_feasible(state, pod, table, start, spec)
         self.next_start = (start + checked) % n
         if not len(feasible):
             statuses, rejected = self._statuses(state, pod, table)
@@ -246,7 +264,7 @@ class Framework:
                            plugins=frozenset(rejected))  # fmt: skip
         if len(feasible) == 1:
             return Result(table.names[feasible[0]], checked, 1, state)
-        totals = self._score(state, pod, table, feasible)
+        totals = self._score(state, pod, table, feasible, spec)
         winners = feasible[totals == totals.max()]  # in scan order: deterministic
         return Result(table.names[winners[self.rng.randrange(len(winners))]], checked,
                       len(feasible), state)  # fmt: skip
@@ -325,13 +343,72 @@ class Framework:
         return [p for p in self.plugins if hasattr(p, "filter") and p.name not in self.no_filter
                 and not state.get(("skip", p.name))]  # fmt: skip
 
-    def _find_feasible(self, state: CycleState, pod, table: NodeTable, start: int):
+    def _spec_seen(self, pod) -> bytes | None:
+        """The pod's spec as a key of remembered row-local answers, if a pod with this
+        spec was scheduled before (see the module rules); else None."""
+        try:
+            spec = orjson.dumps(pod.get("spec") or {}, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # nothing JSON can say: nothing to remember it by
+            return None
+        if spec in self._specs:
+            return spec
+        if len(self._specs) >= MAX_SPECS:
+            self._specs.clear()
+        self._specs[spec] = None
+        return None
+
+    def _row_local_mask(self, state: CycleState, pod, table: NodeTable, plugins: list,
+                        spec: bytes) -> np.ndarray:  # fmt: skip
+        """Whether each node passes every one of ``plugins`` (row-local filters),
+        remembered for ``spec``."""
+
+        def many(rows: np.ndarray) -> np.ndarray:
+            mask = np.ones(len(rows), dtype=bool)
+            for p in plugins:
+                mask &= filter_mask(p, state, pod, table)[rows]
+            return mask
+
+        def one(i: int) -> bool:
+            info = table.infos[i]
+            return all(p.filter(state, pod, info).ok for p in plugins)
+
+        key = ("filters", self._serial, spec, tuple(p.name for p in plugins))
+        return table.derived(key, many, one, bool)
+
+    def _row_local_scores(self, plugins: list, weights: list[int], state: CycleState, pod,
+                          table: NodeTable, spec: bytes) -> np.ndarray:  # fmt: skip
+        """Each node's raw scores of row-local ``plugins`` times ``weights``, summed,
+        remembered for ``spec`` (a column over every row)."""
+
+        def many(rows: np.ndarray) -> np.ndarray:
+            total = np.zeros(len(rows), dtype=np.int64)
+            for p, weight in zip(plugins, weights, strict=True):
+                total += score_values(p, state, pod, table, rows) * weight
+            return total
+
+        def one(i: int) -> int:
+            info = table.infos[i]
+            return sum(p.score(state, pod, info) * weight
+                       for p, weight in zip(plugins, weights, strict=True))  # fmt: skip
+
+        key = ("scores", self._serial, spec, tuple(p.name for p in plugins), tuple(weights))
+        return table.derived(key, many, one, np.int64)
+
+    def _find_feasible(self, state: CycleState, pod, table: NodeTable, start: int,
+                       spec: bytes | None = None):  # fmt: skip
         """The rows of the first ``feasible_nodes_to_find`` nodes that pass every
-        filter, scanning from ``start``, and how many nodes the scan covered."""
+        filter, scanning from ``start``, and how many nodes the scan covered
+        (``spec``: remember the row-local filters' answers under it)."""
         n = len(table)
         mask = np.ones(n, dtype=bool)
         one_by_one = []
-        for p in self._filters(state):
+        filters = self._filters(state)
+        if spec is not None:
+            local = [p for p in filters if getattr(p, "row_local", False)]
+            if local:
+                mask &= self._row_local_mask(state, pod, table, local, spec)
+                filters = [p for p in filters if not getattr(p, "row_local", False)]
+        for p in filters:
             verdict = filter_verdicts(p, state, pod, table)
             if verdict is None:
                 one_by_one.append(p)
@@ -385,19 +462,31 @@ class Framework:
                 break
         return statuses, rejected
 
-    def _score(self, state: CycleState, pod, table: NodeTable, rows: np.ndarray) -> np.ndarray:
+    def _score(self, state: CycleState, pod, table: NodeTable, rows: np.ndarray,
+               spec: bytes | None = None) -> np.ndarray:  # fmt: skip
         totals = np.zeros(len(rows), dtype=np.int64)
+        summed, weights = [], []  # row-local, not normalized: one remembered column
         for p in self.plugins:
             weight = self.weights.get(p.name, 0)
             if not hasattr(p, "score") or weight == 0:
                 continue
             if self._skips_scoring(p, state, pod, table, rows):
                 continue
-            scores = score_values(p, state, pod, table, rows)
             normalize = getattr(p, "normalize", None)
+            if spec is not None and getattr(p, "row_local", False):
+                if normalize is None:
+                    summed.append(p)
+                    weights.append(weight)
+                    continue
+                scores = self._row_local_scores([p], [1], state, pod, table, spec)[rows]
+            else:
+                scores = score_values(p, state, pod, table, rows)
             if normalize is not None:
                 scores = normalize(state, pod, scores)
             totals += scores * weight
+        if summed:
+            assert spec is not None
+            totals += self._row_local_scores(summed, weights, state, pod, table, spec)[rows]
         return totals
 
     @staticmethod

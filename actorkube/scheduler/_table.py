@@ -23,9 +23,10 @@ Rules of this file:
   them is filtered node by node (the plugin's own ``filter``).
 - ``derived(key, many, one)``: a column computed from the others (a filter's verdict or
   a score for one shape of pod, named by ``key``), kept from cycle to cycle: only the
-  rows whose numbers or Node object changed since it was last asked are computed
-  again (a refill that changes neither, as a bind's confirmation replacing the assumed
-  pod, is no change), in place unless a caller still holds the column. A
+  rows whose numbers, Node object or pods' claims (requests of every resource, host
+  ports) changed since it was last asked are computed again (a refill that changes
+  none, as a bind's confirmation replacing the assumed pod, is no change), in place
+  unless a caller still holds the column. A
   Deployment's pods all ask the same, so a cycle pays for the one node the last pod
   went to, not for every node (Kubernetes re-runs its plugins on every node it scans;
   this is the same answer, remembered). ``spread(keys, answers)`` likewise keeps one
@@ -47,7 +48,7 @@ EPHEMERAL = "ephemeral-storage"
 COLUMNS = (CPU, MEMORY, EPHEMERAL)  # the vectorised resources, in column order
 DEFAULT_PODS = 110
 MAX_MATCHING = 64  # selectors whose counts are kept
-MAX_DERIVED = 64  # derived columns kept (pod shapes x plugins)
+MAX_DERIVED = 256  # derived columns kept (pod shapes x plugins)
 FEW_ROWS = 16  # stale rows at most computed one by one (numpy's per-call cost is higher)
 REFILL_LOG = 4096  # refilled rows remembered for derived columns (see NodeTable.__init__)
 
@@ -102,6 +103,7 @@ class NodeTable:
         self.allowed_pods = np.zeros(n, dtype=np.int64)
         self._seen: list[object] = [None] * n  # the Node object of each row's spec key
         self._numbers: list[tuple[int, ...]] = [()] * n  # each row's numbers, as filled
+        self._claims: list[tuple[dict, dict]] = [({}, {})] * n  # its requests and ports
         self._spec_keys: list[str] = [""] * n
         self._groupings: dict[tuple[str, ...], tuple[np.ndarray, list[NodeInfo]]] = {}
         self.image_nodes: dict[str, int] = {}  # image -> how many nodes have it
@@ -142,11 +144,15 @@ class NodeTable:
                    nz.get(CPU, 0), nz.get(MEMORY, 0), len(info.pods),
                    a.get(PODS, DEFAULT_PODS))  # fmt: skip
         k = len(COLUMNS)
-        # A refill that leaves the numbers and the Node object as they were (a bind's
-        # confirmation replacing the assumed pod) is no change to the derived columns.
-        changed = numbers != self._numbers[i] or info.node is not self._seen[i]
+        # A refill that leaves the numbers, what the pods claim (every resource, host
+        # ports) and the Node object as they were (a bind's confirmation replacing the
+        # assumed pod) is no change to the derived columns.
+        claims = self._claims[i]
+        changed = (numbers != self._numbers[i] or info.node is not self._seen[i]
+                   or r != claims[0] or info.ports != claims[1])  # fmt: skip
         if changed:
             self._numbers[i] = numbers
+            self._claims[i] = (dict(r), dict(info.ports))
             self.allocatable[i] = numbers[:k]
             self.requested[i] = numbers[k : 2 * k]
             self.non_zero[i] = numbers[2 * k : 2 * k + 2]
@@ -192,8 +198,9 @@ class NodeTable:
                 one: Callable[[int], object], dtype: type) -> np.ndarray:  # fmt: skip
         """The column ``key`` names (see the module rules): ``many(rows)`` computes it
         for an array of rows, ``one(i)`` for a single row, both from this table's
-        numbers only; ``key`` must name everything else they read (the pod's requests,
-        the plugin's settings). Read-only."""
+        numbers, the rows' Node objects and their pods' claims and count only; ``key``
+        must name everything else they read (the pod's requests, the plugin's
+        settings). Read-only."""
         found = self._derived.get(key)
         if found is None:
             if len(self._derived) >= MAX_DERIVED:

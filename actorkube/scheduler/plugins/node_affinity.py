@@ -55,6 +55,7 @@ def _affinity(pod: Mapping[str, Any]) -> Mapping[str, Any]:
 
 class NodeAffinity:
     name = "NodeAffinity"
+    row_local = True  # the pod's selector and node affinity, the node's labels and name
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         selector = (pod.get("spec") or {}).get("nodeSelector") or {}

@@ -18,6 +18,7 @@ UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoS
 
 class NodeUnschedulable:
     name = "NodeUnschedulable"
+    row_local = True  # the pod's tolerations, the node's spec
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         if not node.spec.get("unschedulable"):
@@ -32,6 +33,7 @@ class NodeUnschedulable:
 
 class NodeName:
     name = "NodeName"
+    row_local = True  # the pod's spec.nodeName, the node's name
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         wanted = (pod.get("spec") or {}).get("nodeName")

@@ -15,6 +15,7 @@ ANY_IP = "0.0.0.0"
 
 class NodePorts:
     name = "NodePorts"
+    row_local = True  # the pod's host ports, the ports its node's pods hold
 
     def pre_filter(self, state: CycleState, pod: Mapping[str, Any], table) -> Status:
         state[self.name] = host_ports(pod)

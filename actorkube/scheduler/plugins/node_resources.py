@@ -91,6 +91,7 @@ def _balanced(shares: list[tuple[int, int]]) -> int:
 
 class NodeResourcesFit:
     name = "NodeResourcesFit"
+    row_local = True  # the pod's requests, its node's allocatable and pods
 
     def __init__(self, strategy: str = "LeastAllocated",
                  shape: Sequence[tuple[int, int]] = ((0, 0), (100, 10)),
@@ -211,6 +212,7 @@ def _piecewise(shape: Sequence[tuple[int, int]], x: int) -> int:
 
 class BalancedAllocation:
     name = "NodeResourcesBalancedAllocation"
+    row_local = True  # the pod's requests, its node's allocatable and pods
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
         return _balanced([(used, capacity)

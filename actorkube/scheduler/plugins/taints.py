@@ -40,6 +40,7 @@ def _tolerations(pod: Mapping[str, Any]) -> list:
 
 class TaintToleration:
     name = "TaintToleration"
+    row_local = True  # the pod's tolerations, the node's taints
 
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         tolerations = _tolerations(pod)
