@@ -96,6 +96,9 @@ def _constraint(pod: Mapping[str, Any], c: Mapping[str, Any]) -> Constraint:
     )
 
 
+_EVERYTHING = Selector()
+
+
 def default_selector(pod: Mapping[str, Any], cluster) -> Selector:
     """The selector of the Services selecting ``pod`` and of its controller
     (Kubernetes' DefaultSelector)."""
@@ -106,8 +109,10 @@ def default_selector(pod: Mapping[str, Any], cluster) -> Selector:
         wanted = (service.get("spec") or {}).get("selector") or {}
         if wanted and all(labels.get(k) == v for k, v in wanted.items()):
             merged.update(wanted)
-    requirements = list(Selector.from_set(merged).requirements)
     owner = next((o for o in m.get("ownerReferences") or () if o.get("controller")), None)
+    if not merged and owner is None:
+        return _EVERYTHING  # a bare pod (every cycle of one pays for this)
+    requirements = list(Selector.from_set(merged).requirements)
     if owner is not None:
         resource = CONTROLLERS.get(owner.get("kind", ""))
         found = cluster.get(resource, namespace, owner.get("name", "")) if resource else None
