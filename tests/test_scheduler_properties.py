@@ -374,13 +374,15 @@ def test_remembered_row_local_answers_choose_what_asking_every_plugin_chooses(
             p["spec"].pop("nodeName", None)
             if port:
                 p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": port}]
-            got = []
+            got, seen = [], []
             for framework, cache in zip((remembering, forgetful), caches, strict=True):
                 try:
-                    got.append(framework.schedule(p, cache.table()).node)
+                    result = framework.schedule(p, cache.table())
+                    got.append(result.node)
+                    seen.append((result.evaluated, result.feasible, framework.next_start))
                 except FitError as e:
                     got.append(e.message())
-            assert got[0] == got[1], (n, kind)
+            assert got[0] == got[1] and seen[:1] == seen[1:], (n, kind)
             if got[0] in nodes:
                 assumed = [cache.assume(p, got[0]) for cache in caches]
                 placed.append(assumed[0])

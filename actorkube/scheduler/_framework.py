@@ -65,6 +65,10 @@ from ._table import NodeTable
 MAX_NODE_SCORE = 100
 MAX_SPECS = 4096  # pod specs remembered as seen, for row-local answers
 _SERIALS = itertools.count(1)
+# A spec's text names it only if it is plain JSON data, as pods from the API are: values
+# orjson would write as something else (dataclasses, dates) are refused instead.
+_SPEC_TEXT = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+              | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS)  # fmt: skip
 MIN_FEASIBLE_NODES = 100
 MIN_FEASIBLE_PERCENT = 5
 
@@ -233,7 +237,8 @@ class Framework:
     next_start: int = 0
     cluster: ClusterView = attrs.field(factory=ClusterView)
     no_filter: frozenset[str] = frozenset()  # plugins whose filtering is turned off
-    # Names this profile's remembered answers in a table (profiles share the cache's).
+    # Names this profile's remembered answers in a table (profiles share the cache's);
+    # with each plugin object's identity, as plugins are not changed once made.
     _serial: int = attrs.field(init=False, eq=False, factory=lambda: next(_SERIALS))
     _specs: dict[bytes, None] = attrs.field(init=False, eq=False, factory=dict)  # seen
 
@@ -347,8 +352,8 @@ class Framework:
         """The pod's spec as a key of remembered row-local answers, if a pod with this
         spec was scheduled before (see the module rules); else None."""
         try:
-            spec = orjson.dumps(pod.get("spec") or {}, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # nothing JSON can say: nothing to remember it by
+            spec = orjson.dumps(pod.get("spec") or {}, option=_SPEC_TEXT)
+        except TypeError:  # not plain JSON data: nothing to remember it by
             return None
         if spec in self._specs:
             return spec
@@ -372,7 +377,7 @@ class Framework:
             info = table.infos[i]
             return all(p.filter(state, pod, info).ok for p in plugins)
 
-        key = ("filters", self._serial, spec, tuple(p.name for p in plugins))
+        key = ("filters", self._serial, spec, tuple(map(id, plugins)))
         return table.derived(key, many, one, bool)
 
     def _row_local_scores(self, plugins: list, weights: list[int], state: CycleState, pod,
@@ -391,7 +396,7 @@ class Framework:
             return sum(p.score(state, pod, info) * weight
                        for p, weight in zip(plugins, weights, strict=True))  # fmt: skip
 
-        key = ("scores", self._serial, spec, tuple(p.name for p in plugins), tuple(weights))
+        key = ("scores", self._serial, spec, tuple(map(id, plugins)), tuple(weights))
         return table.derived(key, many, one, np.int64)
 
     def _find_feasible(self, state: CycleState, pod, table: NodeTable, start: int,
