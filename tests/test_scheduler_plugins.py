@@ -151,6 +151,12 @@ def test_taints_keep_out_what_does_not_tolerate_them_and_prefer_no_schedule_only
     plugin = TaintToleration()
     raw = np.array([plugin.score(CycleState(), pod(), n) for n in (soft, node("clean"))])
     assert plugin.normalize(CycleState(), pod(), raw).tolist() == [0, 100]
+    # Scoring is skipped where no node has a PreferNoSchedule taint (all would tie).
+    rows = np.arange(2)
+    table = NodeTable([tainted, node("clean")])
+    assert plugin.pre_score(CycleState(), pod(), table, rows).code is Code.SKIP
+    table = NodeTable([soft, node("clean")])
+    assert plugin.pre_score(CycleState(), pod(), table, rows).code is Code.SUCCESS
 
 
 # --- node affinity ------------------------------------------------------------------------
@@ -209,6 +215,10 @@ def test_terms_are_ored_node_selector_anded_and_preferences_score():
     assert scores == {"n1": 80, "n2": 20}
     raw = np.array(list(scores.values()))
     assert plugin.normalize(CycleState(), prefers, raw).tolist() == [100, 25]
+    # As Kubernetes' PreScore: nothing preferred, nothing to score.
+    table, rows = NodeTable([n, other]), np.arange(2)
+    assert plugin.pre_score(CycleState(), prefers, table, rows).code is Code.SUCCESS
+    assert plugin.pre_score(CycleState(), pod(affinity=either), table, rows).code is Code.SKIP
 
 
 # --- host ports ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from actorkube.apiserver._selectors import Operator, Requirement
 
-from .._framework import SUCCESS, CycleState, Status, normalize_to_max
+from .._framework import SKIP, SUCCESS, CycleState, Status, normalize_to_max
 from .._nodeinfo import NodeInfo
 
 _OPERATORS = {"In": Operator.IN, "NotIn": Operator.NOT_IN, "Exists": Operator.EXISTS,
@@ -68,6 +68,11 @@ class NodeAffinity:
             if not any(term_matches(t, node) for t in terms):
                 return Status.unresolvable(MISMATCH)
         return SUCCESS
+
+    def pre_score(self, state: CycleState, pod: Mapping[str, Any], table, rows) -> Status:
+        # As Kubernetes': a pod without preferred terms scores 0 everywhere.
+        preferred = _affinity(pod).get("preferredDuringSchedulingIgnoredDuringExecution")
+        return SUCCESS if preferred else SKIP
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
         preferred = _affinity(pod).get("preferredDuringSchedulingIgnoredDuringExecution") or ()

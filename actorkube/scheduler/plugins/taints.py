@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._framework import SUCCESS, CycleState, Status, normalize_to_max
+from .._framework import SKIP, SUCCESS, CycleState, Status, normalize_to_max
 from .._nodeinfo import NodeInfo
 
 
@@ -51,6 +51,15 @@ class TaintToleration:
                 key, value = taint.get("key", ""), taint.get("value", "")
                 return Status.unresolvable(f"node(s) had untolerated taint {{{key}: {value}}}")
         return SUCCESS
+
+    def pre_score(self, state: CycleState, pod: Mapping[str, Any], table, rows) -> Status:
+        # No node with a PreferNoSchedule taint: every node would score the same (100
+        # once normalized), which changes no node's rank. (The groups of nodes by spec
+        # are the table's, kept until a Node's spec changes.)
+        for node in table.grouping(())[1]:
+            if any(t.get("effect") == "PreferNoSchedule" for t in node.spec.get("taints") or ()):
+                return SUCCESS
+        return SKIP
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
         # Only tolerations that could tolerate PreferNoSchedule count here.
