@@ -59,16 +59,13 @@ import attrs
 import numpy as np
 import orjson
 
-from ._nodeinfo import NodeInfo
+from ._nodeinfo import PLAIN_JSON, NodeInfo
 from ._table import NodeTable
 
 MAX_NODE_SCORE = 100
 MAX_SPECS = 4096  # pod specs remembered as seen, for row-local answers
 _SERIALS = itertools.count(1)
-# A spec's text names it only if it is plain JSON data, as pods from the API are: values
-# orjson would write as something else (dataclasses, dates) are refused instead.
-_SPEC_TEXT = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
-              | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS)  # fmt: skip
+_SPEC_TEXT = orjson.OPT_SORT_KEYS | PLAIN_JSON  # a spec's text, if it is plain JSON data
 MIN_FEASIBLE_NODES = 100
 MIN_FEASIBLE_PERCENT = 5
 

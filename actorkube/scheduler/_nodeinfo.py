@@ -43,6 +43,10 @@ _CLAIMS: dict[tuple[str, str], tuple[tuple, Claims]] = {}  # (uid, version) -> (
 _CLAIMS_KEPT = 200_000
 _BY_TEXT: dict[bytes, Claims] = {}  # the JSON of what claims are read from -> claims
 _TEXTS_KEPT = 4096
+# Values orjson would write as something else (dataclasses, dates, subclasses of str or
+# dict) are refused rather than named by a text that another value may share.
+PLAIN_JSON = (orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+               | orjson.OPT_PASSTHROUGH_SUBCLASS)  # fmt: skip
 
 
 def claims_of(pod: Mapping[str, Any]) -> Claims:
@@ -65,8 +69,8 @@ def claims_of(pod: Mapping[str, Any]) -> Claims:
     # A new pod of a template met before (a Deployment's next pod, a bound pod's new
     # version) claims what its look-alikes claim: found by the text of what it reads.
     try:
-        text = orjson.dumps(read)
-    except TypeError:  # nothing JSON can say: computed every time
+        text = orjson.dumps(read, option=PLAIN_JSON)
+    except TypeError:  # not plain JSON data (as pods from the API are): computed every time
         text = None
     found = _BY_TEXT.get(text) if text is not None else None
     if found is None:
