@@ -157,6 +157,16 @@ def test_taints_keep_out_what_does_not_tolerate_them_and_prefer_no_schedule_only
     assert plugin.pre_score(CycleState(), pod(), table, rows).code is Code.SKIP
     table = NodeTable([soft, node("clean")])
     assert plugin.pre_score(CycleState(), pod(), table, rows).code is Code.SUCCESS
+    # The answer is kept per grouping of the nodes: a Node that gains the taint in a
+    # kept table makes a new grouping, and the answer follows it.
+    from actorkube.scheduler._cache import SchedulerCache
+
+    cache = SchedulerCache()
+    for name in ("a", "b"):
+        cache.add_node(node(name).node)
+    assert plugin.pre_score(CycleState(), pod(), cache.table(), rows).code is Code.SKIP
+    cache.add_node({**node("b").node, "spec": {"taints": soft.spec["taints"]}})
+    assert plugin.pre_score(CycleState(), pod(), cache.table(), rows).code is Code.SUCCESS
 
 
 # --- node affinity ------------------------------------------------------------------------

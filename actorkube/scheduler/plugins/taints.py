@@ -42,6 +42,11 @@ class TaintToleration:
     name = "TaintToleration"
     row_local = True  # the pod's tolerations, the node's taints
 
+    def __init__(self) -> None:
+        # The grouping last asked whether any node has a PreferNoSchedule taint, and
+        # the answer (see pre_score).
+        self._soft: tuple[object, bool] = (None, False)
+
     def filter(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> Status:
         tolerations = _tolerations(pod)
         for taint in node.spec.get("taints") or ():
@@ -54,12 +59,15 @@ class TaintToleration:
 
     def pre_score(self, state: CycleState, pod: Mapping[str, Any], table, rows) -> Status:
         # No node with a PreferNoSchedule taint: every node would score the same (100
-        # once normalized), which changes no node's rank. (The groups of nodes by spec
-        # are the table's, kept until a Node's spec changes.)
-        for node in table.grouping(())[1]:
-            if any(t.get("effect") == "PreferNoSchedule" for t in node.spec.get("taints") or ()):
-                return SUCCESS
-        return SKIP
+        # once normalized), which changes no node's rank. Asked once per grouping of
+        # the nodes by spec (the table keeps one until a Node's spec changes; with
+        # specs that differ per node, podCIDR or providerID, it has a group per node).
+        groups = table.grouping(())
+        if self._soft[0] is not groups:
+            soft = any(t.get("effect") == "PreferNoSchedule"
+                       for node in groups[1] for t in node.spec.get("taints") or ())  # fmt: skip
+            self._soft = (groups, soft)
+        return SUCCESS if self._soft[1] else SKIP
 
     def score(self, state: CycleState, pod: Mapping[str, Any], node: NodeInfo) -> int:
         # Only tolerations that could tolerate PreferNoSchedule count here.
