@@ -259,7 +259,8 @@ def test_compaction_forgets_the_prev_kv_of_a_second_change_after_a_deletion() ->
 def test_watches_of_one_delivery_with_and_without_prev_kv_each_get_theirs() -> None:
     # Events made for one watch are shared with the others of the delivery, but only
     # with those that asked for prev_kv alike; in either order.
-    from actorkube.etcd._node import Watch, _wanted_events, _Watching
+    from actorkube.etcd._node import Watch, _events_due, _Watching
+    from actorkube.etcd._watchindex import WatchIndex
 
     store = MVCCStore()
     store.put(PutRequest(b"a", b"1"))  # 2
@@ -270,7 +271,7 @@ def test_watches_of_one_delivery_with_and_without_prev_kv_each_get_theirs() -> N
     with_prev = _Watching(Watch(None, 2, b"a", b"b", prev_kv=True), 3)
     for order in ((plain, with_prev), (with_prev, plain)):
         made: tuple[dict, dict] = ({}, {})
-        got = {w.id: _wanted_events(w, store, start, made) for w in order}
+        got = {w.id: e for w, e in _events_due(WatchIndex(order), list(order), store, start, made)}
         assert [e.prev_kv for e in got[1]] == [None, None]
         assert [e.prev_kv.value for e in got[2]] == [b"1", b"2"]
         assert [(e.type, e.kv) for e in got[1]] == [(e.type, e.kv) for e in got[2]]

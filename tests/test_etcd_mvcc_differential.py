@@ -20,8 +20,9 @@ from actorkube.etcd import (
     RangeRequest,
     TxnRequest,
 )
-from actorkube.etcd._node import Watch, _wanted_events, _Watching
+from actorkube.etcd._node import Watch, _events_due, _Watching
 from actorkube.etcd._types import SortOrder, SortTarget
+from actorkube.etcd._watchindex import WatchIndex
 
 KEYS = [b"a", b"b", b"c", b"d"]
 ENDS = [b"", b"\0", b"c", b"e"]
@@ -166,19 +167,27 @@ def test_the_past_reads_as_it_was_read_when_it_was_the_present(steps) -> None:
             start = store.history_index(compacted)
             some = list(range(start, start + len(expected)))[len(steps) % 3 :: 2]
             assert store.events(some) == [expected[i - start] for i in some]
+        # All of this step's watches in one index, as a member keeps them, delivered
+        # by the revision each looks from, sharing the events made.
         made: tuple[dict, dict] = ({}, {})
+        wants = {}
         for n, (key, end, prev_kv, no_put, no_delete, back) in enumerate(watch_specs):
             rev = max(store.revision - back, compacted)
             w = _Watching(Watch(None, n, key, end, prev_kv=prev_kv, no_put=no_put,
                                 no_delete=no_delete), rev)  # fmt: skip
-            want = tuple(
+            wants[w] = tuple(
                 e if prev_kv else attrs.evolve(e, prev_kv=None)
                 for e in expected
                 if e.kv.mod_revision >= rev
                 and _in(e.kv.key, key, end)
                 and not (no_put if e.type is EventType.PUT else no_delete)
             )
-            assert _wanted_events(w, store, store.history_index(rev), made) == want
+        index = WatchIndex(wants)
+        for rev in sorted({w.next_rev for w in wants}):
+            due = [w for w in wants if w.next_rev == rev]
+            got = _events_due(index, due, store, store.history_index(rev), made)
+            assert [w for w, _ in got] == [w for w in due if wants[w]]
+            assert dict(got) == {w: wants[w] for w in due if wants[w]}
     try:
         store.events_since(store.compact_revision - 1)
     except EtcdError:

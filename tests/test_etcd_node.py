@@ -102,6 +102,40 @@ async def test_a_watch_sees_every_revision_whole_and_in_order(autojump_clock) ->
         await group.stop()
 
 
+async def test_watches_opened_and_closed_between_deliveries_each_get_theirs(autojump_clock):
+    # The member indexes its watches by range once and keeps the index while only events
+    # come: each watch opened or closed since must be in it, or out of it, at once. (One
+    # member, so that every watch is on it: a client spreads its watches.)
+    async with ActorSystem() as system:
+        group = start_group(system, 1)
+        client = group.client()
+
+        async def values(stream, n: int) -> list[bytes]:
+            seen: list[bytes] = []
+            with trio.fail_after(30):  # a watch the member left out never hears
+                while len(seen) < n:
+                    seen += [e.kv.value for e in (await stream.receive()).events]
+            return seen
+
+        async with client.watch(b"a") as on_a:
+            await client.put(b"a", b"1")
+            assert await values(on_a, 1) == [b"1"]
+            async with client.watch(b"b", b"c") as on_b:
+                async with client.watch(b"a", b"\0") as from_a:
+                    await client.put(b"b/1", b"2")
+                    await client.put(b"a", b"3")
+                    assert await values(on_b, 1) == [b"2"]
+                    assert await values(from_a, 2) == [b"2", b"3"]
+                    assert from_a.resumed == 0
+                await client.put(b"b/2", b"4")  # from_a is closed: on_b alone takes it
+                assert await values(on_b, 1) == [b"4"]
+                assert on_b.resumed == 0  # (a resumed stream would hide a lost event)
+            await client.put(b"a", b"5")
+            assert await values(on_a, 2) == [b"3", b"5"]
+            assert on_a.resumed == 0
+        await group.stop()
+
+
 async def test_leases_expire_on_the_leader_and_keepalives_hold_them(autojump_clock) -> None:
     async with ActorSystem() as system:
         group = start_group(system, 3)

@@ -93,6 +93,7 @@ from ._types import (
     ResponseHeader,
     TxnRequest,
 )
+from ._watchindex import WatchIndex
 
 STALE_SEQUENCE = "etcdserver: request is older than the session's last one"
 NOT_LEADER = "etcdserver: not leader"
@@ -458,6 +459,9 @@ class EtcdNode(RaftReplica):
         )
         self.progress_interval = progress_interval
         self.watches: dict[tuple[ActorRef, int], _Watching] = {}
+        # ``watches`` by key range, built when a delivery needs it after they changed
+        # (every change of ``watches`` drops it).
+        self._index: WatchIndex[_Watching] | None = None
         # The store's revision when _deliver last brought every watch up to it: until
         # the revision moves or a watch opens, it has nothing to do.
         self.delivered = -1
@@ -771,6 +775,7 @@ class EtcdNode(RaftReplica):
                 compact_revision=store.compact_revision,
             )
         self.watches[(msg.watcher, msg.watch_id)] = _Watching(msg, start)
+        self._index = None
         self.delivered = -1  # it may start in the past: _deliver looks at every watch
         self.watch(msg.watcher)
         self.drain_due = True  # history to send, if it starts in the past
@@ -778,7 +783,8 @@ class EtcdNode(RaftReplica):
 
     @handler
     def on_cancel_watch(self, msg: CancelWatch) -> WatchResponse:
-        self.watches.pop((msg.watcher, msg.watch_id), None)
+        if self.watches.pop((msg.watcher, msg.watch_id), None) is not None:
+            self._index = None
         header = ResponseHeader(self.store.revision, self.core.term)
         return WatchResponse(msg.watch_id, header, canceled=True, cancel_reason="canceled")
 
@@ -800,6 +806,7 @@ class EtcdNode(RaftReplica):
     def on_terminated(self, msg: Terminated) -> None:
         for key in [k for k in self.watches if k[0] == msg.actor]:
             del self.watches[key]
+            self._index = None
 
     def _notify_progress(self, which) -> None:
         store = self.store
@@ -817,12 +824,8 @@ class EtcdNode(RaftReplica):
         if not self.watches or revision == self.delivered:
             return  # every watch has seen this revision (or starts later): nothing new
         self.delivered = revision
-        header = None
-        # Events made for one watch, for the others (none to share them with: no memory):
-        # by position, without and with prev_kv.
-        made: tuple[dict[int, Event], dict[int, Event]] | None = (
-            ({}, {}) if len(self.watches) > 1 else None
-        )
+        # The watches due, by the revision they look from (nearly always all at one).
+        due: dict[int, list[_Watching]] = {}
         for w in list(self.watches.values()):
             if w.next_rev > revision:
                 continue
@@ -833,13 +836,27 @@ class EtcdNode(RaftReplica):
                     store.compact_revision,
                 )
                 continue
-            events = _wanted_events(w, store, store.history_index(w.next_rev), made)
-            w.next_rev = revision + 1
-            if events:
+            due.setdefault(w.next_rev, []).append(w)
+        if not due:
+            return
+        if self._index is None:
+            self._index = WatchIndex(self.watches.values())
+        index = self._index  # (a send that cancels a watch drops ``_index``)
+        header = None
+        # Events made for one watch, for the others (none to share them with: no memory):
+        # by position, without and with prev_kv.
+        made: tuple[dict[int, Event], dict[int, Event]] | None = (
+            ({}, {}) if len(self.watches) > 1 else None
+        )
+        for rev, watches in due.items():
+            start = store.history_index(rev)
+            for w, events in _events_due(index, watches, store, start, made):
                 if header is None:
                     header = ResponseHeader(revision, self.core.term)
                 self._send(w, WatchResponse(w.id, header, events, first_revision=w.reported))
-                w.reported = w.next_rev
+                w.reported = revision + 1
+            for w in watches:
+                w.next_rev = revision + 1
 
     def _send(self, w: _Watching, response: WatchResponse) -> None:
         try:
@@ -848,7 +865,8 @@ class EtcdNode(RaftReplica):
             self._cancel(w, "watcher too slow: its mailbox is full; resume from the last revision")
 
     def _cancel(self, w: _Watching, reason: str, compact_revision: int = 0) -> None:
-        self.watches.pop((w.watcher, w.id), None)
+        if self.watches.pop((w.watcher, w.id), None) is not None:
+            self._index = None
         header = ResponseHeader(self.store.revision, self.core.term)
         response = WatchResponse(
             w.id, header, canceled=True, cancel_reason=reason, compact_revision=compact_revision
@@ -875,35 +893,42 @@ class _Progress:
     pass
 
 
-def _wanted_events(
-    w: _Watching,
+def _events_due(
+    index: WatchIndex[_Watching],
+    due: list[_Watching],
     store: MVCCStore,
     start: int,
     made: tuple[dict[int, Event], dict[int, Event]] | None,
-) -> tuple[Event, ...]:
-    """The events ``w`` watches from position ``start`` of the store's history, as it
-    asked for them (without ``prev_kv`` unless it asked). Every watch looks at the key of
-    every new event (one tight filter per kind of range); only the events it takes are
-    made, once for all watches of this delivery (``made``: by position, one dict without
-    prev_kv and one with, if given)."""
-    key, end, options = w.key, w.range_end, w.options
-    keys = store.history_keys(start)
-    if not end:
-        found = [i for i, k in enumerate(keys, start) if k == key]
-    elif end != b"\0":
-        found = [i for i, k in enumerate(keys, start) if key <= k < end]
-    elif key != b"\0":
-        found = [i for i, k in enumerate(keys, start) if k >= key]
-    else:
-        found = range(start, start + len(keys))
-    if not found:
-        return ()
-    prev_kv = options.prev_kv
-    events = store.events(found, prev_kv, None if made is None else made[prev_kv])
-    if options.no_put or options.no_delete:
-        no_put, no_delete = options.no_put, options.no_delete
-        events = [e for e in events if not (no_put if e.type is _PUT else no_delete)]
-    return tuple(events)
+) -> list[tuple[_Watching, tuple[Event, ...]]]:
+    """The watches of ``due`` (all looking from position ``start`` of the store's
+    history; ``index`` holds them, and maybe others) that take any of its events, each
+    with those events, as it asked for them (without ``prev_kv`` unless it asked), in
+    the order of ``due``. Each new event's key is looked up once in the index; only the
+    events some watch takes are made, once for all watches of this delivery (``made``:
+    by position, one dict without prev_kv and one with, if given)."""
+    # (Positions are noted for every taker, due or not: nearly always all are due.)
+    found: dict[_Watching, list[int]] = {}
+    for i, key in enumerate(store.history_keys(start), start):
+        for w in index.takers(key):
+            positions = found.get(w)
+            if positions is None:
+                found[w] = [i]
+            else:
+                positions.append(i)
+    answers = []
+    for w in due:
+        positions = found.get(w)
+        if positions is None:
+            continue
+        options = w.options
+        prev_kv = options.prev_kv
+        events = store.events(positions, prev_kv, None if made is None else made[prev_kv])
+        if options.no_put or options.no_delete:
+            no_put, no_delete = options.no_put, options.no_delete
+            events = [e for e in events if not (no_put if e.type is _PUT else no_delete)]
+        if events:
+            answers.append((w, tuple(events)))
+    return answers
 
 
 _PUT = EventType.PUT
