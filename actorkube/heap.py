@@ -63,6 +63,18 @@ from contextlib import contextmanager
 # it holds 4 million), and its complete rescan took 3.5 s mid-run.
 QUIET_RATE = 1_000
 
+# The young generation's threshold under the policy: net new container objects between
+# young collections (CPython's default is 700). With survivors frozen, what a young
+# collection costs is what it finds alive, and in a busy server most of that is not data
+# but what waits: each request in flight is a chain of coroutines, its messages, its
+# reply slot, freed by reference counting a few milliseconds later. Every collection
+# scanned (and froze) that set again; ten times fewer collections scan it a tenth as
+# often, while data is scanned once either way. SchedulingBasic at 5,000 nodes: 3.7%
+# fewer instructions per pod; density at 1,000 nodes: the collector from 4.5% to 3.4%
+# of the time. The price: a young collection's pause grows with it (a few milliseconds
+# here), and garbage cycles wait ten times longer to be found.
+YOUNG_EVERY = 7_000
+
 
 class _Policy:
     def __init__(
@@ -214,6 +226,7 @@ def long_lived_heap_gc(
     freeze_after: int = 0,
     busy_rescan: float = 3600.0,
     clock: Callable[[], float] = time.monotonic,
+    young_every: int | None = YOUNG_EVERY,
 ) -> Iterator[_Policy]:
     """Apply the policy (see the module) inside the block: entering it scans the whole
     heap once (the first baseline) and starts the thread that runs later complete
@@ -225,6 +238,8 @@ def long_lived_heap_gc(
     ``settle`` and ``busy_rescan`` periods (a test's own)."""
     if regrow <= 1:
         raise ValueError(f"regrow must be more than 1, not {regrow}")
+    if young_every is not None and young_every < 1:
+        raise ValueError(f"young_every must be at least 1, not {young_every}")
     if freeze_after not in (0, 1, 2):
         raise ValueError(f"freeze_after must be a generation (0, 1 or 2), not {freeze_after}")
     if any(isinstance(callback, _Policy) for callback in gc.callbacks):
@@ -232,7 +247,8 @@ def long_lived_heap_gc(
     thresholds = gc.get_threshold()
     policy = _Policy(regrow, settle, freeze_after, busy_rescan, clock)
     gc.callbacks.append(policy)
-    gc.set_threshold(thresholds[0], thresholds[1], full_every)
+    young = thresholds[0] if young_every is None else young_every
+    gc.set_threshold(young, thresholds[1], full_every)
     try:
         policy.scan_now()
         policy.start()

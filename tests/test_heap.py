@@ -10,7 +10,7 @@ import weakref
 
 import pytest
 
-from actorkube.heap import QUIET_RATE, long_lived_heap_gc
+from actorkube.heap import QUIET_RATE, YOUNG_EVERY, long_lived_heap_gc
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,7 @@ SCAN_TIMEOUT = 60  # seconds a test waits for the scanner thread's scan (it take
 def test_entering_scans_the_heap_and_leaving_unfreezes_it():
     before = gc.get_threshold()
     with long_lived_heap_gc(full_every=500) as policy:
-        assert gc.get_threshold() == (before[0], before[1], 500)
+        assert gc.get_threshold() == (YOUNG_EVERY, before[1], 500)
         assert policy.full_scans == 1 and policy.baseline > 0
         assert 0 < gc.get_freeze_count() <= policy.baseline
         gc.collect()
@@ -57,6 +57,10 @@ def test_entering_scans_the_heap_and_leaving_unfreezes_it():
     assert gc.get_freeze_count() == 0
     assert policy not in gc.callbacks
     assert gc.get_threshold() == before
+    with long_lived_heap_gc(young_every=None):  # the collector's own young threshold
+        assert gc.get_threshold() == (before[0], before[1], 100)
+    with pytest.raises(ValueError, match="young_every"), long_lived_heap_gc(young_every=0):
+        pass
 
 
 def test_survivors_of_a_young_collection_are_frozen():
