@@ -163,6 +163,46 @@ async def test_kubectl_get_watch_prints_rows_as_objects_change(tmp_path):
         nursery.cancel_scope.cancel()
 
 
+async def test_kubectl_watches_events_which_are_served_from_etcd(tmp_path):
+    # Events have no watch cache: kubectl's watch of them is an etcd watch of its own.
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
+        config = served.kubeconfig(tmp_path / "admin.kubeconfig")
+        watching = await trio.lowlevel.open_process(
+            ["kubectl", f"--kubeconfig={config}", f"--cache-dir={tmp_path / 'cache'}",
+             "get", "events", "-n", "default", "-w", "--output-watch-events"],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        def event(name: str, message: str) -> dict:
+            return {"metadata": {"name": name}, "reason": "Pulled", "type": "Normal",
+                    "message": message, "involvedObject": {
+                        "kind": "Pod", "name": "web", "namespace": "default"}}  # fmt: skip
+
+        async def create(body: dict) -> None:
+            made = await served.api.ref.ask(ApiRequest("create", "events", namespace="default",
+                                                       token="admin-token", body=body))  # fmt: skip
+            assert made.code in (201, 409), made.body
+
+        try:
+            seen = b""
+            with trio.fail_after(30):
+                # The first one in kubectl's list or its watch, whichever is first ...
+                while b"first-pull" not in seen:
+                    await create(event("web.1", "first-pull"))
+                    with trio.move_on_after(1):
+                        seen += await watching.stdout.receive_some()
+                # ... the second after the list was printed: through the watch.
+                await create(event("web.2", "second-pull"))
+                while b"second-pull" not in seen:
+                    seen += await watching.stdout.receive_some()
+            row = next(line for line in seen.decode().split("\n") if "second-pull" in line)
+            assert row.split()[0] == "ADDED" and "Pulled" in row.split()
+        finally:
+            watching.kill()
+            await watching.wait()
+        nursery.cancel_scope.cancel()
+
+
 def test_certificates_near_their_end_are_issued_again(tmp_path):
     from actorkube.pki import issue
 

@@ -1468,6 +1468,9 @@ def builtin_registry() -> Registry:
                 short_names=("ev",),
                 rule=_requires("involvedObject.kind", "involvedObject.name"),
                 fields=event_fields,
+                # kube-apiserver keeps no watch cache of events (DefaultWatchCacheSizes:
+                # 0): many, written once, read rarely.
+                watch_cached=False,
             ),
             workload("Deployment", "deployments", "deploy", True, frozenset({"status", "scale"})),
             workload("ReplicaSet", "replicasets", "rs", True, frozenset({"status", "scale"})),

@@ -58,8 +58,9 @@ from ._reviews import answer
 from ._schema import TypeDef, builtin_schema
 from ._selectors import FieldSelector, InvalidSelector, Selector, check_fields
 from ._storage import ORPHAN_BY_DEFAULT, PROPAGATION_POLICIES, ObjectStore, parse_resource_version
+from ._storagewatch import StorageWatcher
 from ._validation import ErrorType, FieldError, Path
-from ._watchcache import BOOKMARK, NOT_OLDER_THAN, Event, WatchCache, Watcher
+from ._watchcache import BOOKMARK, NOT_OLDER_THAN, Event, Filter, WatchCache, Watcher
 
 log = logging.getLogger("actorkube.apiserver")
 
@@ -364,9 +365,21 @@ class Handler:
     async def _watch(self, rt: ResourceType, namespace: str, params: dict, as_table: bool,
                      view: ResourceType):  # fmt: skip
         cache = self.caches.get((rt.group, rt.plural))
-        if cache is None:
+        if cache is None and rt.watch_cached:
             raise errors.method_not_allowed(f"watch is not supported on {rt.plural}")
         keep = self._filter(rt, namespace, params)
+        if cache is None:
+            watcher = await self._watch_storage(rt, namespace, params, keep)
+        else:
+            watcher = await self._watch_cache(cache, rt, namespace, params, keep)
+        if as_table:
+            watcher.present = self._as_table_event(rt)
+        elif view.is_view:
+            watcher.present = _converted_event(view)
+        return {"kind": "Status", "apiVersion": "v1", "status": "Success"}, 200, watcher
+
+    async def _watch_cache(self, cache: WatchCache, rt: ResourceType, namespace: str,
+                           params: dict, keep: Filter) -> Watcher:  # fmt: skip
         await cache.ready.wait()
         bookmarks = is_true(params.get("allowWatchBookmarks"))
         rv = params.get("resourceVersion", "")
@@ -388,13 +401,27 @@ class Handler:
             # The selector parsed without error in _filter.
             fields = FieldSelector.parse(params.get("fieldSelector", ""))
             trigger = fields.requires_exact_match(cache.trigger_field)
-        watcher = cache.watch(rv, keep, bookmarks=bookmarks, prefix=rt.prefix(namespace),
-                              trigger=trigger, initial_events_end=bool(initial))  # fmt: skip
-        if as_table:
-            watcher.present = self._as_table_event(rt)
-        elif view.is_view:
-            watcher.present = _converted_event(view)
-        return {"kind": "Status", "apiVersion": "v1", "status": "Success"}, 200, watcher
+        return cache.watch(rv, keep, bookmarks=bookmarks, prefix=rt.prefix(namespace),
+                           trigger=trigger, initial_events_end=bool(initial))  # fmt: skip
+
+    async def _watch_storage(self, rt: ResourceType, namespace: str, params: dict,
+                             keep: Filter) -> Watcher:  # fmt: skip
+        """A watch of a resource without a watch cache, served from etcd (see
+        ``_storagewatch``): from "" or "0" (or a streaming list), the objects listed
+        first; from a version, what changed after it (410 if etcd no longer has it)."""
+        initial = _send_initial_events(params, is_true(params.get("allowWatchBookmarks")))
+        rv = params.get("resourceVersion", "")
+        listed = rv in ("", "0") if initial is None else initial
+        start = 0
+        if not listed:
+            if rv in ("", "0"):
+                start = await self.store.current_revision(rt) + 1
+            else:
+                after = parse_resource_version(rv)
+                await self.store.check_history(rt, after)
+                start = after + 1
+        return StorageWatcher(self.store.etcd, rt, namespace, keep, start=start,
+                              initial_events_end=bool(initial))  # fmt: skip
 
     def _as_table_event(self, rt: ResourceType) -> Callable[[Event], Event]:
         """Watch events as kube-apiserver sends them to a client that asked for Tables:

@@ -88,6 +88,9 @@ class ResourceType:
     # answered by the server on each request (access reviews), never kept in etcd.
     verbs: tuple[str, ...] = ()
     stored: bool = True
+    # Whether the API server keeps a watch cache of it; one that does not is listed and
+    # watched from etcd (events, as Kubernetes' default watch cache sizes have it).
+    watch_cached: bool = True
     # Whether a create keeps the status it was sent (Nodes: the kubelet registers its
     # node with its capacity); for every other kind the status is the controllers'.
     create_keeps_status: bool = False

@@ -20,6 +20,8 @@ Rules of this file:
   watcher's events to the watcher actor as ``WatchEvent``s (what is queued goes in one
   message, up to ``BATCH`` events) until the watch ends (then one last event with
   ``event=None`` and the reason), the watcher asks to stop, or the watcher goes away.
+  A watch of a resource without a watch cache is fed from etcd by a task in its pump
+  (``StorageWatcher.run``), which ends with the pump.
 - A pump whose watcher's mailbox stays full for ``slow_after`` seconds ends the watch
   (the watcher is too slow): events are never dropped silently.
 - A worker's report of a pump it started (``_PumpStarted``) is a control message
@@ -260,6 +262,17 @@ class _WatchPump(Actor):
 
     @handler
     async def on_pump(self, msg: _Pump) -> None:
+        feed = getattr(self.watcher, "run", None)
+        if feed is None:  # the watch cache feeds the watcher
+            await self._pump()
+            return
+        # A watch served from etcd: its feed runs beside the forwarding, and goes with it.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(feed)
+            await self._pump()
+            nursery.cancel_scope.cancel()
+
+    async def _pump(self) -> None:
         # The events queued are forwarded in batches (up to BATCH in one message), and
         # yielding once per STREAK events: a receive() per event yields to every other
         # ready task for each one, and with a busy process (thousands of ready tasks a

@@ -160,7 +160,7 @@ async def start_apiserver(
                                      rng=random.Random(seed))  # fmt: skip
     store = ServiceStore(etcd, clock=clock, rng=random.Random(seed), allocations=allocations)
     caches = {(rt.group, rt.plural): WatchCache(rt, capacity=cache_capacity)
-              for rt in registry if rt.stored}  # fmt: skip
+              for rt in registry if rt.stored and rt.watch_cached}  # fmt: skip
     rbac = RBACAuthorizer()
     for plural in RBAC_KINDS:
         caches[("rbac.authorization.k8s.io", plural)].listeners.append(_feed_rbac(rbac, plural))

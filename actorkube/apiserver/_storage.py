@@ -211,6 +211,19 @@ class ObjectStore:
             raise _read_error(e, "") from None
         return got.header.revision
 
+    async def check_history(self, rt: ResourceType, resource_version: int) -> None:
+        """Raise 410 Gone unless etcd's history still holds every change after
+        ``resource_version`` (a watch from it can be served); a version not reached yet
+        passes (the watch waits for it)."""
+        prefix = rt.prefix()
+        try:
+            await self.etcd.get(prefix, prefix_end(prefix), revision=resource_version + 1,
+                                count_only=True)  # fmt: skip
+        except EtcdError as e:
+            error = _read_error(e, str(resource_version))
+            if error.code != 504:  # (the future: nothing to miss)
+                raise error from None
+
     # --- writes ------------------------------------------------------------------------
 
     async def create(

@@ -226,16 +226,14 @@ class WatchCache:
             kv = e.kv
             old = self.objects.get(kv.key)
             self._json.pop(kv.key, None)
-            if e.type is EventType.PUT:
-                obj = decode(kv.value, kv.mod_revision)
-                self.objects[kv.key] = obj
-                event = Event(type=MODIFIED if old else ADDED, object=obj)
-                self._push(kv.mod_revision, event, old, now)
-            elif old is not None:
+            event = change(e, old)
+            if event is None:
+                continue
+            if event["type"] == DELETED:
                 del self.objects[kv.key]
-                gone = dict(old)
-                gone["metadata"] = {**old["metadata"], "resourceVersion": str(kv.mod_revision)}
-                self._push(kv.mod_revision, Event(type=DELETED, object=gone), old, now)
+            else:
+                self.objects[kv.key] = event["object"]
+            self._push(kv.mod_revision, event, old, now)
         self.revision = max(self.revision, revision)
         self._wake()
 
@@ -441,11 +439,7 @@ class WatchCache:
             due.setdefault(tick + period, []).append(w)
 
     def _marker(self, revision: int, more: dict | None = None) -> dict:
-        """A bookmark's object: the kind, and metadata with only the version (and
-        ``more``)."""
-        rt = self.rt
-        return {"kind": rt.kind, "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(revision), **(more or {})}}  # fmt: skip
+        return marker(self.rt, revision, more)
 
     def stop(self, w: Watcher) -> None:
         w.end("stopped")
@@ -459,6 +453,27 @@ class WatchCache:
         self._indexed.clear()
         self._bookmark_due.clear()
         self._bookmark_new.clear()
+
+
+def change(e, old: dict | None) -> Event | None:
+    """The watch event of etcd event ``e`` (``old``: the object before it, None if there
+    was none): ADDED or MODIFIED with the new object, or DELETED with the old one at the
+    revision of the delete (None for the delete of an object not known)."""
+    kv = e.kv
+    if e.type is EventType.PUT:
+        return Event(type=MODIFIED if old else ADDED, object=decode(kv.value, kv.mod_revision))
+    if old is None:
+        return None
+    gone = dict(old)
+    gone["metadata"] = {**old["metadata"], "resourceVersion": str(kv.mod_revision)}
+    return Event(type=DELETED, object=gone)
+
+
+def marker(rt: ResourceType, revision: int, more: dict | None = None) -> dict:
+    """A bookmark's object: the kind, and metadata with only the version (and
+    ``more``)."""
+    return {"kind": rt.kind, "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": str(revision), **(more or {})}}  # fmt: skip
 
 
 def filtered(event: dict, old: dict | None, keep: Filter) -> dict | None:
