@@ -5,6 +5,7 @@ what it prints for a real cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 
@@ -132,75 +133,72 @@ def test_the_pki_keeps_its_ca_across_restarts(tmp_path):
     assert not list(tmp_path.glob("*.partial"))
 
 
-async def test_kubectl_get_watch_prints_rows_as_objects_change(tmp_path):
-    # kubectl get -w asks for Tables on the watch too: each event one row.
+@contextlib.asynccontextmanager
+async def _kubectl_watching(tmp_path, *what: str):
+    """A cluster served over HTTP, and ``kubectl get <what> -w --output-watch-events``
+    running against it: (the served cluster, the kubectl process)."""
     async with ActorSystem() as system, trio.open_nursery() as nursery:
         served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
         config = served.kubeconfig(tmp_path / "admin.kubeconfig")
         watching = await trio.lowlevel.open_process(
             ["kubectl", f"--kubeconfig={config}", f"--cache-dir={tmp_path / 'cache'}",
-             "get", "namespaces", "-w", "--output-watch-events"],
+             "get", *what, "-w", "--output-watch-events"],
             stdout=subprocess.PIPE,
         )  # fmt: skip
         try:
-            seen = b""
-            with trio.fail_after(30):
-                while b"kube-system" not in seen:  # the list first
-                    seen += await watching.stdout.receive_some()
-                await served.api.ref.ask(
-                    ApiRequest("create", "namespaces", token="admin-token",
-                               body={"metadata": {"name": "team-x"}})
-                )  # fmt: skip
-                while b"team-x" not in seen:
-                    seen += await watching.stdout.receive_some()
-            lines = seen.decode().strip().split("\n")
-            assert lines[0].split() == ["EVENT", "NAME", "STATUS", "AGE"]
-            added = next(line for line in lines if "team-x" in line)
-            assert added.split()[:3] == ["ADDED", "team-x", "Active"]
+            yield served, watching
         finally:
             watching.kill()
             await watching.wait()
         nursery.cancel_scope.cancel()
 
 
+async def test_kubectl_get_watch_prints_rows_as_objects_change(tmp_path):
+    # kubectl get -w asks for Tables on the watch too: each event one row.
+    async with _kubectl_watching(tmp_path, "namespaces") as (served, watching):
+        seen = b""
+        with trio.fail_after(30):
+            while b"kube-system" not in seen:  # the list first
+                seen += await watching.stdout.receive_some()
+            await served.api.ref.ask(
+                ApiRequest("create", "namespaces", token="admin-token",
+                           body={"metadata": {"name": "team-x"}})
+            )  # fmt: skip
+            while b"team-x" not in seen:
+                seen += await watching.stdout.receive_some()
+        lines = seen.decode().strip().split("\n")
+        assert lines[0].split() == ["EVENT", "NAME", "STATUS", "AGE"]
+        added = next(line for line in lines if "team-x" in line)
+        assert added.split()[:3] == ["ADDED", "team-x", "Active"]
+
+
 async def test_kubectl_watches_events_which_are_served_from_etcd(tmp_path):
     # Events have no watch cache: kubectl's watch of them is an etcd watch of its own.
-    async with ActorSystem() as system, trio.open_nursery() as nursery:
-        served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
-        config = served.kubeconfig(tmp_path / "admin.kubeconfig")
-        watching = await trio.lowlevel.open_process(
-            ["kubectl", f"--kubeconfig={config}", f"--cache-dir={tmp_path / 'cache'}",
-             "get", "events", "-n", "default", "-w", "--output-watch-events"],
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        def event(name: str, message: str) -> dict:
-            return {"metadata": {"name": name}, "reason": "Pulled", "type": "Normal",
-                    "message": message, "involvedObject": {
-                        "kind": "Pod", "name": "web", "namespace": "default"}}  # fmt: skip
+    def event(name: str, message: str) -> dict:
+        return {"metadata": {"name": name}, "reason": "Pulled", "type": "Normal",
+                "message": message, "involvedObject": {
+                    "kind": "Pod", "name": "web", "namespace": "default"}}  # fmt: skip
+
+    async with _kubectl_watching(tmp_path, "events", "-n", "default") as (served, watching):
 
         async def create(body: dict) -> None:
             made = await served.api.ref.ask(ApiRequest("create", "events", namespace="default",
                                                        token="admin-token", body=body))  # fmt: skip
             assert made.code in (201, 409), made.body
 
-        try:
-            seen = b""
-            with trio.fail_after(30):
-                # The first one in kubectl's list or its watch, whichever is first ...
-                while b"first-pull" not in seen:
-                    await create(event("web.1", "first-pull"))
-                    with trio.move_on_after(1):
-                        seen += await watching.stdout.receive_some()
-                # ... the second after the list was printed: through the watch.
-                await create(event("web.2", "second-pull"))
-                while b"second-pull" not in seen:
+        seen = b""
+        with trio.fail_after(30):
+            # The first one in kubectl's list or its watch, whichever is first ...
+            while b"first-pull" not in seen:
+                await create(event("web.1", "first-pull"))
+                with trio.move_on_after(1):
                     seen += await watching.stdout.receive_some()
-            row = next(line for line in seen.decode().split("\n") if "second-pull" in line)
-            assert row.split()[0] == "ADDED" and "Pulled" in row.split()
-        finally:
-            watching.kill()
-            await watching.wait()
-        nursery.cancel_scope.cancel()
+            # ... the second after the list was printed: through the watch.
+            await create(event("web.2", "second-pull"))
+            while b"second-pull" not in seen:
+                seen += await watching.stdout.receive_some()
+        row = next(line for line in seen.decode().split("\n") if "second-pull" in line)
+        assert row.split()[0] == "ADDED" and "Pulled" in row.split()
 
 
 def test_certificates_near_their_end_are_issued_again(tmp_path):
