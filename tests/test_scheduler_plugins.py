@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actorkube.scheduler import (
     Code,
@@ -17,6 +19,7 @@ from actorkube.scheduler import (
     feasible_nodes_to_find,
     pod_requests,
 )
+from actorkube.scheduler._framework import first_feasible
 from actorkube.scheduler._table import NodeTable
 from actorkube.scheduler.plugins import (
     BalancedAllocation,
@@ -303,6 +306,15 @@ def test_balanced_allocation_prefers_even_use():
 def test_feasible_nodes_to_find_follows_kubernetes_rule(nodes, found):
     assert feasible_nodes_to_find(nodes) == found
     assert feasible_nodes_to_find(nodes, 100) == nodes
+
+
+@given(st.lists(st.booleans(), max_size=40), st.integers(0, 39), st.integers(1, 45))
+def test_the_first_feasible_rows_are_found_in_scan_order(bits, start, want):
+    mask = np.array(bits, dtype=bool)
+    start = start % len(bits) if bits else 0
+    order = [*range(start, len(bits)), *range(start)]
+    expected = [i for i in order if bits[i]][:want]
+    assert first_feasible(mask, start, want).tolist() == expected
 
 
 def test_a_pod_no_node_fits_gets_kubernetes_message():

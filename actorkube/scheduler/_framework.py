@@ -177,6 +177,21 @@ def feasible_nodes_to_find(nodes: int, percentage: int = 0) -> int:
     return max(nodes * percentage // 100, MIN_FEASIBLE_NODES)
 
 
+def first_feasible(mask: np.ndarray, start: int, want: int) -> np.ndarray:
+    """The rows of the first ``want`` True entries of ``mask`` (fewer if it has fewer),
+    in scan order: from ``start`` to the end, then from 0. Looks at the ``want`` rows
+    from ``start`` first: when nearly every node fits (the usual case), that is all
+    it reads, not the rest of the table."""
+    end = min(len(mask), start + want)
+    rows = np.flatnonzero(mask[start:end]) + start
+    if len(rows) < want:
+        more = np.flatnonzero(mask[end:])[: want - len(rows)] + end
+        rows = np.concatenate((rows, more))
+        if len(rows) < want:
+            rows = np.concatenate((rows, np.flatnonzero(mask[:start])[: want - len(rows)]))
+    return rows
+
+
 class FitError(Exception):
     """No node fits. ``statuses`` holds each filtered node's failing Status."""
 
@@ -421,9 +436,7 @@ class Framework:
             rows = np.flatnonzero(mask)
             rows = np.concatenate((rows[rows >= start], rows[rows < start]))
         else:  # only the first ``want`` from ``start`` are needed
-            rows = np.flatnonzero(mask[start:])[:want] + start
-            if len(rows) < want:
-                rows = np.concatenate((rows, np.flatnonzero(mask[:start])[: want - len(rows)]))
+            rows = first_feasible(mask, start, want)
         if one_by_one:
             found = []
             for i in rows:
