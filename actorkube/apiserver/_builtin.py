@@ -1471,6 +1471,7 @@ def builtin_registry() -> Registry:
                 # kube-apiserver keeps no watch cache of events (DefaultWatchCacheSizes:
                 # 0): many, written once, read rarely.
                 watch_cached=False,
+                ttl=True,
             ),
             workload("Deployment", "deployments", "deploy", True, frozenset({"status", "scale"})),
             workload("ReplicaSet", "replicasets", "rs", True, frozenset({"status", "scale"})),

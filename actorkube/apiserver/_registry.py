@@ -91,6 +91,9 @@ class ResourceType:
     # Whether the API server keeps a watch cache of it; one that does not is listed and
     # watched from etcd (events, as Kubernetes' default watch cache sizes have it).
     watch_cached: bool = True
+    # Whether its objects expire a while after their last write (events: the API
+    # server's ``event_ttl``, kube-apiserver's --event-ttl), through etcd leases.
+    ttl: bool = False
     # Whether a create keeps the status it was sent (Nodes: the kubelet registers its
     # node with its capacity); for every other kind the status is the controllers'.
     create_keeps_status: bool = False

@@ -61,7 +61,7 @@ from actorkube.etcd import (
 from . import _errors as errors
 from ._meta import meta
 from ._registry import ResourceType
-from ._storage import ObjectStore
+from ._storage import EVENT_TTL, ObjectStore
 from ._validation import FieldError, Path
 
 log = logging.getLogger("actorkube.apiserver.services")
@@ -578,8 +578,8 @@ class ServiceStore(ObjectStore):
     registry store); every other resource is stored as ``ObjectStore`` stores it."""
 
     def __init__(self, etcd: EtcdClient, *, clock: Callable[[], float], rng: random.Random,
-                 allocations: ServiceAllocations) -> None:  # fmt: skip
-        super().__init__(etcd, clock=clock, rng=rng)
+                 allocations: ServiceAllocations, event_ttl: int = EVENT_TTL) -> None:  # fmt: skip
+        super().__init__(etcd, clock=clock, rng=rng, event_ttl=event_ttl)
         self.allocations = allocations
 
     async def create(

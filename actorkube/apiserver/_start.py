@@ -64,7 +64,7 @@ from ._services import (
     ServiceAllocations,
     ServiceStore,
 )
-from ._storage import ObjectStore
+from ._storage import EVENT_TTL, ObjectStore
 from ._watchcache import DELETED, RESET, WatchCache, feed
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -142,6 +142,7 @@ async def start_apiserver(
     service_node_port_range: str = DEFAULT_NODE_PORT_RANGE,
     compaction_interval: float = DEFAULT_COMPACTION_INTERVAL,
     metrics_server: str | None = None,
+    event_ttl: int = EVENT_TTL,
 ) -> ApiServerHandle:
     """Start the API server on ``etcd`` and bootstrap the cluster's defaults (see the
     module rules). ``tokens``: bearer token -> user (a parsed token file);
@@ -152,13 +153,15 @@ async def start_apiserver(
     ``ValueError`` if malformed). ``compaction_interval``: how often etcd's history is
     compacted (--etcd-compaction-interval; 0: never). ``metrics_server``: the address
     of a metrics server (``actorkube.metrics.MetricsServer``) to serve metrics.k8s.io
-    from."""
+    from. ``event_ttl``: how long an Event lives after its last write (seconds,
+    --event-ttl; 0: for ever)."""
     registry = builtin_registry()
     clock = system.clock.now
     allocations = ServiceAllocations(etcd, ips=IPRange.parse(service_cidr),
                                      node_ports=PortRange.parse(service_node_port_range),
                                      rng=random.Random(seed))  # fmt: skip
-    store = ServiceStore(etcd, clock=clock, rng=random.Random(seed), allocations=allocations)
+    store = ServiceStore(etcd, clock=clock, rng=random.Random(seed), allocations=allocations,
+                         event_ttl=event_ttl)  # fmt: skip
     caches = {(rt.group, rt.plural): WatchCache(rt, capacity=cache_capacity)
               for rt in registry if rt.stored and rt.watch_cached}  # fmt: skip
     rbac = RBACAuthorizer()

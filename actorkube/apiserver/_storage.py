@@ -25,6 +25,10 @@ Rules of this file:
 - A namespace is terminated, not deleted: the first delete sets its deletionTimestamp
   and status.phase Terminating; it goes once an update (namespaces/finalize) leaves it
   with no spec.finalizers and no metadata.finalizers, or a later delete finds none.
+- Objects of a resource with a TTL (``ResourceType.ttl``: events) are written under an
+  etcd lease that expires ``ttl`` seconds (``event_ttl``, kube-apiserver's --event-ttl,
+  an hour) after the write, shared by the writes of a minute (``_leasereuse``): etcd
+  deletes them then, and their watchers see them go. ``event_ttl`` 0: they never expire.
 - Reads with resourceVersion "" are linearizable (a quorum read); "0" may be served
   from any member (serializable), as Kubernetes serves them from its cache; an exact
   resourceVersion reads at that etcd revision (410 Expired if it was compacted).
@@ -38,6 +42,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import trio
+
 from actorkube import _json as fastjson
 from actorkube.etcd import (
     Compare,
@@ -49,8 +55,10 @@ from actorkube.etcd import (
     PutRequest,
     prefix_end,
 )
+from actorkube.etcd._mvcc import LEASE_NOT_FOUND
 
 from . import _errors as errors
+from ._leasereuse import LeaseReuse
 from ._meta import (
     meta,
     parse_rfc3339,
@@ -68,6 +76,7 @@ FOREGROUND = "foregroundDeletion"
 PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
 # Resources whose strategy says the garbage collector has nothing to do with them
 # (Kubernetes' event strategy: DefaultGarbageCollectionPolicy Unsupported).
+EVENT_TTL = 3600  # kube-apiserver's --event-ttl default, in seconds
 GC_UNSUPPORTED = frozenset({("", "events"), ("events.k8s.io", "events")})
 # Resources whose strategy orphans by default (Kubernetes' batch/v1 Job: its pods stay
 # unless the delete asks otherwise, or a cascade finalizer is on the Job already).
@@ -119,12 +128,18 @@ class ObjectStore:
     """Kubernetes objects of every registered type in etcd (see the module rules).
 
     ``clock`` returns wall-clock seconds (the actor system's clock); ``rng`` makes uids
-    and generated names (seed it for a deterministic simulation)."""
+    and generated names (seed it for a deterministic simulation); ``event_ttl``: how
+    long objects of a resource with a TTL live after their last write (seconds; 0:
+    for ever)."""
 
-    def __init__(self, etcd: EtcdClient, *, clock: Callable[[], float], rng: random.Random):
+    def __init__(self, etcd: EtcdClient, *, clock: Callable[[], float], rng: random.Random,
+                 event_ttl: int = EVENT_TTL) -> None:  # fmt: skip
         self.etcd = etcd
         self.clock = clock
         self.rng = rng
+        self.event_ttl = event_ttl
+        self.leases = LeaseReuse()
+        self._granting = trio.Lock()
 
     def new_uid(self) -> str:
         b = self.rng.getrandbits(128).to_bytes(16, "big")
@@ -243,7 +258,7 @@ class ObjectStore:
                 raise errors.already_exists(rt.plural, rt.group, name)
             return new
         absent = Compare(key, CompareTarget.CREATE, CompareResult.EQUAL, create_revision=0)
-        answer = await self.etcd.txn([absent], [PutRequest(key, encode(new))])
+        answer = await self._put(rt, absent, key, encode(new))
         if not answer.succeeded:
             raise errors.already_exists(rt.plural, rt.group, name)
         return with_meta(new, resourceVersion=str(answer.header.revision))
@@ -303,7 +318,7 @@ class ObjectStore:
                     continue  # perhaps a no-op: only a fresh read can say
                 if data == stored:
                     return current  # a no-op update writes nothing and keeps the version
-                answer = await self.etcd.txn([unchanged], [PutRequest(key, data)])
+                answer = await self._put(rt, unchanged, key, data)
             if answer.succeeded:
                 return with_meta(new, resourceVersion=str(answer.header.revision))
             if expected and stored is not None:
@@ -362,6 +377,37 @@ class ObjectStore:
                 answer = await self.etcd.txn([unchanged], [PutRequest(key, encode(marked))])
                 if answer.succeeded:
                     return with_meta(marked, resourceVersion=str(answer.header.revision)), False
+
+    async def _put(self, rt: ResourceType, condition: Compare, key: bytes, data: bytes):
+        """Write ``data`` at ``key`` if ``condition`` holds (the etcd txn's answer), under
+        a lease if ``rt`` has a TTL."""
+        if not rt.ttl or self.event_ttl <= 0:
+            return await self.etcd.txn([condition], [PutRequest(key, data)])
+        lease = await self._lease()
+        try:
+            return await self.etcd.txn([condition], [PutRequest(key, data, lease=lease)])
+        except EtcdError as e:
+            # Gone before its time (revoked, or a restore from an older snapshot): this
+            # write and the next ones get a new lease.
+            if e.error != LEASE_NOT_FOUND:
+                raise
+            self.leases.forget(lease)
+        return await self.etcd.txn([condition], [PutRequest(key, data, lease=await self._lease())])
+
+    async def _lease(self) -> int:
+        """The lease an expiring object's write attaches to (see ``_leasereuse``)."""
+        ttl = self.event_ttl
+        lease = self.leases.pick(ttl, trio.current_time())
+        if lease:
+            return lease
+        async with self._granting:  # one grant for the writes that all need one now
+            lease = self.leases.pick(ttl, trio.current_time())
+            if not lease:
+                at, granted_ttl = trio.current_time(), self.leases.grant_ttl(ttl)
+                answer = await self.etcd.lease_grant(granted_ttl)
+                self.leases.granted(answer.id, answer.ttl or granted_ttl, at)
+                lease = answer.id
+        return lease
 
     async def _read(self, rt: ResourceType, key: bytes, name: str) -> tuple[int, bytes, dict]:
         """The stored object as (mod_revision, stored bytes, object); 404 if absent."""
