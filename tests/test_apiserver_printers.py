@@ -183,3 +183,11 @@ def test_nodes_deployments_bindings_and_the_default():
         "Name",
         "Created At",
     ]
+
+
+def test_a_pod_disruption_budget_row():
+    pdb = {"metadata": meta("web", 60), "spec": {"minAvailable": "50%"},
+           "status": {"disruptionsAllowed": 2}}  # fmt: skip
+    assert cells("policy", "poddisruptionbudgets", pdb) == {
+        "Name": "web", "Min Available": "50%", "Max Unavailable": "N/A",
+        "Allowed Disruptions": 2, "Age": "60s"}  # fmt: skip

@@ -16,6 +16,7 @@ from http_cluster import serve_cluster
 from kubectl_run import kubectl
 
 from actorkube.actor import ActorSystem
+from actorkube.controllers import DisruptionController
 from actorkube.controllers.garbagecollector import GarbageCollector
 
 DEPLOYMENT_V1 = """\
@@ -61,11 +62,15 @@ spec:
 """
 
 
-async def _cluster(tmp_path, nursery, system, *, garbage_collector: bool = False):
+async def _cluster(tmp_path, nursery, system, *, garbage_collector: bool = False,
+                   disruption: bool = False):  # fmt: skip
     served = await serve_cluster(system, nursery, pki_dir=tmp_path / "pki")
     if garbage_collector:  # cascading deletion needs it (as admin: the test's token file)
         collector = GarbageCollector(served.api.ref, token="admin-token")
         system.spawn(lambda: collector, name="generic-garbage-collector")
+    if disruption:  # PodDisruptionBudgets' status
+        controller = DisruptionController(served.api.ref, token="admin-token")
+        system.spawn(lambda: controller, name="disruption-controller")
     admin = served.kubeconfig(tmp_path / "admin.kubeconfig")
     alice = served.kubeconfig(tmp_path / "alice.kubeconfig", "alice", "alice-token")
     cache = tmp_path / "cache"
@@ -439,4 +444,43 @@ async def test_create_token_gives_a_token_the_server_accepts_and_binding_ends_it
             while not await rejected():  # the watch cache learns of the deletion
                 await trio.sleep(0.1)
         await run("auth", "whoami", "--token", token.strip())  # the unbound one lives on
+        nursery.cancel_scope.cancel()
+
+
+async def test_drain_evicts_what_the_pod_disruption_budget_allows(tmp_path):
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        run, _ = await _cluster(tmp_path, nursery, system, disruption=True)
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
+        await run("create", "-f", "-", stdin=json.dumps(node))
+        ready = json.dumps({"status": {"phase": "Running",
+                                       "conditions": [{"type": "Ready", "status": "True"}]}})
+        for name in ("a", "b"):
+            pod = {"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "labels": {"app": "web"}},
+                   "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "pause"}]}}
+            await run("create", "-f", "-", stdin=json.dumps(pod))
+            await run("patch", "pod", name, "--subresource=status", "--type=merge", "-p", ready)
+        await run("create", "poddisruptionbudget", "web", "--selector=app=web",
+                  "--min-available=1")  # fmt: skip
+
+        async def allowed() -> str:
+            _, out, _ = await run("get", "pdb", "web", "-o",
+                                  "jsonpath={.status.disruptionsAllowed}")  # fmt: skip
+            return out
+
+        with trio.fail_after(30):
+            while await allowed() != "1":  # the disruption controller counts the pods
+                await trio.sleep(0.1)
+        _, out, _ = await run("get", "pdb", "web")
+        assert out.split("\n")[1].split()[:4] == ["web", "1", "N/A", "1"]
+        # Both pods are evicted at once; the budget lets one go and refuses the other
+        # until drain gives up.
+        code, out, err = await run("drain", "n1", "--force", "--grace-period=0",
+                                   "--timeout=3s", ok=False)  # fmt: skip
+        assert code != 0, out
+        assert "Cannot evict pod as it would violate the pod's disruption budget." in err
+        _, out, _ = await run("get", "pods", "-o", "name")
+        assert len(out.split()) == 1, out
+        _, out, _ = await run("get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}")
+        assert out == "true"  # cordoned first
         nursery.cancel_scope.cancel()

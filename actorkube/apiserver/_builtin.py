@@ -339,6 +339,53 @@ def validate_controller_revision(obj: dict, old: dict | None) -> list[FieldError
     return errors
 
 
+_PERCENT = re.compile(r"[0-9]+%")
+UNHEALTHY_POD_EVICTION_POLICIES = ("AlwaysAllow", "IfHealthyBudget")
+
+
+def _int_or_percent_errors(value: object, path: Path) -> list[FieldError]:
+    """ValidatePositiveIntOrPercent and IsNotMoreThan100Percent."""
+    if isinstance(value, str):
+        if not _PERCENT.fullmatch(value):
+            return [FieldError.invalid(path, value, "a valid percent string must be a numeric "
+                                       "string followed by an ending '%' (e.g. '1%',  or '93%', "
+                                       "regex used for validation is '[0-9]+%')")]  # fmt: skip
+        if int(value[:-1]) > 100:
+            return [FieldError.invalid(path, value, "must not be greater than 100%")]
+        return []
+    if not isinstance(value, int) or isinstance(value, bool):
+        return [FieldError.invalid(path, value, "must be an integer or a percent string")]
+    if value < 0:
+        return [FieldError.invalid(path, value, "must be greater than or equal to 0")]
+    return []
+
+
+def validate_pdb(obj: dict, old: dict | None) -> list[FieldError]:
+    """A PodDisruptionBudget (policy/v1 ValidatePodDisruptionBudgetSpec): minAvailable
+    or maxUnavailable, not both, each a count or a percentage up to 100%; a valid
+    selector; a known unhealthyPodEvictionPolicy."""
+    path = Path("spec")
+    spec = _dict(obj.get("spec"))
+    errors: list[FieldError] = []
+    given = [k for k in ("minAvailable", "maxUnavailable") if spec.get(k) is not None]
+    if len(given) == 2:
+        errors.append(FieldError.invalid(path, spec, "minAvailable and maxUnavailable cannot "
+                                         "be both set"))  # fmt: skip
+    for key in given:
+        errors += _int_or_percent_errors(spec[key], path.child(key))
+    selector = spec.get("selector")
+    if selector is not None:
+        try:
+            Selector.from_label_selector(selector if isinstance(selector, dict) else {})
+        except InvalidSelector as e:
+            errors.append(FieldError.invalid(path.child("selector"), selector, str(e)))
+    policy = spec.get("unhealthyPodEvictionPolicy")
+    if policy is not None and policy not in UNHEALTHY_POD_EVICTION_POLICIES:
+        errors.append(FieldError.not_supported(path.child("unhealthyPodEvictionPolicy"), policy,
+                                               UNHEALTHY_POD_EVICTION_POLICIES))  # fmt: skip
+    return errors
+
+
 def event_fields(obj: dict) -> dict[str, str]:
     """The fields an Event list or watch selects on (Kubernetes' event
     GetAttrs), which ``kubectl describe`` uses to find an object's events."""
@@ -1501,6 +1548,7 @@ def builtin_registry() -> Registry:
                 short_names=("pdb",),
                 subresources=STATUS,
                 generation=True,
+                rule=validate_pdb,
             ),
             rt(
                 "discovery.k8s.io",

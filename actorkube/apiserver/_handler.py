@@ -40,6 +40,7 @@ from actorkube.etcd import EtcdError
 from . import _bodies as bodies
 from . import _errors as errors
 from . import _metricsapi as metricsapi
+from . import _pdb as pdbs
 from ._admission import AdmissionChain, AdmissionRequest
 from ._apply import ApplyConflict, Versions, apply, disown_changed
 from ._authn import DEFAULT_AUDIENCE, Authenticator
@@ -769,16 +770,88 @@ class Handler:
         return _scale_of(updated), 200, None
 
     async def _eviction(self, rt: ResourceType, req: ApiRequest):
-        """POST pods/eviction: delete the pod with the eviction's delete options (there is
-        no PodDisruptionBudget resource yet, so no budget can refuse it)."""
+        """POST pods/eviction (Kubernetes' EvictionREST): delete the pod with the
+        eviction's delete options, if its PodDisruptionBudget allows (see ``_pdb``): a
+        pod that disrupts nothing (terminal, pending, being deleted) goes at once; one
+        covered by two budgets is refused (500, as Kubernetes); an unready pod goes
+        without taking a disruption if its budget's policy or health allows, conditional
+        on its version (it must not have become ready meanwhile); otherwise the budget
+        gives up a disruption (429 if it has none) before the pod gets the
+        DisruptionTarget condition and is deleted."""
         if req.verb != "create":
             raise errors.method_not_allowed("pods/eviction only accepts create")
-        options = _body(req).get("deleteOptions") or {}
+        body = _body(req)
+        if (body.get("metadata") or {}).get("name", req.name) != req.name:
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        options = body.get("deleteOptions") or {}
         grace = options.get("gracePeriodSeconds")
         dry_run = bodies.dry_run(req.params or {}) or options.get("dryRun") == ["All"]
-        await self.store.delete(rt, req.namespace, req.name, dry_run=dry_run,
+        preconditions = options.get("preconditions") or {}
+        uid, version = preconditions.get("uid") or "", preconditions.get("resourceVersion") or ""
+        pod = await self.store.get(rt, req.namespace, req.name)
+        status = pod.get("status") or {}
+        if pdbs.can_ignore(pod):
+            if status.get("phase") == "Pending" and not meta(pod).get("deletionTimestamp"):
+                version = version or meta(pod)["resourceVersion"]  # it must not start meanwhile
+        else:
+            budget_rt = self.registry.resource("policy", "poddisruptionbudgets")
+            listed = await self.store.list(budget_rt, req.namespace)
+            budgets = [b for b in listed["items"] if pdbs.selects(b, pod)]
+            if len(budgets) > 1:
+                raise errors.ApiError(errors.status(500, "", "This pod has more than one "
+                                                    "PodDisruptionBudget, which the eviction "
+                                                    "subresource does not support."))  # fmt: skip
+            if budgets:
+                budget = budgets[0]
+                spec, held = budget.get("spec") or {}, budget.get("status") or {}
+                desired = int(held.get("desiredHealthy") or 0)
+                if not pdbs.is_ready(pod) and (
+                    spec.get("unhealthyPodEvictionPolicy") == pdbs.ALWAYS_ALLOW
+                    or (int(held.get("currentHealthy") or 0) >= desired and desired > 0)
+                ):
+                    version = version or meta(pod)["resourceVersion"]
+                else:
+                    await self.store.update(
+                        budget_rt, req.namespace, meta(budget)["name"],
+                        lambda b: pdbs.take_disruption(b, req.name, self.clock(),
+                                                       dry_run=dry_run),
+                        dry_run=dry_run,
+                    )  # fmt: skip
+        if not dry_run:
+            version = await self._mark_disruption_target(rt, req, uid, version)
+        await self.store.delete(rt, req.namespace, req.name, dry_run=dry_run, uid=uid,
+                                resource_version=version,
                                 grace_period=int(grace) if grace is not None else None)  # fmt: skip
         return {**errors.success_status(), "code": 201}, 201, None
+
+    async def _mark_disruption_target(self, rt: ResourceType, req: ApiRequest, uid: str,
+                                      version: str) -> str:  # fmt: skip
+        """The DisruptionTarget condition (EvictionByEvictionAPI) on the pod about to be
+        evicted, under the delete's preconditions; the version precondition the delete
+        then needs (the pod's new one, if one was given)."""
+
+        def mark(pod: dict) -> dict:
+            m = meta(pod)
+            if uid and m.get("uid") != uid:
+                raise errors.conflict(rt.plural, rt.group, req.name,
+                                      f"Precondition failed: UID in precondition: {uid}, UID "
+                                      f"in object meta: {m.get('uid')}")  # fmt: skip
+            if version and m.get("resourceVersion") != version:
+                raise errors.conflict(rt.plural, rt.group, req.name, errors.MODIFIED)
+            status = pod.get("status") or {}
+            conditions = [c for c in status.get("conditions") or ()
+                          if c.get("type") != "DisruptionTarget"]  # fmt: skip
+            was = next((c for c in status.get("conditions") or ()
+                        if c.get("type") == "DisruptionTarget"), {})  # fmt: skip
+            since = was.get("lastTransitionTime") if was.get("status") == "True" else None
+            conditions.append({"type": "DisruptionTarget", "status": "True",
+                               "lastTransitionTime": since or rfc3339(self.clock()),
+                               "reason": "EvictionByEvictionAPI",
+                               "message": "Eviction API: evicting"})  # fmt: skip
+            return {**pod, "status": {**status, "conditions": conditions}}
+
+        updated = await self.store.update(rt, req.namespace, req.name, mark)
+        return meta(updated)["resourceVersion"] if version else ""
 
     async def _token(self, rt: ResourceType, req: ApiRequest, user: UserInfo):
         """POST serviceaccounts/token (TokenRequest, what ``kubectl create token`` sends):

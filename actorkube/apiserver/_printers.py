@@ -293,6 +293,16 @@ def _spec_int(key: str, default: int = 0) -> Cell:
     return cell
 
 
+def _int_or_na(key: str) -> Cell:
+    """A count or percentage of the spec, N/A when unset (a PDB's bounds)."""
+
+    def cell(obj: dict, now: float) -> str:
+        value = (obj.get("spec") or {}).get(key)
+        return "N/A" if value is None else str(value)
+
+    return cell
+
+
 def _daemonset_node_selector(ds: dict, now: float) -> str:
     spec = (((ds.get("spec") or {}).get("template") or {}).get("spec")) or {}
     selector = spec.get("nodeSelector") or {}
@@ -516,6 +526,13 @@ PRINTERS: dict[tuple[str, str], list[Column]] = {
         _c("Available", _status_int("availableReplicas"), type_="integer"),
         _AGE,
         *_WORKLOAD_WIDE,
+    ],
+    ("policy", "poddisruptionbudgets"): [
+        _NAME,
+        _c("Min Available", _int_or_na("minAvailable")),
+        _c("Max Unavailable", _int_or_na("maxUnavailable")),
+        _c("Allowed Disruptions", _status_int("disruptionsAllowed"), type_="integer"),
+        _AGE,
     ],
     ("apps", "replicasets"): [
         _NAME,

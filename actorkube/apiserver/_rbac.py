@@ -719,7 +719,8 @@ CONTROLLER_ACCOUNTS = ("replicaset-controller", "deployment-controller",
                        "job-controller", "cronjob-controller", "pod-garbage-collector",
                        "endpointslice-controller", "endpoint-controller",
                        "horizontal-pod-autoscaler",
-                       "ttl-after-finished-controller", "certificate-controller")  # fmt: skip
+                       "ttl-after-finished-controller", "certificate-controller",
+                       "disruption-controller")  # fmt: skip
 # Controllers whose roles are namespaced (Roles in kube-system and kube-public, bound to
 # these service accounts in kube-system; see ``default_roles``).
 BOOTSTRAP_SIGNER_ACCOUNT = "bootstrap-signer"
@@ -826,6 +827,15 @@ def _controller_roles() -> list[dict[str, Any]]:
         _rule(["get", "list", "watch", "delete"], ["batch"], ["jobs"]),
         _events_rule(),
     ]
+    disruptions = [
+        _rule(watch, ["apps", "extensions"], ["deployments", "replicasets"]),
+        _rule(watch, [""], ["replicationcontrollers", "pods"]),
+        _rule(watch, ["policy"], ["poddisruptionbudgets"]),
+        _rule(watch, ["apps"], ["statefulsets"]),
+        _rule(["update"], ["policy"], ["poddisruptionbudgets/status"]),
+        _rule(["get"], ["*"], ["*/scale"]),
+        _events_rule(),
+    ]
     # csrapproving and csrsigning (and Kubernetes' csrcleaner) act as this one account.
     certificates = [
         _rule(["get", "list", "watch", "delete"], [CERTIFICATES_GROUP], [CSRS]),
@@ -851,6 +861,7 @@ def _controller_roles() -> list[dict[str, Any]]:
         _cluster_role("system:controller:horizontal-pod-autoscaler", autoscaler),
         _cluster_role("system:controller:ttl-after-finished-controller", ttl_after_finished),
         _cluster_role("system:controller:certificate-controller", certificates),
+        _cluster_role("system:controller:disruption-controller", disruptions),
     ]
 
 

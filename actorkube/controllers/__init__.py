@@ -12,6 +12,7 @@ from .csrapproving import CSRApprovingController as CSRApprovingController
 from .csrsigning import CSRSigningController as CSRSigningController
 from .daemonset import DaemonSetController as DaemonSetController
 from .deployment import DeploymentController as DeploymentController
+from .disruption import DisruptionController as DisruptionController
 from .endpoints import EndpointsController as EndpointsController
 from .endpointslice import EndpointSliceController as EndpointSliceController
 from .garbagecollector import GarbageCollector as GarbageCollector

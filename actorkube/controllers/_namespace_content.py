@@ -60,6 +60,7 @@ class ServedResource:
     kind: str
     namespaced: bool
     verbs: frozenset[str]
+    subresources: frozenset[str] = frozenset()
 
     @property
     def api_version(self) -> str:
@@ -84,8 +85,9 @@ class Discovered:
 
 
 def served_resources(documents: Iterable[Any]) -> Discovered:
-    """Every resource of the APIGroupDiscoveryList ``documents`` (subresources left
-    out), each group at its preferred version."""
+    """Every resource of the APIGroupDiscoveryList ``documents`` (with the names of
+    its subresources, which are not resources of their own), each group at its
+    preferred version."""
     found: list[ServedResource] = []
     for document in documents:
         for group in _dicts((document or {}).get("items")):
@@ -99,9 +101,12 @@ def served_resources(documents: Iterable[Any]) -> Discovered:
                 return Discovered(group_version_error=f"unexpected GroupVersion string: {gv}")
             for r in _dicts(versions[0].get("resources")):
                 kind = (r.get("responseKind") or {}).get("kind", "")
+                subresources = frozenset(str(sub.get("subresource", ""))
+                                         for sub in _dicts(r.get("subresources")))  # fmt: skip
+                verbs = frozenset(r.get("verbs") or ())
                 found.append(ServedResource(name, version, str(r.get("resource", "")), kind,
-                                            r.get("scope") == "Namespaced",
-                                            frozenset(r.get("verbs") or ())))  # fmt: skip
+                                            r.get("scope") == "Namespaced", verbs,
+                                            subresources))  # fmt: skip
     return Discovered(tuple(found))
 
 
