@@ -137,6 +137,9 @@ async def test_discovery_version_and_health():
         assert metrics["message"] == 'forbidden: User "alice" cannot get path "/metrics"'
         # system:masters reads the metrics, under kube-apiserver's names.
         await http.call("POST", "/api/v1/namespaces/default/pods", pod("m"))
+        event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+                 "involvedObject": {"kind": "Pod", "name": "m"}, "reason": "Made"}
+        await http.call("POST", "/api/v1/namespaces/default/events", event)
         # A consistent list returns once the cache holds the pod (the gauge reads it).
         await http.call("GET", "/api/v1/namespaces/default/pods")
         code, text = await http.call("GET", "/metrics")
@@ -146,6 +149,7 @@ async def test_discovery_version_and_health():
             'resource="pods",scope="namespace",subresource="",verb="POST",version="v1"} 1.0'
         ) in text
         assert 'apiserver_storage_objects{resource="pods"} 1.0' in text
+        assert 'apiserver_storage_objects{resource="events"} 1.0' in text  # from etcd
         assert "apiserver_request_duration_seconds_bucket{" in text
 
         def content_type(path):

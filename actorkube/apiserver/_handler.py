@@ -211,6 +211,12 @@ class Handler:
             if req.path.rstrip("/") == "/metrics":
                 stored = [(errors.qualified(c.rt.plural, c.rt.group), len(c.objects))
                           for c in self.caches.values()]  # fmt: skip
+                # What has no watch cache is counted in etcd (events), as Kubernetes
+                # counts every resource.
+                for rt in self.registry:
+                    if rt.stored and not rt.watch_cached:
+                        stored.append((errors.qualified(rt.plural, rt.group),
+                                       await self.store.count(rt)))  # fmt: skip
                 return self.metrics.text(stored), 200, None
             if req.path.startswith("/openapi/v3"):
                 document = self.openapi.at(req.path)

@@ -226,6 +226,15 @@ class ObjectStore:
             raise _read_error(e, "") from None
         return got.header.revision
 
+    async def count(self, rt: ResourceType) -> int:
+        """How many objects of ``rt`` etcd holds (a count, which reads no values)."""
+        prefix = rt.prefix()
+        try:
+            got = await self.etcd.get(prefix, prefix_end(prefix), count_only=True)
+        except EtcdError as e:
+            raise _read_error(e, "") from None
+        return got.count
+
     async def check_history(self, rt: ResourceType, resource_version: int) -> None:
         """Raise 410 Gone unless etcd's history still holds every change after
         ``resource_version`` (a watch from it can be served); a version not reached yet
