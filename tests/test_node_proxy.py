@@ -158,7 +158,7 @@ def test_the_public_surface_is_small_and_documented():
                                          "EndpointSliceController", "EndpointsController",
                                          "GarbageCollector", "JobController",
                                          "HorizontalPodAutoscalerController",
-                                         "TTLAfterFinishedController",
+                                         "TTLAfterFinishedController", "DisruptionController",
                                          "NamespaceController",
                                          "NodeLifecycleConfig", "NodeLifecycleController",
                                          "PodGCConfig", "PodGCController",
