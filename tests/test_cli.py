@@ -3,8 +3,11 @@ cannot do what they are asked say why in one line."""
 
 import socket
 
+import pytest
+
 from actorkube.cli.distributed import DistributedCluster
 from actorkube.cli.main import main
+from actorkube.cli.process import event_ttl
 
 
 def test_demo_runs_and_survives_its_crash(capsys) -> None:
@@ -47,3 +50,11 @@ def test_up_distributed_refuses_an_etcd_member_whose_data_is_gone(tmp_path, caps
         (data / "etcd" / f"member-{n}").mkdir(parents=True)
     assert main(["up", "--distributed", "--data-dir", str(data), "--port", "0"]) == 1
     assert "the data of etcd member(s) [2]" in capsys.readouterr().err
+
+
+def test_event_ttl_reads_go_durations_and_refuses_the_rest(capsys):
+    assert [event_ttl(t) for t in ("1h0m0s", "90m", "30", "0", "1.5s")] == [3600, 5400, 30, 0, 2]
+    for bad in ("soon", "-5s"):
+        with pytest.raises(SystemExit):
+            main(["up", "--event-ttl", bad])
+        assert "--event-ttl" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import trio
 
+from actorkube.apiserver._storage import EVENT_TTL
 from actorkube.cli import demo, distributed, process, up
 from actorkube.cli._run import first_error
 from actorkube.heap import long_lived_heap_gc
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="API servers with --distributed (default: 2)")  # fmt: skip
     p_up.add_argument("--etcd-members", type=int, default=3, choices=(1, 3, 5),
                       help="etcd members with --distributed (default: 3)")  # fmt: skip
+    p_up.add_argument("--event-ttl", type=process.event_ttl, default=EVENT_TTL,
+                      metavar="DURATION", help="how long Events are kept after their last "
+                      "write (kube-apiserver's flag; default: 1h0m0s; 0: for ever)")  # fmt: skip
     process.add_parsers(sub)
     parser.add_argument("-v", "--verbose", action="store_true", help="log tracebacks")
     args = parser.parse_args(argv)
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             if not 1 <= args.apiservers <= 9:
                 print("actorkube: --apiservers must be between 1 and 9", file=sys.stderr)
                 return 2
-            extra = {}
+            extra = {"apiserver": ["--event-ttl", f"{args.event_ttl}s"]}
             if args.scheduler_config is not None:  # read above: known to be valid
                 extra["scheduler"] = ["--config", str(args.scheduler_config.resolve())]
             failed = first_error(distributed.StartError, lambda: trio.run(partial(
@@ -107,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             with long_lived_heap_gc():
                 trio.run(partial(up.run, args.data_dir, args.host, args.port,
-                                 scheduler_config=config, nodes=args.nodes))  # fmt: skip
+                                 scheduler_config=config, nodes=args.nodes,
+                                 event_ttl=args.event_ttl))  # fmt: skip
         print("actorkube: stopped", flush=True)
     else:
         with long_lived_heap_gc():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import sys
@@ -35,11 +36,13 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from actorkube._duration import parse_duration
 from actorkube.actor import Actor, ActorRef, ActorSystem, Address, Terminated, handler
 from actorkube.actor._tcp import format_endpoint, parse_endpoint
 from actorkube.apiserver import ApiError
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
+from actorkube.apiserver._storage import EVENT_TTL
 from actorkube.client import ApiServers
 from actorkube.cloud import InMemoryCloud
 from actorkube.cloud._wellknown import EXCLUDE_FROM_LIFECYCLE
@@ -86,6 +89,18 @@ from ._run import first_error
 # What each command is to the transport (``_cluster.transport``).
 _ROLES = {"apiserver": APISERVER, "metrics-server": METRICS, "kubelet": NODE, "proxy": NODE,
           "join": NODE, "cluster-dns": NODE}  # fmt: skip
+
+
+def event_ttl(text: str) -> int:
+    """--event-ttl: a Go duration (``1h0m0s``) or seconds, as whole seconds (etcd leases
+    count whole seconds)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if not 0 <= seconds < 2**31:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return math.ceil(seconds)
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -149,6 +164,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "kube-apiserver does (joining nodes read cluster-info so)")  # fmt: skip
     p.add_argument("--metrics-server", type=_endpoint, metavar="HOST:PORT",
                    help="the metrics server's transport address (serves metrics.k8s.io)")
+    p.add_argument("--event-ttl", type=event_ttl, default=EVENT_TTL, metavar="DURATION",
+                   help="how long Events are kept after their last write (default: 1h0m0s; "
+                   "0: for ever)")  # fmt: skip
     p = client("controller-manager", "the controller manager (leader-elected)")
     p.add_argument("--node-monitor-grace-period", type=float, default=50.0, metavar="SECONDS",
                    help="silence before a node is taken as Unknown (default: 50)")  # fmt: skip
@@ -341,7 +359,8 @@ async def _apiserver(files: ClusterFiles, args: argparse.Namespace) -> None:
                                     tokens=files.api_tokens(),
                                     service_account_key=files.signing_key(),
                                     client_ca=pki.ca.cert, metrics_server=metrics,
-                                    anonymous=args.anonymous_auth == "true")  # fmt: skip
+                                    anonymous=args.anonymous_auth == "true",
+                                    event_ttl=args.event_ttl)  # fmt: skip
         await api.ready()
         app = HttpFrontEnd(system, api.ref, api.registry)
         serve = partial(serve_http, app, args.bind_address, args.secure_port,

@@ -43,6 +43,7 @@ from actorkube.actor import SERVER_TIMER_SLACK, ActorSystem, Address
 from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
+from actorkube.apiserver._storage import EVENT_TTL
 from actorkube.cloud import InMemoryCloud
 from actorkube.etcd import start_group
 from actorkube.pki import kubeconfig, write_private
@@ -85,6 +86,7 @@ async def run(
     *,
     scheduler_config: SchedulerConfig | None = None,
     nodes: int = 1,
+    event_ttl: int = EVENT_TTL,
     say: Callable[[str], None] = print,
 ) -> None:
     """Run the control plane on ``data_dir`` until Ctrl-C or SIGTERM (see the module)."""
@@ -112,6 +114,7 @@ async def run(
                 service_account_key=files.signing_key(),
                 client_ca=pki.ca.cert,
                 metrics_server=str(Address(system.name, METRICS_SERVER)),
+                event_ttl=event_ttl,
             )
             await api.ready()
             start_scheduler(system, api.ref, component_tokens[SCHEDULER_USER],
