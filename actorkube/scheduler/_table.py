@@ -210,7 +210,9 @@ class NodeTable:
             column, epoch = found
             if epoch != self._epoch:
                 if epoch >= self._refilled_from:
-                    stale = sorted(set(self._refilled[epoch - self._refilled_from:]))
+                    refilled = self._refilled[epoch - self._refilled_from:]
+                    # Most cycles find one row refilled: the last pod's node.
+                    stale = refilled if len(refilled) == 1 else sorted(set(refilled))
                 else:
                     stale = np.flatnonzero(self._row_epochs > epoch).tolist()
                 # Updated in place unless a caller still holds the column (then it
@@ -219,14 +221,14 @@ class NodeTable:
                 if sys.getrefcount(column) > 3 or not column.flags.owndata:
                     column = column.copy()
                 else:
-                    column.flags.writeable = True
+                    column.setflags(write=True)
                 if len(stale) <= FEW_ROWS:
                     for i in stale:
                         column[i] = one(i)
                 else:
                     rows = np.array(stale, dtype=np.int64)
                     column[rows] = many(rows)
-        column.flags.writeable = False
+        column.setflags(write=False)
         self._derived[key] = (column, self._epoch)
         return column
 
