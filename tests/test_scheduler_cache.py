@@ -200,7 +200,10 @@ def test_a_refill_that_changes_no_number_recomputes_no_row() -> None:
     cache.add_pod({**assumed, "metadata": {**assumed["metadata"], "resourceVersion": "9"}})
     assert free(cache.table()).tolist() == [4000, 3000, 4000] and computed == [1]
     cache.add_pod(pod("q", cpu="2", node="n2"))
-    assert free(cache.table()).tolist() == [4000, 3000, 2000] and computed == [1, 2]
+    column = free(cache.table())
+    assert column.tolist() == [4000, 3000, 2000] and computed == [1, 2]
+    with pytest.raises(ValueError):  # read-only: callers share it
+        column[0] = 0
 
 
 def test_claims_are_not_shared_by_pods_of_two_clusters_with_the_same_uid() -> None:
