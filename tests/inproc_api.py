@@ -10,11 +10,12 @@ from actorkube.etcd import start_group
 TOKENS = "admin-token,admin,1,system:masters\n"
 
 
-async def start_api(system: ActorSystem, tokens: str = TOKENS, seed: int = 1):
-    """The server's handle, once it serves."""
+async def start_api(system: ActorSystem, tokens: str = TOKENS, seed: int = 1, **options):
+    """The server's handle, once it serves (``options``: start_apiserver's)."""
     group = start_group(system, 3)
     api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
-                                tokens=parse_token_file(tokens), seed=seed)  # fmt: skip
+                                tokens=parse_token_file(tokens), seed=seed,
+                                **options)  # fmt: skip
     await api.ready()
     return api
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 from functools import partial
 
 import trio
+from inproc_api import start_api
 
 from actorkube.actor import ActorSystem
-from actorkube.apiserver import parse_token_file, start_apiserver
 from actorkube.apiserver._leasereuse import LeaseReuse, reuse_seconds
 from actorkube.client import ApiClient
-from actorkube.etcd import start_group
 
-TOKENS = "admin-token,admin,1,system:masters\n"
 TTL = 200  # seconds: reused for 10 s (5%), granted for 210
 
 
@@ -31,13 +29,9 @@ def pod(name: str) -> dict:
 
 
 async def start(system: ActorSystem, event_ttl: int = TTL) -> tuple:
-    group = start_group(system, 3)
-    api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
-                                tokens=parse_token_file(TOKENS), seed=3,
-                                event_ttl=event_ttl)  # fmt: skip
-    await api.ready()
-    return api, group.client(name="test", timeout=30), ApiClient(system, api.ref,
-                                                                 token="admin-token")
+    """The server, its etcd client (to read keys' leases) and a client of the server."""
+    api = await start_api(system, seed=3, event_ttl=event_ttl)
+    return api, api.store.etcd, ApiClient(system, api.ref, token="admin-token")
 
 
 async def lease_of(etcd, key: bytes) -> int:

@@ -9,11 +9,12 @@ keeping a Deployment's budget in step as pods are evicted and replaced."""
 from __future__ import annotations
 
 import pytest
+from inproc_api import start_api
 from sim_cluster import SimCluster
 from virtual_time import wait_for
 
 from actorkube.actor import ActorSystem
-from actorkube.apiserver import ApiError, parse_token_file, start_apiserver
+from actorkube.apiserver import ApiError
 from actorkube.apiserver._meta import rfc3339
 from actorkube.apiserver._pdb import take_disruption
 from actorkube.client import ApiClient
@@ -23,7 +24,6 @@ from actorkube.controllers import (
     ReplicaSetController,
 )
 from actorkube.controllers import _disruption as d
-from actorkube.etcd import start_group
 from actorkube.sim import SimNetwork, simulate
 
 NOW = 1_000_000.0
@@ -136,14 +136,8 @@ def test_taking_a_disruption_decrements_and_notes_the_pod():
 
 # --- the eviction subresource -------------------------------------------------------------
 
-TOKENS = "admin-token,admin,1,system:masters\n"
-
-
 async def start(system: ActorSystem) -> ApiClient:
-    group = start_group(system, 3)
-    api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
-                                tokens=parse_token_file(TOKENS), seed=4)  # fmt: skip
-    await api.ready()
+    api = await start_api(system, seed=4)
     return ApiClient(system, api.ref, token="admin-token")
 
 
