@@ -235,3 +235,29 @@ async def test_bad_input_is_a_4xx_status_and_the_server_keeps_serving(
         code, listed = await http.call("GET", "/api/v1/namespaces/default/pods")
         assert listed["items"] == []  # nothing was written
         nursery.cancel_scope.cancel()
+
+
+async def test_an_eviction_a_budget_refuses_is_429_with_retry_after_and_needs_its_name():
+    async with ActorSystem() as system, trio.open_nursery() as nursery:
+        http = await start(system, nursery)
+        running = {**pod("web"), "metadata": {"name": "web", "labels": {"app": "web"}}}
+        running["spec"] = {**running["spec"], "nodeName": "n1"}
+        code, made = await http.call("POST", "/api/v1/namespaces/default/pods", running)
+        made["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        await http.call("PUT", "/api/v1/namespaces/default/pods/web/status", made)
+        budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                  "metadata": {"name": "web"},
+                  "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}
+        code, _ = await http.call("POST", "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+                                  budget)  # fmt: skip
+        assert code == 201
+        path = "/api/v1/namespaces/default/pods/web/eviction"
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction"}
+        code, unnamed = await http.call("POST", path, eviction)
+        assert code == 400 and unnamed["message"] == (
+            "name in URL does not match name in Eviction object")
+        # No status yet (observedGeneration 0 < generation 1): come back in 10 s.
+        code, refused = await http.call("POST", path, {**eviction, "metadata": {"name": "web"}})
+        assert code == 429 and refused["reason"] == "TooManyRequests"
+        assert refused["details"]["retryAfterSeconds"] == 10 and http.headers["retry-after"] == "10"
+        nursery.cancel_scope.cancel()

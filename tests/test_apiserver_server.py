@@ -292,7 +292,7 @@ async def test_binding_scale_and_eviction_subresources(autojump_clock):
             namespace="default",
             name="web",
             subresource="eviction",
-            body={"deleteOptions": {"gracePeriodSeconds": 0}},
+            body={"metadata": {"name": "web"}, "deleteOptions": {"gracePeriodSeconds": 0}},
         )
         assert evicted.code == 201
         gone = await call(api, "get", "pods", namespace="default", name="web")

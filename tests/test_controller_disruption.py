@@ -9,11 +9,13 @@ keeping a Deployment's budget in step as pods are evicted and replaced."""
 from __future__ import annotations
 
 import pytest
+import trio
 from inproc_api import start_api
 from sim_cluster import SimCluster
 from virtual_time import wait_for
 
 from actorkube.actor import ActorSystem
+from actorkube.actor._system import WallClock
 from actorkube.apiserver import ApiError
 from actorkube.apiserver._meta import rfc3339
 from actorkube.apiserver._pdb import take_disruption
@@ -76,7 +78,7 @@ def test_unmanaged_pods_are_left_out_and_a_controller_without_scale_fails():
     pods = [pod("a"), pod("lone", owner=None)]
     assert d.expected_and_desired(budget(minAvailable="100%"), pods, scales(rs1=4)) == (
         4, 4, ["lone"])  # fmt: skip
-    with pytest.raises(d.ExpectedCountError, match="found no controllers for pod 'a'"):
+    with pytest.raises(d.ExpectedCountError, match='found no controllers for pod "a"'):
         d.expected_and_desired(budget(minAvailable="100%"), pods, scales())
 
 
@@ -88,6 +90,10 @@ def test_healthy_pods_are_ready_not_deleting_and_not_awaited_as_evicted():
     assert recheck == NOW - 30 + d.DELETION_TIMEOUT
     assert d.count_healthy(pods, kept, NOW) == 2  # a and f
     assert d.count_healthy(pods, kept, NOW + 100) == 3  # e's two minutes are over
+    # At its very timeout a noted pod is overdue (kept, it would be looked at again now,
+    # and again, and time would never move on).
+    assert d.disrupted_pods(budget({"disruptedPods": {"e": rfc3339(NOW - 120)}}), pods,
+                            NOW) == ({}, None, ["e"])  # fmt: skip
 
 
 def test_the_status_allows_what_is_healthy_beyond_desired_and_is_written_on_change():
@@ -259,6 +265,90 @@ async def test_a_budget_is_validated_as_policy_v1(autojump_clock):
             assert refused.value.code == 422
 
 
+async def controlled(system: ActorSystem) -> tuple[ApiClient, DisruptionController]:
+    """An API server and the disruption controller (as the admin) beside it."""
+    api = await start_api(system, seed=4)
+    controller = DisruptionController(api.ref, token="admin-token")
+    system.spawn(lambda: controller, name="disruption-controller")
+    await controller.synced.wait()
+    return ApiClient(system, api.ref, token="admin-token"), controller
+
+
+async def budget_status(client: ApiClient, **wanted) -> dict:
+    """The budget's status, once it says ``wanted`` (virtual time)."""
+    with trio.fail_after(600):
+        while True:
+            got = (await client.get("poddisruptionbudgets", "web", namespace="default",
+                                    group="policy")).get("status") or {}  # fmt: skip
+            if all(got.get(k) == v for k, v in wanted.items()):
+                return got
+            await trio.sleep(1)
+
+
+async def test_a_pod_noted_by_an_eviction_but_never_deleted_counts_again_after_two_minutes(
+    autojump_clock,
+):
+    async with ActorSystem(clock=WallClock(epoch=NOW)) as system:  # wall time in step
+        client, _ = await controlled(system)
+        for name in ("a", "b"):
+            await running(client, name)
+        await client.create("poddisruptionbudgets",
+                            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                             "metadata": {"name": "web"},
+                             "spec": {"minAvailable": 1,
+                                      "selector": {"matchLabels": {"app": "web"}}}},
+                            namespace="default", group="policy")  # fmt: skip
+        held = await budget_status(client, disruptionsAllowed=1, currentHealthy=2)
+        # What an eviction whose delete then failed leaves: the pod noted, marked.
+        started = trio.current_time()
+        pdb = await client.get("poddisruptionbudgets", "web", namespace="default",
+                               group="policy")  # fmt: skip
+        now = system.clock.now()
+        noted = {**held, "disruptedPods": {"a": rfc3339(now)}, "disruptionsAllowed": 0}
+        await client.update_status("poddisruptionbudgets", {**pdb, "status": noted},
+                                   namespace="default", group="policy")  # fmt: skip
+        pod = await client.get("pods", "a", namespace="default")
+        target = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                  "lastTransitionTime": rfc3339(now)}  # fmt: skip
+        conditions = [*pod["status"]["conditions"], target]
+        await client.update_status("pods", {**pod, "status": {**pod["status"],
+                                                              "conditions": conditions}},
+                                   namespace="default")  # fmt: skip
+        await budget_status(client, currentHealthy=1, disruptionsAllowed=0)
+        after = await budget_status(client, currentHealthy=2, disruptionsAllowed=1)
+        assert not after.get("disruptedPods")
+        assert 120 <= trio.current_time() - started < 135
+        with trio.fail_after(600):  # the mark is cleared too
+            while any(c["type"] == "DisruptionTarget" and c["status"] == "True"
+                      for c in (await client.get("pods", "a", namespace="default"))
+                      ["status"]["conditions"]):  # fmt: skip
+                await trio.sleep(1)
+
+
+async def test_a_sync_never_writes_its_numbers_over_a_budget_that_changed(autojump_clock):
+    async with ActorSystem(clock=WallClock(epoch=NOW)) as system:
+        client, controller = await controlled(system)
+        for name in ("a", "b"):
+            await running(client, name)
+        await client.create("poddisruptionbudgets",
+                            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                             "metadata": {"name": "web"},
+                             "spec": {"minAvailable": 1,
+                                      "selector": {"matchLabels": {"app": "web"}}}},
+                            namespace="default", group="policy")  # fmt: skip
+        await budget_status(client, disruptionsAllowed=1)
+        seen = await client.get("poddisruptionbudgets", "web", namespace="default",
+                                group="policy")  # fmt: skip
+        await evict(client, "b")  # takes the one disruption: the budget moves on
+        stale = d.new_status(seen, healthy=2, desired=1, expected=2, disrupted={}, now=0.0)
+        assert stale is None  # the numbers the sync had: what it read was up to date
+        await controller._write("default/web", seen, lambda b: {**b["status"],
+                                                                 "disruptionsAllowed": 1})
+        status = (await client.get("poddisruptionbudgets", "web", namespace="default",
+                                   group="policy"))["status"]  # fmt: skip
+        assert status["disruptionsAllowed"] == 0  # not the 1 that sync would have written
+
+
 # --- the controller ---------------------------------------------------------------------------
 
 
@@ -348,7 +438,24 @@ def test_a_controller_without_a_scale_makes_the_fail_safe_status():
             return next((c for c in got.get("conditions") or ()
                          if c.get("reason") == "SyncFailed"), None)  # fmt: skip
 
-        return await wait_for(failed)
+        condition = await wait_for(failed)
+        # An integer minAvailable counts the pods: no controller is asked for a scale.
+        await client.create("poddisruptionbudgets",
+                            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                             "metadata": {"name": "count"},
+                             "spec": {"minAvailable": 1,
+                                      "selector": {"matchLabels": {"app": "web"}}}},
+                            namespace="default", group="policy")  # fmt: skip
+
+        async def counted():
+            got = (await client.get("poddisruptionbudgets", "count", namespace="default",
+                                    group="policy")).get("status") or {}  # fmt: skip
+            return got if got.get("expectedPods") == 1 else None
+
+        counted_status = await wait_for(counted)
+        assert counted_status["desiredHealthy"] == 1
+        assert [c["reason"] for c in counted_status["conditions"]] == ["InsufficientPods"]
+        return condition
 
     condition = simulate(scenario, seed=3).value
     assert condition["status"] == "False"

@@ -70,6 +70,17 @@ MAX_WARNINGS = 100
 _ALWAYS = ("/healthz", "/livez", "/version")  # answered even while starting
 
 
+EVICTION_RETRIES = 20  # Kubernetes' EvictionsRetry steps
+
+
+class _PodMoved(Exception):
+    """An eviction's own precondition failed: the pod changed since it was read."""
+
+    def __init__(self, error: errors.ApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Handler:
     """Serves ``ApiRequest``s (see the module rules). ``audit`` receives one JSON-ready
     audit event per request (Kubernetes' audit.k8s.io/v1 Event at level Metadata); None:
@@ -215,8 +226,11 @@ class Handler:
                 # counts every resource.
                 for rt in self.registry:
                     if rt.stored and not rt.watch_cached:
-                        stored.append((errors.qualified(rt.plural, rt.group),
-                                       await self.store.count(rt)))  # fmt: skip
+                        try:
+                            count = await self.store.count(rt)
+                        except errors.ApiError:
+                            count = -1  # etcd cannot say now: as Kubernetes reports it
+                        stored.append((errors.qualified(rt.plural, rt.group), count))
                 return self.metrics.text(stored), 200, None
             if req.path.startswith("/openapi/v3"):
                 document = self.openapi.at(req.path)
@@ -778,27 +792,43 @@ class Handler:
     async def _eviction(self, rt: ResourceType, req: ApiRequest):
         """POST pods/eviction (Kubernetes' EvictionREST): delete the pod with the
         eviction's delete options, if its PodDisruptionBudget allows (see ``_pdb``): a
-        pod that disrupts nothing (terminal, pending, being deleted) goes at once; one
-        covered by two budgets is refused (500, as Kubernetes); an unready pod goes
-        without taking a disruption if its budget's policy or health allows, conditional
-        on its version (it must not have become ready meanwhile); otherwise the budget
-        gives up a disruption (429 if it has none) before the pod gets the
-        DisruptionTarget condition and is deleted."""
+        pod that disrupts nothing (terminal, pending, being deleted) goes at once, a
+        pending one on condition that it has not changed (if it has, the eviction looks
+        again, up to ``EVICTION_RETRIES`` times); one covered by two budgets is refused
+        (500, as Kubernetes); an unready pod goes without taking a disruption if its
+        budget's policy or health allows, on condition that it has not become ready
+        meanwhile (429 if it has); otherwise the budget gives up a disruption (429 if it
+        has none). The pod then gets the DisruptionTarget condition and is deleted."""
         if req.verb != "create":
             raise errors.method_not_allowed("pods/eviction only accepts create")
         body = _body(req)
-        if (body.get("metadata") or {}).get("name", req.name) != req.name:
+        if (body.get("metadata") or {}).get("name") != req.name:
             raise errors.bad_request("name in URL does not match name in Eviction object")
         options = body.get("deleteOptions") or {}
-        grace = options.get("gracePeriodSeconds")
         dry_run = bodies.dry_run(req.params or {}) or options.get("dryRun") == ["All"]
         preconditions = options.get("preconditions") or {}
         uid, version = preconditions.get("uid") or "", preconditions.get("resourceVersion") or ""
+        tries = 0
+        while True:
+            try:
+                await self._evict(rt, req, options, uid, version, dry_run)
+                return {**errors.success_status(), "code": 201}, 201, None
+            except _PodMoved as moved:
+                tries += 1
+                if tries == EVICTION_RETRIES:
+                    raise moved.error from None
+
+    async def _evict(self, rt: ResourceType, req: ApiRequest, options: dict, uid: str,
+                     version: str, dry_run: bool) -> None:  # fmt: skip
+        """One try of an eviction (see ``_eviction``); ``_PodMoved`` if a version this
+        try conditioned the delete on is no longer the pod's."""
         pod = await self.store.get(rt, req.namespace, req.name)
-        status = pod.get("status") or {}
+        own_version, budget_name = "", ""  # a precondition set here, and for which budget
         if pdbs.can_ignore(pod):
-            if status.get("phase") == "Pending" and not meta(pod).get("deletionTimestamp"):
-                version = version or meta(pod)["resourceVersion"]  # it must not start meanwhile
+            if (pod.get("status") or {}).get("phase") == "Pending" and not meta(pod).get(
+                "deletionTimestamp"
+            ):
+                own_version = meta(pod)["resourceVersion"]  # it must not start meanwhile
         else:
             budget_rt = self.registry.resource("policy", "poddisruptionbudgets")
             listed = await self.store.list(budget_rt, req.namespace)
@@ -815,7 +845,8 @@ class Handler:
                     spec.get("unhealthyPodEvictionPolicy") == pdbs.ALWAYS_ALLOW
                     or (int(held.get("currentHealthy") or 0) >= desired and desired > 0)
                 ):
-                    version = version or meta(pod)["resourceVersion"]
+                    # It must not have become ready meanwhile.
+                    own_version, budget_name = meta(pod)["resourceVersion"], meta(budget)["name"]
                 else:
                     await self.store.update(
                         budget_rt, req.namespace, meta(budget)["name"],
@@ -823,12 +854,20 @@ class Handler:
                                                        dry_run=dry_run),
                         dry_run=dry_run,
                     )  # fmt: skip
-        if not dry_run:
-            version = await self._mark_disruption_target(rt, req, uid, version)
-        await self.store.delete(rt, req.namespace, req.name, dry_run=dry_run, uid=uid,
-                                resource_version=version,
-                                grace_period=int(grace) if grace is not None else None)  # fmt: skip
-        return {**errors.success_status(), "code": 201}, 201, None
+        condition = version or own_version
+        grace = options.get("gracePeriodSeconds")
+        grace = int(grace) if grace is not None else None
+        try:
+            if not dry_run:
+                condition = await self._mark_disruption_target(rt, req, uid, condition)
+            await self.store.delete(rt, req.namespace, req.name, dry_run=dry_run, uid=uid,
+                                    resource_version=condition, grace_period=grace)  # fmt: skip
+        except errors.ApiError as e:
+            if e.code != 409 or version or not own_version:
+                raise  # the caller's own precondition, or no precondition of ours
+            if budget_name:  # the unready pod changed: maybe it is ready now
+                raise pdbs.still_processing(budget_name) from None
+            raise _PodMoved(e) from None
 
     async def _mark_disruption_target(self, rt: ResourceType, req: ApiRequest, uid: str,
                                       version: str) -> str:  # fmt: skip
@@ -839,11 +878,16 @@ class Handler:
         def mark(pod: dict) -> dict:
             m = meta(pod)
             if uid and m.get("uid") != uid:
-                raise errors.conflict(rt.plural, rt.group, req.name,
-                                      f"Precondition failed: UID in precondition: {uid}, UID "
-                                      f"in object meta: {m.get('uid')}")  # fmt: skip
+                raise errors.conflict("Pod", "", req.name,
+                                      f"the UID in the precondition ({uid}) does not match the "
+                                      f"UID in record ({m.get('uid')}). The object might have "
+                                      "been deleted and then recreated")  # fmt: skip
             if version and m.get("resourceVersion") != version:
-                raise errors.conflict(rt.plural, rt.group, req.name, errors.MODIFIED)
+                raise errors.conflict("Pod", "", req.name,
+                                      f"the ResourceVersion in the precondition ({version}) "
+                                      "does not match the ResourceVersion in record "
+                                      f"({m.get('resourceVersion')}). The object might have "
+                                      "been modified")  # fmt: skip
             status = pod.get("status") or {}
             conditions = [c for c in status.get("conditions") or ()
                           if c.get("type") != "DisruptionTarget"]  # fmt: skip

@@ -231,6 +231,12 @@ async def _respond_with(send: Send, response: ApiResponse, text: bytes = _TEXT) 
         return
     data = response.raw or json.dumps(response.content, separators=(",", ":")).encode()
     warnings = [(b"warning", _warning(w)) for w in response.warnings]
+    if isinstance(response.content, dict) and response.code in (429, 500, 503, 504):
+        # A Status that says when to come back says it in Retry-After too, which
+        # client-go honours by retrying (Kubernetes' responsewriters do the same).
+        retry = (response.content.get("details") or {}).get("retryAfterSeconds")
+        if isinstance(retry, int) and retry > 0:
+            warnings.append((b"retry-after", str(retry).encode()))
     kind = b"application/json"
     if isinstance(response.content, dict) and response.content.get("kind") == _DISCOVERY:
         kind = AGGREGATED.encode()  # clients check this exact type before reading it

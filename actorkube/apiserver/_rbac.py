@@ -830,6 +830,7 @@ def _controller_roles() -> list[dict[str, Any]]:
     disruptions = [
         _rule(watch, ["apps", "extensions"], ["deployments", "replicasets"]),
         _rule(watch, [""], ["replicationcontrollers", "pods"]),
+        _rule(["patch", "update"], [""], ["pods/status"]),  # stale DisruptionTarget cleared
         _rule(watch, ["policy"], ["poddisruptionbudgets"]),
         _rule(watch, ["apps"], ["statefulsets"]),
         _rule(["update"], ["policy"], ["poddisruptionbudgets/status"]),

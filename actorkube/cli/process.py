@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import socket
 import sys
@@ -93,14 +92,14 @@ _ROLES = {"apiserver": APISERVER, "metrics-server": METRICS, "kubelet": NODE, "p
 
 def event_ttl(text: str) -> int:
     """--event-ttl: a Go duration (``1h0m0s``) or seconds, as whole seconds (etcd leases
-    count whole seconds)."""
+    count whole seconds; a fraction is dropped, as kube-apiserver drops it)."""
     try:
         seconds = parse_duration(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     if not 0 <= seconds < 2**31:
         raise argparse.ArgumentTypeError(f"{text!r} is out of range")
-    return math.ceil(seconds)
+    return int(seconds)
 
 
 def _endpoint(text: str) -> tuple[str, int]:

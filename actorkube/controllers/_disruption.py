@@ -44,6 +44,15 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
+def needs_scales(pdb: Mapping[str, Any]) -> bool:
+    """Whether the budget's numbers need its pods' controllers' scales (a percentage
+    or ``maxUnavailable``; an integer ``minAvailable`` counts the pods)."""
+    spec = pdb.get("spec") or {}
+    if spec.get("maxUnavailable") is not None:
+        return True
+    return isinstance(spec.get("minAvailable"), str)
+
+
 def expected_and_desired(
     pdb: Mapping[str, Any],
     pods: Sequence[Mapping[str, Any]],
@@ -78,7 +87,8 @@ def _expected_scale(pods, scale_of) -> tuple[int, list[str]]:
             continue
         found = scale_of(pod, ref)
         if found is None:
-            raise ExpectedCountError(f"found no controllers for pod {_meta(pod).get('name', '')!r}")
+            name = _meta(pod).get("name", "")
+            raise ExpectedCountError(f'found no controllers for pod "{name}"')
         uid, scale = found
         scales[uid] = scale
     return sum(scales.values()), unmanaged
@@ -100,7 +110,7 @@ def disrupted_pods(pdb: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
             continue
         at = parse_rfc3339(noted[name])
         due = (at or 0.0) + DELETION_TIMEOUT
-        if due < now:
+        if due <= now:
             overdue.append(name)
             continue
         kept[name] = noted[name]
