@@ -158,12 +158,18 @@ async def running(client: ApiClient, name: str, *, ready: bool = True, phase: st
     return await client.update_status("pods", {**made, "status": status}, namespace="default")
 
 
-async def pdb(client: ApiClient, status: dict, name: str = "web", **spec) -> dict:
-    made = await client.create("poddisruptionbudgets",
+async def create_budget(client: ApiClient, name: str = "web", **spec) -> dict:
+    """A budget over the pods labelled app=web (``spec``: its bounds)."""
+    return await client.create("poddisruptionbudgets",
                                {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                                 "metadata": {"name": name},
                                 "spec": {"selector": {"matchLabels": {"app": "web"}}, **spec}},
                                namespace="default", group="policy")  # fmt: skip
+
+
+async def pdb(client: ApiClient, status: dict, name: str = "web", **spec) -> dict:
+    """A budget with ``status`` written as if the controller had (none runs here)."""
+    made = await create_budget(client, name, **spec)
     return await client.update_status("poddisruptionbudgets",
                                       {**made, "status": {"observedGeneration": 1, **status}},
                                       namespace="default", group="policy")  # fmt: skip
@@ -292,12 +298,7 @@ async def test_a_pod_noted_by_an_eviction_but_never_deleted_counts_again_after_t
         client, _ = await controlled(system)
         for name in ("a", "b"):
             await running(client, name)
-        await client.create("poddisruptionbudgets",
-                            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                             "metadata": {"name": "web"},
-                             "spec": {"minAvailable": 1,
-                                      "selector": {"matchLabels": {"app": "web"}}}},
-                            namespace="default", group="policy")  # fmt: skip
+        await create_budget(client, minAvailable=1)
         held = await budget_status(client, disruptionsAllowed=1, currentHealthy=2)
         # What an eviction whose delete then failed leaves: the pod noted, marked.
         started = trio.current_time()
@@ -330,12 +331,7 @@ async def test_a_sync_never_writes_its_numbers_over_a_budget_that_changed(autoju
         client, controller = await controlled(system)
         for name in ("a", "b"):
             await running(client, name)
-        await client.create("poddisruptionbudgets",
-                            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                             "metadata": {"name": "web"},
-                             "spec": {"minAvailable": 1,
-                                      "selector": {"matchLabels": {"app": "web"}}}},
-                            namespace="default", group="policy")  # fmt: skip
+        await create_budget(client, minAvailable=1)
         await budget_status(client, disruptionsAllowed=1)
         seen = await client.get("poddisruptionbudgets", "web", namespace="default",
                                 group="policy")  # fmt: skip
@@ -371,12 +367,7 @@ def test_the_controller_keeps_a_deployments_budget_in_step_through_evictions(see
         client = cluster.client
         await client.create("deployments", deployment("web", 3), namespace="default",
                             group="apps")  # fmt: skip
-        await client.create("poddisruptionbudgets",
-                            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                             "metadata": {"name": "web"},
-                             "spec": {"maxUnavailable": "33%",  # of 3, rounded up: 1
-                                      "selector": {"matchLabels": {"app": "web"}}}},
-                            namespace="default", group="policy")  # fmt: skip
+        await create_budget(client, maxUnavailable="33%")  # of 3, rounded up: 1
 
         async def status(**wanted):
             got = (await client.get("poddisruptionbudgets", "web", namespace="default",
@@ -412,12 +403,7 @@ def test_a_controller_without_a_scale_makes_the_fail_safe_status():
         cluster = await SimCluster.start(net, nodes=1)
         cluster.spawn_controller(DisruptionController, "disruption-controller")
         client = cluster.client
-        await client.create("poddisruptionbudgets",
-                            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                             "metadata": {"name": "web"},
-                             "spec": {"minAvailable": "50%",
-                                      "selector": {"matchLabels": {"app": "web"}}}},
-                            namespace="default", group="policy")  # fmt: skip
+        await create_budget(client, minAvailable="50%")
         job = await client.create("jobs", {"apiVersion": "batch/v1", "kind": "Job",
                                            "metadata": {"name": "j"},
                                            "spec": {"template": {"spec": {
@@ -440,12 +426,7 @@ def test_a_controller_without_a_scale_makes_the_fail_safe_status():
 
         condition = await wait_for(failed)
         # An integer minAvailable counts the pods: no controller is asked for a scale.
-        await client.create("poddisruptionbudgets",
-                            {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                             "metadata": {"name": "count"},
-                             "spec": {"minAvailable": 1,
-                                      "selector": {"matchLabels": {"app": "web"}}}},
-                            namespace="default", group="policy")  # fmt: skip
+        await create_budget(client, "count", minAvailable=1)
 
         async def counted():
             got = (await client.get("poddisruptionbudgets", "count", namespace="default",
