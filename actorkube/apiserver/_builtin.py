@@ -25,6 +25,7 @@ import orjson
 
 from ._autoscaling import DEFAULT_CPU_UTILIZATION, drop_round_trip_annotations, to_v1, to_v2
 from ._csr import CERTIFICATES, csr_fields, validate_csr
+from ._pdb import ALWAYS_ALLOW, IF_HEALTHY_BUDGET
 from ._quantity import InvalidQuantity, Quantity
 from ._registry import Conversion, Registry, ResourceType
 from ._selectors import InvalidSelector, Selector
@@ -340,7 +341,7 @@ def validate_controller_revision(obj: dict, old: dict | None) -> list[FieldError
 
 
 _PERCENT = re.compile(r"[0-9]+%")
-UNHEALTHY_POD_EVICTION_POLICIES = ("AlwaysAllow", "IfHealthyBudget")
+UNHEALTHY_POD_EVICTION_POLICIES = (ALWAYS_ALLOW, IF_HEALTHY_BUDGET)
 
 
 def _int_or_percent_errors(value: object, path: Path) -> list[FieldError]:
