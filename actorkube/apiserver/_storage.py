@@ -219,21 +219,18 @@ class ObjectStore:
     async def current_revision(self, rt: ResourceType) -> int:
         """etcd's revision now, by a linearizable read that fetches nothing (a count of
         the resource's keys, which etcd answers without reading them)."""
-        prefix = rt.prefix()
-        try:
-            got = await self.etcd.get(prefix, prefix_end(prefix), count_only=True)
-        except EtcdError as e:
-            raise _read_error(e, "") from None
-        return got.header.revision
+        return (await self._count_keys(rt)).header.revision
 
     async def count(self, rt: ResourceType) -> int:
         """How many objects of ``rt`` etcd holds (a count, which reads no values)."""
+        return (await self._count_keys(rt)).count
+
+    async def _count_keys(self, rt: ResourceType):
         prefix = rt.prefix()
         try:
-            got = await self.etcd.get(prefix, prefix_end(prefix), count_only=True)
+            return await self.etcd.get(prefix, prefix_end(prefix), count_only=True)
         except EtcdError as e:
             raise _read_error(e, "") from None
-        return got.count
 
     async def check_history(self, rt: ResourceType, resource_version: int) -> None:
         """Raise 410 Gone unless etcd's history still holds every change after
