@@ -157,8 +157,10 @@ def _host(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-SERVING_HOSTS = ("localhost", "127.0.0.1", "kubernetes", "kubernetes.default",
-                 "kubernetes.default.svc")  # fmt: skip
+# The names pods reach the API server by too: the ``kubernetes`` Service's cluster IP
+# (the first address of the default service CIDR, 127.96.0.0/12) and DNS names.
+SERVING_HOSTS = ("localhost", "127.0.0.1", "127.96.0.1", "kubernetes", "kubernetes.default",
+                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")  # fmt: skip
 
 
 @attrs.frozen

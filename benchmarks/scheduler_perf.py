@@ -9,7 +9,9 @@ Rules of this file (test/integration/scheduler_perf/config/performance-config.ya
 - One ``ActorSystem`` on one trio thread holds everything: etcd, the API server (its
   32 workers, admission, validation, watch caches), the scheduler actor (informers,
   queue, cache, framework, binds through pods/binding, Scheduled events) and the
-  clients that create nodes and pods. Leader election is off, as in scheduler_perf.
+  clients that create nodes and pods. Leader election is off, and the ServiceAccount
+  admission plugin is disabled, as in scheduler_perf (its pods name no account; no
+  service account is made).
 - Each workload creates its nodes (scheduler_perf's node-default: 4 cpu, 32 Gi, 110
   pods), then its init pods, and waits until the scheduler has handled them; then the
   measured pods are created by ``creators`` closed-loop clients while the scheduler
@@ -241,15 +243,13 @@ async def _run_workload(w: Workload, creators: int, seed: int) -> dict[str, Any]
         group = start_group(system, w.etcd_members)
         api = await start_apiserver(system, group.client(name="apiserver", timeout=60),
                                     tokens=parse_token_file(f"{TOKEN},admin,1,system:masters\n"),
-                                    seed=seed)  # fmt: skip
+                                    seed=seed,
+                                    disable_admission_plugins=["ServiceAccount"])  # fmt: skip
         await api.ready()
         client = ApiClient(system, api.ref, token=TOKEN, timeout=120)
         for ns in NAMESPACES:
             namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
             await client.create("namespaces", namespace)
-            account = {"apiVersion": "v1", "kind": "ServiceAccount",
-                       "metadata": {"name": "default"}}  # fmt: skip
-            await client.create("serviceaccounts", account, namespace=ns)  # as its controller
         labels = w.node_labels or (lambda i: {})
         nodes = [node_default(f"node-{i}", labels(i)) for i in range(w.nodes)]
         await _create_all(client, "nodes", nodes, creators)

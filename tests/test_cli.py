@@ -5,6 +5,7 @@ import socket
 
 import pytest
 
+from actorkube.apiserver._kubernetesservice import advertise_address
 from actorkube.cli.distributed import DistributedCluster
 from actorkube.cli.main import main
 from actorkube.cli.process import event_ttl
@@ -58,3 +59,19 @@ def test_event_ttl_reads_go_durations_and_refuses_the_rest(capsys):
         with pytest.raises(SystemExit):
             main(["up", "--event-ttl", bad])
         assert "--event-ttl" in capsys.readouterr().err
+
+
+def test_the_apiserver_refuses_a_bad_advertise_address_or_admission_plugin(capsys):
+    common = ["apiserver", "--listen", "127.0.0.1:1", "--etcd-servers", "1=127.0.0.1:2"]
+    for flag, bad in (("--advertise-address", "0.0.0.0"), ("--advertise-address", "host"),
+                      ("--disable-admission-plugins", "ServiceAccount,Nope")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([*common, flag, bad])
+        assert flag in capsys.readouterr().err
+
+
+def test_the_advertised_address_is_the_bound_one_unless_told():
+    assert advertise_address("127.0.0.5", "https://127.0.0.5:6444") == "127.0.0.5:6444"
+    assert advertise_address("0.0.0.0", "https://127.0.0.1:6443") == "127.0.0.1:6443"
+    assert advertise_address("localhost", "https://localhost:6443") == "127.0.0.1:6443"
+    assert advertise_address("0.0.0.0", "https://127.0.0.1:6443", "10.0.0.2") == "10.0.0.2:6443"

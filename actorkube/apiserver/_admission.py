@@ -16,7 +16,7 @@ Rules of this file:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import attrs
@@ -59,6 +59,8 @@ class NamespaceLifecycle:
     """No new objects in a namespace that does not exist or is being terminated; the
     immortal namespaces cannot be deleted."""
 
+    name = "NamespaceLifecycle"
+
     def __init__(self, lookup: Lookup) -> None:
         self.lookup = lookup
 
@@ -90,6 +92,8 @@ class ServiceAccountAdmission:
     """Pods run as a service account: ``default`` unless they name one, and it must
     exist in the pod's namespace."""
 
+    name = "ServiceAccount"
+
     def __init__(self, lookup: Lookup) -> None:
         self.lookup = lookup
 
@@ -117,6 +121,8 @@ class ServiceAccountAdmission:
 class DefaultTolerationSeconds:
     """Pods tolerate a not-ready or unreachable node for 300 s unless they say otherwise:
     taint-based eviction then removes them from a lost node after five minutes."""
+
+    name = "DefaultTolerationSeconds"
 
     def __init__(self, seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
         self.seconds = seconds
@@ -176,8 +182,18 @@ class AdmissionChain:
         return req.obj
 
 
-def default_chain(lookup: Lookup) -> AdmissionChain:
-    """The plugins of this file, in kube-apiserver's order."""
-    return AdmissionChain(
-        [NamespaceLifecycle(lookup), ServiceAccountAdmission(lookup), DefaultTolerationSeconds()]
-    )
+# The plugins of ``default_chain``, by their kube-apiserver names, in order.
+ADMISSION_PLUGINS = ("NamespaceLifecycle", "ServiceAccount", "DefaultTolerationSeconds")
+
+
+def default_chain(lookup: Lookup, *, disabled: Iterable[str] = ()) -> AdmissionChain:
+    """The plugins of this file, in kube-apiserver's order, but those named in
+    ``disabled`` (--disable-admission-plugins; ``ValueError`` for a name not here)."""
+    plugins = [NamespaceLifecycle(lookup), ServiceAccountAdmission(lookup),
+               DefaultTolerationSeconds()]  # fmt: skip
+    off = set(disabled)
+    unknown = off - set(ADMISSION_PLUGINS)
+    if unknown:
+        raise ValueError(f"unknown admission plugins: {', '.join(sorted(unknown))} (known: "
+                         f"{', '.join(ADMISSION_PLUGINS)})")  # fmt: skip
+    return AdmissionChain([p for p in plugins if p.name not in off])

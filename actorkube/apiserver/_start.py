@@ -21,8 +21,11 @@ Rules of this file:
 
 from __future__ import annotations
 
+import ipaddress
 import random
-from collections.abc import Callable
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
 
 import attrs
 import trio
@@ -43,7 +46,9 @@ from ._compaction import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
 from ._compaction import Compactor
 from ._csr_handler import CsrHandler
 from ._handler import Handler
+from ._kubernetesservice import KubernetesService
 from ._rbac import (
+    ALL_AUTHENTICATED,
     PrivilegedGroups,
     RBACAuthorizer,
     UserInfo,
@@ -68,6 +73,7 @@ from ._storage import EVENT_TTL, ObjectStore
 from ._watchcache import DELETED, RESET, WatchCache, feed
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+LOOPBACK_USER = "system:apiserver"
 RBAC_KINDS = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
 
 
@@ -105,6 +111,30 @@ class ApiServerHandle:
     service_accounts: ServiceAccountTokens
     feeders: list[ActorRef]
     handler: Handler
+    system: ActorSystem
+    name: str
+    loopback: str  # the server's own token (see ``start_apiserver``)
+    cluster_ip: str  # the ``kubernetes`` Service's
+    # The keeper of the ``kubernetes`` Service and this server's endpoint, once
+    # ``advertise`` was called.
+    kubernetes_service: KubernetesService | None = None
+    kubernetes_service_ref: ActorRef | None = None
+
+    def advertise(self, address: str) -> None:
+        """From now on keep the ``default/kubernetes`` Service and this server's
+        endpoint in it, at ``address`` (``IP:PORT`` where clients reach this server's
+        HTTPS; ``ValueError`` if it is not one, or if the server advertises already)."""
+        server = _advertised(address)
+        if self.kubernetes_service is not None:
+            raise ValueError(f"this API server advertises {self.kubernetes_service.advertise}")
+        from actorkube.client import ApiClient  # it imports this package's messages
+
+        client = ApiClient(self.system, self.ref, token=self.loopback, timeout=30)
+        keeper = KubernetesService(client, self.store.etcd, advertise=server,
+                                   cluster_ip=self.cluster_ip)  # fmt: skip
+        self.kubernetes_service = keeper
+        self.kubernetes_service_ref = self.system.spawn(
+            lambda: keeper, name=f"{self.name}-kubernetes-service")
 
     async def ready(self) -> None:
         """Until every cache has its first list and the RBAC caches hold what the
@@ -143,6 +173,8 @@ async def start_apiserver(
     compaction_interval: float = DEFAULT_COMPACTION_INTERVAL,
     metrics_server: str | None = None,
     event_ttl: int = EVENT_TTL,
+    advertise: str | None = None,
+    disable_admission_plugins: Iterable[str] = (),
 ) -> ApiServerHandle:
     """Start the API server on ``etcd`` and bootstrap the cluster's defaults (see the
     module rules). ``tokens``: bearer token -> user (a parsed token file);
@@ -154,7 +186,20 @@ async def start_apiserver(
     compacted (--etcd-compaction-interval; 0: never). ``metrics_server``: the address
     of a metrics server (``actorkube.metrics.MetricsServer``) to serve metrics.k8s.io
     from. ``event_ttl``: how long an Event lives after its last write (seconds,
-    --event-ttl; 0: for ever)."""
+    --event-ttl; 0: for ever). ``advertise``: ``IP:PORT`` where clients reach this
+    server's HTTPS (--advertise-address and --secure-port): given, the server keeps the
+    ``default/kubernetes`` Service and its endpoints (``_kubernetesservice``; or later,
+    ``handle.advertise``, once the HTTPS port is known).
+    ``disable_admission_plugins``: names of admission plugins not to run
+    (--disable-admission-plugins; ``ValueError`` for a name not in the chain)."""
+    if advertise is not None:
+        _advertised(advertise)  # a bad address fails before anything starts
+    loopback = secrets.token_urlsafe(32)
+    # The server's own client, for what it writes through its API (kube-apiserver's
+    # loopback client, as system:apiserver in system:masters).
+    tokens = {**(tokens or {}),
+              loopback: UserInfo(LOOPBACK_USER, str(uuid.uuid4()),
+                                 ("system:masters", ALL_AUTHENTICATED))}  # fmt: skip
     registry = builtin_registry()
     clock = system.clock.now
     allocations = ServiceAllocations(etcd, ips=IPRange.parse(service_cidr),
@@ -213,7 +258,7 @@ async def start_apiserver(
         caches=caches,
         authenticator=authenticator,
         authorizer=union([PrivilegedGroups(), rbac]),
-        admission=default_chain(lookup),
+        admission=default_chain(lookup, disabled=disable_admission_plugins),
         clock=clock,
         audit=audit,
     )
@@ -233,9 +278,25 @@ async def start_apiserver(
     if compaction_interval:
         system.spawn(lambda: Compactor(etcd, compaction_interval), name=f"{name}-compactor")
     ref = system.spawn(lambda: ApiServer(handler_, workers=workers), name=name)
-    handle = ApiServerHandle(ref, registry, store, caches, accounts, feeders, handler_)
+    handle = ApiServerHandle(ref, registry, store, caches, accounts, feeders, handler_, system,
+                             name, loopback, allocations.ips.value(0))  # fmt: skip
     await _bootstrap(registry, store)
+    if advertise is not None:
+        handle.advertise(advertise)
     return handle
+
+
+def _advertised(text: str) -> tuple[str, int]:
+    """``IP:PORT`` as (IPv4, port); ``ValueError`` if it is not one."""
+    ip, sep, port = text.rpartition(":")
+    try:
+        address = ipaddress.IPv4Address(ip)
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"advertise address {text!r}: want IPv4:PORT") from None
+    if not sep or not 0 < number < 65536 or address.is_unspecified:
+        raise ValueError(f"advertise address {text!r}: want IPv4:PORT, a port in 1-65535")
+    return str(address), number
 
 
 def _feed_rbac(rbac: RBACAuthorizer, plural: str):

@@ -22,6 +22,7 @@ Rules of this file:
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import socket
@@ -39,7 +40,9 @@ from actorkube._duration import parse_duration
 from actorkube.actor import Actor, ActorRef, ActorSystem, Address, Terminated, handler
 from actorkube.actor._tcp import format_endpoint, parse_endpoint
 from actorkube.apiserver import ApiError
+from actorkube.apiserver._admission import ADMISSION_PLUGINS
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
+from actorkube.apiserver._kubernetesservice import advertise_address
 from actorkube.apiserver._start import start_apiserver
 from actorkube.apiserver._storage import EVENT_TTL
 from actorkube.client import ApiServers
@@ -113,6 +116,24 @@ def _endpoints(text: str) -> list[tuple[str, int]]:
     return [_endpoint(part) for part in text.split(",") if part]
 
 
+def _ipv4(text: str) -> str:
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
+    if address.is_unspecified:
+        raise argparse.ArgumentTypeError(f"{text!r} is no address clients can reach")
+    return str(address)
+
+
+def _admission_plugins(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = set(names) - set(ADMISSION_PLUGINS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown admission plugins: {', '.join(sorted(unknown))}")
+    return names
+
+
 def _members(text: str) -> dict[int, tuple[str, int]]:
     """``1=127.0.0.1:2380,2=...``: etcd's --initial-cluster, by member id."""
     members = {}
@@ -158,6 +179,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--etcd-servers", type=_members, required=True, metavar="ID=HOST:PORT,...")
     p.add_argument("--bind-address", default="127.0.0.1", help="where HTTPS listens")
     p.add_argument("--secure-port", type=int, default=6443, help="HTTPS port (0: any)")
+    p.add_argument("--advertise-address", type=_ipv4, default=None, metavar="IP",
+                   help="the IPv4 address pods reach this server at, in the kubernetes "
+                   "Service's endpoints (default: --bind-address, or 127.0.0.1 if that is "
+                   "every address)")  # fmt: skip
+    p.add_argument("--disable-admission-plugins", type=_admission_plugins, default=(),
+                   metavar="NAME,...", help="admission plugins not to run (of "
+                   f"{', '.join(ADMISSION_PLUGINS)})")  # fmt: skip
     p.add_argument("--anonymous-auth", choices=("true", "false"), default="true",
                    help="serve requests without credentials as system:anonymous, as "
                    "kube-apiserver does (joining nodes read cluster-info so)")  # fmt: skip
@@ -359,12 +387,14 @@ async def _apiserver(files: ClusterFiles, args: argparse.Namespace) -> None:
                                     service_account_key=files.signing_key(),
                                     client_ca=pki.ca.cert, metrics_server=metrics,
                                     anonymous=args.anonymous_auth == "true",
-                                    event_ttl=args.event_ttl)  # fmt: skip
+                                    event_ttl=args.event_ttl,
+                                    disable_admission_plugins=args.disable_admission_plugins)
         await api.ready()
         app = HttpFrontEnd(system, api.ref, api.registry)
         serve = partial(serve_http, app, args.bind_address, args.secure_port,
                         tls=pki.serving_files, client_ca=pki.ca_file)  # fmt: skip
         urls = await nursery.start(serve)
+        api.advertise(advertise_address(args.bind_address, urls[0], args.advertise_address or ""))
         return urls[0]
 
     await _serve(files, args, args.listen, body)

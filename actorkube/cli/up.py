@@ -42,6 +42,7 @@ import trio
 from actorkube.actor import SERVER_TIMER_SLACK, ActorSystem, Address
 from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._http import HttpFrontEnd, serve_http
+from actorkube.apiserver._kubernetesservice import advertise_address
 from actorkube.apiserver._start import start_apiserver
 from actorkube.apiserver._storage import EVENT_TTL
 from actorkube.cloud import InMemoryCloud
@@ -145,6 +146,7 @@ async def run(
             serve = partial(serve_http, app, host, port, tls=pki.serving_files,
                             client_ca=pki.ca_file)  # fmt: skip
             urls = await nursery.start(serve)
+            api.advertise(advertise_address(host, urls[0]))
             announce(data_dir, pki, urls[0], say)
 
 
