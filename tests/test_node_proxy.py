@@ -163,6 +163,7 @@ def test_the_public_surface_is_small_and_documented():
                                          "NodeLifecycleConfig", "NodeLifecycleController",
                                          "PodGCConfig", "PodGCController",
                                          "ReplicaSetController", "ServiceAccountController",
+                                         "RootCACertPublisher",
                                          "TaintEvictionController", "BootstrapSigner",
                                          "TokenCleaner", "CSRApprovingController",
                                          "CSRSigningController"})):  # fmt: skip

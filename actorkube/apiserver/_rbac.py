@@ -720,7 +720,7 @@ CONTROLLER_ACCOUNTS = ("replicaset-controller", "deployment-controller",
                        "endpointslice-controller", "endpoint-controller",
                        "horizontal-pod-autoscaler",
                        "ttl-after-finished-controller", "certificate-controller",
-                       "disruption-controller")  # fmt: skip
+                       "disruption-controller", "root-ca-cert-publisher")  # fmt: skip
 # Controllers whose roles are namespaced (Roles in kube-system and kube-public, bound to
 # these service accounts in kube-system; see ``default_roles``).
 BOOTSTRAP_SIGNER_ACCOUNT = "bootstrap-signer"
@@ -837,6 +837,11 @@ def _controller_roles() -> list[dict[str, Any]]:
         _rule(["get"], ["*"], ["*/scale"]),
         _events_rule(),
     ]
+    root_ca = [
+        _rule(["create", "update"], [""], ["configmaps"]),
+        _rule(watch, [""], ["configmaps", "namespaces"]),
+        _events_rule(),
+    ]
     # csrapproving and csrsigning (and Kubernetes' csrcleaner) act as this one account.
     certificates = [
         _rule(["get", "list", "watch", "delete"], [CERTIFICATES_GROUP], [CSRS]),
@@ -863,6 +868,7 @@ def _controller_roles() -> list[dict[str, Any]]:
         _cluster_role("system:controller:ttl-after-finished-controller", ttl_after_finished),
         _cluster_role("system:controller:certificate-controller", certificates),
         _cluster_role("system:controller:disruption-controller", disruptions),
+        _cluster_role("system:controller:root-ca-cert-publisher", root_ca),
     ]
 
 

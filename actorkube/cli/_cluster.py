@@ -52,6 +52,7 @@ from actorkube.controllers import (
     NodeLifecycleController,
     PodGCController,
     ReplicaSetController,
+    RootCACertPublisher,
     ServiceAccountController,
     TaintEvictionController,
     TokenCleaner,
@@ -82,6 +83,9 @@ CONTROLLERS = {
     "namespace-controller": ("namespace-controller", NamespaceController),
     "garbage-collector-controller": ("generic-garbage-collector", GarbageCollector),
     "service-account-controller": ("service-account-controller", ServiceAccountController),
+    # Publishes the cluster's CA (its ``root_ca`` option: kube-controller-manager's
+    # --root-ca-file).
+    "root-ca-certificate-publisher-controller": ("root-ca-cert-publisher", RootCACertPublisher),
     "endpointslice-controller": ("endpointslice-controller", EndpointSliceController),
     "endpoint-controller": ("endpoint-controller", EndpointsController),
     "bootstrap-signer-controller": (BOOTSTRAP_SIGNER_ACCOUNT, BootstrapSigner),
@@ -94,6 +98,7 @@ CONTROLLERS = {
                                                      CSRSigningController),
 }  # fmt: skip
 SIGNING_CONTROLLER = "certificatesigningrequest-signing-controller"
+ROOT_CA_CONTROLLER = "root-ca-certificate-publisher-controller"
 
 
 # The largest message between a cluster's processes: a LIST of every pod, an etcd

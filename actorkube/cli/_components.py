@@ -33,7 +33,7 @@ from actorkube.node.runtime import ProcessRuntime
 from actorkube.pki import KeyPair
 from actorkube.scheduler import Scheduler, SchedulerConfig
 
-from ._cluster import CONTROLLERS, SIGNING_CONTROLLER, controller_user
+from ._cluster import CONTROLLERS, ROOT_CA_CONTROLLER, SIGNING_CONTROLLER, controller_user
 
 Api = ActorRef | ApiServers
 INSTANCE_TYPE, ZONE, REGION = "local.process", "local-a", "local"  # the in-memory cloud's
@@ -81,8 +81,9 @@ def start_controller_manager(system: ActorSystem, api: Api, token: str,
     """The controller manager (``token``) and its controllers, each as its service
     account (``tokens(user)``) with its ``options`` (by controller name: keywords for its
     class, such as the node lifecycle controller's ``config``); the CSR signer signs
-    with ``ca``."""
-    options = {**options, SIGNING_CONTROLLER: {**options.get(SIGNING_CONTROLLER, {}), "ca": ca}}
+    with ``ca``, and the root CA publisher publishes its certificate."""
+    options = {**options, SIGNING_CONTROLLER: {**options.get(SIGNING_CONTROLLER, {}), "ca": ca},
+               ROOT_CA_CONTROLLER: {**options.get(ROOT_CA_CONTROLLER, {}), "root_ca": ca.cert}}
     controllers = {
         controller: lambda controller=controller, make=make, account=account: make(
             api, token=tokens(controller_user(account)), **options.get(controller, {}))

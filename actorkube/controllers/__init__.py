@@ -27,6 +27,7 @@ from .nodelifecycle import NodeLifecycleController as NodeLifecycleController
 from .podgc import PodGCConfig as PodGCConfig
 from .podgc import PodGCController as PodGCController
 from .replicaset import ReplicaSetController as ReplicaSetController
+from .rootca import RootCACertPublisher as RootCACertPublisher
 from .serviceaccounts import ServiceAccountController as ServiceAccountController
 from .tainteviction import TaintEvictionController as TaintEvictionController
 from .tokencleaner import TokenCleaner as TokenCleaner
