@@ -15,6 +15,9 @@ Rules of this file:
   seen Running with every container ready. Startup latency is that moment minus
   the moment its create was sent (Kubernetes' e2e pod startup latency: creation to
   watch observation); Kubernetes' SLO is p99 <= 5 s.
+- Pods get their service account's token volume (the ServiceAccount admission
+  plugin's): each kubelet asks a TokenRequest for each pod and reads the namespace's
+  ``kube-root-ca.crt`` (the root CA publisher runs beside), as Kubernetes' do.
 - The kubelets keep Kubernetes' timings: a Lease renewed every 10 s (40 s lease),
   the node status checked every 10 s and written on change or every 5 minutes.
 - Peak memory is the process's peak resident set (``ru_maxrss``); CPU is the
@@ -35,6 +38,7 @@ from actorkube.actor import SERVER_TIMER_SLACK, ActorSystem
 from actorkube.apiserver._authn import parse_token_file
 from actorkube.apiserver._start import start_apiserver
 from actorkube.client import ApiClient, Informer
+from actorkube.controllers import RootCACertPublisher
 from actorkube.etcd import start_group
 from actorkube.heap import long_lived_heap_gc
 from actorkube.node._kubelet import Kubelet, KubeletConfig
@@ -48,6 +52,7 @@ BENCHMARK = "density"
 PACKAGES = ("actorkube", "trio", "msgpack", "attrs", "numpy")
 TOKEN = "bench-admin-token"
 NAMESPACE = "density"
+BENCH_CA = b"-----BEGIN CERTIFICATE-----\nMIIBbench\n-----END CERTIFICATE-----\n"
 PODS_PER_NODE = 30
 SLO_P99 = 5.0
 JOIN_BATCH = 250  # nodes started at once
@@ -108,6 +113,10 @@ async def run(nodes: int, pods_per_node: int, rate: float, creators: int) -> dic
         await client.create("namespaces", {"metadata": {"name": NAMESPACE}})
         await client.create("serviceaccounts", {"metadata": {"name": "default"}},
                             namespace=NAMESPACE)  # fmt: skip
+        # Pods mount their service account's token and the cluster CA, which the root CA
+        # publisher of the controller manager puts in every namespace.
+        publisher = RootCACertPublisher(api.ref, token=TOKEN, root_ca=BENCH_CA)
+        system.spawn(lambda: publisher, name="root-ca-cert-publisher")
         scheduler = Scheduler(api.ref, token=TOKEN, identity="bench",
                               config=SchedulerConfig(leader_elect=False))  # fmt: skip
         system.spawn(lambda: scheduler, name="scheduler")

@@ -1,9 +1,10 @@
 """A whole cluster in the deterministic simulation, for the controllers' tests: a host
 "api" (a 3-member etcd group and the API server), a host "scheduler", a host
-"controllers", a host "metrics" (the metrics server, which the API server serves
-metrics.k8s.io from), and one host per node (a kubelet beside its simulated runtime),
-all on one SimNetwork in virtual time. Crashing a node's host stops its kubelet and its
-runtime, as a machine that dies. Every node's runtime shares one ``SimLoad``
+"controllers" (the root CA publisher from the start, which pods' token volumes need;
+tests add the controllers they test), a host "metrics" (the metrics server, which the
+API server serves metrics.k8s.io from), and one host per node (a kubelet beside its
+simulated runtime), all on one SimNetwork in virtual time. Crashing a node's host stops
+its kubelet and its runtime, as a machine that dies. Every node's runtime shares one ``SimLoad``
 (``cluster.load``): ``cluster.load.set("web", 1500)`` spreads 1.5 cores over the
 running containers of pods annotated ``sim.actorkube.io/load-group: web``.
 
@@ -31,6 +32,7 @@ from typing import Any
 
 import attrs
 import trio
+from root_ca import TEST_CA
 from virtual_time import wait_for
 
 from actorkube.actor import Actor, ActorSystem, handler, message
@@ -44,6 +46,7 @@ from actorkube.client import ApiClient
 from actorkube.cloud import NodeAddress
 from actorkube.cloud._memory import InMemoryCloud
 from actorkube.cloud.manager import CloudControllerManager
+from actorkube.controllers import RootCACertPublisher
 from actorkube.etcd import start_group
 from actorkube.metrics import METRIC_RESOLUTION, MetricsServer
 from actorkube.node._kubelet import Kubelet, KubeletConfig
@@ -144,12 +147,19 @@ class SimCluster:
         if cloud:
             cluster.cloud = InMemoryCloud(real_load_balancers=False)
         await net.add_host("scheduler", boot_scheduler)
-        await net.add_host("controllers", lambda system: None)
+        await net.add_host("controllers", cluster.controllers_boot)
         await net.add_host("metrics", cluster.metrics_boot(metric_resolution))
         for i in range(nodes):
             await net.add_host(f"node-{i}", cluster.node_boot(i))
         await wait_for(cluster._nodes_ready)
         return cluster
+
+    def controllers_boot(self, system: ActorSystem) -> None:
+        """The host of the controllers: the root CA publisher runs there from the start
+        (pods' token volumes read its ConfigMap); tests add the controllers they test."""
+        publisher = RootCACertPublisher(system.ref(API), token="root-ca-cert-publisher-token",
+                                        root_ca=TEST_CA)  # fmt: skip
+        system.spawn(lambda: publisher, name="root-ca-cert-publisher")
 
     async def add_node(self) -> str:
         """Another node joins (its host boots; it registers by itself); its name."""

@@ -3,9 +3,12 @@ DefaultTolerationSeconds (the wording of their refusals is Kubernetes')."""
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
-from actorkube.apiserver._admission import AdmissionRequest, default_chain
+from actorkube.apiserver._admission import AdmissionRequest, default_chain, token_volume
 from actorkube.apiserver._errors import ApiError
 from actorkube.apiserver._registry import ResourceType
 
@@ -83,3 +86,64 @@ async def test_pods_tolerate_lost_nodes_for_300_seconds_unless_they_say_otherwis
         "node.kubernetes.io/not-ready",
     ]
     assert admitted["spec"]["tolerations"][0]["tolerationSeconds"] == 10
+
+
+MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def mounts_of(container: dict) -> list[tuple]:
+    return [(m["name"], m["mountPath"], m.get("readOnly"))
+            for m in container.get("volumeMounts", ())]  # fmt: skip
+
+
+async def test_pods_get_the_token_volume_in_every_container_that_has_none() -> None:
+    chain = default_chain(lookup, rng=random.Random(4))
+    own = {"name": "own", "mountPath": MOUNT}
+    spec = {"initContainers": [{"name": "init"}],
+            "containers": [{"name": "a", "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
+                           {"name": "b", "volumeMounts": [own]}],
+            "volumes": [{"name": "data", "emptyDir": {}},
+                        {"name": "own", "emptyDir": {}}]}  # fmt: skip
+    admitted = await chain.run(create(PODS, "default", pod("p", **spec)))
+    volume = admitted["spec"]["volumes"][-1]
+    name = volume["name"]
+    assert re.fullmatch(r"kube-api-access-[bcdfghjklmnpqrstvwxz2456789]{5}", name)
+    assert volume == token_volume(name)
+    assert volume["projected"]["defaultMode"] == 0o644
+    sources = volume["projected"]["sources"]
+    assert sources[0] == {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}
+    assert sources[1]["configMap"]["name"] == "kube-root-ca.crt"
+    assert sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    init, a, b = (*admitted["spec"]["initContainers"], *admitted["spec"]["containers"])
+    assert mounts_of(init) == [(name, MOUNT, True)]
+    assert mounts_of(a) == [("data", "/d", None), (name, MOUNT, True)]
+    assert mounts_of(b) == [("own", MOUNT, None)]  # it mounts something there itself
+    assert len(admitted["spec"]["volumes"]) == 3
+    assert spec["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/d"}]
+
+
+async def test_a_token_volume_the_pod_has_is_used_not_added() -> None:
+    chain = default_chain(lookup)
+    spec = {"containers": [{"name": "a"}], "volumes": [token_volume("kube-api-access-mine")]}
+    admitted = await chain.run(create(PODS, "default", pod("p", **spec)))
+    assert [v["name"] for v in admitted["spec"]["volumes"]] == ["kube-api-access-mine"]
+    assert mounts_of(admitted["spec"]["containers"][0]) == [("kube-api-access-mine", MOUNT, True)]
+
+
+async def test_automount_false_on_the_pod_or_else_its_account_means_no_token() -> None:
+    world = {**WORLD, ("serviceaccounts", "default", "quiet"):
+             {"metadata": {"name": "quiet"}, "automountServiceAccountToken": False}}  # fmt: skip
+
+    async def look(resource: str, namespace: str, name: str):
+        return world.get((resource, namespace, name))
+
+    chain = default_chain(look)
+    one = [{"name": "a"}]
+    cases = [({"automountServiceAccountToken": False}, False),
+             ({"serviceAccountName": "quiet"}, False),
+             ({"serviceAccountName": "quiet", "automountServiceAccountToken": True}, True),
+             ({}, True)]  # fmt: skip
+    for spec, mounted in cases:
+        admitted = await chain.run(create(PODS, "default", pod("p", containers=one, **spec)))
+        assert bool(admitted["spec"].get("volumes")) is mounted, spec
+        assert bool(admitted["spec"]["containers"][0].get("volumeMounts")) is mounted, spec

@@ -4,7 +4,10 @@ enabled; an unknown token is 401, not anonymous)."""
 
 from __future__ import annotations
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from actorkube.apiserver._authn import (
     Authenticator,
@@ -117,3 +120,23 @@ def test_client_certificates_of_the_client_ca_authenticate_and_others_are_401() 
         .name
         == "token-user"
     )
+
+
+def _pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())  # fmt: skip
+
+
+def test_tokens_are_es256_with_new_keys_and_rs256_with_an_rsa_key():
+    rsa_key = _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    for pem, alg in ((new_signing_key(), "ES256"), (rsa_key, "RS256")):
+        tokens = ServiceAccountTokens(pem)
+        token = tokens.issue("default", "default", "u1", now=1000.0)
+        assert jwt.get_unverified_header(token)["alg"] == alg
+        assert tokens.verify(token, now=1001.0)["sub"] == "system:serviceaccount:default:default"
+    # A token signed with the other kind of key does not verify.
+    assert ServiceAccountTokens(rsa_key).verify(
+        ServiceAccountTokens(new_signing_key()).issue("d", "d", "u", now=1000.0), now=1001.0
+    ) is None
+    with pytest.raises(ValueError, match="RSA or ECDSA P-256"):
+        ServiceAccountTokens(_pem(ec.generate_private_key(ec.SECP384R1())))

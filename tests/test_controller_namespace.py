@@ -301,7 +301,9 @@ def test_deleting_a_namespace_removes_everything_in_it_then_the_namespace(seed: 
     result = simulate(scenario, seed=seed).value
     before = result["before"]
     assert len(before["pods"]) == 3 and len(before["replicasets"]) == 1
-    assert before["configmaps"] == ["flags", "settings"] and before["services"] == ["web"]
+    # kube-root-ca.crt: the root CA publisher's, in every namespace.
+    assert before["configmaps"] == ["flags", "kube-root-ca.crt", "settings"]
+    assert before["services"] == ["web"]
     assert result["marked"]["status"]["phase"] == "Terminating"
     assert set(result["phases"]) == {"Terminating"}
     assert all(not names for names in result["after"].values()), result["after"]

@@ -11,6 +11,7 @@ import re
 
 import trio
 from kubectl_run import kubectl
+from root_ca import publish_root_ca
 from up_run import start, stop
 
 from actorkube.actor import ActorSystem
@@ -55,6 +56,7 @@ async def _cluster(tmp_path, nursery, system, *, metrics: bool = True):
         metrics_server=f"ak://{system.name}/metrics-server" if metrics else None,
     )  # fmt: skip
     await api.ready()
+    await publish_root_ca(system, api, pki.ca.cert)
     runtime = SimRuntime("10.244.1.0/24", profiles=PROFILES, wall_clock=system.clock.now)
     await nursery.start(runtime.run)
     node = NodeConfig("n1", capacity={"cpu": "2", "memory": "4Gi", "pods": "10"})

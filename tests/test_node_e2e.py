@@ -3,7 +3,8 @@ processes) driven by the real kubectl. A Deployment of three pods of a small HTT
 behind a Service: 300 requests to the cluster IP spread evenly over them; a killed container
 process is restarted and its restartCount goes up; a failing liveness probe restarts a
 container; ``kubectl logs`` shows the server's output; a pod resolves the Service's
-name through the cluster DNS; deleting a pod stops its process with SIGTERM (the
+name through the cluster DNS; the official Python client in a pod reaches the API
+server with its in-cluster configuration; deleting a pod stops its process with SIGTERM (the
 server's own handler runs) and removes it, and the Deployment replaces it;
 ``kubectl rollout restart``, ``history``, ``undo`` and ``status`` work."""
 
@@ -47,6 +48,21 @@ def echo_pod(name: str, marker_dir: str, *, sick: bool = False) -> dict:
             "terminationGracePeriodSeconds": 20,
         },
     }  # fmt: skip
+
+
+IN_CLUSTER = """
+import os
+from kubernetes import client, config
+config.load_incluster_config()
+review = client.AuthenticationV1Api().create_self_subject_review(client.V1SelfSubjectReview())
+print(review.status.user_info.username)
+print(open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read())
+print(os.environ["KUBERNETES_SERVICE_HOST"] + ":" + os.environ["KUBERNETES_SERVICE_PORT"])
+"""
+IN_CLUSTER_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "in-cluster"},
+                  "spec": {"restartPolicy": "Never", "containers": [{
+                      "name": "client", "image": "python:3.11",
+                      "command": ["python", "-c", IN_CLUSTER]}]}}  # fmt: skip
 
 
 def echo_deployment(marker_dir: str) -> dict:
@@ -152,6 +168,15 @@ async def test_pods_behind_a_service_with_restarts_probes_logs_and_deletion(tmp_
         await k("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/resolver",
                 "--timeout=60s")  # fmt: skip
         assert (await k("logs", "resolver")).split() == [ip, ip]
+
+        # An in-cluster client: the official Python client's in-cluster configuration
+        # (KUBERNETES_SERVICE_HOST/PORT, the mounted token and CA) reaches the API server
+        # through the kubernetes Service's cluster IP, as the pod's service account.
+        await k("create", "-f", "-", stdin=json.dumps(IN_CLUSTER_POD).encode())
+        await k("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/in-cluster",
+                "--timeout=60s")  # fmt: skip
+        said = (await k("logs", "in-cluster")).split()
+        assert said == ["system:serviceaccount:default:default", "default", "127.96.0.1:443"]
 
         # Deletion: SIGTERM, the server's handler runs (its marker), then the pod goes.
         doomed_ip = await jsonpath("pod", names[2], "{.status.podIP}")

@@ -11,6 +11,7 @@ import math
 
 import pytest
 import trio
+from root_ca import TEST_CA, publish_root_ca
 from virtual_time import wait_for
 
 from actorkube.actor import ActorSystem, WallClock
@@ -19,7 +20,8 @@ from actorkube.client import ApiClient
 from actorkube.etcd import start_group
 from actorkube.node._kubelet import Kubelet, KubeletConfig
 from actorkube.node._nodestatus import NodeConfig
-from actorkube.node._podstate import NODE, POD_UID
+from actorkube.node._podstate import NODE, POD_NAME, POD_UID
+from actorkube.node.runtime import Isolation
 from actorkube.node.runtime._sim import SimRuntime
 from actorkube.node.runtime._sim_profile import SimProfile
 
@@ -92,6 +94,7 @@ async def cluster():
         api = await start_apiserver(system, group.client(name="apiserver", timeout=30),
                                     tokens=parse_token_file(TOKENS), seed=5)  # fmt: skip
         await api.ready()
+        await publish_root_ca(system, api)
         runtime = SimRuntime("10.244.1.0/24", profiles=PROFILES, wall_clock=system.clock.now)
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)  # the runtime runs beside the kubelet
@@ -606,3 +609,83 @@ async def test_node_status_is_written_when_it_says_something_new_or_every_report
     assert any("server:v9" in i["names"] for i in node["status"]["images"])
     await trio.sleep(300)  # nothing new, but the report period passed: written anyway
     assert len(writes) == before + 2 and writes[-1] - start >= 300
+
+
+async def review(cluster, token: str, audiences=()) -> dict:
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": list(audiences)}}  # fmt: skip
+    return (await cluster.client.create("tokenreviews", body,
+                                        group="authentication.k8s.io"))["status"]  # fmt: skip
+
+
+async def test_the_token_volume_is_written_bound_to_the_pod(autojump_clock, cluster, tmp_path):
+    kubelet = cluster.start_kubelet(root_dir=tmp_path)
+    p = await cluster.pod("reader")
+    uid = p["metadata"]["uid"]
+    (volume,) = p["spec"]["volumes"]  # the ServiceAccount admission plugin's
+    await cluster.until_phase("reader", "Running")
+    files = tmp_path / "pods" / uid / "volumes" / "kubernetes.io~projected" / volume["name"]
+    assert (files / "ca.crt").read_bytes() == TEST_CA
+    assert (files / "namespace").read_text() == "default"
+    (c,) = await cluster.runtime.list_containers({NODE: "n1"})
+    assert [(m.container_path, m.host_path, m.readonly) for m in c.config.mounts] == [
+        ("/var/run/secrets/kubernetes.io/serviceaccount", str(files), True)]
+    token = (files / "token").read_text()
+    status = await review(cluster, token)
+    assert status["authenticated"] and status["user"]["username"] == (
+        "system:serviceaccount:default:default")
+    assert status["user"]["extra"]["authentication.kubernetes.io/pod-uid"] == [uid]
+    assert len(kubelet.state.tokens) == 1
+    await cluster.client.delete("pods", "reader", namespace="default", grace_period=0)
+    with trio.fail_after(60):
+        while len(kubelet.state.tokens) or await cluster.get("reader") is not None:
+            await trio.sleep(1)
+    assert not (tmp_path / "pods" / uid).exists()
+    assert not (await review(cluster, token))["authenticated"]  # its pod is gone
+
+
+async def test_a_projected_token_is_replaced_at_80_percent_of_its_life(
+    autojump_clock, cluster, tmp_path
+):
+    cluster.start_kubelet(root_dir=tmp_path)
+    projection = {"serviceAccountToken": {"audience": "vault", "expirationSeconds": 600,
+                                          "path": "vault/token"}}  # fmt: skip
+    volume = {"name": "vault", "projected": {"sources": [projection]}}
+    app = {"name": "app", "image": "server",
+           "volumeMounts": [{"name": "vault", "mountPath": "/vault"}]}  # fmt: skip
+    p = await cluster.pod("vaulted", containers=[app], volumes=[volume],
+                          automountServiceAccountToken=False)  # fmt: skip
+    assert [v["name"] for v in p["spec"]["volumes"]] == ["vault"]
+    await cluster.until_phase("vaulted", "Running")
+    issued = trio.current_time()
+    path = (tmp_path / "pods" / p["metadata"]["uid"] / "volumes" / "kubernetes.io~projected"
+            / "vault" / "vault" / "token")  # fmt: skip
+    first = path.read_text()
+    assert (await review(cluster, first, ["vault"]))["authenticated"]
+    assert not (await review(cluster, first))["authenticated"]  # not for the API server
+    with trio.fail_after(600):
+        while path.read_text() == first:
+            await trio.sleep(5)
+    # Not before 80% of its 600 s, and by the first resync (60-90 s) after that.
+    assert 480 <= trio.current_time() - issued <= 480 + 95
+    assert (await review(cluster, path.read_text(), ["vault"]))["authenticated"]
+
+
+async def test_a_runtime_that_cannot_mount_runs_pods_without_the_token(
+    autojump_clock, cluster, tmp_path
+):
+    # As the process runtime when not root: the token volume the API server added to
+    # every pod is left out (the pod runs, without in-cluster credentials); a volume the
+    # pod asked for is still mounted (and such a runtime refuses it, as it should).
+    cluster.runtime.isolation = Isolation("rlimit", "", False, "not root")
+    cluster.start_kubelet(root_dir=tmp_path)
+    own = {"name": "app", "image": "server",
+           "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}  # fmt: skip
+    await cluster.pod("plain")
+    await cluster.pod("scratchy", containers=[own], volumes=[{"name": "scratch",
+                                                              "emptyDir": {}}])  # fmt: skip
+    await cluster.until_phase("plain", "Running")
+    await cluster.until_phase("scratchy", "Running")
+    mounts = {c.config.labels[POD_NAME]: [m.container_path for m in c.config.mounts]
+              for c in await cluster.runtime.list_containers({NODE: "n1"})}  # fmt: skip
+    assert mounts == {"plain": [], "scratchy": ["/scratch"]}

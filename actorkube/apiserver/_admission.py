@@ -10,21 +10,29 @@ Rules of this file:
   serves from the watch cache and falls back to storage on a miss, as Kubernetes'
   plugins fall back from their informers to a live read: an object created a moment
   ago is never refused for being missing from a cache that has not caught up.
-- Plugins here: NamespaceLifecycle, ServiceAccount (defaulting and existence),
-  DefaultTolerationSeconds.
+- Plugins here: NamespaceLifecycle, ServiceAccount (defaulting, existence and the
+  token volume), DefaultTolerationSeconds.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import attrs
 
 from . import _errors as errors
+from ._meta import generate_name
 from ._registry import ResourceType
 
 # Namespaces Kubernetes never lets anyone delete.
+TOKEN_VOLUME_PREFIX = "kube-api-access-"
+TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+# Kubernetes' token lifetime for these volumes: an hour and 7 s, the odd 7 marking a
+# token the API server may extend for clients that do not reread it.
+TOKEN_EXPIRATION_SECONDS = 3607
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 DEFAULT_TOLERATION_SECONDS = 300
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -90,12 +98,18 @@ class NamespaceLifecycle:
 
 class ServiceAccountAdmission:
     """Pods run as a service account: ``default`` unless they name one, and it must
-    exist in the pod's namespace."""
+    exist in the pod's namespace. Unless the pod or else its account says
+    ``automountServiceAccountToken: false``, the pod gets the ``kube-api-access-<5>``
+    projected volume (a bound token of 3607 s, the cluster CA from ``kube-root-ca.crt``,
+    the namespace), mounted read-only at ``TOKEN_MOUNT_PATH`` in every container and
+    init container that mounts nothing there (a volume of that prefix the pod has
+    already is used instead of a new one)."""
 
     name = "ServiceAccount"
 
-    def __init__(self, lookup: Lookup) -> None:
+    def __init__(self, lookup: Lookup, rng: random.Random | None = None) -> None:
         self.lookup = lookup
+        self.rng = rng or random.Random()
 
     async def admit(self, req: AdmissionRequest) -> dict | None:
         if not _is_pod_create(req):
@@ -104,6 +118,12 @@ class ServiceAccountAdmission:
         account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         spec["serviceAccountName"] = account
         spec["serviceAccount"] = account  # the deprecated alias Kubernetes keeps in step
+        automount = spec.get("automountServiceAccountToken")
+        if automount is None:
+            found = await self.lookup("serviceaccounts", req.namespace, account)
+            automount = (found or {}).get("automountServiceAccountToken")
+        if automount is not False:
+            _mount_token(spec, self.rng)
         return {**req.obj, "spec": spec}
 
     async def check(self, req: AdmissionRequest) -> None:
@@ -116,6 +136,51 @@ class ServiceAccountAdmission:
                 f'serviceaccount "{account}" not found'
             )
             raise errors.namespace_forbidden("pods", "", req.name, why)
+
+
+def token_volume(name: str) -> dict[str, Any]:
+    """The projected volume Kubernetes gives a pod for its service account."""
+    return {
+        "name": name,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                                         "path": "token"}},
+                {"configMap": {"name": ROOT_CA_CONFIGMAP,
+                               "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                    "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+            "defaultMode": 0o644,
+        },
+    }  # fmt: skip
+
+
+def _mount_token(spec: dict[str, Any], rng: random.Random) -> None:
+    """``spec`` (a copy the caller owns) with the token volume and its mounts."""
+    volumes = [v for v in spec.get("volumes") or () if isinstance(v, dict)]
+    name = next((str(v.get("name")) for v in volumes
+                 if str(v.get("name", "")).startswith(TOKEN_VOLUME_PREFIX)), None)  # fmt: skip
+    mount = {"name": name or generate_name(TOKEN_VOLUME_PREFIX, rng), "readOnly": True,
+             "mountPath": TOKEN_MOUNT_PATH}  # fmt: skip
+    needed = False
+    for field in ("initContainers", "containers"):
+        containers = spec.get(field)
+        if not isinstance(containers, list):
+            continue
+        changed = []
+        for c in containers:
+            mounts = c.get("volumeMounts") if isinstance(c, dict) else None
+            mounts = mounts if isinstance(mounts, list) else []
+            if isinstance(c, dict) and not any(
+                isinstance(m, dict) and m.get("mountPath") == TOKEN_MOUNT_PATH for m in mounts
+            ):
+                c = {**c, "volumeMounts": [*mounts, dict(mount)]}
+                needed = True
+            changed.append(c)
+        spec[field] = changed
+    if needed and name is None:
+        spec["volumes"] = [*(spec.get("volumes") or ()), token_volume(mount["name"])]
 
 
 class DefaultTolerationSeconds:
@@ -186,10 +251,12 @@ class AdmissionChain:
 ADMISSION_PLUGINS = ("NamespaceLifecycle", "ServiceAccount", "DefaultTolerationSeconds")
 
 
-def default_chain(lookup: Lookup, *, disabled: Iterable[str] = ()) -> AdmissionChain:
+def default_chain(lookup: Lookup, *, disabled: Iterable[str] = (),
+                  rng: random.Random | None = None) -> AdmissionChain:  # fmt: skip
     """The plugins of this file, in kube-apiserver's order, but those named in
-    ``disabled`` (--disable-admission-plugins; ``ValueError`` for a name not here)."""
-    plugins = [NamespaceLifecycle(lookup), ServiceAccountAdmission(lookup),
+    ``disabled`` (--disable-admission-plugins; ``ValueError`` for a name not here).
+    ``rng`` names the token volumes (seeded, for reproducible pods)."""
+    plugins = [NamespaceLifecycle(lookup), ServiceAccountAdmission(lookup, rng),
                DefaultTolerationSeconds()]  # fmt: skip
     off = set(disabled)
     unknown = off - set(ADMISSION_PLUGINS)

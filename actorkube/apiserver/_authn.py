@@ -11,7 +11,8 @@ Rules of this file:
   ``token,user,uid[,"group1,group2"]``) names users; they are put in
   ``system:authenticated`` as well.
 - Service-account tokens are JWTs signed with the cluster's service-account key
-  (RS256), with Kubernetes' claims: ``iss``, ``sub`` =
+  (ES256 for an ECDSA P-256 key, what ``new_signing_key`` makes; RS256 for an RSA key,
+  as kube-apiserver signs with either), with Kubernetes' claims: ``iss``, ``sub`` =
   ``system:serviceaccount:<namespace>:<name>``, ``aud``, ``iat``, ``nbf``, ``exp`` and
   ``kubernetes.io`` (namespace, serviceaccount name and uid). A token verifies only with
   the right key, issuer and audience, inside its lifetime; whether its service account
@@ -50,7 +51,7 @@ import jwt
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import _errors as errors
@@ -67,6 +68,7 @@ _MAX_CHECKED_TOKENS = 4096  # signature checks remembered (see ServiceAccountTok
 # Kubernetes' bootstrap token Secret format (k8s.io/cluster-bootstrap/token/api).
 BOOTSTRAP_TOKEN_NAMESPACE = "kube-system"
 BOOTSTRAP_TOKEN_SECRET_PREFIX = "bootstrap-token-"
+EXTRA_PREFIX = "authentication.kubernetes.io/"  # a bound token's extra keys
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
 BOOTSTRAP_TOKEN_ID_KEY = "token-id"
 BOOTSTRAP_TOKEN_SECRET_KEY = "token-secret"
@@ -174,8 +176,10 @@ def parse_token_file(text: str) -> dict[str, UserInfo]:
 
 
 def new_signing_key() -> bytes:
-    """A fresh RSA key for signing service-account tokens, as PEM."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    """A fresh ECDSA P-256 key for signing service-account tokens, as PEM. Not RSA: a
+    kubelet asks a token for every pod it starts, and an ES256 signature costs a tenth
+    of an RS256 one (0.1 ms against 1.0 ms here)."""
+    key = ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -184,10 +188,18 @@ def new_signing_key() -> bytes:
 
 
 class ServiceAccountTokens:
-    """Issues and verifies service-account JWTs with one RSA key (PEM)."""
+    """Issues and verifies service-account JWTs with one key (PEM): RSA (RS256) or ECDSA
+    P-256 (ES256); ``ValueError`` for another kind."""
 
     def __init__(self, private_key_pem: bytes, *, issuer: str = DEFAULT_ISSUER) -> None:
         self._private = serialization.load_pem_private_key(private_key_pem, password=None)
+        if isinstance(self._private, rsa.RSAPrivateKey):
+            self.algorithm = "RS256"
+        elif (isinstance(self._private, ec.EllipticCurvePrivateKey)
+              and isinstance(self._private.curve, ec.SECP256R1)):  # fmt: skip
+            self.algorithm = "ES256"
+        else:
+            raise ValueError("the service-account key must be RSA or ECDSA P-256")
         self._public = self._private.public_key()
         self.issuer = issuer
         # What the signature check made of each token lately, by (token, audience): the
@@ -225,7 +237,7 @@ class ServiceAccountTokens:
             "exp": int(now) + expires_in,
             "kubernetes.io": info,
         }
-        return jwt.encode(claims, self._private, algorithm="RS256")
+        return jwt.encode(claims, self._private, algorithm=self.algorithm)
 
     def verify(self, token: str, *, now: float,
                audience: str | Sequence[str] = DEFAULT_AUDIENCE) -> dict | None:  # fmt: skip
@@ -253,7 +265,7 @@ class ServiceAccountTokens:
             claims = jwt.decode(
                 token,
                 self._public,
-                algorithms=["RS256"],
+                algorithms=[self.algorithm],
                 audience=audience,
                 issuer=self.issuer,
                 options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
@@ -328,7 +340,12 @@ class Authenticator:
                                           info[kind].get("uid", ""))
                     for kind in _BOUND_KINDS if kind in info
                 ):  # fmt: skip
-                    return UserInfo.service_account(namespace, name, uid), matched
+                    # What the token is bound to, as Kubernetes tells authorizers and
+                    # TokenReviews (the pod a kubelet got it for, the node).
+                    extra = {f"{EXTRA_PREFIX}{kind}-{field}": [str(info[kind][field])]
+                             for kind in ("pod", "node") if isinstance(info.get(kind), dict)
+                             for field in ("name", "uid") if info[kind].get(field)}  # fmt: skip
+                    return UserInfo.service_account(namespace, name, uid, extra), matched
         raise errors.unauthorized()
 
     def _x509(self, der: bytes) -> UserInfo:

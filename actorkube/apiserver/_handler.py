@@ -918,7 +918,12 @@ class Handler:
             raise errors.ApiError(errors.status(503, "ServiceUnavailable",
                                                 "this API server has no service-account "
                                                 "signing key"))  # fmt: skip
-        account = await self.store.get(rt, req.namespace, req.name)
+        # The account and the bound object come from the watch cache when it has them
+        # (kubelets ask a token for every pod they start: two reads of etcd each were a
+        # third of the request); a copy that is missing, or that disagrees with what
+        # the request says (another uid, another node), is read from etcd instead.
+        account = (self._cached(rt, req.namespace, req.name)
+                   or await self.store.get(rt, req.namespace, req.name))  # fmt: skip
         body = _body(req)
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
         path = Path("spec")
@@ -959,8 +964,12 @@ class Handler:
             raise errors.invalid("TokenRequest", "authentication.k8s.io", req.name, failures)
         if ref is not None:
             target_rt = self.registry.resource("", plural)
-            target = await self.store.get(target_rt, req.namespace if target_rt.namespaced
-                                          else "", ref.get("name", ""))  # fmt: skip
+            target_ns = req.namespace if target_rt.namespaced else ""
+            target = self._cached(target_rt, target_ns, ref.get("name", ""))
+            if target is None or (ref.get("uid") and meta(target).get("uid") != ref["uid"]) or (
+                node is not None and (target.get("spec") or {}).get("nodeName") != node
+            ):
+                target = await self.store.get(target_rt, target_ns, ref.get("name", ""))
             target_uid = meta(target).get("uid", "")
             if kind == "Pod":
                 running_as = (target.get("spec") or {}).get("serviceAccountName", "default")

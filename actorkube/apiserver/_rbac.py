@@ -108,11 +108,13 @@ class UserInfo:
         return cls(ANONYMOUS, groups=(ALL_UNAUTHENTICATED,))
 
     @classmethod
-    def service_account(cls, namespace: str, name: str, uid: str = "") -> UserInfo:
+    def service_account(cls, namespace: str, name: str, uid: str = "",
+                        extra: Mapping[str, Sequence[str]] = {}) -> UserInfo:  # fmt: skip
         """A service account's token, authenticated: its user name and groups as the
-        service-account authenticator builds them, plus ``system:authenticated``."""
+        service-account authenticator builds them, plus ``system:authenticated``;
+        ``extra`` (what the token is bound to)."""
         groups = (ALL_SERVICE_ACCOUNTS, f"{ALL_SERVICE_ACCOUNTS}:{namespace}", ALL_AUTHENTICATED)
-        return cls(f"{_SERVICE_ACCOUNT_PREFIX}{namespace}:{name}", uid, groups)
+        return cls(f"{_SERVICE_ACCOUNT_PREFIX}{namespace}:{name}", uid, groups, extra)
 
 
 @attrs.frozen

@@ -258,7 +258,7 @@ async def start_apiserver(
         caches=caches,
         authenticator=authenticator,
         authorizer=union([PrivilegedGroups(), rbac]),
-        admission=default_chain(lookup, disabled=disable_admission_plugins),
+        admission=default_chain(lookup, disabled=disable_admission_plugins, rng=store.rng),
         clock=clock,
         audit=audit,
     )

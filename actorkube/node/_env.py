@@ -162,7 +162,8 @@ def _data(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def referenced_sources(pod: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """(kind, name) of every ConfigMap and Secret the pod's env and volumes use."""
+    """(kind, name) of every ConfigMap and Secret the pod's env and volumes (projected
+    ones' sources too) use."""
     refs: set[tuple[str, str]] = set()
     spec = pod.get("spec") or {}
     for field in ("containers", "initContainers"):
@@ -183,6 +184,11 @@ def referenced_sources(pod: Mapping[str, Any]) -> set[tuple[str, str]]:
             refs.add(("ConfigMap", str(v["configMap"].get("name"))))
         if "secret" in (v or {}):
             refs.add(("Secret", str(v["secret"].get("secretName"))))
+        for source in ((v or {}).get("projected") or {}).get("sources") or ():
+            if "configMap" in (source or {}):
+                refs.add(("ConfigMap", str(source["configMap"].get("name"))))
+            if "secret" in (source or {}):
+                refs.add(("Secret", str(source["secret"].get("name"))))
     return refs
 
 

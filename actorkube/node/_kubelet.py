@@ -47,6 +47,7 @@ import trio
 
 from actorkube.actor import Actor, ActorRef, handler, message
 from actorkube.apiserver import ApiError
+from actorkube.apiserver._admission import TOKEN_MOUNT_PATH, TOKEN_VOLUME_PREFIX
 from actorkube.client import ApiClient, Informer
 from actorkube.scheduler._nodeinfo import claims_of
 from actorkube.scheduler._resources import amount
@@ -81,7 +82,8 @@ from ._podstate import (
 from ._podstatus import TERMINAL, pod_status
 from ._probes import READINESS, STARTUP, NetworkProber, ProbeWorker, probe_specs
 from ._server import KubeletServer
-from ._volumes import mounts, pod_dir, prepare, remove
+from ._tokens import TokenCache
+from ._volumes import mounts, pod_dir, prepare, remove, token_seconds, token_source_key
 from .runtime import (
     ContainerConfig,
     ContainerRuntime,
@@ -204,6 +206,7 @@ class KubeletState:
         self.server_address = server_address
         self.workers: dict[str, _Worker] = {}
         self.crash = Backoff(*config.crash_backoff)
+        self.tokens = TokenCache()  # pods' service-account tokens
         self.pulls = Backoff(*config.image_backoff)
         self.prober = (runtime if hasattr(runtime, "probe_network") else None)
         self.network_prober = NetworkProber(runtime)
@@ -525,9 +528,10 @@ class KubeletState:
             self._after(delay, worker.uid, "resync")
 
     async def _refresh_volumes(self, pod: dict) -> None:
-        """Rewrite the pod's configMap, secret and downwardAPI volumes, so that running
-        containers see updates (a missing source is the container start's to report)."""
-        kinds = ("configMap", "secret", "downwardAPI")
+        """Rewrite the pod's configMap, secret, downwardAPI and projected volumes, so
+        that running containers see updates and fresh tokens (a missing source is the
+        container start's to report)."""
+        kinds = ("configMap", "secret", "downwardAPI", "projected")
         volumes = (pod.get("spec") or {}).get("volumes") or ()
         if self.config.root_dir is None or not any(k in v for v in volumes for k in kinds):
             return
@@ -642,6 +646,7 @@ class KubeletState:
                 remove(self.config.root_dir, worker.uid)
             self.crash.forget(worker.uid)
             self.pulls.forget(worker.uid)
+            self.tokens.forget(worker.uid)
             if worker.gone:
                 self.workers.pop(worker.uid, None)
 
@@ -702,6 +707,9 @@ class KubeletState:
         )  # fmt: skip
 
     async def _sources(self, pod: dict) -> dict[tuple[str, str], dict]:
+        """What the pod's env and volumes read: its ConfigMaps and Secrets (a missing
+        one left out), and the service-account tokens of its projected volumes
+        (``ConfigError`` if one cannot be had)."""
         namespace = pod["metadata"].get("namespace", "")
         out = {}
         for kind, name in referenced_sources(pod):
@@ -711,7 +719,39 @@ class KubeletState:
             except ApiError as e:
                 if e.code != 404:
                     raise
+        for volume in pod["spec"].get("volumes") or ():
+            for source in ((volume or {}).get("projected") or {}).get("sources") or ():
+                token_spec = (source or {}).get("serviceAccountToken")
+                if isinstance(token_spec, dict) and token_source_key(token_spec) not in out:
+                    token = await self._service_account_token(pod, token_spec)
+                    out[token_source_key(token_spec)] = {"token": token}
         return out
+
+    async def _service_account_token(self, pod: dict, token_spec: Mapping[str, Any]) -> str:
+        """A token of the pod's service account bound to the pod, kept and refreshed as
+        ``_tokens`` says."""
+        meta, uid = pod["metadata"], pod["metadata"].get("uid", "")
+        audience, seconds = str(token_spec.get("audience") or ""), token_seconds(token_spec)
+        key, now = (uid, audience, seconds), trio.current_time()
+        token = self.tokens.get(key, now)
+        if token is not None:
+            return token
+        account = pod["spec"].get("serviceAccountName") or "default"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [audience] if audience else [],
+                         "expirationSeconds": seconds,
+                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                            "name": meta.get("name", ""), "uid": uid}}}  # fmt: skip
+        try:
+            answer = await self.client.request("create", "serviceaccounts", name=account,
+                                               namespace=meta.get("namespace", ""),
+                                               subresource="token", body=body)  # fmt: skip
+        except ApiError as e:
+            raise ConfigError(f"failed to fetch token: {e}") from None
+        lifetime = (answer.get("spec") or {}).get("expirationSeconds") or seconds
+        token = str((answer.get("status") or {}).get("token", ""))
+        self.tokens.put(key, token, float(lifetime), now)
+        return token
 
     async def _start(self, worker: _Worker, sandbox_id: str, sandbox: PodSandboxConfig,
                      name: str, *, init: bool) -> None:  # fmt: skip
@@ -752,7 +792,7 @@ class KubeletState:
             config = ContainerConfig(
                 name=name, image=image, attempt=latest.config.attempt + 1 if latest else 0,
                 command=command, args=args, working_dir=str(spec.get("workingDir") or ""),
-                envs=tuple(env), mounts=mounts(spec, paths) + self._resolv_mount(pod, spec),
+                envs=tuple(env), mounts=self._mounts(spec, paths) + self._resolv_mount(pod, spec),
                 labels={POD_UID: worker.uid, POD_NAME: sandbox.name,
                         POD_NAMESPACE: sandbox.namespace, CONTAINER_NAME: name,
                         CONTAINER_HASH: container_hash(spec), NODE: self.node.name,
@@ -791,6 +831,19 @@ class KubeletState:
         for c in dead[1:]:
             with contextlib.suppress(NotFound):
                 await self.runtime.remove_container(c.id)
+
+    def _mounts(self, spec: Mapping, paths: Mapping[str, str]) -> tuple[Mount, ...]:
+        """The container's volume mounts; where the runtime cannot mount, without the
+        service-account token volume the API server added to every pod (the pod still
+        runs, without in-cluster credentials, as it runs with the host's resolv.conf)."""
+        found = mounts(spec, paths)
+        isolation = getattr(self.runtime, "isolation", None)
+        if isolation is None or isolation.mount_namespaces:
+            return found
+        names = {m.get("mountPath"): str(m.get("name", "")) for m in spec.get("volumeMounts") or ()}
+        return tuple(m for m in found if not (
+            m.container_path == TOKEN_MOUNT_PATH
+            and names.get(m.container_path, "").startswith(TOKEN_VOLUME_PREFIX)))  # fmt: skip
 
     def _resolv_mount(self, pod: dict, spec: Mapping) -> tuple[Mount, ...]:
         """The pod's resolv.conf (``_dnsconfig``), written in its directory and mounted

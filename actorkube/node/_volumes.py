@@ -8,9 +8,12 @@ Rules of this file:
   pod's containers for the pod's life. ``configMap``/``secret``: one file per key (or
   per ``items`` entry, at its ``path``), mode ``defaultMode`` (0644), rewritten when
   the pod is synced again, so updates reach running containers. ``downwardAPI``:
-  files of the pod's fields. ``hostPath``: the host's path itself.
-- A missing ConfigMap or Secret that is not ``optional`` is ``ConfigError``: the pod
-  waits (its containers are not started without their volumes).
+  files of the pod's fields. ``projected``: one directory of the files of its sources
+  (``configMap``, ``secret``, ``downwardAPI`` as above, ``serviceAccountToken``: the
+  token the kubelet got for the pod, at ``path``). ``hostPath``: the host's path itself.
+- A missing ConfigMap or Secret that is not ``optional``, or a token not (yet) issued,
+  is ``ConfigError``: the pod waits (its containers are not started without their
+  volumes).
 - ``remove`` deletes the pod's directory once its containers are gone.
 - Paths in ``items`` are relative, without ``..``: a path that escapes the volume is
   a ``ConfigError``.
@@ -32,7 +35,20 @@ PLUGINS = {
     "configMap": "kubernetes.io~configmap",
     "secret": "kubernetes.io~secret",
     "downwardAPI": "kubernetes.io~downward-api",
+    "projected": "kubernetes.io~projected",
 }
+TOKEN = "ServiceAccountToken"  # the kind of a token in ``sources``
+
+
+def token_source_key(source: Mapping[str, Any]) -> tuple[str, str]:
+    """Where a ``serviceAccountToken`` projection's token is in ``sources``: one token per
+    audience and lifetime serves the pod's every projection that asks for the same."""
+    return TOKEN, f"{source.get('audience') or ''}/{token_seconds(source)}"
+
+
+def token_seconds(source: Mapping[str, Any]) -> int:
+    seconds = source.get("expirationSeconds", 3600)
+    return seconds if isinstance(seconds, int) and not isinstance(seconds, bool) else 3600
 
 
 def pod_dir(root: Path, uid: str) -> Path:
@@ -91,31 +107,57 @@ def prepare(
         base = pod_dir(root or Path("/"), uid) / "volumes" / PLUGINS[kind] / name
         spec = volume[kind] or {}
         mode = int(spec.get("defaultMode", 0o644))
-        data: dict[str, str] = {}
-        if kind in ("configMap", "secret"):
-            # A missing source that is not optional stops the pod on any node.
-            source_kind = "ConfigMap" if kind == "configMap" else "Secret"
-            source_name = str(spec.get("name") if kind == "configMap" else spec.get("secretName"))
-            obj = sources.get((source_kind, source_name))
-            if obj is None and not spec.get("optional"):
-                raise ConfigError(f'{source_kind.lower()} "{source_name}" not found')
-            data = _data(source_kind, obj) if obj is not None else {}
+        if kind == "projected":
+            files: dict[str, bytes] = {}
+            for source in spec.get("sources") or ():
+                files.update(_projection(pod, source or {}, sources, projected=True))
+        elif kind == "emptyDir":
+            files = {}
+        else:
+            files = _projection(pod, {kind: spec}, sources)
         if root is None:
             pass  # a simulated node writes nothing
         elif kind == "emptyDir":
             base.mkdir(parents=True, exist_ok=True)
-        elif kind in ("configMap", "secret"):
-            _write_files(base, _items(spec, data, source_name), mode)
-        else:  # downwardAPI
-            files = {
-                str(item.get("path")): field_value(pod, str((item.get("fieldRef") or {})
-                                                            .get("fieldPath"))).encode()
-                for item in spec.get("items") or ()
-                if item.get("fieldRef")
-            }  # fmt: skip
+        else:
             _write_files(base, files, mode)
         paths[name] = str(base)
     return paths
+
+
+def _projection(pod: Mapping[str, Any], source: Mapping[str, Any],
+                sources: Mapping[tuple[str, str], dict], *,
+                projected: bool = False) -> dict[str, bytes]:  # fmt: skip
+    """The files of one source: a configMap, secret or downwardAPI volume, or
+    (``projected``) one source of a projected volume, whose secret is named by
+    ``name`` where a secret volume's is by ``secretName``."""
+    if "serviceAccountToken" in source:
+        token_spec = source["serviceAccountToken"] or {}
+        found = sources.get(token_source_key(token_spec))
+        if found is None:
+            raise ConfigError("the service account token of the pod is not issued yet")
+        return {str(token_spec.get("path") or "token"): found["token"].encode()}
+    if "downwardAPI" in source:
+        return {
+            str(item.get("path")): field_value(pod, str((item.get("fieldRef") or {})
+                                                        .get("fieldPath"))).encode()
+            for item in (source["downwardAPI"] or {}).get("items") or ()
+            if item.get("fieldRef")
+        }  # fmt: skip
+    kind = next((k for k in ("configMap", "secret") if k in source), None)
+    if kind is None:
+        return {}  # a kind of projection this node does not know (clusterTrustBundle)
+    spec = source[kind] or {}
+    # A missing source that is not optional stops the pod on any node.
+    source_kind = "ConfigMap" if kind == "configMap" else "Secret"
+    source_name = str(spec.get("name") if kind == "configMap" or projected
+                      else spec.get("secretName"))  # fmt: skip
+    obj = sources.get((source_kind, source_name))
+    if obj is None:
+        if not spec.get("optional"):
+            raise ConfigError(f'{source_kind.lower()} "{source_name}" not found')
+        return {}
+    return _items(spec, _data(source_kind, obj), source_name)
 
 
 def mounts(container: Mapping[str, Any], paths: Mapping[str, str]) -> tuple[Mount, ...]:
