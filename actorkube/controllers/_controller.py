@@ -46,6 +46,14 @@ from ._expectations import Expectations
 log = logging.getLogger("actorkube.controllers")
 
 
+def namespace_active(namespace: dict | None) -> bool:
+    """True if ``namespace`` exists and is not being deleted: Kubernetes' controllers
+    make nothing in a terminating namespace (it must empty, not refill)."""
+    if namespace is None or (namespace.get("status") or {}).get("phase") == "Terminating":
+        return False
+    return not namespace["metadata"].get("deletionTimestamp")
+
+
 @message(tag="controllers._Run")
 class _Run:
     pass

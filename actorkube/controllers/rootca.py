@@ -21,7 +21,7 @@ from typing import Any
 from actorkube.apiserver import ApiError
 from actorkube.client import InformerFactory
 
-from ._controller import Controller
+from ._controller import Controller, namespace_active
 
 CONTROLLER_NAME = "root-ca-certificate-publisher-controller"
 CONFIGMAP = "kube-root-ca.crt"
@@ -77,10 +77,7 @@ class RootCACertPublisher(Controller):
             self.enqueue(m.get("namespace", ""))
 
     async def reconcile(self, key: str) -> None:
-        namespace = self.namespaces.get(key)
-        if namespace is None or (namespace.get("status") or {}).get("phase") == "Terminating":
-            return
-        if namespace["metadata"].get("deletionTimestamp"):
+        if not namespace_active(self.namespaces.get(key)):
             return
         current = self.configmaps.get(f"{key}/{CONFIGMAP}")
         body = published(current, self.root_ca)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from actorkube.apiserver import ApiError
 from actorkube.client import InformerFactory
 
-from ._controller import Controller
+from ._controller import Controller, namespace_active
 
 CONTROLLER_NAME = "service-account-controller"
 
@@ -42,10 +42,7 @@ class ServiceAccountController(Controller):
             self.enqueue(account["metadata"].get("namespace", ""))
 
     async def reconcile(self, key: str) -> None:
-        namespace = self.namespaces.get(key)
-        if namespace is None or (namespace.get("status") or {}).get("phase") == "Terminating":
-            return
-        if namespace["metadata"].get("deletionTimestamp"):
+        if not namespace_active(self.namespaces.get(key)):
             return
         for name in self.accounts:
             if self.service_accounts.get(f"{key}/{name}") is not None:
