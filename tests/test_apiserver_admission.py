@@ -51,6 +51,9 @@ async def test_no_new_objects_in_a_missing_or_terminating_namespace() -> None:
         'configmaps "a" is forbidden: unable to create new content in namespace going '
         "because it is being terminated"
     )
+    assert going.value.status["details"]["causes"] == [{
+        "reason": "NamespaceTerminating", "field": "metadata.namespace",
+        "message": "namespace going is being terminated"}]  # fmt: skip
     with pytest.raises(ApiError) as immortal:
         await chain.run(AdmissionRequest("DELETE", NAMESPACES, "", "kube-system", None, {}))
     assert immortal.value.code == 403 and "may not be deleted" in str(immortal.value)
@@ -147,3 +150,27 @@ async def test_automount_false_on_the_pod_or_else_its_account_means_no_token() -
         admitted = await chain.run(create(PODS, "default", pod("p", containers=one, **spec)))
         assert bool(admitted["spec"].get("volumes")) is mounted, spec
         assert bool(admitted["spec"]["containers"][0].get("volumeMounts")) is mounted, spec
+
+
+async def test_projected_tokens_are_validated_as_kubernetes_does(autojump_clock) -> None:
+    from inproc_api import call, start_api
+
+    from actorkube.actor import ActorSystem
+
+    async with ActorSystem() as system:
+        api = await start_api(system)
+        sources = [{"serviceAccountToken": {"expirationSeconds": 300, "path": "t"}},
+                   {"serviceAccountToken": {"expirationSeconds": 2**33}}]  # fmt: skip
+        volume = {"name": "v", "projected": {"sources": sources}}
+        body = {"metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [volume]}}
+        answer = await call(api, "create", "pods", namespace="default", body=body)
+        assert answer.code == 422
+        at = "spec.volumes[0].projected.sources"
+        assert answer.body["message"] == (
+            'Pod "p" is invalid: ['
+            f"{at}[0].serviceAccountToken.expirationSeconds: Invalid value: 300: may not "
+            "specify a duration less than 10 minutes, "
+            f"{at}[1].serviceAccountToken.expirationSeconds: Invalid value: 8589934592: may "
+            "not specify a duration larger than 2^32 seconds, "
+            f"{at}[1].serviceAccountToken.path: Required value]")

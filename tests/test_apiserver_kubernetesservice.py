@@ -73,26 +73,36 @@ async def test_the_service_and_its_endpoints_name_the_server(autojump_clock):
 
 
 async def test_changes_made_by_hand_are_put_back(autojump_clock):
+    # The endpoints at the next round; the Service's ports and type when an API server
+    # starts (Kubernetes corrects them at start only).
     async with ActorSystem() as system:
-        api = await start_api(system, advertise="127.0.0.1:6443")
+        api = await start_api(system)
+        api.advertise("127.0.0.1:6443")
         keeper = api.kubernetes_service
         await keeper.wait_rounds(1)
         client = ApiClient(system, api.ref, token="admin-token")
         svc, ep, _ = await state(client)
         svc["spec"]["ports"] = [{"name": "web", "protocol": "TCP", "port": 80, "targetPort": 80}]
         svc["spec"]["type"] = "NodePort"
-        await client.update("services", svc, namespace="default")
+        edited = await client.update("services", svc, namespace="default")
         await client.delete("endpoints", "kubernetes", namespace="default")
         stray = endpoint_slices(subsets([("127.0.0.9", 9999)]))["kubernetes"]
         stray["metadata"]["name"] = "kubernetes-9999"
         await client.create("endpointslices", stray, namespace="default", group=DISCOVERY)
         await keeper.wait_rounds(keeper.rounds + 1)
         svc, ep, slices = await state(client)
+        assert svc["metadata"]["resourceVersion"] == edited["metadata"]["resourceVersion"]
+        assert [a["ip"] for a in ep["subsets"][0]["addresses"]] == ["127.0.0.1"]
+        assert slices == {"kubernetes": (["127.0.0.1"], [6443])}
+        # The server starts again (its keeper, a new one): the Service is put back.
+        await system.stop(api.kubernetes_service_ref)
+        api.kubernetes_service = None
+        api.advertise("127.0.0.1:6443")
+        await api.kubernetes_service.wait_rounds(1)
+        svc, _, _ = await state(client)
         assert svc["spec"]["type"] == "ClusterIP"
         assert svc["spec"]["ports"] == [{"name": "https", "protocol": "TCP", "port": 443,
                                          "targetPort": 6443}]  # fmt: skip
-        assert [a["ip"] for a in ep["subsets"][0]["addresses"]] == ["127.0.0.1"]
-        assert slices == {"kubernetes": (["127.0.0.1"], [6443])}
 
 
 async def test_servers_leave_the_endpoints_when_they_stop_or_die(autojump_clock):
@@ -107,6 +117,10 @@ async def test_servers_leave_the_endpoints_when_they_stop_or_die(autojump_clock)
                                             (["127.0.0.1"], 7443)]  # fmt: skip
         assert slices == {"kubernetes": (["127.0.0.1", "127.0.0.2"], [6443]),
                           "kubernetes-7443": (["127.0.0.1"], [7443])}  # fmt: skip
+        # Servers on other ports do not take turns rewriting the Service.
+        svc_version = (await state(client))[0]["metadata"]["resourceVersion"]
+        await a.kubernetes_service.wait_rounds(a.kubernetes_service.rounds + 2)
+        assert (await state(client))[0]["metadata"]["resourceVersion"] == svc_version
         # b stops: it takes itself out as it goes, without waiting for its lease.
         await system.stop(b.kubernetes_service_ref)
         _, ep, slices = await state(client)

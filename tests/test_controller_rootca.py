@@ -39,6 +39,9 @@ def test_what_is_written_and_when():
     fixed = published(edited, CA)
     assert fixed["data"] == {"ca.crt": CA}  # the data is replaced, not merged
     assert fixed["metadata"]["annotations"] == {"mine": "1", DESCRIPTION_ANNOTATION: DESCRIPTION}
+    # A description of someone else's is kept.
+    theirs = {**made, "metadata": {"annotations": {DESCRIPTION_ANNOTATION: "ours"}}}
+    assert published(theirs, CA) is None
 
 
 async def test_every_namespace_gets_the_ca_and_keeps_it(autojump_clock):

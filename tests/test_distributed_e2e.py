@@ -147,6 +147,13 @@ async def test_killing_each_leader_in_turn_fails_no_request(tmp_path):
         k = _k(config, tmp_path / "cache")
         await k("create", "-f", "-", stdin=json.dumps(PAUSE).encode())
         await k("rollout", "status", "deployment/load", "--timeout=120s")
+        # Pods find every API server through the kubernetes Service: one subset (and
+        # port) per server, all on 127.0.0.1 here.
+        await k("wait", "--for=jsonpath={.subsets[2].ports[0].name}=https",
+                "endpoints/kubernetes", "--timeout=60s")  # fmt: skip
+        endpoints = json.loads(await k("get", "endpoints", "kubernetes", "-o", "json"))
+        assert sorted(s["ports"][0]["port"] for s in endpoints["subsets"]) == sorted(
+            a["https"] for a in cluster.layout.apiservers)
         client = ZeroDowntimeClient(config)
         writer = Writer(client)
         async with trio.open_nursery() as nursery:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import jwt
 import pytest
 import trio
 from root_ca import TEST_CA, publish_root_ca
@@ -82,6 +83,7 @@ PROFILES = {
     "sick": SimProfile(healthy_for=20.0),
     "slow": SimProfile(ready_after=15.0),
     "sick-stubborn": SimProfile(healthy_for=20.0, term_delay=math.inf),
+    "long-init": SimProfile(run_for=500.0, exit_code=0),
     "chatty": SimProfile(log_lines=("start",), periodic_log_line="tick", log_every=5.0,
                          run_for=12.0),
 }
@@ -635,6 +637,11 @@ async def test_the_token_volume_is_written_bound_to_the_pod(autojump_clock, clus
     assert status["authenticated"] and status["user"]["username"] == (
         "system:serviceaccount:default:default")
     assert status["user"]["extra"]["authentication.kubernetes.io/pod-uid"] == [uid]
+    # Asked for 3607 s, it lives a year (Kubernetes' extension for clients that read the
+    # file once), warning after the hour it was asked for.
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 365 * 24 * 3600
+    assert claims["kubernetes.io"]["warnafter"] - claims["iat"] == 3607
     assert len(kubelet.state.tokens) == 1
     await cluster.client.delete("pods", "reader", namespace="default", grace_period=0)
     with trio.fail_after(60):
@@ -663,6 +670,8 @@ async def test_a_projected_token_is_replaced_at_80_percent_of_its_life(
     first = path.read_text()
     assert (await review(cluster, first, ["vault"]))["authenticated"]
     assert not (await review(cluster, first))["authenticated"]  # not for the API server
+    claims = jwt.decode(first, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 600  # not extended: not the API's audience
     with trio.fail_after(600):
         while path.read_text() == first:
             await trio.sleep(5)
@@ -676,7 +685,8 @@ async def test_a_runtime_that_cannot_mount_runs_pods_without_the_token(
 ):
     # As the process runtime when not root: the token volume the API server added to
     # every pod is left out (the pod runs, without in-cluster credentials); a volume the
-    # pod asked for is still mounted (and such a runtime refuses it, as it should).
+    # pod asked for is still passed on (the process runtime would refuse that container,
+    # as it should; this simulated one takes it).
     cluster.runtime.isolation = Isolation("rlimit", "", False, "not root")
     cluster.start_kubelet(root_dir=tmp_path)
     own = {"name": "app", "image": "server",
@@ -689,3 +699,29 @@ async def test_a_runtime_that_cannot_mount_runs_pods_without_the_token(
     mounts = {c.config.labels[POD_NAME]: [m.container_path for m in c.config.mounts]
               for c in await cluster.runtime.list_containers({NODE: "n1"})}  # fmt: skip
     assert mounts == {"plain": [], "scratchy": ["/scratch"]}
+
+
+async def test_a_token_that_cannot_be_renewed_serves_until_it_expires(
+    autojump_clock, cluster, tmp_path
+):
+    cluster.start_kubelet(root_dir=tmp_path)
+    projection = {"serviceAccountToken": {"expirationSeconds": 600, "path": "token"}}
+    mount = [{"name": "t", "mountPath": "/t"}]
+    # The app starts at 500 s, after its init container: its token is due for renewal
+    # (80% of 600 s), and the renewal is refused.
+    await cluster.pod("late", automountServiceAccountToken=False,
+                      initContainers=[{"name": "init", "image": "long-init",
+                                       "volumeMounts": mount}],
+                      containers=[{"name": "app", "image": "crash", "volumeMounts": mount}],
+                      volumes=[{"name": "t", "projected": {"sources": [projection]}}])  # fmt: skip
+    issued = trio.current_time()
+    await cluster.until("late", lambda p: "running" in (p["status"].get(
+        "initContainerStatuses") or [{}])[0].get("state", {}))  # fmt: skip
+    await cluster.client.delete("serviceaccounts", "default", namespace="default")
+    p = await cluster.until("late", lambda p: cstatus(p).get("restartCount", 0) >= 1)
+    assert trio.current_time() - issued < 600  # started (and restarted) on the old token
+    # Once it has expired, the container waits for a token it cannot have.
+    p = await cluster.until("late", lambda p: cstatus(p)["state"].get("waiting", {}).get(
+        "reason") == "CreateContainerConfigError")  # fmt: skip
+    assert "failed to fetch token" in cstatus(p)["state"]["waiting"]["message"]
+    assert trio.current_time() - issued >= 600

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from . import _errors as errors
+from ._authn import EXTENDED_TOKEN_SECONDS
 from ._meta import generate_name
 from ._registry import ResourceType
 
@@ -30,9 +31,10 @@ from ._registry import ResourceType
 TOKEN_VOLUME_PREFIX = "kube-api-access-"
 TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 # Kubernetes' token lifetime for these volumes: an hour and 7 s, the odd 7 marking a
-# token the API server may extend for clients that do not reread it.
-TOKEN_EXPIRATION_SECONDS = 3607
+# token the API server extends to a year for clients that do not reread it.
+TOKEN_EXPIRATION_SECONDS = EXTENDED_TOKEN_SECONDS
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+NAMESPACE_TERMINATING = "NamespaceTerminating"  # the cause of a refusal to fill one
 IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 DEFAULT_TOLERATION_SECONDS = 300
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -93,7 +95,13 @@ class NamespaceLifecycle:
                 f"unable to create new content in namespace {req.namespace} because it is "
                 "being terminated"
             )
-            raise errors.namespace_forbidden(rt.plural, rt.group, req.name, why)
+            error = errors.namespace_forbidden(rt.plural, rt.group, req.name, why)
+            # The cause Kubernetes adds, by which controllers tell this refusal from
+            # RBAC's.
+            error.status.setdefault("details", {})["causes"] = [{
+                "reason": NAMESPACE_TERMINATING, "field": "metadata.namespace",
+                "message": f"namespace {req.namespace} is being terminated"}]  # fmt: skip
+            raise error
 
 
 class ServiceAccountAdmission:

@@ -68,7 +68,11 @@ _MAX_CHECKED_TOKENS = 4096  # signature checks remembered (see ServiceAccountTok
 # Kubernetes' bootstrap token Secret format (k8s.io/cluster-bootstrap/token/api).
 BOOTSTRAP_TOKEN_NAMESPACE = "kube-system"
 BOOTSTRAP_TOKEN_SECRET_PREFIX = "bootstrap-token-"
-EXTRA_PREFIX = "authentication.kubernetes.io/"  # a bound token's extra keys
+EXTRA_PREFIX = "authentication.kubernetes.io/"
+# A pod's projected token asked for 3607 s (the odd 7 s mark it) lives a year instead,
+# as kube-apiserver's --service-account-extend-token-expiration makes it.
+EXTENDED_TOKEN_SECONDS = 3607
+EXTENSION_SECONDS = 365 * 24 * 3600  # a bound token's extra keys
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
 BOOTSTRAP_TOKEN_ID_KEY = "token-id"
 BOOTSTRAP_TOKEN_SECRET_KEY = "token-secret"
@@ -218,16 +222,21 @@ class ServiceAccountTokens:
         expires_in: int = 3600,
         audiences: tuple[str, ...] = (DEFAULT_AUDIENCE,),
         bound: tuple[str, str, str] | None = None,
+        warn_after: int | None = None,
     ) -> str:
         """A token for service account ``namespace/name`` (uid ``uid``), valid from
         ``now`` for ``expires_in`` seconds (TokenRequest's default is one hour).
         ``bound``: (kind, name, uid) of a Pod, Secret or Node the token lives no longer
-        than (its claim ``kubernetes.io.<kind>``, as Kubernetes' bound tokens)."""
+        than (its claim ``kubernetes.io.<kind>``, as Kubernetes' bound tokens).
+        ``warn_after``: seconds after which an extended token is past the lifetime its
+        requester was told (the claim ``kubernetes.io.warnafter``)."""
         info: dict[str, Any] = {"namespace": namespace,
                                 "serviceaccount": {"name": name, "uid": uid}}  # fmt: skip
         if bound is not None:
             kind, bound_name, bound_uid = bound
             info[kind.lower()] = {"name": bound_name, "uid": bound_uid}
+        if warn_after is not None:
+            info["warnafter"] = int(now) + warn_after
         claims = {
             "iss": self.issuer,
             "sub": f"system:serviceaccount:{namespace}:{name}",

@@ -240,6 +240,33 @@ def validate_pod_spec(spec: Any, path: Path) -> list[FieldError]:
     if node:
         for msg in name_is_dns_subdomain(str(node), False):
             errors.append(FieldError.invalid(path.child("nodeName"), node, msg))
+    errors += _token_projection_errors(spec.get("volumes"), path.child("volumes"))
+    return errors
+
+
+def _token_projection_errors(volumes: Any, path: Path) -> list[FieldError]:
+    """Kubernetes' checks of projected service-account tokens: a path, and a lifetime
+    a TokenRequest would grant (10 minutes to 2^32 s)."""
+    errors: list[FieldError] = []
+    for i, volume in enumerate(volumes if isinstance(volumes, list) else ()):
+        projected = volume.get("projected") if isinstance(volume, dict) else None
+        sources = projected.get("sources") if isinstance(projected, dict) else None
+        for j, source in enumerate(sources if isinstance(sources, list) else ()):
+            token = source.get("serviceAccountToken") if isinstance(source, dict) else None
+            if not isinstance(token, dict):
+                continue
+            at = path.index(i).child("projected", "sources").index(j).child("serviceAccountToken")
+            seconds = token.get("expirationSeconds", 3600)
+            if isinstance(seconds, int) and seconds < 600:
+                errors.append(FieldError.invalid(at.child("expirationSeconds"), seconds,
+                                                 "may not specify a duration less than 10 "
+                                                 "minutes"))  # fmt: skip
+            elif isinstance(seconds, int) and seconds > 2**32:
+                errors.append(FieldError.invalid(at.child("expirationSeconds"), seconds,
+                                                 "may not specify a duration larger than 2^32 "
+                                                 "seconds"))  # fmt: skip
+            if not token.get("path"):
+                errors.append(FieldError.required(at.child("path")))
     return errors
 
 

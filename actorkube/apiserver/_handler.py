@@ -43,7 +43,7 @@ from . import _metricsapi as metricsapi
 from . import _pdb as pdbs
 from ._admission import AdmissionChain, AdmissionRequest
 from ._apply import ApplyConflict, Versions, apply, disown_changed
-from ._authn import DEFAULT_AUDIENCE, Authenticator
+from ._authn import DEFAULT_AUDIENCE, EXTENDED_TOKEN_SECONDS, EXTENSION_SECONDS, Authenticator
 from ._builtin import keep_namespace_finalizers
 from ._impersonation import impersonate
 from ._kubeletclient import PlainText, ask_kubelet, kubelet_address, log_request
@@ -918,12 +918,9 @@ class Handler:
             raise errors.ApiError(errors.status(503, "ServiceUnavailable",
                                                 "this API server has no service-account "
                                                 "signing key"))  # fmt: skip
-        # The account and the bound object come from the watch cache when it has them
-        # (kubelets ask a token for every pod they start: two reads of etcd each were a
-        # third of the request); a copy that is missing, or that disagrees with what
-        # the request says (another uid, another node), is read from etcd instead.
-        account = (self._cached(rt, req.namespace, req.name)
-                   or await self.store.get(rt, req.namespace, req.name))  # fmt: skip
+        # The account from etcd, as Kubernetes reads it: a cached copy may be of an
+        # account deleted and made again, whose uid the token would carry.
+        account = await self.store.get(rt, req.namespace, req.name)
         body = _body(req)
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
         path = Path("spec")
@@ -965,8 +962,13 @@ class Handler:
         if ref is not None:
             target_rt = self.registry.resource("", plural)
             target_ns = req.namespace if target_rt.namespaced else ""
+            # The bound object from the watch cache when its copy agrees with the request
+            # (the uid asked for; the asking node's), else from etcd: kubelets ask a
+            # token for every pod they start, and uid and nodeName never change once
+            # set, so an agreeing copy is the object (a deleted one's token is refused
+            # at use). Without a uid to compare, etcd answers.
             target = self._cached(target_rt, target_ns, ref.get("name", ""))
-            if target is None or (ref.get("uid") and meta(target).get("uid") != ref["uid"]) or (
+            if target is None or not ref.get("uid") or meta(target).get("uid") != ref["uid"] or (
                 node is not None and (target.get("spec") or {}).get("nodeName") != node
             ):
                 target = await self.store.get(target_rt, target_ns, ref.get("name", ""))
@@ -989,8 +991,16 @@ class Handler:
             ref = {**ref, "uid": target_uid}
         now = self.clock()
         uid = meta(account).get("uid", "")
-        token = tokens.issue(req.namespace, req.name, uid, now=now, expires_in=seconds,
-                             audiences=tuple(audiences), bound=bound)
+        lifetime, warn_after = seconds, None
+        if seconds == EXTENDED_TOKEN_SECONDS and bound is not None and bound[0] == "Pod" and all(
+            a == DEFAULT_AUDIENCE for a in audiences
+        ):
+            # Kubernetes' --service-account-extend-token-expiration (on by default): the
+            # token of a pod's projected volume lives a year, for clients that read the
+            # file once; the answer still says an hour, so the kubelet renews it hourly.
+            lifetime, warn_after = EXTENSION_SECONDS, seconds
+        token = tokens.issue(req.namespace, req.name, uid, now=now, expires_in=lifetime,
+                             audiences=tuple(audiences), bound=bound, warn_after=warn_after)
         answer = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                   "metadata": {"name": req.name, "namespace": req.namespace,
                                "creationTimestamp": rfc3339(now)},

@@ -7,7 +7,9 @@ Rules of this file:
   round. First the Service ``kubernetes`` in ``default``: cluster IP the first address
   of the service CIDR, one port ``https`` 443/TCP whose targetPort is the advertised
   port, type ClusterIP, labels ``component=apiserver`` and ``provider=kubernetes``;
-  created if missing, its ports and type put back if someone changed them.
+  created if missing; its ports and type put back if someone changed them, at the
+  server's first round only (Kubernetes corrects them at start only: servers on
+  different ports would otherwise rewrite it in turn).
 - Then its lease: the key ``/masterleases/<ip>:<port>`` in etcd under an etcd lease of
   ``ttl`` seconds (15), kept alive and written again at each round (a lease etcd lost,
   say after a long pause, is granted again). Kubernetes keys leases by IP alone, since
@@ -21,10 +23,12 @@ Rules of this file:
   no server has any more is deleted. No lease alive (this server's write was lost)
   writes nothing: Kubernetes refuses to erase every endpoint.
 - A server that stops (``stopping``) deletes its lease key and reconciles without
-  itself, so clients stop being sent to it at once; a server that dies drops out when
-  its lease expires, within ``ttl`` seconds.
-- A failed round (etcd or the API unavailable) is logged and the next round tries
-  again; the rounds never stop the API server.
+  itself, so clients stop being sent to it at once (for at most two intervals, as
+  Kubernetes bounds it); a server that dies drops out when its lease expires, within
+  ``ttl`` seconds.
+- A failed step (etcd or the API unavailable) is logged and the next round tries
+  again; the other steps of the round still run (a Service write that fails does not
+  keep the lease from being renewed); the rounds never stop the API server.
 """
 
 from __future__ import annotations
@@ -197,6 +201,7 @@ class KubernetesService(Actor):
         self.lease = 0
         self.rounds = 0  # rounds run, failed or not
         self.failures = 0
+        self.service_checked = False  # its ports and type put back once, at the start
         self._round_done = trio.Event()
 
     async def started(self) -> None:
@@ -205,12 +210,15 @@ class KubernetesService(Actor):
     @handler
     async def on_round(self, msg: _Round) -> None:
         while True:
-            try:
-                await self.round()
-            except (ApiError, EtcdError) as e:
-                self.failures += 1
-                log.warning("the kubernetes service and its endpoints: %s (tried again in %gs)",
-                            e, self.interval)  # fmt: skip
+            # Each step on its own: a Service write that fails must not keep this
+            # server's lease from being renewed (the others would drop it).
+            for step in (self.ensure_service, self.renew_lease, self.reconcile):
+                try:
+                    await step()
+                except (ApiError, EtcdError) as e:
+                    self.failures += 1
+                    log.warning("the kubernetes service and its endpoints: %s (tried again "
+                                "in %gs)", e, self.interval)  # fmt: skip
             self.rounds += 1
             self._round_done.set()
             self._round_done = trio.Event()
@@ -220,11 +228,6 @@ class KubernetesService(Actor):
         """Return once ``n`` rounds have run since the actor started."""
         while self.rounds < n:
             await self._round_done.wait()
-
-    async def round(self) -> None:
-        await self.ensure_service()
-        await self.renew_lease()
-        await self.reconcile()
 
     async def ensure_service(self) -> None:
         current = await self.client.get_if_exists("services", NAME, namespace=NAMESPACE)
@@ -236,10 +239,14 @@ class KubernetesService(Actor):
             except ApiError as e:
                 if e.code != 409:  # made by another API server since the read
                     raise
+            self.service_checked = True
             return
+        if self.service_checked:
+            return  # put back at this server's start only, as Kubernetes does
         update = service_update(current, port)
         if update is not None:
             await self.client.update("services", update, namespace=NAMESPACE)
+        self.service_checked = True
 
     async def renew_lease(self) -> None:
         if self.lease:
@@ -330,7 +337,10 @@ class KubernetesService(Actor):
 
     async def stopping(self) -> None:
         try:
-            await self.remove()
+            # Bounded, as Kubernetes bounds it (two intervals): an unreachable etcd must
+            # not hold the server's shutdown; the lease then expires by itself.
+            with trio.move_on_after(2 * self.interval):
+                await self.remove()
         except (ApiError, EtcdError) as e:
             log.warning("could not remove this API server from the kubernetes endpoints "
                         "(its lease expires in %ds): %s", self.ttl, e)  # fmt: skip

@@ -9,8 +9,9 @@ Rules of this file:
 - ``reconcile(namespace)``: a namespace gone or terminating is left alone (as Kubernetes
   skips it). A missing ConfigMap is created with ``data: {ca.crt: <root CA>}`` and the
   ``kubernetes.io/description`` annotation; one whose data is not exactly that, or that
-  lacks the annotation, is updated to it (other annotations and labels kept; other
-  data keys dropped, as Kubernetes replaces the data). AlreadyExists or a conflict is
+  has no description, is updated to it (other annotations, a description someone wrote
+  and labels kept; other data keys dropped, as Kubernetes replaces the data).
+  AlreadyExists, a conflict or a refusal other than the namespace's terminating is
   retried by the work queue.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from actorkube.apiserver import ApiError
+from actorkube.apiserver._admission import NAMESPACE_TERMINATING
 from actorkube.client import InformerFactory
 
 from ._controller import Controller, namespace_active
@@ -44,12 +46,13 @@ def published(current: dict[str, Any] | None, root_ca: str) -> dict[str, Any] | 
                 "data": {KEY: root_ca}}  # fmt: skip
     m = current.get("metadata") or {}
     annotations = m.get("annotations") or {}
-    described = annotations.get(DESCRIPTION_ANNOTATION) == DESCRIPTION
+    # Any description serves (Kubernetes writes its own only where there is none).
+    described = bool(annotations.get(DESCRIPTION_ANNOTATION))
     if current.get("data") == {KEY: root_ca} and described:
         return None
     return {**current, "data": {KEY: root_ca},
-            "metadata": {**m, "annotations": {**annotations,
-                                              DESCRIPTION_ANNOTATION: DESCRIPTION}}}  # fmt: skip
+            "metadata": {**m, "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION,
+                                              **annotations}}}  # fmt: skip
 
 
 class RootCACertPublisher(Controller):
@@ -90,6 +93,8 @@ class RootCACertPublisher(Controller):
                 await self.client.update("configmaps", body, namespace=key)
         except ApiError as e:
             # A namespace that started terminating since the cache saw it refuses new
-            # objects (403): nothing to publish there. Anything else is retried.
-            if e.code != 403:
+            # objects: nothing to publish there. Anything else (RBAC's 403 too) is
+            # retried.
+            causes = (e.status.get("details") or {}).get("causes") or ()
+            if not any(c.get("reason") == NAMESPACE_TERMINATING for c in causes):
                 raise

@@ -207,6 +207,8 @@ class KubeletState:
         self.workers: dict[str, _Worker] = {}
         self.crash = Backoff(*config.crash_backoff)
         self.tokens = TokenCache()  # pods' service-account tokens
+        # The ConfigMaps and Secrets pods read, as last read: (namespace, kind, name).
+        self.last_sources: dict[tuple[str, str, str], dict] = {}
         self.pulls = Backoff(*config.image_backoff)
         self.prober = (runtime if hasattr(runtime, "probe_network") else None)
         self.network_prober = NetworkProber(runtime)
@@ -535,7 +537,7 @@ class KubeletState:
         volumes = (pod.get("spec") or {}).get("volumes") or ()
         if self.config.root_dir is None or not any(k in v for v in volumes for k in kinds):
             return
-        with contextlib.suppress(ConfigError):
+        with contextlib.suppress(ConfigError, ApiError):  # the files stay as they are
             prepare(self.config.root_dir, pod, await self._sources(pod))
 
     @staticmethod
@@ -714,10 +716,19 @@ class KubeletState:
         out = {}
         for kind, name in referenced_sources(pod):
             resource = "configmaps" if kind == "ConfigMap" else "secrets"
+            key = (namespace, kind, name)
             try:
-                out[(kind, name)] = await self.client.get(resource, name, namespace=namespace)
+                out[(kind, name)] = self.last_sources[key] = await self.client.get(
+                    resource, name, namespace=namespace)
             except ApiError as e:
-                if e.code != 404:
+                if e.code == 404:
+                    self.last_sources.pop(key, None)
+                elif key in self.last_sources:
+                    # The API server cannot answer now: what was read last serves (every
+                    # pod reads kube-root-ca.crt, and a crashed container is restarted
+                    # while the API server is down, as the kubelet's caches allow).
+                    out[(kind, name)] = self.last_sources[key]
+                else:
                     raise
         for volume in pod["spec"].get("volumes") or ():
             for source in ((volume or {}).get("projected") or {}).get("sources") or ():
@@ -747,6 +758,12 @@ class KubeletState:
                                                namespace=meta.get("namespace", ""),
                                                subresource="token", body=body)  # fmt: skip
         except ApiError as e:
+            kept = self.tokens.still_valid(key, now)
+            if kept is not None:  # renewal failed: the token it replaces still serves
+                log.warning("pod %s/%s: failed to renew its token (the current one serves "
+                            "until it expires): %s", meta.get("namespace", ""),
+                            meta.get("name", ""), e)  # fmt: skip
+                return kept
             raise ConfigError(f"failed to fetch token: {e}") from None
         lifetime = (answer.get("spec") or {}).get("expirationSeconds") or seconds
         token = str((answer.get("status") or {}).get("token", ""))
