@@ -304,6 +304,28 @@ async def test_a_frontend_that_fails_is_logged_and_opened_again(autojump_clock, 
         assert proxy._dirty.is_set()
 
 
+async def test_a_frontend_that_cannot_be_bound_is_logged_once_per_error(caplog):
+    """Retried every RETRY seconds for as long as it is wanted, a refusal (a port taken,
+    or below 1024 without root) is counted each time and logged when it changes."""
+    proxy = KubeProxy(None, token="t", node_name="n1", node_ip="127.0.0.1")
+    entry = Entry("default/kubernetes:https", (Backend("127.0.0.1", 6443),))
+    async with trio.open_nursery() as nursery:
+        proxy._connections = nursery
+        taken = trio.socket.socket()
+        await taken.bind(("127.83.0.20", 0))
+        taken.listen()
+        front = Frontend("127.83.0.20", taken.getsockname()[1], "TCP")
+        for _ in range(3):
+            await proxy._open(front, entry)
+        assert proxy.stats.bind_errors == 3 and front not in proxy.listeners
+        assert caplog.text.count("cannot listen on") == 1
+        taken.close()
+        await proxy._open(front, entry)  # free now: bound, and forgotten as a failure
+        assert front in proxy.listeners and front not in proxy.bind_failures
+        proxy._close(front)
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_connection_with_no_backend_is_reset():
     stats = ProxyStats()
     front = Frontend("127.83.0.3", 8080, "TCP")

@@ -11,8 +11,9 @@ Rules of this file:
   connections are refused by the kernel as Kubernetes rejects them; a frontend that
   has backends and no listener is opened (bound, then served); the others get their new
   backends and affinity in place, so established connections are untouched.
-- A frontend that cannot be bound (its address taken) is counted, logged, and tried
-  again at the next sync, and at least every ``RETRY`` seconds. A frontend whose
+- A frontend that cannot be bound (its address taken) is counted, logged (once per
+  error: the retries do not log the same refusal again), and tried again at the next
+  sync, and at least every ``RETRY`` seconds. A frontend whose
   serving fails with an error nobody expected is counted, logged and closed, and opened
   again ``RETRY`` seconds later: one frontend's failure never stops the proxy.
 - ``programmed`` is what is applied: each open frontend and its entry (service port,
@@ -70,6 +71,10 @@ class KubeProxy(Actor):
         self.stats = ProxyStats()
         self.desired: Table = {}
         self.listeners: dict[Frontend, Listener] = {}
+        # Why each frontend could not be bound, as last logged: the retries (every
+        # ``RETRY`` s) log only a change, not the same refusal every second (a port
+        # below 1024 without root, as the kubernetes Service's 443, is refused for ever).
+        self.bind_failures: dict[Frontend, str] = {}
         self._dirty = trio.Event()
         self._synced = trio.lowlevel.ParkingLot()
         self._connections: trio.Nursery | None = None
@@ -127,6 +132,8 @@ class KubeProxy(Actor):
                 await self._dirty.wait()
 
     async def _apply(self, desired: Table) -> None:
+        for frontend in [f for f in self.bind_failures if f not in desired]:
+            del self.bind_failures[frontend]
         change = diff(self.programmed, desired)
         for frontend in change.closed:
             self._close(frontend)
@@ -146,14 +153,19 @@ class KubeProxy(Actor):
             listener = await Listener.open(frontend, entry)
         except OSError as e:
             self.stats.bind_errors += 1
-            log.warning("kube-proxy %s: cannot listen on %s for %s: %s", self.node_name,
-                        frontend, entry.name, e)  # fmt: skip
+            if self.bind_failures.get(frontend) != str(e):
+                self.bind_failures[frontend] = str(e)
+                log.warning("kube-proxy %s: cannot listen on %s for %s: %s (retried every "
+                            "%gs, logged again if the error changes)", self.node_name,
+                            frontend, entry.name, e, RETRY)  # fmt: skip
             return
+        self.bind_failures.pop(frontend, None)
         self.listeners[frontend] = listener
         self._connections.start_soon(self._serve, listener)
 
     def _close(self, frontend: Frontend) -> None:
         self.listeners.pop(frontend).close()
+        self.bind_failures.pop(frontend, None)
 
     async def _serve(self, listener: Listener) -> None:
         label = f"kube-proxy {self.node_name}"
