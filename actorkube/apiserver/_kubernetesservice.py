@@ -65,6 +65,7 @@ SERVICE_LABELS = {"component": "apiserver", "provider": "kubernetes"}
 SKIP_MIRROR = "endpointslice.kubernetes.io/skip-mirror"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+DISCOVERY = "discovery.k8s.io"
 
 Server = tuple[str, int]  # (ip, HTTPS port)
 
@@ -275,53 +276,45 @@ class KubernetesService(Actor):
             return
         want_subsets = subsets(servers)
         current = await self.client.get_if_exists("endpoints", NAME, namespace=NAMESPACE)
-        labels = {SKIP_MIRROR: "true"}
-        if current is None:
-            body = {"apiVersion": "v1", "kind": "Endpoints",
-                    "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
-                    "subsets": want_subsets}  # fmt: skip
-            try:
-                await self.client.create("endpoints", body, namespace=NAMESPACE)
-            except ApiError as e:
-                if e.code != 409:
-                    raise
-        else:
-            want = {"metadata": {"labels": labels}, "subsets": want_subsets}
-            if _differs(current, want, ("subsets",)):
-                m = current["metadata"]
-                body = {**current, "metadata": {**m, "labels": {**(m.get("labels") or {}),
-                                                                 **labels}},
-                        "subsets": want_subsets}  # fmt: skip
-                await self.client.update("endpoints", body, namespace=NAMESPACE)
+        body = {"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": NAME, "namespace": NAMESPACE,
+                             "labels": {SKIP_MIRROR: "true"}},
+                "subsets": want_subsets}  # fmt: skip
+        await self._ensure("endpoints", current, body, ("subsets",))
         await self._reconcile_slices(endpoint_slices(want_subsets))
 
     async def _reconcile_slices(self, want: dict[str, dict[str, Any]]) -> None:
         found = await self.client.list(
-            "endpointslices", namespace=NAMESPACE, group="discovery.k8s.io",
+            "endpointslices", namespace=NAMESPACE, group=DISCOVERY,
             label_selector=f"{SERVICE_NAME_LABEL}={NAME},!{MANAGED_BY_LABEL}")  # fmt: skip
         have = {s["metadata"]["name"]: s for s in found.get("items") or ()}
         for name, body in want.items():
-            current = have.get(name)
-            try:
-                if current is None:
-                    await self.client.create("endpointslices", body, namespace=NAMESPACE,
-                                             group="discovery.k8s.io")  # fmt: skip
-                elif _differs(current, body, ("endpoints", "ports", "addressType")):
-                    m = current["metadata"]
-                    update = {**body, "metadata": {**m, "labels": {
-                        **(m.get("labels") or {}), **body["metadata"]["labels"]}}}  # fmt: skip
-                    await self.client.update("endpointslices", update, namespace=NAMESPACE,
-                                             group="discovery.k8s.io")  # fmt: skip
-            except ApiError as e:
-                if e.code != 409:  # another API server wrote it first: the next round sees
-                    raise
+            await self._ensure("endpointslices", have.get(name), body,
+                               ("endpoints", "ports", "addressType"), group=DISCOVERY)  # fmt: skip
         for name in have.keys() - want.keys():
             try:
                 await self.client.delete("endpointslices", name, namespace=NAMESPACE,
-                                         group="discovery.k8s.io")  # fmt: skip
+                                         group=DISCOVERY)  # fmt: skip
             except ApiError as e:
                 if e.code != 404:
                     raise
+
+    async def _ensure(self, resource: str, current: dict | None, want: dict,
+                      fields: tuple[str, ...], group: str = "") -> None:  # fmt: skip
+        """``want`` made, or written over ``current`` (its metadata kept, ``want``'s labels
+        added) when one of ``fields`` or of those labels differs. A conflict is another
+        API server's write that came first: the next round sees it."""
+        try:
+            if current is None:
+                await self.client.create(resource, want, namespace=NAMESPACE, group=group)
+            elif _differs(current, want, fields):
+                m = current["metadata"]
+                labels = {**(m.get("labels") or {}), **want["metadata"]["labels"]}
+                await self.client.update(resource, {**want, "metadata": {**m, "labels": labels}},
+                                         namespace=NAMESPACE, group=group)  # fmt: skip
+        except ApiError as e:
+            if e.code != 409:
+                raise
 
     async def remove(self) -> None:
         """This server leaves: its lease key goes, and the endpoints follow."""

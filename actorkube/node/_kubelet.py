@@ -733,9 +733,12 @@ class KubeletState:
         for volume in pod["spec"].get("volumes") or ():
             for source in ((volume or {}).get("projected") or {}).get("sources") or ():
                 token_spec = (source or {}).get("serviceAccountToken")
-                if isinstance(token_spec, dict) and token_source_key(token_spec) not in out:
-                    token = await self._service_account_token(pod, token_spec)
-                    out[token_source_key(token_spec)] = {"token": token}
+                if not isinstance(token_spec, dict):
+                    continue
+                token_key = token_source_key(token_spec)
+                if token_key not in out:
+                    out[token_key] = {"token": await self._service_account_token(pod,
+                                                                                 token_spec)}
         return out
 
     async def _service_account_token(self, pod: dict, token_spec: Mapping[str, Any]) -> str:
@@ -857,10 +860,11 @@ class KubeletState:
         isolation = getattr(self.runtime, "isolation", None)
         if isolation is None or isolation.mount_namespaces:
             return found
-        names = {m.get("mountPath"): str(m.get("name", "")) for m in spec.get("volumeMounts") or ()}
-        return tuple(m for m in found if not (
-            m.container_path == TOKEN_MOUNT_PATH
-            and names.get(m.container_path, "").startswith(TOKEN_VOLUME_PREFIX)))  # fmt: skip
+        if not any(m.get("mountPath") == TOKEN_MOUNT_PATH
+                   and str(m.get("name", "")).startswith(TOKEN_VOLUME_PREFIX)
+                   for m in spec.get("volumeMounts") or ()):  # fmt: skip
+            return found
+        return tuple(m for m in found if m.container_path != TOKEN_MOUNT_PATH)
 
     def _resolv_mount(self, pod: dict, spec: Mapping) -> tuple[Mount, ...]:
         """The pod's resolv.conf (``_dnsconfig``), written in its directory and mounted
