@@ -348,7 +348,7 @@ async def test_a_node_joins_with_a_bootstrap_token(tmp_path):
 async def _runs_a_pod(k, name: str) -> None:
     """A pod on the joined node gets Ready, with an address of the node's pod CIDR, and
     what it logged comes back through the API server (from the node's kubelet, over the
-    transport)."""
+    transport), followed too."""
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": {"nodeName": "joined", "terminationGracePeriodSeconds": 1,
                     "containers": [{"name": "c", "image": "busybox", "command": [
@@ -358,6 +358,10 @@ async def _runs_a_pod(k, name: str) -> None:
     ip = json.loads(await k("get", "pod", name, "-o", "json"))["status"]["podIP"]
     assert ipaddress.ip_address(ip) in ipaddress.ip_network("127.250.0.0/16")
     assert (await k("logs", name)).strip() == f"hello from {ip}"
+    # A stream from the node's kubelet into the API server's process: a followed log
+    # (ended by its byte limit).
+    with trio.fail_after(60):
+        assert await k("logs", "-f", name, "--limit-bytes=5") == "hello"
 
 
 async def test_etcd_members_change_and_a_snapshot_restores_the_cluster(tmp_path):

@@ -1054,6 +1054,37 @@ async def test_a_member_dials_a_guest_and_the_guest_may_only_answer():
         assert await next_message(received) == Terminated(kubelet, "stopped")
 
 
+async def test_a_guest_may_message_and_watch_an_actor_whose_granted_name_it_was_told():
+    async with member_and_guest() as (m, n):
+        n.spawn(EchoActor, name="kubelet")
+        name = m.granted_name("receiver")
+        assert name.startswith("granted:receiver-") and name != m.granted_name("receiver")
+        inbox, received = spawn_inbox(m, name=name)
+        kubelet = m.ref("ak://node/kubelet")
+        with trio.fail_after(WAIT):
+            # the member hands the guest the granted ref: the guest's TELL arrives
+            assert await kubelet.ask(Forward(inbox, "streamed back")) is None
+            assert await next_message(received) == Echo("streamed back")
+        # another token is another name: nobody there (guests learn no more than that)
+        guessed = n.ref(f"ak://m/{name[:-1]}{'1' if name.endswith('0') else '0'}")
+        with pytest.raises(Undeliverable, match="no such actor"):
+            await guessed.ask(Echo("x"))
+        watcher, watched = spawn_inbox(n, name="watcher")
+        watcher.tell(Watch(n.ref(f"ak://m/{name}")))
+        with trio.fail_after(WAIT):
+            assert await n.ref("ak://m/echo").ask(Echo("behind the watch")) == "behind the watch"
+            await m.stop(inbox)
+        assert await next_message(watched) == Terminated(n.ref(f"ak://m/{name}"), "stopped")
+        assert m.dead_letters.by_reason.get(REFUSED, 0) == 0
+    # names are keyed by a secret of the system (not its incarnation, which its HELLO
+    # tells every peer): another system's are not the same
+    same = b"12345678"
+    one, two = ActorSystem(name="m", incarnation=same), ActorSystem(name="m", incarnation=same)
+    assert one.granted_name("x") != two.granted_name("x")
+    keyed = [ActorSystem(name="s", grant_key=b"k" * 32).granted_name("x") for _ in "ab"]
+    assert keyed[0] == keyed[1]  # given a key (a simulation), they repeat
+
+
 async def test_members_are_unchanged_by_guest_options():
     async with two_systems(guest_token=GUEST_TOKEN, guest_exports={"echo"}) as (a, b):
         etcd = b.spawn(EchoActor, name="etcd")

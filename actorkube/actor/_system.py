@@ -24,6 +24,7 @@ Rules of this file:
 from __future__ import annotations
 
 import contextlib
+import hmac
 import itertools
 import logging
 import math
@@ -60,6 +61,7 @@ from ._timers import Call, TimerService
 log = logging.getLogger("actorkube.actor")
 
 GUEST_REFUSED = "not permitted for guests"
+GRANTED_PREFIX = "granted:"  # names guests may address (``ActorSystem.granted_name``)
 # frame kind -> the index of the (local) actor name it addresses
 _ADDRESSED = {P.TELL: 1, P.ASK: 1, P.WATCH: 2, P.UNWATCH: 2}
 
@@ -196,6 +198,8 @@ class ActorSystem:
         come, so that deadlines close together are served by one wake-up of its timer
         task (Linux's timer slack). 0, the default, keeps every deadline exactly;
         thousands of nodes' timers in one process are cheaper with a few milliseconds.
+      grant_key: the secret that makes ``granted_name``'s names (random by default; a
+        simulation that wants the same names each run gives one, never sent).
     """
 
     def __init__(
@@ -207,6 +211,7 @@ class ActorSystem:
         clock: WallClock | None = None,
         incarnation: bytes | None = None,
         timer_slack: float = 0.0,
+        grant_key: bytes | None = None,
     ) -> None:
         self.name = name
         self.ask_timeout = ask_timeout
@@ -218,6 +223,9 @@ class ActorSystem:
         self._names: dict[str, Cell] = {}
         self._ids = itertools.count(1)
         self._unique = itertools.count(1)
+        # Keys the names of granted actors (``granted_name``): never sent to anyone.
+        self._grant_key = grant_key or os.urandom(32)
+        self._grants = itertools.count(1)
         self._timer_service = TimerService(timer_slack)
         # trio's clock: trio.current_time() until the system runs, then the clock's own
         # method (the same time, without trio's lookup of the run, once per ask).
@@ -347,6 +355,14 @@ class ActorSystem:
         """A string never returned before by this system or any other: its incarnation
         and a counter. Deterministic under simulation (the incarnation is seeded)."""
         return f"{self.incarnation.hex()}-{next(self._unique)}"
+
+    def granted_name(self, label: str) -> str:
+        """A name for an actor that a guest of this system's transport (docs/tcp.md) may
+        message, watch and ask once it has been told the name, as a member may: a
+        capability, 128 bits no peer can guess. For what a node answers into, such as a
+        receiver a kubelet streams a container's output to."""
+        n = str(next(self._grants)).encode()
+        return f"{GRANTED_PREFIX}{label}-{hmac.new(self._grant_key, n, 'sha256').hexdigest()[:32]}"
 
     def lookup(self, name: str) -> ActorRef | None:
         """The reference of the local actor called ``name``, or None."""
@@ -568,7 +584,8 @@ class ActorSystem:
         frame = P.parse_frame(payload)
         kind = frame[0]
         index = _ADDRESSED.get(kind)
-        if guest_exports is not None and index and frame[index] not in guest_exports:
+        if (guest_exports is not None and index and frame[index] not in guest_exports
+                and not frame[index].startswith(GRANTED_PREFIX)):  # fmt: skip
             self._refuse_guest(peer, frame)
             return
         if kind == P.TELL or kind == P.ASK:

@@ -328,8 +328,10 @@ class ApiClient:
         # One server holds the watch: the receiver watches it, the stop goes to it.
         server = self.servers.current
         gone = functools.partial(self.servers.failed, server)
+        # A granted name: what it receives may come from a node (a followed container
+        # log comes from the kubelet), which may message only such actors.
         receiver = self.system.spawn(
-            lambda: _Receiver(send, server, gone), name=f"watch-{self.system.unique()}"
+            lambda: _Receiver(send, server, gone), name=self.system.granted_name("watch")
         )
         watch_id = next(self._watch_ids)
         try:
