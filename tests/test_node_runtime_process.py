@@ -553,6 +553,91 @@ async def test_an_exec_running_when_run_ends_is_killed_not_an_error(tmp_path):
     assert gone(pid) and not rt._containers[cid].execs
 
 
+async def _drain(read) -> bytes:
+    data = b""
+    while chunk := await read():
+        data += chunk
+    return data
+
+
+async def test_a_streamed_exec_reads_stdin_to_its_end_and_keeps_stdout_and_stderr_apart(
+    runtime,
+):  # fmt: skip
+    sid, _ = await sandbox(runtime)
+    cid = await run(runtime, sid, shell("exec sleep 1000", envs=(("WHO", "me"),)))
+    script = "cat; echo $WHO >&2; exit 5"
+    with trio.fail_after(WAIT):
+        async with runtime.exec_stream(cid, ("sh", "-c", script), stdin=True, tty=False) as cmd:
+            await cmd.write(b"line one\n")
+            await cmd.write(b"line two\n")
+            await cmd.close_stdin()
+            await cmd.write(b"after the end: dropped")
+            assert await _drain(cmd.read_stdout) == b"line one\nline two\n"
+            assert await _drain(cmd.read_stderr) == b"me\n"
+            assert await cmd.wait() == 5
+            pid = cmd.pid
+        assert gone(pid) and not runtime._containers[cid].execs
+
+
+async def test_a_streamed_exec_without_stdin_reads_dev_null_and_a_missing_command_says_so(
+    runtime,
+):  # fmt: skip
+    sid, _ = await sandbox(runtime)
+    cid = await run(runtime, sid, shell("exec sleep 1000"))
+    with trio.fail_after(WAIT):
+        async with runtime.exec_stream(cid, ("cat",), stdin=False, tty=False) as cmd:
+            await cmd.write(b"nobody reads this")
+            assert await _drain(cmd.read_stdout) == b""
+            assert await cmd.wait() == 0
+        async with runtime.exec_stream(cid, ("no-such-command",), stdin=True,
+                                       tty=False) as cmd:  # fmt: skip
+            assert b"not found" in await _drain(cmd.read_stderr)
+            assert await _drain(cmd.read_stdout) == b""
+            assert await cmd.wait() == 127
+    with pytest.raises(StartError, match="exec command"):
+        async with runtime.exec_stream(cid, (), stdin=False, tty=False):
+            pass
+    await runtime.stop_container(cid, 0)
+    with pytest.raises(StartError, match="not running"):
+        async with runtime.exec_stream(cid, ("true",), stdin=False, tty=False):
+            pass
+
+
+async def test_a_streamed_exec_with_a_terminal_is_sized_and_is_the_controlling_tty(runtime):
+    sid, _ = await sandbox(runtime)
+    cid = await run(runtime, sid, shell("exec sleep 1000"))
+    # stty reads the size set through the terminal; `tty` names the terminal of stdin;
+    # ps -o tty shows that it is the session's controlling terminal (not "?")
+    script = "read x; stty size; tty; ps -o tty= -p $$; echo err >&2; exit $x"
+    with trio.fail_after(WAIT):
+        async with runtime.exec_stream(cid, ("sh", "-c", script), stdin=True, tty=True) as cmd:
+            cmd.resize(100, 30)
+            await cmd.write(b"7\n")
+            await cmd.close_stdin()  # a terminal's input does not end this way
+            out = await _drain(cmd.read_stdout)
+            assert await _drain(cmd.read_stderr) == b""
+            assert await cmd.wait() == 7
+    lines = out.decode().replace("\r", "").split("\n")
+    assert lines[0] == "7"  # the terminal echoes what it was given
+    assert lines[1] == "30 100"
+    assert lines[2].startswith("/dev/pts/")
+    assert lines[3].strip() == lines[2].removeprefix("/dev/")
+    assert lines[4] == "err"
+
+
+async def test_a_streamed_exec_left_running_is_killed_with_what_it_started(runtime):
+    sid, _ = await sandbox(runtime)
+    cid = await run(runtime, sid, shell("exec sleep 1000"))
+    with trio.fail_after(WAIT):
+        async with runtime.exec_stream(cid, ("sh", "-c", "sleep 1000 & echo $!; wait"),
+                                       stdin=False, tty=False) as cmd:  # fmt: skip
+            child = int((await cmd.read_stdout()).decode())
+            pid = cmd.pid
+        assert gone(pid)
+        await wait_gone(child)
+    assert not runtime._containers[cid].execs
+
+
 # --- limits and stats ---------------------------------------------------------------------
 
 

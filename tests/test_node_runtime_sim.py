@@ -607,6 +607,31 @@ async def test_probe_details_and_not_running(autojump_clock, nursery):
         await runtime.exec_sync(container_id, ("true",), 1)
 
 
+async def test_a_streamed_exec_answers_as_exec_sync_without_running_anything(
+    autojump_clock, nursery
+):  # fmt: skip
+    runtime = await started(nursery, {"app": SimProfile(ready_after=5)})
+    _, container_id = await run_pod(runtime, container=ctr(image="app"))
+
+    async def streamed(tty: bool) -> tuple[bytes, bytes, int]:
+        async with runtime.exec_stream(container_id, ("cat",), stdin=True, tty=tty) as cmd:
+            await cmd.write(b"dropped")
+            await cmd.close_stdin()
+            cmd.resize(80, 24)
+            out, err = await cmd.read_stdout(), await cmd.read_stderr()
+            assert await cmd.read_stdout() == await cmd.read_stderr() == b""
+            return out, err, await cmd.wait()
+
+    assert await streamed(False) == (b"", b"not ready yet\n", 1)
+    assert await streamed(True) == (b"not ready yet\n", b"", 1)  # a terminal: one stream
+    await trio.sleep(5)
+    assert await streamed(False) == (b"", b"", 0)
+    await runtime.stop_container(container_id, 0)
+    with pytest.raises(CriError, match="CONTAINER_EXITED"):
+        async with runtime.exec_stream(container_id, ("true",), stdin=False, tty=False):
+            pass
+
+
 # --- logs ---------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,10 @@ Rules of this file:
   ``read_log`` pages through them by byte offset; ``wait_log`` blocks until there is
   more past an offset or the container has exited (that is how ``kubectl logs -f``
   follows). A removed container's log is gone.
+- ``exec_sync`` runs a command to its end and returns its output (exec probes);
+  ``exec_stream`` starts one with its standard streams open (``ExecStream``: ``kubectl
+  exec``), for the length of a context. Both need a running container (``StartError``
+  otherwise).
 - ``events()`` is CRI's GetContainerEvents: one channel, for the one kubelet, of every
   container's life changes, so the kubelet needs no polling (an "evented PLEG").
   Closing the runtime closes it.
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import attrs
@@ -231,6 +236,31 @@ class ExecResult:
     exit_code: int
 
 
+class ExecStream(Protocol):
+    """A command running in a container with its standard streams open (what
+    ``kubectl exec`` drives; ``ContainerRuntime.exec_stream`` starts it).
+
+    - ``write`` gives bytes to its stdin (dropped when it was started without stdin,
+      or once it closed its stdin); ``close_stdin`` ends its input (EOF). With a
+      terminal, stdin, stdout and stderr are the terminal: closing does nothing (the
+      end of a terminal's input is a ^D it reads), stderr is always empty, and
+      ``resize`` sets its size.
+    - ``read_stdout`` / ``read_stderr`` return the next bytes the command wrote, b""
+      once that stream has ended (every process holding it exited or closed it).
+    - ``wait`` returns the exit code (128 + signal for a signal) once the command has
+      exited; what it left running in its session is killed then, so its output ends.
+      A command that cannot be executed is exit code 127 (not found) or 126 (not
+      executable), the reason on stderr (stdout with a terminal), as a shell says it.
+    - Leaving the context kills the command and everything it started."""
+
+    async def write(self, data: bytes) -> None: ...
+    async def close_stdin(self) -> None: ...
+    async def read_stdout(self) -> bytes: ...
+    async def read_stderr(self) -> bytes: ...
+    def resize(self, width: int, height: int) -> None: ...
+    async def wait(self) -> int: ...
+
+
 @attrs.frozen
 class Image:
     """An image the runtime holds: its id and the names it answers to, and its size
@@ -298,6 +328,9 @@ class ContainerRuntime(Protocol):
     async def exec_sync(
         self, container_id: str, command: tuple[str, ...], timeout: float
     ) -> ExecResult: ...
+    def exec_stream(
+        self, container_id: str, command: tuple[str, ...], *, stdin: bool, tty: bool
+    ) -> AbstractAsyncContextManager[ExecStream]: ...
 
     # logs and events
     async def read_log(self, container_id: str, offset: int = 0) -> LogChunk: ...

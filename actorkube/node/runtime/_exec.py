@@ -1,5 +1,6 @@
-"""``exec_sync``: a command run in the context of a running container (what exec probes
-and ``kubectl exec`` without a terminal use).
+"""Commands run in the context of a running container: ``exec_in`` runs one to its end
+and keeps its output (``exec_sync``: exec probes), ``exec_streaming`` starts one with
+its standard streams open (``exec_stream``: ``kubectl exec``, see ``ExecStream``).
 
 Rules of this file:
 
@@ -15,13 +16,24 @@ Rules of this file:
   cancelled) what is left of its session is killed. The container's end, and the
   runtime's, kill its running commands too (they are in ``ContainerRecord.execs``
   until reaped); only the call that started a command reaps it.
+- A streamed command's stdin is a pipe (or /dev/null when not asked for); with a
+  terminal, a new pseudo-terminal is its stdin, stdout and stderr and its controlling
+  terminal. When the command exits, what is left of its session is killed, so its
+  output ends (unless something escaped the session: the caller bounds its wait for
+  the output, as ``exec_in`` does with ``DRAIN_SECONDS``). It is reaped when its
+  context ends, which kills it first if it still runs.
 - ``StartError`` when the container is not running or the call is malformed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import os
+import struct
+import termios
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -113,3 +125,122 @@ def _result(
     if timed_out:
         stderr += f"command timed out after {timeout:g}s\n".encode()
     return ExecResult(stdout, stderr, code)
+
+
+@contextlib.asynccontextmanager
+async def exec_streaming(
+    c: ContainerRecord, command: tuple[str, ...], stdin: bool, tty: bool
+) -> AsyncIterator[StreamedCommand]:
+    """Starts ``command`` in ``c`` with its streams open (see the module rules)."""
+    spec = _spec(c, _argv(command))
+    spec["tty"] = tty
+    theirs: list[int] = []  # the command's ends, closed here once it has them
+    ours: list[int] = []
+    try:
+        if tty:
+            master, slave = os.openpty()
+            ours.append(master)
+            theirs.append(slave)
+            fds = (slave, slave, slave)
+        else:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            ours += [out_r, err_r]
+            theirs += [out_w, err_w]
+            in_r = None
+            if stdin:
+                in_r, in_w = os.pipe()
+                ours.append(in_w)
+                theirs.append(in_r)
+            fds = (in_r, out_w, err_w)
+        pid, pidfd, status_fd = _procs.spawn(spec, fds[1], fds[2], stdin=fds[0])
+    except OSError as e:
+        for fd in ours:
+            os.close(fd)
+        raise StartError(f"cannot exec in container {c.id}: {e}") from e
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    c.execs.add(pid)
+    command_ = StreamedCommand(pid, pidfd, ours, tty)
+    try:
+        report = await _procs.read_status(status_fd)
+        if report is not None:  # the launcher said why and exits: no command runs
+            result = _result(c, report, False, 0, 127, b"", b"")
+            command_.failed(result.stderr, result.exit_code)
+        yield command_
+    finally:
+        with trio.CancelScope(shield=True):
+            await command_.aclose()
+        c.execs.discard(pid)
+
+
+class StreamedCommand:
+    """The ``ExecStream`` of a command this runtime started (see ``_api.ExecStream``)."""
+
+    def __init__(self, pid: int, pidfd: int, fds: list[int], tty: bool) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.tty = tty
+        self._exited: int | None = None
+        self._failure: bytes = b""  # the launcher's reason, given as output
+        if tty:
+            self._terminal = trio.lowlevel.FdStream(fds[0])
+            self._stdout, self._stderr, self._stdin = self._terminal, None, self._terminal
+        else:
+            self._terminal = None
+            self._stdout = trio.lowlevel.FdStream(fds[0])
+            self._stderr = trio.lowlevel.FdStream(fds[1])
+            self._stdin = trio.lowlevel.FdStream(fds[2]) if len(fds) > 2 else None
+
+    def failed(self, reason: bytes, code: int) -> None:
+        self._failure, self._exited = reason, code
+
+    async def write(self, data: bytes) -> None:
+        if self._stdin is None or not data:
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._stdin.send_all(data)
+
+    async def close_stdin(self) -> None:
+        if self._stdin is not None and not self.tty:
+            await self._stdin.aclose()
+
+    async def _read(self, stream: trio.lowlevel.FdStream | None, failure: bool) -> bytes:
+        if failure and self._failure:
+            reason, self._failure = self._failure, b""
+            return reason
+        if stream is None:
+            return b""
+        try:
+            return await stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""  # a terminal whose last holder is gone reads EIO
+
+    async def read_stdout(self) -> bytes:
+        return await self._read(self._stdout, self.tty)
+
+    async def read_stderr(self) -> bytes:
+        return await self._read(self._stderr, not self.tty)
+
+    def resize(self, width: int, height: int) -> None:
+        if self._terminal is None:
+            return
+        size = struct.pack("HHHH", max(0, min(height, 0xFFFF)), max(0, min(width, 0xFFFF)), 0, 0)
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(self._terminal.fileno(), termios.TIOCSWINSZ, size)
+
+    async def wait(self) -> int:
+        if self._exited is None:
+            code = await _procs.wait_exited(self.pid, self.pidfd)
+            _procs.kill_session(self.pid)  # what the command left behind
+            self._exited = code
+        return self._exited
+
+    async def aclose(self) -> None:
+        _procs.kill_session(self.pid)
+        await _procs.wait_exited(self.pid, self.pidfd)
+        _procs.reap(self.pid)
+        os.close(self.pidfd)
+        for stream in {id(s): s for s in (self._stdout, self._stderr, self._stdin) if s}.values():
+            await stream.aclose()

@@ -23,11 +23,13 @@ library. Rules:
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
 import signal
 import sys
+import termios
 
 STATUS_FD = 3
 SPEC_FD = 4
@@ -282,6 +284,13 @@ def launch(spec):
     if spec["mode"] == "exec":
         if spec["enter"]:
             enter(spec["enter"])
+        if spec.get("tty"):
+            # the terminal on fd 0 becomes this new session's controlling terminal, so
+            # a shell gets job control and ^C reaches the foreground group
+            try:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            except OSError as e:
+                fail("tty", f"cannot make the terminal the command's own: {e.strerror}")
     elif spec["rootfs"] is not None:
         try:
             unshare()

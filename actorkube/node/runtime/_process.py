@@ -44,6 +44,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import NoReturn
 
@@ -60,6 +61,7 @@ from ._api import (
     CreateContainerError,
     EventType,
     ExecResult,
+    ExecStream,
     Image,
     ImagePullError,
     LogChunk,
@@ -70,7 +72,7 @@ from ._api import (
     SandboxStatus,
     StartError,
 )
-from ._exec import exec_in
+from ._exec import exec_in, exec_streaming
 from ._images import ImageCatalogue, command_line
 from ._limits import ContainerLimits, Limits, Rlimits, detect, remove
 from ._output import Drain, pump_log
@@ -693,6 +695,13 @@ class ProcessRuntime:
         self._check()
         timeout = _validate.timeout(timeout, "exec timeout")
         return await exec_in(self._container(container_id), command, timeout)
+
+    def exec_stream(
+        self, container_id: str, command: tuple[str, ...], *, stdin: bool, tty: bool
+    ) -> AbstractAsyncContextManager[ExecStream]:
+        """Starts ``command`` in the container with its streams open (see ``_exec``)."""
+        self._check()
+        return exec_streaming(self._container(container_id), command, bool(stdin), bool(tty))
 
     # --- logs ---------------------------------------------------------------------------------
 

@@ -43,8 +43,8 @@ def _high(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
 
 
-def spawn(spec: dict, stdout: int, stderr: int) -> tuple[int, int, int]:
-    """Starts the launcher on ``spec`` with the given stdout and stderr (stdin is
+def spawn(spec: dict, stdout: int, stderr: int, stdin: int | None = None) -> tuple[int, int, int]:
+    """Starts the launcher on ``spec`` with the given stdout, stderr and stdin (None:
     /dev/null). Returns ``(pid, pidfd, status_fd)``: read ``status_fd`` to its end
     (``read_status``) to learn whether the command was started."""
     body = json.dumps(spec).encode()
@@ -56,9 +56,10 @@ def spawn(spec: dict, stdout: int, stderr: int) -> tuple[int, int, int]:
         while view:
             view = view[os.write(spec_fd, view) :]
         os.lseek(spec_fd, 0, os.SEEK_SET)
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        opened.append(devnull)
-        placed = {0: devnull, 1: stdout, 2: stderr, STATUS_FD: status_w, SPEC_FD: spec_fd}
+        if stdin is None:
+            stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            opened.append(stdin)
+        placed = {0: stdin, 1: stdout, 2: stderr, STATUS_FD: status_w, SPEC_FD: spec_fd}
         actions = []
         for target, fd in placed.items():
             opened.append(_high(fd))

@@ -42,11 +42,12 @@ Rules of this file (on top of the interface's, in ``_api.py``):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 import trio
 
@@ -60,6 +61,7 @@ from ._api import (
     CriError,
     EventType,
     ExecResult,
+    ExecStream,
     Image,
     ImagePullError,
     LogChunk,
@@ -632,6 +634,16 @@ class SimRuntime:
             return ExecResult(b"", b"", 0)
         return ExecResult(b"", f"{cause}\n".encode(), 1)
 
+    @contextlib.asynccontextmanager
+    async def exec_stream(
+        self, container_id: str, command: tuple[str, ...], *, stdin: bool, tty: bool
+    ) -> AsyncIterator[ExecStream]:
+        """As ``exec_sync``, streamed: the command is not run, its input is dropped, and
+        it exits at once as the container's health says (0 with no output, else 1 with
+        the cause on stderr, or stdout with a terminal)."""
+        result = await self.exec_sync(container_id, command, 0)
+        yield _SimExec(result.stderr, result.exit_code, tty)
+
     async def probe_network(
         self, container_id: str, probe: Mapping, pod_ip: str, timeout: float
     ) -> ProbeResult:
@@ -836,3 +848,32 @@ def _check_offset(offset: object) -> None:
         raise TypeError(f"a log offset is an integer, not {offset!r}")
     if offset < 0:
         raise ValueError(f"a log offset is at least 0, not {offset}")
+
+
+class _SimExec:
+    """The ``ExecStream`` of a simulated command: output given, nothing run."""
+
+    def __init__(self, output: bytes, exit_code: int, tty: bool) -> None:
+        self._output = {1 if tty else 2: output}
+        self.exit_code = exit_code
+
+    async def write(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def close_stdin(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def read_stdout(self) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self._output.pop(1, b"")
+
+    async def read_stderr(self) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self._output.pop(2, b"")
+
+    def resize(self, width: int, height: int) -> None:
+        pass
+
+    async def wait(self) -> int:
+        await trio.lowlevel.checkpoint()
+        return self.exit_code
