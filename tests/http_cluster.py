@@ -54,6 +54,13 @@ async def serve_cluster(
         seed=1,
     )
     await api.ready()
+    return Served(api, await serve_front_end(system, nursery, api, pki), pki)
+
+
+async def serve_front_end(system: ActorSystem, nursery: trio.Nursery, api: ApiServerHandle,
+                          pki: ClusterPki | None) -> str:  # fmt: skip
+    """``api``'s HTTP front end on a free loopback port, in ``nursery``: HTTPS with
+    ``pki``'s serving certificate and client CA, else plain HTTP. Its URL."""
     app = HttpFrontEnd(system, api.ref, api.registry)
     tls = pki.serving_files if pki is not None else None
     ca = pki.ca_file if pki is not None else None
@@ -61,5 +68,4 @@ async def serve_cluster(
     async def serve(task_status=trio.TASK_STATUS_IGNORED) -> None:
         await serve_http(app, "127.0.0.1", 0, tls=tls, client_ca=ca, task_status=task_status)
 
-    urls = await nursery.start(serve)
-    return Served(api, urls[0], pki)
+    return (await nursery.start(serve))[0]

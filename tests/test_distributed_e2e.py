@@ -348,7 +348,7 @@ async def test_a_node_joins_with_a_bootstrap_token(tmp_path):
 async def _runs_a_pod(k, name: str) -> None:
     """A pod on the joined node gets Ready, with an address of the node's pod CIDR, and
     what it logged comes back through the API server (from the node's kubelet, over the
-    transport), followed too."""
+    transport), followed too; kubectl exec runs a command in it."""
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": {"nodeName": "joined", "terminationGracePeriodSeconds": 1,
                     "containers": [{"name": "c", "image": "busybox", "command": [
@@ -358,10 +358,12 @@ async def _runs_a_pod(k, name: str) -> None:
     ip = json.loads(await k("get", "pod", name, "-o", "json"))["status"]["podIP"]
     assert ipaddress.ip_address(ip) in ipaddress.ip_network("127.250.0.0/16")
     assert (await k("logs", name)).strip() == f"hello from {ip}"
-    # A stream from the node's kubelet into the API server's process: a followed log
-    # (ended by its byte limit).
+    # Streams from the node's kubelet into the API server's process: a followed log
+    # (ended by its byte limit), and a command run in the container with its stdin.
     with trio.fail_after(60):
         assert await k("logs", "-f", name, "--limit-bytes=5") == "hello"
+        assert await k("exec", "-i", name, "--", "sh", "-c", "cat; echo $HOSTNAME",
+                       stdin=b"to the node\n") == f"to the node\n{name}\n"  # fmt: skip
 
 
 async def test_etcd_members_change_and_a_snapshot_restores_the_cluster(tmp_path):

@@ -10,13 +10,13 @@ import json
 import re
 
 import trio
+from http_cluster import serve_front_end
 from kubectl_run import kubectl
 from root_ca import publish_root_ca
 from up_run import start, stop
 
 from actorkube.actor import ActorSystem
 from actorkube.apiserver._authn import parse_token_file
-from actorkube.apiserver._http import HttpFrontEnd, serve_http
 from actorkube.apiserver._start import start_apiserver
 from actorkube.etcd import start_group
 from actorkube.metrics import MetricsServer
@@ -66,11 +66,7 @@ async def _cluster(tmp_path, nursery, system, *, metrics: bool = True):
         system.spawn(lambda: MetricsServer(api.ref, token="metrics-token",
                                            metric_resolution=0.5), name="metrics-server")
 
-    async def serve(task_status=trio.TASK_STATUS_IGNORED) -> None:
-        await serve_http(HttpFrontEnd(system, api.ref, api.registry), "127.0.0.1", 0,
-                         tls=pki.serving_files, client_ca=pki.ca_file, task_status=task_status)
-
-    url = (await nursery.start(serve))[0]
+    url = await serve_front_end(system, nursery, api, pki)
     admin = tmp_path / "admin.kubeconfig"
     admin.write_text(kubeconfig(url, pki.ca.cert, user="admin", token="admin-token"))
     alice = tmp_path / "alice.kubeconfig"

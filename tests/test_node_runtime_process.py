@@ -24,6 +24,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from pids import wait_exited
 
 from actorkube.node.runtime import _process, _procs, _records
 from actorkube.node.runtime._api import (
@@ -159,19 +160,6 @@ def gone(pid: int) -> bool:
     return fields is None or fields[0] == "Z"
 
 
-async def wait_gone(pid: int) -> None:
-    """Waits (on a pidfd) until ``pid`` has exited."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        with trio.fail_after(WAIT):
-            await trio.lowlevel.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
-
-
 def port() -> int:
     return random.randrange(20000, 60000)
 
@@ -222,7 +210,7 @@ async def test_a_container_removed_while_its_log_drains_is_stopped_first(runtime
     cid = await run(runtime, sid, shell("echo bye"))
     c = runtime._containers[cid]
     if c.pid:  # else the supervisor has reaped it already
-        await wait_gone(c.pid)
+        await wait_exited(c.pid)
     with trio.fail_after(WAIT):
         for _ in range(2):  # stdout and stderr
             await outputs_ended.acquire()
@@ -421,7 +409,7 @@ async def test_a_program_that_ignores_sigterm_is_killed_at_the_timeout_with_its_
     assert trio.current_time() - start >= 0.3
     status = await runtime.container_status(cid)
     assert (status.exit_code, status.reason) == (137, "Error")
-    await wait_gone(child)
+    await wait_exited(child)
     assert gone(pid) and gone(child)
 
 
@@ -430,7 +418,7 @@ async def test_the_rest_of_a_container_dies_with_its_main_process(runtime):
     cid = await run(runtime, sid, shell("sleep 1000 & echo child=$!"))
     assert (await exited(runtime, cid)).exit_code == 0
     [(_, _, line)] = await log(runtime, cid)
-    await wait_gone(int(line.split("=")[1]))
+    await wait_exited(int(line.split("=")[1]))
 
 
 # --- mounts -------------------------------------------------------------------------------
@@ -634,7 +622,7 @@ async def test_a_streamed_exec_left_running_is_killed_with_what_it_started(runti
             child = int((await cmd.read_stdout()).decode())
             pid = cmd.pid
         assert gone(pid)
-        await wait_gone(child)
+        await wait_exited(child)
     assert not runtime._containers[cid].execs
 
 
@@ -804,7 +792,7 @@ async def test_aclose_leaves_no_process_and_a_new_runtime_finds_them_exited(tmp_
     assert len(living_in_sessions(mains)) == 4
     await rt.aclose()
     for pid in children:
-        await wait_gone(pid)
+        await wait_exited(pid)
     assert living_in_sessions(mains) == []
     with pytest.raises(RuntimeFailure, match="closed"):
         await rt.list_containers()
@@ -836,11 +824,11 @@ async def test_a_crashed_runtime_leaves_nothing_running_once_restarted(tmp_path,
     )  # fmt: skip
     assert crash.returncode == -signal.SIGKILL
     main, child = (int(x.split("=")[1]) for x in crash.stdout.decode().split())
-    await wait_gone(main)  # PR_SET_PDEATHSIG: the main process died with the runtime
+    await wait_exited(main)  # PR_SET_PDEATHSIG: the main process died with the runtime
     rt = ProcessRuntime(root, POD_CIDR)
     await nursery.start(rt.run)
     if rt.isolation.limits.startswith("cgroup"):
-        await wait_gone(child)  # found in the runtime's cgroup at start, and killed
+        await wait_exited(child)  # found in the runtime's cgroup at start, and killed
     else:  # without cgroups a descendant outlives a crash: this test cleans it up
         os.kill(child, signal.SIGKILL)
     [c] = await rt.list_containers()

@@ -1496,7 +1496,7 @@ def builtin_registry() -> Registry:
                 True,
                 short_names=("po",),
                 categories=("all",),
-                subresources=frozenset({"status", "binding", "eviction", "log"}),
+                subresources=frozenset({"status", "binding", "eviction", "log", "exec"}),
                 graceful=True,
                 rule=validate_pod,
                 default=default_pod,

@@ -35,18 +35,28 @@ from typing import Any
 
 import attrs
 
+from actorkube.actor import ActorError, ActorRef
 from actorkube.etcd import EtcdError
 
 from . import _bodies as bodies
 from . import _errors as errors
 from . import _metricsapi as metricsapi
 from . import _pdb as pdbs
+from . import _remotecommand as remotecommand
 from ._admission import AdmissionChain, AdmissionRequest
 from ._apply import ApplyConflict, Versions, apply, disown_changed
 from ._authn import DEFAULT_AUDIENCE, EXTENDED_TOKEN_SECONDS, EXTENSION_SECONDS, Authenticator
 from ._builtin import keep_namespace_finalizers
 from ._impersonation import impersonate
-from ._kubeletclient import PlainText, ask_kubelet, kubelet_address, log_request
+from ._kubeletclient import (
+    ASK_TIMEOUT,
+    LogsError,
+    PlainText,
+    ask_kubelet,
+    choose_container,
+    kubelet_address,
+    log_request,
+)
 from ._messages import ApiRequest, ApiResponse
 from ._meta import generate_name, meta, rfc3339, with_meta
 from ._metrics import ApiMetrics
@@ -54,6 +64,7 @@ from ._openapi import OpenApi
 from ._printers import table
 from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
+from ._remotecommand import ExecAccepted, exec_request
 from ._rest import accepts_aggregated, is_true, non_resource
 from ._reviews import answer
 from ._schema import TypeDef, builtin_schema
@@ -1017,6 +1028,42 @@ class Handler:
             raise errors.method_not_allowed("pods/log only accepts get")
         pod = await self.store.get(rt, req.namespace, req.name)
         msg = log_request(pod, req.params or {}, self.clock())
+        kubelet = await self._kubelet_of(pod)
+        if msg.follow:
+            if req.watcher is None:
+                raise errors.bad_request("follow needs a streaming connection")
+            msg = attrs.evolve(msg, receiver=req.watcher, stream_id=req.watch_id)
+        data = await ask_kubelet(kubelet, msg)
+        return PlainText(data), 200, None
+
+    async def _exec(self, rt: ResourceType, req: ApiRequest):
+        """pods/exec (see ``_remotecommand``): checked here, run by the pod's kubelet,
+        streamed to the watcher. 200 with a Success Status once the command runs, or
+        with the kubelet's Failure Status if it would not run it (the front end has
+        upgraded the connection by then, and writes it on the error channel); an
+        error before that."""
+        if req.verb != "create":
+            raise errors.method_not_allowed("pods/exec only accepts create")
+        pod = await self.store.get(rt, req.namespace, req.name)
+        params = req.params or {}
+        msg = exec_request(pod, params, choose_container(pod, str(params.get("container", ""))))
+        kubelet = await self._kubelet_of(pod)
+        if req.watcher is None:
+            raise errors.bad_request("Upgrade request required")
+        msg = attrs.evolve(msg, receiver=req.watcher, stream_id=req.watch_id)
+        try:
+            answer = await kubelet.ask(msg, timeout=ASK_TIMEOUT)
+        except ActorError as e:
+            return remotecommand.failure(f"the kubelet did not answer: {e}"), 200, None
+        if isinstance(answer, LogsError):
+            return remotecommand.failure(answer.message), 200, None
+        if not isinstance(answer, ExecAccepted):
+            what = f"the kubelet answered {type(answer).__name__}"
+            return remotecommand.failure(what), 200, None
+        return {"kind": "Status", "apiVersion": "v1", **remotecommand.success()}, 200, None
+
+    async def _kubelet_of(self, pod: dict) -> ActorRef:
+        """The server of the kubelet that runs ``pod``. Raises ``ApiError``."""
         node = None
         node_name = (pod.get("spec") or {}).get("nodeName")
         if node_name:
@@ -1026,12 +1073,7 @@ class Handler:
         if self.kubelets is None:
             raise errors.ApiError(errors.status(503, "ServiceUnavailable",
                                                 "this API server reaches no kubelet"))  # fmt: skip
-        if msg.follow:
-            if req.watcher is None:
-                raise errors.bad_request("follow needs a streaming connection")
-            msg = attrs.evolve(msg, receiver=req.watcher, stream_id=req.watch_id)
-        data = await ask_kubelet(self.kubelets(address), msg)
-        return PlainText(data), 200, None
+        return self.kubelets(address)
 
     # --- audit --------------------------------------------------------------------------
 
@@ -1081,6 +1123,7 @@ class Handler:
 
 _SUBRESOURCES = {
     "log": Handler._log,
+    "exec": Handler._exec,
     "binding": Handler._binding,
     "scale": Handler._scale,
     "eviction": Handler._eviction,

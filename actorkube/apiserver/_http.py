@@ -23,6 +23,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import json
 import logging
@@ -42,6 +43,7 @@ from actorkube.client import ApiClient
 
 from . import _errors as errors
 from ._bodies import APPLY_PATCH
+from ._execws import refuse_websocket, serve_exec
 from ._messages import ApiRequest, ApiResponse
 from ._metrics import CONTENT_TYPE
 from ._registry import Registry
@@ -79,6 +81,9 @@ class HttpFrontEnd:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         try:
@@ -87,9 +92,32 @@ class HttpFrontEnd:
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             await _respond(send, 500, errors.internal("the request could not be served").status)
 
+    async def _websocket(self, scope: dict, receive: Receive, send: Send) -> None:
+        """A WebSocket: ``pods/exec`` (``_execws``); anything else is refused."""
+        try:
+            req = parse_request(self.registry, "GET", scope["path"], _query(scope))
+            if req.subresource != "exec":
+                raise errors.bad_request(f"{scope['path']} is not served over a WebSocket")
+        except errors.ApiError as e:
+            await receive()  # the connect
+            await refuse_websocket(scope, send, e.code, e.status)
+            return
+        token = _bearer(dict(scope["headers"]).get(b"authorization", b""))
+        prefix = "base64url.bearer.authorization.k8s.io."
+        for protocol in scope.get("subprotocols") or []:
+            # how a browser, which cannot set headers on a WebSocket, sends its token
+            if protocol.startswith(prefix) and not token:
+                token = _unbase64url(protocol[len(prefix):])
+        req = attrs.evolve(req, impersonate=_impersonation(scope["headers"]),
+                           client_certificate=PEER_CERTIFICATE.get(), token=token)  # fmt: skip
+        try:
+            await serve_exec(self.client, req, scope, receive, send)
+        except Exception:  # the front end keeps serving
+            log.exception("exec %s failed", scope.get("path"))
+
     async def _serve(self, scope: dict, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        query = _query(scope)
         try:
             if is_non_resource(path):
                 if method != "GET":
@@ -104,6 +132,10 @@ class HttpFrontEnd:
         except errors.ApiError as e:
             await _respond(send, e.code, e.status)
             return
+        if req.subresource == "exec":
+            # asked as create whatever the method (a WebSocket's is GET), as Kubernetes
+            # 1.35 authorizes it; without an upgrade the server answers what it checked
+            req = attrs.evolve(req, verb="create")
         params = req.params
         if req.verb in ("create", "update", "patch") and content_type != APPLY_PATCH:
             # Kubernetes names the manager of a write after its client's User-Agent.
@@ -177,6 +209,24 @@ class HttpFrontEnd:
                 await send({"type": "http.response.body", "body": b""})
         except errors.ApiError as e:
             await _respond(send, e.code, e.status)
+
+
+def _query(scope: dict) -> dict:
+    """The query's parameters, the last non-empty value of each, but every ``command``
+    (an exec's words, in order, empty ones too)."""
+    pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    query: dict = {name: value for name, value in pairs if value}
+    commands = [value for name, value in pairs if name == "command"]
+    if commands:  # an empty word is a word of the command (sh -c 'x' '' y)
+        query["command"] = commands
+    return query
+
+
+def _unbase64url(text: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def _impersonation(headers: list[tuple[bytes, bytes]]) -> dict | None:

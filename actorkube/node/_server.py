@@ -1,6 +1,7 @@
 """The kubelet's server: what others ask a node for (the kubelet's HTTPS server on port
-10250, as an actor): container logs, for the API server's ``pods/log``, and the node's
-resource metrics, for a metrics server (``GetResourceMetrics``, see
+10250, as an actor): container logs, for the API server's ``pods/log``, commands run
+in containers, for ``pods/exec`` (``ExecRequest``, see ``_execsession``), and the
+node's resource metrics, for a metrics server (``GetResourceMetrics``, see
 ``_resourcemetrics``).
 
 Rules of this file:
@@ -16,6 +17,8 @@ Rules of this file:
   stream is a child actor that pumps one chunk per message, so it notices between
   chunks that its receiver is gone (``Terminated``) and stops; ``send`` waits for a
   slow receiver instead of dropping its bytes.
+- ``ExecRequest`` needs the container running (a ``LogsError`` otherwise); a session
+  actor per exec then answers it and streams to its receiver.
 - ``GetResourceMetrics`` is answered with ``ResourceMetrics``: a sample of every
   running container this node's kubelet made (this server is the only one that asks
   the runtime for container stats), or ``ResourceMetricsError`` if the runtime fails.
@@ -29,12 +32,14 @@ import trio
 from actorkube.actor import Actor, ActorRef, Restart, Terminated, handler, message
 from actorkube.apiserver import WatchEvent
 from actorkube.apiserver._kubeletclient import ContainerLogs, LogsError, LogsReply
+from actorkube.apiserver._remotecommand import ExecAccepted, ExecRequest
 from actorkube.metrics._messages import (
     GetResourceMetrics,
     ResourceMetrics,
     ResourceMetricsError,
 )
 
+from ._execsession import ExecSession
 from ._logs import LogOptions, LogReader, read_all
 from ._podstate import CONTAINER_NAME, NODE, POD_NAME, POD_NAMESPACE
 from ._resourcemetrics import Sampler
@@ -57,12 +62,12 @@ class KubeletServer(Actor):
         self.node = node
         self.sampler = Sampler()
 
-    async def _find(self, msg: ContainerLogs) -> ContainerStatus | LogsError:
+    async def _find(self, msg: ContainerLogs | ExecRequest) -> ContainerStatus | LogsError:
         labels = {NODE: self.node, POD_NAMESPACE: msg.namespace, POD_NAME: msg.pod,
                   CONTAINER_NAME: msg.container}  # fmt: skip
         found = sorted(await self.runtime.list_containers(labels),
                        key=lambda c: (c.config.attempt, c.created_at), reverse=True)  # fmt: skip
-        if msg.previous:
+        if isinstance(msg, ContainerLogs) and msg.previous:
             if len(found) < 2:
                 return LogsError(400, f'previous terminated container "{msg.container}" in '
                                       f'pod "{msg.pod}" not found')  # fmt: skip
@@ -90,6 +95,25 @@ class KubeletServer(Actor):
         # which would send the log twice.
         self.spawn(lambda: _LogStream(self.runtime, container.id, msg), restart=Restart.TEMPORARY)
         return LogsReply()
+
+    @handler
+    async def on_exec(self, msg: ExecRequest) -> ExecAccepted | LogsError | None:
+        """Starts an ``ExecSession``, which answers (see ``_execsession``); never a
+        failure of the server."""
+        if msg.receiver is None:
+            return LogsError(400, "exec needs a receiver")
+        container = await self._find(msg)
+        if isinstance(container, LogsError):
+            return container
+        if container.state is not ContainerState.RUNNING:
+            return LogsError(400, f'container "{msg.container}" in pod "{msg.pod}" is not '
+                                  f"running")  # fmt: skip
+        reply = self.defer_reply()
+        # A session that fails ends (its receiver is told); it is never started again,
+        # which would run the command twice.
+        self.spawn(lambda: ExecSession(self.runtime, container.id, msg, reply),
+                   restart=Restart.TEMPORARY)  # fmt: skip
+        return None
 
     @handler
     async def on_resource_metrics(
