@@ -15,8 +15,10 @@ Rules of this file:
   ``receiver`` as ``WatchEvent``s of ``stream_id`` (data: the next bytes), ended by
   one without data when the container has exited and everything was sent. Each
   stream is a child actor that pumps one chunk per message, so it notices between
-  chunks that its receiver is gone (``Terminated``) and stops; ``send`` waits for a
-  slow receiver instead of dropping its bytes.
+  chunks that its receiver is gone (``Terminated``) and stops; each chunk is asked,
+  so a slow receiver holds the stream back instead of its bytes being dropped (for
+  ``FOLLOW_TIMEOUT`` seconds a chunk at most: then the stream ends, "did not keep
+  up").
 - ``ExecRequest`` needs the container running (a ``LogsError`` otherwise); a session
   actor per exec then answers it and streams to its receiver.
 - ``GetResourceMetrics`` is answered with ``ResourceMetrics``: a sample of every
@@ -29,7 +31,16 @@ from __future__ import annotations
 import attrs
 import trio
 
-from actorkube.actor import Actor, ActorRef, Restart, Terminated, handler, message
+from actorkube.actor import (
+    Actor,
+    ActorError,
+    ActorRef,
+    AskTimeout,
+    Restart,
+    Terminated,
+    handler,
+    message,
+)
 from actorkube.apiserver import WatchEvent
 from actorkube.apiserver._kubeletclient import ContainerLogs, LogsError, LogsReply
 from actorkube.apiserver._remotecommand import ExecAccepted, ExecRequest
@@ -46,6 +57,7 @@ from ._resourcemetrics import Sampler
 from .runtime import ContainerRuntime, ContainerState, ContainerStatus, CriError, NotFound
 
 QUIET_CHECK = 1.0  # seconds a follower waits for bytes before it looks at its receiver
+FOLLOW_TIMEOUT = 60.0  # seconds a follower waits for its reader to take a chunk
 
 
 @message(tag="kubelet._Pump")
@@ -185,11 +197,26 @@ class _LogStream(Actor):
 
     async def _send(self, data: bytes) -> None:
         if data:
-            await self.receiver.send(WatchEvent(self.msg.stream_id, data))
+            await self._deliver(WatchEvent(self.msg.stream_id, data))
 
     async def _end(self, why: str = "") -> None:
-        await self.receiver.send(WatchEvent(self.msg.stream_id, b"", why or "the log ended"))
+        await self._deliver(WatchEvent(self.msg.stream_id, b"", why or "the log ended"))
         self.stop()
+
+    async def _deliver(self, event: WatchEvent) -> None:
+        # Asked: answered once the receiver has handed it on, so a slow reader holds the
+        # log back and nothing waits in its mailbox, which (a remote one) drops what
+        # does not fit. A receiver that is gone, or whose reader took nothing for
+        # FOLLOW_TIMEOUT seconds, stops the stream (bounded: a reply lost on the way
+        # would otherwise hold this follower for as long as its peer seems up).
+        try:
+            await self.receiver.ask(event, timeout=FOLLOW_TIMEOUT)
+        except AskTimeout:
+            self.receiver.tell(WatchEvent(self.msg.stream_id, b"",
+                                          "the log's reader did not keep up"))  # fmt: skip
+            self.stop()
+        except ActorError:
+            self.stop()
 
     @handler
     async def on_pump(self, msg: _Pump) -> None:
