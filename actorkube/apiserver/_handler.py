@@ -35,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from actorkube.actor import ActorError, ActorRef
+from actorkube.actor import ActorRef
 from actorkube.etcd import EtcdError
 
 from . import _bodies as bodies
@@ -49,8 +49,7 @@ from ._authn import DEFAULT_AUDIENCE, EXTENDED_TOKEN_SECONDS, EXTENSION_SECONDS,
 from ._builtin import keep_namespace_finalizers
 from ._impersonation import impersonate
 from ._kubeletclient import (
-    ASK_TIMEOUT,
-    LogsError,
+    LogsReply,
     PlainText,
     ask_kubelet,
     choose_container,
@@ -1033,8 +1032,7 @@ class Handler:
             if req.watcher is None:
                 raise errors.bad_request("follow needs a streaming connection")
             msg = attrs.evolve(msg, receiver=req.watcher, stream_id=req.watch_id)
-        data = await ask_kubelet(kubelet, msg)
-        return PlainText(data), 200, None
+        return PlainText((await ask_kubelet(kubelet, msg, LogsReply)).data), 200, None
 
     async def _exec(self, rt: ResourceType, req: ApiRequest):
         """pods/exec (see ``_remotecommand``): checked here, run by the pod's kubelet,
@@ -1052,14 +1050,9 @@ class Handler:
             raise errors.bad_request("Upgrade request required")
         msg = attrs.evolve(msg, receiver=req.watcher, stream_id=req.watch_id)
         try:
-            answer = await kubelet.ask(msg, timeout=ASK_TIMEOUT)
-        except ActorError as e:
-            return remotecommand.failure(f"the kubelet did not answer: {e}"), 200, None
-        if isinstance(answer, LogsError):
-            return remotecommand.failure(answer.message), 200, None
-        if not isinstance(answer, ExecAccepted):
-            what = f"the kubelet answered {type(answer).__name__}"
-            return remotecommand.failure(what), 200, None
+            await ask_kubelet(kubelet, msg, ExecAccepted)
+        except errors.ApiError as e:
+            return remotecommand.failure(e.status["message"]), 200, None
         return {"kind": "Status", "apiVersion": "v1", **remotecommand.success()}, 200, None
 
     async def _kubelet_of(self, pod: dict) -> ActorRef:

@@ -102,14 +102,7 @@ class HttpFrontEnd:
             await receive()  # the connect
             await refuse_websocket(scope, send, e.code, e.status)
             return
-        token = _bearer(dict(scope["headers"]).get(b"authorization", b""))
-        prefix = "base64url.bearer.authorization.k8s.io."
-        for protocol in scope.get("subprotocols") or []:
-            # how a browser, which cannot set headers on a WebSocket, sends its token
-            if protocol.startswith(prefix) and not token:
-                token = _unbase64url(protocol[len(prefix):])
-        req = attrs.evolve(req, impersonate=_impersonation(scope["headers"]),
-                           client_certificate=PEER_CERTIFICATE.get(), token=token)  # fmt: skip
+        req = attrs.evolve(req, **_caller(scope))
         try:
             await serve_exec(self.client, req, scope, receive, send)
         except Exception:  # the front end keeps serving
@@ -146,11 +139,9 @@ class HttpFrontEnd:
             req,
             raw_body=raw,
             params=params,
-            impersonate=_impersonation(scope["headers"]),
-            client_certificate=PEER_CERTIFICATE.get(),
             accept=headers.get(b"accept", b"").decode("latin-1") if req.path else "",
-            token=_bearer(headers.get(b"authorization", b"")),
             content_type=content_type,
+            **_caller(scope),
             as_table=b"as=Table" in headers.get(b"accept", b""),
         )
         if req.verb == "watch":
@@ -220,6 +211,20 @@ def _query(scope: dict) -> dict:
     if commands:  # an empty word is a word of the command (sh -c 'x' '' y)
         query["command"] = commands
     return query
+
+
+def _caller(scope: dict) -> dict:
+    """Who the request says it comes from, as ``ApiRequest`` fields: its bearer token
+    (from a WebSocket, which a browser cannot give headers, the
+    ``base64url.bearer.authorization.k8s.io.<token>`` subprotocol as well), its TLS
+    client certificate, whom it asks to impersonate."""
+    token = _bearer(dict(scope["headers"]).get(b"authorization", b""))
+    prefix = "base64url.bearer.authorization.k8s.io."
+    for protocol in scope.get("subprotocols") or []:
+        if protocol.startswith(prefix) and not token:
+            token = _unbase64url(protocol[len(prefix) :])
+    return {"token": token, "client_certificate": PEER_CERTIFICATE.get(),
+            "impersonate": _impersonation(scope["headers"])}  # fmt: skip
 
 
 def _unbase64url(text: str) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -31,6 +31,7 @@ from ._rest import is_true
 SERVER_ANNOTATION = "kubelet.actorkube.io/server"
 TEXT = "text/plain"
 ASK_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 @message(tag="kubelet.ContainerLogs")
@@ -145,9 +146,10 @@ def kubelet_address(pod: Mapping[str, Any], node: Mapping[str, Any] | None) -> s
     return address
 
 
-async def ask_kubelet(kubelet: ActorRef, msg: ContainerLogs) -> bytes:
-    """The kubelet's answer to ``msg``: the log bytes (empty for a follow, whose bytes
-    stream to its receiver). Raises ``ApiError``."""
+async def ask_kubelet(kubelet: ActorRef, msg: object, expected: type[T]) -> T:
+    """The kubelet's answer to ``msg`` (a ``ContainerLogs``: ``LogsReply``, whose bytes
+    are empty for a follow, which streams to its receiver; an ``ExecRequest``:
+    ``ExecAccepted``), which must be an ``expected``. Raises ``ApiError``."""
     try:
         answer = await kubelet.ask(msg, timeout=ASK_TIMEOUT)
     except ActorError as e:
@@ -156,7 +158,7 @@ async def ask_kubelet(kubelet: ActorRef, msg: ContainerLogs) -> bytes:
     if isinstance(answer, LogsError):
         reason = {400: "BadRequest", 404: "NotFound"}.get(answer.code, "InternalError")
         raise errors.ApiError(errors.status(answer.code, reason, answer.message))
-    if not isinstance(answer, LogsReply):
+    if not isinstance(answer, expected):
         what = f"the kubelet answered {type(answer).__name__}"
         raise errors.ApiError(errors.status(500, "InternalError", what))
-    return answer.data
+    return answer
