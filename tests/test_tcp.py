@@ -362,6 +362,48 @@ async def test_the_send_buffer_is_bounded_and_send_waits_for_room():
         assert a.dead_letters.count == 6
 
 
+@message(tag="tcp_test.Flood")
+class Flood:
+    """Tell ``count`` ``Seq`` messages to ``to``, then reply with ``count``."""
+
+    to: ActorRef
+    count: int
+
+
+class Flooder(Actor):
+    @handler
+    def flood(self, msg: Flood) -> int:
+        for n in range(msg.count):
+            msg.to.tell(Seq(n))
+        return msg.count
+
+
+async def test_a_reply_is_queued_past_a_send_buffer_full_of_tells():
+    # The flooder fills b's queue for a with TELLs in the same step as its reply (the
+    # writer cannot run in between): the TELLs past the bound are dead letters, the
+    # reply is not, or a would wait on it for nothing.
+    async with two_systems(send_buffer=4) as (a, b):
+        _, received = spawn_inbox(a)
+        b.spawn(Flooder, name="flooder")
+        flooder = a.ref("ak://b/flooder")
+        with trio.fail_after(WAIT):
+            assert await flooder.ask(Flood(b.ref("ak://a/inbox"), 6), timeout=None) == 6
+        assert [(await next_message(received)).n for _ in range(4)] == [0, 1, 2, 3]
+        assert b.dead_letters.by_reason == {"peer unreachable": 2}
+
+
+async def test_control_frames_have_a_bounded_headroom(caplog):
+    dead = f"{HOST}:{free_port()}"
+    async with ActorSystem(name="a") as a:
+        transport = await serve_tcp(a, token=TOKEN, send_buffer=4, unreachable_after=WAIT)
+        tell = P.pack_frame(P.TELL, "echo", encode_message(Echo("x")))
+        reply = P.pack_frame(P.REPLY, 1, True, encode_value("x"))
+        assert [transport.send_frame(dead, tell) for _ in range(5)] == [True] * 4 + [False]
+        assert [transport.send_frame(dead, reply, True) for _ in range(5)] == [True] * 4 + [False]
+        assert transport.send_frame(dead, tell) is False
+        assert "8 frames wait for" in caplog.text and "is lost" in caplog.text
+
+
 async def test_graceful_shutdown_flushes_queued_frames():
     # More than the socket buffers hold, queued by ``stopping`` just before the close.
     blobs = 200
@@ -801,7 +843,7 @@ class NullTransport:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
 
-    def send_frame(self, system: str, payload: bytes) -> bool:
+    def send_frame(self, system: str, payload: bytes, control: bool = False) -> bool:
         self.sent.append((system, payload))
         return True
 

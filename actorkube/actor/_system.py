@@ -149,8 +149,11 @@ class DeadLetters:
 class Transport(Protocol):
     """What a system needs from a transport: move frames to other systems."""
 
-    def send_frame(self, system: str, payload: bytes) -> bool:
-        """Queue one frame for ``system``; False if it cannot be routed now."""
+    def send_frame(self, system: str, payload: bytes, control: bool = False) -> bool:
+        """Queue one frame for ``system``; False if it cannot be routed now.
+        ``control``: the frame answers or tracks what the peer did (a REPLY, WATCH,
+        UNWATCH, TERMINATED): a bounded queue should take it past the bound that
+        holds new TELLs and ASKs back, or its peer waits on it for nothing."""
 
     async def send_frame_wait(self, system: str, payload: bytes) -> bool:
         """Queue one frame, waiting for buffer room (backpressure); False if it cannot
@@ -489,7 +492,7 @@ class ActorSystem:
         else:
             peer = target.address.system
             self._remote_watches.setdefault(peer, {})[(watcher.name, target.name)] = None
-            if not self._send(peer, P.pack_frame(P.WATCH, watcher.name, target.name)):
+            if not self._send(peer, P.pack_frame(P.WATCH, watcher.name, target.name), True):
                 self._remote_watches[peer].pop((watcher.name, target.name), None)
                 self._peer_lost_watch(peer, watcher.name, target.name)
 
@@ -503,7 +506,7 @@ class ActorSystem:
         elif target.address.system != self.name:
             peer = target.address.system
             self._remote_watches.get(peer, {}).pop((watcher.name, target.name), None)
-            self._send(peer, P.pack_frame(P.UNWATCH, watcher.name, target.name))
+            self._send(peer, P.pack_frame(P.UNWATCH, watcher.name, target.name), True)
 
     def _notify_terminated(self, watcher: ActorRef, target: ActorRef, reason: str) -> None:
         if watcher.address.system == self.name:
@@ -512,6 +515,7 @@ class ActorSystem:
             self._send(
                 watcher.address.system,
                 P.pack_frame(P.TERMINATED, watcher.name, target.name, reason),
+                True,
             )
 
     def _peer_lost_watch(self, peer: str, watcher: str, target: str) -> None:
@@ -525,9 +529,9 @@ class ActorSystem:
 
     # --- remote routing ----------------------------------------------------------------
 
-    def _send(self, peer: str, payload: bytes) -> bool:
+    def _send(self, peer: str, payload: bytes, control: bool = False) -> bool:
         transport = self.transport
-        return transport is not None and transport.send_frame(peer, payload)
+        return transport is not None and transport.send_frame(peer, payload, control)
 
     def _remote_tell(self, address: Address, data: bytes) -> None:
         if address.system == self.name:
@@ -666,7 +670,7 @@ class ActorSystem:
         """Called by a transport when a connection to ``peer`` is (re)established: watch
         again what we watch there (WATCH is idempotent on the other side)."""
         for watcher, target in self._remote_watches.get(peer, {}):
-            self._send(peer, P.pack_frame(P.WATCH, watcher, target))
+            self._send(peer, P.pack_frame(P.WATCH, watcher, target), True)
 
     def _peer_down(self, peer: str) -> None:
         """Called by the transport when ``peer`` is gone for good (or restarted)."""
@@ -694,9 +698,9 @@ class _RemoteReply(Reply):
         self._corr = corr
 
     def _ok(self, data: bytes) -> None:
-        self._system._send(self._peer, P.pack_frame(P.REPLY, self._corr, True, data))
+        self._system._send(self._peer, P.pack_frame(P.REPLY, self._corr, True, data), True)
 
     def _error(self, exc: ActorError) -> None:
         self._system._send(
-            self._peer, P.pack_frame(P.REPLY, self._corr, False, P.error_to_wire(exc))
+            self._peer, P.pack_frame(P.REPLY, self._corr, False, P.error_to_wire(exc)), True
         )

@@ -3,9 +3,11 @@
 Rules of this file:
 
 - A peer system is known by its name. Frames for it wait in one bounded queue per peer
-  (``send_buffer`` frames); exactly one connection per peer drains that queue at a
-  time, so frames from one system to another arrive in the order they were queued.
-  A connection carries frames both ways once its handshake is done.
+  (``send_buffer`` frames; replies and watch frames may take as many again, so that
+  a queue full of TELLs does not lose the answers the peer waits on); exactly one
+  connection per peer drains that queue at a time, so frames from one system to
+  another arrive in the order they were queued. A connection carries frames both ways
+  once its handshake is done.
 - Handshake (``Handshake``, sans I/O): both sides send HELLO [magic, version, name,
   incarnation, nonce, realm]. The realm of the connection follows from both HELLOs
   (``CONNECTION_REALM``) and picks the secret both AUTHs prove. The side with the
@@ -502,14 +504,29 @@ class TcpTransport:
 
     # --- sending (the Transport protocol) --------------------------------------------------
 
-    def send_frame(self, system: str, payload: bytes) -> bool:
+    def send_frame(self, system: str, payload: bytes, control: bool = False) -> bool:
         """Queue one frame for ``system``. False if it cannot be routed (no connection and
-        no way to dial, the transport is closed) or its queue is full."""
+        no way to dial, the transport is closed) or its queue is full: ``send_buffer``
+        frames for a TELL or ASK, twice that for a ``control`` frame (a REPLY, WATCH,
+        UNWATCH or TERMINATED answers what the peer did, and dropping it would leave
+        the peer waiting; the headroom still bounds what a peer that does not read can
+        make us hold)."""
         if self._closed or self._too_large(system, payload):
             return False
         peer = self._peer_for(system)
-        if peer is None or len(peer.queue) >= self.send_buffer:
+        if peer is None:
             return False
+        if len(peer.queue) >= self.send_buffer:
+            if not control:
+                return False
+            if len(peer.queue) >= 2 * self.send_buffer:
+                log.warning(
+                    "%s: %d frames wait for %s; a reply or watch frame is lost",
+                    self.system.name,
+                    len(peer.queue),
+                    system,
+                )
+                return False
         peer.queue.append(payload)
         if peer.wake:
             peer.wake.unpark_all()

@@ -88,7 +88,8 @@ class _SimTransport:
         self._system = system
         self._generation = generation
 
-    def send_frame(self, system: str, payload: bytes) -> bool:
+    def send_frame(self, system: str, payload: bytes, control: bool = False) -> bool:
+        # The simulated links have no bound, so control frames need no headroom.
         return self._net._send(self._system.name, self._generation, system, payload)
 
     async def send_frame_wait(self, system: str, payload: bytes) -> bool:
