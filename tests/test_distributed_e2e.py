@@ -33,7 +33,7 @@ from distributed_run import (
     etcd_leader,
     kill,
 )
-from kubectl_run import kubectl
+from kubectl_run import PortForward, kubectl, round_trip
 
 PAUSE = {
     "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "load"},
@@ -324,7 +324,7 @@ async def test_a_node_joins_with_a_bootstrap_token(tmp_path):
             assert csr["spec"]["username"] == f"system:bootstrap:{join[4].split('.')[0]}"
             assert csr["status"]["certificate"]
             assert {c["type"] for c in csr["status"]["conditions"]} == {"Approved"}
-            await _runs_a_pod(k, "there")
+            await _runs_a_pod(k, "there", config, tmp_path / "cache")
         finally:
             node.terminate()
             await node.wait()
@@ -339,20 +339,34 @@ async def test_a_node_joins_with_a_bootstrap_token(tmp_path):
         # Started again it has its credentials: no token needed (it may have expired).
         node = await run_node(*join[1:3])
         try:
-            await _runs_a_pod(k, "again")
+            await _runs_a_pod(k, "again", config, tmp_path / "cache")
         finally:
             node.terminate()
             await node.wait()
 
 
-async def _runs_a_pod(k, name: str) -> None:
+ECHO = """
+import os, socket
+server = socket.create_server((os.environ["POD_IP"], 7000))
+while True:
+    conn = server.accept()[0]
+    while data := conn.recv(65536):
+        conn.sendall(data)
+    conn.close()
+"""
+
+
+async def _runs_a_pod(k, name: str, config, cache) -> None:
     """A pod on the joined node gets Ready, with an address of the node's pod CIDR, and
     what it logged comes back through the API server (from the node's kubelet, over the
-    transport), followed too; kubectl exec runs a command in it."""
+    transport), followed too; kubectl exec runs a command in it, and kubectl
+    port-forward reaches what it serves."""
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": {"nodeName": "joined", "terminationGracePeriodSeconds": 1,
-                    "containers": [{"name": "c", "image": "busybox", "command": [
-                        "sh", "-c", "echo hello from $POD_IP; exec sleep 3600"]}]}}  # fmt: skip
+                    "containers": [{"name": "c", "image": "python:3.11", "command": [
+                        "sh", "-c", "echo hello from $POD_IP; exec python3 -c \"$0\"",
+                        ECHO], "readinessProbe": {"tcpSocket": {"port": 7000},
+                                                  "periodSeconds": 1}}]}}  # fmt: skip
     await k("create", "-f", "-", stdin=json.dumps(pod).encode())
     await k("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
     ip = json.loads(await k("get", "pod", name, "-o", "json"))["status"]["podIP"]
@@ -364,6 +378,10 @@ async def _runs_a_pod(k, name: str) -> None:
         assert await k("logs", "-f", name, "--limit-bytes=5") == "hello"
         assert await k("exec", "-i", name, "--", "sh", "-c", "cat; echo $HOSTNAME",
                        stdin=b"to the node\n") == f"to the node\n{name}\n"  # fmt: skip
+        data = os.urandom(1_000_000)
+        async with PortForward(config, cache, f"pod/{name}", 7000) as forward:
+            await forward.ready()
+            assert await round_trip(forward.local, data) == data
 
 
 async def test_etcd_members_change_and_a_snapshot_restores_the_cluster(tmp_path):

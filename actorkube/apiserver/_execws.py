@@ -163,23 +163,31 @@ async def _bridge(req: ApiRequest, protocol: str, receive, send,
         await _finish(send, ended_status(command, ended))
 
 
-class _Backlog:
-    """The client's stdin (and its end), in order, on its way to the session: at most
-    ``limit`` bytes wait here (then the reader waits, and TCP holds the client back)."""
+class Backlog:
+    """A client's input (and its end), in order, on its way to a kubelet's session: at
+    most ``limit`` bytes wait here (then the reader waits, and TCP holds the client
+    back). Once ``close``d, nothing will take it: what is put is dropped."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.items: deque[bytes | None] = deque()  # None: the end of stdin
+        self.items: deque[bytes | None] = deque()  # None: the end of the input
         self.size = 0
+        self.closed = False
         self._changed = trio.Event()
 
     def _wake(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
     async def put(self, item: bytes | None) -> None:
-        while self.size >= self.limit:
+        while self.size >= self.limit and not self.closed:
             await self._changed.wait()
+        if self.closed:
+            return
         self.items.append(item)
         self.size += len(item or b"")
         self._wake()
@@ -199,7 +207,7 @@ async def _from_client(receive, send, opened: ExecOpened, protocol: str, stdin: 
     reading goes on while the command is slow to take it (a resize, a protocol error or
     the client's departure is acted on at once) until ``INPUT_BACKLOG`` bytes wait."""
     session = opened.input
-    backlog = _Backlog(INPUT_BACKLOG)
+    backlog = Backlog(INPUT_BACKLOG)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_to_session, session, backlog, done)
         while True:
@@ -226,7 +234,7 @@ async def _from_client(receive, send, opened: ExecOpened, protocol: str, stdin: 
                 return
 
 
-async def _to_session(session, backlog: _Backlog, done: trio.CancelScope) -> None:
+async def _to_session(session, backlog: Backlog, done: trio.CancelScope) -> None:
     """Hands the backlog to the session in order, each chunk once it has room (the end
     of stdin too: asked, so it cannot be lost). A session that cannot take it (gone, or
     its mailbox full) ends the exec: the command is killed rather than left waiting for

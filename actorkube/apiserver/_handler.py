@@ -60,6 +60,7 @@ from ._messages import ApiRequest, ApiResponse
 from ._meta import generate_name, meta, rfc3339, with_meta
 from ._metrics import ApiMetrics
 from ._openapi import OpenApi
+from ._portforward import PortForwardAccepted, PortForwardRequest
 from ._printers import table
 from ._rbac import Attributes, Authorizer, UserInfo
 from ._registry import Registry, ResourceType, UnknownResource
@@ -1055,6 +1056,22 @@ class Handler:
             return remotecommand.failure(e.status["message"]), 200, None
         return {"kind": "Status", "apiVersion": "v1", **remotecommand.success()}, 200, None
 
+    async def _portforward(self, rt: ResourceType, req: ApiRequest):
+        """pods/portforward (see ``_portforward``): checked here, the session started by
+        the pod's kubelet, which streams to the watcher; 200 with a Success Status once
+        it runs, an error before that."""
+        if req.verb != "create":
+            raise errors.method_not_allowed("pods/portforward only accepts create")
+        pod = await self.store.get(rt, req.namespace, req.name)
+        kubelet = await self._kubelet_of(pod)
+        if req.watcher is None:
+            raise errors.bad_request("Upgrade request required")
+        meta = pod["metadata"]
+        msg = PortForwardRequest(meta.get("namespace", ""), meta["name"], meta.get("uid", ""),
+                                 receiver=req.watcher)  # fmt: skip
+        await ask_kubelet(kubelet, msg, PortForwardAccepted)
+        return {"kind": "Status", "apiVersion": "v1", **remotecommand.success()}, 200, None
+
     async def _kubelet_of(self, pod: dict) -> ActorRef:
         """The server of the kubelet that runs ``pod``. Raises ``ApiError``."""
         node = None
@@ -1117,6 +1134,7 @@ class Handler:
 _SUBRESOURCES = {
     "log": Handler._log,
     "exec": Handler._exec,
+    "portforward": Handler._portforward,
     "binding": Handler._binding,
     "scale": Handler._scale,
     "eviction": Handler._eviction,

@@ -46,6 +46,7 @@ from ._bodies import APPLY_PATCH
 from ._execws import refuse_websocket, serve_exec
 from ._messages import ApiRequest, ApiResponse
 from ._metrics import CONTENT_TYPE
+from ._portforwardws import serve_portforward
 from ._registry import Registry
 from ._rest import AGGREGATED, is_non_resource, is_true, parse_request
 
@@ -93,20 +94,22 @@ class HttpFrontEnd:
             await _respond(send, 500, errors.internal("the request could not be served").status)
 
     async def _websocket(self, scope: dict, receive: Receive, send: Send) -> None:
-        """A WebSocket: ``pods/exec`` (``_execws``); anything else is refused."""
+        """A WebSocket: ``pods/exec`` (``_execws``) or ``pods/portforward``
+        (``_portforwardws``); anything else is refused."""
         try:
             req = parse_request(self.registry, "GET", scope["path"], _query(scope))
-            if req.subresource != "exec":
+            if req.subresource not in ("exec", "portforward"):
                 raise errors.bad_request(f"{scope['path']} is not served over a WebSocket")
         except errors.ApiError as e:
             await receive()  # the connect
             await refuse_websocket(scope, send, e.code, e.status)
             return
         req = attrs.evolve(req, **_caller(scope))
+        serve = serve_exec if req.subresource == "exec" else serve_portforward
         try:
-            await serve_exec(self.client, req, scope, receive, send)
+            await serve(self.client, req, scope, receive, send)
         except Exception:  # the front end keeps serving
-            log.exception("exec %s failed", scope.get("path"))
+            log.exception("%s %s failed", req.subresource, scope.get("path"))
 
     async def _serve(self, scope: dict, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
@@ -125,7 +128,7 @@ class HttpFrontEnd:
         except errors.ApiError as e:
             await _respond(send, e.code, e.status)
             return
-        if req.subresource == "exec":
+        if req.subresource in ("exec", "portforward"):
             # asked as create whatever the method (a WebSocket's is GET), as Kubernetes
             # 1.35 authorizes it; without an upgrade the server answers what it checked
             req = attrs.evolve(req, verb="create")
@@ -204,12 +207,16 @@ class HttpFrontEnd:
 
 def _query(scope: dict) -> dict:
     """The query's parameters, the last non-empty value of each, but every ``command``
-    (an exec's words, in order, empty ones too)."""
+    (an exec's words, in order, empty ones too) and every ``ports`` (a port-forward's,
+    joined with commas, as it may also give them)."""
     pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     query: dict = {name: value for name, value in pairs if value}
     commands = [value for name, value in pairs if name == "command"]
     if commands:  # an empty word is a word of the command (sh -c 'x' '' y)
         query["command"] = commands
+    ports = [value for name, value in pairs if name == "ports" and value]
+    if ports:
+        query["ports"] = ",".join(ports)
     return query
 
 

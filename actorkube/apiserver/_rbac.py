@@ -550,8 +550,8 @@ def _edit_rules() -> list[dict[str, Any]]:
     return [
         _rule(_READ, [""], ["secrets"]),
         _rule(["impersonate"], [""], ["serviceaccounts"]),
-        _rule(_WRITE, [""], ["pods", "pods/exec"]),
-        _rule(_READ, [""], ["pods/exec"]),
+        _rule(_WRITE, [""], ["pods", "pods/exec", "pods/portforward"]),
+        _rule(_READ, [""], ["pods/exec", "pods/portforward"]),
         _rule(_WRITE, [""], ["services", "serviceaccounts", "configmaps", "secrets"]),
         _rule(_WRITE, ["apps"], _WORKLOADS),
         *_view_rules(),

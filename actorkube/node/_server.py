@@ -1,6 +1,7 @@
 """The kubelet's server: what others ask a node for (the kubelet's HTTPS server on port
 10250, as an actor): container logs, for the API server's ``pods/log``, commands run
-in containers, for ``pods/exec`` (``ExecRequest``, see ``_execsession``), and the
+in containers, for ``pods/exec`` (``ExecRequest``, see ``_execsession``), connections
+to pods' ports, for ``pods/portforward`` (``PortForwardRequest``), and the
 node's resource metrics, for a metrics server (``GetResourceMetrics``, see
 ``_resourcemetrics``).
 
@@ -21,6 +22,9 @@ Rules of this file:
   up").
 - ``ExecRequest`` needs the container running (a ``LogsError`` otherwise); a session
   actor per exec then answers it and streams to its receiver.
+- ``PortForwardRequest`` needs a ready sandbox of the pod on this node (a
+  ``LogsError`` 404 otherwise); a session actor per client session then answers it
+  and carries its connections (see ``_portforward``).
 - ``GetResourceMetrics`` is answered with ``ResourceMetrics``: a sample of every
   running container this node's kubelet made (this server is the only one that asks
   the runtime for container stats), or ``ResourceMetricsError`` if the runtime fails.
@@ -43,6 +47,7 @@ from actorkube.actor import (
 )
 from actorkube.apiserver import WatchEvent
 from actorkube.apiserver._kubeletclient import ContainerLogs, LogsError, LogsReply
+from actorkube.apiserver._portforward import PortForwardAccepted, PortForwardRequest
 from actorkube.apiserver._remotecommand import ExecAccepted, ExecRequest
 from actorkube.metrics._messages import (
     GetResourceMetrics,
@@ -52,9 +57,17 @@ from actorkube.metrics._messages import (
 
 from ._execsession import ExecSession
 from ._logs import LogOptions, LogReader, read_all
-from ._podstate import CONTAINER_NAME, NODE, POD_NAME, POD_NAMESPACE
+from ._podstate import CONTAINER_NAME, NODE, POD_NAME, POD_NAMESPACE, POD_UID
+from ._portforward import PortForwardSession
 from ._resourcemetrics import Sampler
-from .runtime import ContainerRuntime, ContainerState, ContainerStatus, CriError, NotFound
+from .runtime import (
+    ContainerRuntime,
+    ContainerState,
+    ContainerStatus,
+    CriError,
+    NotFound,
+    SandboxState,
+)
 
 QUIET_CHECK = 1.0  # seconds a follower waits for bytes before it looks at its receiver
 FOLLOW_TIMEOUT = 60.0  # seconds a follower waits for its reader to take a chunk
@@ -124,6 +137,27 @@ class KubeletServer(Actor):
         # A session that fails ends (its receiver is told); it is never started again,
         # which would run the command twice.
         self.spawn(lambda: ExecSession(self.runtime, container.id, msg, reply),
+                   restart=Restart.TEMPORARY)  # fmt: skip
+        return None
+
+    @handler
+    async def on_port_forward(
+        self, msg: PortForwardRequest
+    ) -> PortForwardAccepted | LogsError | None:
+        """Starts a ``PortForwardSession`` for the pod's ready sandbox, which answers
+        (see ``_portforward``); never a failure of the server."""
+        if msg.receiver is None:
+            return LogsError(400, "port-forward needs a receiver")
+        labels = {NODE: self.node, POD_NAMESPACE: msg.namespace, POD_NAME: msg.pod}
+        ready = [s for s in await self.runtime.list_pod_sandboxes(labels)
+                 if s.state is SandboxState.READY
+                 and (not msg.uid or s.labels.get(POD_UID) == msg.uid)]  # fmt: skip
+        if not ready:
+            return LogsError(404, f'pod "{msg.pod}" in namespace "{msg.namespace}" has no '
+                                  "running sandbox on this node")  # fmt: skip
+        sandbox = max(ready, key=lambda s: s.created_at)
+        reply = self.defer_reply()
+        self.spawn(lambda: PortForwardSession(self.runtime, sandbox.id, msg, reply),
                    restart=Restart.TEMPORARY)  # fmt: skip
         return None
 

@@ -332,6 +332,11 @@ class ContainerRuntime(Protocol):
         self, container_id: str, command: tuple[str, ...], *, stdin: bool, tty: bool
     ) -> AbstractAsyncContextManager[ExecStream]: ...
 
+    async def port_forward(self, sandbox_id: str, port: int) -> trio.abc.Stream:
+        """CRI's PortForward: a connection to ``port`` of the pod (the caller closes
+        it). Raises ``CriError`` (``NotFound`` for an unknown sandbox) with why it
+        could not connect."""
+
     # logs and events
     async def read_log(self, container_id: str, offset: int = 0) -> LogChunk: ...
     async def wait_log(self, container_id: str, offset: int) -> None: ...

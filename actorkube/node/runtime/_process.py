@@ -59,6 +59,7 @@ from ._api import (
     ContainerStats,
     ContainerStatus,
     CreateContainerError,
+    CriError,
     EventType,
     ExecResult,
     ExecStream,
@@ -702,6 +703,22 @@ class ProcessRuntime:
         """Starts ``command`` in the container with its streams open (see ``_exec``)."""
         self._check()
         return exec_streaming(self._container(container_id), command, bool(stdin), bool(tty))
+
+    async def port_forward(self, sandbox_id: str, port: int) -> trio.abc.Stream:
+        """A TCP connection to ``port`` on the pod's IP (pods have no network namespace:
+        what listens on the pod IP, or on every address, is reached)."""
+        self._check()
+        status = self._sandbox(sandbox_id).status()
+        if status.state is not SandboxState.READY or not status.ip:
+            raise CriError(f"pod sandbox {sandbox_id} is not ready")
+        try:
+            return await trio.open_tcp_stream(status.ip, port)
+        except OSError as e:
+            # trio's own message ("all attempts ... failed") hides the reason: its cause
+            cause = e.__cause__ or e
+            while isinstance(cause, BaseExceptionGroup):
+                cause = cause.exceptions[0]
+            raise CriError(f"failed to connect to {status.ip}:{port}: {cause}") from None
 
     # --- logs ---------------------------------------------------------------------------------
 

@@ -644,6 +644,12 @@ class SimRuntime:
         result = await self.exec_sync(container_id, command, 0)
         yield _SimExec(result.stderr, result.exit_code, tty)
 
+    async def port_forward(self, sandbox_id: str, port: int) -> trio.abc.Stream:
+        """Refused: simulated containers listen nowhere."""
+        self._check_open()
+        self._sandbox(sandbox_id)  # NotFound for an unknown one
+        raise CriError(f"the simulated runtime has no network: nothing listens on port {port}")
+
     async def probe_network(
         self, container_id: str, probe: Mapping, pod_ip: str, timeout: float
     ) -> ProbeResult:
