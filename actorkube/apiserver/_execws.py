@@ -31,6 +31,8 @@ import contextlib
 import json
 import logging
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -38,7 +40,7 @@ import trio
 from actorkube.actor import Actor, ActorError, Terminated, handler
 from actorkube.client import ApiClient
 
-from ._messages import ApiRequest
+from ._messages import ApiRequest, ApiResponse
 from ._remotecommand import (
     ERROR,
     STDERR,
@@ -65,40 +67,67 @@ INPUT_BACKLOG = 1024 * 1024  # bytes of a client's stdin held while its command 
 PROTOCOL_ERROR = 1007  # WebSocket close code: a message that breaks the protocol
 
 
-class _Receiver(Actor):
-    """Hands a session's messages to the front end's task; a session that goes away
-    without its ``ExecEnded`` (its kubelet's process died, its host is cut off) ends
-    the stream with an error."""
+class Receiver(Actor):
+    """Where a kubelet's session streams to: hands its messages to the front end's task
+    (``hand_over``), which reads them from ``send``'s other end. A subclass says what
+    it takes."""
 
     def __init__(self, send: trio.MemorySendChannel) -> None:
         self.send = send
-        self.ended = False
 
-    async def _hand_over(self, msg: object) -> None:
+    async def hand_over(self, msg: object) -> None:
         # (a closed stream: the front end is done with this session)
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.send.send(msg)
 
+
+@asynccontextmanager
+async def kubelet_session(
+    client: ApiClient, req: ApiRequest, receiver: type[Receiver], label: str
+) -> AsyncIterator[tuple[ApiResponse, trio.MemoryReceiveChannel]]:
+    """Asks the API server (``req`` as ``create``) to start the kubelet's session that
+    streams to a ``receiver`` of its own: the answer, and what the receiver hands over;
+    the receiver is stopped on the way out (the session sees it go)."""
+    system = client.system
+    out_send, out_receive = trio.open_memory_channel(OUTPUT_BUFFER)
+    # granted: the kubelet, a guest of the API server's transport, streams to it
+    ref = system.spawn(lambda: receiver(out_send), name=system.granted_name(label))
+    try:
+        answer = await client.send(attrs.evolve(req, verb="create", watcher=ref, watch_id=1))
+        yield answer, out_receive
+    finally:
+        out_receive.close()
+        await system.stop(ref)
+
+
+class _Receiver(Receiver):
+    """An exec's: a session that goes away without its ``ExecEnded`` (its kubelet's
+    process died, its host is cut off) ends the stream with an error."""
+
+    def __init__(self, send: trio.MemorySendChannel) -> None:
+        super().__init__(send)
+        self.ended = False
+
     @handler
     async def on_opened(self, msg: ExecOpened) -> None:
         self.watch(msg.input)
-        await self._hand_over(msg)
+        await self.hand_over(msg)
 
     @handler
     async def on_output(self, msg: ExecOutput) -> None:
-        await self._hand_over(msg)
+        await self.hand_over(msg)
 
     @handler
     async def on_ended(self, msg: ExecEnded) -> None:
         self.ended = True
-        await self._hand_over(msg)
+        await self.hand_over(msg)
 
     @handler
     async def on_terminated(self, msg: Terminated) -> None:
         if not self.ended:
             self.ended = True
             why = f"the kubelet's exec session went away ({msg.reason})"
-            await self._hand_over(ExecEnded(0, error=why))
+            await self.hand_over(ExecEnded(0, error=why))
 
 
 async def serve_exec(client: ApiClient, req: ApiRequest, scope: dict, receive, send) -> None:
@@ -115,13 +144,7 @@ async def serve_exec(client: ApiClient, req: ApiRequest, scope: dict, receive, s
                        f"[{offered}], supported [v5.channel.k8s.io v4.channel.k8s.io]",
             "reason": "BadRequest", "code": 400})  # fmt: skip
         return
-    system = client.system
-    out_send, out_receive = trio.open_memory_channel(OUTPUT_BUFFER)
-    # granted: the kubelet, a guest of the API server's transport, streams to it
-    receiver = system.spawn(lambda: _Receiver(out_send), name=system.granted_name("exec"))
-    try:
-        answer = await client.send(attrs.evolve(req, verb="create", watcher=receiver,
-                                                watch_id=1))  # fmt: skip
+    async with kubelet_session(client, req, _Receiver, "exec") as (answer, output):
         if not 200 <= answer.code < 300:
             await refuse_websocket(scope, send, answer.code, answer.body)
             return
@@ -130,10 +153,7 @@ async def serve_exec(client: ApiClient, req: ApiRequest, scope: dict, receive, s
         if not isinstance(status, dict) or status.get("status") != "Success":
             await _finish(send, status)
             return
-        await _bridge(req, protocol, receive, send, out_receive)
-    finally:
-        out_receive.close()
-        await system.stop(receiver)
+        await _bridge(req, protocol, receive, send, output)
 
 
 async def _bridge(req: ApiRequest, protocol: str, receive, send,

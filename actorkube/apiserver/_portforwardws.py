@@ -31,16 +31,15 @@ Rules of this file:
 from __future__ import annotations
 
 import abc
-import contextlib
 import logging
 
 import attrs
 import trio
 
-from actorkube.actor import Actor, ActorError, ActorRef, Terminated, handler
+from actorkube.actor import ActorError, ActorRef, Terminated, handler
 from actorkube.client import ApiClient
 
-from ._execws import PROTOCOL_ERROR, Backlog, refuse_websocket
+from ._execws import PROTOCOL_ERROR, Backlog, Receiver, kubelet_session, refuse_websocket
 from ._messages import ApiRequest
 from ._portforward import (
     SUBPROTOCOL,
@@ -70,7 +69,6 @@ from ._spdy import (
 
 log = logging.getLogger("actorkube.apiserver.http")
 
-OUTPUT_BUFFER = 16  # messages from the kubelet held for a client that reads slowly
 INPUT_BACKLOG = 1024 * 1024  # bytes of a connection's input held while its pod is slow
 
 
@@ -79,34 +77,26 @@ class _Gone:
     why: str
 
 
-class _Receiver(Actor):
-    """Hands the kubelet session's messages to the front end's task; a session that goes
-    away (its kubelet's process died, its host is cut off) ends the client's."""
-
-    def __init__(self, send: trio.MemorySendChannel) -> None:
-        self.send = send
-
-    async def _hand_over(self, msg: object) -> None:
-        # (a closed stream: the front end is done with this session)
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.send.send(msg)
+class _Receiver(Receiver):
+    """A port-forward's: a session that goes away (its kubelet's process died, its host
+    is cut off) ends the client's."""
 
     @handler
     async def on_session(self, msg: ForwardSession) -> None:
         self.watch(msg.session)
-        await self._hand_over(msg)
+        await self.hand_over(msg)
 
     @handler
     async def on_output(self, msg: ForwardOutput) -> None:
-        await self._hand_over(msg)
+        await self.hand_over(msg)
 
     @handler
     async def on_ended(self, msg: ForwardEnded) -> None:
-        await self._hand_over(msg)
+        await self.hand_over(msg)
 
     @handler
     async def on_terminated(self, msg: Terminated) -> None:
-        await self._hand_over(_Gone(f"the kubelet's port-forward session went away ({msg.reason})"))
+        await self.hand_over(_Gone(f"the kubelet's port-forward session went away ({msg.reason})"))
 
 
 async def serve_portforward(client: ApiClient, req: ApiRequest, scope: dict, receive,
@@ -127,18 +117,11 @@ async def serve_portforward(client: ApiClient, req: ApiRequest, scope: dict, rec
     if refusal is not None:
         await refuse_websocket(scope, send, 400, _status(400, "BadRequest", refusal))
         return
-    system = client.system
-    out_send, out_receive = trio.open_memory_channel(OUTPUT_BUFFER)
-    # granted: the kubelet, a guest of the API server's transport, streams to it
-    receiver = system.spawn(lambda: _Receiver(out_send),
-                            name=system.granted_name("portforward"))  # fmt: skip
-    try:
-        answer = await client.send(attrs.evolve(req, verb="create", watcher=receiver,
-                                                watch_id=1))  # fmt: skip
+    async with kubelet_session(client, req, _Receiver, "portforward") as (answer, output):
         if not 200 <= answer.code < 300:
             await refuse_websocket(scope, send, answer.code, answer.body)
             return
-        first = await out_receive.receive()  # asked of the receiver before the answer
+        first = await output.receive()  # asked of the receiver before the answer
         if not isinstance(first, ForwardSession):
             why = "the kubelet's port-forward session went away"
             await refuse_websocket(scope, send, 503, _status(503, "ServiceUnavailable", why))
@@ -148,10 +131,7 @@ async def serve_portforward(client: ApiClient, req: ApiRequest, scope: dict, rec
             bridge: _Bridge = _SpdyBridge(first.session, send)
         else:
             bridge = _ChannelBridge(first.session, send, ports)
-        await bridge.run(receive, out_receive)
-    finally:
-        out_receive.close()
-        await system.stop(receiver)
+        await bridge.run(receive, output)
 
 
 def _status(code: int, reason: str, message: str) -> dict:
