@@ -128,6 +128,14 @@ def test_frames_that_break_the_protocol(wire, match):
         SpdyReader().feed(wire)
 
 
+def test_a_header_block_that_inflates_too_far_is_refused_without_inflating_it():
+    deflate = zlib.compressobj(zdict=spdy.DICTIONARY)
+    # 64 MiB of zeros compress to ~64 KB; only MAX_HEADERS + 1 bytes are ever made
+    block = deflate.compress(bytes(64 << 20)) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    with pytest.raises(SpdyError, match="inflates to more than"):
+        SpdyReader().feed(Client.control(spdy.SYN_STREAM, bytes(10) + block))
+
+
 def test_a_header_block_that_lies_about_its_size():
     deflate = zlib.compressobj(zdict=spdy.DICTIONARY)
     raw = struct.pack(">II", 1, 100) + b"short"

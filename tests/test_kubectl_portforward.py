@@ -17,18 +17,24 @@ import websocket
 from kubectl_node import WAIT, node_cluster
 from kubectl_run import PortForward, free_port, round_trip
 
+from actorkube.apiserver import _portforwardws
 from actorkube.apiserver._spdy import DICTIONARY
 from actorkube.pki import ClusterPki
 
 ECHO = """
-import os, socket, threading
-server = socket.create_server((os.environ["POD_IP"], 7000))
+import os, socket, threading, time
 def echo(conn):
-    while data := conn.recv(65536):
+    while (data := conn.recv(65536)) and data != b"close":
         conn.sendall(data)
     conn.close()
-while True:
-    threading.Thread(target=echo, args=(server.accept()[0],), daemon=True).start()
+def idle(conn):
+    time.sleep(1e9)  # never reads
+def serve(port, handle):
+    server = socket.create_server((os.environ["POD_IP"], port))
+    while True:
+        threading.Thread(target=handle, args=(server.accept()[0],), daemon=True).start()
+threading.Thread(target=serve, args=(7003, idle), daemon=True).start()
+serve(7000, echo)
 """
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "echo", "namespace": "default"},
        "spec": {"nodeName": "n1", "containers": [{
@@ -62,6 +68,27 @@ async def test_connections_are_carried_both_ways_several_at_once(cluster, tmp_pa
             # and again on the same session, after those ended
             assert await round_trip(pf.local, b"again") == b"again"
         assert [got[i] for i in range(len(payloads))] == payloads
+
+
+async def test_a_connection_outlives_the_ones_that_end_beside_it(cluster, tmp_path):
+    # kubectl resets both streams of a connection that ended; those resets must not
+    # reach another connection (the first one's request id is 0).
+    async with port_forward(tmp_path, 7000) as pf:
+        await pf.ready()
+        with trio.fail_after(WAIT):
+            first = await trio.open_tcp_stream("127.0.0.1", pf.local)
+            await first.send_all(b"one")
+            assert await first.receive_some(10) == b"one"
+            for _ in range(3):
+                assert await round_trip(pf.local, b"two") == b"two"
+                # the pod closes this one first (kubectl then resets its streams)
+                second = await trio.open_tcp_stream("127.0.0.1", pf.local)
+                await second.send_all(b"close")
+                assert await second.receive_some(10) == b""
+                await second.aclose()
+            await first.send_all(b"still")
+            assert await first.receive_some(10) == b"still"
+            await first.aclose()
 
 
 async def test_a_port_nothing_listens_on_is_an_error_kubectl_prints(cluster, tmp_path):
@@ -183,7 +210,9 @@ async def test_refusals_before_the_upgrade(cluster):
 
     status, body = await trio.to_thread.run_sync(refused, ("v5.channel.k8s.io",))
     assert status == 400 and b"no supported subprotocol" in body
-    for query in ("", "?ports=http", "?ports=70000", "?ports=80&ports=0"):
+    many = ",".join(str(7000 + i) for i in range(129))  # one more than a byte names
+    for query in ("", "?ports=http", "?ports=70000", "?ports=80&ports=0",
+                  "?ports=%D9%A7%D9%A0%D9%A0%D9%A0", f"?ports={many}"):  # fmt: skip
         status, body = await trio.to_thread.run_sync(refused, ("v4.channel.k8s.io",), query)
         assert status == 400 and b"query parameter ports" in body, query
     # A message on a channel that no port has breaks the channel protocol.
@@ -241,3 +270,38 @@ async def test_the_official_python_client_forwards_over_channels(cluster, tmp_pa
     assert same and echo_error is None
     assert "error forwarding port 7001 to pod default/echo" in refused_error
     assert "Connection refused" in refused_error
+
+
+async def test_a_pod_that_reads_nothing_loses_its_connection_not_the_session(
+    cluster, monkeypatch
+):
+    _, _, url, pki = cluster
+    monkeypatch.setattr(_portforwardws, "STALL_SECONDS", 0.5)
+
+    def session() -> list[tuple[int, int, bytes]]:
+        ws = _connect(url, pki)
+        client = Client()
+        ws.send_binary(
+            client.syn_stream(1, {"streamtype": "error", "port": "7003", "requestid": "1"})
+            + client.syn_stream(3, {"streamtype": "data", "port": "7003", "requestid": "1"}))
+        ws.send_binary(
+            client.syn_stream(5, {"streamtype": "error", "port": "7000", "requestid": "2"})
+            + client.syn_stream(7, {"streamtype": "data", "port": "7000", "requestid": "2"}))
+        # More than the pod's socket, the kubelet and the backlog hold: the front end
+        # stops reading until the stalled connection is dropped.
+        for _ in range(64):
+            ws.send_binary(client.data(3, bytes(1 << 20)))
+        ws.send_binary(client.data(7, b"alive", fin=True))
+        ws.send_binary(struct.pack(">HHII", 0x8003, 6, 4, 9))  # PING 9
+
+        def done(frames) -> bool:
+            return (0x80030006, 0, struct.pack(">I", 9)) in frames and sum(
+                1 for first, flags, _ in frames if first in (5, 7) and flags & 1) == 2
+
+        return _frames(ws, done)
+
+    frames = await trio.to_thread.run_sync(session)
+    error = b"".join(body for first, _, body in frames if first == 1)
+    assert b"the pod read nothing for 0.5 s" in error, frames[:6]
+    assert b"".join(body for first, _, body in frames if first == 7) == b"alive"
+

@@ -53,11 +53,32 @@ class Pods:
 
     async def port_forward(self, sandbox_id: str, port: int) -> trio.abc.Stream:
         assert sandbox_id == "s1"
+        if port == 81:
+            return Reset()
         if port != 80:
             raise CriError(f"failed to connect to 127.0.0.9:{port}: connection refused")
         ours, theirs = trio.testing.lockstep_stream_pair()
         self.send.send_nowait(theirs)
         return ours
+
+
+class Reset(trio.abc.HalfCloseableStream):
+    """A pod connection that was reset: writing fails, reading waits."""
+
+    async def send_all(self, data) -> None:
+        raise trio.BrokenResourceError("connection reset by peer")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        pass
+
+    async def send_eof(self) -> None:
+        raise trio.BrokenResourceError("connection reset by peer")
+
+    async def receive_some(self, max_bytes=None) -> bytes:
+        await trio.sleep_forever()
+
+    async def aclose(self) -> None:
+        pass
 
 
 class Collector(Actor):
@@ -156,6 +177,21 @@ async def test_a_reset_drops_the_connection_and_a_failed_dial_says_why(node):
     assert collector.ended(3) == [ForwardEnded(3, (
         "error forwarding port 8080 to pod default/p, uid uid-p: failed to connect to "
         "127.0.0.9:8080: connection refused"))]  # fmt: skip
+
+
+async def test_a_broken_pod_connection_ends_only_itself(node):
+    _, _, pods, collector, _, session = node
+    await session.ask(ForwardOpen(1, 80))
+    pod = await pods.accepted.receive()
+    await session.ask(ForwardOpen(2, 81))
+    assert isinstance(await session.ask(ForwardData(2, b"x")), ForwardTaken)
+    await collector.until(lambda got: collector.ended(2))
+    assert collector.ended(2) == [
+        ForwardEnded(2, "the connection to the pod broke: connection reset by peer")]
+    with trio.fail_after(WAIT):  # the other connection carries on
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.ask, ForwardData(1, b"still"))
+            assert await pod.receive_some(100) == b"still"
 
 
 async def test_the_session_ends_with_its_receiver(node):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,6 +65,7 @@ log = logging.getLogger("actorkube.apiserver.http")
 
 OUTPUT_BUFFER = 16  # messages of output held for a client that reads slowly
 INPUT_BACKLOG = 1024 * 1024  # bytes of a client's stdin held while its command is slow
+CHUNK = 256 * 1024  # bytes of input handed to a kubelet's session in one message at most
 PROTOCOL_ERROR = 1007  # WebSocket close code: a message that breaks the protocol
 
 
@@ -203,22 +205,46 @@ class Backlog:
         self.closed = True
         self._wake()
 
-    async def put(self, item: bytes | None) -> None:
+    async def put(self, item: bytes | None, patience: float = math.inf) -> None:
+        """Queues ``item`` once there is room. Raises ``Stalled`` if nothing was taken
+        for ``patience`` seconds meanwhile."""
         while self.size >= self.limit and not self.closed:
-            await self._changed.wait()
+            with trio.move_on_after(patience) as waited:
+                await self._changed.wait()
+            if waited.cancelled_caught:
+                raise Stalled(f"nothing was taken for {patience:g} s")
         if self.closed:
             return
         self.items.append(item)
         self.size += len(item or b"")
         self._wake()
 
-    async def get(self) -> bytes | None:
+    async def get(self, most: int = CHUNK) -> bytes | None:
+        """What waits next, in order: the bytes at the front joined, up to ``most`` (so
+        that one ask carries many of the client's small messages, and none carries
+        more than a frame may hold), or None for the end."""
         while not self.items:
             await self._changed.wait()
-        item = self.items.popleft()
-        self.size -= len(item or b"")
+        if self.items[0] is None:
+            self.items.popleft()
+            self._wake()
+            return None
+        parts: list[bytes] = []
+        taken = 0
+        while self.items and self.items[0] is not None and taken < most:
+            item = self.items.popleft()
+            if taken + len(item) > most:  # the rest of it stays at the front
+                self.items.appendleft(item[most - taken :])
+                item = item[: most - taken]
+            parts.append(item)
+            taken += len(item)
+        self.size -= taken
         self._wake()
-        return item
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class Stalled(Exception):
+    """A backlog's taker took nothing for as long as its filler would wait."""
 
 
 async def _from_client(receive, send, opened: ExecOpened, protocol: str, stdin: bool,

@@ -15,17 +15,23 @@ Rules of this file:
   ``requestid`` header: ``streamtype`` ``error`` and ``data``, both naming the
   ``port``. Every stream the client opens is answered (SYN_REPLY), as kubectl waits for
   it; once both of a pair are open, the kubelet is asked to connect. What arrives on
-  the data stream is handed to the kubelet in order by the connection's own task, each
-  chunk once the last was written to the pod; up to ``INPUT_BACKLOG`` bytes wait for a
-  slow connection, beyond which the client is no longer read (SPDY's flow control is
-  not used: kubectl's library ignores it) and TCP holds it back. Its FIN is the
-  client's end of the connection, a RST_STREAM drops it at once.
+  the data stream is handed to the kubelet in order by the connection's own task
+  (what waits joined, up to ``_execws.CHUNK`` bytes a message), each once the last was
+  written to the pod; up to ``INPUT_BACKLOG`` bytes wait for a slow connection, beyond
+  which the client is no longer read (SPDY's flow control is not used: kubectl's
+  library ignores it) and TCP holds it back; a pod that takes none of it for
+  ``STALL_SECONDS`` loses the connection (with an error saying so), and the client is
+  read again. Its FIN is
+  the client's end of the connection (data after it is dropped), a RST_STREAM drops it
+  at once; a RST_STREAM for a stream no longer known is ignored.
 - What the pod sends goes out on the data stream. When the connection ends, an error
   (a failed dial, a broken connection) is written on the error stream, which kubectl
   prints, and both streams are closed (FIN).
 - PINGs are answered; a GOAWAY, a frame that breaks SPDY (the socket closes with
   1007), or the client's departure ends the session and every connection in it, as
-  does the kubelet's session going away.
+  does the kubelet's session going away (1011). Once over, the socket is closed and the
+  client read until it is gone (``CLOSE_WAIT`` seconds at most): Hypercorn lets the TCP
+  connection go only then.
 """
 
 from __future__ import annotations
@@ -39,7 +45,14 @@ import trio
 from actorkube.actor import ActorError, ActorRef, Terminated, handler
 from actorkube.client import ApiClient
 
-from ._execws import PROTOCOL_ERROR, Backlog, Receiver, kubelet_session, refuse_websocket
+from ._execws import (
+    PROTOCOL_ERROR,
+    Backlog,
+    Receiver,
+    Stalled,
+    kubelet_session,
+    refuse_websocket,
+)
 from ._messages import ApiRequest
 from ._portforward import (
     SUBPROTOCOL,
@@ -69,6 +82,9 @@ from ._spdy import (
 
 log = logging.getLogger("actorkube.apiserver.http")
 
+STALL_SECONDS = 30.0  # a pod may take none of a full backlog for this long
+CLOSE_WAIT = 5.0  # seconds the client is read after the close, until it is gone
+MAX_PORTS = 128  # the channel protocol: two channels a port, in one byte
 INPUT_BACKLOG = 1024 * 1024  # bytes of a connection's input held while its pod is slow
 
 
@@ -113,7 +129,8 @@ async def serve_portforward(client: ApiClient, req: ApiRequest, scope: dict, rec
         refusal = (f"unable to upgrade: no supported subprotocol: offered "
                    f"[{' '.join(offered)}], supported [{SUBPROTOCOL} {V4}]")  # fmt: skip
     elif protocol == V4 and not ports:
-        refusal = "query parameter ports must name one or more ports (1-65535)"
+        refusal = (f"query parameter ports must name 1 to {MAX_PORTS} ports, each "
+                   "1-65535")  # fmt: skip
     if refusal is not None:
         await refuse_websocket(scope, send, 400, _status(400, "BadRequest", refusal))
         return
@@ -139,13 +156,17 @@ def _status(code: int, reason: str, message: str) -> dict:
             "message": message, "reason": reason, "code": code}  # fmt: skip
 
 
+def _port(text: str) -> int:
+    """A port number written in ASCII digits, or 0."""
+    port = int(text) if text.isascii() and text.isdigit() else 0
+    return port if port < 65536 else 0
+
+
 def _ports(value: str) -> list[int]:
-    """The ``ports`` parameter's ports (comma-separated), or [] if any is not one."""
-    try:
-        ports = [int(p) for p in value.split(",") if p.strip()]
-    except ValueError:
-        return []
-    return ports if all(0 < p < 65536 for p in ports) else []
+    """The ``ports`` parameter's ports (comma-separated), or [] if any is not one or
+    there are more than a channel byte can name."""
+    ports = [_port(p.strip()) for p in value.split(",") if p.strip()]
+    return ports if all(ports) and len(ports) <= MAX_PORTS else []
 
 
 @attrs.define
@@ -158,6 +179,7 @@ class _Pair:
     error: int = 0
     backlog: Backlog | None = None  # once the kubelet is asked to connect
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    ended_input: bool = False  # the client's end of it came (what follows is dropped)
 
 
 class _Bridge(abc.ABC):
@@ -170,6 +192,9 @@ class _Bridge(abc.ABC):
         self._send = send
         self._lock = trio.Lock()  # frames go out whole and in the order they were made
         self.pairs: dict[int, _Pair] = {}
+        self.disconnected = False  # the client went away
+        self.close_code = 0  # the close we sent, if we did
+        self.end_code = 1000  # the close to send when the session ends
 
     async def send(self, frame: bytes) -> None:
         async with self._lock:
@@ -189,10 +214,27 @@ class _Bridge(abc.ABC):
         the session."""
 
     async def run(self, receive, output: trio.MemoryReceiveChannel) -> None:
+        """Carries the session until the client, the kubelet's session or the protocol
+        ends it; then closes the socket and reads the client until it is gone (else
+        Hypercorn keeps the TCP connection), for at most ``CLOSE_WAIT`` seconds."""
+        await self._carry(receive, output)
+        if self.disconnected:
+            return
+        if not self.close_code:
+            await self._close(self.end_code)
+        with trio.move_on_after(CLOSE_WAIT):
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+
+    async def _close(self, code: int) -> None:
+        self.close_code = code
+        await self._send({"type": "websocket.close", "code": code})
+
+    async def _carry(self, receive, output: trio.MemoryReceiveChannel) -> None:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
+            await self._started()  # (its connections exist before the client is read)
             nursery.start_soon(self._from_client, receive, nursery.cancel_scope)
-            await self._started()
             async for msg in output:
                 if isinstance(msg, ForwardOutput):
                     pair = self.pairs.get(msg.request_id)
@@ -205,6 +247,7 @@ class _Bridge(abc.ABC):
                         break
                 elif isinstance(msg, _Gone):
                     log.info("port-forward: %s", msg.why)
+                    self.end_code = 1011
                     break
             nursery.cancel_scope.cancel()
 
@@ -241,6 +284,7 @@ class _Bridge(abc.ABC):
                     await self.session.ask(ForwardData(request_id, data), timeout=None)
             except ActorError as e:
                 log.info("port-forward: the kubelet's session did not answer: %s", e)
+                self.end_code = 1011
                 self.nursery.cancel_scope.cancel()
 
     async def _from_client(self, receive, done: trio.CancelScope) -> None:
@@ -248,6 +292,7 @@ class _Bridge(abc.ABC):
             while True:
                 message = await receive()
                 if message["type"] == "websocket.disconnect":
+                    self.disconnected = True
                     return
                 data = message.get("bytes")
                 if data is None:  # a text message: both protocols are binary only
@@ -259,8 +304,25 @@ class _Bridge(abc.ABC):
 
     async def _protocol_error(self, why: str) -> bool:
         log.warning("port-forward: closing a client's WebSocket: %s", why)
-        await self._send({"type": "websocket.close", "code": PROTOCOL_ERROR})
+        await self._close(PROTOCOL_ERROR)
         return False
+
+    async def _input(self, request_id: int, pair: _Pair, data: bytes | None) -> None:
+        """Queues the client's input for the connection (None: its end). A pod that takes
+        nothing for ``STALL_SECONDS`` while ``INPUT_BACKLOG`` bytes wait loses the
+        connection (the error says why), so that the client is read again: its other
+        connections, its resets and its departure."""
+        if pair.backlog is None or pair.ended_input or request_id not in self.pairs:
+            return
+        pair.ended_input = data is None
+        try:
+            await pair.backlog.put(data, patience=STALL_SECONDS)
+        except Stalled:
+            if self._forget(request_id) is not None:
+                self.session.tell(ForwardReset(request_id))
+                why = (f"the pod read nothing for {STALL_SECONDS:g} s while {INPUT_BACKLOG} "
+                       "bytes waited for it: the connection was dropped")  # fmt: skip
+                await self._ended(pair, request_id, why)
 
 
 class _SpdyBridge(_Bridge):
@@ -300,24 +362,26 @@ class _SpdyBridge(_Bridge):
 
     async def _on_frame(self, frame: Control | Data) -> bool:
         if isinstance(frame, Data):
-            kind, request_id = self.streams.get(frame.stream_id, ("", 0))
+            kind, request_id = self.streams.get(frame.stream_id, ("", -1))
             pair = self.pairs.get(request_id)
-            if kind == "data" and pair is not None and pair.backlog is not None:
+            if kind == "data" and pair is not None:
                 if frame.data:
-                    await pair.backlog.put(frame.data)
+                    await self._input(request_id, pair, frame.data)
                 if frame.fin:
-                    await pair.backlog.put(None)
+                    await self._input(request_id, pair, None)
             return True  # (the error stream carries nothing from the client)
         if frame.type == SYN_STREAM:
             await self._syn_stream(frame)
         elif frame.type == RST_STREAM:
-            _, request_id = self.streams.get(frame.stream_id, ("", 0))
+            # (a stream we no longer know, as kubectl resets both of a connection that
+            # ended, is no connection's: request ids start at 0)
+            _, request_id = self.streams.get(frame.stream_id, ("", -1))
             if self._forget(request_id) is not None:
                 self.session.tell(ForwardReset(request_id))
         elif frame.type == PING:
             await self.send(self.writer.ping(frame.value))
         elif frame.type == GOAWAY:
-            return False
+            return False  # (the session ends with a normal close)
         return True
 
     async def _syn_stream(self, frame: Control) -> None:
@@ -338,8 +402,8 @@ class _SpdyBridge(_Bridge):
         setattr(pair, kind, frame.stream_id)
         pair.port = headers.get("port", pair.port)
         if pair.data and pair.error and pair.backlog is None:
-            port = int(pair.port) if pair.port.isdigit() else 0
-            if not 0 < port < 65536:
+            port = _port(pair.port)
+            if not port:
                 self._forget(request_id)
                 await self._ended(pair, request_id, f"invalid port {pair.port!r}")
                 return
@@ -359,11 +423,12 @@ class _ChannelBridge(_Bridge):
 
     async def _started(self) -> None:
         for i, port in enumerate(self.ports):
+            pair = self.pairs[i] = _Pair(port=str(port))
+            self._open(i, port, pair)
+        for i, port in enumerate(self.ports):
             number = port.to_bytes(2, "little")
             await self.send(bytes([2 * i]) + number)
             await self.send(bytes([2 * i + 1]) + number)
-            pair = self.pairs[i] = _Pair(port=str(port))
-            self._open(i, port, pair)
 
     async def _output(self, pair: _Pair, request_id: int, data: bytes) -> None:
         await self.send(bytes([2 * request_id]) + data)
@@ -371,15 +436,12 @@ class _ChannelBridge(_Bridge):
     async def _ended(self, pair: _Pair, request_id: int, error: str) -> bool:
         if error:
             await self.send(bytes([2 * request_id + 1]) + error.encode())
-        if self.pairs:
-            return True
-        await self._send({"type": "websocket.close", "code": 1000})
-        return False
+        return bool(self.pairs)  # (the socket closes normally once none is left)
 
     async def _on_message(self, data: bytes) -> bool:
         if not data or data[0] >= 2 * len(self.ports):
             return await self._protocol_error(f"no channel {data[:1]!r} for these ports")
         pair = self.pairs.get(data[0] // 2)
-        if data[0] % 2 == 0 and pair is not None and pair.backlog is not None and data[1:]:
-            await pair.backlog.put(bytes(data[1:]))
+        if data[0] % 2 == 0 and pair is not None and data[1:]:
+            await self._input(data[0] // 2, pair, bytes(data[1:]))
         return True

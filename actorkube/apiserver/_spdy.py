@@ -6,9 +6,10 @@ Rules of this file:
 
 - ``SpdyReader.feed`` takes bytes as they come and returns the whole frames in them;
   a frame that breaks the protocol (a version other than 3, a control frame too short
-  for its type, a header block that does not inflate, a frame above ``MAX_FRAME``)
-  raises ``SpdyError``, after which the session is over (the header compression state
-  is shared by every later frame, so nothing after a bad frame can be trusted).
+  for its type, a header block that does not inflate or inflates past
+  ``MAX_HEADERS``) raises ``SpdyError``, after which the session is over (the header
+  compression state is shared by every later frame, so nothing after a bad frame can
+  be trusted).
 - Header blocks are compressed with zlib and SPDY/3's dictionary, one compression
   stream per direction for the whole session, each block flushed (``Z_SYNC_FLUSH``).
   Names are lowercase on the wire; a value may hold several, separated by NUL.
@@ -26,6 +27,7 @@ import attrs
 
 VERSION = 3
 MAX_FRAME = 16 * 1024 * 1024  # the 24-bit length's own limit
+MAX_HEADERS = 1024 * 1024  # bytes a header block may inflate to (Go's MaxHeaderBytes)
 
 # Control frame types
 SYN_STREAM = 1
@@ -168,9 +170,12 @@ class SpdyReader:
 
     def _headers(self, block: bytes) -> dict[str, list[str]]:
         try:
-            raw = self._inflate.decompress(block)
+            raw = self._inflate.decompress(block, MAX_HEADERS + 1)
         except zlib.error as e:
             raise SpdyError(f"a header block does not inflate: {e}") from None
+        if len(raw) > MAX_HEADERS or self._inflate.unconsumed_tail:
+            # (a few bytes inflate to gigabytes: never more than this is made)
+            raise SpdyError(f"a header block inflates to more than {MAX_HEADERS} bytes")
         try:
             (count,) = _U32.unpack_from(raw)
             offset = 4

@@ -217,31 +217,45 @@ class PortForwardSession(Actor):
     async def _carry(self, request_id: int, connection: _Connection,
                      stream: trio.abc.Stream) -> str:  # fmt: skip
         """Carries the connection both ways until the pod closes it; why it broke, if
-        it did."""
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._write, connection, stream)
-                while True:
-                    data = bytes(await stream.receive_some(READ_SIZE))  # (a bytearray, some)
-                    if not data:
-                        break
-                    try:
-                        await self.receiver.ask(ForwardOutput(request_id, data), timeout=None)
-                    except ActorError:
-                        self._cancel.cancel()
-                        break
-                nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, OSError) as e:
-            return f"the connection to the pod broke: {e}"
-        return ""
+        it did (each direction catches its own errors: a nursery would wrap them)."""
+        broke: list[str] = []
+        async with trio.open_nursery() as nursery:
 
-    async def _write(self, connection: _Connection, stream: trio.abc.Stream) -> None:
+            def fail(e: Exception) -> None:
+                broke.append(f"the connection to the pod broke: {e}")
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(self._write, connection, stream, fail)
+            while True:
+                try:
+                    data = bytes(await stream.receive_some(READ_SIZE))  # (a bytearray, some)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                    fail(e)
+                    break
+                if not data:
+                    break
+                try:
+                    await self.receiver.ask(ForwardOutput(request_id, data), timeout=None)
+                except ActorError:
+                    self._cancel.cancel()
+                    break
+            nursery.cancel_scope.cancel()
+        return broke[0] if broke else ""
+
+    async def _write(self, connection: _Connection, stream: trio.abc.Stream, fail) -> None:
         async for data, reply in connection.receive:
-            if data is None:
-                with contextlib.suppress(trio.BrokenResourceError, OSError):
-                    if isinstance(stream, trio.abc.HalfCloseableStream):
-                        await stream.send_eof()
-            else:
-                await stream.send_all(data)
+            try:
+                if data is None:
+                    # best effort: a pod that is gone tells its reader as much
+                    with contextlib.suppress(trio.BrokenResourceError, OSError):
+                        if isinstance(stream, trio.abc.HalfCloseableStream):
+                            await stream.send_eof()
+                else:
+                    await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                if reply is not None:
+                    reply.send(ForwardTaken())
+                fail(e)
+                return
             if reply is not None:
                 reply.send(ForwardTaken())
