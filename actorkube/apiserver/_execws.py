@@ -192,7 +192,7 @@ class Backlog:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.items: deque[bytes | None] = deque()  # None: the end of the input
+        self.items: deque[bytes | memoryview | None] = deque()  # None: the end of it
         self.size = 0
         self.closed = False
         self._changed = trio.Event()
@@ -229,18 +229,19 @@ class Backlog:
             self.items.popleft()
             self._wake()
             return None
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         taken = 0
         while self.items and self.items[0] is not None and taken < most:
             item = self.items.popleft()
-            if taken + len(item) > most:  # the rest of it stays at the front
-                self.items.appendleft(item[most - taken :])
-                item = item[: most - taken]
+            if taken + len(item) > most:  # the rest stays at the front, not copied
+                rest = memoryview(item)
+                self.items.appendleft(rest[most - taken :])
+                item = rest[: most - taken]
             parts.append(item)
             taken += len(item)
         self.size -= taken
         self._wake()
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
 
 class Stalled(Exception):

@@ -20,8 +20,8 @@ Rules of this file:
   written to the pod; up to ``INPUT_BACKLOG`` bytes wait for a slow connection, beyond
   which the client is no longer read (SPDY's flow control is not used: kubectl's
   library ignores it) and TCP holds it back; a pod that takes none of it for
-  ``STALL_SECONDS`` loses the connection (with an error saying so), and the client is
-  read again. Its FIN is
+  ``STALL_SECONDS`` loses the connection (closed as if by the pod; the reason is
+  logged), and the client is read again. Its FIN is
   the client's end of the connection (data after it is dropped), a RST_STREAM drops it
   at once; a RST_STREAM for a stream no longer known is ignored.
 - What the pod sends goes out on the data stream. When the connection ends, an error
@@ -158,7 +158,7 @@ def _status(code: int, reason: str, message: str) -> dict:
 
 def _port(text: str) -> int:
     """A port number written in ASCII digits, or 0."""
-    port = int(text) if text.isascii() and text.isdigit() else 0
+    port = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
     return port if port < 65536 else 0
 
 
@@ -310,19 +310,23 @@ class _Bridge(abc.ABC):
     async def _input(self, request_id: int, pair: _Pair, data: bytes | None) -> None:
         """Queues the client's input for the connection (None: its end). A pod that takes
         nothing for ``STALL_SECONDS`` while ``INPUT_BACKLOG`` bytes wait loses the
-        connection (the error says why), so that the client is read again: its other
-        connections, its resets and its departure."""
+        connection, so that the client is read again: its other connections, its resets
+        and its departure. It is closed as if the pod had closed it, and the reason is
+        logged, not sent: kubectl ends the whole port-forward on any error it is sent."""
         if pair.backlog is None or pair.ended_input or request_id not in self.pairs:
             return
         pair.ended_input = data is None
         try:
             await pair.backlog.put(data, patience=STALL_SECONDS)
         except Stalled:
-            if self._forget(request_id) is not None:
-                self.session.tell(ForwardReset(request_id))
-                why = (f"the pod read nothing for {STALL_SECONDS:g} s while {INPUT_BACKLOG} "
-                       "bytes waited for it: the connection was dropped")  # fmt: skip
-                await self._ended(pair, request_id, why)
+            if self._forget(request_id) is None:
+                return
+            log.warning("port-forward: the pod read nothing for %g s while %d bytes waited "
+                        "for it: connection %d to port %s dropped", STALL_SECONDS,
+                        INPUT_BACKLOG, request_id, pair.port)  # fmt: skip
+            self.session.tell(ForwardReset(request_id))
+            if not await self._ended(pair, request_id, ""):
+                self.nursery.cancel_scope.cancel()  # (its last connection)
 
 
 class _SpdyBridge(_Bridge):
