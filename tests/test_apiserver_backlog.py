@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from actorkube.apiserver._execws import Backlog, Stalled
+from actorkube.apiserver._wsstreams import Backlog, Stalled
 
 
 async def test_what_waits_is_joined_up_to_a_size_and_the_end_stands_alone():

@@ -43,12 +43,13 @@ from actorkube.client import ApiClient
 
 from . import _errors as errors
 from ._bodies import APPLY_PATCH
-from ._execws import refuse_websocket, serve_exec
+from ._execws import serve_exec
 from ._messages import ApiRequest, ApiResponse
 from ._metrics import CONTENT_TYPE
 from ._portforwardws import serve_portforward
 from ._registry import Registry
 from ._rest import AGGREGATED, is_non_resource, is_true, parse_request
+from ._wsstreams import refuse_websocket
 
 log = logging.getLogger("actorkube.apiserver.http")
 

@@ -16,7 +16,7 @@ Rules of this file:
   ``port``. Every stream the client opens is answered (SYN_REPLY), as kubectl waits for
   it; once both of a pair are open, the kubelet is asked to connect. What arrives on
   the data stream is handed to the kubelet in order by the connection's own task
-  (what waits joined, up to ``_execws.CHUNK`` bytes a message), each once the last was
+  (what waits joined, up to ``_wsstreams.CHUNK`` bytes a message), each once the last was
   written to the pod; up to ``INPUT_BACKLOG`` bytes wait for a slow connection, beyond
   which the client is no longer read (SPDY's flow control is not used: kubectl's
   library ignores it) and TCP holds it back; a pod that takes none of it for
@@ -45,14 +45,6 @@ import trio
 from actorkube.actor import ActorError, ActorRef, Terminated, handler
 from actorkube.client import ApiClient
 
-from ._execws import (
-    PROTOCOL_ERROR,
-    Backlog,
-    Receiver,
-    Stalled,
-    kubelet_session,
-    refuse_websocket,
-)
 from ._messages import ApiRequest
 from ._portforward import (
     SUBPROTOCOL,
@@ -78,6 +70,14 @@ from ._spdy import (
 )
 from ._spdy import (
     PROTOCOL_ERROR as SPDY_PROTOCOL_ERROR,
+)
+from ._wsstreams import (
+    PROTOCOL_ERROR,
+    Backlog,
+    Receiver,
+    Stalled,
+    kubelet_session,
+    refuse_websocket,
 )
 
 log = logging.getLogger("actorkube.apiserver.http")
