@@ -182,16 +182,12 @@ async def _to_session(session, backlog: Backlog, done: trio.CancelScope) -> None
     of stdin too: asked, so it cannot be lost). A session that cannot take it (gone, or
     its mailbox full) ends the exec: the command is killed rather than left waiting for
     input that will never come."""
-    while True:
-        data = await backlog.get()
-        try:
-            await session.ask(ExecInput(data) if data is not None else ExecInputClosed(),
-                              timeout=None)  # fmt: skip
-        except ActorError as e:
-            log.warning("exec: the session did not take the client's input: %s", e)
-            session.tell(ExecCancel())
-            done.cancel()
-            return
+    try:
+        await backlog.deliver(session, ExecInput, ExecInputClosed())
+    except ActorError as e:
+        log.warning("exec: the session did not take the client's input: %s", e)
+        session.tell(ExecCancel())
+        done.cancel()
 
 
 async def _finish(send, status: object) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import abc
 import logging
+from functools import partial
 
 import attrs
 import trio
@@ -276,12 +277,8 @@ class _Bridge(abc.ABC):
         with pair.scope:
             try:
                 await self.session.ask(ForwardOpen(request_id, port), timeout=None)
-                while True:
-                    data = await backlog.get()
-                    if data is None:
-                        await self.session.ask(ForwardClose(request_id), timeout=None)
-                        return
-                    await self.session.ask(ForwardData(request_id, data), timeout=None)
+                await backlog.deliver(self.session, partial(ForwardData, request_id),
+                                      ForwardClose(request_id))  # fmt: skip
             except ActorError as e:
                 log.info("port-forward: the kubelet's session did not answer: %s", e)
                 self.end_code = 1011

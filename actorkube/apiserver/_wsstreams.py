@@ -21,13 +21,13 @@ import contextlib
 import json
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import attrs
 import trio
 
-from actorkube.actor import Actor
+from actorkube.actor import Actor, ActorRef
 from actorkube.client import ApiClient
 
 from ._messages import ApiRequest, ApiResponse
@@ -127,6 +127,19 @@ class Backlog:
         self.size -= taken
         self._wake()
         return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+
+
+    async def deliver(self, session: ActorRef, chunk: Callable[[bytes], object],
+                      end: object) -> None:  # fmt: skip
+        """Asks ``session`` to take what waits, in order, each once it took the last:
+        ``chunk(data)`` for bytes, ``end`` for the end (then returns; asked too, so it
+        cannot be lost). Raises ``ActorError`` if the session cannot take it."""
+        while True:
+            data = await self.get()
+            if data is None:
+                await session.ask(end, timeout=None)
+                return
+            await session.ask(chunk(data), timeout=None)
 
 
 class Stalled(Exception):
